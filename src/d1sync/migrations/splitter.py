@@ -1,0 +1,117 @@
+"""Split SQL text into statements the way SQLite reads it.
+
+A ``;`` ends a statement only outside quotes (``'...'``, ``"..."``, `````...`````, ``[...]``), outside
+comments (``-- ...`` and ``/* ... */``) and outside trigger bodies (``CREATE TRIGGER ... BEGIN ... END;``).
+Trigger bodies are recognised by SQLite's own tokenizer (:func:`sqlite3.complete_statement`), so a ``;``
+inside ``BEGIN ... END`` never splits. CRLF line endings are normalised; a missing final ``;`` is fine.
+
+D1 re-splits a multi-statement request on the server and gets exactly these cases wrong (d1-contract §5),
+which is why d1sync splits on the client and sends each statement on its own.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+
+__all__ = [
+    "SplitStatement",
+    "first_keyword",
+    "is_transaction_control",
+    "split_statements",
+    "split_with_lines",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SplitStatement:
+    """One statement: its text (no trailing ``;``, leading comments removed) and its 1-based first line."""
+
+    sql: str
+    line: int
+
+
+def split_with_lines(text: str) -> list[SplitStatement]:
+    """Split ``text`` into statements, each with the line it starts on."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    out: list[SplitStatement] = []
+    n = len(text)
+    i = 0
+    start = 0  # start of the current statement's text (after leading blanks/comments)
+    has_code = False  # has the current statement any token yet?
+    while i < n:
+        c = text[i]
+        if c == "-" and text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+            if not has_code:
+                start = i
+            continue
+        if c == "/" and text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            if not has_code:
+                start = i
+            continue
+        if c.isspace():
+            i += 1
+            if not has_code:
+                start = i
+            continue
+        if c in "'\"`[":
+            close = "]" if c == "[" else c
+            j = i + 1
+            while True:
+                j = text.find(close, j)
+                if j < 0:
+                    j = n
+                    break
+                # A doubled quote is an escaped quote inside the literal.
+                if close != "]" and text.startswith(close * 2, j):
+                    j += 2
+                    continue
+                j += 1
+                break
+            has_code = True
+            i = j
+            continue
+        if c == ";":
+            if has_code:
+                candidate = text[start : i + 1]
+                # Inside a trigger body SQLite says the statement is not complete yet.
+                if not sqlite3.complete_statement(candidate):
+                    i += 1
+                    continue
+                out.append(SplitStatement(text[start:i].rstrip(), text.count("\n", 0, start) + 1))
+            i += 1
+            start = i
+            has_code = False
+            continue
+        has_code = True
+        i += 1
+    if has_code:
+        out.append(SplitStatement(text[start:].rstrip(), text.count("\n", 0, start) + 1))
+    return out
+
+
+def split_statements(text: str) -> list[str]:
+    """Split ``text`` into statement strings (see the module docstring for the rules)."""
+    return [s.sql for s in split_with_lines(text)]
+
+
+_KEYWORD = re.compile(r"[A-Za-z_]+")
+
+
+def first_keyword(sql: str) -> str:
+    """The first keyword of one statement from :func:`split_statements`, upper-cased ("" if none)."""
+    m = _KEYWORD.match(sql.lstrip())
+    return m.group(0).upper() if m else ""
+
+
+_TRANSACTION_KEYWORDS = frozenset({"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"})
+
+
+def is_transaction_control(sql: str) -> bool:
+    """True for ``BEGIN``/``COMMIT``/``END``/``ROLLBACK``/``SAVEPOINT``/``RELEASE`` (refused by D1)."""
+    return first_keyword(sql) in _TRANSACTION_KEYWORDS
