@@ -1,0 +1,465 @@
+"""The sans-I/O core of the D1 REST client: requests, envelopes, errors and retry decisions.
+
+Nothing here touches the network or sleeps. :class:`~d1sync.client.D1Client` and
+:class:`~d1sync.client.AsyncD1Client` wrap it with ``httpx.Client`` / ``httpx.AsyncClient`` and differ only in
+``def`` / ``async def``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from d1sync import __version__
+from d1sync.database import Meta, RawResult, Result
+from d1sync.errors import (
+    AuthError,
+    D1Error,
+    DatabaseNotFoundError,
+    InvalidRequestError,
+    LimitError,
+    NetworkError,
+    NotFoundError,
+    RateLimitedError,
+    RequestTimeoutError,
+    SQLError,
+    TransientError,
+    ValueEncodingError,
+)
+from d1sync.migrations.splitter import first_keyword, split_statements
+from d1sync.values import decode_json, decode_row_value, encode_params
+
+from .config import ClientConfig
+
+__all__ = [
+    "ApiRequest",
+    "ClientCore",
+    "DatabasePager",
+    "RetryPolicy",
+    "classify_error",
+    "is_read_only",
+    "parse_retry_after",
+]
+
+Shape = Literal["query", "raw", "json"]
+
+# -- which statements are safe to send twice ---------------------------------------------------------------
+
+_READ_KEYWORDS = frozenset({"SELECT", "EXPLAIN"})
+_MAYBE_READ_KEYWORDS = frozenset({"WITH", "VALUES", "PRAGMA"})
+_WRITE_WORDS = re.compile(
+    r"\b(INSERT|UPDATE|DELETE|REPLACE|UPSERT|CREATE|DROP|ALTER|ATTACH|DETACH|VACUUM|REINDEX|ANALYZE|RETURNING)\b",
+    re.IGNORECASE,
+)
+
+
+def is_read_only(sql: str) -> bool:
+    """True when every statement in ``sql`` only reads, so sending it twice cannot change anything.
+
+    Conservative: ``SELECT`` and ``EXPLAIN`` are reads; ``WITH``, ``VALUES`` and ``PRAGMA`` are reads only if
+    no write keyword appears anywhere in the text (even inside a string literal) and a ``PRAGMA`` sets
+    nothing (no ``=``). Everything else, and empty text, counts as a write.
+    """
+    statements = split_statements(sql)
+    if not statements:
+        return False
+    for statement in statements:
+        keyword = first_keyword(statement)
+        if keyword in _READ_KEYWORDS:
+            continue
+        if keyword not in _MAYBE_READ_KEYWORDS or _WRITE_WORDS.search(statement):
+            return False
+        if keyword == "PRAGMA" and "=" in statement:
+            return False
+    return True
+
+
+# -- retry policy -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Capped exponential back-off with full jitter.
+
+    Attempt ``n`` (0-based) waits a uniform random time in ``[0, min(cap, base * 2**n)]``; a server's
+    ``retry-after`` replaces that delay. A ``retry-after`` longer than ``max_retry_after`` is not waited
+    for: the :class:`~d1sync.errors.RateLimitedError` is raised at once (it carries ``retry_after``).
+    """
+
+    max_retries: int = 3
+    base: float = 0.5
+    cap: float = 30.0
+    max_retry_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0 or self.base < 0 or self.cap < 0:
+            raise ValueError("max_retries, backoff base and cap must not be negative")
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """The jittered delay before retry number ``attempt + 1``."""
+        ceiling = min(self.cap, self.base * (2.0 ** min(attempt, 62)))
+        return rng.uniform(0.0, ceiling)
+
+
+# Failures that prove the request never left this machine: safe to resend even a write.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+# -- error classification (d1-contract §2) ------------------------------------------------------------------
+
+_TRANSIENT_MESSAGES = (
+    "network connection lost",
+    "storage caused object to be reset",
+    "d1 db reset because its code was updated",
+    "d1 db is overloaded",
+    "cannot resolve d1 db due to transient issue",
+)
+_LIMIT_MESSAGES = ("sqlite_toobig", "too many sql variables", "string or blob too big")
+_AUTH_CODES = frozenset({7403, 9109, 10000})
+_GATEWAY_STATUSES = frozenset({502, 503, 504})
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``retry-after`` header (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+
+
+def classify_error(
+    *,
+    status: int,
+    code: int | None,
+    message: str,
+    statement: str | None = None,
+    retry_after: float | None = None,
+) -> D1Error:
+    """The d1sync error for a D1 failure, from its error code, HTTP status and message (d1-contract §2)."""
+    kwargs: dict[str, Any] = {"code": code, "status": status, "statement": statement}
+    lowered = message.lower()
+    if code == 971 or status == 429:
+        return RateLimitedError(message, retry_after=retry_after, **kwargs)
+    if any(m in lowered for m in _TRANSIENT_MESSAGES):
+        # D1 reports some infrastructure hiccups as 7500/400; they pass on retry.
+        return TransientError(message, **kwargs)
+    if code in _AUTH_CODES or status in (401, 403):
+        return AuthError(message, **kwargs)
+    if code == 7404:
+        return DatabaseNotFoundError(message, **kwargs)
+    if code == 7003 or (code is None and status == 404):
+        return NotFoundError(message, **kwargs)
+    if code == 7400:
+        return InvalidRequestError(message, **kwargs)
+    if status == 408:
+        return RequestTimeoutError(message, **kwargs)
+    if status >= 500:
+        return TransientError(message, **kwargs)
+    if code == 7500:
+        if any(m in lowered for m in _LIMIT_MESSAGES):
+            return LimitError(message, **kwargs)
+        return SQLError(message, **kwargs)
+    if 400 <= status < 500:
+        return InvalidRequestError(message, **kwargs)
+    return D1Error(message, **kwargs)
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _describe_body(content: bytes, content_type: str) -> str:
+    stripped = content.strip()
+    if not stripped:
+        return "an empty body"
+    if "html" in content_type.lower() or stripped[:1] == b"<":
+        title = _TITLE.search(stripped[:4096])
+        if title:
+            text = " ".join(title.group(1).decode("utf-8", "replace").split())[:100]
+            return f"an HTML body ({text!r})"
+        return "an HTML body"
+    return "a body that is not JSON"
+
+
+def non_envelope_error(status: int, content: bytes, headers: Mapping[str, str], statement: str | None) -> D1Error:
+    """The error for a response that is not D1's JSON envelope (gateway pages, empty or truncated bodies)."""
+    body = _describe_body(content, headers.get("content-type", ""))
+    gateway = " (gateway error)" if status in _GATEWAY_STATUSES else ""
+    message = f"HTTP {status} with {body}{gateway}, not D1's JSON envelope"
+    error = classify_error(
+        status=status, code=None, message=message, statement=statement,
+        retry_after=parse_retry_after(headers.get("retry-after")),
+    )  # fmt: skip
+    if type(error) in (D1Error, InvalidRequestError) and not 400 <= status < 500:
+        # A 2xx/3xx that is not JSON is a broken or truncated answer: the next one may be fine.
+        return TransientError(message, status=status, statement=statement)
+    return error
+
+
+# -- requests ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    """One HTTP request to the D1 API, plus what the client needs to judge its failure."""
+
+    method: str
+    url: str
+    shape: Shape
+    content: bytes | None = None
+    params: Mapping[str, str | int] = field(default_factory=dict)
+    statement: str | None = None
+    safe_to_retry: bool = False
+
+
+def _encode_body(body: object) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _statement_body(sql: str, params: Sequence[Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"sql": sql}
+    if params:
+        body["params"] = encode_params(params)
+    return body
+
+
+class ClientCore:
+    """Request building, response parsing and retry decisions for one client configuration."""
+
+    def __init__(self, config: ClientConfig, policy: RetryPolicy, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.policy = policy
+        self.rng = rng or random.Random()
+        self.host = urlsplit(config.base_url).netloc
+
+    # headers and secrets
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.config.api_token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"d1sync/{__version__}",
+        }
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API token replaced by ``***`` (defence in depth for wrapped exception text)."""
+        token = self.config.api_token
+        return text.replace(token, "***") if token else text
+
+    def describe(self, cls_name: str) -> str:
+        c = self.config
+        return f"{cls_name}(account_id={c.account_id!r}, database_id={c.database_id!r}, base_url={c.base_url!r})"
+
+    # URLs
+
+    def _account_url(self) -> str:
+        return f"{self.config.base_url}/accounts/{quote(self.config.account_id, safe='')}/d1/database"
+
+    def _database_url(self, database_id: str) -> str:
+        return f"{self._account_url()}/{quote(database_id, safe='')}"
+
+    # SQL requests
+
+    def statement_request(
+        self, sql: str, params: Sequence[Any], *, raw: bool = False, idempotent: bool = False
+    ) -> ApiRequest:
+        """``POST .../query`` (or ``/raw``) with a single ``{"sql", "params"}`` body."""
+        body = _statement_body(sql, params)
+        return self._sql_request(body, raw=raw, statement=sql, safe=idempotent or is_read_only(sql))
+
+    def batch_request(
+        self, statements: Sequence[tuple[str, Sequence[Any]]], *, raw: bool = False, idempotent: bool = False
+    ) -> ApiRequest:
+        """``POST .../query`` (or ``/raw``) with one ``{"batch": [...]}`` body: atomic on D1."""
+        items = []
+        for index, (sql, params) in enumerate(statements, start=1):
+            try:
+                items.append(_statement_body(sql, params))
+            except ValueEncodingError as exc:
+                raise ValueEncodingError(f"statement {index} of the batch: {exc}") from exc
+        safe = idempotent or all(is_read_only(sql) for sql, _ in statements)
+        first = statements[0][0] if statements else None
+        return self._sql_request({"batch": items}, raw=raw, statement=first, safe=safe)
+
+    def _sql_request(self, body: dict[str, Any], *, raw: bool, statement: str | None, safe: bool) -> ApiRequest:
+        endpoint = "raw" if raw else "query"
+        url = f"{self._database_url(self.config.require_database_id())}/{endpoint}"
+        return ApiRequest(
+            "POST", url, "raw" if raw else "query", _encode_body(body), statement=statement, safe_to_retry=safe
+        )
+
+    # database management
+
+    def list_request(self, page: int, per_page: int, name: str | None) -> ApiRequest:
+        params: dict[str, str | int] = {"page": page, "per_page": per_page}
+        if name:
+            params["name"] = name
+        return ApiRequest("GET", self._account_url(), "json", params=params, safe_to_retry=True)
+
+    def create_request(self, name: str, primary_location_hint: str | None) -> ApiRequest:
+        body: dict[str, str] = {"name": name}
+        if primary_location_hint:
+            body["primary_location_hint"] = primary_location_hint
+        return ApiRequest("POST", self._account_url(), "json", _encode_body(body))
+
+    def get_request(self, database_id: str) -> ApiRequest:
+        return ApiRequest("GET", self._database_url(database_id), "json", safe_to_retry=True)
+
+    def delete_request(self, database_id: str) -> ApiRequest:
+        # Not retried: a DELETE that went through but lost its answer would come back as 7404.
+        return ApiRequest("DELETE", self._database_url(database_id), "json")
+
+    # responses
+
+    def parse_response(
+        self, request: ApiRequest, status: int, headers: Mapping[str, str], content: bytes
+    ) -> dict[str, Any]:
+        """The envelope of a successful response; raises the classified :class:`D1Error` otherwise."""
+        try:
+            data = decode_json(content) if content.strip() else None
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            data = None
+        if not isinstance(data, dict) or not ("success" in data or "errors" in data):
+            raise self._redacted(non_envelope_error(status, content, headers, request.statement))
+        if data.get("success") is True and 200 <= status < 300:
+            return data
+        errors = [e for e in data.get("errors") or [] if isinstance(e, Mapping)]
+        code = errors[0].get("code") if errors else None
+        messages = [str(e.get("message", "")).strip() for e in errors]
+        message = "; ".join(m for m in messages if m) or f"D1 reported a failure without a message (HTTP {status})"
+        raise self._redacted(
+            classify_error(
+                status=status,
+                code=code if isinstance(code, int) else None,
+                message=message,
+                statement=request.statement,
+                retry_after=parse_retry_after(headers.get("retry-after")),
+            )
+        )
+
+    def _redacted(self, error: D1Error) -> D1Error:
+        clean = self.redact(error.message)
+        if clean != error.message:
+            error.message = clean
+            error.args = (clean,)
+        return error
+
+    def _elements(self, request: ApiRequest, envelope: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        result = envelope.get("result")
+        if result is None:
+            return []
+        if isinstance(result, Mapping):
+            result = [result]
+        if not isinstance(result, list) or not all(isinstance(e, Mapping) for e in result):
+            raise D1Error(
+                f"unexpected D1 response: 'result' is {type(result).__name__}, not a list of statement results",
+                statement=request.statement,
+            )
+        return result
+
+    def query_results(self, request: ApiRequest, envelope: Mapping[str, Any]) -> list[Result]:
+        """``/query`` elements as :class:`Result` (rows as dicts; BLOB byte arrays become ``bytes``)."""
+        out = []
+        for element in self._elements(request, envelope):
+            rows = element.get("results") or []
+            decoded = [{k: decode_row_value(v) for k, v in row.items()} for row in rows if isinstance(row, Mapping)]
+            out.append(Result(decoded, Meta.from_dict(element.get("meta")), bool(element.get("success", True))))
+        return out
+
+    def raw_results(self, request: ApiRequest, envelope: Mapping[str, Any]) -> list[RawResult]:
+        """``/raw`` elements as :class:`RawResult` (column names kept even with no rows)."""
+        out = []
+        for element in self._elements(request, envelope):
+            body = element.get("results") or {}
+            columns = [str(c) for c in body.get("columns") or []]
+            rows = [[decode_row_value(v) for v in row] for row in body.get("rows") or []]
+            out.append(RawResult(columns, rows, Meta.from_dict(element.get("meta"))))
+        return out
+
+    def json_result(self, envelope: Mapping[str, Any]) -> Any:
+        return envelope.get("result")
+
+    # transport failures and retries
+
+    def transport_error(self, exc: httpx.RequestError, request: ApiRequest) -> D1Error:
+        """Translate an httpx failure (no HTTP answer) into the d1sync error; the token never shows."""
+        kind = type(exc).__name__
+        detail = self.redact(str(exc)).strip()
+        suffix = f": {detail}" if detail else ""
+        if isinstance(exc, httpx.TimeoutException):
+            if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+                message = f"could not connect to {self.host} in time ({kind})"
+            else:
+                message = f"no answer from {self.host} in time ({kind}); a write may still have been applied"
+            return RequestTimeoutError(message, statement=request.statement)
+        if isinstance(exc, httpx.TransportError):
+            return NetworkError(f"connection to {self.host} failed ({kind}){suffix}", statement=request.statement)
+        return TransientError(f"request to {self.host} failed ({kind}){suffix}", statement=request.statement)
+
+    def retry_delay(self, request: ApiRequest, error: D1Error, attempt: int) -> float | None:
+        """Seconds to wait before retrying after failed attempt ``attempt`` (0-based), or None to give up.
+
+        Retries happen only for retryable errors, within ``max_retries``, and only when resending is safe:
+        the request is read-only or marked idempotent, or it provably never left (connection refused).
+        """
+        if not error.retryable or attempt >= self.policy.max_retries:
+            return None
+        if not (request.safe_to_retry or isinstance(error.__cause__, _NOT_SENT)):
+            return None
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return float(retry_after) if retry_after <= self.policy.max_retry_after else None
+        return self.policy.backoff(attempt, self.rng)
+
+
+@dataclass
+class DatabasePager:
+    """Walks ``GET /accounts/{a}/d1/database`` page by page until a short or repeated page."""
+
+    core: ClientCore
+    name: str | None = None
+    per_page: int = 100
+    max_pages: int = 1000
+    items: list[dict[str, Any]] = field(default_factory=list)
+    _page: int = 1
+    _done: bool = False
+    _seen: set[str] = field(default_factory=set)
+
+    def next_request(self) -> ApiRequest | None:
+        if self._done or self._page > self.max_pages:
+            return None
+        return self.core.list_request(self._page, self.per_page, self.name)
+
+    def feed(self, envelope: Mapping[str, Any]) -> None:
+        result = envelope.get("result") or []
+        page = [dict(item) for item in result if isinstance(item, Mapping)] if isinstance(result, list) else []
+        fresh = [item for item in page if str(item.get("uuid")) not in self._seen]
+        self._seen.update(str(item.get("uuid")) for item in fresh)
+        self.items.extend(fresh)
+        info = envelope.get("result_info")
+        total = info.get("total_count") if isinstance(info, Mapping) else None
+        # A server that ignores paging repeats page 1: stop when nothing new arrives.
+        self._done = (
+            len(page) < self.per_page or not fresh or (isinstance(total, int | float) and len(self.items) >= total)
+        )
+        self._page += 1

@@ -1,0 +1,194 @@
+"""AsyncD1Client: the awaitable twin of :class:`~d1sync.client.D1Client` (httpx.AsyncClient)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import httpx
+
+from d1sync.database import AsyncDatabase, AsyncStatement, ExecResult, RawResult, Result
+from d1sync.errors import D1Error, RateLimitedError
+from d1sync.migrations.splitter import split_statements
+
+from ._core import ApiRequest, ClientCore, DatabasePager, RetryPolicy
+from .config import resolve_config
+from .ratelimit import RateLimiter, default_limiter
+
+__all__ = ["AsyncD1Client"]
+
+logger = logging.getLogger("d1sync.client")
+
+Timeout = float | httpx.Timeout | None
+
+
+class AsyncD1Client(AsyncDatabase):
+    """Cloudflare D1 over REST, with the D1 binding's API, for asyncio (same settings as ``D1Client``).
+
+    Settings left as None come from the environment: ``CLOUDFLARE_API_TOKEN``, ``CLOUDFLARE_ACCOUNT_ID`` (or
+    ``D1_ACCOUNT_ID``), ``D1_DATABASE_ID`` and ``D1SYNC_API_BASE`` (default
+    ``https://api.cloudflare.com/client/v4``). Reads and calls marked ``idempotent=True`` are retried on
+    transient failures with capped, jittered exponential back-off; every request first takes a token from
+    the rate limiter.
+
+    Args:
+        account_id, database_id, api_token, base_url: the target (None: from the environment).
+        timeout: seconds, or an ``httpx.Timeout``.
+        max_retries: retries after the first attempt (0 disables retrying).
+        rate_limiter: a shared :class:`RateLimiter`; None uses the process-wide one for ``base_url``
+            (none for a local emulator).
+        transport: an httpx transport (the test seam, e.g. ``httpx.ASGITransport`` on the emulator app).
+        backoff_base, backoff_cap, max_retry_after: the :class:`RetryPolicy` figures, in seconds.
+        sleep, rng: injectable awaitable sleep function and random source (tests).
+
+    Example::
+
+        async with AsyncD1Client(database_id="...") as db:
+            await db.prepare("INSERT INTO notes (body) VALUES (?)").bind("hi").run()
+            rows = (await db.prepare("SELECT * FROM notes").all()).results
+    """
+
+    def __init__(
+        self,
+        *,
+        account_id: str | None = None,
+        database_id: str | None = None,
+        api_token: str | None = None,
+        base_url: str | None = None,
+        timeout: Timeout = 30.0,
+        max_retries: int = 3,
+        rate_limiter: RateLimiter | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_retry_after: float = 60.0,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        config = resolve_config(account_id=account_id, database_id=database_id, api_token=api_token, base_url=base_url)
+        policy = RetryPolicy(max_retries, backoff_base, backoff_cap, max_retry_after)
+        self._core = ClientCore(config, policy, rng)
+        self.rate_limiter = rate_limiter if rate_limiter is not None else default_limiter(config.base_url)
+        self._sleep = sleep or asyncio.sleep
+        self._http = httpx.AsyncClient(
+            headers=self._core.headers,
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @property
+    def account_id(self) -> str:
+        return self._core.config.account_id
+
+    @property
+    def database_id(self) -> str | None:
+        return self._core.config.database_id
+
+    @property
+    def base_url(self) -> str:
+        return self._core.config.base_url
+
+    def __repr__(self) -> str:
+        return self._core.describe(type(self).__name__)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    # -- transport --------------------------------------------------------------------------------------
+
+    async def _send_once(self, request: ApiRequest) -> dict[str, Any]:
+        if self.rate_limiter is not None:
+            await self.rate_limiter.acquire_async()
+        try:
+            response = await self._http.request(
+                request.method, request.url, content=request.content, params=request.params or None
+            )
+        except httpx.RequestError as exc:
+            raise self._core.transport_error(exc, request) from exc
+        return self._core.parse_response(request, response.status_code, response.headers, response.content)
+
+    async def _send(self, request: ApiRequest) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            try:
+                return await self._send_once(request)
+            except D1Error as error:
+                if isinstance(error, RateLimitedError) and self.rate_limiter is not None:
+                    self.rate_limiter.pause(error.retry_after or 0.0)
+                delay = self._core.retry_delay(request, error, attempt)
+                if delay is None:
+                    raise
+                attempt += 1
+                logger.info("retry %d/%d in %.2fs after: %s", attempt, self._core.policy.max_retries, delay, error)
+                await self._sleep(delay)
+
+    # -- the Database API -------------------------------------------------------------------------------
+
+    async def _execute(self, statement: AsyncStatement) -> Result:
+        request = self._core.statement_request(statement.sql, statement.params)
+        results = self._core.query_results(request, await self._send(request))
+        return results[-1] if results else Result([])
+
+    async def _execute_raw(self, statement: AsyncStatement) -> RawResult:
+        request = self._core.statement_request(statement.sql, statement.params, raw=True)
+        results = self._core.raw_results(request, await self._send(request))
+        return results[-1] if results else RawResult([], [])
+
+    async def query(self, sql: str, params: Sequence[Any] = (), *, idempotent: bool = False) -> list[Result]:
+        """Run ``sql`` (one or more statements; parameters bind to the last) and return every statement's Result.
+
+        ``idempotent=True`` allows retrying a write (safe only if applying it twice changes nothing).
+        """
+        request = self._core.statement_request(sql, params, idempotent=idempotent)
+        return self._core.query_results(request, await self._send(request))
+
+    async def batch(self, statements: Sequence[AsyncStatement], *, idempotent: bool = False) -> list[Result]:
+        """Run ``statements`` as one atomic D1 batch (one request); a Result per statement, in order."""
+        if not statements:
+            return []
+        request = self._core.batch_request([(s.sql, s.params) for s in statements], idempotent=idempotent)
+        return self._core.query_results(request, await self._send(request))
+
+    async def batch_raw(self, statements: Sequence[AsyncStatement], *, idempotent: bool = False) -> list[RawResult]:
+        """:meth:`batch` through ``/raw``: rows as lists, column names kept even for empty results."""
+        if not statements:
+            return []
+        request = self._core.batch_request([(s.sql, s.params) for s in statements], raw=True, idempotent=idempotent)
+        return self._core.raw_results(request, await self._send(request))
+
+    async def exec(self, sql: str) -> ExecResult:
+        """Split ``sql`` on the client (quotes, comments, trigger bodies, CRLF) and run it as one atomic batch."""
+        parts = split_statements(sql)
+        if not parts:
+            return ExecResult(count=0, duration=0.0)
+        request = self._core.batch_request([(part, ()) for part in parts])
+        results = self._core.query_results(request, await self._send(request))
+        return ExecResult(count=len(parts), duration=sum(r.meta.duration for r in results))
+
+    # -- database management (no database id needed) ----------------------------------------------------
+
+    async def list_databases(self, *, name: str | None = None) -> list[dict[str, Any]]:
+        """Every D1 database of the account (all pages), optionally filtered by ``name``."""
+        pager = DatabasePager(self._core, name)
+        while (request := pager.next_request()) is not None:
+            pager.feed(await self._send(request))
+        return pager.items
+
+    async def create_database(self, name: str, *, primary_location_hint: str | None = None) -> dict[str, Any]:
+        """Create a database; the returned dict has its ``uuid``. Never retried (it is not idempotent)."""
+        request = self._core.create_request(name, primary_location_hint)
+        return dict(self._core.json_result(await self._send(request)) or {})
+
+    async def get_database(self, database_id: str) -> dict[str, Any]:
+        """One database's details (``uuid``, ``name``, ``num_tables``, ``file_size``, ...)."""
+        request = self._core.get_request(database_id)
+        return dict(self._core.json_result(await self._send(request)) or {})
+
+    async def delete_database(self, database_id: str) -> None:
+        """Delete a database. Not retried."""
+        await self._send(self._core.delete_request(database_id))

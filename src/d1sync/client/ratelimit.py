@@ -1,0 +1,155 @@
+"""A client-side token bucket that keeps d1sync under Cloudflare's account rate limit.
+
+Cloudflare allows 1,200 API requests per 5 minutes per user, across all of that user's tokens; going over
+locks every call out with 429 for 5 minutes (d1-contract §3). A plain token bucket holding ``rate`` tokens
+and refilling at ``rate/per`` can let through twice the budget in one window (a full bucket plus a window's
+refill), so this one holds a smaller ``burst`` and refills at ``(rate - burst) / per``: no window of ``per``
+seconds ever sees more than ``rate`` requests.
+
+One limiter may serve several clients, threads and event loops: pass the same instance to each client.
+Clients without an explicit limiter share one default limiter per API base URL (:func:`default_limiter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+__all__ = ["RateLimiter", "default_limiter", "is_local_url"]
+
+DEFAULT_RATE = 1200
+DEFAULT_PER = 300.0
+
+
+class RateLimiter:
+    """A thread-safe token bucket: at most ``rate`` requests in any ``per`` seconds.
+
+    Args:
+        rate: requests allowed per window.
+        per: window length in seconds.
+        burst: tokens the bucket holds (requests that may go back to back); default ``rate // 10``.
+        clock: monotonic clock in seconds (injectable for tests).
+        sleep: blocking sleep used by :meth:`acquire`.
+        async_sleep: awaitable sleep used by :meth:`acquire_async`.
+
+    Example::
+
+        limiter = RateLimiter(rate=1200, per=300.0)
+        a = D1Client(database_id="...", rate_limiter=limiter)
+        b = D1Client(database_id="...", rate_limiter=limiter)   # a and b share one budget
+        limiter.available()                                     # tokens left right now
+    """
+
+    def __init__(
+        self,
+        rate: int = DEFAULT_RATE,
+        per: float = DEFAULT_PER,
+        *,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if rate < 1 or per <= 0:
+            raise ValueError(f"RateLimiter needs rate >= 1 and per > 0 (got rate={rate}, per={per})")
+        capacity = max(1, rate // 10) if burst is None else burst
+        if not 1 <= capacity <= rate:
+            raise ValueError(f"RateLimiter burst must be between 1 and rate={rate} (got {burst})")
+        self.rate = rate
+        self.per = per
+        self.burst = capacity
+        # With burst == rate (or rate == 1) the bucket cannot reserve a window's budget: it falls back to the
+        # classic refill of rate/per, which is only a long-run average.
+        self.refill_per_second = (rate - capacity) / per if capacity < rate else rate / per
+        self._clock = clock
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._lock = threading.Lock()
+        self._tokens = float(capacity)
+        self._updated = clock()
+        self._paused_until = float("-inf")
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rate={self.rate}, per={self.per}, burst={self.burst})"
+
+    def _refill(self, now: float) -> None:
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(float(self.burst), self._tokens + elapsed * self.refill_per_second)
+        self._updated = now
+
+    def _take(self) -> float:
+        """Take a token if one is there (returns 0.0), else return how long to wait. Caller holds the lock."""
+        now = self._clock()
+        self._refill(now)
+        if now < self._paused_until:
+            return self._paused_until - now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.refill_per_second
+
+    def try_acquire(self) -> bool:
+        """Take a token without waiting; False when none is available now."""
+        with self._lock:
+            return self._take() == 0.0
+
+    def acquire(self) -> None:
+        """Take a token, sleeping (outside the lock) until one is available."""
+        while True:
+            with self._lock:
+                wait = self._take()
+            if wait == 0.0:
+                return
+            self._sleep(wait)
+
+    async def acquire_async(self) -> None:
+        """Take a token, awaiting (never blocking the event loop) until one is available."""
+        while True:
+            with self._lock:
+                wait = self._take()
+            if wait == 0.0:
+                return
+            await self._async_sleep(wait)
+
+    def available(self) -> float:
+        """Tokens available right now (fractional; 0 while paused): the requests that can go without waiting."""
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            return 0.0 if now < self._paused_until else self._tokens
+
+    def pause(self, seconds: float) -> None:
+        """Hold every acquirer for ``seconds`` (the server said 429 with ``retry-after``); never shortens a pause."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
+
+
+_defaults: dict[str, RateLimiter] = {}
+_defaults_lock = threading.Lock()
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
+
+
+def is_local_url(url: str) -> bool:
+    """True for loopback hosts and dot-less names (``http://emulator``): local emulators, not Cloudflare."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host in _LOOPBACK_HOSTS or host.startswith("127.") or "." not in host
+
+
+def default_limiter(base_url: str) -> RateLimiter | None:
+    """The process-wide limiter for ``base_url`` (created on first use), or None for a local emulator.
+
+    Cloudflare counts requests per user, so every client of one API base in a process shares one budget.
+    A local emulator has no such limit; give the client a :class:`RateLimiter` to limit it anyway.
+    """
+    if is_local_url(base_url):
+        return None
+    key = base_url.rstrip("/")
+    with _defaults_lock:
+        limiter = _defaults.get(key)
+        if limiter is None:
+            limiter = _defaults[key] = RateLimiter()
+        return limiter
