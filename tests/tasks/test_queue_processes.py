@@ -1,0 +1,102 @@
+"""Real processes on one board: 8 claimants drain 2,000 tasks exactly once; a claimant killed with kill -9
+has its task recovered by expire() and finished by another."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from d1sync.local import LocalDatabase
+from d1sync.tasks import TaskQueue
+
+WORKER = Path(__file__).with_name("queue_worker.py")
+PROCESSES = 8
+TASKS = 2000
+
+
+def start_workers(target: list[str], agents: list[str], mode: str, env: dict[str, str] | None = None) -> list[Any]:
+    """Start one worker per agent, wait until all are ready, then release them together."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), *target, "--agent", agent, "--mode", mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        for agent in agents
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    return procs
+
+
+def finish(procs: list[Any], timeout: float = 60) -> list[dict[str, Any]]:
+    reports = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    return reports
+
+
+def check_drained_exactly_once(queue: TaskQueue, ids: list[str], reports: list[dict[str, Any]]) -> None:
+    claimed = [task_id for r in reports for task_id, _ in r["claims"]]
+    claim_ids = [claim_id for r in reports for _, claim_id in r["claims"]]
+    completed = [task_id for r in reports for task_id in r["completed"]]
+    assert Counter(claimed).most_common(1)[0][1] == 1, "a task was claimed twice"
+    assert len(set(claim_ids)) == len(claim_ids)
+    assert sorted(completed) == sorted(ids), "a task was lost or completed twice"
+    assert sum(r["stale"] for r in reports) == 0
+    assert sum(1 for r in reports if r["completed"]) >= 2, "the workers did not overlap"
+    assert queue.stats()["done"] == TASKS
+    by_agent = {task_id: r["agent"] for r in reports for task_id in r["completed"]}
+    for task in queue.list(limit=TASKS):
+        assert task.attempts == 1 and task.result == {"by": by_agent[task.id]} and task.claimed_by == by_agent[task.id]
+
+
+def test_eight_processes_drain_a_sqlite_file_exactly_once(tmp_path: Path) -> None:
+    path = tmp_path / "board.db"
+    with LocalDatabase(path) as db:
+        queue = TaskQueue(db)
+        ids = queue.add_many(range(TASKS))
+        procs = start_workers(["--local", str(path)], [f"w{i}" for i in range(PROCESSES)], "drain")
+        check_drained_exactly_once(queue, ids, finish(procs))
+
+
+def test_a_claimant_killed_mid_task_is_recovered_by_expire(tmp_path: Path) -> None:
+    path = tmp_path / "board.db"
+    with LocalDatabase(path) as db:
+        queue = TaskQueue(db)
+        task_id = queue.add({"job": "survive a crash"})
+        [victim] = start_workers(["--local", str(path)], ["victim"], "hang")
+        claimed = json.loads(victim.stdout.readline())
+        assert claimed["id"] == task_id and claimed["status"] == "claimed"
+        os.kill(victim.pid, signal.SIGKILL)
+        assert victim.wait(timeout=10) == -signal.SIGKILL
+        victim.stdin.close()
+        victim.stdout.close()
+
+        assert queue.expire() == 0  # the 60 s lease still runs: nobody may take it yet
+        assert queue.claim("eager") is None
+        later = TaskQueue(db, clock=lambda: time.time() + 61, create=False)
+        assert later.expire() == 1
+
+        reports = finish(start_workers(["--local", str(path)], ["rescuer"], "drain"))
+        assert reports[0]["completed"] == [task_id]
+        task = queue.get(task_id)
+        assert task is not None
+        assert (task.status, task.claimed_by, task.attempts, task.result) == ("done", "rescuer", 2, {"by": "rescuer"})
+        assert not queue.complete(task_id, claimed["claim_id"], result="from beyond")
+        assert queue.get(task_id).result == {"by": "rescuer"}  # type: ignore[union-attr]
