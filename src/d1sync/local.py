@@ -126,7 +126,15 @@ class LocalDatabase(Database):
                     self._conn.execute(f"RELEASE {name}")
                 raise
             self._depth -= 1
-            self._conn.execute("COMMIT" if outer else f"RELEASE {name}")
+            try:
+                self._conn.execute("COMMIT" if outer else f"RELEASE {name}")
+            except sqlite3.Error as exc:
+                # A failed COMMIT (e.g. a deferred foreign key) leaves the transaction open: end it.
+                if outer and self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise translate_sqlite_error(exc, "COMMIT") from exc
+            if outer:
+                self._committed()
 
     # -- execution ---------------------------------------------------------------------------------------
 
@@ -150,8 +158,10 @@ class LocalDatabase(Database):
         except OverflowError as exc:
             raise SQLError(f"{exc}: SQLITE_TOOBIG", code=7500, statement=sql) from exc
         elapsed = (time.perf_counter() - started) * 1000
-        columns = [d[0] for d in cursor.description] if cursor.description else []
         written = conn.total_changes - before
+        if written and self._depth == 0:
+            self._committed()
+        columns = [d[0] for d in cursor.description] if cursor.description else []
         # changes() is sqlite3_changes(): rows touched by this statement itself, excluding triggers, as D1.
         changes = int(conn.execute("SELECT changes()").fetchone()[0]) if written else 0
         meta = Meta(
@@ -165,6 +175,12 @@ class LocalDatabase(Database):
             sql_duration_ms=elapsed,
         )
         return RawResult(columns, [list(r) for r in rows], meta)
+
+    def _committed(self) -> None:
+        # Wake any sync worker of this file in this process at once (others poll PRAGMA data_version).
+        from d1sync.outbox import wake
+
+        wake.notify(self.path)
 
     def _size(self) -> int:
         page_count = self._conn.execute("PRAGMA page_count").fetchone()[0]

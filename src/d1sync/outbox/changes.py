@@ -1,0 +1,209 @@
+"""The change log: read a window of pending changes, coalesce them, acknowledge them, dead-letter them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from d1sync.outbox.capture import TableSpec
+from d1sync.outbox.planner import Change, encode_row
+from d1sync.outbox.schema import now_ms, quote_identifier
+
+__all__ = ["DeadLetter", "Window", "acknowledge", "dead_letter", "read_window"]
+
+
+@dataclass
+class Window:
+    """Coalesced changes read in one snapshot; ``full`` means more may be pending behind it."""
+
+    changes: list[Change]
+    orphans: list[Change]
+    """Changes for tables that are no longer synced (they go to dead letters, never silently away)."""
+    rows_read: int
+    full: bool
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    table: str
+    key: str
+    op: str
+    payload: str | None
+    error: str
+    attempts: int
+    first_failed_at: int
+    last_failed_at: int
+
+
+def _current_rows(conn: sqlite3.Connection, spec: TableSpec, keys: Sequence[str]) -> dict[str, tuple[object, ...]]:
+    """The current local rows for ``keys`` (JSON key arrays), by key text."""
+    q = quote_identifier(spec.name)
+    key_json = "json_array(" + ", ".join(f"t.{quote_identifier(c)}" for c in spec.key) + ")"
+    join = " AND ".join(f"t.{quote_identifier(c)} IS j.value->>'$[{i}]'" for i, c in enumerate(spec.key))
+    cols = ", ".join(f"t.{quote_identifier(c)}" for c in spec.columns)
+    sql = f"SELECT {key_json}, {cols} FROM json_each(?) AS j JOIN {q} AS t ON {join}"
+    found: dict[str, tuple[object, ...]] = {}
+    for start in range(0, len(keys), 5_000):
+        param = "[" + ",".join(keys[start : start + 5_000]) + "]"
+        for row in conn.execute(sql, (param,)):
+            found[row[0]] = tuple(row[1:])
+    return found
+
+
+def _defer_moving_keys(
+    conn: sqlite3.Connection, specs: Mapping[str, TableSpec], latest: dict[tuple[str, str], Change], high: int
+) -> None:
+    """Leave out keys of foreign-key-related tables that change again beyond this window.
+
+    State-based sync sends a row's *current* state. In a window cut from a longer log, the current state of a
+    child may point at a parent whose change lies beyond the window, and D1 would refuse the child. Such keys
+    wait for the window that holds their last change. Tables with no foreign keys need no such care.
+    """
+    related = {name for name, spec in specs.items() if spec.parents}
+    related |= {parent for name in related for parent in specs[name].parents}
+    if not related or not any(table in related for table, _ in latest):
+        return
+    moving = conn.execute(
+        "SELECT DISTINCT tbl, key FROM _d1sync_changes WHERE seq > ? AND tbl IN (SELECT value FROM json_each(?))",
+        (high, json.dumps(sorted(related))),
+    )
+    for table, key in moving:
+        latest.pop((table, key), None)
+
+
+def read_window(conn: sqlite3.Connection, specs: Mapping[str, TableSpec], limit: int) -> Window:
+    """Read up to ``limit`` change rows and the current state of their keys, in one read transaction."""
+    conn.execute("BEGIN")
+    try:
+        rows = conn.execute(
+            "SELECT seq, tbl, key, op, payload FROM _d1sync_changes ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        latest: dict[tuple[str, str], Change] = {}
+        for seq, table, key, op, payload in rows:
+            change = latest.get((table, key))
+            if change is None:
+                change = latest[(table, key)] = Change(table, key, op)
+            # Only the newest change of a key matters; every older row is acknowledged with it.
+            change.op = op
+            change.data = payload
+            change.seqs.append(seq)
+        full = len(rows) >= limit
+        if full and rows:
+            _defer_moving_keys(conn, specs, latest, high=rows[-1][0])
+        changes: list[Change] = []
+        orphans: list[Change] = []
+        by_table: dict[str, list[Change]] = {}
+        for change in latest.values():
+            spec = specs.get(change.table)
+            if spec is None:
+                orphans.append(change)
+            elif spec.mode == "enqueue":
+                if change.op == "upsert" and change.data is not None:
+                    values = json.loads(change.data)
+                    change.blobs = frozenset(i for i, v in enumerate(values) if isinstance(v, dict))
+                changes.append(change)
+            else:
+                by_table.setdefault(change.table, []).append(change)
+        for table, pending in by_table.items():
+            current = _current_rows(conn, specs[table], [c.key for c in pending])
+            for change in pending:
+                row = current.get(change.key)
+                # State-based: present now -> upsert its current state; absent now -> delete.
+                if row is None:
+                    change.op, change.data = "delete", None
+                else:
+                    change.op = "upsert"
+                    change.data, change.blobs = encode_row(row)
+                changes.append(change)
+    finally:
+        conn.execute("COMMIT")
+    changes.sort(key=lambda c: c.seqs[-1])
+    return Window(changes=changes, orphans=orphans, rows_read=len(rows), full=full)
+
+
+def _seq_param(changes: Iterable[Change]) -> str:
+    return json.dumps([s for c in changes for s in c.seqs])
+
+
+def acknowledge(conn: sqlite3.Connection, changes: Sequence[Change]) -> int:
+    """Delete the change rows behind ``changes`` (newer changes to the same keys stay pending)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.execute(
+            "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?))", (_seq_param(changes),)
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return cur.rowcount
+
+
+def dead_letter(conn: sqlite3.Connection, failures: Sequence[tuple[Change, str]]) -> int:
+    """Move ``failures`` to ``_d1sync_dead`` with their error text, atomically with their acknowledgement."""
+    if not failures:
+        return 0
+    now = now_ms()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for change, error in failures:
+            conn.execute(
+                "INSERT INTO _d1sync_dead (tbl, key, op, payload, error, attempts, first_failed_at, last_failed_at) "
+                "VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                (change.table, change.key, change.op, change.data, error, now, now),
+            )
+        conn.execute(
+            "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?))",
+            (_seq_param(c for c, _ in failures),),
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return len(failures)
+
+
+def list_dead(conn: sqlite3.Connection, limit: int | None = None) -> list[DeadLetter]:
+    rows = conn.execute(
+        "SELECT id, tbl, key, op, payload, error, attempts, first_failed_at, last_failed_at "
+        "FROM _d1sync_dead ORDER BY id LIMIT ?",
+        (-1 if limit is None else limit,),
+    ).fetchall()
+    return [DeadLetter(*r) for r in rows]
+
+
+def _ids_clause(ids: Sequence[int] | None) -> tuple[str, tuple[object, ...]]:
+    if ids is None:
+        return "", ()
+    return " WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),)
+
+
+def retry_dead(conn: sqlite3.Connection, ids: Sequence[int] | None = None) -> int:
+    """Put dead letters back in the change log (``ids=None``: all). Tracked rows resend their current state."""
+    where, params = _ids_clause(ids)
+    now = now_ms()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.execute(
+            f"INSERT INTO _d1sync_changes (tbl, key, op, payload, created_at) "
+            f"SELECT tbl, key, op, payload, ? FROM _d1sync_dead{where} ORDER BY id",
+            (now, *params),
+        )
+        conn.execute(f"DELETE FROM _d1sync_dead{where}", params)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return cur.rowcount
+
+
+def drop_dead(conn: sqlite3.Connection, ids: Sequence[int] | None = None) -> int:
+    """Delete dead letters for good (``ids=None``: all)."""
+    where, params = _ids_clause(ids)
+    conn.execute("BEGIN IMMEDIATE")
+    cur = conn.execute(f"DELETE FROM _d1sync_dead{where}", params)
+    conn.execute("COMMIT")
+    return cur.rowcount

@@ -1,0 +1,263 @@
+"""Planning: turn coalesced changes into D1 statements and pack them into requests.
+
+Each statement carries many rows in ONE JSON text parameter (d1-contract §4, "Bulk writes through one JSON
+parameter"), which sidesteps D1's 100-parameter limit and keeps every value exact::
+
+    INSERT INTO "t" ("id", "a") SELECT value->>'$[0]', value->>'$[1]' FROM json_each(?) WHERE true
+    ON CONFLICT ("id") DO UPDATE SET "a" = excluded."a"
+    DELETE FROM "t" WHERE "id" IN (SELECT value->>'$[0]' FROM json_each(?))
+
+Rows travel as JSON arrays in the table's column order (no repeated keys: about half the bytes of objects).
+BLOB values travel as ``{"x": "<hex>"}`` and are turned back into BLOBs with ``unhex()``.
+
+Order inside a request: deletes first (children before parents), then upserts (parents before children).
+Every request starts with ``PRAGMA defer_foreign_keys = on`` so foreign keys are checked at commit, when the
+remote holds the same consistent state as the local file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from d1sync.outbox.capture import TableSpec
+from d1sync.outbox.schema import quote_identifier
+
+__all__ = [
+    "D1_MAX_SQL_BYTES",
+    "D1_MAX_VALUE_BYTES",
+    "Change",
+    "Limits",
+    "Plan",
+    "PlannedRequest",
+    "PlannedStatement",
+    "encode_row",
+    "plan",
+    "topological_order",
+]
+
+D1_MAX_VALUE_BYTES = 2_000_000
+"""D1's limit on one string/BLOB value or row (d1-contract §3)."""
+D1_MAX_SQL_BYTES = 100_000
+"""D1's limit on the length of one SQL statement."""
+DEFER_FOREIGN_KEYS = "PRAGMA defer_foreign_keys = on"
+
+Op = Literal["upsert", "delete"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits for planning. The defaults stay well inside D1's documented limits.
+
+    Attributes:
+        max_value_bytes: bytes of one JSON parameter (D1 refuses values over 2,000,000 bytes).
+        max_request_bytes: estimated bytes of one request body (D1 does not document a limit; 2 MB is
+            conservative and still carries ~10,000 typical rows).
+        max_statements: statements per request (each request is one atomic batch).
+    """
+
+    max_value_bytes: int = 1_000_000
+    max_request_bytes: int = 2_000_000
+    max_statements: int = 50
+
+    def __post_init__(self) -> None:
+        if not 1_000 <= self.max_value_bytes <= D1_MAX_VALUE_BYTES:
+            raise ValueError(f"max_value_bytes must be between 1,000 and {D1_MAX_VALUE_BYTES:,}")
+        if self.max_request_bytes < 1_000:
+            raise ValueError("max_request_bytes must be at least 1,000")
+        if self.max_statements < 1:
+            raise ValueError("max_statements must be at least 1")
+
+
+def _encode_value(value: object) -> object:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"x": bytes(value).hex()}
+    return value
+
+
+def encode_row(values: Sequence[object]) -> tuple[str, frozenset[int]]:
+    """Encode one row as a compact JSON array; also return the indexes holding BLOBs."""
+    blobs = frozenset(i for i, v in enumerate(values) if isinstance(v, bytes | bytearray | memoryview))
+    encoded = [_encode_value(v) for v in values] if blobs else list(values)
+    return json.dumps(encoded, ensure_ascii=False, separators=(",", ":")), blobs
+
+
+@dataclass
+class Change:
+    """One coalesced change: the newest state of one key, and every change-log row it acknowledges."""
+
+    table: str
+    key: str
+    op: Op
+    data: str | None = None
+    blobs: frozenset[int] = frozenset()
+    seqs: list[int] = field(default_factory=list)
+
+    @property
+    def payload(self) -> str:
+        return self.data if self.op == "upsert" and self.data is not None else self.key
+
+    @property
+    def size(self) -> int:
+        return len(self.payload.encode())
+
+
+@dataclass
+class PlannedStatement:
+    table: str
+    op: Op
+    sql: str
+    param: str
+    changes: list[Change]
+
+    @property
+    def body_bytes(self) -> int:
+        """The exact bytes this statement adds to a JSON request body."""
+        return len(self.sql.encode()) + len(json.dumps(self.param, ensure_ascii=False).encode()) + 32
+
+
+@dataclass
+class PlannedRequest:
+    statements: list[PlannedStatement]
+
+    @property
+    def changes(self) -> list[Change]:
+        return [c for s in self.statements for c in s.changes]
+
+    @property
+    def body_bytes(self) -> int:
+        return sum(s.body_bytes for s in self.statements) + len(DEFER_FOREIGN_KEYS) + 32
+
+    @property
+    def rows(self) -> int:
+        return sum(len(s.changes) for s in self.statements)
+
+
+@dataclass
+class Plan:
+    requests: list[PlannedRequest]
+    rejected: list[tuple[Change, str]]
+    """Changes that can never be sent (a row over D1's size limit), with the reason."""
+
+
+def topological_order(specs: Mapping[str, TableSpec]) -> list[str]:
+    """Table names with parents before children; cycles fall back to name order (FKs are deferred anyway)."""
+    remaining = {name: {p for p in spec.parents if p in specs and p != name} for name, spec in specs.items()}
+    order: list[str] = []
+    while remaining:
+        ready = sorted(n for n, parents in remaining.items() if not parents)
+        if not ready:
+            ready = [min(remaining)]
+        for name in ready:
+            order.append(name)
+            del remaining[name]
+        for parents in remaining.values():
+            parents.difference_update(ready)
+    return order
+
+
+def _column_expr(index: int, blob: bool) -> str:
+    path = f"'$[{index}]'"
+    if blob:
+        return (
+            f"CASE json_type(value, {path}) WHEN 'object' THEN unhex(json_extract(value, '$[{index}].x')) "
+            f"ELSE value->>{path} END"
+        )
+    return f"value->>{path}"
+
+
+def upsert_sql(spec: TableSpec, blobs: frozenset[int] = frozenset()) -> str:
+    table = quote_identifier(spec.name)
+    cols = ", ".join(quote_identifier(c) for c in spec.columns)
+    exprs = ", ".join(_column_expr(i, i in blobs) for i in range(len(spec.columns)))
+    key = ", ".join(quote_identifier(c) for c in spec.key)
+    updates = [c for c in spec.columns if c not in spec.key]
+    # "WHERE true" resolves SQLite's parsing ambiguity between a SELECT's join and ON CONFLICT.
+    sql = f"INSERT INTO {table} ({cols}) SELECT {exprs} FROM json_each(?) WHERE true ON CONFLICT ({key}) "
+    if not updates:
+        return sql + "DO NOTHING"
+    sql += "DO UPDATE SET " + ", ".join(f"{quote_identifier(c)} = excluded.{quote_identifier(c)}" for c in updates)
+    if spec.version_column:
+        v = quote_identifier(spec.version_column)
+        # Last writer wins: an older version never overwrites a newer remote row.
+        sql += f" WHERE excluded.{v} >= {table}.{v} OR {table}.{v} IS NULL"
+    return sql
+
+
+def delete_sql(spec: TableSpec) -> str:
+    table = quote_identifier(spec.name)
+    exprs = ", ".join(_column_expr(i, False) for i in range(len(spec.key)))
+    if len(spec.key) == 1:
+        return f"DELETE FROM {table} WHERE {quote_identifier(spec.key[0])} IN (SELECT {exprs} FROM json_each(?))"
+    key = ", ".join(quote_identifier(c) for c in spec.key)
+    return f"DELETE FROM {table} WHERE ({key}) IN (SELECT {exprs} FROM json_each(?))"
+
+
+def _escaped_estimate(text: str) -> int:
+    # Inside the request body the JSON parameter is itself a JSON string: quotes and backslashes double.
+    return len(text.encode()) + text.count('"') + text.count("\\")
+
+
+def _statements_for(spec: TableSpec, op: Op, changes: list[Change], limits: Limits) -> list[PlannedStatement]:
+    out: list[PlannedStatement] = []
+    chunk: list[Change] = []
+    value_bytes = 2  # the enclosing brackets
+    body_bytes = 0
+    blobs: set[int] = set()
+    budget_body = limits.max_request_bytes - 1_000
+
+    def flush() -> None:
+        nonlocal chunk, value_bytes, body_bytes, blobs
+        if not chunk:
+            return
+        param = "[" + ",".join(c.payload for c in chunk) + "]"
+        sql = upsert_sql(spec, frozenset(blobs)) if op == "upsert" else delete_sql(spec)
+        out.append(PlannedStatement(spec.name, op, sql, param, chunk))
+        chunk, value_bytes, body_bytes, blobs = [], 2, 0, set()
+
+    for change in changes:
+        size = change.size + 1
+        escaped = _escaped_estimate(change.payload) + 1
+        if chunk and (value_bytes + size > limits.max_value_bytes or body_bytes + escaped > budget_body):
+            flush()
+        chunk.append(change)
+        value_bytes += size
+        body_bytes += escaped
+        blobs |= change.blobs
+    flush()
+    return out
+
+
+def plan(changes: Sequence[Change], specs: Mapping[str, TableSpec], limits: Limits | None = None) -> Plan:
+    """Plan ``changes`` into requests that fit ``limits`` (see the module docstring for the order)."""
+    limits = limits or Limits()
+    rejected: list[tuple[Change, str]] = []
+    by_table: dict[tuple[str, Op], list[Change]] = {}
+    for change in changes:
+        if change.size + 2 > D1_MAX_VALUE_BYTES:
+            rejected.append(
+                (change, f"row is {change.size:,} bytes as JSON; D1 refuses values over {D1_MAX_VALUE_BYTES:,} bytes")
+            )
+            continue
+        by_table.setdefault((change.table, change.op), []).append(change)
+    order = topological_order({name: specs[name] for name, _ in by_table})
+    statements: list[PlannedStatement] = []
+    for name in reversed(order):
+        statements += _statements_for(specs[name], "delete", by_table.get((name, "delete"), []), limits)
+    for name in order:
+        statements += _statements_for(specs[name], "upsert", by_table.get((name, "upsert"), []), limits)
+    requests: list[PlannedRequest] = []
+    current: list[PlannedStatement] = []
+    current_bytes = 0
+    for statement in statements:
+        size = statement.body_bytes
+        if current and (len(current) >= limits.max_statements or current_bytes + size > limits.max_request_bytes):
+            requests.append(PlannedRequest(current))
+            current, current_bytes = [], 0
+        current.append(statement)
+        current_bytes += size
+    if current:
+        requests.append(PlannedRequest(current))
+    return Plan(requests, rejected)

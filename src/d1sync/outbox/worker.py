@@ -1,0 +1,445 @@
+"""The sync worker: ``sync_once()`` drains what is pending; ``run()`` is a thin loop around it.
+
+One pass (``sync_once``):
+
+1. honour a persisted back-off or pause; take the single-drainer lease (two workers never both send);
+2. check the remote schema once (every synced table and column must exist there);
+3. read a window of pending changes, coalesced per key, with the rows' current state (one snapshot);
+4. plan ``json_each`` bulk statements and pack them into requests;
+5. send each request as one atomic batch; on success delete exactly the change rows it covered;
+6. transient failure: nothing is acknowledged; back off (capped exponential, jittered, persisted;
+   ``retry-after`` wins); a permanent row-level failure: bisect so only the offending rows are dead-lettered;
+   auth, missing database or a schema mismatch: pause loudly, drop nothing, try again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from d1sync.database import Database
+from d1sync.errors import (
+    AuthError,
+    ConfigError,
+    D1Error,
+    NotFoundError,
+    RateLimitedError,
+    SQLError,
+    TransientError,
+)
+from d1sync.local import connect
+from d1sync.outbox import wake
+from d1sync.outbox.capture import TableSpec, load_specs
+from d1sync.outbox.changes import acknowledge, dead_letter, read_window
+from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
+from d1sync.outbox.schema import ensure_schema, get_meta, quote_identifier, set_meta
+
+__all__ = ["Backoff", "SchemaMismatchError", "SyncResult", "SyncWorker"]
+
+log = logging.getLogger("d1sync.sync")
+
+State = Literal["idle", "synced", "backoff", "paused", "locked"]
+
+# SQLite error classes that belong to a row (its values), not to the statement or the schema.
+_ROW_LEVEL = ("SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_TOOBIG", "SQLITE_RANGE", "malformed JSON")
+
+
+class SchemaMismatchError(ConfigError):
+    """The remote lacks a synced table, column or key; the message names each one."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential back-off with jitter: ``min(cap, base * 2**(failures-1))``, jittered to 50-100%."""
+
+    base: float = 0.5
+    cap: float = 60.0
+    pause: float = 30.0
+    """How long to wait before re-checking after a pause (auth error, missing database, schema mismatch)."""
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        ceiling = min(self.cap, self.base * 2.0 ** max(failures - 1, 0))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+@dataclass
+class SyncResult:
+    """What one ``sync_once`` did."""
+
+    state: State
+    rows: int = 0
+    requests: int = 0
+    dead: int = 0
+    retry_in: float | None = None
+    more: bool = False
+    error: str | None = None
+
+
+@dataclass
+class Counters:
+    rows: int = 0
+    requests: int = 0
+    retries: int = 0
+    dead: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.time)
+
+
+class SyncWorker:
+    """Carries the outbox of one SQLite file to a target Database (D1, the emulator, or another file).
+
+    Args:
+        path: the application's SQLite file (tables tracked with :class:`~d1sync.Outbox`).
+        target: where rows go; usually a :class:`~d1sync.D1Client`.
+        limits: planner limits (bytes per value and request, statements per request).
+        window: change rows read per pass (bounds memory).
+        backoff: back-off policy for transient failures.
+        lease_ttl: seconds the drain lease lasts without renewal; must exceed a request's timeout.
+        clock: returns epoch seconds; injectable for tests.
+        check_schema: verify the remote schema before the first send.
+        on_progress: called with the result of every request-level step (for progress bars).
+
+    Example::
+
+        worker = SyncWorker("app.db", D1Client())
+        worker.sync_once()          # one pass; or worker.run() as a daemon
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        target: Database,
+        *,
+        limits: Limits | None = None,
+        window: int = 20_000,
+        backoff: Backoff | None = None,
+        lease_ttl: float = 90.0,
+        clock: Callable[[], float] = time.time,
+        check_schema: bool = True,
+        poll_interval: float = 0.05,
+        min_interval: float = 0.0,
+        seed: int | None = None,
+        on_progress: Callable[[SyncResult], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.target = target
+        self.limits = limits or Limits()
+        self.window = window
+        self.backoff = backoff or Backoff()
+        self.lease_ttl = lease_ttl
+        self.clock = clock
+        self.check_schema = check_schema
+        self.poll_interval = poll_interval
+        self.min_interval = min_interval
+        self.on_progress = on_progress
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.counters = Counters()
+        self._rng = random.Random(seed)
+        self._conn = connect(self.path)
+        ensure_schema(self._conn)
+        self._schema_ok = False
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._flush_deadline: float | None = None
+        self._failing_since: float | None = None
+
+    def __repr__(self) -> str:
+        return f"SyncWorker({os.fspath(self.path)!r}, target={self.target!r})"
+
+    # -- persisted state ---------------------------------------------------------------------------------
+
+    def _write_meta(self, **values: Any) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for key, value in values.items():
+                set_meta(self._conn, key, value)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _acquire_lease(self, now: float) -> bool:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            lease = get_meta(self._conn, "lease")
+            if lease and lease["owner"] != self.owner and lease["expires"] > now:
+                self._conn.execute("ROLLBACK")
+                return False
+            set_meta(self._conn, "lease", {"owner": self.owner, "expires": now + self.lease_ttl})
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        return True
+
+    def release_lease(self) -> None:
+        """Give up the drain lease now (another worker may take it at once)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        lease = get_meta(self._conn, "lease")
+        if lease and lease["owner"] == self.owner:
+            set_meta(self._conn, "lease", {"owner": self.owner, "expires": 0})
+        self._conn.execute("COMMIT")
+
+    def _record_failure(self, exc: D1Error, now: float, *, pause: bool) -> SyncResult:
+        failures = int(get_meta(self._conn, "failures", 0)) + 1
+        if pause:
+            delay = self.backoff.pause
+        elif isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            delay = exc.retry_after  # the server knows best: retry-after wins over our own schedule
+        else:
+            delay = self.backoff.delay(failures, self._rng)
+        error = {
+            "at": now,
+            "message": str(exc),
+            "kind": type(exc).__name__,
+            "code": exc.code,
+            "status": exc.status,
+        }
+        self._write_meta(
+            failures=failures, backoff_until=now + delay, last_error=error, paused=str(exc) if pause else None
+        )
+        self.counters.retries += 0 if pause else 1
+        if self._failing_since is None:
+            self._failing_since = now
+        level = logging.ERROR if pause else logging.WARNING
+        # Log the first failure and then at most one line per back-off step, never a storm.
+        log.log(
+            level,
+            "sync %s: %s (failure %d, next attempt in %.1fs)",
+            "paused" if pause else "failed",
+            exc,
+            failures,
+            delay,
+        )
+        return SyncResult("paused" if pause else "backoff", retry_in=delay, error=str(exc))
+
+    def _record_success(self, now: float) -> None:
+        if get_meta(self._conn, "failures", 0) or get_meta(self._conn, "paused"):
+            since = self._failing_since
+            log.info("sync recovered%s", f" after {now - since:.1f}s" if since else "")
+            self._write_meta(failures=0, backoff_until=0, paused=None, last_success=now)
+        self._failing_since = None
+
+    # -- remote schema -----------------------------------------------------------------------------------
+
+    def check_remote_schema(self, specs: dict[str, TableSpec]) -> None:
+        """Raise SchemaMismatchError naming every synced table/column the remote lacks."""
+        problems: list[str] = []
+        for spec in specs.values():
+            rows = self.target.prepare(f"PRAGMA table_info({quote_identifier(spec.name)})").all().results
+            if not rows:
+                problems.append(f"table {spec.name!r} is missing")
+                continue
+            remote = {str(r["name"]) for r in rows}
+            missing = [c for c in spec.columns if c not in remote]
+            if missing:
+                problems.append(f"table {spec.name!r} lacks column(s) {', '.join(missing)}")
+        if problems:
+            raise SchemaMismatchError(
+                "the remote schema does not match the synced tables: "
+                + "; ".join(problems)
+                + " (apply the same migrations remotely: `d1sync migrations apply --remote`)"
+            )
+
+    # -- one pass ----------------------------------------------------------------------------------------
+
+    def sync_once(self, now: float | None = None) -> SyncResult:
+        """Send what is pending (one window), unless backing off or another worker holds the lease."""
+        now = self.clock() if now is None else now
+        backoff_until = float(get_meta(self._conn, "backoff_until", 0) or 0)
+        if now < backoff_until:
+            paused = get_meta(self._conn, "paused")
+            return SyncResult("paused" if paused else "backoff", retry_in=backoff_until - now, error=paused)
+        if not self._acquire_lease(now):
+            return SyncResult("locked", retry_in=self.lease_ttl / 3)
+        specs = load_specs(self._conn)
+        try:
+            if self.check_schema and not self._schema_ok and specs:
+                self.check_remote_schema(specs)
+                self._schema_ok = True
+        except SchemaMismatchError as exc:
+            return self._record_failure(D1Error(str(exc)), now, pause=True)
+        except (AuthError, NotFoundError) as exc:
+            return self._record_failure(exc, now, pause=True)
+        except TransientError as exc:
+            return self._record_failure(exc, now, pause=False)
+        window = read_window(self._conn, specs, self.window)
+        result = SyncResult("idle" if not window.changes and not window.orphans else "synced", more=window.full)
+        if window.orphans:
+            reason = "table is not synced any more (untracked while changes were pending)"
+            result.dead += dead_letter(self._conn, [(c, reason) for c in window.orphans])
+        planned = plan(window.changes, specs, self.limits)
+        if planned.rejected:
+            result.dead += dead_letter(self._conn, planned.rejected)
+        outcome = self._deliver(planned.requests, specs, result, window_full=window.full)
+        self.counters.dead += result.dead
+        if outcome is not None:
+            outcome.rows, outcome.requests, outcome.dead = result.rows, result.requests, result.dead
+            return outcome
+        if result.requests:
+            self._record_success(self.clock())
+        return result
+
+    def _deliver(
+        self, requests: list[PlannedRequest], specs: dict[str, TableSpec], result: SyncResult, *, window_full: bool
+    ) -> SyncResult | None:
+        """Send ``requests`` in order. A row-level refusal is bisected until only the offending rows are left,
+        and those are dead-lettered. Returns None when everything was delivered (or dead-lettered)."""
+        queue: deque[list[PlannedRequest]] = deque([requests])
+        while queue:
+            batch = queue.popleft()
+            for i, request in enumerate(batch):
+                if not self._acquire_lease(self.clock()):
+                    return SyncResult("locked", retry_in=self.lease_ttl / 3)
+                try:
+                    self._send(request)
+                except SQLError as exc:
+                    if not any(marker in exc.message for marker in _ROW_LEVEL):
+                        # Not about a row (e.g. a column vanished remotely): bisecting would dead-letter all.
+                        return self._record_failure(exc, self.clock(), pause=True)
+                    if batch[i + 1 :]:
+                        queue.appendleft(batch[i + 1 :])
+                    rows = request.changes
+                    if len(rows) == 1 and window_full and "FOREIGN KEY" in exc.message:
+                        # Its parent may be in a later window: leave it pending; once the whole backlog fits
+                        # in one window, a foreign key failure is final and dead-letters the row.
+                        log.info("deferred %s key %s: parent not on the remote yet", rows[0].table, rows[0].key)
+                    elif len(rows) == 1:
+                        result.dead += dead_letter(self._conn, [(rows[0], exc.message)])
+                        log.error("dead-lettered %s key %s: %s", rows[0].table, rows[0].key, exc.message)
+                    else:
+                        half = len(rows) // 2
+                        queue.appendleft(plan(rows[half:], specs, self.limits).requests)
+                        queue.appendleft(plan(rows[:half], specs, self.limits).requests)
+                    break
+                except (AuthError, NotFoundError) as exc:
+                    return self._record_failure(exc, self.clock(), pause=True)
+                except TransientError as exc:
+                    return self._record_failure(exc, self.clock(), pause=False)
+                except D1Error as exc:
+                    return self._record_failure(exc, self.clock(), pause=True)
+                acknowledge(self._conn, request.changes)
+                result.rows += request.rows
+                result.requests += 1
+                self.counters.rows += request.rows
+                self.counters.requests += 1
+                self.counters.bytes += request.body_bytes
+                if self.on_progress is not None:
+                    self.on_progress(result)
+        return None
+
+    def _send(self, request: PlannedRequest) -> None:
+        db = self.target
+        statements = [db.prepare(DEFER_FOREIGN_KEYS)]
+        statements += [db.prepare(s.sql).bind(s.param) for s in request.statements]
+        db.batch(statements)
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Ask a running loop to look for changes now."""
+        self._wake.set()
+
+    def _data_version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _wait(self, timeout: float, *, wake_on_writes: bool) -> None:
+        deadline = time.monotonic() + timeout
+        version = self._data_version()
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self._wake.wait(min(self.poll_interval, remaining)):
+                self._wake.clear()
+                if wake_on_writes:
+                    return
+            if wake_on_writes and self._data_version() != version:
+                return
+
+    def run(self, *, idle_interval: float = 5.0) -> None:
+        """Sync until :meth:`stop` is called. New writes wake it at once; failures back off on a timer."""
+        self._stop.clear()
+        self._stopped.clear()
+        wake.register(self.path, self._wake)
+        try:
+            while not self._stop.is_set():
+                result = self._safe_sync_once()
+                if result.more and result.state == "synced":
+                    if self.min_interval:
+                        self._wait(self.min_interval, wake_on_writes=False)
+                    continue
+                if result.retry_in is not None:
+                    # Timer-driven: a back-off always ends by itself, never waiting for the next write.
+                    self._wait(result.retry_in, wake_on_writes=False)
+                else:
+                    self._wait(idle_interval, wake_on_writes=True)
+            self._flush()
+        finally:
+            wake.unregister(self.path, self._wake)
+            self.release_lease()
+            self._stopped.set()
+
+    def _safe_sync_once(self) -> SyncResult:
+        try:
+            return self.sync_once()
+        except sqlite3.Error as exc:
+            # The local file is busy or unreadable for a moment: never let the loop die on it.
+            log.warning("local database error, retrying: %s", exc)
+            return SyncResult("backoff", retry_in=self.backoff.base, error=str(exc))
+
+    def _flush(self) -> None:
+        deadline = self._flush_deadline
+        while deadline is not None and time.monotonic() < deadline:
+            result = self._safe_sync_once()
+            if result.state in ("idle", "paused", "locked"):
+                return
+            if result.retry_in is not None:
+                wait = min(result.retry_in, deadline - time.monotonic())
+                if wait <= 0:
+                    return
+                time.sleep(wait)
+            elif not result.more:
+                return
+
+    def stop(self, flush_timeout: float = 10.0, *, wait: bool = True) -> None:
+        """Stop the loop after a last drain that may take up to ``flush_timeout`` seconds."""
+        self._flush_deadline = time.monotonic() + flush_timeout
+        self._stop.set()
+        self._wake.set()
+        if wait:
+            self._stopped.wait(flush_timeout + self.lease_ttl)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def pending(self) -> int:
+        """Change rows not yet acknowledged."""
+        return int(self._conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
+
+
+def drain(worker: SyncWorker, *, max_passes: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Call ``sync_once`` until nothing is pending, sleeping through back-offs (pauses raise ConfigError)."""
+    passes = 0
+    while max_passes is None or passes < max_passes:
+        passes += 1
+        result = worker.sync_once()
+        if result.state == "paused":
+            raise ConfigError(f"sync paused: {result.error}")
+        if result.state in ("backoff", "locked"):
+            sleep(result.retry_in or 0.1)
+            continue
+        if not result.more and worker.pending() == 0:
+            return
