@@ -9,6 +9,7 @@ the module's own SQL, never a rewrite of that SQL::
     store.run("INSERT INTO trading_orders (id, qty) VALUES (?, ?)", "o1", 5)
     store.all("SELECT * FROM trading_orders WHERE qty > ?", 1)      # list of row dicts
     store.first("SELECT count(*) AS n FROM trading_orders")         # {'n': 1}
+    store.tables()                                                  # ['trading_orders']
 """
 
 from __future__ import annotations
@@ -52,7 +53,28 @@ class ModuleStore:
         """The full name of this module's table ``suffix`` (``store.table("orders") == "trading_orders"``)."""
         return self.table_prefix + suffix
 
+    def owns(self, table: str) -> bool:
+        """Whether ``table`` follows this module's prefix convention (``trading_orders`` for ``trading``)."""
+        return table.startswith(self.table_prefix) and len(table) > len(self.table_prefix)
+
+    def tables(self) -> list[str]:
+        """The module's existing tables (names starting with the prefix), sorted.
+
+        Compared with ``substr`` rather than ``LIKE``, where ``_`` would be a wildcard.
+        """
+        rows = (
+            self.db.prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ? "
+                "AND length(name) > ? ORDER BY name"
+            )
+            .bind(len(self.table_prefix), self.table_prefix, len(self.table_prefix))
+            .all()
+            .results
+        )
+        return [str(r["name"]) for r in rows]
+
     def prepare(self, sql: str) -> Statement:
+        """Prepare ``sql`` on the underlying database (no rewriting)."""
         return self.db.prepare(sql)
 
     def run(self, sql: str, *params: Any) -> Result:

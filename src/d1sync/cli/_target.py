@@ -38,6 +38,7 @@ class Target:
     emulator: str | None = None
     remote: bool = False
     database_id: str | None = None
+    account_id: str | None = None  # e.g. from wrangler config; None -> the environment
 
     @property
     def description(self) -> str:
@@ -67,7 +68,7 @@ class Target:
                 api_token=token,
                 base_url=emulator_api_base(self.emulator),
             )
-        return D1Client(database_id=self.database_id)
+        return D1Client(account_id=self.account_id, database_id=self.database_id)
 
 
 def target_options(func: F) -> F:

@@ -1,0 +1,407 @@
+"""``d1sync migrations create / list / apply``: wrangler-compatible migrations on a file, the emulator or D1.
+
+Exit codes: 0 success (``list`` shows pending ones and still exits 0), 1 failure (a migration failed or was
+refused, bad configuration, database error), 2 usage error, 3 ``list --check`` found pending or edited files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from click.core import ParameterSource
+from rich.markup import escape
+from rich.table import Table
+
+from d1sync.database import Database
+from d1sync.errors import DatabaseNotFoundError
+from d1sync.migrations import (
+    DEFAULT_MODULES_GLOB,
+    AppliedMigration,
+    D1DatabaseConfig,
+    MigrationFailedError,
+    MigrationPlan,
+    MigrationSource,
+    MigrationStatus,
+    Migrator,
+    UnsafeMigrationError,
+    WranglerConfig,
+    find_wrangler_config,
+    load_wrangler_config,
+)
+
+from ._common import CLIError, console, err_console, fail, handle_errors, print_json
+from ._target import Target, make_target, target_options
+
+__all__ = ["COMMANDS", "migrations"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_CHECK_FAILED = 3
+
+
+def project_options(func: F) -> F:
+    """Options locating the migrations: wrangler config, database entry, folders."""
+    options = [
+        click.option(
+            "--modules-glob",
+            default=DEFAULT_MODULES_GLOB,
+            show_default=True,
+            envvar="D1SYNC_MODULES_GLOB",
+            help="Module migration files, relative to the project folder; the '*' folder names the module "
+            "(recorded as module/NNNN_name.sql). Empty to disable.",
+        ),
+        click.option(
+            "--migrations-dir",
+            type=click.Path(file_okay=False),
+            help="The plain (wrangler) migrations folder. Default: migrations_dir from the wrangler config, "
+            "else ./migrations.",
+        ),
+        click.option("--env", "wrangler_env", metavar="ENV", help="Use the d1_databases of [env.ENV]."),
+        click.option(
+            "-c",
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, exists=True),
+            help="wrangler.toml / wrangler.json / wrangler.jsonc. Default: the nearest one from the current folder.",
+        ),
+        click.option(
+            "--database",
+            "database_name",
+            metavar="NAME",
+            help="The [[d1_databases]] entry, by binding or database_name (needed when there are several).",
+        ),
+    ]
+    for option in options:
+        func = option(func)
+    return func
+
+
+@dataclass(frozen=True)
+class _Project:
+    config: WranglerConfig
+    entry: D1DatabaseConfig
+    source: MigrationSource
+
+
+def _project(
+    config_path: str | None,
+    wrangler_env: str | None,
+    database_name: str | None,
+    migrations_dir: str | None,
+    modules_glob: str | None,
+) -> _Project:
+    path = Path(config_path) if config_path else find_wrangler_config()
+    if path is None:
+        if wrangler_env:
+            fail("--env needs a wrangler config; none found", "pass --config wrangler.toml", exit_code=2)
+        config = WranglerConfig.defaults()
+    else:
+        config = load_wrangler_config(path, env=wrangler_env)
+    entry = config.select(database_name)
+    folder = Path(migrations_dir).resolve() if migrations_dir else entry.migrations_dir
+    return _Project(config, entry, MigrationSource(config.root, migrations_dir=folder, modules_glob=modules_glob))
+
+
+def _target(
+    project: _Project, local: str | None, emulator: str | None, remote: bool, database_id: str | None
+) -> Target:
+    ctx = click.get_current_context()
+    explicit = ctx.get_parameter_source("database_id") == ParameterSource.COMMANDLINE
+    # An explicit --database-id wins; then an explicitly chosen --database entry; then $D1_DATABASE_ID;
+    # then the only wrangler entry.
+    if not explicit and (ctx.params.get("database_name") or not database_id):
+        database_id = project.entry.database_id or database_id
+    account_id = None
+    if not (os.environ.get("CLOUDFLARE_ACCOUNT_ID") or os.environ.get("D1_ACCOUNT_ID")):
+        account_id = project.config.account_id
+    target = make_target(local, emulator, remote, database_id)
+    return Target(target.local, target.emulator, target.remote, target.database_id, account_id)
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """Print plain text (paths and names may hold '[', which rich would read as markup)."""
+    (err_console if err else console).print(escape(text))
+
+
+def _open(target: Target) -> Database:
+    with handle_errors():
+        return target.open()
+
+
+def _not_found_hint(target: Target) -> str:
+    if target.emulator:
+        return "start the emulator with --auto-create, or pass --database-id of a database it has"
+    return "check database_id in the wrangler config or --database-id"
+
+
+def _migrator(db: Database, project: _Project) -> Migrator:
+    return Migrator(db, project.source.discover(), table=project.entry.migrations_table)
+
+
+@click.group()
+def migrations() -> None:
+    """wrangler-compatible migrations: same files, same d1_migrations ledger, same order.
+
+    \b
+    Reads wrangler.toml / wrangler.json(c) ([[d1_databases]]: database_id, migrations_dir,
+    migrations_table). Module folders (modules/*/migrations/*.sql) share the ledger as module/NNNN_name.sql.
+    Exit codes: 0 ok, 1 failure, 2 usage error, 3 `list --check` found pending or edited files.
+    """
+
+
+@migrations.command("create")
+@click.argument("name")
+@click.option("--module", "module", metavar="M", help="Create it in module M's folder (modules/M/migrations).")
+@click.option("--json", "as_json", is_flag=True, help="Print the new file as JSON.")
+@project_options
+def create_command(
+    name: str,
+    module: str | None,
+    as_json: bool,
+    database_name: str | None,
+    config_path: str | None,
+    wrangler_env: str | None,
+    migrations_dir: str | None,
+    modules_glob: str,
+) -> None:
+    """Create the next migration file NNNN_NAME.sql (highest number + 1), as wrangler does.
+
+    \b
+    Examples:
+      d1sync migrations create "create users"
+      d1sync migrations create orders --module trading
+    """
+    with handle_errors():
+        project = _project(config_path, wrangler_env, database_name, migrations_dir, modules_glob)
+        path = project.source.create(name, module=module)
+    ledger_name = f"{module}/{path.name}" if module else path.name
+    if as_json:
+        print_json({"name": ledger_name, "path": str(path)})
+    else:
+        console.print(escape(f"Created {ledger_name}: {path}"))
+
+
+def _drift_cell(status: MigrationStatus) -> str:
+    return {
+        None: "",
+        "ok": "[green]ok[/green]",
+        "changed": "[red]CHANGED since applied[/red]",
+        "unknown": "[dim]unknown (no checksum)[/dim]",
+        "missing": "[yellow]file missing[/yellow]",
+    }[status.drift]
+
+
+def _status_json(status: MigrationStatus) -> dict[str, Any]:
+    return {
+        "name": status.name,
+        "module": status.module,
+        "state": status.state,
+        "applied_at": status.applied_at,
+        "drift": status.drift,
+        "path": str(status.file.path) if status.file else None,
+    }
+
+
+@migrations.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the migrations as JSON.")
+@click.option("--check", is_flag=True, help="Exit 3 when migrations are pending or applied files were edited.")
+@project_options
+@target_options
+def list_command(
+    as_json: bool,
+    check: bool,
+    database_name: str | None,
+    config_path: str | None,
+    wrangler_env: str | None,
+    migrations_dir: str | None,
+    modules_glob: str,
+    local: str | None,
+    emulator: str | None,
+    remote: bool,
+    database_id: str | None,
+) -> None:
+    """List applied and pending migrations, flagging applied files edited since.
+
+    Creates the ledger if missing, as `wrangler d1 migrations list` does.
+
+    \b
+    Examples:
+      d1sync migrations list --local app.db
+      d1sync migrations list --emulator http://127.0.0.1:8787 --json
+      d1sync migrations list --remote --database DB --check
+    """
+    with handle_errors():
+        project = _project(config_path, wrangler_env, database_name, migrations_dir, modules_glob)
+    target = _target(project, local, emulator, remote, database_id)
+    db = _open(target)
+    try:
+        with handle_errors():
+            try:
+                statuses = _migrator(db, project).status()
+            except DatabaseNotFoundError as exc:
+                raise CLIError(str(exc), _not_found_hint(target)) from exc
+    finally:
+        db.close()
+    pending = [s for s in statuses if s.state == "pending"]
+    changed = [s for s in statuses if s.drift == "changed"]
+    if as_json:
+        print_json(
+            {
+                "target": target.description,
+                "ledger": project.entry.migrations_table,
+                "migrations": [_status_json(s) for s in statuses],
+                "pending": len(pending),
+                "changed": [s.name for s in changed],
+            }
+        )
+    else:
+        _render_list(statuses, target, project)
+    if check and (pending or changed):
+        raise SystemExit(EXIT_CHECK_FAILED)
+
+
+def _render_list(statuses: list[MigrationStatus], target: Target, project: _Project) -> None:
+    if not statuses:
+        _say(f"No migrations found (looked in {project.source.plain_dir} and {project.source.modules_glob}).")
+        return
+    table = Table(
+        show_header=True, header_style="bold", title=escape(f"{project.entry.migrations_table} on {target.description}")
+    )
+    for column in ("Name", "Status", "Applied at", "Checksum"):
+        table.add_column(column)
+    for s in statuses:
+        state = "[green]applied[/green]" if s.state == "applied" else "[yellow]pending[/yellow]"
+        table.add_row(escape(s.name), state, escape(s.applied_at or ""), _drift_cell(s))
+    console.print(table)
+    applied = sum(1 for s in statuses if s.state == "applied")
+    console.print(f"{applied} applied, {len(statuses) - applied} pending")
+    for s in statuses:
+        if s.drift == "changed":
+            _say(f"Warning: {s.name} was edited after it was applied (the database has the old version)", err=True)
+
+
+@migrations.command("apply")
+@click.option("--dry-run", is_flag=True, help="Show what would run; write nothing (not even the ledger).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@project_options
+@target_options
+def apply_command(
+    dry_run: bool,
+    as_json: bool,
+    database_name: str | None,
+    config_path: str | None,
+    wrangler_env: str | None,
+    migrations_dir: str | None,
+    modules_glob: str,
+    local: str | None,
+    emulator: str | None,
+    remote: bool,
+    database_id: str | None,
+) -> None:
+    """Apply pending migrations in order, each with its ledger row as one atomic batch.
+
+    Every pending file is checked first: BEGIN/COMMIT/ROLLBACK/SAVEPOINT statements (which fail on D1)
+    stop the run before anything is written. The first failing migration is rolled back and stops the
+    run; earlier ones stay applied.
+
+    \b
+    Examples:
+      d1sync migrations apply --local app.db
+      d1sync migrations apply --emulator http://127.0.0.1:8787 --dry-run
+      d1sync migrations apply --remote --database DB --json
+    """
+    with handle_errors():
+        project = _project(config_path, wrangler_env, database_name, migrations_dir, modules_glob)
+    target = _target(project, local, emulator, remote, database_id)
+    db = _open(target)
+    applied: list[AppliedMigration] = []
+    plans: list[MigrationPlan] | None = None
+
+    def on_start(plan: MigrationPlan) -> None:
+        for table in plan.foreign_tables:
+            err_console.print(
+                escape(
+                    f"Warning: {plan.file.name} creates {table!r}, outside module {plan.file.module!r}'s prefix "
+                    f"{plan.file.module}_"
+                )
+            )
+
+    def on_applied(done: AppliedMigration) -> None:
+        applied.append(done)
+        if not as_json:
+            console.print(
+                f"[green]applied[/green] {escape(done.name)} ({done.statements} statement(s), "
+                f"{done.duration_ms:.0f} ms)"
+            )
+
+    try:
+        with handle_errors():
+            try:
+                report = _migrator(db, project).apply(dry_run=dry_run, on_start=on_start, on_applied=on_applied)
+                plans = report.planned
+            except DatabaseNotFoundError as exc:
+                raise CLIError(str(exc), _not_found_hint(target)) from exc
+            except UnsafeMigrationError as exc:
+                _print_apply_json(as_json, target, plans, applied, dry_run, exc)
+                raise CLIError(str(exc), "delete the transaction statements: each migration is already atomic") from exc
+            except MigrationFailedError as exc:
+                _print_apply_json(as_json, target, plans, applied, dry_run, exc)
+                raise CLIError(str(exc), "fix the file and run apply again; it resumes at this migration") from exc
+    finally:
+        db.close()
+    if as_json:
+        _print_apply_json(True, target, plans, applied, dry_run, None)
+    elif dry_run:
+        plans = plans or []
+        if not plans:
+            console.print(escape(f"No pending migrations on {target.description}."))
+        for plan in plans:
+            on_start(plan)
+            _say(f"would apply {plan.file.name} ({len(plan.statements)} statement(s)) [{plan.file.path}]")
+    elif not applied:
+        console.print(escape(f"No pending migrations on {target.description}."))
+    else:
+        console.print(escape(f"Applied {len(applied)} migration(s) to {target.description}."))
+
+
+def _print_apply_json(
+    as_json: bool,
+    target: Target,
+    plans: list[MigrationPlan] | None,
+    applied: list[AppliedMigration],
+    dry_run: bool,
+    error: UnsafeMigrationError | MigrationFailedError | None,
+) -> None:
+    if not as_json:
+        return
+    payload: dict[str, Any] = {
+        "target": target.description,
+        "dry_run": dry_run,
+        # None when the run stopped before planning finished (see "error").
+        "pending": None
+        if plans is None
+        else [{"name": p.file.name, "statements": len(p.statements), "path": str(p.file.path)} for p in plans],
+        "applied": [
+            {"name": a.name, "statements": a.statements, "duration_ms": round(a.duration_ms, 3)} for a in applied
+        ],
+        "error": None,
+    }
+    if isinstance(error, UnsafeMigrationError):
+        payload["error"] = {"migration": error.name, "path": str(error.path), "line": error.line, "message": str(error)}
+    elif isinstance(error, MigrationFailedError):
+        payload["error"] = {
+            "migration": error.name,
+            "path": str(error.path),
+            "statement": error.statement_number,
+            "line": error.line,
+            "message": error.cause.message,
+            "code": error.cause.code,
+        }
+    print_json(payload)
+
+
+COMMANDS = [migrations]
