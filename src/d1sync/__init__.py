@@ -2,13 +2,15 @@
 
 The front door: import everything from here::
 
-    from d1sync import LocalDatabase, D1Client
+    from d1sync import LocalDatabase, D1Client, Outbox, SyncWorker, TaskQueue
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import logging
 
+from d1sync._version import __version__
+from d1sync.client import AsyncD1Client, D1Client, RateLimiter
 from d1sync.database import (
     AsyncDatabase,
     AsyncStatement,
@@ -37,12 +39,20 @@ from d1sync.errors import (
 )
 from d1sync.local import LocalDatabase
 from d1sync.modules import ModuleStore
+from d1sync.outbox import Backoff, Limits, Outbox, SchemaMismatchError, SyncWorker
+from d1sync.tasks import Task, TaskQueue
+
+# A library logs; the application decides where logs go (`d1sync run` configures a handler).
+logging.getLogger("d1sync").addHandler(logging.NullHandler())
 
 __all__ = [
+    "AsyncD1Client",
     "AsyncDatabase",
     "AsyncStatement",
     "AuthError",
+    "Backoff",
     "ConfigError",
+    "D1Client",
     "D1Error",
     "D1SyncError",
     "Database",
@@ -50,17 +60,24 @@ __all__ = [
     "ExecResult",
     "InvalidRequestError",
     "LimitError",
+    "Limits",
     "LocalDatabase",
     "Meta",
     "ModuleStore",
     "NetworkError",
     "NotFoundError",
+    "Outbox",
     "RateLimitedError",
+    "RateLimiter",
     "RawResult",
     "RequestTimeoutError",
     "Result",
     "SQLError",
+    "SchemaMismatchError",
     "Statement",
+    "SyncWorker",
+    "Task",
+    "TaskQueue",
     "TransientError",
     "ValueEncodingError",
     "__version__",

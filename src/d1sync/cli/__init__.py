@@ -11,7 +11,7 @@ import pkgutil
 
 import click
 
-from d1sync import __version__
+from d1sync._version import __version__
 
 __all__ = ["cli"]
 

@@ -1,0 +1,276 @@
+"""The demo: the main job end to end on the embedded emulator, with no credentials and no network.
+
+An agent-conductor daemon's state (messages, executions, sessions) is written locally in small transactions
+by a writer thread while the sync worker carries it to the emulator, which injects faults (5xx, 429,
+timeouts, HTML 504 pages, and responses lost after the write was applied). At the end the remote must equal
+the local file: same row count and the same content checksum for every table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from d1sync.database import Database
+from d1sync.local import LocalDatabase
+
+__all__ = ["DEMO_SCHEMA", "DemoConfig", "DemoReport", "run_demo", "table_checksum"]
+
+DEMO_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY, platform TEXT NOT NULL, conversation_id TEXT NOT NULL, role TEXT NOT NULL,
+    raw_text TEXT, summary TEXT, observed_at INTEGER NOT NULL, static_path TEXT, page_url TEXT,
+    page_title TEXT, organization_id TEXT, created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_conversation ON messages (conversation_id);
+CREATE INDEX IF NOT EXISTS messages_platform_observed ON messages (platform, observed_at DESC);
+CREATE TABLE IF NOT EXISTS executions (
+    instruction_id TEXT PRIMARY KEY, message_id TEXT, target TEXT, tool TEXT, params TEXT, params_kind TEXT,
+    result_ok INTEGER, result_data TEXT, result_summary TEXT, result_error TEXT, http_status INTEGER,
+    executed_at INTEGER, static_path TEXT, created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_message ON executions (message_id);
+CREATE INDEX IF NOT EXISTS executions_target_tool ON executions (target, tool);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, platform TEXT NOT NULL, conversation_id TEXT NOT NULL, started_at INTEGER NOT NULL,
+    last_activity_at INTEGER NOT NULL, message_count INTEGER NOT NULL DEFAULT 0,
+    execution_count INTEGER NOT NULL DEFAULT 0, summary TEXT, static_path TEXT, created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_platform_activity ON sessions (platform, last_activity_at DESC);
+"""
+
+TABLES = {"messages": "id", "executions": "instruction_id", "sessions": "id"}
+
+
+@dataclass
+class DemoConfig:
+    """Sizes and fault rates of the demo (the CLI exposes each as a flag)."""
+
+    rows: int = 100_000
+    error_rate: float = 0.03
+    rate_limit_rate: float = 0.03
+    timeout_rate: float = 0.01
+    html_rate: float = 0.02
+    lost_rate: float = 0.03
+    seed: int = 7
+    directory: Path | None = None
+
+
+@dataclass
+class DemoReport:
+    rows_written: int = 0
+    transactions: int = 0
+    seconds: float = 0.0
+    rows_sent: int = 0
+    requests: int = 0
+    retries: int = 0
+    faults: dict[str, float] = field(default_factory=dict)
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def equal(self) -> bool:
+        return all(t["local"] == t["remote"] for t in self.tables.values())
+
+
+def table_checksum(db: Database, table: str, key: str, page: int = 5_000) -> tuple[int, str]:
+    """Row count and a SHA-256 of every row in key order, computed the same way on any Database."""
+    digest = hashlib.sha256()
+    count = 0
+    last: Any = None
+    q_table, q_key = f'"{table}"', f'"{key}"'
+    while True:
+        if last is None:
+            stmt = db.prepare(f"SELECT * FROM {q_table} ORDER BY {q_key} LIMIT ?").bind(page)
+        else:
+            stmt = db.prepare(f"SELECT * FROM {q_table} WHERE {q_key} > ? ORDER BY {q_key} LIMIT ?").bind(last, page)
+        columns, *rows = stmt.raw(column_names=True)
+        for row in rows:
+            digest.update(json.dumps(row, ensure_ascii=False).encode())
+        count += len(rows)
+        if len(rows) < page:
+            return count, digest.hexdigest()[:16]
+        last = rows[-1][columns.index(key)]
+
+
+class _Writer(threading.Thread):
+    """Writes the daemon's state in small transactions, as a real agent daemon would."""
+
+    def __init__(self, path: Path, rows: int, seed: int) -> None:
+        super().__init__(name="demo-writer", daemon=True)
+        self.db = LocalDatabase(path)
+        self.rows = rows
+        self.rng = random.Random(seed)
+        self.written = 0
+        self.transactions = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._write()
+        except BaseException as exc:  # surfaced by the demo, never swallowed
+            self.error = exc
+        finally:
+            self.db.close()
+
+    def _write(self) -> None:
+        rng = self.rng
+        sessions: list[str] = []
+        n = 0
+        base = 1_790_000_000_000
+        while self.written < self.rows:
+            size = min(rng.randint(1, 20), self.rows - self.written)
+            with self.db.atomic() as conn:
+                for _ in range(size):
+                    n += 1
+                    now = base + n * 37
+                    if not sessions or rng.random() < 0.02:
+                        sid = f"s{len(sessions):06d}"
+                        sessions.append(sid)
+                        conn.execute(
+                            "INSERT INTO sessions (id, platform, conversation_id, started_at, last_activity_at, "
+                            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (sid, rng.choice(["slack", "web", "cli"]), f"c{len(sessions)}", now, now, now),
+                        )
+                    sid = rng.choice(sessions[-20:])
+                    mid = f"m{n:08d}"
+                    conn.execute(
+                        "INSERT INTO messages (id, platform, conversation_id, role, raw_text, summary, observed_at, "
+                        "page_url, created_at) VALUES (?, 'web', ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            mid,
+                            sid,
+                            rng.choice(["user", "assistant", "tool"]),
+                            f"message {n} — ünïcödé ✓ " + "x" * rng.randint(0, 200),
+                            f"summary {n}",
+                            now,
+                            f"https://example.invalid/p/{n}",
+                            now,
+                        ),
+                    )
+                    if rng.random() < 0.5:
+                        ok = rng.random() < 0.9
+                        conn.execute(
+                            "INSERT INTO executions (instruction_id, message_id, target, tool, params, params_kind, "
+                            "result_ok, result_summary, result_error, http_status, executed_at, created_at) "
+                            "VALUES (?, ?, ?, ?, ?, 'json', ?, ?, ?, ?, ?, ?)",
+                            (
+                                f"i{n:08d}",
+                                mid,
+                                rng.choice(["browser", "shell", "api"]),
+                                rng.choice(["click", "type", "fetch", "run"]),
+                                json.dumps({"n": n, "big": 2**62 + n}),
+                                int(ok),
+                                "done" if ok else None,
+                                None if ok else "timeout",
+                                200 if ok else 504,
+                                now,
+                                now,
+                            ),
+                        )
+                    # Hot rows: sessions are updated on every message (the outbox coalesces these).
+                    conn.execute(
+                        "UPDATE sessions SET last_activity_at = ?, message_count = message_count + 1 WHERE id = ?",
+                        (now, sid),
+                    )
+                    self.written += 1
+            self.transactions += 1
+
+
+def run_demo(config: DemoConfig, *, on_tick: Callable[[dict[str, Any]], None] | None = None) -> DemoReport:
+    """Run the demo and return its report (see the module docstring)."""
+    from d1sync.client import D1Client
+    from d1sync.emulator import DEFAULT_DATABASE_ID
+    from d1sync.emulator.faults import FaultConfig
+    from d1sync.emulator.server import EmulatorServer
+    from d1sync.outbox import Backoff, Outbox, SyncWorker
+
+    with tempfile.TemporaryDirectory(prefix="d1sync-demo-") as tmp:
+        workdir = config.directory or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        app_db = workdir / "app.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{app_db}{suffix}").unlink(missing_ok=True)
+        token = "demo-" + hashlib.sha256(str(time.time()).encode()).hexdigest()[:16]
+        faults = FaultConfig(
+            error_rate=config.error_rate,
+            rate_limit_rate=config.rate_limit_rate,
+            timeout_rate=config.timeout_rate,
+            html_rate=config.html_rate,
+            lost_response_rate=config.lost_rate,
+            seed=config.seed,
+            retry_after=1,
+            timeout_delay=1.5,
+        )
+        with EmulatorServer(workdir / "emulator", token=token, faults=faults) as server:
+            remote = D1Client(
+                account_id="demo",
+                database_id=DEFAULT_DATABASE_ID,
+                api_token=token,
+                base_url=server.api_base,
+                timeout=1.0,
+            )
+            # The same schema on both sides; faults are off while it is created so the demo starts cleanly.
+            server.app.state.faults.update(
+                error_rate=0, rate_limit_rate=0, timeout_rate=0, html_rate=0, lost_response_rate=0
+            )
+            local = LocalDatabase(app_db)
+            local.exec(DEMO_SCHEMA)
+            remote.exec(DEMO_SCHEMA)
+            server.app.state.faults.configure(faults)
+            server.app.state.faults.reset_stats()
+            Outbox(app_db).track(*TABLES)
+
+            report = DemoReport()
+            writer = _Writer(app_db, config.rows, config.seed)
+            worker = SyncWorker(app_db, remote, backoff=Backoff(base=0.05, cap=1.0, pause=1.0), seed=config.seed)
+            sync_thread = threading.Thread(target=worker.run, name="demo-sync", daemon=True)
+            started = time.monotonic()
+            writer.start()
+            sync_thread.start()
+            while writer.is_alive() or worker.pending():
+                if writer.error is not None:
+                    raise writer.error
+                if on_tick is not None:
+                    on_tick(
+                        {
+                            "written": writer.written,
+                            "target": config.rows,
+                            "pending": worker.pending(),
+                            "sent": worker.counters.rows,
+                            "requests": worker.counters.requests,
+                            "retries": worker.counters.retries,
+                            "elapsed": time.monotonic() - started,
+                        }
+                    )
+                time.sleep(0.2)
+            report.seconds = time.monotonic() - started
+            worker.stop(flush_timeout=5)
+            sync_thread.join(10)
+            if writer.error is not None:
+                raise writer.error
+            report.rows_written, report.transactions = writer.written, writer.transactions
+            report.rows_sent = worker.counters.rows
+            report.requests = worker.counters.requests
+            report.retries = worker.counters.retries
+            report.faults = server.app.state.faults.stats
+            # The proof: read both sides through the same API, without faults on the way back.
+            server.app.state.faults.update(
+                error_rate=0, rate_limit_rate=0, timeout_rate=0, html_rate=0, lost_response_rate=0
+            )
+            for table, key in TABLES.items():
+                report.tables[table] = {
+                    "local": table_checksum(local, table, key),
+                    "remote": table_checksum(remote, table, key),
+                }
+            worker.close()
+            remote.close()
+            local.close()
+    return report
