@@ -101,6 +101,9 @@ def _project(
         config = WranglerConfig.defaults()
     else:
         config = load_wrangler_config(path, env=wrangler_env)
+    if database_name is None and len(config.databases) > 1:
+        names = ", ".join(d.label for d in config.databases)
+        fail(f"{config.path} has several D1 databases ({names})", "choose one with --database NAME", exit_code=2)
     entry = config.select(database_name)
     folder = Path(migrations_dir).resolve() if migrations_dir else entry.migrations_dir
     return _Project(config, entry, MigrationSource(config.root, migrations_dir=folder, modules_glob=modules_glob))
