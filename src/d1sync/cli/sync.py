@@ -175,7 +175,9 @@ def limit_options(func: Any) -> Any:
 @limit_options
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
 @click.option("--flush-timeout", default=10.0, show_default=True, help="Seconds for a last drain on shutdown.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Log line format."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def run(
     db: str,
@@ -349,7 +351,7 @@ def dead() -> None:
 
 @dead.command(name="list")
 @DB_ARG
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=int, default=50, show_default=True, help="Show at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def dead_list(db: str, limit: int, as_json: bool) -> None:
     """List dead letters with their error."""

@@ -1,0 +1,145 @@
+"""The outbox commands through the real CLI: track, status, sync, dead, run (a real subprocess), demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from d1sync import LocalDatabase
+from d1sync.cli import cli
+
+SCHEMA = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER CHECK (n >= 0))"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    app, remote = tmp_path / "app.db", tmp_path / "remote.db"
+    with LocalDatabase(app) as db:
+        db.exec(SCHEMA.replace(" CHECK (n >= 0)", ""))
+        db.batch([db.prepare("INSERT INTO notes (body, n) VALUES (?, ?)").bind(f"note {i}", i - 2) for i in range(50)])
+    with LocalDatabase(remote) as db:
+        db.exec(SCHEMA)
+    return app, remote
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_track_backfills_existing_rows_and_status_reports_them(files: tuple[Path, Path]) -> None:
+    app, _ = files
+    code, out = invoke("track", str(app), "notes")
+    assert code == 0, out
+    assert "tracking notes key (id)" in out
+    code, out = invoke("status", str(app), "--json")
+    status = json.loads(out)
+    assert status["pending_changes"] == 50
+    assert status["tables"] == ["notes"]
+
+
+def test_track_refuses_a_table_without_a_key_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    app = tmp_path / "app.db"
+    with LocalDatabase(app) as db:
+        db.exec("CREATE TABLE logs (line TEXT)")
+    code, out = invoke("track", str(app), "logs")
+    assert code == 1
+    assert "has no PRIMARY KEY" in out and "Try:" in out
+
+
+def test_sync_drains_to_a_local_target_and_dead_letters_the_rows_the_target_refuses(files: tuple[Path, Path]) -> None:
+    app, remote = files
+    invoke("track", str(app), "notes")
+    code, out = invoke("sync", str(app), "--local", str(remote))
+    assert code == 0, out
+    with LocalDatabase(remote) as db:
+        assert db.prepare("SELECT count(*) AS n FROM notes").first("n") == 48
+    code, out = invoke("dead", "list", str(app), "--json")
+    dead = json.loads(out)
+    assert sorted(json.loads(d["key"])[0] for d in dead) == [1, 2]
+    assert all("CHECK constraint failed" in d["error"] for d in dead)
+
+
+def test_dead_retry_delivers_after_the_cause_is_fixed_and_drop_forgets(files: tuple[Path, Path]) -> None:
+    app, remote = files
+    invoke("track", str(app), "notes")
+    invoke("sync", str(app), "--local", str(remote))
+    with LocalDatabase(app) as db:
+        db.prepare("UPDATE notes SET n = 0 WHERE id = 1").run()  # fixes one; a new change is captured
+    code, out = invoke("dead", "retry", str(app), "--id", "1")
+    assert code == 0 and "requeued 1" in out
+    invoke("sync", str(app), "--local", str(remote))
+    with LocalDatabase(remote) as db:
+        assert db.prepare("SELECT n FROM notes WHERE id = 1").first("n") == 0
+    code, out = invoke("dead", "drop", str(app), "--yes")
+    assert code == 0 and "dropped 1" in out
+    assert json.loads(invoke("status", str(app), "--json")[1])["dead_letters"] == 0
+
+
+def test_sync_exits_1_with_a_hint_when_the_remote_schema_lacks_a_column(tmp_path: Path) -> None:
+    app, remote = tmp_path / "app.db", tmp_path / "remote.db"
+    with LocalDatabase(app) as db:
+        db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT)")
+        db.prepare("INSERT INTO t VALUES (1, 'x', 'y')").run()
+    with LocalDatabase(remote) as db:
+        db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)")
+    invoke("track", str(app), "t")
+    code, out = invoke("sync", str(app), "--local", str(remote))
+    assert code == 1
+    assert "lacks column(s) b" in out
+    assert json.loads(invoke("status", str(app), "--json")[1])["pending_changes"] == 1
+
+
+def test_untrack_removes_capture(files: tuple[Path, Path]) -> None:
+    app, _ = files
+    invoke("track", str(app), "notes", "--no-backfill")
+    assert invoke("untrack", str(app), "notes")[0] == 0
+    with LocalDatabase(app) as db:
+        db.prepare("INSERT INTO notes (body, n) VALUES ('after', 1)").run()
+    assert json.loads(invoke("status", str(app), "--json")[1])["pending_changes"] == 0
+
+
+def test_run_daemon_syncs_new_writes_and_stops_gracefully_on_sigterm(files: tuple[Path, Path]) -> None:
+    app, remote = files
+    with LocalDatabase(app) as db:
+        db.prepare("UPDATE notes SET n = 5 WHERE n < 0").run()
+    invoke("track", str(app), "notes")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "D1_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "d1sync.cli", "run", str(app), "--local", str(remote), "--log-format", "json"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        with LocalDatabase(remote) as db:
+            while db.prepare("SELECT count(*) AS n FROM notes").first("n") < 50:
+                assert time.monotonic() < deadline, "daemon did not sync the backlog"
+                time.sleep(0.1)
+            with LocalDatabase(app) as writer:
+                writer.prepare("INSERT INTO notes (id, body, n) VALUES (1000, 'live', 1)").run()
+            while db.prepare("SELECT count(*) AS n FROM notes WHERE id = 1000").first("n") == 0:
+                assert time.monotonic() < deadline, "daemon did not pick up a write from another process"
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any("SIGTERM" in line["msg"] for line in lines)
+    assert lines[-1]["msg"].startswith("stopped;")
+
+
+def test_demo_proves_remote_equals_local_under_faults() -> None:
+    code, out = invoke("demo", "--rows", "3000", "--seed", "3")
+    assert code == 0, out
+    assert "remote equals local" in out

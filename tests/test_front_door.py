@@ -1,0 +1,41 @@
+"""The public surface: one sorted front door, and help text on every command."""
+
+from __future__ import annotations
+
+import click
+from click.testing import CliRunner
+
+import d1sync
+from d1sync.cli import cli
+
+
+def test_all_is_sorted_and_every_name_exists() -> None:
+    assert d1sync.__all__ == sorted(d1sync.__all__)
+    for name in d1sync.__all__:
+        assert hasattr(d1sync, name), name
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    found: list[tuple[tuple[str, ...], click.Command]] = []
+    for name, command in group.commands.items():
+        found.append(((*prefix, name), command))
+        if isinstance(command, click.Group):
+            found += _commands(command, (*prefix, name))
+    return found
+
+
+def test_every_command_and_option_has_help_text() -> None:
+    commands = _commands(cli)
+    assert {"demo", "query", "track", "sync", "run", "status", "dead"} <= {path[0] for path, _ in commands}
+    for path, command in commands:
+        assert command.help, f"`d1sync {' '.join(path)}` has no help text"
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.help, f"`d1sync {' '.join(path)}` option {param.opts[0]} has no help text"
+        result = CliRunner().invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, result.output
+
+
+def test_version_option_prints_the_package_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert d1sync.__version__ in result.output
