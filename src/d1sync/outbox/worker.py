@@ -423,7 +423,17 @@ class SyncWorker:
             self._stopped.wait(flush_timeout + self.lease_ttl)
 
     def close(self) -> None:
-        self._conn.close()
+        """Release the lease (if held) and close the worker's connection to the file."""
+        try:
+            self.release_lease()
+        finally:
+            self._conn.close()
+
+    def __enter__(self) -> SyncWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def pending(self) -> int:
         """Change rows not yet acknowledged."""
