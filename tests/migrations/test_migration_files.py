@@ -145,13 +145,16 @@ def test_malformed_config_is_a_config_error_naming_the_file(tmp_path: Path) -> N
         load_wrangler_config(bad_entry)
 
 
-def test_config_is_found_in_parent_folders_preferring_json_over_toml(tmp_path: Path) -> None:
-    _write(tmp_path / "wrangler.toml", "")
+def test_config_is_found_in_parent_folders_preferring_json_over_toml_as_wrangler(tmp_path: Path) -> None:
     nested = tmp_path / "src" / "deep"
-    nested.mkdir(parents=True)
-    assert find_wrangler_config(nested) == tmp_path / "wrangler.toml"
-    _write(tmp_path / "wrangler.json", "{}")
-    assert find_wrangler_config(nested) == tmp_path / "wrangler.json"
+    _write(nested / "wrangler.toml", "")
+    assert find_wrangler_config(nested) == nested / "wrangler.toml"
+    _write(tmp_path / "wrangler.jsonc", "{}")
+    # wrangler's findWranglerConfig: wrangler.json, then .jsonc, then .toml, each searched up the tree.
+    assert find_wrangler_config(nested) == tmp_path / "wrangler.jsonc"
+    _write(tmp_path / "src" / "wrangler.json", "{}")
+    assert find_wrangler_config(nested) == tmp_path / "src" / "wrangler.json"
+    assert find_wrangler_config(tmp_path) == tmp_path / "wrangler.jsonc"
 
 
 def test_defaults_without_config_use_migrations_folder_and_d1_migrations(tmp_path: Path) -> None:

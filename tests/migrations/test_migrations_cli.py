@@ -265,3 +265,12 @@ def test_remote_takes_account_and_database_from_wrangler_config(
     assert TOKEN not in result.output
     with D1Client(account_id="x", database_id=database_id, api_token=TOKEN, base_url=emulator_server.api_base) as db:
         assert db.prepare("SELECT count(*) AS n FROM d1_migrations").first("n") == 2
+
+
+def test_unopenable_local_file_is_one_line_error_not_a_traceback(
+    wrangler_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(wrangler_project)
+    result = run("apply", "--local", "no/such/folder/app.db")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot open local file no/such/folder/app.db")

@@ -7,6 +7,7 @@ refused, bad configuration, database error), 2 usage error, 3 ``list --check`` f
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +133,10 @@ def _say(text: str, *, err: bool = False) -> None:
 
 def _open(target: Target) -> Database:
     with handle_errors():
-        return target.open()
+        try:
+            return target.open()
+        except sqlite3.Error as exc:
+            fail(f"cannot open {target.description}: {exc}", "check that the file's folder exists and is writable")
 
 
 def _not_found_hint(target: Target) -> str:

@@ -57,7 +57,7 @@ DEFAULT_MIGRATIONS_DIR = "migrations"
 DEFAULT_MIGRATIONS_TABLE = "d1_migrations"
 DEFAULT_MODULES_GLOB = "modules/*/migrations/*.sql"
 WRANGLER_CONFIG_NAMES = ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
-"""Looked for in this order in each directory, as wrangler does."""
+"""Looked for in this order, each up the folder tree, as wrangler does."""
 
 
 # -- wrangler configuration ----------------------------------------------------------------------------
@@ -166,10 +166,14 @@ class WranglerConfig:
 
 
 def find_wrangler_config(start: str | os.PathLike[str] | None = None) -> Path | None:
-    """The nearest wrangler config in ``start`` (default: cwd) or a parent folder, or None."""
-    here = Path(start) if start is not None else Path.cwd()
-    for folder in (here.resolve(), *here.resolve().parents):
-        for name in WRANGLER_CONFIG_NAMES:
+    """The wrangler config for ``start`` (default: cwd), found as wrangler 4 finds it, or None.
+
+    Each name is looked for up the folder tree before the next name is tried, so a ``wrangler.json`` in
+    a parent folder wins over a nearer ``wrangler.toml`` (wrangler's ``findWranglerConfig``).
+    """
+    here = (Path(start) if start is not None else Path.cwd()).resolve()
+    for name in WRANGLER_CONFIG_NAMES:
+        for folder in (here, *here.parents):
             candidate = folder / name
             if candidate.is_file():
                 return candidate
