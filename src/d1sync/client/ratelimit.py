@@ -22,6 +22,7 @@ __all__ = ["RateLimiter", "default_limiter", "is_local_url"]
 
 DEFAULT_RATE = 1200
 DEFAULT_PER = 300.0
+_EPSILON = 1e-9
 
 
 class RateLimiter:
@@ -86,8 +87,9 @@ class RateLimiter:
         self._refill(now)
         if now < self._paused_until:
             return self._paused_until - now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        # The epsilon absorbs float error: a wait of (1 - tokens) / rate may land a hair short of a token.
+        if self._tokens >= 1.0 - _EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self.refill_per_second
 
