@@ -43,6 +43,8 @@ D1_MAX_VALUE_BYTES = 2_000_000
 D1_MAX_SQL_BYTES = 100_000
 """D1's limit on the length of one SQL statement."""
 DEFER_FOREIGN_KEYS = "PRAGMA defer_foreign_keys = on"
+REQUEST_OVERHEAD = len(DEFER_FOREIGN_KEYS) + 32
+"""Bytes of a request body besides its planned statements: the envelope and the leading PRAGMA."""
 
 Op = Literal["upsert", "delete"]
 
@@ -114,8 +116,8 @@ class PlannedStatement:
 
     @property
     def body_bytes(self) -> int:
-        """The exact bytes this statement adds to a JSON request body."""
-        return len(self.sql.encode()) + len(json.dumps(self.param, ensure_ascii=False).encode()) + 32
+        """The bytes this statement adds to a JSON request body (an upper bound)."""
+        return _json_bytes(self.sql) + _json_bytes(self.param) + 32
 
 
 @dataclass
@@ -128,7 +130,7 @@ class PlannedRequest:
 
     @property
     def body_bytes(self) -> int:
-        return sum(s.body_bytes for s in self.statements) + len(DEFER_FOREIGN_KEYS) + 32
+        return sum(s.body_bytes for s in self.statements) + REQUEST_OVERHEAD
 
     @property
     def rows(self) -> int:
@@ -195,6 +197,11 @@ def delete_sql(spec: TableSpec) -> str:
     return f"DELETE FROM {table} WHERE ({key}) IN (SELECT {exprs} FROM json_each(?))"
 
 
+def _json_bytes(text: str) -> int:
+    """Bytes of ``text`` as a JSON string in the UTF-8 request body (quotes, backslashes, controls escaped)."""
+    return len(json.dumps(text, ensure_ascii=False).encode())
+
+
 def _escaped_estimate(text: str) -> int:
     # Inside the request body the JSON parameter is itself a JSON string: quotes and backslashes double.
     return len(text.encode()) + text.count('"') + text.count("\\")
@@ -206,7 +213,10 @@ def _statements_for(spec: TableSpec, op: Op, changes: list[Change], limits: Limi
     value_bytes = 2  # the enclosing brackets
     body_bytes = 0
     blobs: set[int] = set()
-    budget_body = limits.max_request_bytes - 1_000
+    # The rows share the request budget with the envelope and this statement's SQL (longest with every
+    # column read as a possible BLOB: wide tables make it several KB).
+    longest_sql = upsert_sql(spec, frozenset(range(len(spec.columns)))) if op == "upsert" else delete_sql(spec)
+    budget_body = limits.max_request_bytes - REQUEST_OVERHEAD - _json_bytes(longest_sql) - 32 - 4
 
     def flush() -> None:
         nonlocal chunk, value_bytes, body_bytes, blobs
@@ -250,12 +260,12 @@ def plan(changes: Sequence[Change], specs: Mapping[str, TableSpec], limits: Limi
         statements += _statements_for(specs[name], "upsert", by_table.get((name, "upsert"), []), limits)
     requests: list[PlannedRequest] = []
     current: list[PlannedStatement] = []
-    current_bytes = 0
+    current_bytes = REQUEST_OVERHEAD
     for statement in statements:
         size = statement.body_bytes
         if current and (len(current) >= limits.max_statements or current_bytes + size > limits.max_request_bytes):
             requests.append(PlannedRequest(current))
-            current, current_bytes = [], 0
+            current, current_bytes = [], REQUEST_OVERHEAD
         current.append(statement)
         current_bytes += size
     if current:
