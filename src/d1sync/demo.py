@@ -66,6 +66,7 @@ class DemoConfig:
 
 @dataclass
 class DemoReport:
+    migrations: int = 0
     rows_written: int = 0
     transactions: int = 0
     seconds: float = 0.0
@@ -96,7 +97,7 @@ def table_checksum(db: Database, table: str, key: str, page: int = 5_000) -> tup
             digest.update(json.dumps(row, ensure_ascii=False).encode())
         count += len(rows)
         if len(rows) < page:
-            return count, digest.hexdigest()[:16]
+            return count, digest.hexdigest()[:12]
         last = rows[-1][columns.index(key)]
 
 
@@ -190,6 +191,7 @@ def run_demo(config: DemoConfig, *, on_tick: Callable[[dict[str, Any]], None] | 
     from d1sync.emulator import DEFAULT_DATABASE_ID
     from d1sync.emulator.faults import FaultConfig
     from d1sync.emulator.server import EmulatorServer
+    from d1sync.migrations import MigrationSource, Migrator
     from d1sync.outbox import Backoff, Outbox, SyncWorker
 
     with tempfile.TemporaryDirectory(prefix="d1sync-demo-") as tmp:
@@ -209,6 +211,7 @@ def run_demo(config: DemoConfig, *, on_tick: Callable[[dict[str, Any]], None] | 
             retry_after=1,
             timeout_delay=1.5,
         )
+        report = DemoReport()
         with EmulatorServer(workdir / "emulator", token=token, faults=faults) as server:
             remote = D1Client(
                 account_id="demo",
@@ -217,18 +220,23 @@ def run_demo(config: DemoConfig, *, on_tick: Callable[[dict[str, Any]], None] | 
                 base_url=server.api_base,
                 timeout=1.0,
             )
-            # The same schema on both sides; faults are off while it is created so the demo starts cleanly.
+            # One migration applied to both sides by the same code (both are Databases); faults are off while
+            # the schema is created so the demo starts cleanly.
             server.app.state.faults.update(
                 error_rate=0, rate_limit_rate=0, timeout_rate=0, html_rate=0, lost_response_rate=0
             )
+            migrations = workdir / "migrations"
+            migrations.mkdir(exist_ok=True)
+            (migrations / "0001_agent_state.sql").write_text(DEMO_SCHEMA, encoding="utf-8")
+            source = MigrationSource(workdir, migrations_dir=migrations, modules_glob=None)
             local = LocalDatabase(app_db)
-            local.exec(DEMO_SCHEMA)
-            remote.exec(DEMO_SCHEMA)
+            for db in (local, remote):
+                report.migrations = len(Migrator(db, source.discover()).apply().applied)
             server.app.state.faults.configure(faults)
             server.app.state.faults.reset_stats()
-            Outbox(app_db).track(*TABLES)
+            with Outbox(app_db) as outbox:
+                outbox.track(*TABLES)
 
-            report = DemoReport()
             writer = _Writer(app_db, config.rows, config.seed)
             worker = SyncWorker(app_db, remote, backoff=Backoff(base=0.05, cap=1.0, pause=1.0), seed=config.seed)
             sync_thread = threading.Thread(target=worker.run, name="demo-sync", daemon=True)

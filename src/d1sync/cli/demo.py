@@ -67,6 +67,9 @@ def demo(
             report = run_demo(config, on_tick=tick)
         progress.update(synced, completed=rows)
 
+    console.print(
+        f"applied {report.migrations} migration file(s) to the local file and to the emulator, with one Migrator"
+    )
     faults = {k: int(v) for k, v in report.faults.items() if k not in ("latency_seconds",) and v}
     console.print(
         f"wrote {report.rows_written:,} messages in {report.transactions:,} transactions; synced "
@@ -76,7 +79,7 @@ def demo(
     )
     console.print("emulator saw: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in sorted(faults.items())))
     console.print(f"the worker retried {report.retries} time(s); nothing was acknowledged that D1 did not apply")
-    table = Table("table", "local rows", "remote rows", "local checksum", "remote checksum", "equal")
+    table = Table("table", "local rows", "remote rows", "local sha256", "remote sha256", "equal")
     for name, sides in report.tables.items():
         (lc, lh), (rc, rh) = sides["local"], sides["remote"]
         table.add_row(name, f"{lc:,}", f"{rc:,}", lh, rh, "[green]yes[/green]" if (lc, lh) == (rc, rh) else "[red]NO")
