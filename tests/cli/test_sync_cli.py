@@ -143,3 +143,53 @@ def test_demo_proves_remote_equals_local_under_faults() -> None:
     code, out = invoke("demo", "--rows", "3000", "--seed", "3")
     assert code == 0, out
     assert "remote equals local" in out
+
+
+def test_sync_to_the_emulator_then_status_shows_last_success_rate_and_budget(
+    files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from d1sync import D1Client
+    from d1sync.emulator import DEFAULT_DATABASE_ID
+    from d1sync.emulator.server import EmulatorServer
+
+    app, _ = files
+    invoke("track", str(app), "notes")
+    with EmulatorServer(tmp_path / "emu", token="cli-token") as server:
+        with D1Client(
+            account_id="a", database_id=DEFAULT_DATABASE_ID, api_token="cli-token", base_url=server.api_base
+        ) as remote:
+            remote.exec(SCHEMA.replace(" CHECK (n >= 0)", ""))
+            monkeypatch.setenv("D1SYNC_EMULATOR_TOKEN", "cli-token")
+            code, out = invoke("sync", str(app), "--emulator", server.url)
+            assert code == 0, out
+            assert remote.prepare("SELECT count(*) AS n FROM notes").first("n") == 50
+    assert "cli-token" not in out
+    status = json.loads(invoke("status", str(app), "--json")[1])
+    assert status["pending_changes"] == 0
+    assert status["last_success"] is not None
+    assert status["rows_per_second"] > 0
+    assert status["rate_budget"] is None  # loopback emulators get no client-side rate limiter by default
+
+
+def test_status_reports_the_rate_budget_left_by_the_workers_client(files: tuple[Path, Path], tmp_path: Path) -> None:
+    from d1sync import D1Client, RateLimiter, SyncWorker
+    from d1sync.emulator import DEFAULT_DATABASE_ID
+    from d1sync.emulator.server import EmulatorServer
+
+    app, _ = files
+    invoke("track", str(app), "notes")
+    limiter = RateLimiter(100, 60.0)
+    with EmulatorServer(tmp_path / "emu", token="t") as server:
+        with D1Client(
+            account_id="a",
+            database_id=DEFAULT_DATABASE_ID,
+            api_token="t",
+            base_url=server.api_base,
+            rate_limiter=limiter,
+        ) as remote:
+            remote.exec(SCHEMA.replace(" CHECK (n >= 0)", ""))
+            with SyncWorker(app, remote) as worker:
+                assert worker.sync_once().rows == 50
+    budget = json.loads(invoke("status", str(app), "--json")[1])["rate_budget"]
+    assert budget["rate"] == 100 and budget["per"] == 60.0
+    assert 0 < budget["available"] < 100  # the exec, the schema check and the batch each took a token

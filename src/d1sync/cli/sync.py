@@ -340,6 +340,13 @@ def status(db: str, as_json: bool) -> None:
         table.add_row("last error", f"{_when(st.last_error.get('at'))}: {st.last_error.get('message')}")
     table.add_row("back-off", f"{st.backoff_remaining:.1f}s" if st.backoff_remaining else "none")
     table.add_row("paused", st.paused or "no")
+    if st.rows_per_second is not None:
+        table.add_row("last pass", f"{st.rows_per_second:,.0f} rows/s")
+    if st.rate_budget:
+        budget = st.rate_budget
+        table.add_row(
+            "rate budget", f"{budget['available']:.0f} of {budget['rate']:.0f} requests per {budget['per']:.0f}s"
+        )
     table.add_row("worker", st.lease_owner or "none running")
     console.print(table)
 

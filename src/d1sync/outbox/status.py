@@ -27,6 +27,9 @@ class Status:
         backoff_remaining: seconds until the next attempt after a failure (0 if none).
         paused: why the worker is paused (auth error, missing database, schema mismatch), if it is.
         lease_owner: the worker currently holding the drain lease, if its lease is live.
+        rows_per_second: throughput of the last successful pass (rows sent / its duration).
+        rate_budget: the API requests the worker's client could still send at its last success
+            (``available``, out of ``rate`` per ``per`` seconds), if its client has a rate limiter.
     """
 
     pending_changes: int
@@ -39,6 +42,8 @@ class Status:
     backoff_remaining: float
     paused: str | None
     lease_owner: str | None
+    rows_per_second: float | None = None
+    rate_budget: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,7 +68,15 @@ def read_status(conn: sqlite3.Connection, *, now: float | None = None) -> Status
         backoff_remaining=max(0.0, backoff_until - now),
         paused=get_meta(conn, "paused"),
         lease_owner=lease["owner"] if lease and lease["expires"] > now else None,
+        rows_per_second=_rate(get_meta(conn, "last_pass")),
+        rate_budget=get_meta(conn, "rate_budget"),
     )
+
+
+def _rate(last_pass: dict[str, float] | None) -> float | None:
+    if not last_pass or not last_pass.get("seconds"):
+        return None
+    return round(last_pass["rows"] / last_pass["seconds"], 1)
 
 
 def prometheus_text(status: Status, counters: dict[str, float] | None = None) -> str:

@@ -225,12 +225,23 @@ class SyncWorker:
         )
         return SyncResult("paused" if pause else "backoff", retry_in=delay, error=str(exc))
 
-    def _record_success(self, now: float) -> None:
+    def _record_success(self, now: float, result: SyncResult, seconds: float) -> None:
         if get_meta(self._conn, "failures", 0) or get_meta(self._conn, "paused"):
             since = self._failing_since
             log.info("sync recovered%s", f" after {now - since:.1f}s" if since else "")
-            self._write_meta(failures=0, backoff_until=0, paused=None, last_success=now)
         self._failing_since = None
+        state: dict[str, Any] = {
+            "failures": 0,
+            "backoff_until": 0,
+            "paused": None,
+            "last_success": now,
+            "last_pass": {"rows": result.rows, "requests": result.requests, "seconds": round(seconds, 3)},
+        }
+        limiter = getattr(self.target, "rate_limiter", None)
+        if limiter is not None:
+            # `d1sync status` runs in another process: leave it the budget this worker's client sees.
+            state["rate_budget"] = {"available": limiter.available(), "rate": limiter.rate, "per": limiter.per}
+        self._write_meta(**state)
 
     # -- remote schema -----------------------------------------------------------------------------------
 
@@ -258,6 +269,7 @@ class SyncWorker:
     def sync_once(self, now: float | None = None) -> SyncResult:
         """Send what is pending (one window), unless backing off or another worker holds the lease."""
         now = self.clock() if now is None else now
+        started = time.monotonic()
         backoff_until = float(get_meta(self._conn, "backoff_until", 0) or 0)
         if now < backoff_until:
             paused = get_meta(self._conn, "paused")
@@ -289,7 +301,7 @@ class SyncWorker:
             outcome.rows, outcome.requests, outcome.dead = result.rows, result.requests, result.dead
             return outcome
         if result.requests:
-            self._record_success(self.clock())
+            self._record_success(self.clock(), result, time.monotonic() - started)
         return result
 
     def _deliver(
