@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -113,8 +115,12 @@ def test_run_daemon_syncs_new_writes_and_stops_gracefully_on_sigterm(files: tupl
         db.prepare("UPDATE notes SET n = 5 WHERE n < 0").run()
     invoke("track", str(app), "notes")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "D1_"))}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "d1sync.cli", "run", str(app), "--local", str(remote), "--log-format", "json"],
+        [sys.executable, "-m", "d1sync.cli", "run", str(app), "--local", str(remote), "--log-format", "json"]
+        + ["--metrics-port", str(port)],
         stderr=subprocess.PIPE,
         text=True,
         env=env,
@@ -130,6 +136,9 @@ def test_run_daemon_syncs_new_writes_and_stops_gracefully_on_sigterm(files: tupl
             while db.prepare("SELECT count(*) AS n FROM notes WHERE id = 1000").first("n") == 0:
                 assert time.monotonic() < deadline, "daemon did not pick up a write from another process"
                 time.sleep(0.1)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "# TYPE d1sync_pending_changes gauge" in metrics
+        assert "d1sync_rows_sent_total 51" in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
