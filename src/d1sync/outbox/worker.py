@@ -108,6 +108,9 @@ class SyncWorker:
         lease_ttl: seconds the drain lease lasts without renewal; must exceed a request's timeout.
         clock: returns epoch seconds; injectable for tests.
         check_schema: verify the remote schema before the first send.
+        poll_interval: seconds between ``PRAGMA data_version`` checks while idle (other processes' writes).
+        min_interval: the floor between write-triggered passes, so a burst of small commits shares a request.
+        seed: seeds the back-off jitter (for reproducible tests).
         on_progress: called with the result of every request-level step (for progress bars).
 
     Example::
@@ -128,7 +131,7 @@ class SyncWorker:
         clock: Callable[[], float] = time.time,
         check_schema: bool = True,
         poll_interval: float = 0.05,
-        min_interval: float = 0.0,
+        min_interval: float = 0.02,
         seed: int | None = None,
         on_progress: Callable[[SyncResult], None] | None = None,
     ) -> None:
@@ -154,6 +157,7 @@ class SyncWorker:
         self._stopped = threading.Event()
         self._flush_deadline: float | None = None
         self._failing_since: float | None = None
+        self._seen_version = -1
 
     def __repr__(self) -> str:
         return f"SyncWorker({os.fspath(self.path)!r}, target={self.target!r})"
@@ -170,11 +174,13 @@ class SyncWorker:
             raise
         self._conn.execute("COMMIT")
 
-    def _acquire_lease(self, now: float) -> bool:
+    def _acquire_lease(self, now: float, *, renew: bool = False) -> bool:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             lease = get_meta(self._conn, "lease")
-            if lease and lease["owner"] != self.owner and lease["expires"] > now:
+            # Renewing mid-pass fails if anyone else held the lease meanwhile, even if they have let it go:
+            # they may have sent newer states of this window's rows, which ours must not overwrite.
+            if lease and lease["owner"] != self.owner and (renew or lease["expires"] > now):
                 self._conn.execute("ROLLBACK")
                 return False
             set_meta(self._conn, "lease", {"owner": self.owner, "expires": now + self.lease_ttl})
@@ -287,6 +293,8 @@ class SyncWorker:
             return self._record_failure(exc, now, pause=True)
         except TransientError as exc:
             return self._record_failure(exc, now, pause=False)
+        # Taken before the window is read: a commit after this point must wake the loop (see _wait).
+        self._seen_version = self._data_version()
         window = read_window(self._conn, specs, self.window)
         result = SyncResult("idle" if not window.changes and not window.orphans else "synced", more=window.full)
         if window.orphans:
@@ -313,7 +321,7 @@ class SyncWorker:
         while queue:
             batch = queue.popleft()
             for i, request in enumerate(batch):
-                if not self._acquire_lease(self.clock()):
+                if not self._acquire_lease(self.clock(), renew=True):
                     return SyncResult("locked", retry_in=self.lease_ttl / 3)
                 try:
                     self._send(request)
@@ -369,7 +377,6 @@ class SyncWorker:
 
     def _wait(self, timeout: float, *, wake_on_writes: bool) -> None:
         deadline = time.monotonic() + timeout
-        version = self._data_version()
         while not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -378,7 +385,8 @@ class SyncWorker:
                 self._wake.clear()
                 if wake_on_writes:
                     return
-            if wake_on_writes and self._data_version() != version:
+            # Another connection committed since the last pass read the change log.
+            if wake_on_writes and self._data_version() != self._seen_version:
                 return
 
     def run(self, *, idle_interval: float = 5.0) -> None:
@@ -390,14 +398,14 @@ class SyncWorker:
             while not self._stop.is_set():
                 result = self._safe_sync_once()
                 if result.more and result.state == "synced":
-                    if self.min_interval:
-                        self._wait(self.min_interval, wake_on_writes=False)
-                    continue
+                    continue  # a backlog: keep draining
                 if result.retry_in is not None:
                     # Timer-driven: a back-off always ends by itself, never waiting for the next write.
                     self._wait(result.retry_in, wake_on_writes=False)
-                else:
-                    self._wait(idle_interval, wake_on_writes=True)
+                    continue
+                self._wait(idle_interval, wake_on_writes=True)
+                # The floor: let a burst of small commits gather into one request instead of one each.
+                self._wait(self.min_interval, wake_on_writes=False)
             self._flush()
         finally:
             wake.unregister(self.path, self._wake)
