@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -49,8 +49,6 @@ __all__ = [
     "is_read_only",
     "parse_retry_after",
 ]
-
-Shape = Literal["query", "raw", "json"]
 
 # -- which statements are safe to send twice ---------------------------------------------------------------
 
@@ -223,7 +221,6 @@ class ApiRequest:
 
     method: str
     url: str
-    shape: Shape
     content: bytes | None = None
     params: Mapping[str, str | int] = field(default_factory=dict)
     statement: str | None = None
@@ -304,9 +301,7 @@ class ClientCore:
     def _sql_request(self, body: dict[str, Any], *, raw: bool, statement: str | None, safe: bool) -> ApiRequest:
         endpoint = "raw" if raw else "query"
         url = f"{self._database_url(self.config.require_database_id())}/{endpoint}"
-        return ApiRequest(
-            "POST", url, "raw" if raw else "query", _encode_body(body), statement=statement, safe_to_retry=safe
-        )
+        return ApiRequest("POST", url, _encode_body(body), statement=statement, safe_to_retry=safe)
 
     # database management
 
@@ -314,20 +309,20 @@ class ClientCore:
         params: dict[str, str | int] = {"page": page, "per_page": per_page}
         if name:
             params["name"] = name
-        return ApiRequest("GET", self._account_url(), "json", params=params, safe_to_retry=True)
+        return ApiRequest("GET", self._account_url(), params=params, safe_to_retry=True)
 
     def create_request(self, name: str, primary_location_hint: str | None) -> ApiRequest:
         body: dict[str, str] = {"name": name}
         if primary_location_hint:
             body["primary_location_hint"] = primary_location_hint
-        return ApiRequest("POST", self._account_url(), "json", _encode_body(body))
+        return ApiRequest("POST", self._account_url(), _encode_body(body))
 
     def get_request(self, database_id: str) -> ApiRequest:
-        return ApiRequest("GET", self._database_url(database_id), "json", safe_to_retry=True)
+        return ApiRequest("GET", self._database_url(database_id), safe_to_retry=True)
 
     def delete_request(self, database_id: str) -> ApiRequest:
         # Not retried: a DELETE that went through but lost its answer would come back as 7404.
-        return ApiRequest("DELETE", self._database_url(database_id), "json")
+        return ApiRequest("DELETE", self._database_url(database_id))
 
     # responses
 
