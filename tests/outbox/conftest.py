@@ -1,0 +1,147 @@
+"""Helpers for the outbox tests: exact table snapshots, a fake clock, a recording target, the emulator."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from d1sync.client import D1Client
+from d1sync.database import Database, ExecResult, RawResult, Result, Statement
+from d1sync.emulator import DEFAULT_DATABASE_ID
+from d1sync.emulator.faults import FaultConfig
+from d1sync.emulator.server import EmulatorServer
+from d1sync.local import LocalDatabase
+
+TOKEN = "outbox-test-token"
+START = 1_700_000_000.0
+
+
+class FakeClock:
+    """Epoch seconds that move only when a test says so."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def snapshot(conn: sqlite3.Connection, table: str) -> list[tuple[Any, ...]]:
+    """Every row of ``table`` ordered by all columns, each value with its storage class (BLOBs as hex).
+
+    Two snapshots are equal only if the rows match exactly: same types, same integers (64-bit exact), same
+    floats (Python compares them exactly), same text (NUL and astral characters included), same bytes.
+    """
+    q = '"' + table.replace('"', '""') + '"'
+    columns = [str(r[1]) for r in conn.execute(f"PRAGMA table_info({q})")]
+    parts = []
+    for c in columns:
+        qc = '"' + c.replace('"', '""') + '"'
+        parts.append(f"typeof({qc})")
+        parts.append(f"CASE typeof({qc}) WHEN 'blob' THEN hex({qc}) WHEN 'text' THEN hex({qc}) ELSE {qc} END")
+    order = ", ".join(str(i) for i in range(1, 2 * len(columns) + 1))
+    return [tuple(r) for r in conn.execute(f"SELECT {', '.join(parts)} FROM {q} ORDER BY {order}")]
+
+
+def open_file(path: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection (autocommit) for reading or writing a file behind d1sync's back."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+class RecordingTarget(Database):
+    """A Database that forwards to another one and records every ``batch``: how many ran at once, and what.
+
+    ``fail_when`` lets a test make a batch fail: it gets the statements and returns an exception (or None).
+    """
+
+    def __init__(self, inner: Database) -> None:
+        self.inner = inner
+        self._lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+        self.batches: list[list[tuple[str, tuple[Any, ...]]]] = []
+        self.fail_when: Any = None
+        self.before_batch: Any = None
+
+    def batch(self, statements: Sequence[Statement]) -> list[Result]:
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            if self.before_batch is not None:
+                self.before_batch(statements)
+            # Give a concurrent sender every chance to overlap with this one.
+            time.sleep(0.001)
+            if self.fail_when is not None:
+                error = self.fail_when(statements)
+                if error is not None:
+                    raise error
+            inner = [self.inner.prepare(s.sql).bind(*s.params) for s in statements]
+            results = self.inner.batch(inner)
+            with self._lock:
+                self.batches.append([(s.sql, s.params) for s in statements])
+            return results
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def exec(self, sql: str) -> ExecResult:
+        return self.inner.exec(sql)
+
+    def _execute(self, statement: Statement) -> Result:
+        return self.inner.prepare(statement.sql).bind(*statement.params).all()
+
+    def _execute_raw(self, statement: Statement) -> RawResult:
+        inner = self.inner.prepare(statement.sql).bind(*statement.params)
+        rows = inner.raw(column_names=True)
+        return RawResult(list(rows[0]) if rows else [], [list(r) for r in rows[1:]])
+
+
+@pytest.fixture
+def local_pair(tmp_path: Path) -> Iterator[tuple[Path, LocalDatabase, LocalDatabase]]:
+    """(app file path, the app's LocalDatabase, a LocalDatabase standing in for D1)."""
+    app = LocalDatabase(tmp_path / "app.db")
+    remote = LocalDatabase(tmp_path / "remote.db")
+    yield tmp_path / "app.db", app, remote
+    app.close()
+    remote.close()
+
+
+def emulator_file(server: EmulatorServer) -> Path:
+    """The SQLite file behind the emulator's default database (read it directly for exact comparisons)."""
+    path: Path = server.app.state.engine.path_for(DEFAULT_DATABASE_ID)
+    return path
+
+
+def emulator_client(server: EmulatorServer, *, token: str = TOKEN, timeout: float = 5.0) -> D1Client:
+    return D1Client(
+        account_id="a",
+        database_id=DEFAULT_DATABASE_ID,
+        api_token=token,
+        base_url=server.api_base,
+        max_retries=0,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
+    """A real emulator on a loopback socket, no faults (tests may turn them on via ``app.state.faults``)."""
+    with EmulatorServer(tmp_path / "emulator", token=TOKEN, faults=FaultConfig(), auto_create=True) as server:
+        yield server

@@ -1,0 +1,341 @@
+"""The sync worker on local targets: bisection, back-off, retry-after, the remote schema check, the lease."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from d1sync.errors import AuthError, RateLimitedError, TransientError
+from d1sync.local import LocalDatabase, connect
+from d1sync.outbox import Backoff, Limits, Outbox, Status, SyncWorker, drain
+from d1sync.outbox.status import read_status
+
+from .conftest import FakeClock, RecordingTarget, snapshot
+
+DDL = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)"
+
+
+def setup_notes(app: LocalDatabase, remote: LocalDatabase, path: Path, remote_ddl: str = DDL) -> None:
+    app.exec(DDL)
+    remote.exec(remote_ddl)
+    Outbox(path).track("notes")
+
+
+def status_at(path: Path, now: float) -> Status:
+    """The outbox status as seen at ``now`` (the fake clock's time)."""
+    conn = connect(path)
+    try:
+        return read_status(conn, now=now)
+    finally:
+        conn.close()
+
+
+def insert(app: LocalDatabase, rows: list[tuple[int, str, int]]) -> None:
+    with app.atomic() as conn:
+        conn.executemany("INSERT OR REPLACE INTO notes VALUES (?, ?, ?)", rows)
+
+
+# -- bisection ---------------------------------------------------------------------------------------------
+
+
+def test_one_poison_row_among_many_is_the_only_one_dead_lettered(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    path, app, remote = local_pair
+    setup_notes(app, remote, path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER CHECK (n < 1000))")
+    insert(app, [(i, f"row {i}", i % 100) for i in range(500)])
+    insert(app, [(137, "poison", 5_000)])
+    target = RecordingTarget(remote)
+    worker = SyncWorker(path, target, limits=Limits(max_statements=4, max_value_bytes=2_000))
+    result = worker.sync_once()
+    assert result.state == "synced"
+    assert (result.rows, result.dead) == (499, 1)
+    [dead] = Outbox(path).dead_letters()
+    assert (dead.table, dead.key, dead.op) == ("notes", "[137]", "upsert")
+    assert "CHECK constraint failed" in dead.error
+    assert worker.pending() == 0
+    remote_ids = {r[0] for r in remote.connection.execute("SELECT id FROM notes")}
+    assert remote_ids == set(range(500)) - {137}
+    # Bisection narrows down: far fewer successful sends than rows.
+    assert len(target.batches) < 60
+
+
+def test_several_poison_rows_in_several_requests_are_each_isolated(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    path, app, remote = local_pair
+    setup_notes(app, remote, path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, n INTEGER)")
+    insert(app, [(i, None if i in (3, 250, 251, 999) else "ok", i) for i in range(1_000)])  # type: ignore[misc]
+    worker = SyncWorker(path, remote, limits=Limits(max_statements=2, max_value_bytes=1_000))
+    result = worker.sync_once()
+    assert (result.rows, result.dead) == (996, 4)
+    dead = Outbox(path).dead_letters()
+    assert sorted(d.key for d in dead) == ["[250]", "[251]", "[3]", "[999]"]
+    assert all("NOT NULL constraint failed: notes.body" in d.error for d in dead)
+
+
+def test_an_error_about_the_statement_pauses_instead_of_dead_lettering_everything(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+) -> None:
+    path, app, remote = local_pair
+    setup_notes(app, remote, path)
+    insert(app, [(1, "a", 1), (2, "b", 2)])
+    worker = SyncWorker(path, remote, clock=clock, check_schema=False)
+    remote.exec("DROP TABLE notes")
+    result = worker.sync_once()
+    assert result.state == "paused"
+    assert "no such table: notes" in str(result.error)
+    assert Outbox(path).dead_letters() == []
+    assert worker.pending() == 2
+
+
+# -- back-off ----------------------------------------------------------------------------------------------
+
+
+def test_backoff_delay_is_capped_exponential_with_jitter_between_half_and_full() -> None:
+    backoff = Backoff(base=0.5, cap=10.0)
+    rng = random.Random(42)
+    for failures, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (6, 10.0), (50, 10.0)]:
+        delays = [backoff.delay(failures, rng) for _ in range(300)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (failures, min(delays), max(delays))
+        assert max(delays) - min(delays) > ceiling / 4  # really jittered, not a constant
+
+
+class Failing:
+    """A failure switch for a RecordingTarget: counts attempts, raises ``error`` while it is set."""
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+        self.attempts = 0
+
+    def __call__(self, statements: Any) -> Exception | None:
+        self.attempts += 1
+        return self.error
+
+
+def test_transient_failures_back_off_exponentially_and_the_schedule_survives_a_restart(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+) -> None:
+    path, app, remote = local_pair
+    setup_notes(app, remote, path)
+    insert(app, [(1, "a", 1)])
+    target = RecordingTarget(remote)
+    failing = target.fail_when = Failing()
+    failing.error = TransientError("D1 DB is overloaded", code=7500, status=503)
+    backoff = Backoff(base=1.0, cap=1_000.0)
+    worker = SyncWorker(path, target, clock=clock, backoff=backoff, seed=7)
+
+    delays = []
+    for failures in (1, 2, 3):
+        result = worker.sync_once(now=clock())
+        assert result.state == "backoff" and result.retry_in is not None
+        ceiling = 2.0 ** (failures - 1)
+        assert ceiling / 2 <= result.retry_in <= ceiling
+        delays.append(result.retry_in)
+        # Before the delay has passed nothing is sent, however often sync_once is called.
+        attempts, failed_at = failing.attempts, clock()
+        clock.advance(result.retry_in / 2)
+        assert worker.sync_once(now=clock()).state == "backoff"
+        assert failing.attempts == attempts
+        clock.now = failed_at + result.retry_in
+    status = status_at(path, clock())
+    assert status.last_error is not None and status.last_error["kind"] == "TransientError"
+    assert status.pending_changes == 1
+
+    # A restarted worker (new object, same file) honours the persisted schedule and failure count.
+    worker.sync_once(now=clock())  # failure 4: ceiling 8
+    worker.release_lease()
+    worker.close()
+    restarted = SyncWorker(path, target, clock=clock, backoff=backoff, seed=8)
+    waiting = restarted.sync_once(now=clock())
+    assert waiting.state == "backoff" and waiting.retry_in is not None and 4.0 <= waiting.retry_in <= 8.0
+    assert status_at(path, clock()).backoff_remaining == pytest.approx(waiting.retry_in)
+    clock.now += waiting.retry_in
+    fifth = restarted.sync_once(now=clock())
+    assert fifth.state == "backoff" and fifth.retry_in is not None and 8.0 <= fifth.retry_in <= 16.0
+
+    failing.error = None
+    clock.now += fifth.retry_in
+    assert restarted.sync_once(now=clock()).state == "synced"
+    status = status_at(path, clock())
+    assert status.backoff_remaining == 0 and status.pending_changes == 0
+    assert remote.prepare("SELECT body FROM notes WHERE id = 1").first("body") == "a"
+    # The next failure starts the schedule from the beginning again.
+    insert(app, [(2, "b", 2)])
+    failing.error = TransientError("again", status=502)
+    again = restarted.sync_once(now=clock())
+    assert again.retry_in is not None and 0.5 <= again.retry_in <= 1.0
+
+
+@pytest.mark.parametrize(("retry_after", "earlier_failures"), [(7.0, 0), (2.0, 10)])
+def test_retry_after_wins_over_the_backoff_schedule(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock, retry_after: float, earlier_failures: int
+) -> None:
+    path, app, remote = local_pair
+    setup_notes(app, remote, path)
+    insert(app, [(1, "a", 1)])
+    target = RecordingTarget(remote)
+    failing = target.fail_when = Failing()
+    worker = SyncWorker(path, target, clock=clock, backoff=Backoff(base=1.0, cap=600.0))
+    failing.error = TransientError("overloaded", status=503)
+    for _ in range(earlier_failures):
+        result = worker.sync_once(now=clock())
+        assert result.retry_in is not None
+        clock.advance(result.retry_in + 0.001)
+    failing.error = RateLimitedError("rate limited", code=971, status=429, retry_after=retry_after)
+    result = worker.sync_once(now=clock())
+    assert result.state == "backoff" and result.retry_in == retry_after
+    assert status_at(path, clock()).backoff_remaining == pytest.approx(retry_after)
+    clock.advance(retry_after - 0.01)
+    assert worker.sync_once(now=clock()).state == "backoff"
+    failing.error = None
+    clock.advance(0.01)
+    assert worker.sync_once(now=clock()).state == "synced"
+
+
+def test_auth_errors_pause_without_dropping_anything(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+) -> None:
+    path, app, remote = local_pair
+    setup_notes(app, remote, path)
+    insert(app, [(1, "a", 1), (2, "b", 2)])
+    target = RecordingTarget(remote)
+    failing = target.fail_when = Failing()
+    failing.error = AuthError("Authentication error", code=10000, status=401)
+    worker = SyncWorker(path, target, clock=clock, backoff=Backoff(pause=30.0))
+    result = worker.sync_once(now=clock())
+    assert result.state == "paused" and result.retry_in == 30.0
+    status = status_at(path, clock())
+    assert status.paused is not None and "Authentication error" in status.paused
+    assert (status.pending_changes, status.dead_letters) == (2, 0)
+    failing.error = None
+    clock.advance(30.0)
+    assert worker.sync_once(now=clock()).rows == 2
+    assert status_at(path, clock()).paused is None
+
+
+# -- status ------------------------------------------------------------------------------------------------
+
+
+def test_a_successful_sync_records_last_success(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+) -> None:
+    path, app, remote = local_pair
+    setup_notes(app, remote, path)
+    insert(app, [(1, "a", 1)])
+    worker = SyncWorker(path, remote, clock=clock)
+    assert worker.sync_once(now=clock()).state == "synced"
+    status = status_at(path, clock())
+    assert status.last_success == clock()
+    assert status.pending_changes == 0 and status.oldest_pending_age is None
+    assert status.lease_owner == worker.owner  # still holding its lease: it may go on at once
+
+
+# -- the remote schema check -------------------------------------------------------------------------------
+
+
+def test_a_missing_remote_table_or_column_pauses_with_a_message_naming_it(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+) -> None:
+    path, app, remote = local_pair
+    app.exec(DDL + "; CREATE TABLE tags (id INTEGER PRIMARY KEY, label TEXT)")
+    remote.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")  # no column n, no table tags
+    Outbox(path).track("notes", "tags")
+    insert(app, [(1, "a", 1)])
+    worker = SyncWorker(path, remote, clock=clock, backoff=Backoff(pause=10.0))
+    result = worker.sync_once(now=clock())
+    assert result.state == "paused"
+    assert "table 'tags' is missing" in str(result.error)
+    assert "table 'notes' lacks column(s) n" in str(result.error)
+    status = status_at(path, clock())
+    assert status.paused is not None and "'tags'" in status.paused
+    assert status.pending_changes == 1 and status.dead_letters == 0
+
+    remote.exec("ALTER TABLE notes ADD COLUMN n INTEGER; CREATE TABLE tags (id INTEGER PRIMARY KEY, label TEXT)")
+    clock.advance(5.0)
+    assert worker.sync_once(now=clock()).state == "paused"  # still waiting out the pause
+    clock.advance(5.0)
+    assert worker.sync_once(now=clock()).rows == 1
+    assert status_at(path, clock()).paused is None
+
+
+# -- the lease ---------------------------------------------------------------------------------------------
+
+
+def test_two_workers_on_one_file_never_send_at_the_same_time(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    path, app, remote = local_pair
+    setup_notes(app, remote, path)
+    target = RecordingTarget(remote)
+    workers = [SyncWorker(path, target, limits=Limits(max_statements=1, max_value_bytes=1_000)) for _ in range(2)]
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for i in range(60):
+                insert(app, [(j, "x" * 200 + str(i), i) for j in range(i, i + 10)])
+                time.sleep(0.005)  # a steady trickle, so the workers take many turns
+        finally:
+            done.set()
+
+    def sync(worker: SyncWorker) -> None:
+        try:
+            while not done.is_set() or worker.pending():
+                worker.sync_once()
+                # Hand the lease over often (and let the other thread run), so both workers compete for it.
+                worker.release_lease()
+                time.sleep(0.002)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write)] + [threading.Thread(target=sync, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert target.max_active == 1
+    assert all(w.counters.requests > 0 for w in workers), [w.counters.requests for w in workers]
+    assert snapshot(remote.connection, "notes") == snapshot(app.connection, "notes")
+
+
+def test_a_worker_that_lost_its_lease_mid_pass_does_not_send_its_stale_window(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+) -> None:
+    path, app, remote = local_pair
+    setup_notes(app, remote, path)
+    insert(app, [(1, "v1" + "x" * 600, 1), (2, "v1" + "x" * 600, 1)])  # one request per row with these limits
+    limits = Limits(max_value_bytes=1_000, max_statements=1)
+    target = RecordingTarget(remote)
+    stalled = SyncWorker(path, target, clock=clock, lease_ttl=10.0, limits=limits)
+    other = SyncWorker(path, remote, clock=clock, lease_ttl=10.0, limits=limits)
+
+    def stall_once(statements: Any) -> None:
+        target.before_batch = None
+        # The first worker stalls past its lease; meanwhile row 2 changes and another worker syncs it.
+        clock.advance(11.0)
+        insert(app, [(2, "v2", 2)])
+        assert other.sync_once(now=clock()).state == "synced"
+        other.release_lease()
+
+    target.before_batch = stall_once
+    stalled.sync_once(now=clock())
+    drain(stalled, max_passes=5, sleep=clock.advance)
+    assert status_at(path, clock()).pending_changes == 0
+    assert snapshot(remote.connection, "notes") == snapshot(app.connection, "notes")
+
+
+def test_drain_raises_on_pause_with_the_reason(local_pair: tuple[Path, LocalDatabase, LocalDatabase]) -> None:
+    path, app, remote = local_pair
+    app.exec(DDL)
+    Outbox(path).track("notes")
+    insert(app, [(1, "a", 1)])
+    with pytest.raises(Exception, match="sync paused: .*table 'notes' is missing"):
+        drain(SyncWorker(path, remote), max_passes=3, sleep=lambda s: None)
