@@ -64,8 +64,9 @@ def is_read_only(sql: str) -> bool:
     """True when every statement in ``sql`` only reads, so sending it twice cannot change anything.
 
     Conservative: ``SELECT`` and ``EXPLAIN`` are reads; ``WITH``, ``VALUES`` and ``PRAGMA`` are reads only if
-    no write keyword appears anywhere in the text (even inside a string literal) and a ``PRAGMA`` sets
-    nothing (no ``=``). Everything else, and empty text, counts as a write.
+    no write keyword appears anywhere in the text (even inside a string literal) and a ``PRAGMA`` has no
+    ``=`` (the call form, ``PRAGMA optimize`` or ``PRAGMA table_info(t)``, is safe to repeat). Everything
+    else, and empty text, counts as a write.
     """
     statements = split_statements(sql)
     if not statements:
