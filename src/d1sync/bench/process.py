@@ -1,0 +1,240 @@
+"""Benchmarks 4 and 5 run the real ``d1sync sync`` command in a child process: peak memory and crash recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from d1sync.bench.data import make_backlog
+from d1sync.bench.remote import BenchEmulator, compare_with_remote
+from d1sync.emulator import TOKEN_ENV
+from d1sync.errors import D1SyncError
+
+__all__ = ["MemoryOutcome", "RecoveryOutcome", "SyncProcess", "run_memory", "run_recovery", "sync_command"]
+
+Clock = Callable[[], float]
+
+
+def sync_command(db: Path, emulator: BenchEmulator, database_id: str) -> list[str]:
+    """``d1sync sync DB --emulator URL --database-id ID``, run by this interpreter (no PATH lookup)."""
+    return [
+        sys.executable,
+        "-m",
+        "d1sync.cli",
+        "sync",
+        os.fspath(db),
+        "--emulator",
+        emulator.url,
+        "--database-id",
+        database_id,
+    ]
+
+
+def _max_rss_bytes(usage: Any) -> int:
+    # ru_maxrss is in kibibytes on Linux and in bytes on macOS.
+    return int(usage.ru_maxrss) * (1 if sys.platform == "darwin" else 1024)
+
+
+class SyncProcess:
+    """A ``d1sync sync`` child whose own peak RSS is read from ``wait4`` when it exits."""
+
+    def __init__(self, command: list[str], token: str, log: Path) -> None:
+        env = {**os.environ, TOKEN_ENV: token}
+        self.log = log
+        # stderr goes to a file, never a pipe: a chatty child must not block on a full pipe.
+        with log.open("wb") as stderr:
+            self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        self.max_rss: int | None = None
+        self.exit_code: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> bool:
+        """True once the child has exited (and was reaped, with its resource usage)."""
+        if self.exit_code is not None:
+            return True
+        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        if pid == 0:
+            return False
+        self.exit_code = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = self.exit_code  # reaped here: Popen must not wait for it again
+        self.max_rss = _max_rss_bytes(usage)
+        return True
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while not self.poll():
+            if time.monotonic() > deadline:
+                self.kill()
+                raise D1SyncError(f"`d1sync sync` did not finish within {timeout:.0f}s")
+            time.sleep(0.02)
+        assert self.exit_code is not None
+        return self.exit_code
+
+    def kill(self) -> None:
+        if self.exit_code is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            while not self.poll():
+                time.sleep(0.005)
+
+    def stderr_tail(self) -> str:
+        """The child's last line on stderr (its one-line error), once it has exited."""
+        lines = self.log.read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "(no output)"
+
+    def close(self) -> None:
+        self.kill()
+
+
+@dataclass
+class MemoryOutcome:
+    rows: int
+    peak_rss_bytes: int
+    baseline_rss_bytes: int
+    seconds: float
+    remote_rows: int
+    remote_mismatches: int
+
+    @property
+    def verified(self) -> bool:
+        return self.remote_rows == self.rows and self.remote_mismatches == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "verified": self.verified}
+
+
+def _run_to_end(command: list[str], token: str, log: Path, timeout: float) -> tuple[int, float]:
+    child = SyncProcess(command, token, log)
+    started = time.perf_counter()
+    try:
+        code = child.wait(timeout)
+        if code != 0:
+            raise D1SyncError(f"`d1sync sync` exited with {code}: {child.stderr_tail()}")
+    finally:
+        child.close()
+    assert child.max_rss is not None
+    return child.max_rss, time.perf_counter() - started
+
+
+def run_memory(
+    emulator: BenchEmulator,
+    workdir: Path,
+    *,
+    rows: int,
+    timeout: float = 1800.0,
+    progress: Callable[[str], None] | None = None,
+) -> MemoryOutcome:
+    """Peak RSS of ``d1sync sync`` draining ``rows`` rows, next to the same command on an empty outbox."""
+    if progress:
+        progress(f"memory: building a {rows:,}-row backlog")
+    empty = make_backlog(workdir / "memory-empty.db", 0)
+    empty_id = emulator.fresh_database("memory-empty")
+    baseline, _ = _run_to_end(sync_command(empty, emulator, empty_id), emulator.token, workdir / "memory.log", 60)
+    path = make_backlog(workdir / "memory.db", rows)
+    database_id = emulator.fresh_database("memory")
+    if progress:
+        progress(f"memory: d1sync sync draining {rows:,} rows")
+    peak, seconds = _run_to_end(
+        sync_command(path, emulator, database_id), emulator.token, workdir / "memory.log", timeout
+    )
+    remote_rows, mismatches = compare_with_remote(path, emulator.database_path(database_id))
+    for file in (empty, path):
+        file.unlink()
+    return MemoryOutcome(rows, peak, baseline, seconds, remote_rows, mismatches)
+
+
+@dataclass
+class RecoveryOutcome:
+    rows: int
+    acknowledged_before_kill: int
+    seconds_to_first_ack: float
+    lease_left_at_restart: float
+    restart_drain_seconds: float
+    remote_rows: int
+    remote_mismatches: int
+
+    @property
+    def verified(self) -> bool:
+        return self.remote_rows == self.rows and self.remote_mismatches == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "verified": self.verified}
+
+
+def _oldest_pending(conn: sqlite3.Connection) -> int | None:
+    # min(seq) is one index probe: the first acknowledged batch always removes the oldest changes.
+    row = conn.execute("SELECT min(seq) FROM _d1sync_changes").fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def _lease_left(conn: sqlite3.Connection) -> float:
+    row = conn.execute("SELECT v FROM _d1sync_meta WHERE k = 'lease'").fetchone()
+    if row is None or row[0] is None:
+        return 0.0
+    return max(0.0, float(json.loads(row[0])["expires"]) - time.time())
+
+
+def run_recovery(
+    emulator: BenchEmulator,
+    workdir: Path,
+    *,
+    rows: int,
+    timeout: float = 300.0,
+    clock: Clock = time.perf_counter,
+    progress: Callable[[str], None] | None = None,
+) -> RecoveryOutcome:
+    """Kill ``d1sync sync`` with SIGKILL mid-drain, restart it, time the restart's first acknowledged batch."""
+    path = make_backlog(workdir / "recovery.db", rows)
+    database_id = emulator.fresh_database("recovery")
+    command = sync_command(path, emulator, database_id)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        if progress:
+            progress("recovery: first run, killed with SIGKILL after its first acknowledged batch")
+        first = SyncProcess(command, emulator.token, workdir / "recovery-1.log")
+        try:
+            deadline = time.monotonic() + timeout
+            while _oldest_pending(conn) == 1:
+                if first.poll() or time.monotonic() > deadline:
+                    raise D1SyncError(f"the first `d1sync sync` acknowledged nothing: {first.stderr_tail()}")
+                time.sleep(0.002)
+            # Kill it while its next request is in flight: the worst moment (applied remotely, not acknowledged).
+            time.sleep(0.02)
+            first.kill()
+        finally:
+            first.close()
+        oldest = _oldest_pending(conn)
+        acked = rows - int(conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
+        if progress:
+            progress("recovery: restart, waiting for the first acknowledged batch")
+        lease_left = _lease_left(conn)
+        started = clock()
+        second = SyncProcess(command, emulator.token, workdir / "recovery-2.log")
+        try:
+            while _oldest_pending(conn) == oldest:
+                if second.poll() or clock() - started > timeout:
+                    raise D1SyncError(f"the restarted `d1sync sync` acknowledged nothing: {second.stderr_tail()}")
+                time.sleep(0.002)
+            first_ack = clock() - started
+            code = second.wait(timeout)
+            if code != 0:
+                raise D1SyncError(f"the restarted `d1sync sync` exited with {code}: {second.stderr_tail()}")
+            drain_seconds = clock() - started
+        finally:
+            second.close()
+    finally:
+        conn.close()
+    remote_rows, mismatches = compare_with_remote(path, emulator.database_path(database_id))
+    path.unlink()
+    return RecoveryOutcome(rows, acked, first_ack, lease_left, drain_seconds, remote_rows, mismatches)

@@ -1,0 +1,92 @@
+"""`d1sync bench` keeps working: a tiny run through the CLI writes every figure with its conditions.
+
+Benchmarks are not tests: nothing here asserts a speed. What is asserted is that each benchmark ran, that
+every figure carries the conditions that produced it, and that the remote holds exactly the local rows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from d1sync.bench import QUICK, BenchSettings
+from d1sync.cli import cli
+
+TINY = [
+    "--rows", "300",
+    "--budget", "1",
+    "--latency-ms", "5",
+    "--rate-limit", "20",
+    "--capture-transactions", "50",
+    "--latency-samples", "5",
+    "--memory-rows", "500",
+]  # fmt: skip
+
+EXPECTED_FIGURES = {
+    "drain.one_row.rows_per_second",
+    "drain.multi_values.rows_per_second",
+    "drain.d1sync.rows_per_second",
+    "drain.ratio.d1sync_vs_one_row",
+    "drain.ratio.d1sync_vs_multi_values",
+    "capture.single-row.tracked_rows_per_second",
+    "capture.single-row.untracked_rows_per_second",
+    "capture.single-row.ratio",
+    "capture.100-row.tracked_rows_per_second",
+    "capture.100-row.untracked_rows_per_second",
+    "capture.100-row.ratio",
+    "latency.p50_ms",
+    "latency.p95_ms",
+    "latency.p99_ms",
+    "memory.peak_rss_mb",
+}
+
+
+def test_tiny_bench_writes_every_figure_with_its_conditions_and_the_machine(tmp_path: Path) -> None:
+    # Recovery is left out: the restarted worker waits out the killed worker's drain lease (90 s today).
+    only = [arg for name in ("drain", "capture", "latency", "memory") for arg in ("--only", name)]
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    result = CliRunner().invoke(
+        cli, ["bench", *TINY, *only, "--json", str(out), "--markdown", str(md), "--workdir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["errors"] == {}
+    assert {f["key"] for f in data["figures"]} == EXPECTED_FIGURES
+    for figure in data["figures"]:
+        assert figure["conditions"], f"{figure['key']} has no conditions"
+        assert figure["unit"] and figure["summary"], figure["key"]
+        assert isinstance(figure["value"], int | float) and figure["value"] >= 0, figure["key"]
+    drain = [f for f in data["figures"] if f["key"].startswith("drain.") and "ratio" not in f["key"]]
+    for figure in drain:
+        assert figure["conditions"]["emulator_latency_ms"] == 5
+        assert figure["conditions"]["backlog_rows"] == 300
+        assert "20 req/s" in figure["conditions"]["rate_limit"]
+        for measured in ("rows_per_request", "requests", "bytes_sent", "rows"):
+            assert measured in figure["measured"], (figure["key"], measured)
+    assert all(d["verified"] for d in data["details"]["drain"]), data["details"]["drain"]
+    assert data["details"]["memory"]["verified"] and data["details"]["memory"]["rows"] == 500
+    latency = next(f for f in data["figures"] if f["key"] == "latency.p99_ms")
+    assert latency["conditions"]["samples"] == 5
+    assert {"cpu_count", "python", "sqlite", "platform"} <= set(data["machine"])
+    assert data["command"].startswith("d1sync bench --rows 300")
+    assert "| figure | value | conditions |" in md.read_text()
+    assert "drain (c) d1sync planner" in result.output
+    assert not list(tmp_path.glob("d1sync-bench-*")), "temporary files were left behind"
+
+
+def test_the_recorded_command_reproduces_the_settings() -> None:
+    assert QUICK.command == "d1sync bench --quick"
+    assert BenchSettings().command == "d1sync bench"
+    custom = BenchSettings(rows=5_000, latency_ms=100.0, benchmarks=("drain",))
+    assert custom.command == "d1sync bench --rows 5000 --latency-ms 100 --only drain"
+
+
+@pytest.mark.parametrize("args", [["--rows", "0"], ["--budget", "0"], ["--latency-ms", "-1"]])
+def test_impossible_settings_fail_with_one_line_and_usage_exit_code(args: list[str], tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["bench", *args, "--json", str(tmp_path / "x.json")])
+    assert result.exit_code == 2
+    assert "Error:" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.json").exists()
