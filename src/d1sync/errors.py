@@ -85,6 +85,10 @@ class D1Error(D1SyncError):
         super().__init__(message)
 
     def __str__(self) -> str:
+        return self.describe()
+
+    def describe(self, *, statement: bool = True) -> str:
+        """The message with code and HTTP status, and (unless ``statement=False``) the failing SQL."""
         parts = [self.message]
         where = []
         if self.code is not None:
@@ -93,7 +97,7 @@ class D1Error(D1SyncError):
             where.append(f"HTTP {self.status}")
         if where:
             parts.append(f"({', '.join(where)})")
-        if self.statement:
+        if statement and self.statement:
             sql = " ".join(self.statement.split())
             if len(sql) > _STATEMENT_PREVIEW:
                 sql = sql[:_STATEMENT_PREVIEW] + "..."

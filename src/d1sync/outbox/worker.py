@@ -206,16 +206,16 @@ class SyncWorker:
             delay = exc.retry_after  # the server knows best: retry-after wins over our own schedule
         else:
             delay = self.backoff.delay(failures, self._rng)
+        # The batch's first statement is the foreign-key prelude, never the culprit: leave SQL out.
+        text = exc.describe(statement=False)
         error = {
             "at": now,
-            "message": str(exc),
+            "message": text,
             "kind": type(exc).__name__,
             "code": exc.code,
             "status": exc.status,
         }
-        self._write_meta(
-            failures=failures, backoff_until=now + delay, last_error=error, paused=str(exc) if pause else None
-        )
+        self._write_meta(failures=failures, backoff_until=now + delay, last_error=error, paused=text if pause else None)
         self.counters.retries += 0 if pause else 1
         if self._failing_since is None:
             self._failing_since = now
@@ -225,11 +225,11 @@ class SyncWorker:
             level,
             "sync %s: %s (failure %d, next attempt in %.1fs)",
             "paused" if pause else "failed",
-            exc,
+            text,
             failures,
             delay,
         )
-        return SyncResult("paused" if pause else "backoff", retry_in=delay, error=str(exc))
+        return SyncResult("paused" if pause else "backoff", retry_in=delay, error=text)
 
     def _record_success(self, now: float, result: SyncResult, seconds: float) -> None:
         if get_meta(self._conn, "failures", 0) or get_meta(self._conn, "paused"):
