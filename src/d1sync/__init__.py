@@ -38,6 +38,15 @@ from d1sync.errors import (
     ValueEncodingError,
 )
 from d1sync.local import LocalDatabase
+from d1sync.migrations import (
+    MigrationError,
+    MigrationFailedError,
+    MigrationSource,
+    Migrator,
+    UnsafeMigrationError,
+    find_wrangler_config,
+    load_wrangler_config,
+)
 from d1sync.modules import ModuleStore
 from d1sync.outbox import Backoff, Limits, Outbox, SchemaMismatchError, SyncWorker
 from d1sync.tasks import Task, TaskQueue
@@ -63,6 +72,10 @@ __all__ = [
     "Limits",
     "LocalDatabase",
     "Meta",
+    "MigrationError",
+    "MigrationFailedError",
+    "MigrationSource",
+    "Migrator",
     "ModuleStore",
     "NetworkError",
     "NotFoundError",
@@ -79,6 +92,9 @@ __all__ = [
     "Task",
     "TaskQueue",
     "TransientError",
+    "UnsafeMigrationError",
     "ValueEncodingError",
     "__version__",
+    "find_wrangler_config",
+    "load_wrangler_config",
 ]
