@@ -1,0 +1,237 @@
+"""``d1sync emulator``: serve a local D1 (the REST API over SQLite files), optionally with faults."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import socket
+
+import click
+
+from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_PORT, TOKEN_ENV
+from d1sync.emulator.faults import FaultConfig
+
+from ._common import fail
+
+__all__ = ["COMMANDS", "emulator", "parse_rate_limit"]
+
+DEFAULT_DATA_DIR = os.path.join(".d1sync", "emulator")
+
+
+def parse_rate_limit(text: str | None) -> tuple[int, float] | None:
+    """``"1200/300"`` -> ``(1200, 300.0)``: at most N requests per SECONDS."""
+    if not text:
+        return None
+    requests, sep, seconds = text.partition("/")
+    try:
+        value = (int(requests), float(seconds) if sep else 1.0)
+    except ValueError:
+        value = (0, 0.0)
+    if value[0] < 1 or value[1] <= 0:
+        fail(f"invalid --rate-limit {text!r}", "write N/SECONDS, e.g. --rate-limit 1200/300")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="Port (0: pick a free one)."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    help="Folder of SQLite files, one per database id.",
+)
+@click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    show_envvar=True,
+    help="Bearer token clients must send (default: $D1SYNC_EMULATOR_TOKEN, else a random one is printed).",
+)
+@click.option("--auto-create", is_flag=True, help="Create unknown database ids on first use instead of 7404.")
+@click.option(
+    "--latency-ms",
+    type=click.FloatRange(0.0),
+    default=0.0,
+    envvar="D1SYNC_FAULT_LATENCY_MS",
+    show_envvar=True,
+    help="Milliseconds added to every /query and /raw request.",
+)
+@click.option(
+    "--error-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    envvar="D1SYNC_FAULT_ERROR_RATE",
+    show_envvar=True,
+    help="Share of requests answered 503/500 (nothing applied).",
+)
+@click.option(
+    "--rate-limit-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    envvar="D1SYNC_FAULT_RATE_LIMIT_RATE",
+    show_envvar=True,
+    help="Share of requests answered 429 / code 971 with retry-after (nothing applied).",
+)
+@click.option(
+    "--timeout-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    envvar="D1SYNC_FAULT_TIMEOUT_RATE",
+    show_envvar=True,
+    help="Share of requests applied, then held --timeout-delay seconds and dropped.",
+)
+@click.option(
+    "--timeout-delay",
+    type=click.FloatRange(0.0),
+    default=35.0,
+    show_default=True,
+    envvar="D1SYNC_FAULT_TIMEOUT_DELAY",
+    show_envvar=True,
+    help="Seconds a timed-out response is held (more than the client's timeout).",
+)
+@click.option(
+    "--html-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    envvar="D1SYNC_FAULT_HTML_RATE",
+    show_envvar=True,
+    help="Share of requests answered 504 with an HTML page (nothing applied).",
+)
+@click.option(
+    "--lost-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    envvar="D1SYNC_FAULT_LOST_RATE",
+    show_envvar=True,
+    help="Share of requests applied, then answered 502 HTML or dropped.",
+)
+@click.option(
+    "--retry-after",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    envvar="D1SYNC_FAULT_RETRY_AFTER",
+    show_envvar=True,
+    help="Seconds sent in retry-after for injected 429s.",
+)
+@click.option("--seed", type=int, envvar="D1SYNC_FAULT_SEED", show_envvar=True, help="Seed for reproducible faults.")
+@click.option(
+    "--rate-limit",
+    metavar="N/SECONDS",
+    envvar="D1SYNC_EMULATOR_RATE_LIMIT",
+    show_envvar=True,
+    help="Enforce at most N requests per SECONDS (429 / 971 with retry-after), e.g. 1200/300 like Cloudflare.",
+)
+def emulator(
+    host: str,
+    port: int,
+    data_dir: str,
+    token: str | None,
+    auto_create: bool,
+    latency_ms: float,
+    error_rate: float,
+    rate_limit_rate: float,
+    timeout_rate: float,
+    timeout_delay: float,
+    html_rate: float,
+    lost_rate: float,
+    retry_after: int,
+    seed: int | None,
+    rate_limit: str | None,
+) -> None:
+    """Serve a local D1: the Cloudflare REST API over SQLite files, with optional injected faults.
+
+    Point any client at the printed API base (D1SYNC_API_BASE, or the official SDK's base_url).
+
+    \b
+    Examples:
+      d1sync emulator --data-dir .d1 --auto-create
+      d1sync emulator --port 0 --error-rate 0.05 --lost-rate 0.02 --seed 7
+      D1SYNC_FAULT_LATENCY_MS=50 d1sync emulator --rate-limit 1200/300
+    """
+    from d1sync.emulator.app import create_app
+    from d1sync.emulator.server import run_foreground
+
+    try:
+        faults = FaultConfig(
+            latency=latency_ms / 1000,
+            error_rate=error_rate,
+            rate_limit_rate=rate_limit_rate,
+            timeout_rate=timeout_rate,
+            html_rate=html_rate,
+            lost_response_rate=lost_rate,
+            seed=seed,
+            retry_after=retry_after,
+            timeout_delay=timeout_delay,
+        )
+    except ValueError as exc:
+        fail(str(exc), "lower the fault rates so they add up to at most 1")
+    limit = parse_rate_limit(rate_limit)
+    if not token:
+        token = secrets.token_urlsafe(24)
+        # The only place a token is ever printed: it was generated here and the user needs it.
+        click.echo(f"No token given; generated one. Clients need:\n  export {TOKEN_ENV}={token}")
+    if not _is_loopback(host):
+        click.echo(
+            f"Warning: binding {host}: the emulator is reachable from other machines (token-protected).", err=True
+        )
+    try:
+        app = create_app(data_dir, token=token, faults=faults, rate_limit=limit, auto_create=auto_create)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        fail(f"cannot start the emulator on {host}:{port}: {exc.strerror or exc}", "choose another --port")
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    api_base = f"http://{shown}:{bound}/client/v4"
+    click.echo(f"d1sync emulator serving {os.path.abspath(data_dir)}")
+    click.echo(f"API base:            {api_base}")
+    click.echo(f"default database id: {DEFAULT_DATABASE_ID}")
+    click.echo(f"query it:            d1sync query --emulator http://{shown}:{bound} 'SELECT 1'")
+    if faults.active or limit:
+        click.echo(f"faults: {_describe(faults, limit)}")
+    try:
+        run_foreground(app, sock)
+    finally:
+        sock.close()
+        if faults.active or limit:
+            stats = app.state.faults.stats
+            click.echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in stats.items()))
+
+
+def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:
+    parts = [
+        f"{name}={value:g}"
+        for name, value in (
+            ("latency_ms", faults.latency * 1000),
+            ("error_rate", faults.error_rate),
+            ("rate_limit_rate", faults.rate_limit_rate),
+            ("timeout_rate", faults.timeout_rate),
+            ("html_rate", faults.html_rate),
+            ("lost_rate", faults.lost_response_rate),
+        )
+        if value
+    ]
+    if faults.seed is not None:
+        parts.append(f"seed={faults.seed}")
+    if limit:
+        parts.append(f"rate_limit={limit[0]}/{limit[1]:g}s")
+    return ", ".join(parts)
+
+
+COMMANDS = [emulator]

@@ -1,0 +1,280 @@
+"""The emulator's HTTP face: D1's REST routes, envelope, auth, rate limit and faults, as a Starlette app.
+
+Routes (d1-contract §1), under ``/client/v4``; any account id is accepted::
+
+    POST   /accounts/{account_id}/d1/database/{database_id}/query   rows as objects
+    POST   /accounts/{account_id}/d1/database/{database_id}/raw     rows as arrays plus column names
+    GET    /accounts/{account_id}/d1/database                       list (?name=, ?page=, ?per_page=)
+    POST   /accounts/{account_id}/d1/database                       create {"name": ...}
+    GET    /accounts/{account_id}/d1/database/{database_id}         describe one
+    DELETE /accounts/{account_id}/d1/database/{database_id}         delete one
+
+Every response is D1's envelope with all four keys (``result``, ``success``, ``errors``, ``messages``),
+except the HTML pages of injected gateway faults. Every request needs ``Authorization: Bearer <token>``.
+
+Example::
+
+    app = create_app("data", token="t", faults=FaultConfig(error_rate=0.05, seed=1))
+    with httpx.Client(transport=SyncASGITransport(app), base_url="http://emulator") as http:
+        http.post(f"/client/v4/accounts/a/d1/database/{DEFAULT_DATABASE_ID}/query",
+                  json={"sql": "SELECT 1"}, headers={"Authorization": "Bearer t"})
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from d1sync.emulator.engine import ApiError, Engine, decode_body, internal_error, parse_database_id
+from d1sync.emulator.faults import Fault, FaultConfig, FaultInjector, Sleep
+
+__all__ = ["ConnectionDropped", "create_app", "envelope"]
+
+logger = logging.getLogger("d1sync.emulator")
+
+API_PREFIX = "/client/v4"
+_DB_LIST = API_PREFIX + "/accounts/{account_id}/d1/database"
+_DB_ONE = _DB_LIST + "/{database_id}"
+
+_OVERLOADED = "D1 DB is overloaded. Requests queued for too long."
+_HTML_504 = (
+    "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+    "<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
+)
+_HTML_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+class ConnectionDropped(httpx.RemoteProtocolError):
+    """Raised by the app to drop a connection mid-response (an injected fault).
+
+    Over a socket, uvicorn closes the connection after the headers, so the client reads an incomplete
+    body. In process, httpx's ASGI transports re-raise app exceptions, so subclassing httpx's own
+    "peer closed the connection" error makes the client see exactly what it sees over a socket.
+    """
+
+
+def envelope(
+    result: Any = None, *, errors: list[dict[str, Any]] | None = None, status: int = 200, **extra: Any
+) -> JSONResponse:
+    """D1's envelope: ``result``, ``success``, ``errors``, ``messages`` (plus ``extra`` keys)."""
+    body = {"result": result, "success": not errors, "errors": errors or [], "messages": [], **extra}
+    return JSONResponse(body, status_code=status)
+
+
+def error_response(code: int, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    response = envelope(errors=[{"code": code, "message": message}], status=status)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def _api_error(exc: ApiError) -> JSONResponse:
+    return error_response(exc.code, exc.status, exc.message)
+
+
+class _Dropped(Response):
+    """Start a response, then drop the connection before the body."""
+
+    def __init__(self) -> None:
+        super().__init__(b"", status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        raise ConnectionDropped("peer closed connection without sending complete message body (injected)")
+
+
+class _Gatekeeper:
+    """Pure ASGI middleware: bearer token on every request, then the optional rate limit."""
+
+    def __init__(self, app: ASGIApp, *, token: str, faults: FaultInjector) -> None:
+        self.app = app
+        self._token = token.encode()
+        self._faults = faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self._authorized(scope):
+            await error_response(10000, 401, "Authentication error")(scope, receive, send)
+            return
+        wait, limit, remaining = self._faults.check_rate_limit()
+        if wait is not None:
+            headers = {
+                "retry-after": str(wait),
+                "x-ratelimit-limit": str(limit),
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-reset": str(wait),
+            }
+            await error_response(971, 429, "Please wait and consider throttling your request speed", headers)(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, given = value.partition(b" ")
+                # compare_digest: no timing hint about how much of the token matched.
+                return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._token)
+        return False
+
+
+def create_app(
+    data_dir: str | os.PathLike[str],
+    *,
+    token: str,
+    faults: FaultConfig | None = None,
+    rate_limit: tuple[int, float] | None = None,
+    auto_create: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Sleep | None = None,
+) -> Starlette:
+    """Build the emulator app over the SQLite files in ``data_dir``.
+
+    Args:
+        data_dir: folder of SQLite files, one per database id; created if missing. The database
+            ``DEFAULT_DATABASE_ID`` is created at start.
+        token: the bearer token every request must carry.
+        faults: faults to inject into ``/query`` and ``/raw`` (see :mod:`d1sync.emulator.faults`).
+        rate_limit: ``(requests, window_seconds)``; over it, 429 with code 971 and ``retry-after``.
+        auto_create: create unknown (valid UUID) database ids on first use instead of answering 7404.
+        clock, sleep: time sources for the rate limit and injected delays (tests pass fakes).
+
+    The app exposes ``app.state.engine`` (:class:`~d1sync.emulator.engine.Engine`) and ``app.state.faults``
+    (:class:`~d1sync.emulator.faults.FaultInjector`: ``.stats``, ``.update(...)``, ``.set_rate_limit(...)``).
+    """
+    if not token:
+        raise ValueError("the emulator needs a non-empty token")
+    engine = Engine(data_dir, auto_create=auto_create)
+    injector = FaultInjector(faults, rate_limit, clock=clock, **({"sleep": sleep} if sleep else {}))
+
+    async def run_query(request: Request, raw: bool) -> Response:
+        try:
+            database_id = parse_database_id(request.path_params["database_id"])
+        except ApiError as exc:
+            return _api_error(exc)
+        plan = injector.plan()
+        if plan.latency:
+            await injector.sleep(plan.latency)
+        fault = plan.fault
+        if fault is Fault.ERROR_503:
+            return error_response(7500, 503, _OVERLOADED)
+        if fault is Fault.ERROR_500:
+            return _api_error(internal_error())
+        if fault is Fault.RATE_LIMITED:
+            retry_after = str(injector.config.retry_after)
+            return error_response(
+                971, 429, "Please wait and consider throttling your request speed", {"retry-after": retry_after}
+            )
+        if fault is Fault.HTML_504:
+            return HTMLResponse(_HTML_504, status_code=504)
+        response = await _execute(request, database_id, raw)
+        # From here on the statements are applied: the faults below only hide that from the client.
+        if fault is Fault.LOST_502:
+            return HTMLResponse(_HTML_502, status_code=502)
+        if fault is Fault.LOST_DROP:
+            return _Dropped()
+        if fault is Fault.TIMEOUT:
+            await injector.sleep(injector.config.timeout_delay)
+            if injector.config.timeout_action == "drop":
+                return _Dropped()
+        return response
+
+    async def _execute(request: Request, database_id: str, raw: bool) -> Response:
+        try:
+            body = decode_body(await request.body())
+            result = await run_in_threadpool(engine.execute, database_id, body, raw=raw)
+        except ApiError as exc:
+            return _api_error(exc)
+        except Exception:
+            logger.exception("emulator: internal error while running a query")
+            return _api_error(internal_error())
+        return envelope(result)
+
+    async def query(request: Request) -> Response:
+        return await run_query(request, raw=False)
+
+    async def raw(request: Request) -> Response:
+        return await run_query(request, raw=True)
+
+    async def list_databases(request: Request) -> Response:
+        try:
+            page = max(1, int(request.query_params.get("page", "1")))
+            per_page = max(1, min(10_000, int(request.query_params.get("per_page", "1000"))))
+        except ValueError:
+            return error_response(7400, 400, "The request is malformed: page and per_page must be integers")
+        everything = await run_in_threadpool(engine.list_databases, request.query_params.get("name"))
+        chosen = everything[(page - 1) * per_page : page * per_page]
+        info = {"page": page, "per_page": per_page, "count": len(chosen), "total_count": len(everything)}
+        return envelope(chosen, result_info=info)
+
+    async def create_database(request: Request) -> Response:
+        try:
+            body = decode_body(await request.body())
+            name = body.get("name") if isinstance(body, dict) else None
+            return envelope(await run_in_threadpool(engine.create, name))
+        except ApiError as exc:
+            return _api_error(exc)
+
+    async def one_database(request: Request) -> Response:
+        try:
+            database_id = parse_database_id(request.path_params["database_id"])
+            if request.method == "DELETE":
+                await run_in_threadpool(engine.delete, database_id)
+                return envelope(None)
+            return envelope(await run_in_threadpool(engine.describe, database_id))
+        except ApiError as exc:
+            return _api_error(exc)
+
+    async def no_route(request: Request, exc: Exception) -> Response:
+        path = request.url.path.removeprefix(API_PREFIX)
+        if isinstance(exc, HTTPException) and exc.status_code == 405:
+            return error_response(7001, 405, f"Method {request.method} not allowed for route {path}")
+        return error_response(7003, 404, f"Could not route to {path}, perhaps your object identifier is invalid?")
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        engine.close()
+
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {404: no_route, 405: no_route}
+    app = Starlette(
+        routes=[
+            Route(_DB_ONE + "/query", query, methods=["POST"]),
+            Route(_DB_ONE + "/raw", raw, methods=["POST"]),
+            Route(_DB_LIST, list_databases, methods=["GET"]),
+            Route(_DB_LIST, create_database, methods=["POST"]),
+            Route(_DB_ONE, one_database, methods=["GET", "DELETE"]),
+        ],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )
+    app.add_middleware(_Gatekeeper, token=token, faults=injector)
+    app.state.engine = engine
+    app.state.faults = injector
+    return app

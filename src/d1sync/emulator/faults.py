@@ -1,0 +1,265 @@
+"""Injectable faults and a rate limit for the emulator, seeded and deterministic.
+
+One ``random.Random(seed)`` is drawn in request order, so the same seed and the same sequence of requests give
+the same faults. Faults apply to the ``/query`` and ``/raw`` endpoints only; the rate limit applies to every
+authenticated request, as Cloudflare's global limit does.
+
+What each fault does to one request (d1-contract §2):
+
+================  ==========================================================================================
+``latency``       every request waits this long (seconds) before it is handled
+``error_rate``    503 with D1's "overloaded" message, or 500 with 7500 ``internal error``; nothing applied
+``rate_limit``    429 with code 971 and a ``retry-after`` header; nothing applied
+``timeout``       the statements are applied, then the response is held ``timeout_delay`` seconds (longer
+                  than a client waits), then sent or the connection dropped (``timeout_action``)
+``html``          504 with an HTML gateway page; nothing applied
+``lost_response`` the statements are applied, then a 502 HTML page or a dropped connection
+================  ==========================================================================================
+
+Example::
+
+    app = create_app(tmp, token="t", faults=FaultConfig(error_rate=0.1, seed=7))
+    app.state.faults.update(error_rate=0.0)      # change at runtime
+    app.state.faults.stats                       # {"requests": 12, "error_503": 1, ...}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal
+
+__all__ = ["Fault", "FaultConfig", "FaultInjector", "FaultPlan", "RateLimitWindow"]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Fault(Enum):
+    """The fault chosen for one request."""
+
+    NONE = "none"
+    ERROR_503 = "error_503"
+    ERROR_500 = "error_500"
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    HTML_504 = "html_504"
+    LOST_502 = "lost_502"
+    LOST_DROP = "lost_drop"
+
+
+STAT_KEYS = (
+    "requests",
+    "latency_seconds",
+    *(f.value for f in Fault if f is not Fault.NONE),
+    "rate_limit_rejections",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultConfig:
+    """Which faults to inject and how often. Rates are probabilities per request; their sum must be <= 1.
+
+    Attributes:
+        latency: seconds added to every ``/query`` and ``/raw`` request.
+        error_rate: share of requests answered 503 (JSON, "overloaded") or 500 (7500 internal error).
+        rate_limit_rate: share answered 429 / code 971 with ``retry-after: <retry_after>``.
+        timeout_rate: share applied, then held ``timeout_delay`` seconds, then answered or dropped.
+        html_rate: share answered 504 with an HTML body.
+        lost_response_rate: share applied, then answered 502 HTML or dropped (``lost_response_mode``).
+        seed: seed of the one random generator (None: unseeded, not reproducible).
+        retry_after: seconds sent in ``retry-after`` for injected 429s.
+        timeout_delay: how long a timed-out response is held (choose more than the client's timeout).
+        timeout_action: after the hold, ``"drop"`` the connection or ``"respond"`` normally.
+        lost_response_mode: ``"mixed"`` (a seeded coin), ``"html"`` (502 page) or ``"drop"`` (connection closed).
+    """
+
+    latency: float = 0.0
+    error_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    timeout_rate: float = 0.0
+    html_rate: float = 0.0
+    lost_response_rate: float = 0.0
+    seed: int | None = None
+    retry_after: int = 1
+    timeout_delay: float = 35.0
+    timeout_action: Literal["drop", "respond"] = "drop"
+    lost_response_mode: Literal["mixed", "html", "drop"] = "mixed"
+
+    def __post_init__(self) -> None:
+        rates = self._rates()
+        for name, rate in rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {rate}")
+        if sum(rates.values()) > 1.0 + 1e-9:
+            raise ValueError(f"fault rates add up to {sum(rates.values()):.3f}; they must not exceed 1")
+        if self.latency < 0 or self.timeout_delay < 0:
+            raise ValueError("latency and timeout_delay must not be negative")
+        if self.retry_after < 0:
+            raise ValueError("retry_after must not be negative")
+        if self.timeout_action not in ("drop", "respond"):
+            raise ValueError("timeout_action must be 'drop' or 'respond'")
+        if self.lost_response_mode not in ("mixed", "html", "drop"):
+            raise ValueError("lost_response_mode must be 'mixed', 'html' or 'drop'")
+
+    def _rates(self) -> dict[str, float]:
+        return {
+            "error_rate": self.error_rate,
+            "rate_limit_rate": self.rate_limit_rate,
+            "timeout_rate": self.timeout_rate,
+            "html_rate": self.html_rate,
+            "lost_response_rate": self.lost_response_rate,
+        }
+
+    @property
+    def active(self) -> bool:
+        """Whether any fault or latency is configured."""
+        return self.latency > 0 or any(self._rates().values())
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """What happens to one request: added latency, then the fault (if any)."""
+
+    fault: Fault
+    latency: float
+
+
+class RateLimitWindow:
+    """At most ``requests`` per sliding ``window`` seconds; over it, callers are told how long to wait."""
+
+    def __init__(self, requests: int, window: float, *, clock: Clock = time.monotonic) -> None:
+        if requests < 1 or window <= 0:
+            raise ValueError("a rate limit needs requests >= 1 and window > 0")
+        self.requests = requests
+        self.window = window
+        self._clock = clock
+        self._times: deque[float] = deque()
+
+    def acquire(self) -> int | None:
+        """Count one request; return None when allowed, else the whole seconds to wait (>= 1)."""
+        now = self._clock()
+        while self._times and self._times[0] <= now - self.window:
+            self._times.popleft()
+        if len(self._times) >= self.requests:
+            return max(1, math.ceil(self._times[0] + self.window - now))
+        self._times.append(now)
+        return None
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.requests - len(self._times))
+
+
+class FaultInjector:
+    """Decides faults per request and counts them; lives at ``app.state.faults``.
+
+    Thread-safe: the decision and the counters sit behind one lock, so the draw order is the request order.
+    """
+
+    def __init__(
+        self,
+        config: FaultConfig | None = None,
+        rate_limit: tuple[int, float] | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.sleep = sleep
+        self.config = config or FaultConfig()
+        self._random = random.Random(self.config.seed)
+        self._limit = RateLimitWindow(*rate_limit, clock=clock) if rate_limit else None
+        self._stats: dict[str, float] = dict.fromkeys(STAT_KEYS, 0)
+
+    # -- configuration ---------------------------------------------------------------------------------
+
+    def configure(self, config: FaultConfig | None) -> None:
+        """Replace the configuration and reseed the generator from ``config.seed``."""
+        with self._lock:
+            self.config = config or FaultConfig()
+            self._random = random.Random(self.config.seed)
+
+    def update(self, **changes: Any) -> FaultConfig:
+        """Change some fields (``update(error_rate=0)``), keeping the generator's position."""
+        with self._lock:
+            self.config = dataclasses.replace(self.config, **changes)
+            return self.config
+
+    def set_rate_limit(self, rate_limit: tuple[int, float] | None) -> None:
+        """Enforce ``(requests, window_seconds)`` from now on, or no limit with None."""
+        with self._lock:
+            self._limit = RateLimitWindow(*rate_limit, clock=self._clock) if rate_limit else None
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        limit = self._limit
+        return (limit.requests, limit.window) if limit else None
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """A copy of the counters: requests seen, seconds of latency added, and each fault injected."""
+        with self._lock:
+            return dict(self._stats)
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._stats = dict.fromkeys(STAT_KEYS, 0)
+
+    # -- per request -----------------------------------------------------------------------------------
+
+    def check_rate_limit(self) -> tuple[int | None, int, int]:
+        """Count a request against the rate limit: (seconds to wait or None, limit, remaining)."""
+        with self._lock:
+            if self._limit is None:
+                return None, 0, 0
+            wait = self._limit.acquire()
+            if wait is not None:
+                self._stats["rate_limit_rejections"] += 1
+            return wait, self._limit.requests, self._limit.remaining
+
+    def plan(self) -> FaultPlan:
+        """Draw the fault for the next ``/query`` or ``/raw`` request and count it."""
+        with self._lock:
+            config = self.config
+            self._stats["requests"] += 1
+            self._stats["latency_seconds"] += config.latency
+            fault = self._draw(config)
+            if fault is not Fault.NONE:
+                self._stats[fault.value] += 1
+            return FaultPlan(fault, config.latency)
+
+    def _draw(self, config: FaultConfig) -> Fault:
+        if not any(config._rates().values()):
+            return Fault.NONE  # draw nothing, so turning faults on later starts from the seed's beginning
+        r = self._random.random()
+        for rate, fault in (
+            (config.error_rate, Fault.ERROR_503),
+            (config.rate_limit_rate, Fault.RATE_LIMITED),
+            (config.timeout_rate, Fault.TIMEOUT),
+            (config.html_rate, Fault.HTML_504),
+            (config.lost_response_rate, Fault.LOST_502),
+        ):
+            if r < rate:
+                return self._variant(fault, config)
+            r -= rate
+        return Fault.NONE
+
+    def _variant(self, fault: Fault, config: FaultConfig) -> Fault:
+        if fault is Fault.ERROR_503:
+            return Fault.ERROR_503 if self._random.random() < 0.5 else Fault.ERROR_500
+        if fault is Fault.LOST_502:
+            mode = config.lost_response_mode
+            if mode == "mixed":
+                mode = "html" if self._random.random() < 0.5 else "drop"
+            return Fault.LOST_502 if mode == "html" else Fault.LOST_DROP
+        return fault

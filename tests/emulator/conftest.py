@@ -1,0 +1,93 @@
+"""Fixtures for emulator tests: the app in process (httpx over SyncASGITransport) and on a real socket."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from d1sync.emulator import DEFAULT_DATABASE_ID
+from d1sync.emulator.app import create_app
+from d1sync.emulator.testing import SyncASGITransport
+
+TOKEN = "emulator-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ACCOUNTS = "/client/v4/accounts/acct/d1/database"
+
+
+def query_path(database_id: str = DEFAULT_DATABASE_ID, *, raw: bool = False) -> str:
+    return f"{ACCOUNTS}/{database_id}/{'raw' if raw else 'query'}"
+
+
+class Api:
+    """A thin helper over an httpx.Client pointed at the emulator."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+
+    def post(self, body: Any, *, raw: bool = False, database_id: str = DEFAULT_DATABASE_ID) -> httpx.Response:
+        return self.http.post(query_path(database_id, raw=raw), json=body, headers=AUTH)
+
+    def sql(self, sql: str, *params: Any, raw: bool = False) -> httpx.Response:
+        body: dict[str, Any] = {"sql": sql}
+        if params:
+            body["params"] = list(params)
+        return self.post(body, raw=raw)
+
+    def ok(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        """Run ``sql`` and return the last statement's rows, asserting success."""
+        response = self.sql(sql, *params)
+        assert response.status_code == 200, response.text
+        rows: list[dict[str, Any]] = response.json()["result"][-1]["results"]
+        return rows
+
+    def error(self, response: httpx.Response) -> tuple[int, int, str]:
+        body = response.json()
+        assert body["success"] is False and body["result"] is None
+        [error] = body["errors"]
+        return response.status_code, error["code"], error["message"]
+
+
+AppFactory = Callable[..., Starlette]
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[AppFactory]:
+    apps: list[Starlette] = []
+
+    def factory(**kwargs: Any) -> Starlette:
+        app = create_app(tmp_path / f"data{len(apps)}", token=TOKEN, **kwargs)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.state.engine.close()
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[[Starlette], Api]]:
+    clients: list[httpx.Client] = []
+
+    def factory(app: Starlette) -> Api:
+        http = httpx.Client(transport=SyncASGITransport(app), base_url="http://emulator")
+        clients.append(http)
+        return Api(http)
+
+    yield factory
+    for http in clients:
+        http.close()
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Starlette:
+    return make_app()
+
+
+@pytest.fixture
+def api(app: Starlette, connect: Callable[[Starlette], Api]) -> Api:
+    return connect(app)
