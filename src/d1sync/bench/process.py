@@ -39,54 +39,64 @@ def sync_command(db: Path, emulator: BenchEmulator, database_id: str) -> list[st
     ]
 
 
-def _max_rss_bytes(usage: Any) -> int:
+def _max_rss_bytes(max_rss: int) -> int:
     # ru_maxrss is in kibibytes on Linux and in bytes on macOS.
-    return int(usage.ru_maxrss) * (1 if sys.platform == "darwin" else 1024)
+    return max_rss * (1 if sys.platform == "darwin" else 1024)
+
+
+# Linux folds the pre-exec address space's high-water mark into a child's ru_maxrss, and a child spawned by
+# this (large) process starts from a copy or share of ours: its ru_maxrss would report *our* peak. So the
+# measured command is spawned by a bare interpreter (``-S``, a few MB) that reports the grandchild's peak.
+_LAUNCHER = """
+import os, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.posix_spawn(argv[0], argv, os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as f:
+    f.write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
 
 
 class SyncProcess:
-    """A ``d1sync sync`` child whose own peak RSS is read from ``wait4`` when it exits."""
+    """A ``d1sync sync`` child in its own process group; with ``rss_file``, its own peak RSS is measured."""
 
-    def __init__(self, command: list[str], token: str, log: Path) -> None:
+    def __init__(self, command: list[str], token: str, log: Path, *, rss_file: Path | None = None) -> None:
         env = {**os.environ, TOKEN_ENV: token}
         self.log = log
+        self.rss_file = rss_file
+        if rss_file is not None:
+            command = [sys.executable, "-S", "-c", _LAUNCHER, os.fspath(rss_file), *command]
         # stderr goes to a file, never a pipe: a chatty child must not block on a full pipe.
         with log.open("wb") as stderr:
-            self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+            self.proc = subprocess.Popen(
+                command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+            )
         self.max_rss: int | None = None
-        self.exit_code: int | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     def poll(self) -> bool:
-        """True once the child has exited (and was reaped, with its resource usage)."""
-        if self.exit_code is not None:
-            return True
-        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
-        if pid == 0:
-            return False
-        self.exit_code = os.waitstatus_to_exitcode(status)
-        self.proc.returncode = self.exit_code  # reaped here: Popen must not wait for it again
-        self.max_rss = _max_rss_bytes(usage)
-        return True
+        """True once the child has exited."""
+        return self.proc.poll() is not None
 
     def wait(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while not self.poll():
-            if time.monotonic() > deadline:
-                self.kill()
-                raise D1SyncError(f"`d1sync sync` did not finish within {timeout:.0f}s")
-            time.sleep(0.02)
-        assert self.exit_code is not None
-        return self.exit_code
+        """Wait for the exit code of ``d1sync sync`` (and read its peak RSS if measured)."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise D1SyncError(f"`d1sync sync` did not finish within {timeout:.0f}s") from None
+        if self.rss_file is None:
+            return code
+        if code != 0 or not self.rss_file.exists():
+            raise D1SyncError(f"the memory launcher failed (exit {code}): {self.stderr_tail()}")
+        max_rss, code = (int(part) for part in self.rss_file.read_text().split())
+        self.max_rss = _max_rss_bytes(max_rss)
+        return code
 
     def kill(self) -> None:
-        if self.exit_code is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            while not self.poll():
-                time.sleep(0.005)
+        """SIGKILL the child's process group (the launcher and ``d1sync sync`` alike)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def stderr_tail(self) -> str:
         """The child's last line on stderr (its one-line error), once it has exited."""
@@ -115,7 +125,7 @@ class MemoryOutcome:
 
 
 def _run_to_end(command: list[str], token: str, log: Path, timeout: float) -> tuple[int, float]:
-    child = SyncProcess(command, token, log)
+    child = SyncProcess(command, token, log, rss_file=log.with_suffix(".rss"))
     started = time.perf_counter()
     try:
         code = child.wait(timeout)
