@@ -225,6 +225,11 @@ def run_recovery(
         finally:
             first.close()
         oldest = _oldest_pending(conn)
+        if oldest is None:
+            raise D1SyncError(
+                f"the first run drained all {rows:,} rows before it could be killed; "
+                "give the recovery benchmark a backlog of several requests (--recovery-rows 50000)"
+            )
         acked = rows - int(conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
         if progress:
             progress("recovery: restart, waiting for the first acknowledged batch")
