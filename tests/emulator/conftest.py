@@ -26,8 +26,9 @@ def query_path(database_id: str = DEFAULT_DATABASE_ID, *, raw: bool = False) -> 
 class Api:
     """A thin helper over an httpx.Client pointed at the emulator."""
 
-    def __init__(self, http: httpx.Client) -> None:
+    def __init__(self, http: httpx.Client, app: Starlette) -> None:
         self.http = http
+        self.app = app
 
     def post(self, body: Any, *, raw: bool = False, database_id: str = DEFAULT_DATABASE_ID) -> httpx.Response:
         return self.http.post(query_path(database_id, raw=raw), json=body, headers=AUTH)
@@ -76,7 +77,7 @@ def connect() -> Iterator[Callable[[Starlette], Api]]:
     def factory(app: Starlette) -> Api:
         http = httpx.Client(transport=SyncASGITransport(app), base_url="http://emulator")
         clients.append(http)
-        return Api(http)
+        return Api(http, app)
 
     yield factory
     for http in clients:

@@ -1,0 +1,129 @@
+"""``d1sync emulator``: a real subprocess serving the API, plus option handling through click's CliRunner."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from d1sync.cli import cli
+from d1sync.cli.emulator import _is_loopback, parse_rate_limit
+from d1sync.emulator import DEFAULT_DATABASE_ID, TOKEN_ENV
+
+FAULT_ENV = [name for name in os.environ if name.startswith("D1SYNC_FAULT_")] + [
+    TOKEN_ENV,
+    "D1SYNC_EMULATOR_RATE_LIMIT",
+]
+
+
+def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], str]:
+    """Start ``d1sync emulator``; return the process, the lines printed before serving, and the API base."""
+    clean = {k: v for k, v in os.environ.items() if k not in FAULT_ENV}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from d1sync.cli import cli; cli()", "emulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**clean, **env},
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("default database id:"):
+            [api_base] = [entry.split()[-1] for entry in lines if entry.startswith("API base:")]
+            return proc, lines, api_base
+    proc.communicate(timeout=10)
+    raise AssertionError(f"the emulator did not start: {lines} {proc.stderr.read() if proc.stderr else ''}")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)  # reap it and close its pipes
+
+
+def test_the_command_serves_the_api_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    proc, lines, api_base = start(
+        ["--data-dir", str(tmp_path / "data"), "--error-rate", "0"],
+        {TOKEN_ENV: "cli-token", "D1SYNC_FAULT_HTML_RATE": "1", "D1SYNC_FAULT_SEED": "4"},
+    )
+    processes.append(proc)
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/client/v4", api_base)
+    assert any(DEFAULT_DATABASE_ID in line for line in lines)
+    assert not any("cli-token" in line for line in lines)
+    with httpx.Client(base_url=api_base, headers={"Authorization": "Bearer cli-token"}) as http:
+        listed = http.get("/accounts/a/d1/database").json()["result"]
+        assert [d["uuid"] for d in listed] == [DEFAULT_DATABASE_ID]
+        html = http.post(f"/accounts/a/d1/database/{DEFAULT_DATABASE_ID}/query", json={"sql": "SELECT 1"})
+        assert html.status_code == 504  # D1SYNC_FAULT_HTML_RATE from the environment
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "html_504=1" in out
+    assert "cli-token" not in out + err
+
+
+def test_without_a_token_one_is_generated_and_printed_once(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    proc, lines, api_base = start(["--data-dir", str(tmp_path / "data")], {})
+    processes.append(proc)
+    exports = [line for line in lines if f"export {TOKEN_ENV}=" in line]
+    assert len(exports) == 1
+    token = exports[0].split("=", 1)[1]
+    assert len(token) >= 24
+    with httpx.Client(base_url=api_base) as http:
+        assert http.get("/accounts/a/d1/database", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert http.get("/accounts/a/d1/database").status_code == 401
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0
+    assert token not in out
+
+
+def test_an_invalid_rate_limit_is_one_line_with_a_hint(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["emulator", "--data-dir", str(tmp_path), "--token", "t", "--rate-limit", "x/y"])
+    assert result.exit_code == 1
+    assert "invalid --rate-limit" in result.output and "Try: write N/SECONDS" in result.output
+
+
+def test_fault_rates_adding_up_to_more_than_one_are_refused(tmp_path: Path) -> None:
+    args = ["emulator", "--data-dir", str(tmp_path), "--token", "t", "--error-rate", "0.7", "--lost-rate", "0.7"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "must not exceed 1" in result.output
+
+
+def test_every_option_has_help_text_and_names_its_environment_variable() -> None:
+    result = CliRunner().invoke(cli, ["emulator", "--help"])
+    assert result.exit_code == 0
+    command = cli.commands["emulator"]
+    for param in command.params:
+        assert getattr(param, "help", None), param.name
+    for env in ("D1SYNC_FAULT_LATENCY_MS", "D1SYNC_FAULT_ERROR_RATE", "D1SYNC_FAULT_LOST_RATE", TOKEN_ENV):
+        assert env in result.output
+
+
+def test_rate_limits_parse_as_requests_per_seconds() -> None:
+    assert parse_rate_limit("1200/300") == (1200, 300.0)
+    assert parse_rate_limit("5") == (5, 1.0)
+    assert parse_rate_limit(None) is None
+
+
+def test_only_loopback_addresses_count_as_loopback() -> None:
+    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
+    assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.4") and not _is_loopback("example.com")
