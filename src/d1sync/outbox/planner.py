@@ -73,17 +73,23 @@ class Limits:
             raise ValueError("max_statements must be at least 1")
 
 
-def _encode_value(value: object) -> object:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"x": bytes(value).hex()}
-    return value
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_BINARY = (bytes, bytearray, memoryview)
+_NO_BLOBS: frozenset[int] = frozenset()
 
 
 def encode_row(values: Sequence[object]) -> tuple[str, frozenset[int]]:
-    """Encode one row as a compact JSON array; also return the indexes holding BLOBs."""
-    blobs = frozenset(i for i, v in enumerate(values) if isinstance(v, bytes | bytearray | memoryview))
-    encoded = [_encode_value(v) for v in values] if blobs else list(values)
-    return json.dumps(encoded, ensure_ascii=False, separators=(",", ":")), blobs
+    """Encode one row as a compact JSON array; also return the indexes holding BLOBs.
+
+    This runs once per synced row, so the common case (no BLOB in the row) stays in C: one type scan and
+    one call into a reused encoder.
+    """
+    kinds = set(map(type, values))
+    if kinds.isdisjoint(_BINARY):
+        return _ENCODER.encode(values if isinstance(values, list | tuple) else list(values)), _NO_BLOBS
+    blobs = frozenset(i for i, v in enumerate(values) if isinstance(v, _BINARY))
+    encoded = [{"x": bytes(v).hex()} if isinstance(v, _BINARY) else v for v in values]
+    return _ENCODER.encode(encoded), blobs
 
 
 @dataclass
@@ -103,7 +109,14 @@ class Change:
 
     @property
     def size(self) -> int:
-        return len(self.payload.encode())
+        """Bytes of the payload as UTF-8 (computed once: the planner asks several times per row)."""
+        payload = self.payload
+        if self._size_of is not payload:
+            self._size_of, self._size = payload, len(payload.encode())
+        return self._size
+
+    _size_of: str | None = field(default=None, repr=False, compare=False)
+    _size: int = field(default=0, repr=False, compare=False)
 
 
 @dataclass
