@@ -339,3 +339,56 @@ def test_drain_raises_on_pause_with_the_reason(local_pair: tuple[Path, LocalData
     insert(app, [(1, "a", 1)])
     with pytest.raises(Exception, match="sync paused: .*table 'notes' is missing"):
         drain(SyncWorker(path, remote), max_passes=3, sleep=lambda s: None)
+
+
+# -- windows -----------------------------------------------------------------------------------------------
+
+
+def test_a_backlog_of_related_tables_longer_than_the_window_drains_even_when_every_key_changes_again(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    """Keys deferred because they change again beyond the window must not pin the window in place."""
+    path, app, remote = local_pair
+    schema = (
+        "CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT);"
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES authors (id), title TEXT)"
+    )
+    app.exec(schema)
+    remote.exec(schema)
+    Outbox(path).track("authors", "posts")
+    with app.atomic() as conn:
+        conn.executemany("INSERT INTO authors VALUES (?, ?)", [(a, f"author {a}") for a in range(10)])
+        conn.executemany("INSERT INTO posts VALUES (?, ?, ?)", [(p, p % 10, "draft") for p in range(100)])
+    for round_ in range(5):  # every post is edited again and again: each key has changes far beyond a window
+        with app.atomic() as conn:
+            conn.executemany("UPDATE posts SET title = ? WHERE id = ?", [(f"edit {round_}", p) for p in range(100)])
+    worker = SyncWorker(path, remote, window=50)
+    drain(worker, max_passes=100, sleep=lambda s: None)
+    assert worker.pending() == 0
+    assert Outbox(path).dead_letters() == []
+    for table in ("authors", "posts"):
+        assert snapshot(remote.connection, table) == snapshot(app.connection, table)
+
+
+def test_a_pass_that_only_skips_superseded_changes_reports_progress(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    """run() keeps draining (no idle wait) while windows hold only changes superseded further on."""
+    path, app, remote = local_pair
+    schema = (
+        "CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT);"
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES authors (id), title TEXT)"
+    )
+    app.exec(schema)
+    remote.exec(schema)
+    Outbox(path).track("authors", "posts")
+    app.exec("INSERT INTO authors VALUES (1, 'a')")
+    worker = SyncWorker(path, remote, window=10)
+    assert worker.sync_once().rows == 1
+    for i in range(30):
+        app.prepare("INSERT OR REPLACE INTO posts VALUES (1, 1, ?)").bind(f"v{i}").run()
+    first = worker.sync_once()  # ten changes of post 1, all superseded by the twenty after them
+    assert first.state == "synced" and first.more
+    assert worker.pending() == 20
+    drain(worker, max_passes=5, sleep=lambda s: None)
+    assert snapshot(remote.connection, "posts") == snapshot(app.connection, "posts")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.planner import Change, encode_row
@@ -23,6 +23,9 @@ class Window:
     """Changes for tables that are no longer synced (they go to dead letters, never silently away)."""
     rows_read: int
     full: bool
+    superseded: list[Change] = field(default_factory=list)
+    """Keys left out because they change again beyond the window. Acknowledge them unsent: the later change
+    sends the row's state then. Leaving them pending would pin the window in place for good."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def _current_rows(conn: sqlite3.Connection, spec: TableSpec, keys: Sequence[str]
 
 def _defer_moving_keys(
     conn: sqlite3.Connection, specs: Mapping[str, TableSpec], latest: dict[tuple[str, str], Change], high: int
-) -> None:
+) -> list[Change]:
     """Leave out keys of foreign-key-related tables that change again beyond this window.
 
     State-based sync sends a row's *current* state. In a window cut from a longer log, the current state of a
@@ -65,13 +68,13 @@ def _defer_moving_keys(
     related = {name for name, spec in specs.items() if spec.parents}
     related |= {parent for name in related for parent in specs[name].parents}
     if not related or not any(table in related for table, _ in latest):
-        return
+        return []
     moving = conn.execute(
         "SELECT DISTINCT tbl, key FROM _d1sync_changes WHERE seq > ? AND tbl IN (SELECT value FROM json_each(?))",
         (high, json.dumps(sorted(related))),
     )
-    for table, key in moving:
-        latest.pop((table, key), None)
+    deferred = [latest.pop((table, key)) for table, key in moving if (table, key) in latest]
+    return deferred
 
 
 def read_window(conn: sqlite3.Connection, specs: Mapping[str, TableSpec], limit: int) -> Window:
@@ -91,8 +94,7 @@ def read_window(conn: sqlite3.Connection, specs: Mapping[str, TableSpec], limit:
             change.data = payload
             change.seqs.append(seq)
         full = len(rows) >= limit
-        if full and rows:
-            _defer_moving_keys(conn, specs, latest, high=rows[-1][0])
+        superseded = _defer_moving_keys(conn, specs, latest, high=rows[-1][0]) if full and rows else []
         changes: list[Change] = []
         orphans: list[Change] = []
         by_table: dict[str, list[Change]] = {}
@@ -121,7 +123,7 @@ def read_window(conn: sqlite3.Connection, specs: Mapping[str, TableSpec], limit:
     finally:
         conn.execute("COMMIT")
     changes.sort(key=lambda c: c.seqs[-1])
-    return Window(changes=changes, orphans=orphans, rows_read=len(rows), full=full)
+    return Window(changes=changes, orphans=orphans, rows_read=len(rows), full=full, superseded=superseded)
 
 
 def _seq_param(changes: Iterable[Change]) -> str:

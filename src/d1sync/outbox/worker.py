@@ -296,7 +296,10 @@ class SyncWorker:
         # Taken before the window is read: a commit after this point must wake the loop (see _wait).
         self._seen_version = self._data_version()
         window = read_window(self._conn, specs, self.window)
-        result = SyncResult("idle" if not window.changes and not window.orphans else "synced", more=window.full)
+        if window.superseded:
+            acknowledge(self._conn, window.superseded)  # their newer changes stay pending and send the state
+        busy = window.changes or window.orphans or window.superseded
+        result = SyncResult("synced" if busy else "idle", more=window.full)
         if window.orphans:
             reason = "table is not synced any more (untracked while changes were pending)"
             result.dead += dead_letter(self._conn, [(c, reason) for c in window.orphans])
