@@ -21,6 +21,7 @@ from typing import Any
 
 from d1sync.database import Database
 from d1sync.local import LocalDatabase
+from d1sync.sql import quote_identifier
 
 __all__ = ["DEMO_SCHEMA", "DemoConfig", "DemoReport", "run_demo", "table_checksum"]
 
@@ -86,7 +87,7 @@ def table_checksum(db: Database, table: str, key: str, page: int = 5_000) -> tup
     digest = hashlib.sha256()
     count = 0
     last: Any = None
-    q_table, q_key = f'"{table}"', f'"{key}"'
+    q_table, q_key = quote_identifier(table), quote_identifier(key)
     while True:
         if last is None:
             stmt = db.prepare(f"SELECT * FROM {q_table} ORDER BY {q_key} LIMIT ?").bind(page)

@@ -30,6 +30,7 @@ from d1sync.database import Database, Statement
 from d1sync.errors import D1Error, D1SyncError, SQLError
 from d1sync.migrations.files import DEFAULT_MIGRATIONS_TABLE, MigrationFile
 from d1sync.migrations.splitter import SplitStatement, first_keyword, is_transaction_control, split_with_lines
+from d1sync.sql import quote_identifier
 
 __all__ = [
     "CHECKSUM_TABLE",
@@ -58,10 +59,6 @@ _CHECKSUM_DDL = (
 _PLAIN_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 def ledger_ddl(table: str = DEFAULT_MIGRATIONS_TABLE) -> str:
     """wrangler's ledger DDL, byte for byte, for ledger ``table`` (d1-contract §5).
 
@@ -70,7 +67,7 @@ def ledger_ddl(table: str = DEFAULT_MIGRATIONS_TABLE) -> str:
     tool created the ledger. A plain identifier is written bare, as wrangler writes it; anything else is
     quoted.
     """
-    name = table if _PLAIN_IDENTIFIER.match(table) else _quote(table)
+    name = table if _PLAIN_IDENTIFIER.match(table) else quote_identifier(table)
     return (
         f"CREATE TABLE IF NOT EXISTS {name}(\n"
         "\t\tid         INTEGER PRIMARY KEY AUTOINCREMENT,\n"
@@ -282,7 +279,7 @@ class Migrator:
         rows: list[_LedgerRow] = []
         checksums: dict[str, str] = {}
         if self.table in existing:
-            result = self.db.prepare(f"SELECT name, applied_at FROM {_quote(self.table)} ORDER BY id").all()
+            result = self.db.prepare(f"SELECT name, applied_at FROM {quote_identifier(self.table)} ORDER BY id").all()
             rows = [_LedgerRow(str(r["name"]), str(r["applied_at"])) for r in result.results]
         if CHECKSUM_TABLE in existing:
             result = (
@@ -327,7 +324,7 @@ class Migrator:
         db = self.db
         return [
             *(db.prepare(s.sql) for s in plan.statements),
-            db.prepare(f"INSERT INTO {_quote(self.table)} (name) VALUES (?)").bind(plan.file.name),
+            db.prepare(f"INSERT INTO {quote_identifier(self.table)} (name) VALUES (?)").bind(plan.file.name),
             # OR REPLACE: a ledger row deleted by hand to re-run a file leaves an old checksum behind.
             db.prepare(f"INSERT OR REPLACE INTO {CHECKSUM_TABLE} (ledger, name, sha256) VALUES (?, ?, ?)").bind(
                 self.table, plan.file.name, plan.checksum

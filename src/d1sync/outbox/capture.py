@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from d1sync.errors import ConfigError
-from d1sync.outbox.schema import NOW_MS_SQL, quote_identifier, quote_literal
+from d1sync.outbox.schema import NOW_MS_SQL
+from d1sync.sql import quote_identifier, quote_literal
 
 __all__ = ["TableSpec", "inspect_table", "install_triggers", "load_specs", "remove_triggers", "save_spec"]
 

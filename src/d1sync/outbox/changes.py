@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.planner import Change, encode_row
-from d1sync.outbox.schema import now_ms, quote_identifier
+from d1sync.outbox.schema import now_ms
+from d1sync.sql import quote_identifier
 
 __all__ = ["DeadLetter", "Window", "acknowledge", "dead_letter", "read_window"]
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from d1sync.outbox.capture import TableSpec
-from d1sync.outbox.schema import quote_identifier
+from d1sync.sql import quote_identifier
 
 __all__ = [
     "D1_MAX_SQL_BYTES",

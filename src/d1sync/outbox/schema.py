@@ -14,7 +14,7 @@ import sqlite3
 import time
 from typing import Any
 
-__all__ = ["SCHEMA", "ensure_schema", "get_meta", "now_ms", "quote_identifier", "quote_literal", "set_meta"]
+__all__ = ["SCHEMA", "ensure_schema", "get_meta", "now_ms", "set_meta"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS _d1sync_changes (
@@ -52,16 +52,6 @@ NOW_MS_SQL = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def quote_identifier(name: str) -> str:
-    """Quote an identifier for SQL: ``a"b`` -> ``"a""b"``. Names always come from the schema."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(text: str) -> str:
-    """Quote a string literal for DDL that cannot take parameters (trigger bodies)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:

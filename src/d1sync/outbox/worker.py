@@ -43,7 +43,8 @@ from d1sync.outbox import wake
 from d1sync.outbox.capture import TableSpec, load_specs
 from d1sync.outbox.changes import acknowledge, dead_letter, read_window
 from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
-from d1sync.outbox.schema import ensure_schema, get_meta, quote_identifier, set_meta
+from d1sync.outbox.schema import ensure_schema, get_meta, set_meta
+from d1sync.sql import quote_identifier
 
 __all__ = ["Backoff", "SchemaMismatchError", "SyncResult", "SyncWorker"]
 
