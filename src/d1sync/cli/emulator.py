@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-import socket
 
 import click
 
@@ -163,7 +162,7 @@ def emulator(
       D1SYNC_FAULT_LATENCY_MS=50 d1sync emulator --rate-limit 1200/300
     """
     from d1sync.emulator.app import create_app
-    from d1sync.emulator.server import run_foreground
+    from d1sync.emulator.server import bind_socket, run_foreground
 
     try:
         faults = FaultConfig(
@@ -190,10 +189,7 @@ def emulator(
         )
     try:
         app = create_app(data_dir, token=token, faults=faults, rate_limit=limit, auto_create=auto_create)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        sock = bind_socket(host, port)
     except OSError as exc:
         fail(f"cannot start the emulator on {host}:{port}: {exc.strerror or exc}", "choose another --port")
     bound = sock.getsockname()[1]
