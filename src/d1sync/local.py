@@ -13,7 +13,7 @@ from typing import Any
 
 from d1sync.database import Database, ExecResult, Meta, RawResult, Result, Statement
 from d1sync.errors import D1Error, InvalidRequestError, SQLError, TransientError
-from d1sync.migrations.splitter import is_transaction_control, split_statements
+from d1sync.migrations.splitter import has_placeholder, is_transaction_control, split_statements
 from d1sync.values import encode_param
 
 __all__ = ["LocalDatabase", "connect", "translate_sqlite_error"]
@@ -192,8 +192,8 @@ class LocalDatabase(Database):
         parts = split_statements(sql)
         if len(parts) <= 1:
             return self._run_one(parts[0] if parts else sql, params)
-        if params and len(parts) > 1:
-            # D1 allows parameters only on the last statement; say so rather than guessing.
+        if params and any(has_placeholder(part) for part in parts[:-1]):
+            # D1 binds parameters to the last statement only; an earlier placeholder is refused, not guessed.
             raise SQLError(MULTI_PARAM_MESSAGE, code=7500, statement=sql)
         with self.atomic():
             for part in parts[:-1]:

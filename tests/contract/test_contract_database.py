@@ -191,3 +191,13 @@ def test_remote_meta_says_where_it_was_served(remote_db: Database) -> None:
     meta = remote_db.prepare("SELECT 1").all().meta
     assert meta.served_by_primary is True and meta.served_by_region and meta.served_by_colo
     assert meta.sql_duration_ms is not None
+
+
+def test_parameters_bind_to_the_last_of_several_statements(db: Database) -> None:
+    result = db.prepare("CREATE TABLE multi (a TEXT); INSERT INTO multi (a) VALUES (?) RETURNING a").bind("x").all()
+    assert result.results == [{"a": "x"}]
+
+
+def test_a_placeholder_before_the_last_statement_is_refused_with_d1s_message(db: Database) -> None:
+    with pytest.raises(SQLError, match="only the last statement can have parameters"):
+        db.prepare("SELECT ?; SELECT ?").bind(1, 2).all()

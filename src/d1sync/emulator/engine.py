@@ -38,7 +38,7 @@ from d1sync.database import Meta, RawResult, Statement
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.errors import D1Error, InvalidRequestError, TransientError
 from d1sync.local import MULTI_PARAM_MESSAGE, LocalDatabase, connect
-from d1sync.migrations.splitter import split_statements
+from d1sync.migrations.splitter import has_placeholder, split_statements
 from d1sync.values import MAX_SAFE_INT
 
 __all__ = [
@@ -58,9 +58,6 @@ MAX_VALUE_BYTES = 2_000_000
 DEFAULT_DATABASE_NAME = "default"
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-# Quoted text and comments, which may hold "?" harmlessly; what remains is searched for placeholders.
-_QUOTED_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|$)", re.S)
-_PLACEHOLDER = re.compile(r"\?|(?<![\w$])[:@$][A-Za-z_]")
 _SERVED_BY = {
     "served_by_region": "LOCAL",
     "served_by_colo": "LOCAL",
@@ -159,10 +156,6 @@ def _check_statement(sql: Any, params: Any) -> tuple[str, list[Any]]:
     if len(params) > MAX_PARAMS:
         raise ApiError(7500, 400, f"too many SQL variables ({len(params)} > {MAX_PARAMS}): SQLITE_ERROR")
     return sql, [_bind_value(p, i) for i, p in enumerate(params, start=1)]
-
-
-def _has_placeholder(sql: str) -> bool:
-    return bool(_PLACEHOLDER.search(_QUOTED_OR_COMMENT.sub(" ", sql)))
 
 
 def _queries(body: Any) -> list[tuple[str, list[Any]]]:
@@ -336,7 +329,7 @@ class Engine:
             parts = split_statements(sql)
             if not parts:
                 raise ApiError(7500, 400, "No SQL statements detected.")
-            if params and any(_has_placeholder(part) for part in parts[:-1]):
+            if params and any(has_placeholder(part) for part in parts[:-1]):
                 raise ApiError(7500, 400, MULTI_PARAM_MESSAGE)
             statements.extend(Statement(db, part, ()) for part in parts[:-1])
             statements.append(Statement(db, parts[-1], params))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 __all__ = [
     "SplitStatement",
     "first_keyword",
+    "has_placeholder",
     "is_transaction_control",
     "split_statements",
     "split_with_lines",
@@ -115,3 +116,15 @@ _TRANSACTION_KEYWORDS = frozenset({"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPO
 def is_transaction_control(sql: str) -> bool:
     """True for ``BEGIN``/``COMMIT``/``END``/``ROLLBACK``/``SAVEPOINT``/``RELEASE`` (refused by D1)."""
     return first_keyword(sql) in _TRANSACTION_KEYWORDS
+
+
+# Quoted text and comments may hold "?" harmlessly; what remains is searched for placeholders.
+_QUOTED_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|$)", re.S)
+_PLACEHOLDER = re.compile(r"\?|(?<![\w$])[:@$][A-Za-z_]")
+
+
+def has_placeholder(sql: str) -> bool:
+    """True if ``sql`` has a parameter placeholder (``?``, ``?NNN``, ``:name``, ``@name``, ``$name``) outside
+    quotes and comments. D1 allows parameters on a multi-statement text only when no earlier statement has one.
+    """
+    return bool(_PLACEHOLDER.search(_QUOTED_OR_COMMENT.sub(" ", sql)))
