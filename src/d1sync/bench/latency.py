@@ -42,6 +42,8 @@ def percentile(samples: list[float], p: float) -> float:
 class LatencyOutcome:
     samples: int
     poll_interval: float
+    min_interval: float
+    """The worker's floor between a wake-up and its pass (it gathers a burst of commits into one request)."""
     seconds: list[float] = field(repr=False)
 
     @property
@@ -132,4 +134,6 @@ def run_latency(
         client.close()
         writer.close()
         remote.close()
-    return LatencyOutcome(samples=len(measured), poll_interval=poll_interval, seconds=measured)
+    return LatencyOutcome(
+        samples=len(measured), poll_interval=poll_interval, min_interval=worker.min_interval, seconds=measured
+    )
