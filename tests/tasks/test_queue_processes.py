@@ -9,12 +9,22 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from d1sync.client import D1Client
+from d1sync.database import Database
+from d1sync.emulator import TOKEN_ENV
 from d1sync.local import LocalDatabase
 from d1sync.tasks import TaskQueue
+
+from .conftest import TOKEN
 
 WORKER = Path(__file__).with_name("queue_worker.py")
 PROCESSES = 8
@@ -66,37 +76,56 @@ def check_drained_exactly_once(queue: TaskQueue, ids: list[str], reports: list[d
         assert task.attempts == 1 and task.result == {"by": by_agent[task.id]} and task.claimed_by == by_agent[task.id]
 
 
-def test_eight_processes_drain_a_sqlite_file_exactly_once(tmp_path: Path) -> None:
-    path = tmp_path / "board.db"
-    with LocalDatabase(path) as db:
-        queue = TaskQueue(db)
-        ids = queue.add_many(range(TASKS))
-        procs = start_workers(["--local", str(path)], [f"w{i}" for i in range(PROCESSES)], "drain")
-        check_drained_exactly_once(queue, ids, finish(procs))
+@dataclass
+class Board:
+    """Where the worker processes and the test meet: a SQLite file, or a database in the emulator."""
+
+    db: Database
+    args: list[str]
+    env: dict[str, str]
 
 
-def test_a_claimant_killed_mid_task_is_recovered_by_expire(tmp_path: Path) -> None:
-    path = tmp_path / "board.db"
-    with LocalDatabase(path) as db:
-        queue = TaskQueue(db)
-        task_id = queue.add({"job": "survive a crash"})
-        [victim] = start_workers(["--local", str(path)], ["victim"], "hang")
-        claimed = json.loads(victim.stdout.readline())
-        assert claimed["id"] == task_id and claimed["status"] == "claimed"
-        os.kill(victim.pid, signal.SIGKILL)
-        assert victim.wait(timeout=10) == -signal.SIGKILL
-        victim.stdin.close()
-        victim.stdout.close()
+@pytest.fixture(params=["local", "emulator-socket"])
+def board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Board]:
+    if request.param == "local":
+        path = tmp_path / "board.db"
+        with LocalDatabase(path) as db:
+            yield Board(db, ["--local", str(path)], {})
+        return
+    server = request.getfixturevalue("emulator_server")
+    database_id = str(uuid.uuid4())
+    with D1Client(account_id="acct", database_id=database_id, api_token=TOKEN, base_url=server.api_base) as client:
+        args = ["--api-base", server.api_base, "--database-id", database_id]
+        yield Board(client, args, {TOKEN_ENV: TOKEN})
 
-        assert queue.expire() == 0  # the 60 s lease still runs: nobody may take it yet
-        assert queue.claim("eager") is None
-        later = TaskQueue(db, clock=lambda: time.time() + 61, create=False)
-        assert later.expire() == 1
 
-        reports = finish(start_workers(["--local", str(path)], ["rescuer"], "drain"))
-        assert reports[0]["completed"] == [task_id]
-        task = queue.get(task_id)
-        assert task is not None
-        assert (task.status, task.claimed_by, task.attempts, task.result) == ("done", "rescuer", 2, {"by": "rescuer"})
-        assert not queue.complete(task_id, claimed["claim_id"], result="from beyond")
-        assert queue.get(task_id).result == {"by": "rescuer"}  # type: ignore[union-attr]
+def test_eight_processes_drain_the_board_exactly_once(board: Board) -> None:
+    queue = TaskQueue(board.db)
+    ids = queue.add_many(range(TASKS))
+    procs = start_workers(board.args, [f"w{i}" for i in range(PROCESSES)], "drain", board.env)
+    check_drained_exactly_once(queue, ids, finish(procs))
+
+
+def test_a_claimant_killed_mid_task_is_recovered_by_expire(board: Board) -> None:
+    queue = TaskQueue(board.db)
+    task_id = queue.add({"job": "survive a crash"})
+    [victim] = start_workers(board.args, ["victim"], "hang", board.env)
+    claimed = json.loads(victim.stdout.readline())
+    assert claimed["id"] == task_id and claimed["status"] == "claimed"
+    os.kill(victim.pid, signal.SIGKILL)
+    assert victim.wait(timeout=10) == -signal.SIGKILL
+    victim.stdin.close()
+    victim.stdout.close()
+
+    assert queue.expire() == 0  # the 60 s lease still runs: nobody may take it yet
+    assert queue.claim("eager") is None
+    later = TaskQueue(board.db, clock=lambda: time.time() + 61, create=False)
+    assert later.expire() == 1
+
+    reports = finish(start_workers(board.args, ["rescuer"], "drain", board.env))
+    assert reports[0]["completed"] == [task_id]
+    task = queue.get(task_id)
+    assert task is not None
+    assert (task.status, task.claimed_by, task.attempts, task.result) == ("done", "rescuer", 2, {"by": "rescuer"})
+    assert not queue.complete(task_id, claimed["claim_id"], result="from beyond")
+    assert queue.get(task_id).result == {"by": "rescuer"}  # type: ignore[union-attr]
