@@ -1,0 +1,191 @@
+"""Real processes: kill -9 of the worker at random points, and two worker processes on one file."""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from d1sync.local import LocalDatabase
+from d1sync.outbox import Outbox, SyncWorker, drain
+
+from .conftest import TOKEN, emulator_client, emulator_file, open_file, snapshot
+from .worker_process import CRASH_LIMITS
+
+SCRIPT = Path(__file__).with_name("worker_process.py")
+SCHEMA = """
+CREATE TABLE items (id INTEGER PRIMARY KEY, grp INTEGER, name TEXT, payload BLOB, score REAL);
+CREATE TABLE tags (item_id INTEGER, tag TEXT, weight INTEGER, PRIMARY KEY (item_id, tag))
+"""
+LEASE_TTL = 0.5
+
+
+class Child:
+    """A worker subprocess whose stdout lines arrive on a queue."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SCRIPT), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+
+    def wait_for(self, prefix: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                if self.proc.poll() is None:
+                    self.proc.send_signal(signal.SIGKILL)
+                stderr = self.proc.stderr.read() if self.proc.stderr else ""
+                self.kill()
+                raise AssertionError(f"no {prefix!r} line from the worker in {timeout}s; stderr: {stderr}") from None
+            if line.startswith(prefix):
+                return line
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def random_writes(app: LocalDatabase, rng: random.Random, next_id: int) -> int:
+    """One transaction of inserts, updates, deletes and key changes; returns the next free id."""
+    with app.atomic() as conn:
+        for _ in range(rng.randint(20, 120)):
+            roll = rng.random()
+            target = rng.randrange(next_id)
+            if roll < 0.4:
+                conn.execute("UPDATE items SET name = ?, score = ? WHERE id = ?", (f"upd {rng.random()}", roll, target))
+            elif roll < 0.6:
+                conn.execute("DELETE FROM items WHERE id = ?", (target,))
+            elif roll < 0.7:
+                conn.execute("UPDATE OR IGNORE items SET id = ? WHERE id = ?", (next_id, target))
+                next_id += 1
+            elif roll < 0.85:
+                conn.execute(
+                    "INSERT INTO items VALUES (?, ?, ?, ?, ?)", (next_id, roll, "new ✓", rng.randbytes(8), None)
+                )
+                next_id += 1
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO tags VALUES (?, ?, ?)",
+                    (target, rng.choice(["a", "b", "😀"]), rng.choice([2**63 - 1, -(2**63), 0])),
+                )
+    return next_id
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    from d1sync.emulator.server import EmulatorServer
+
+    rng = random.Random(1234)
+    with EmulatorServer(tmp_path / "emulator", token=TOKEN, auto_create=True) as srv:
+        client = emulator_client(srv)
+        client.exec(SCHEMA)
+        app = LocalDatabase(tmp_path / "app.db")
+        app.exec(SCHEMA)
+        outbox = Outbox(tmp_path / "app.db")
+        outbox.track("items", "tags")
+        with app.atomic() as conn:
+            conn.executemany(
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?)",
+                ((i, i % 97, f"item {i} ✨", i.to_bytes(4, "big"), i / 3) for i in range(50_000)),
+            )
+        next_id = 50_000
+        pending_at_kill = []
+        kills = 0
+        started = time.monotonic()
+        while kills < 22:
+            child = Child("run", str(tmp_path / "app.db"), srv.api_base, TOKEN, str(LEASE_TTL))
+            try:
+                next_id = random_writes(app, rng, next_id)  # the app keeps writing while workers come and go
+                try:
+                    child.wait_for("progress", timeout=15)  # it holds the lease and has delivered a request
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}; after {kills} kills; {outbox.status()}") from None
+                time.sleep(rng.uniform(0.0, 0.25))
+            finally:
+                child.kill()
+            kills += 1
+            pending_at_kill.append(outbox.status().pending_changes)
+        crash_phase = time.monotonic() - started
+
+        # The backlog shrank across the kills: the workers really were sending when they died, mid-backlog.
+        assert pending_at_kill[-1] < pending_at_kill[0] < 50_000
+        assert sum(p > 0 for p in pending_at_kill) >= 20, pending_at_kill
+        final = SyncWorker(tmp_path / "app.db", client, limits=CRASH_LIMITS, lease_ttl=LEASE_TTL)
+        drain(final, sleep=time.sleep)
+        status = outbox.status()
+        assert (status.pending_changes, status.dead_letters) == (0, 0)
+        remote = open_file(emulator_file(srv))
+        try:
+            for table in ("items", "tags"):
+                local_rows, remote_rows = snapshot(app.connection, table), snapshot(remote, table)
+                assert len(remote_rows) == len(local_rows), table
+                assert remote_rows == local_rows, table
+        finally:
+            remote.close()
+        assert len(snapshot(app.connection, "items")) > 45_000
+        assert crash_phase < 60, crash_phase
+        final.close()
+        client.close()
+
+
+@pytest.mark.slow
+def test_two_worker_processes_on_one_file_never_send_at_the_same_time(tmp_path: Path) -> None:
+    app = LocalDatabase(tmp_path / "app.db")
+    remote = LocalDatabase(tmp_path / "remote.db")
+    app.exec(SCHEMA)
+    remote.exec(SCHEMA)
+    Outbox(tmp_path / "app.db").track("items", "tags")
+    log = tmp_path / "sends.log"
+    children = [Child("contend", str(tmp_path / "app.db"), str(tmp_path / "remote.db"), str(log), "2.5") for _ in "ab"]
+    try:
+        for child in children:
+            child.wait_for("started")
+        rng = random.Random(99)
+        next_id = 1
+        with app.atomic() as conn:
+            conn.execute("INSERT INTO items VALUES (0, 0, 'seed', NULL, NULL)")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            next_id = random_writes(app, rng, next_id)
+            time.sleep(0.01)
+        for child in children:
+            child.proc.wait(timeout=30)
+    finally:
+        for child in children:
+            child.kill()
+
+    sends = [tuple(int(x) for x in line.split()) for line in log.read_text().splitlines()]
+    pids = {pid for pid, _, _ in sends}
+    assert pids == {c.proc.pid for c in children}, "both processes must have held the lease at some point"
+    sends.sort(key=lambda s: s[1])
+    for (pid_a, _, end_a), (pid_b, start_b, _) in zip(sends, sends[1:], strict=False):
+        assert start_b >= end_a or pid_a == pid_b, "two processes were sending at the same time"
+
+    drain(SyncWorker(tmp_path / "app.db", remote), sleep=time.sleep)
+    for table in ("items", "tags"):
+        assert snapshot(remote.connection, table) == snapshot(app.connection, table)

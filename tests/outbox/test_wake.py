@@ -1,0 +1,92 @@
+"""Wake-ups: in-process writes wake a running loop; other processes' commits are seen via data_version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from d1sync.local import LocalDatabase
+from d1sync.outbox import Outbox, SyncWorker
+
+from .conftest import open_file
+
+DDL = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"
+GENEROUS = 20.0  # seconds; far below the loop's idle interval, so only a wake-up can explain a delivery
+
+
+def eventually(check: Callable[[], bool], timeout: float = GENEROUS) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return check()
+
+
+@pytest.fixture
+def running(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], request: pytest.FixtureRequest
+) -> Iterator[tuple[Path, LocalDatabase, LocalDatabase, SyncWorker]]:
+    """A worker looping in a thread that would sleep a minute between passes if nothing woke it."""
+    path, app, remote = local_pair
+    app.exec(DDL)
+    remote.exec(DDL)
+    Outbox(path).track("notes")
+    poll = getattr(request, "param", 60.0)
+    worker = SyncWorker(path, remote, poll_interval=poll)
+    loop = threading.Thread(target=worker.run, kwargs={"idle_interval": 120.0})
+    loop.start()
+    # The first pass has run once the worker holds the lease; from then on it is waiting.
+    assert eventually(lambda: Outbox(path).status().lease_owner == worker.owner)
+    yield path, app, remote, worker
+    worker.stop(flush_timeout=1.0)
+    loop.join(timeout=30)
+    assert not loop.is_alive()
+    worker.close()
+
+
+def remote_count(remote: LocalDatabase) -> int:
+    return int(remote.prepare("SELECT count(*) AS n FROM notes").first("n"))
+
+
+def test_a_write_through_local_database_wakes_the_running_loop(
+    running: tuple[Path, LocalDatabase, LocalDatabase, SyncWorker],
+) -> None:
+    _, app, remote, _ = running
+    time.sleep(0.2)  # let it settle into its long wait
+    app.prepare("INSERT INTO notes VALUES (1, 'wake up')").run()
+    assert eventually(lambda: remote_count(remote) == 1)
+    app.prepare("INSERT INTO notes VALUES (2, 'again')").run()
+    assert eventually(lambda: remote_count(remote) == 2)
+
+
+@pytest.mark.parametrize("running", [0.05], indirect=True)
+def test_a_commit_from_another_process_is_noticed_through_data_version(
+    running: tuple[Path, LocalDatabase, LocalDatabase, SyncWorker],
+) -> None:
+    path, _, remote, _ = running
+    script = (
+        "import sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1])\n"
+        "conn.execute(\"INSERT INTO notes VALUES (7, 'from another process')\")\n"
+        "conn.commit()\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+    assert eventually(lambda: remote_count(remote) == 1)
+
+
+def test_stop_flushes_what_is_pending_before_returning(
+    running: tuple[Path, LocalDatabase, LocalDatabase, SyncWorker],
+) -> None:
+    path, _, remote, worker = running
+    raw = open_file(path)  # a plain sqlite3 write: no in-process wake-up, and polling is a minute away
+    raw.execute("INSERT INTO notes VALUES (3, 'last words')")
+    raw.close()
+    worker.stop(flush_timeout=5.0)
+    assert remote_count(remote) == 1

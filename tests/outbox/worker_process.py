@@ -1,0 +1,80 @@
+"""A sync worker in its own process, for the crash and multi-process tests (not collected by pytest).
+
+Usage:
+    python worker_process.py run APP_DB API_BASE TOKEN LEASE_TTL
+        SyncWorker(...).run() against the emulator; prints "progress <rows>" after every delivered request.
+    python worker_process.py contend APP_DB REMOTE_DB LOG SECONDS
+        sync_once() in a loop for SECONDS against a SQLite file, handing the lease back after every pass;
+        appends "<pid> <start_ns> <end_ns>" to LOG for every batch it sends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from d1sync.client import D1Client
+from d1sync.database import Database, ExecResult, RawResult, Result, Statement
+from d1sync.emulator import DEFAULT_DATABASE_ID
+from d1sync.local import LocalDatabase
+from d1sync.outbox import Limits, SyncResult, SyncWorker
+
+CRASH_LIMITS = Limits(max_value_bytes=2_000, max_request_bytes=4_500, max_statements=2)
+
+
+def run(app_db: str, api_base: str, token: str, lease_ttl: float) -> None:
+    client = D1Client(
+        account_id="a", database_id=DEFAULT_DATABASE_ID, api_token=token, base_url=api_base, max_retries=0, timeout=5
+    )
+
+    def progress(result: SyncResult) -> None:
+        print(f"progress {result.rows}", flush=True)
+
+    worker = SyncWorker(app_db, client, limits=CRASH_LIMITS, window=2_000, lease_ttl=lease_ttl, on_progress=progress)
+    print("started", flush=True)
+    worker.run(idle_interval=0.05)
+
+
+class TimedTarget(Database):
+    """Forwards to a LocalDatabase and logs when each batch starts and ends (monotonic ns, system-wide)."""
+
+    def __init__(self, inner: LocalDatabase, log_path: str) -> None:
+        self.inner = inner
+        self.log = open(log_path, "a", buffering=1)  # noqa: SIM115 - closed at process exit
+
+    def batch(self, statements: Sequence[Statement]) -> list[Result]:
+        start = time.monotonic_ns()
+        time.sleep(0.002)  # widen the window in which an overlapping sender would show
+        results = self.inner.batch([self.inner.prepare(s.sql).bind(*s.params) for s in statements])
+        self.log.write(f"{os.getpid()} {start} {time.monotonic_ns()}\n")
+        return results
+
+    def exec(self, sql: str) -> ExecResult:
+        return self.inner.exec(sql)
+
+    def _execute(self, statement: Statement) -> Result:
+        return self.inner.prepare(statement.sql).bind(*statement.params).all()
+
+    def _execute_raw(self, statement: Statement) -> RawResult:
+        rows = self.inner.prepare(statement.sql).bind(*statement.params).raw(column_names=True)
+        return RawResult(list(rows[0]) if rows else [], [list(r) for r in rows[1:]])
+
+
+def contend(app_db: str, remote_db: str, log_path: str, seconds: float) -> None:
+    worker = SyncWorker(app_db, TimedTarget(LocalDatabase(remote_db), log_path), limits=CRASH_LIMITS)
+    print("started", flush=True)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        worker.sync_once()
+        worker.release_lease()
+        time.sleep(0.003)
+
+
+if __name__ == "__main__":
+    mode, *args = sys.argv[1:]
+    if mode == "run":
+        run(args[0], args[1], args[2], float(args[3]))
+    else:
+        contend(args[0], args[1], args[2], float(args[3]))
