@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import time
 
@@ -25,18 +24,13 @@ from d1sync.tasks import TaskQueue
 def open_db(args: argparse.Namespace) -> Database:
     if args.local:
         return LocalDatabase(args.local, busy_timeout=30.0)
-    import httpx
-
     from d1sync.client import D1Client
 
-    # Without TCP_NODELAY each small request waits ~40 ms on Nagle + delayed ACK over loopback.
-    nodelay = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
     return D1Client(
         account_id="acct",
         database_id=args.database_id,
         api_token=os.environ["D1SYNC_EMULATOR_TOKEN"],
         base_url=args.api_base,
-        transport=nodelay,
     )
 
 
