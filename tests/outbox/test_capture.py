@@ -311,11 +311,6 @@ def test_a_write_commits_with_its_change_row_under_a_raw_sqlite3_connection(tmp_
     assert [key for _, key, _, _, _ in window(tmp_path / "a.db")] == ["[2]"]
 
 
-@pytest.mark.xfail(
-    reason="the capture triggers build the key with json_array(), which refuses BLOBs: tracking a table whose key "
-    "holds a BLOB makes the application's own INSERT fail ('JSON cannot hold BLOB values')",
-    strict=True,
-)
 def test_a_blob_key_neither_breaks_the_applications_write_nor_the_sync(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase],
 ) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+import socket
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -392,3 +395,41 @@ def test_a_pass_that_only_skips_superseded_changes_reports_progress(
     assert worker.pending() == 20
     drain(worker, max_passes=5, sleep=lambda s: None)
     assert snapshot(remote.connection, "posts") == snapshot(app.connection, "posts")
+
+
+def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
+    """A worker killed with SIGKILL cannot release its lease; its successor must not wait for the TTL."""
+    import subprocess
+    import sys
+
+    app, remote = tmp_path / "app.db", tmp_path / "remote.db"
+    for path in (app, remote):
+        with LocalDatabase(path) as db:
+            db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    with LocalDatabase(app) as db:
+        db.prepare("INSERT INTO t VALUES (1, 'x')").run()
+    with Outbox(app) as outbox:
+        outbox.track("t")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_owner = f"{socket.gethostname()}:{dead.stdout.strip()}:deadbeef"
+    conn = sqlite3.connect(app)
+    conn.execute(
+        "INSERT OR REPLACE INTO _d1sync_meta (k, v) VALUES ('lease', ?)",
+        (json.dumps({"owner": dead_owner, "expires": time.time() + 3600}),),
+    )
+    conn.commit()
+    conn.close()
+    with LocalDatabase(remote) as target, SyncWorker(app, target) as worker:
+        assert worker.sync_once().rows == 1
+
+
+def test_a_live_lease_holder_is_never_taken_over(tmp_path: Path) -> None:
+    app, remote = tmp_path / "app.db", tmp_path / "remote.db"
+    for path in (app, remote):
+        with LocalDatabase(path) as db:
+            db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    with Outbox(app) as outbox:
+        outbox.track("t")
+    with LocalDatabase(remote) as target, SyncWorker(app, target) as first, SyncWorker(app, target) as second:
+        assert first.sync_once().state == "idle"
+        assert second.sync_once().state == "locked"  # same host, and the holder (this process) is alive

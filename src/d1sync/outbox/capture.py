@@ -123,8 +123,21 @@ def _trigger_names(table: str) -> tuple[str, str, str]:
     return (f"_d1sync_{table}_ins", f"_d1sync_{table}_upd", f"_d1sync_{table}_del")
 
 
-def _key_json(alias: str, key: Iterable[str]) -> str:
-    return "json_array(" + ", ".join(f"{alias}.{quote_identifier(c)}" for c in key) + ")"
+def key_json_sql(alias: str, key: Iterable[str]) -> str:
+    """SQL rendering a row's key as the JSON array the change log stores (one canonical text per key).
+
+    BLOB keys and text keys holding NUL take the object form of :func:`~d1sync.outbox.planner.encode_row`:
+    ``json_array()`` refuses BLOBs (which would fail the application's own write) and JSON cuts text at NUL.
+    """
+    parts = []
+    for column in key:
+        ref = f"{alias}.{quote_identifier(column)}"
+        parts.append(
+            f"CASE typeof({ref}) WHEN 'blob' THEN json_object('x', lower(hex({ref}))) "
+            f"WHEN 'text' THEN CASE WHEN instr({ref}, char(0)) > 0 THEN json_object('t', lower(hex({ref}))) "
+            f"ELSE {ref} END ELSE {ref} END"
+        )
+    return "json_array(" + ", ".join(parts) + ")"
 
 
 def install_triggers(conn: sqlite3.Connection, spec: TableSpec, *, all_columns: Sequence[str]) -> None:
@@ -134,7 +147,7 @@ def install_triggers(conn: sqlite3.Connection, spec: TableSpec, *, all_columns: 
     ins, upd, delete = (quote_identifier(n) for n in _trigger_names(spec.name))
     remove_triggers(conn, spec.name)
     insert = f"INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ({tbl}, {{key}}, {{op}}, {NOW_MS_SQL})"
-    new_key, old_key = _key_json("NEW", spec.key), _key_json("OLD", spec.key)
+    new_key, old_key = key_json_sql("NEW", spec.key), key_json_sql("OLD", spec.key)
     # Only updates of synced columns matter; narrowing the trigger saves a change row for the others.
     of = ""
     if set(spec.columns) != set(all_columns):
@@ -181,7 +194,7 @@ def backfill(conn: sqlite3.Connection, spec: TableSpec) -> int:
     """Queue an upsert for every existing row of ``spec`` (so tracking a full table syncs its rows too)."""
     cur = conn.execute(
         f"INSERT INTO _d1sync_changes (tbl, key, op, created_at) "
-        f"SELECT {quote_literal(spec.name)}, {_key_json('t', spec.key)}, 'upsert', {NOW_MS_SQL} "
+        f"SELECT {quote_literal(spec.name)}, {key_json_sql('t', spec.key)}, 'upsert', {NOW_MS_SQL} "
         f"FROM {quote_identifier(spec.name)} AS t"
     )
     return cur.rowcount

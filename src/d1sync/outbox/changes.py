@@ -7,8 +7,8 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from d1sync.outbox.capture import TableSpec
-from d1sync.outbox.planner import Change, encode_row
+from d1sync.outbox.capture import TableSpec, key_json_sql
+from d1sync.outbox.planner import Change, column_expr, encode_row
 from d1sync.outbox.schema import now_ms
 from d1sync.sql import quote_identifier
 
@@ -45,8 +45,8 @@ class DeadLetter:
 def _current_rows(conn: sqlite3.Connection, spec: TableSpec, keys: Sequence[str]) -> dict[str, tuple[object, ...]]:
     """The current local rows for ``keys`` (JSON key arrays), by key text."""
     q = quote_identifier(spec.name)
-    key_json = "json_array(" + ", ".join(f"t.{quote_identifier(c)}" for c in spec.key) + ")"
-    join = " AND ".join(f"t.{quote_identifier(c)} IS j.value->>'$[{i}]'" for i, c in enumerate(spec.key))
+    key_json = key_json_sql("t", spec.key)
+    join = " AND ".join(f"t.{quote_identifier(c)} IS {column_expr(i, True, 'j.value')}" for i, c in enumerate(spec.key))
     cols = ", ".join(f"t.{quote_identifier(c)}" for c in spec.columns)
     sql = f"SELECT {key_json}, {cols} FROM json_each(?) AS j JOIN {q} AS t ON {join}"
     found: dict[str, tuple[object, ...]] = {}

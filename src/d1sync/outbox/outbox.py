@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -184,7 +183,7 @@ class Outbox:
             values = [key]
         if len(values) != len(spec.key) or any(v is None for v in values):
             raise ConfigError(f"key of {spec.name!r} is ({', '.join(spec.key)}); got {key!r}")
-        return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+        return encode_row(values)[0]  # the same canonical form as rows (BLOB keys in object form)
 
     def enqueue(self, table: str, row: Mapping[str, Any]) -> None:
         """Queue an upsert of ``row`` (every declared column) to the declared ``table``."""

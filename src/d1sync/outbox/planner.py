@@ -78,18 +78,28 @@ _BINARY = (bytes, bytearray, memoryview)
 _NO_BLOBS: frozenset[int] = frozenset()
 
 
-def encode_row(values: Sequence[object]) -> tuple[str, frozenset[int]]:
-    """Encode one row as a compact JSON array; also return the indexes holding BLOBs.
+def _object_form(value: object) -> object:
+    # JSON cannot carry these exactly through SQLite: BLOBs have no JSON type, and SQLite's JSON functions
+    # cut text at a NUL character. Both travel as hex in an object and are rebuilt by _column_expr.
+    if isinstance(value, _BINARY):
+        return {"x": bytes(value).hex()}
+    if isinstance(value, str) and "\x00" in value:
+        return {"t": value.encode().hex()}
+    return value
 
-    This runs once per synced row, so the common case (no BLOB in the row) stays in C: one type scan and
-    one call into a reused encoder.
+
+def encode_row(values: Sequence[object]) -> tuple[str, frozenset[int]]:
+    """Encode one row as a compact JSON array; also return the indexes sent in object form.
+
+    BLOBs travel as ``{"x": hex}`` and text holding NUL characters as ``{"t": hex}``. This runs once per
+    synced row, so the common case stays in C: one type scan and one call into a reused encoder.
     """
-    kinds = set(map(type, values))
-    if kinds.isdisjoint(_BINARY):
-        return _ENCODER.encode(values if isinstance(values, list | tuple) else list(values)), _NO_BLOBS
-    blobs = frozenset(i for i, v in enumerate(values) if isinstance(v, _BINARY))
-    encoded = [{"x": bytes(v).hex()} if isinstance(v, _BINARY) else v for v in values]
-    return _ENCODER.encode(encoded), blobs
+    if set(map(type, values)).isdisjoint(_BINARY):
+        text = _ENCODER.encode(values if isinstance(values, list | tuple) else list(values))
+        if "\\u0000" not in text:
+            return text, _NO_BLOBS
+    special = frozenset(i for i, v in enumerate(values) if _object_form(v) is not v)
+    return _ENCODER.encode([_object_form(v) for v in values]), special
 
 
 @dataclass
@@ -101,6 +111,7 @@ class Change:
     op: Op
     data: str | None = None
     blobs: frozenset[int] = frozenset()
+    """Indexes of values sent in object form (BLOBs, text with NUL); see :func:`encode_row`."""
     seqs: list[int] = field(default_factory=list)
 
     @property
@@ -173,20 +184,23 @@ def topological_order(specs: Mapping[str, TableSpec]) -> list[str]:
     return order
 
 
-def _column_expr(index: int, blob: bool) -> str:
+def column_expr(index: int, special: bool, source: str = "value") -> str:
+    """SQL reading element ``index`` of the JSON array ``source``, rebuilding object-form values when
+    ``special`` (see :func:`encode_row`)."""
     path = f"'$[{index}]'"
-    if blob:
-        return (
-            f"CASE json_type(value, {path}) WHEN 'object' THEN unhex(json_extract(value, '$[{index}].x')) "
-            f"ELSE value->>{path} END"
-        )
-    return f"value->>{path}"
+    if not special:
+        return f"{source}->>{path}"
+    return (
+        f"CASE json_type({source}, {path}) WHEN 'object' THEN coalesce("
+        f"unhex(json_extract({source}, '$[{index}].x')), CAST(unhex(json_extract({source}, '$[{index}].t')) AS TEXT)) "
+        f"ELSE {source}->>{path} END"
+    )
 
 
 def upsert_sql(spec: TableSpec, blobs: frozenset[int] = frozenset()) -> str:
     table = quote_identifier(spec.name)
     cols = ", ".join(quote_identifier(c) for c in spec.columns)
-    exprs = ", ".join(_column_expr(i, i in blobs) for i in range(len(spec.columns)))
+    exprs = ", ".join(column_expr(i, i in blobs) for i in range(len(spec.columns)))
     key = ", ".join(quote_identifier(c) for c in spec.key)
     updates = [c for c in spec.columns if c not in spec.key]
     # "WHERE true" resolves SQLite's parsing ambiguity between a SELECT's join and ON CONFLICT.
@@ -203,7 +217,8 @@ def upsert_sql(spec: TableSpec, blobs: frozenset[int] = frozenset()) -> str:
 
 def delete_sql(spec: TableSpec) -> str:
     table = quote_identifier(spec.name)
-    exprs = ", ".join(_column_expr(i, False) for i in range(len(spec.key)))
+    # Keys may be in object form (a BLOB key, text with NUL): always decode them.
+    exprs = ", ".join(column_expr(i, True) for i in range(len(spec.key)))
     if len(spec.key) == 1:
         return f"DELETE FROM {table} WHERE {quote_identifier(spec.key[0])} IN (SELECT {exprs} FROM json_each(?))"
     key = ", ".join(quote_identifier(c) for c in spec.key)

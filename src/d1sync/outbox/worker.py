@@ -181,7 +181,11 @@ class SyncWorker:
             lease = get_meta(self._conn, "lease")
             # Renewing mid-pass fails if anyone else held the lease meanwhile, even if they have let it go:
             # they may have sent newer states of this window's rows, which ours must not overwrite.
-            if lease and lease["owner"] != self.owner and (renew or lease["expires"] > now):
+            held = lease and lease["owner"] != self.owner and (renew or lease["expires"] > now)
+            if held and not renew and _owner_is_dead(lease["owner"]):
+                log.info("taking over the lease of %s: that process no longer exists", lease["owner"])
+                held = False
+            if held:
                 self._conn.execute("ROLLBACK")
                 return False
             set_meta(self._conn, "lease", {"owner": self.owner, "expires": now + self.lease_ttl})
@@ -462,6 +466,27 @@ class SyncWorker:
     def pending(self) -> int:
         """Change rows not yet acknowledged."""
         return int(self._conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
+
+
+def _owner_is_dead(owner: str) -> bool:
+    """True if a lease ``owner`` (``host:pid:nonce``) was a process on this host that no longer exists.
+
+    A worker killed with SIGKILL cannot release its lease; without this check its successor would wait
+    for the whole lease TTL. Only POSIX: on Windows ``os.kill(pid, 0)`` would not be a harmless probe.
+    """
+    parts = owner.split(":")
+    if os.name != "posix" or len(parts) < 3:
+        return False
+    host, pid_text = ":".join(parts[:-2]), parts[-2]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False
 
 
 def drain(worker: SyncWorker, *, max_passes: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
