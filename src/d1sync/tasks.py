@@ -30,6 +30,7 @@ from typing import Any
 from d1sync.database import Database, Row, Statement
 from d1sync.errors import ValueEncodingError
 from d1sync.modules import ModuleStore, validate_module_name
+from d1sync.sql import quote_identifier
 from d1sync.ulid import ULIDGenerator
 
 __all__ = ["STATUSES", "Task", "TaskQueue"]
@@ -41,10 +42,6 @@ _ADD_CHUNK = 200
 _MAX_SHIFT = 30  # retry_delay * 2**30 is already beyond any sensible cap
 
 Clock = Callable[[], float]
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _ms(seconds: float) -> int:
@@ -171,7 +168,7 @@ class TaskQueue:
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
         self._ulids = ULIDGenerator(clock)
-        self._sql = _Queries(_quote(self.table))
+        self._sql = _Queries(quote_identifier(self.table))
         if create:
             self.create()
 
@@ -446,10 +443,11 @@ class _Queries:
     updated_at   INTEGER NOT NULL,
     finished_at  INTEGER
 )""",
-            f"CREATE INDEX IF NOT EXISTS {_quote(table + '_claim')} ON {t} (status, priority DESC, available_at, id)",
-            f"CREATE INDEX IF NOT EXISTS {_quote(table + '_claim_role')} "
+            f"CREATE INDEX IF NOT EXISTS {quote_identifier(table + '_claim')} "
+            f"ON {t} (status, priority DESC, available_at, id)",
+            f"CREATE INDEX IF NOT EXISTS {quote_identifier(table + '_claim_role')} "
             f"ON {t} (status, role, priority DESC, available_at, id)",
-            f"CREATE INDEX IF NOT EXISTS {_quote(table + '_lease')} ON {t} (status, lease_until)",
+            f"CREATE INDEX IF NOT EXISTS {quote_identifier(table + '_lease')} ON {t} (status, lease_until)",
         ]
 
     def claim(self, *, by_id: bool, by_role: bool) -> str:
@@ -475,7 +473,7 @@ class _Queries:
         return f"SELECT * FROM {self.t}{where} ORDER BY id LIMIT ?"
 
     def stats(self, *, by_role: bool) -> str:
-        counts = ", ".join(f"SUM(status = '{s}') AS {_quote(s)}" for s in STATUSES)
+        counts = ", ".join(f"SUM(status = '{s}') AS {quote_identifier(s)}" for s in STATUSES)
         where = " WHERE role = ?2" if by_role else ""
         return (
             f"SELECT {counts}, COUNT(*) AS total, "
