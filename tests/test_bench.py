@@ -23,6 +23,7 @@ TINY = [
     "--capture-transactions", "50",
     "--latency-samples", "5",
     "--memory-rows", "500",
+    "--recovery-rows", "30000",
 ]  # fmt: skip
 
 EXPECTED_FIGURES = {
@@ -41,15 +42,14 @@ EXPECTED_FIGURES = {
     "latency.p95_ms",
     "latency.p99_ms",
     "memory.peak_rss_mb",
+    "recovery.seconds_to_first_ack",
 }
 
 
 def test_tiny_bench_writes_every_figure_with_its_conditions_and_the_machine(tmp_path: Path) -> None:
-    # Recovery is left out: the restarted worker waits out the killed worker's drain lease (90 s today).
-    only = [arg for name in ("drain", "capture", "latency", "memory") for arg in ("--only", name)]
     out, md = tmp_path / "bench.json", tmp_path / "bench.md"
     result = CliRunner().invoke(
-        cli, ["bench", *TINY, *only, "--json", str(out), "--markdown", str(md), "--workdir", str(tmp_path)]
+        cli, ["bench", *TINY, "--json", str(out), "--markdown", str(md), "--workdir", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
@@ -68,6 +68,9 @@ def test_tiny_bench_writes_every_figure_with_its_conditions_and_the_machine(tmp_
             assert measured in figure["measured"], (figure["key"], measured)
     assert all(d["verified"] for d in data["details"]["drain"]), data["details"]["drain"]
     assert data["details"]["memory"]["verified"] and data["details"]["memory"]["rows"] == 500
+    recovery = data["details"]["recovery"]
+    # Killed mid-drain, restarted, drained: nothing lost, nothing different.
+    assert recovery["verified"] and 0 < recovery["acknowledged_before_kill"] < 30_000
     latency = next(f for f in data["figures"] if f["key"] == "latency.p99_ms")
     assert latency["conditions"]["samples"] == 5
     assert {"cpu_count", "python", "sqlite", "platform"} <= set(data["machine"])

@@ -66,12 +66,8 @@ class BenchEmulator:
         self.data_dir = Path(data_dir)
         self.token = secrets.token_hex(16)
         self.latency = latency
-        # auto_create: databases come from the create-database endpoint; this only makes that path lenient.
         self.server = EmulatorServer(
-            self.data_dir,
-            token=self.token,
-            faults=FaultConfig(latency=latency) if latency else None,
-            auto_create=True,
+            self.data_dir, token=self.token, faults=FaultConfig(latency=latency) if latency else None
         )
 
     def __enter__(self) -> Self:

@@ -289,6 +289,12 @@ def _run_recovery(
     outcome = run_recovery(emulator, workdir, rows=settings.recovery_rows, progress=say)
     report.details["recovery"] = outcome.to_dict()
     lease = outcome.lease_left_at_restart
+    if lease and outcome.seconds_to_first_ack < lease:
+        lease_text = f"the killed worker's lease ({lease:,.0f} s left) was taken over at once"
+    elif lease:
+        lease_text = f"the restart waited out the killed worker's lease ({lease:,.0f} s left)"
+    else:
+        lease_text = "no lease was left to wait for"
     report.figures.append(
         Figure(
             key="recovery.seconds_to_first_ack",
@@ -305,7 +311,7 @@ def _run_recovery(
             },
             measured=outcome.to_dict(),
             summary=f"{outcome.rows:,}-row backlog, {outcome.acknowledged_before_kill:,} acknowledged before the "
-            f"kill; the killed worker's lease had {lease:,.0f} s left at restart; "
+            f"kill; {lease_text}; "
             + ("remote equals local after the drain" if outcome.verified else "REMOTE MISMATCH after the drain"),
         )
     )
