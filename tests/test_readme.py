@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -18,8 +17,5 @@ def test_readme_has_python_examples() -> None:
 
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
 def test_readme_example_runs(code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith(("CLOUDFLARE_", "D1_", "D1SYNC_")):
-            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # the environment is already clean (tests/conftest.py)
     exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})

@@ -16,17 +16,14 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 
 from d1sync.client import AsyncD1Client, D1Client
 from d1sync.database import AsyncDatabase, AsyncStatement, Database, ExecResult, RawResult, Result, Statement
-from d1sync.emulator.app import create_app
-from d1sync.emulator.server import EmulatorServer
 from d1sync.emulator.testing import SyncASGITransport
 from d1sync.local import LocalDatabase
 
-TOKEN = "contract-token"
-IN_PROCESS_BASE = "http://emulator/client/v4"
+from ..support import IN_PROCESS_BASE, TOKEN
+
 BACKENDS = ["local", "client-inprocess", "client-socket", "async-inprocess", "async-socket"]
 REMOTE_BACKENDS = BACKENDS[1:]
 
@@ -60,26 +57,6 @@ class AsyncBridge(Database):
 
     def close(self) -> None:
         self._run(self.adb.aclose())
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No real Cloudflare settings from the developer's shell reach a contract test."""
-    for name in ("CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID", "D1_ACCOUNT_ID", "D1_DATABASE_ID", "D1SYNC_API_BASE"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="session")
-def emulator_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Starlette]:
-    app = create_app(tmp_path_factory.mktemp("emulator-inprocess"), token=TOKEN, auto_create=True)
-    yield app
-    app.state.engine.close()
-
-
-@pytest.fixture(scope="session")
-def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
-    with EmulatorServer(tmp_path_factory.mktemp("emulator-socket"), token=TOKEN, auto_create=True) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="session")

@@ -18,26 +18,9 @@ from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
 from d1sync.local import LocalDatabase
 
-TOKEN = "outbox-test-token"
-START = 1_700_000_000.0
+from ..support import TOKEN, FakeClock
 
-
-class FakeClock:
-    """Epoch seconds that move only when a test says so."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+__all__ = ["TOKEN", "FakeClock"]  # test modules import them from here
 
 
 def snapshot(conn: sqlite3.Connection, table: str) -> list[tuple[Any, ...]]:

@@ -1,0 +1,47 @@
+"""Helpers shared by the test folders: the test token, a fake clock, and every Database backend."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from d1sync.client import D1Client
+from d1sync.database import Database
+from d1sync.local import LocalDatabase
+
+TOKEN = "d1sync-test-token"
+"""The bearer token of every emulator the tests start (never a real credential)."""
+IN_PROCESS_BASE = "http://emulator/client/v4"
+"""The base URL used with an in-process transport (no socket, so the host is never resolved)."""
+START = 1_700_000_000.0
+"""A realistic epoch: milliseconds near 1.7e12 exercise D1's REAL-bound JSON numbers."""
+BACKENDS = ["local", "emulator", "emulator-socket"]
+"""The sync backends every part must run on: a SQLite file, D1Client in process, D1Client over a socket."""
+
+
+class FakeClock:
+    """Epoch seconds that move only when a test says so."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def open_database(kind: str, tmp_path: Path, request: pytest.FixtureRequest, **client: Any) -> Database:
+    """A fresh, empty database of backend ``kind`` (see BACKENDS); remote ones get their own database id."""
+    if kind == "local":
+        return LocalDatabase(tmp_path / "local.db")
+    common: dict[str, Any] = {"account_id": "acct", "database_id": str(uuid.uuid4()), "api_token": TOKEN, **client}
+    if kind == "emulator":
+        return D1Client(**common, base_url=IN_PROCESS_BASE, transport=request.getfixturevalue("emulator_transport"))
+    if kind == "emulator-socket":
+        return D1Client(**common, base_url=request.getfixturevalue("emulator_server").api_base)
+    raise ValueError(f"unknown backend {kind!r}")
