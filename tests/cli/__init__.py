@@ -1,0 +1,1 @@
+"""The CLI commands of the outbox, run through click and as real subprocesses."""
