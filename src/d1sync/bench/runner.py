@@ -81,7 +81,7 @@ class BenchSettings:
 
 
 QUICK = BenchSettings(
-    rows=20_000,
+    rows=50_000,
     budget=5.0,
     capture_transactions=5_000,
     latency_samples=200,
