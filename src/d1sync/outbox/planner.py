@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from typing import Literal
 
 from d1sync.outbox.capture import TableSpec
@@ -230,42 +231,66 @@ def _json_bytes(text: str) -> int:
     return len(json.dumps(text, ensure_ascii=False).encode())
 
 
-def _escaped_estimate(text: str) -> int:
-    # Inside the request body the JSON parameter is itself a JSON string: quotes and backslashes double.
-    return len(text.encode()) + text.count('"') + text.count("\\")
+def _escaped_size(text: str) -> int:
+    """Exact bytes of ``text`` inside the JSON parameter string of the request body (quotes excluded)."""
+    return len(encode_basestring(text).encode()) - 2
 
 
-def _statements_for(spec: TableSpec, op: Op, changes: list[Change], limits: Limits) -> list[PlannedStatement]:
-    out: list[PlannedStatement] = []
-    chunk: list[Change] = []
-    value_bytes = 2  # the enclosing brackets
-    body_bytes = 0
-    blobs: set[int] = set()
-    # The rows share the request budget with the envelope and this statement's SQL (longest with every
-    # column read as a possible BLOB: wide tables make it several KB).
-    longest_sql = upsert_sql(spec, frozenset(range(len(spec.columns)))) if op == "upsert" else delete_sql(spec)
-    budget_body = limits.max_request_bytes - REQUEST_OVERHEAD - _json_bytes(longest_sql) - 32 - 4
+class _Packer:
+    """Fills requests in planned order: statements are cut where the current request runs out of room, not
+    only at the per-statement value limit, so every request but the last of a plan is full."""
 
-    def flush() -> None:
-        nonlocal chunk, value_bytes, body_bytes, blobs
-        if not chunk:
-            return
-        param = "[" + ",".join(c.payload for c in chunk) + "]"
-        sql = upsert_sql(spec, frozenset(blobs)) if op == "upsert" else delete_sql(spec)
-        out.append(PlannedStatement(spec.name, op, sql, param, chunk))
-        chunk, value_bytes, body_bytes, blobs = [], 2, 0, set()
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.requests: list[PlannedRequest] = []
+        self.current: list[PlannedStatement] = []
+        self.used = REQUEST_OVERHEAD
 
-    for change in changes:
-        size = change.size + 1
-        escaped = _escaped_estimate(change.payload) + 1
-        if chunk and (value_bytes + size > limits.max_value_bytes or body_bytes + escaped > budget_body):
-            flush()
-        chunk.append(change)
-        value_bytes += size
-        body_bytes += escaped
-        blobs |= change.blobs
-    flush()
-    return out
+    def room(self) -> int:
+        return self.limits.max_request_bytes - self.used
+
+    def close(self) -> None:
+        if self.current:
+            self.requests.append(PlannedRequest(self.current))
+            self.current, self.used = [], REQUEST_OVERHEAD
+
+    def add(self, statement: PlannedStatement) -> None:
+        self.current.append(statement)
+        self.used += statement.body_bytes
+        if len(self.current) >= self.limits.max_statements:
+            self.close()
+
+    def pack(self, spec: TableSpec, op: Op, changes: list[Change]) -> None:
+        limits = self.limits
+        # Rows share the request with the envelope and this statement's SQL (longest with every column
+        # read as a possible object: wide tables make it several KB).
+        longest = upsert_sql(spec, frozenset(range(len(spec.columns)))) if op == "upsert" else delete_sql(spec)
+        sql_cost = _json_bytes(longest) + 32 + 4
+        chunk: list[Change] = []
+        value_bytes = 2  # the enclosing brackets
+        body_bytes = 0
+        special: set[int] = set()
+
+        def flush() -> None:
+            nonlocal chunk, value_bytes, body_bytes, special
+            if chunk:
+                param = "[" + ",".join(c.payload for c in chunk) + "]"
+                sql = upsert_sql(spec, frozenset(special)) if op == "upsert" else delete_sql(spec)
+                self.add(PlannedStatement(spec.name, op, sql, param, chunk))
+            chunk, value_bytes, body_bytes, special = [], 2, 0, set()
+
+        for change in changes:
+            size = change.size + 1
+            escaped = _escaped_size(change.payload) + 1
+            if chunk and (value_bytes + size > limits.max_value_bytes or body_bytes + escaped > self.room() - sql_cost):
+                flush()
+            if not chunk and self.current and escaped > self.room() - sql_cost:
+                self.close()  # not even one row fits beside what the request holds: start the next one
+            chunk.append(change)
+            value_bytes += size
+            body_bytes += escaped
+            special |= change.blobs
+        flush()
 
 
 def plan(changes: Sequence[Change], specs: Mapping[str, TableSpec], limits: Limits | None = None) -> Plan:
@@ -281,21 +306,11 @@ def plan(changes: Sequence[Change], specs: Mapping[str, TableSpec], limits: Limi
             continue
         by_table.setdefault((change.table, change.op), []).append(change)
     order = topological_order({name: specs[name] for name, _ in by_table})
-    statements: list[PlannedStatement] = []
+    packer = _Packer(limits)
     for name in reversed(order):
-        statements += _statements_for(specs[name], "delete", by_table.get((name, "delete"), []), limits)
+        packer.pack(specs[name], "delete", by_table.get((name, "delete"), []))
     for name in order:
-        statements += _statements_for(specs[name], "upsert", by_table.get((name, "upsert"), []), limits)
-    requests: list[PlannedRequest] = []
-    current: list[PlannedStatement] = []
-    current_bytes = REQUEST_OVERHEAD
-    for statement in statements:
-        size = statement.body_bytes
-        if current and (len(current) >= limits.max_statements or current_bytes + size > limits.max_request_bytes):
-            requests.append(PlannedRequest(current))
-            current, current_bytes = [], REQUEST_OVERHEAD
-        current.append(statement)
-        current_bytes += size
-    if current:
-        requests.append(PlannedRequest(current))
+        packer.pack(specs[name], "upsert", by_table.get((name, "upsert"), []))
+    packer.close()
+    requests = packer.requests
     return Plan(requests, rejected)
