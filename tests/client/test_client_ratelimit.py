@@ -34,10 +34,10 @@ class FakeTime:
         return RateLimiter(rate, per, clock=self.clock, sleep=self.sleep, async_sleep=self.async_sleep, **kwargs)
 
 
-def test_a_fresh_bucket_holds_a_tenth_of_the_rate_by_default() -> None:
+def test_a_fresh_bucket_holds_a_fortieth_of_the_rate_and_refills_the_rest() -> None:
     limiter = FakeTime().limiter(1200, 300.0)
-    assert limiter.burst == 120 and limiter.available() == 120.0
-    assert limiter.refill_per_second == pytest.approx((1200 - 120) / 300.0)
+    assert limiter.burst == 30 and limiter.available() == 30.0
+    assert limiter.refill_per_second == pytest.approx((1200 - 30) / 300.0)  # 3.9/s: 97.5% of the budget
 
 
 def test_the_burst_goes_without_waiting_then_each_token_waits_one_refill_interval() -> None:

@@ -31,7 +31,8 @@ class RateLimiter:
     Args:
         rate: requests allowed per window.
         per: window length in seconds.
-        burst: tokens the bucket holds (requests that may go back to back); default ``rate // 10``.
+        burst: tokens the bucket holds (requests that may go back to back); default ``rate // 40``, small so
+            a long drain keeps ~97.5% of the budget (``(rate - burst) / per`` per second).
         clock: monotonic clock in seconds (injectable for tests).
         sleep: blocking sleep used by :meth:`acquire`.
         async_sleep: awaitable sleep used by :meth:`acquire_async`.
@@ -56,7 +57,7 @@ class RateLimiter:
     ) -> None:
         if rate < 1 or per <= 0:
             raise ValueError(f"RateLimiter needs rate >= 1 and per > 0 (got rate={rate}, per={per})")
-        capacity = max(1, rate // 10) if burst is None else burst
+        capacity = max(1, rate // 40) if burst is None else burst
         if not 1 <= capacity <= rate:
             raise ValueError(f"RateLimiter burst must be between 1 and rate={rate} (got {burst})")
         self.rate = rate
