@@ -171,3 +171,25 @@ def test_acquire_async_waits_with_the_async_sleep() -> None:
 
     asyncio.run(main())
     assert t.sleeps == [pytest.approx(1 / 0.9)]
+
+
+def test_wait_time_predicts_what_acquire_sleeps_and_takes_nothing() -> None:
+    t = FakeTime()
+    limiter = t.limiter(10, 10.0, burst=2)  # refills 0.8 tokens per second
+    assert limiter.wait_time() == 0.0
+    limiter.acquire()
+    limiter.acquire()
+    predicted = limiter.wait_time()
+    assert predicted == pytest.approx(1 / 0.8)
+    assert limiter.wait_time() == pytest.approx(predicted)  # asking twice takes no token
+    limiter.acquire()
+    assert t.sleeps == [pytest.approx(predicted)]
+
+
+def test_wait_time_includes_a_pause() -> None:
+    t = FakeTime()
+    limiter = t.limiter(10, 10.0, burst=2)
+    limiter.pause(30.0)
+    assert limiter.wait_time() == pytest.approx(30.0)
+    limiter.acquire()
+    assert sum(t.sleeps) == pytest.approx(30.0)

@@ -11,7 +11,6 @@ import pytest
 from d1sync.errors import ConfigError
 from d1sync.local import LocalDatabase, connect
 from d1sync.outbox import Outbox, SyncWorker
-from d1sync.outbox.capture import load_specs
 from d1sync.outbox.changes import read_window
 
 from .conftest import RecordingTarget, snapshot
@@ -31,7 +30,7 @@ def tracked(local_pair: tuple[Path, LocalDatabase, LocalDatabase]) -> tuple[Path
 def window(path: Path, limit: int = 1000) -> list[tuple[str, str, str, object, list[int]]]:
     conn = connect(path)
     try:
-        w = read_window(conn, load_specs(conn), limit)
+        w = read_window(conn, limit)
         return [(c.table, c.key, c.op, c.data, c.seqs) for c in w.changes]
     finally:
         conn.close()

@@ -397,11 +397,26 @@ def test_a_pass_that_only_skips_superseded_changes_reports_progress(
     assert snapshot(remote.connection, "posts") == snapshot(app.connection, "posts")
 
 
-def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
-    """A worker killed with SIGKILL cannot release its lease; its successor must not wait for the TTL."""
+def _plant_lease(app: Path, owner: str) -> None:
+    conn = sqlite3.connect(app)
+    conn.execute(
+        "INSERT OR REPLACE INTO _d1sync_meta (k, v) VALUES ('lease', ?)",
+        (json.dumps({"owner": owner, "expires": time.time() + 3600}),),
+    )
+    conn.commit()
+    conn.close()
+
+
+def _dead_pid() -> str:
     import subprocess
     import sys
 
+    command = [sys.executable, "-c", "import os; print(os.getpid())"]
+    return subprocess.run(command, capture_output=True, text=True).stdout
+
+
+def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
+    """A worker killed with SIGKILL cannot release its lease; its successor must not wait for the TTL."""
     app, remote = tmp_path / "app.db", tmp_path / "remote.db"
     for path in (app, remote):
         with LocalDatabase(path) as db:
@@ -410,17 +425,24 @@ def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over_at_once(tmp
         db.prepare("INSERT INTO t VALUES (1, 'x')").run()
     with Outbox(app) as outbox:
         outbox.track("t")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_owner = f"{socket.gethostname()}:{dead.stdout.strip()}:deadbeef"
-    conn = sqlite3.connect(app)
-    conn.execute(
-        "INSERT OR REPLACE INTO _d1sync_meta (k, v) VALUES ('lease', ?)",
-        (json.dumps({"owner": dead_owner, "expires": time.time() + 3600}),),
-    )
-    conn.commit()
-    conn.close()
     with LocalDatabase(remote) as target, SyncWorker(app, target) as worker:
+        host = worker.owner.rsplit(":", 2)[0]
+        _plant_lease(app, f"{host}:{_dead_pid().strip()}:deadbeef")
         assert worker.sync_once().rows == 1
+
+
+def test_a_dead_pid_of_another_pid_namespace_is_no_reason_to_take_over(tmp_path: Path) -> None:
+    """Containers may share a hostname and a mounted file while their PIDs mean different things."""
+    app, remote = tmp_path / "app.db", tmp_path / "remote.db"
+    for path in (app, remote):
+        with LocalDatabase(path) as db:
+            db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    with Outbox(app) as outbox:
+        outbox.track("t")
+    with LocalDatabase(remote) as target, SyncWorker(app, target) as worker:
+        assert worker.owner.startswith(socket.gethostname())
+        _plant_lease(app, f"{socket.gethostname()}/other-boot/4026531836:{_dead_pid().strip()}:deadbeef")
+        assert worker.sync_once().state == "locked"
 
 
 def test_a_live_lease_holder_is_never_taken_over(tmp_path: Path) -> None:

@@ -124,6 +124,18 @@ class RateLimiter:
             self._refill(now)
             return 0.0 if now < self._paused_until else self._tokens
 
+    def wait_time(self) -> float:
+        """Seconds until :meth:`acquire` would return if called now (0.0 when a token is there); takes nothing.
+
+        An estimate when the limiter is shared: other acquirers may take the next token first.
+        """
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            if now < self._paused_until:
+                return self._paused_until - now + max(0.0, 1.0 - self._tokens) / self.refill_per_second
+            return 0.0 if self._tokens >= 1.0 - _EPSILON else (1.0 - self._tokens) / self.refill_per_second
+
     def pause(self, seconds: float) -> None:
         """Hold every acquirer for ``seconds`` (the server said 429 with ``retry-after``); never shortens a pause."""
         with self._lock:

@@ -6,13 +6,14 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from d1sync.outbox.capture import TableSpec, key_json_sql
+from d1sync.outbox.capture import TableSpec, key_json_sql, load_specs
 from d1sync.outbox.planner import Change, column_expr, encode_row
-from d1sync.outbox.schema import now_ms
+from d1sync.outbox.schema import get_meta, now_ms
 from d1sync.sql import quote_identifier
 
-__all__ = ["DeadLetter", "Window", "acknowledge", "dead_letter", "read_window"]
+__all__ = ["DeadLetter", "Window", "acknowledge", "dead_letter", "read_window", "requeue"]
 
 
 @dataclass
@@ -27,6 +28,10 @@ class Window:
     superseded: list[Change] = field(default_factory=list)
     """Keys left out because they change again beyond the window. Acknowledge them unsent: the later change
     sends the row's state then. Leaving them pending would pin the window in place for good."""
+    specs: dict[str, TableSpec] = field(default_factory=dict)
+    """The synced tables as of the window's snapshot (a table tracked a moment later is not an orphan)."""
+    invalid: list[tuple[Change, str]] = field(default_factory=list)
+    """Changes that can never be sent as they are (text that is not UTF-8), with the reason."""
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,43 @@ def _current_rows(conn: sqlite3.Connection, spec: TableSpec, keys: Sequence[str]
     found: dict[str, tuple[object, ...]] = {}
     for start in range(0, len(keys), 5_000):
         param = "[" + ",".join(keys[start : start + 5_000]) + "]"
-        for row in conn.execute(sql, (param,)):
+        for row in _fetch(conn, sql, (param,)):
             found[row[0]] = tuple(row[1:])
     return found
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[Any]:
+    """Run a query; if some text is not valid UTF-8, run it again decoding such bytes as lone surrogates.
+
+    SQLite stores whatever bytes it is given as TEXT; Python refuses to decode them, and D1 (UTF-8 through
+    and through) could not store them either. The fallback keeps one bad row from failing the whole window:
+    :func:`_not_utf8` finds it afterwards and it is dead-lettered. The common case pays nothing.
+    """
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "decode to UTF-8" not in str(exc):
+            raise
+    conn.text_factory = _lenient_text
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.text_factory = str
+
+
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _not_utf8(values: Iterable[object]) -> bool:
+    """True if a text value came through :func:`_lenient_text` with bytes that are not UTF-8."""
+    for value in values:
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def _defer_moving_keys(
@@ -78,13 +117,13 @@ def _defer_moving_keys(
     return deferred
 
 
-def read_window(conn: sqlite3.Connection, specs: Mapping[str, TableSpec], limit: int) -> Window:
-    """Read up to ``limit`` change rows and the current state of their keys, in one read transaction."""
+def read_window(conn: sqlite3.Connection, limit: int) -> Window:
+    """Read up to ``limit`` change rows, the synced tables' specs and their rows' current state, in one
+    read transaction (one snapshot)."""
     conn.execute("BEGIN")
     try:
-        rows = conn.execute(
-            "SELECT seq, tbl, key, op, payload FROM _d1sync_changes ORDER BY seq LIMIT ?", (limit,)
-        ).fetchall()
+        specs = load_specs(conn)
+        rows = _fetch(conn, "SELECT seq, tbl, key, op, payload FROM _d1sync_changes ORDER BY seq LIMIT ?", (limit,))
         latest: dict[tuple[str, str], Change] = {}
         for seq, table, key, op, payload in rows:
             change = latest.get((table, key))
@@ -98,11 +137,14 @@ def read_window(conn: sqlite3.Connection, specs: Mapping[str, TableSpec], limit:
         superseded = _defer_moving_keys(conn, specs, latest, high=rows[-1][0]) if full and rows else []
         changes: list[Change] = []
         orphans: list[Change] = []
+        invalid: list[tuple[Change, str]] = []
         by_table: dict[str, list[Change]] = {}
         for change in latest.values():
             spec = specs.get(change.table)
             if spec is None:
                 orphans.append(change)
+            elif _not_utf8((change.key, change.data)):
+                invalid.append((change, "its key or payload is not valid UTF-8 text, which D1 cannot store"))
             elif spec.mode == "enqueue":
                 if change.op == "upsert" and change.data is not None:
                     values = json.loads(change.data)
@@ -117,6 +159,15 @@ def read_window(conn: sqlite3.Connection, specs: Mapping[str, TableSpec], limit:
                 # State-based: present now -> upsert its current state; absent now -> delete.
                 if row is None:
                     change.op, change.data = "delete", None
+                elif _not_utf8(row):
+                    invalid.append(
+                        (
+                            change,
+                            "a text value of this row is not valid UTF-8, which D1 cannot store; "
+                            "fix the row locally (e.g. UPDATE with CAST(... AS BLOB)) and retry the dead letter",
+                        )
+                    )
+                    continue
                 else:
                     change.op = "upsert"
                     change.data, change.blobs = encode_row(row)
@@ -124,17 +175,34 @@ def read_window(conn: sqlite3.Connection, specs: Mapping[str, TableSpec], limit:
     finally:
         conn.execute("COMMIT")
     changes.sort(key=lambda c: c.seqs[-1])
-    return Window(changes=changes, orphans=orphans, rows_read=len(rows), full=full, superseded=superseded)
+    return Window(
+        changes=changes,
+        orphans=orphans,
+        rows_read=len(rows),
+        full=full,
+        superseded=superseded,
+        specs=specs,
+        invalid=invalid,
+    )
 
 
 def _seq_param(changes: Iterable[Change]) -> str:
     return json.dumps([s for c in changes for s in c.seqs])
 
 
-def acknowledge(conn: sqlite3.Connection, changes: Sequence[Change]) -> int:
-    """Delete the change rows behind ``changes`` (newer changes to the same keys stay pending)."""
+def acknowledge(conn: sqlite3.Connection, changes: Sequence[Change], *, owner: str | None = None) -> int | None:
+    """Delete the change rows behind ``changes`` (newer changes to the same keys stay pending).
+
+    With ``owner``, only while that worker still holds the drain lease: returns None (and deletes nothing)
+    when another worker has held it since, because that worker may have sent these keys already.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if owner is not None:
+            lease = get_meta(conn, "lease")
+            if not lease or lease["owner"] != owner:
+                conn.execute("ROLLBACK")
+                return None
         cur = conn.execute(
             "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?))", (_seq_param(changes),)
         )
@@ -143,6 +211,23 @@ def acknowledge(conn: sqlite3.Connection, changes: Sequence[Change]) -> int:
         raise
     conn.execute("COMMIT")
     return cur.rowcount
+
+
+def requeue(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+    """Append a fresh change row for each of ``changes`` (tracked tables: their current state is sent again)."""
+    if not changes:
+        return
+    now = now_ms()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES (?, ?, 'upsert', ?)",
+            [(c.table, c.key, now) for c in changes],
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def dead_letter(conn: sqlite3.Connection, failures: Sequence[tuple[Change, str]]) -> int:
@@ -155,8 +240,8 @@ def dead_letter(conn: sqlite3.Connection, failures: Sequence[tuple[Change, str]]
         for change, error in failures:
             conn.execute(
                 "INSERT INTO _d1sync_dead (tbl, key, op, payload, error, attempts, first_failed_at, last_failed_at) "
-                "VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
-                (change.table, change.key, change.op, change.data, error, now, now),
+                "VALUES (?, CAST(? AS TEXT), ?, CAST(? AS TEXT), ?, 1, ?, ?)",
+                (change.table, _original(change.key), change.op, _original(change.data), error, now, now),
             )
         conn.execute(
             "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?))",
@@ -169,12 +254,20 @@ def dead_letter(conn: sqlite3.Connection, failures: Sequence[tuple[Change, str]]
     return len(failures)
 
 
+def _original(value: str | None) -> str | bytes | None:
+    """The text as SQLite held it: bytes that were not UTF-8 go back as they were (stored with CAST AS TEXT)."""
+    if value is None or value.isascii() or not _not_utf8((value,)):
+        return value
+    return value.encode("utf-8", "surrogateescape")
+
+
 def list_dead(conn: sqlite3.Connection, limit: int | None = None) -> list[DeadLetter]:
-    rows = conn.execute(
+    rows = _fetch(
+        conn,
         "SELECT id, tbl, key, op, payload, error, attempts, first_failed_at, last_failed_at "
         "FROM _d1sync_dead ORDER BY id LIMIT ?",
         (-1 if limit is None else limit,),
-    ).fetchall()
+    )
     return [DeadLetter(*r) for r in rows]
 
 

@@ -30,19 +30,17 @@ from typing import Any, Literal
 
 from d1sync.database import Database
 from d1sync.errors import (
-    AuthError,
     ConfigError,
     D1Error,
-    NotFoundError,
     RateLimitedError,
     SQLError,
     TransientError,
 )
 from d1sync.local import connect
 from d1sync.outbox import wake
-from d1sync.outbox.capture import TableSpec, load_specs
-from d1sync.outbox.changes import acknowledge, dead_letter, read_window
-from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
+from d1sync.outbox.capture import TableSpec
+from d1sync.outbox.changes import acknowledge, dead_letter, read_window, requeue
+from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Change, Limits, PlannedRequest, plan
 from d1sync.outbox.schema import ensure_schema, get_meta, set_meta
 from d1sync.sql import quote_identifier
 
@@ -54,6 +52,8 @@ State = Literal["idle", "synced", "backoff", "paused", "locked"]
 
 # SQLite error classes that belong to a row (its values), not to the statement or the schema.
 _ROW_LEVEL = ("SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_TOOBIG", "SQLITE_RANGE", "malformed JSON")
+# A row refused for a secondary UNIQUE value may only be waiting for another row of the pass to let go of it.
+_UNIQUE = "UNIQUE constraint failed"
 
 
 class SchemaMismatchError(ConfigError):
@@ -147,12 +147,12 @@ class SyncWorker:
         self.poll_interval = poll_interval
         self.min_interval = min_interval
         self.on_progress = on_progress
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = f"{_host_identity()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.counters = Counters()
         self._rng = random.Random(seed)
         self._conn = connect(self.path)
         ensure_schema(self._conn)
-        self._schema_ok = False
+        self._checked: dict[str, TableSpec] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -175,7 +175,8 @@ class SyncWorker:
             raise
         self._conn.execute("COMMIT")
 
-    def _acquire_lease(self, now: float, *, renew: bool = False) -> bool:
+    def _acquire_lease(self, now: float, *, renew: bool = False, extra: float = 0.0) -> bool:
+        """Take (or renew) the drain lease until ``now + lease_ttl + extra``; False if another worker has it."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             lease = get_meta(self._conn, "lease")
@@ -188,7 +189,7 @@ class SyncWorker:
             if held:
                 self._conn.execute("ROLLBACK")
                 return False
-            set_meta(self._conn, "lease", {"owner": self.owner, "expires": now + self.lease_ttl})
+            set_meta(self._conn, "lease", {"owner": self.owner, "expires": now + self.lease_ttl + extra})
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
@@ -277,6 +278,13 @@ class SyncWorker:
 
     # -- one pass ----------------------------------------------------------------------------------------
 
+    def _check_schema(self, specs: dict[str, TableSpec]) -> None:
+        """Check the remote schema of tables not checked yet (or whose spec changed since)."""
+        unchecked = {name: spec for name, spec in specs.items() if self._checked.get(name) != spec}
+        if self.check_schema and unchecked:
+            self.check_remote_schema(unchecked)
+        self._checked.update(unchecked)
+
     def sync_once(self, now: float | None = None) -> SyncResult:
         """Send what is pending (one window), unless backing off or another worker holds the lease."""
         now = self.clock() if now is None else now
@@ -287,27 +295,29 @@ class SyncWorker:
             return SyncResult("paused" if paused else "backoff", retry_in=backoff_until - now, error=paused)
         if not self._acquire_lease(now):
             return SyncResult("locked", retry_in=self.lease_ttl / 3)
-        specs = load_specs(self._conn)
-        try:
-            if self.check_schema and not self._schema_ok and specs:
-                self.check_remote_schema(specs)
-                self._schema_ok = True
-        except SchemaMismatchError as exc:
-            return self._record_failure(D1Error(str(exc)), now, pause=True)
-        except (AuthError, NotFoundError) as exc:
-            return self._record_failure(exc, now, pause=True)
-        except TransientError as exc:
-            return self._record_failure(exc, now, pause=False)
         # Taken before the window is read: a commit after this point must wake the loop (see _wait).
         self._seen_version = self._data_version()
-        window = read_window(self._conn, specs, self.window)
+        window = read_window(self._conn, self.window)
+        specs = window.specs
+        try:
+            self._check_schema(specs)
+        except SchemaMismatchError as exc:
+            return self._record_failure(D1Error(str(exc)), now, pause=True)
+        except TransientError as exc:
+            return self._record_failure(exc, now, pause=False)
+        except D1Error as exc:  # auth, a missing database, or anything else the remote refuses: pause loudly
+            return self._record_failure(exc, now, pause=True)
         if window.superseded:
             acknowledge(self._conn, window.superseded)  # their newer changes stay pending and send the state
-        busy = window.changes or window.orphans or window.superseded
+        busy = window.changes or window.orphans or window.superseded or window.invalid
         result = SyncResult("synced" if busy else "idle", more=window.full)
         if window.orphans:
             reason = "table is not synced any more (untracked while changes were pending)"
             result.dead += dead_letter(self._conn, [(c, reason) for c in window.orphans])
+        if window.invalid:
+            result.dead += dead_letter(self._conn, window.invalid)
+            for change, reason in window.invalid:
+                log.error("dead-lettered %s key %s: %s", change.table, change.key, reason)
         planned = plan(window.changes, specs, self.limits)
         if planned.rejected:
             result.dead += dead_letter(self._conn, planned.rejected)
@@ -325,16 +335,31 @@ class SyncWorker:
             self._record_success(self.clock(), result, time.monotonic() - started)
         return result
 
+    def _send_allowance(self) -> float:
+        """Seconds a send may spend waiting for the client's rate limiter, added to the lease before it."""
+        limiter = getattr(self.target, "rate_limiter", None)
+        wait = limiter.wait_time() if limiter is not None and hasattr(limiter, "wait_time") else 0.0
+        return 2 * float(wait)  # a shared limiter may hand the next tokens to others first
+
     def _deliver(
         self, requests: list[PlannedRequest], specs: dict[str, TableSpec], result: SyncResult, *, window_full: bool
     ) -> SyncResult | None:
         """Send ``requests`` in order. A row-level refusal is bisected until only the offending rows are left,
-        and those are dead-lettered. Returns None when everything was delivered (or dead-lettered)."""
+        and those are dead-lettered. Returns None when everything was delivered (or dead-lettered).
+
+        A single row refused for a secondary UNIQUE value is tried once more after the rest of the pass: the
+        row holding that value remotely may be one whose change comes later in this pass.
+        """
         queue: deque[list[PlannedRequest]] = deque([requests])
-        while queue:
+        unique_retry: list[Change] = []
+        retried = False
+        while queue or (unique_retry and not retried):
+            if not queue:
+                retried = True
+                queue.append(plan(unique_retry, specs, self.limits).requests)
             batch = queue.popleft()
             for i, request in enumerate(batch):
-                if not self._acquire_lease(self.clock(), renew=True):
+                if not self._acquire_lease(self.clock(), renew=True, extra=self._send_allowance()):
                     return SyncResult("locked", retry_in=self.lease_ttl / 3)
                 try:
                     self._send(request)
@@ -349,6 +374,8 @@ class SyncWorker:
                         # Its parent may be in a later window: leave it pending; once the whole backlog fits
                         # in one window, a foreign key failure is final and dead-letters the row.
                         log.info("deferred %s key %s: parent not on the remote yet", rows[0].table, rows[0].key)
+                    elif len(rows) == 1 and _UNIQUE in exc.message and not retried:
+                        unique_retry.append(rows[0])
                     elif len(rows) == 1:
                         result.dead += dead_letter(self._conn, [(rows[0], exc.message)])
                         log.error("dead-lettered %s key %s: %s", rows[0].table, rows[0].key, exc.message)
@@ -357,13 +384,12 @@ class SyncWorker:
                         queue.appendleft(plan(rows[half:], specs, self.limits).requests)
                         queue.appendleft(plan(rows[:half], specs, self.limits).requests)
                     break
-                except (AuthError, NotFoundError) as exc:
-                    return self._record_failure(exc, self.clock(), pause=True)
                 except TransientError as exc:
                     return self._record_failure(exc, self.clock(), pause=False)
-                except D1Error as exc:
+                except D1Error as exc:  # auth, a missing database, anything not about a row: pause loudly
                     return self._record_failure(exc, self.clock(), pause=True)
-                acknowledge(self._conn, request.changes)
+                if acknowledge(self._conn, request.changes, owner=self.owner) is None:
+                    return self._lost_lease(request, specs)
                 result.rows += request.rows
                 result.requests += 1
                 self.counters.rows += request.rows
@@ -372,6 +398,22 @@ class SyncWorker:
                 if self.on_progress is not None:
                     self.on_progress(result)
         return None
+
+    def _lost_lease(self, request: PlannedRequest, specs: dict[str, TableSpec]) -> SyncResult:
+        """A send landed after another worker took the lease: it may have overwritten newer states.
+
+        Tracked rows are queued again, so the current holder sends their current state once more. Rows given
+        to ``enqueue()`` carry their own state: if the other worker already sent a newer one, it is gone from
+        the log and cannot be restored here (a ``version_column`` makes D1 itself keep the newer one).
+        """
+        tracked = [c for c in request.changes if specs[c.table].mode == "track"]
+        requeue(self._conn, tracked)
+        log.warning(
+            "the drain lease passed to another worker during a send of %d row(s); %d tracked row(s) queued again",
+            request.rows,
+            len(tracked),
+        )
+        return SyncResult("locked", retry_in=self.lease_ttl / 3)
 
     def _send(self, request: PlannedRequest) -> None:
         db = self.target
@@ -432,6 +474,10 @@ class SyncWorker:
             # The local file is busy or unreadable for a moment: never let the loop die on it.
             log.warning("local database error, retrying: %s", exc)
             return SyncResult("backoff", retry_in=self.backoff.base, error=str(exc))
+        except Exception as exc:
+            # A bug must not end the daemon silently with writes pending: say it loudly and try again later.
+            log.exception("unexpected error in a sync pass; retrying in %.0fs", self.backoff.pause)
+            return SyncResult("backoff", retry_in=self.backoff.pause, error=f"{type(exc).__name__}: {exc}")
 
     def _flush(self) -> None:
         deadline = self._flush_deadline
@@ -473,17 +519,34 @@ class SyncWorker:
         return int(self._conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
 
 
+def _host_identity() -> str:
+    """This host as a lease owner names it: hostname, plus boot id and PID namespace where Linux has them.
+
+    Two containers can share a hostname (and a mounted SQLite file) while their PIDs mean different things:
+    a dead PID in our namespace says nothing about a process in theirs. The extra parts keep
+    :func:`_owner_is_dead` from taking over a live worker's lease in that case.
+    """
+    parts = [socket.gethostname().replace(":", "_")]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        pass
+    return "/".join(parts)
+
+
 def _owner_is_dead(owner: str) -> bool:
     """True if a lease ``owner`` (``host:pid:nonce``) was a process on this host that no longer exists.
 
     A worker killed with SIGKILL cannot release its lease; without this check its successor would wait
-    for the whole lease TTL. Only POSIX: on Windows ``os.kill(pid, 0)`` would not be a harmless probe.
+    for the whole lease TTL. Only POSIX, and only for owners of this very host identity (same boot and PID
+    namespace, see :func:`_host_identity`): elsewhere ``os.kill(pid, 0)`` would not be a meaningful probe.
     """
     parts = owner.split(":")
     if os.name != "posix" or len(parts) < 3:
         return False
     host, pid_text = ":".join(parts[:-2]), parts[-2]
-    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+    if host != _host_identity() or not pid_text.isdigit() or int(pid_text) == os.getpid():
         return False
     try:
         os.kill(int(pid_text), 0)
