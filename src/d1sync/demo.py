@@ -27,21 +27,21 @@ __all__ = ["DEMO_SCHEMA", "DemoConfig", "DemoReport", "run_demo", "table_checksu
 
 DEMO_SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY, platform TEXT NOT NULL, conversation_id TEXT NOT NULL, role TEXT NOT NULL,
+    id TEXT PRIMARY KEY NOT NULL, platform TEXT NOT NULL, conversation_id TEXT NOT NULL, role TEXT NOT NULL,
     raw_text TEXT, summary TEXT, observed_at INTEGER NOT NULL, static_path TEXT, page_url TEXT,
     page_title TEXT, organization_id TEXT, created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages (conversation_id);
 CREATE INDEX IF NOT EXISTS messages_platform_observed ON messages (platform, observed_at DESC);
 CREATE TABLE IF NOT EXISTS executions (
-    instruction_id TEXT PRIMARY KEY, message_id TEXT, target TEXT, tool TEXT, params TEXT, params_kind TEXT,
+    instruction_id TEXT PRIMARY KEY NOT NULL, message_id TEXT, target TEXT, tool TEXT, params TEXT, params_kind TEXT,
     result_ok INTEGER, result_data TEXT, result_summary TEXT, result_error TEXT, http_status INTEGER,
     executed_at INTEGER, static_path TEXT, created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS executions_message ON executions (message_id);
 CREATE INDEX IF NOT EXISTS executions_target_tool ON executions (target, tool);
 CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY, platform TEXT NOT NULL, conversation_id TEXT NOT NULL, started_at INTEGER NOT NULL,
+    id TEXT PRIMARY KEY NOT NULL, platform TEXT NOT NULL, conversation_id TEXT NOT NULL, started_at INTEGER NOT NULL,
     last_activity_at INTEGER NOT NULL, message_count INTEGER NOT NULL DEFAULT 0,
     execution_count INTEGER NOT NULL DEFAULT 0, summary TEXT, static_path TEXT, created_at INTEGER NOT NULL
 );

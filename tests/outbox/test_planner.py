@@ -36,8 +36,8 @@ COLUMN_NAMES = ["a", "b c", 'q"uote', "é", "sel'ect", "😀", "x" * 30, "order"
 TYPES = ["INTEGER", "TEXT", "REAL", "BLOB", "", "NUMERIC"]
 KEYS = {
     "int": (["id INTEGER PRIMARY KEY"], INT64.map(lambda i: (i,))),
-    "text": (["k TEXT PRIMARY KEY"], TEXT.map(lambda t: (t,))),
-    "composite": (["ka TEXT", "kb INTEGER"], st.tuples(TEXT, INT64)),
+    "text": (["k TEXT PRIMARY KEY NOT NULL"], TEXT.map(lambda t: (t,))),
+    "composite": (["ka TEXT NOT NULL", "kb INTEGER NOT NULL"], st.tuples(TEXT, INT64)),
 }
 
 
@@ -208,7 +208,7 @@ def test_many_small_statements_pack_within_the_request_budget() -> None:
 def test_text_with_nul_characters_survives_the_trip(local_pair: tuple[Path, LocalDatabase, LocalDatabase]) -> None:
     path, app, remote = local_pair
     for db in (app, remote):
-        db.exec("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)")
+        db.exec("CREATE TABLE t (k TEXT PRIMARY KEY NOT NULL, v TEXT)")
     Outbox(path).track("t")
     with app.atomic() as conn:
         conn.executemany("INSERT INTO t VALUES (?, ?)", [("plain", "a\x00b"), ("nul\x00key", "v")])

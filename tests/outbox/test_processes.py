@@ -23,7 +23,7 @@ from .worker_process import CRASH_LIMITS
 SCRIPT = Path(__file__).with_name("worker_process.py")
 SCHEMA = """
 CREATE TABLE items (id INTEGER PRIMARY KEY, grp INTEGER, name TEXT, payload BLOB, score REAL);
-CREATE TABLE tags (item_id INTEGER, tag TEXT, weight INTEGER, PRIMARY KEY (item_id, tag))
+CREATE TABLE tags (item_id INTEGER NOT NULL, tag TEXT NOT NULL, weight INTEGER, PRIMARY KEY (item_id, tag))
 """
 LEASE_TTL = 0.5
 

@@ -83,6 +83,54 @@ def _find_key(conn: sqlite3.Connection, table: str, info: list[tuple[object, ...
     )
 
 
+def _affinity(declared_type: str) -> str:
+    """SQLite's type affinity of a column declared ``declared_type`` (the rules of datatype3.html §3.1)."""
+    t = declared_type.upper()
+    if "INT" in t:
+        return "INTEGER"
+    if "CHAR" in t or "CLOB" in t or "TEXT" in t:
+        return "TEXT"
+    if "BLOB" in t or not t:
+        return "BLOB"
+    if "REAL" in t or "FLOA" in t or "DOUB" in t:
+        return "REAL"
+    return "NUMERIC"
+
+
+def _is_rowid_alias(conn: sqlite3.Connection, table: str, key: tuple[str, ...], types: dict[str, str]) -> bool:
+    # An INTEGER PRIMARY KEY is the rowid itself and has no index of its own. Every other primary key
+    # (including the "INTEGER PRIMARY KEY DESC" quirk, and WITHOUT ROWID tables) is backed by an index.
+    if len(key) != 1 or types[key[0]].upper() != "INTEGER":
+        return False
+    indexes = conn.execute(f"PRAGMA index_list({quote_identifier(table)})").fetchall()
+    return not any(str(index[3]) == "pk" for index in indexes)
+
+
+def _check_key(conn: sqlite3.Connection, table: str, info: list[tuple[object, ...]], key: tuple[str, ...]) -> None:
+    """Refuse keys that cannot identify a row on D1 exactly: REAL columns and columns that allow NULL."""
+    types = {str(r[1]): str(r[2] or "") for r in info}
+    real = [c for c in key if _affinity(types[c]) == "REAL"]
+    if real:
+        # The change log holds keys as JSON text, and SQLite writes a REAL there with 15 significant digits:
+        # 0.1 + 0.2 comes back as 0.3, so the worker would never find the row again (and send a delete).
+        raise ConfigError(
+            f"table {table!r} has key column(s) {', '.join(f'{c!r} ({types[c]})' for c in real)} with REAL "
+            "affinity; floating-point keys cannot be matched exactly through the change log, so those rows "
+            "would never sync. Use an INTEGER key (for example the value scaled to an integer) or a TEXT key"
+        )
+    notnull = {str(r[1]) for r in info if r[3]}
+    nullable = [c for c in key if c not in notnull]
+    if nullable and not _is_rowid_alias(conn, table, key, types):
+        # SQLite's legacy quirk: a PRIMARY KEY that is not INTEGER PRIMARY KEY accepts NULL, many times over.
+        example = ", ".join(" ".join(filter(None, [quote_identifier(c), types[c], "NOT NULL"])) for c in nullable)
+        raise ConfigError(
+            f"table {table!r} has primary key column(s) {', '.join(map(repr, nullable))} that allow NULL "
+            "(SQLite accepts NULL in any PRIMARY KEY but INTEGER PRIMARY KEY), and rows with a NULL key cannot "
+            f"be identified on D1; declare them NOT NULL ({example}). SQLite cannot add NOT NULL to an "
+            "existing column: create the table anew with it, copy the rows over, drop the old one and rename"
+        )
+
+
 def inspect_table(
     conn: sqlite3.Connection,
     table: str,
@@ -100,6 +148,7 @@ def inspect_table(
     info = [tuple(r) for r in conn.execute(f"PRAGMA table_info({q})").fetchall()]
     all_columns = [str(r[1]) for r in info]
     key = _find_key(conn, table, info)
+    _check_key(conn, table, info, key)
     unknown = [c for c in [*(include or ()), *(exclude or ())] if c not in all_columns]
     if version_column and version_column not in all_columns:
         unknown.append(version_column)
