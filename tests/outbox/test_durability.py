@@ -240,7 +240,25 @@ def test_a_unique_clash_that_stays_is_dead_lettered_after_one_retry(
     with SyncWorker(path, target) as worker:
         result = worker.sync_once()
     assert (result.rows, result.dead) == (1, 1)
-    assert "UNIQUE constraint failed" in Outbox(path).dead_letters()[0].error
+    error = Outbox(path).dead_letters()[0].error
+    assert "UNIQUE constraint failed" in error and "recursive_triggers" in error
+
+
+def test_insert_or_replace_is_captured_whole_with_recursive_triggers(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    """REPLACE deletes the row holding a UNIQUE value; only recursive_triggers makes SQLite fire DELETE for it."""
+    path, app, remote = local_pair
+    both(app, remote, "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE)")
+    Outbox(path).track("users")
+    app.exec("INSERT INTO users VALUES (1, 'x')")
+    with SyncWorker(path, remote) as worker:
+        drain(worker, max_passes=3, sleep=lambda s: None)
+        app.exec("PRAGMA recursive_triggers = ON")
+        app.exec("INSERT OR REPLACE INTO users VALUES (2, 'x')")
+        result = worker.sync_once()
+        assert (result.rows, result.dead) == (2, 0)
+    assert snapshot(remote.connection, "users") == snapshot(app.connection, "users") != []
 
 
 # -- the loop --------------------------------------------------------------------------------------------------

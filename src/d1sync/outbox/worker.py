@@ -54,6 +54,10 @@ State = Literal["idle", "synced", "backoff", "paused", "locked"]
 _ROW_LEVEL = ("SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_TOOBIG", "SQLITE_RANGE", "malformed JSON")
 # A row refused for a secondary UNIQUE value may only be waiting for another row of the pass to let go of it.
 _UNIQUE = "UNIQUE constraint failed"
+_REPLACE_HINT = (
+    " (another remote row holds this value; if the application writes with INSERT OR REPLACE, the rows REPLACE"
+    " removed locally were not captured: set PRAGMA recursive_triggers = ON on its connection)"
+)
 
 
 class SchemaMismatchError(ConfigError):
@@ -377,8 +381,9 @@ class SyncWorker:
                     elif len(rows) == 1 and _UNIQUE in exc.message and not retried:
                         unique_retry.append(rows[0])
                     elif len(rows) == 1:
-                        result.dead += dead_letter(self._conn, [(rows[0], exc.message)])
-                        log.error("dead-lettered %s key %s: %s", rows[0].table, rows[0].key, exc.message)
+                        reason = exc.message + (_REPLACE_HINT if _UNIQUE in exc.message else "")
+                        result.dead += dead_letter(self._conn, [(rows[0], reason)])
+                        log.error("dead-lettered %s key %s: %s", rows[0].table, rows[0].key, reason)
                     else:
                         half = len(rows) // 2
                         queue.appendleft(plan(rows[half:], specs, self.limits).requests)
