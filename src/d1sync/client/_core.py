@@ -228,6 +228,21 @@ class ApiRequest:
     safe_to_retry: bool = False
 
 
+_MIN_BARE_TOKEN_LENGTH = 8
+"""Tokens this long are scrubbed wherever they appear; shorter ones only in header material."""
+
+
+def _header_token_pattern(token: str) -> re.Pattern[str]:
+    # "Bearer t", "Authorization: t", "'authorization': 'Bearer t'", "(b'authorization', b'Bearer t')".
+    # The look-ahead keeps "Bearer tokens" intact when the token is "t".
+    return re.compile(
+        r"(?P<prefix>\b(?:bearer|authorization)\b['\"]?\s*[:=,]?\s*b?['\"]?(?:bearer\s+)?)"
+        + re.escape(token)
+        + r"(?![\w-])",
+        re.IGNORECASE,
+    )
+
+
 def _encode_body(body: object) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
@@ -247,6 +262,7 @@ class ClientCore:
         self.policy = policy
         self.rng = rng or random.Random()
         self.host = urlsplit(config.base_url).netloc
+        self._token_in_header = _header_token_pattern(config.api_token)
 
     # headers and secrets
 
@@ -260,9 +276,28 @@ class ClientCore:
         }
 
     def redact(self, text: str) -> str:
-        """``text`` with the API token replaced by ``***`` (defence in depth for wrapped exception text)."""
+        """``text`` with the API token replaced by ``***`` (defence in depth for wrapped exception text).
+
+        Two rules, so a short token cannot garble a message:
+
+        * Header material is always scrubbed, whatever the token's length: the token right after
+          ``Bearer`` or ``Authorization:`` (as in ``Authorization: Bearer <token>``, or a repr of the
+          headers), when nothing token-like follows it.
+        * The bare token is scrubbed anywhere only when it has at least 8 characters (Cloudflare's API tokens
+          have 40). A shorter one, such as ``"t"`` in a test, would otherwise replace every ``t`` in the text.
+
+        Example::
+
+            core.redact("Authorization: Bearer t; no such table: t")  # token "t"
+            # 'Authorization: Bearer ***; no such table: t'
+        """
         token = self.config.api_token
-        return text.replace(token, "***") if token else text
+        if not token:
+            return text
+        text = self._token_in_header.sub(r"\g<prefix>***", text)
+        if len(token) >= _MIN_BARE_TOKEN_LENGTH:
+            text = text.replace(token, "***")
+        return text
 
     def describe(self, cls_name: str) -> str:
         c = self.config
