@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from d1sync.errors import ConfigError
+from d1sync.errors import ConfigError, ValueEncodingError
 from d1sync.local import connect
 from d1sync.outbox import wake
 from d1sync.outbox.capture import (
@@ -24,8 +24,17 @@ from d1sync.outbox.changes import DeadLetter, drop_dead, list_dead, retry_dead
 from d1sync.outbox.planner import encode_row
 from d1sync.outbox.schema import ensure_schema, now_ms
 from d1sync.outbox.status import Status, read_status
+from d1sync.values import encode_param
 
 __all__ = ["Outbox"]
+
+
+def _canonical_key_value(value: object) -> object:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer() and -(2**63) <= value < 2**63:
+        return int(value)
+    return value
 
 
 class Outbox:
@@ -56,17 +65,6 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _write(self, sql_calls: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in sql_calls:
-                self._conn.execute(sql, params)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-        wake.notify(self.path)
 
     # -- tables ------------------------------------------------------------------------------------------
 
@@ -143,15 +141,20 @@ class Outbox:
         version_column: str | None = None,
         parents: Sequence[str] = (),
     ) -> TableSpec:
-        """Declare a remote table fed by :meth:`enqueue`/:meth:`delete` (no local copy of its rows)."""
+        """Declare a remote table fed by :meth:`enqueue`/:meth:`delete` (no local copy of its rows).
+
+        Declaring again with the same key and columns is harmless. Changing them is refused while changes or
+        dead letters of the table are stored: their payloads are in the earlier column order.
+
+        Raises:
+            ConfigError: the key or version column is not among ``columns``, the table is tracked with
+                triggers, or its key or columns change while changes of it are stored.
+        """
         missing = [c for c in key if c not in columns]
         if not key or missing:
             raise ConfigError(f"key column(s) {', '.join(missing) or '(none)'} must be among the declared columns")
         if version_column and version_column not in columns:
             raise ConfigError(f"version column {version_column!r} must be among the declared columns")
-        known = load_specs(self._conn)
-        if table in known and known[table].mode == "track":
-            raise ConfigError(f"table {table!r} is tracked with triggers; enqueue() is for tables with no local copy")
         spec = TableSpec(
             name=table,
             key=tuple(key),
@@ -160,8 +163,58 @@ class Outbox:
             parents=tuple(parents),
             mode="enqueue",
         )
-        self._write([("INSERT OR REPLACE INTO _d1sync_tables (tbl, spec) VALUES (?, ?)", (table, spec.to_json()))])
+        conn = self._conn
+        # Checked and written in one write transaction, so no enqueue() can slip in between.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            known = load_specs(conn).get(table)
+            if known is not None and known.mode == "track":
+                raise ConfigError(
+                    f"table {table!r} is tracked with triggers; enqueue() is for tables with no local copy"
+                )
+            if known is None or (known.key, known.columns) != (spec.key, spec.columns):
+                self._refuse_stored_changes(spec, known)
+            save_spec(conn, spec)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
         return spec
+
+    def _refuse_stored_changes(self, spec: TableSpec, known: TableSpec | None) -> None:
+        """Raise if changes of ``spec.name`` are stored: each holds its row in the earlier column order."""
+        table = spec.name
+        pending = self._conn.execute("SELECT count(*) FROM _d1sync_changes WHERE tbl = ?", (table,)).fetchone()[0]
+        dead = self._conn.execute("SELECT count(*) FROM _d1sync_dead WHERE tbl = ?", (table,)).fetchone()[0]
+        if not pending and not dead:
+            return
+        stored = " and ".join(
+            text
+            for count, text in ((pending, f"{pending} pending change(s)"), (dead, f"{dead} dead letter(s)"))
+            if count
+        )
+        if known is None:
+            # No spec to untrack with drop_pending: the worker dead-letters changes of tables no longer synced.
+            raise ConfigError(
+                f"cannot declare {table!r}: {stored} of it were recorded under an earlier declaration that was "
+                "untracked since, and their rows would be misread under a new one. Run the worker once "
+                "(`d1sync sync DB`) to move pending ones to dead letters, drop those (`d1sync dead list DB`, "
+                "then `d1sync dead drop DB --id N`), then declare again"
+            )
+        steps = []
+        if pending:
+            steps.append(
+                f"sync them first (`d1sync sync DB`) or drop them: Outbox.untrack({table!r}, drop_pending=True)"
+            )
+        if dead:
+            steps.append("retry and sync the dead letters, or drop them (`d1sync dead retry|drop DB --id N`)")
+        raise ConfigError(
+            f"cannot declare {table!r} with key ({', '.join(spec.key)}) and columns ({', '.join(spec.columns)}): "
+            f"{stored} of it were recorded with key ({', '.join(known.key)}) and columns "
+            f"({', '.join(known.columns)}), each holding its row in that column order, and would be misread. "
+            f"To change the declaration, {'; '.join(steps)}; then declare again. Declaring again with the same "
+            "key and columns is always fine"
+        )
 
     def tables(self) -> dict[str, TableSpec]:
         """The synced tables, by name."""
@@ -174,8 +227,28 @@ class Outbox:
         return spec
 
     @staticmethod
-    def _key_text(spec: TableSpec, key: object) -> str:
+    def _check_value(table: str, column: str, value: object) -> None:
+        """Apply the Database API's rules (:func:`~d1sync.values.encode_param`) to one value of ``column``."""
+        try:
+            encode_param(value)
+            if isinstance(value, str):
+                value.encode()  # a lone surrogate cannot be stored as SQLite text
+        except (ValueEncodingError, UnicodeEncodeError) as exc:
+            reason = (
+                str(exc).removeprefix("value: ")
+                if isinstance(exc, ValueEncodingError)
+                else "text is not valid Unicode (it holds a lone surrogate)"
+            )
+            raise ValueEncodingError(f"table {table!r}, column {column!r}: {reason}") from exc
+
+    @classmethod
+    def _key_values(cls, spec: TableSpec, key: object) -> list[object]:
+        """The key's values, checked and in canonical form: a bool or an integral float becomes an int, so
+        ``1``, ``1.0`` and ``True`` address one key (SQLite and D1 compare them equal)."""
         if isinstance(key, Mapping):
+            missing = [c for c in spec.key if c not in key]
+            if missing:
+                raise ConfigError(f"key of {spec.name!r} is ({', '.join(spec.key)}); got {key!r}")
             values = [key[c] for c in spec.key]
         elif isinstance(key, tuple | list):
             values = list(key)
@@ -183,41 +256,62 @@ class Outbox:
             values = [key]
         if len(values) != len(spec.key) or any(v is None for v in values):
             raise ConfigError(f"key of {spec.name!r} is ({', '.join(spec.key)}); got {key!r}")
-        return encode_row(values)[0]  # the same canonical form as rows (BLOB keys in object form)
+        for column, value in zip(spec.key, values, strict=True):
+            cls._check_value(spec.name, column, value)
+        return [_canonical_key_value(v) for v in values]
+
+    def _append(self, table: str, build: Callable[[TableSpec], tuple[str, str, str | None]]) -> None:
+        """Append one change to ``table``'s log: ``build`` gets the spec and returns (key, op, payload).
+
+        The spec is read inside the write transaction, so a concurrent declare() cannot change the column
+        order between the check and the write.
+        """
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            key, op, payload = build(self._enqueue_spec(table))
+            conn.execute(
+                "INSERT INTO _d1sync_changes (tbl, key, op, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+                (table, key, op, payload, now_ms()),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        wake.notify(self.path)
 
     def enqueue(self, table: str, row: Mapping[str, Any]) -> None:
-        """Queue an upsert of ``row`` (every declared column) to the declared ``table``."""
-        spec = self._enqueue_spec(table)
-        unknown = [c for c in row if c not in spec.columns]
-        missing = [c for c in spec.columns if c not in row]
-        if unknown or missing:
-            raise ConfigError(
-                f"row for {table!r} must have exactly the declared columns ({', '.join(spec.columns)})"
-                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
-                + (f"; missing: {', '.join(missing)}" if missing else "")
-            )
-        key = self._key_text(spec, row)
-        data, _ = encode_row([row[c] for c in spec.columns])
-        self._write(
-            [
-                (
-                    "INSERT INTO _d1sync_changes (tbl, key, op, payload, created_at) VALUES (?, ?, 'upsert', ?, ?)",
-                    (table, key, data, now_ms()),
+        """Queue an upsert of ``row`` (every declared column) to the declared ``table``.
+
+        Values follow the Database API's rules: ``None``, ``bool``, ``int`` (64-bit), finite ``float``,
+        ``str`` and ``bytes``. Key values are canonical: ``{"id": 1.0}`` and ``{"id": True}`` are key ``1``.
+
+        Raises:
+            ConfigError: ``table`` is not declared, or ``row`` lacks a declared column or has another one.
+            ValueEncodingError: a value cannot be stored exactly (named by table and column); nothing is queued.
+        """
+
+        def build(spec: TableSpec) -> tuple[str, str, str | None]:
+            unknown = [c for c in row if c not in spec.columns]
+            missing = [c for c in spec.columns if c not in row]
+            if unknown or missing:
+                raise ConfigError(
+                    f"row for {table!r} must have exactly the declared columns ({', '.join(spec.columns)})"
+                    + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                    + (f"; missing: {', '.join(missing)}" if missing else "")
                 )
-            ]
-        )
+            for column in spec.columns:
+                self._check_value(table, column, row[column])
+            key_values = dict(zip(spec.key, self._key_values(spec, row), strict=True))
+            # The payload carries the canonical key too, so the row D1 stores is the one delete() addresses.
+            data, _ = encode_row([key_values.get(c, row[c]) for c in spec.columns])
+            return encode_row(list(key_values.values()))[0], "upsert", data
+
+        self._append(table, build)
 
     def delete(self, table: str, key: object) -> None:
         """Queue a delete of ``key`` (a value, a tuple for composite keys, or a mapping) from ``table``."""
-        spec = self._enqueue_spec(table)
-        self._write(
-            [
-                (
-                    "INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES (?, ?, 'delete', ?)",
-                    (table, self._key_text(spec, key), now_ms()),
-                )
-            ]
-        )
+        self._append(table, lambda spec: (encode_row(self._key_values(spec, key))[0], "delete", None))
 
     # -- state -------------------------------------------------------------------------------------------
 
