@@ -12,6 +12,8 @@ The rules (d1-contract §1, §3, §4):
   2,000,000 bytes fails with ``SQLITE_TOOBIG`` (enforced by SQLite's own limits on the connection).
 * ``BEGIN``/``COMMIT``/``ROLLBACK``/``SAVEPOINT``/``RELEASE`` are refused; a body (single or batch) is one
   transaction; several ``;`` statements may carry parameters only on the last; each statement gets a result.
+* No statement reaches another file: an authorizer denies ``ATTACH`` and ``DETACH`` (``not authorized:
+  SQLITE_AUTH``, as D1 answers), and ``VACUUM`` (so ``VACUUM INTO``) is refused before it runs.
 * Results leave as D1 sends them: integers beyond +-2**53 as the double JavaScript would print, integral
   floats as integers, BLOBs as arrays of byte values, non-finite floats as ``null``.
 """
@@ -38,7 +40,7 @@ from d1sync.database import Meta, RawResult, Statement
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.errors import D1Error, InvalidRequestError, TransientError
 from d1sync.local import MULTI_PARAM_MESSAGE, LocalDatabase, connect
-from d1sync.migrations.splitter import has_placeholder, split_statements
+from d1sync.migrations.splitter import first_keyword, has_placeholder, split_statements
 from d1sync.values import MAX_SAFE_INT
 
 __all__ = [
@@ -56,6 +58,13 @@ MAX_PARAMS = 100
 MAX_STATEMENT_BYTES = 100_000
 MAX_VALUE_BYTES = 2_000_000
 DEFAULT_DATABASE_NAME = "default"
+
+# ATTACH (and VACUUM INTO, which attaches its target) would let any API caller create or read a file anywhere
+# the emulator's process may. D1 answers ATTACH with "not authorized: SQLITE_AUTH", the text SQLite gives here.
+_DENIED_ACTIONS = frozenset({sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH})
+# D1 runs every request inside a transaction, where SQLite refuses any VACUUM with this text. Checked before
+# anything runs, so the refusal never depends on the engine having a transaction open.
+_VACUUM_REFUSED = "cannot VACUUM from within a transaction: SQLITE_ERROR"
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _SERVED_BY = {
@@ -79,6 +88,11 @@ class ApiError(Exception):
 
 def internal_error() -> ApiError:
     return ApiError(7500, 500, f"internal error; reference = {secrets.token_hex(12)}")
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, schema: str | None, trigger: str | None) -> int:
+    """The SQLite authorizer of every emulator database: everything but ATTACH and DETACH."""
+    return sqlite3.SQLITE_DENY if action in _DENIED_ACTIONS else sqlite3.SQLITE_OK
 
 
 def parse_database_id(value: str) -> str:
@@ -257,6 +271,7 @@ class Engine:
             # SQLite enforces D1's limits itself, for bound values and for values computed in SQL alike.
             conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
             conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMS)
+            conn.set_authorizer(_authorize)
             self._open[database_id] = db
             return db
 
@@ -331,6 +346,8 @@ class Engine:
                 raise ApiError(7500, 400, "No SQL statements detected.")
             if params and any(has_placeholder(part) for part in parts[:-1]):
                 raise ApiError(7500, 400, MULTI_PARAM_MESSAGE)
+            if any(first_keyword(part) == "VACUUM" for part in parts):
+                raise ApiError(7500, 400, _VACUUM_REFUSED)
             statements.extend(Statement(db, part, ()) for part in parts[:-1])
             statements.append(Statement(db, parts[-1], params))
         try:
