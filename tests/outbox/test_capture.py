@@ -105,7 +105,10 @@ def test_a_rolled_back_write_leaves_no_change_row(tracked: tuple[Path, LocalData
 
 
 def test_composite_keys_and_awkward_identifiers_sync_exactly(tmp_path: Path) -> None:
-    ddl = 'CREATE TABLE "we""ird tbl" ("k 1" TEXT, "k\'2" INTEGER, "vé" BLOB, PRIMARY KEY ("k 1", "k\'2"))'
+    ddl = (
+        'CREATE TABLE "we""ird tbl" ("k 1" TEXT NOT NULL, "k\'2" INTEGER NOT NULL, "vé" BLOB, '
+        'PRIMARY KEY ("k 1", "k\'2"))'
+    )
     app, remote = LocalDatabase(tmp_path / "a.db"), LocalDatabase(tmp_path / "r.db")
     app.exec(ddl)
     remote.exec(ddl)
@@ -315,7 +318,7 @@ def test_a_blob_key_neither_breaks_the_applications_write_nor_the_sync(
 ) -> None:
     path, app, remote = local_pair
     for db in (app, remote):
-        db.exec("CREATE TABLE files (digest BLOB PRIMARY KEY, name TEXT)")
+        db.exec("CREATE TABLE files (digest BLOB PRIMARY KEY NOT NULL, name TEXT)")
     Outbox(path).track("files")
     with app.atomic() as conn:
         conn.execute("INSERT INTO files VALUES (?, ?)", (b"\x01\x02", "a.txt"))
