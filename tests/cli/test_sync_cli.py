@@ -63,10 +63,12 @@ def test_sync_drains_to_a_local_target_and_dead_letters_the_rows_the_target_refu
     assert code == 0, out
     with LocalDatabase(remote) as db:
         assert db.prepare("SELECT count(*) AS n FROM notes").first("n") == 48
-    code, out = invoke("dead", "list", str(app), "--json")
+    code, out = invoke("dead", str(app), "list", "--json")
     dead = json.loads(out)
     assert sorted(json.loads(d["key"])[0] for d in dead) == [1, 2]
     assert all("CHECK constraint failed" in d["error"] for d in dead)
+    code, out = invoke("dead", str(app))  # lists by default
+    assert code == 0 and "CHECK" in out
 
 
 def test_dead_retry_delivers_after_the_cause_is_fixed_and_drop_forgets(files: tuple[Path, Path]) -> None:
@@ -75,12 +77,12 @@ def test_dead_retry_delivers_after_the_cause_is_fixed_and_drop_forgets(files: tu
     invoke("sync", str(app), "--local", str(remote))
     with LocalDatabase(app) as db:
         db.prepare("UPDATE notes SET n = 0 WHERE id = 1").run()  # fixes one; a new change is captured
-    code, out = invoke("dead", "retry", str(app), "--id", "1")
+    code, out = invoke("dead", str(app), "retry", "--id", "1")
     assert code == 0 and "requeued 1" in out
     invoke("sync", str(app), "--local", str(remote))
     with LocalDatabase(remote) as db:
         assert db.prepare("SELECT n FROM notes WHERE id = 1").first("n") == 0
-    code, out = invoke("dead", "drop", str(app), "--yes")
+    code, out = invoke("dead", str(app), "drop", "--yes")
     assert code == 0 and "dropped 1" in out
     assert json.loads(invoke("status", str(app), "--json")[1])["dead_letters"] == 0
 

@@ -351,18 +351,34 @@ def status(db: str, as_json: bool) -> None:
     console.print(table)
 
 
-@click.group()
-def dead() -> None:
-    """Inspect, retry or drop dead letters (changes D1 refused permanently)."""
+@click.group(invoke_without_command=True)
+@DB_ARG
+@click.pass_context
+def dead(ctx: click.Context, db: str) -> None:
+    """Inspect, retry or drop DB's dead letters (changes D1 refused permanently); lists them by default.
+
+    \b
+    Examples:
+      d1sync dead app.db                  # same as: d1sync dead app.db list
+      d1sync dead app.db retry --id 3     # after fixing the cause
+      d1sync dead app.db drop --yes
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(dead_list)
+
+
+def _dead_db() -> str:
+    parent = click.get_current_context().parent
+    assert parent is not None  # these commands only run under `dead DB`
+    return str(parent.params["db"])
 
 
 @dead.command(name="list")
-@DB_ARG
 @click.option("--limit", type=int, default=50, show_default=True, help="Show at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def dead_list(db: str, limit: int, as_json: bool) -> None:
+def dead_list(limit: int = 50, as_json: bool = False) -> None:
     """List dead letters with their error."""
-    with handle_errors(), Outbox(db) as outbox:
+    with handle_errors(), Outbox(_dead_db()) as outbox:
         letters = outbox.dead_letters(limit)
     if as_json:
         print_json([letter.__dict__ for letter in letters])
@@ -376,21 +392,20 @@ def dead_list(db: str, limit: int, as_json: bool) -> None:
 
 
 @dead.command(name="retry")
-@DB_ARG
 @click.option("--id", "ids", type=int, multiple=True, help="Only these dead letters (repeatable); default all.")
-def dead_retry(db: str, ids: tuple[int, ...]) -> None:
+def dead_retry(ids: tuple[int, ...]) -> None:
     """Put dead letters back in the outbox (after fixing the cause); the worker resends them."""
-    with handle_errors(), Outbox(db) as outbox:
+    with handle_errors(), Outbox(_dead_db()) as outbox:
         count = outbox.retry_dead(list(ids) or None)
     console.print(f"requeued {count} dead letter(s)")
 
 
 @dead.command(name="drop")
-@DB_ARG
 @click.option("--id", "ids", type=int, multiple=True, help="Only these dead letters (repeatable); default all.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def dead_drop(db: str, ids: tuple[int, ...], yes: bool) -> None:
+def dead_drop(ids: tuple[int, ...], yes: bool) -> None:
     """Delete dead letters for good."""
+    db = _dead_db()
     if not yes:
         click.confirm(f"Drop {'these' if ids else 'ALL'} dead letters of {Path(db).name} for good?", abort=True)
     with handle_errors(), Outbox(db) as outbox:

@@ -198,8 +198,8 @@ class Outbox:
             raise ConfigError(
                 f"cannot declare {table!r}: {stored} of it were recorded under an earlier declaration that was "
                 "untracked since, and their rows would be misread under a new one. Run the worker once "
-                "(`d1sync sync DB`) to move pending ones to dead letters, drop those (`d1sync dead list DB`, "
-                "then `d1sync dead drop DB --id N`), then declare again"
+                "(`d1sync sync DB`) to move pending ones to dead letters, drop those (`d1sync dead DB list`, "
+                "then `d1sync dead DB drop --id N`), then declare again"
             )
         steps = []
         if pending:
@@ -207,7 +207,7 @@ class Outbox:
                 f"sync them first (`d1sync sync DB`) or drop them: Outbox.untrack({table!r}, drop_pending=True)"
             )
         if dead:
-            steps.append("retry and sync the dead letters, or drop them (`d1sync dead retry|drop DB --id N`)")
+            steps.append("retry and sync the dead letters, or drop them (`d1sync dead DB retry|drop --id N`)")
         raise ConfigError(
             f"cannot declare {table!r} with key ({', '.join(spec.key)}) and columns ({', '.join(spec.columns)}): "
             f"{stored} of it were recorded with key ({', '.join(known.key)}) and columns "
