@@ -51,10 +51,21 @@ def encode_param(value: object, *, index: int | None = None) -> JSONParam:
     """Encode one bound value for D1 (see the module docstring for the rules).
 
     Raises:
-        ValueEncodingError: for NaN/infinity, integers outside 64 bits, or unsupported types.
+        ValueEncodingError: for NaN/infinity, integers outside 64 bits, text that is not valid Unicode (lone
+            surrogates), or unsupported types.
     """
     where = f"parameter {index}" if index is not None else "value"
-    if value is None or isinstance(value, str):
+    if value is None:
+        return value
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueEncodingError(
+                    f"{where}: text holds a lone surrogate ({value[exc.start]!r} at index {exc.start}), which is not "
+                    "UTF-8 and cannot be stored in D1; decode the source bytes with errors='replace', or bind bytes"
+                ) from None
         return value
     if isinstance(value, bool):
         return int(value)

@@ -6,10 +6,12 @@ example uses its own row.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from d1sync.database import Database
+from d1sync.errors import ValueEncodingError
 from d1sync.values import INT64_MAX, INT64_MIN, MAX_SAFE_INT
 
 PROPERTY = settings(
@@ -78,3 +80,12 @@ def test_none_and_bools_round_trip_as_null_and_integers(db: Database, values: li
     placeholders = ", ".join(f"CAST(? AS INTEGER) AS c{i}" for i in range(len(values)))
     row = db.prepare(f"SELECT {placeholders}").bind(*values).first()
     assert row == {f"c{i}": None if v is None else int(v) for i, v in enumerate(values)}
+
+
+def test_text_with_a_lone_surrogate_is_refused_before_anything_is_written(db: Database) -> None:
+    """Not UTF-8: SQLite could not bind it and D1 would store a replacement character. One clear error."""
+    _table(db, "texts (id INTEGER PRIMARY KEY, s TEXT)")
+    before = db.prepare("SELECT count(*) AS n FROM texts").first("n")
+    with pytest.raises(ValueEncodingError, match=r"parameter 2: text holds a lone surrogate \('\\udcff' at index 1\)"):
+        db.prepare("INSERT INTO texts (id, s) VALUES (?, ?)").bind(None, "a\udcffb").run()
+    assert db.prepare("SELECT count(*) AS n FROM texts").first("n") == before
