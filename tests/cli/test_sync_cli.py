@@ -201,3 +201,17 @@ def test_status_reports_the_rate_budget_left_by_the_workers_client(files: tuple[
     budget = json.loads(invoke("status", str(app), "--json")[1])["rate_budget"]
     assert budget["rate"] == 100 and budget["per"] == 60.0
     assert 0 < budget["available"] < 100  # the exec, the schema check and the batch each took a token
+
+
+def test_dead_list_shows_bytes_that_are_not_utf8_escaped_and_keeps_json_valid(files: tuple[Path, Path]) -> None:
+    app, remote = files
+    with LocalDatabase(app) as db:
+        db.exec("UPDATE notes SET body = CAST(x'ff41' AS TEXT) WHERE id = 10")
+    invoke("track", str(app), "notes")
+    invoke("sync", str(app), "--local", str(remote))
+    result = subprocess.run(
+        [sys.executable, "-m", "d1sync", "dead", str(app), "list", "--json"], capture_output=True, check=True
+    )
+    letters = json.loads(result.stdout.decode("utf-8"))  # strict UTF-8: raises if raw bytes leaked
+    bad = [d for d in letters if "not valid UTF-8" in d["error"]]
+    assert [json.loads(d["key"]) for d in bad] == [[10]]

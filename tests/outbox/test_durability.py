@@ -15,8 +15,9 @@ import pytest
 
 from d1sync.client import RateLimiter
 from d1sync.database import Statement
+from d1sync.errors import RequestTimeoutError
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Backoff, Outbox, SyncWorker, drain
+from d1sync.outbox import Backoff, Limits, Outbox, SyncWorker, drain
 from d1sync.outbox.schema import ensure_schema
 
 from .conftest import RecordingTarget, open_file, snapshot
@@ -307,3 +308,167 @@ def test_dead_letters_stay_readable_whatever_bytes_they_hold(tmp_path: Path) -> 
         conn.close()
         [dead] = outbox.dead_letters()
     assert dead.key.encode("utf-8", "surrogateescape") == b"[\xff]"
+
+
+# -- found in review: lease loss without an answer, stalls, children of a retried parent ---------------------
+
+
+def test_a_send_applied_without_an_answer_after_the_lease_passed_on_is_repaired(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    """As above, but A's stale batch is applied and its answer lost: A must requeue, and not touch the new
+    holder's back-off."""
+    path, app, remote = local_pair
+    both(app, remote, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    Outbox(path).track("t")
+    app.exec("INSERT INTO t VALUES (1, 'old')")
+    later = [10_000.0]
+    b = SyncWorker(path, remote, clock=lambda: later[0], lease_ttl=30)
+
+    class AppliedButUnanswered(RecordingTarget):
+        def batch(self, statements: Sequence[Statement]) -> Any:
+            super().batch(statements)
+            raise RequestTimeoutError("no answer in time; the write may still have been applied")
+
+    def meanwhile(statements: Sequence[Statement]) -> None:
+        target.before_batch = None
+        app.exec("UPDATE t SET v = 'new' WHERE id = 1")
+        assert b.sync_once().rows == 1
+
+    target = AppliedButUnanswered(remote)
+    target.before_batch = meanwhile
+    a = SyncWorker(path, target, clock=lambda: 0.0, lease_ttl=30)
+    assert a.sync_once().state == "locked"
+    assert remote.prepare("SELECT v FROM t").first("v") == "old"
+    status = Outbox(path).status()
+    assert status.last_error is None and status.backoff_remaining == 0  # A wrote nothing the holder reads
+    later[0] += 60
+    drain(b, max_passes=3, sleep=lambda s: None)
+    assert snapshot(remote.connection, "t") == snapshot(app.connection, "t")
+    a.close()
+    b.close()
+
+
+def test_a_row_waiting_for_the_held_back_tail_of_a_full_window_does_not_stall_it(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    """User 3 takes 'x' from user 1, whose change lands in the short last request a full window holds back."""
+    path, app, remote = local_pair
+    both(app, remote, "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, pad TEXT)")
+    Outbox(path).track("users")
+    app.exec("INSERT INTO users VALUES (1, 'x', '')")
+    pad = "p" * 600
+    limits = Limits(max_value_bytes=1000, max_request_bytes=1500)
+    with SyncWorker(path, remote, window=4, limits=limits) as worker:
+        drain(worker, max_passes=3, sleep=lambda s: None)
+        app.exec("UPDATE users SET email = 'tmp' WHERE id = 1")
+        app.exec(f"INSERT INTO users VALUES (3, 'x', '{pad}')")
+        app.exec(f"INSERT INTO users VALUES (4, 'q', '{pad}')")
+        app.exec("UPDATE users SET email = 'z' WHERE id = 1")
+        app.exec("INSERT INTO users VALUES (5, 'r', '')")
+        drain(worker, max_passes=10, sleep=lambda s: None)
+        assert worker.pending() == 0 and worker.counters.dead == 0
+    assert snapshot(remote.connection, "users") == snapshot(app.connection, "users")
+
+
+def test_a_window_of_rows_all_waiting_beyond_it_ends_in_dead_letters_not_a_stall(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    path, app, remote = local_pair
+    both(app, remote, "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE)")
+    remote.exec("INSERT INTO users VALUES (99, 'x')")  # only the remote holds 'x', for good
+    Outbox(path).track("users")
+    app.exec("INSERT INTO users VALUES (1, 'x'); INSERT INTO users VALUES (2, 'y')")
+    with SyncWorker(path, remote, window=1) as worker:
+        drain(worker, max_passes=5, sleep=lambda s: None)
+        assert (worker.pending(), worker.counters.dead) == (0, 1)
+
+
+def test_a_child_of_a_parent_retried_for_its_unique_value_arrives_with_it(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    path, app, remote = local_pair
+    both(
+        app,
+        remote,
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE);"
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users (id))",
+    )
+    Outbox(path).track("users", "posts")
+    app.exec("INSERT INTO users VALUES (1, 'x')")
+    with SyncWorker(path, remote) as worker:
+        drain(worker, max_passes=3, sleep=lambda s: None)
+        app.exec("UPDATE users SET email = 'tmp' WHERE id = 1")
+        app.exec("INSERT INTO users VALUES (3, 'x')")
+        app.exec("UPDATE users SET email = 'z' WHERE id = 1")
+        app.exec("INSERT INTO posts VALUES (10, 3)")
+        result = worker.sync_once()
+        assert (result.rows, result.dead) == (3, 0)
+    for table in ("users", "posts"):
+        assert snapshot(remote.connection, table) == snapshot(app.connection, table)
+
+
+def test_a_key_that_is_not_utf8_beyond_a_full_window_of_linked_tables_does_not_stall(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    path, app, remote = local_pair
+    both(
+        app,
+        remote,
+        "CREATE TABLE p (id TEXT PRIMARY KEY NOT NULL); CREATE TABLE c (id INTEGER PRIMARY KEY, pid TEXT REFERENCES p)",
+    )
+    Outbox(path).track("p", "c")
+    app.exec("INSERT INTO p VALUES ('a'), ('b'), ('c')")
+    app.exec("INSERT INTO p VALUES (CAST(x'ff41' AS TEXT))")
+    with SyncWorker(path, remote, window=3) as worker:
+        drain(worker, max_passes=5, sleep=lambda s: None)
+        assert (worker.pending(), worker.counters.dead) == (0, 1)
+    assert remote.prepare("SELECT count(*) AS n FROM p").first("n") == 3
+
+
+def test_the_lenient_text_factory_never_outlives_the_query_that_needed_it(tmp_path: Path) -> None:
+    from d1sync.outbox.changes import _fetch
+
+    conn = sqlite3.connect(tmp_path / "f.db")
+    conn.execute("CREATE TABLE t (v TEXT)")
+    conn.execute("INSERT INTO t VALUES (CAST(x'ff' AS TEXT))")
+    rows, lenient = _fetch(conn, "SELECT v FROM t", ())
+    assert lenient and rows == [("\udcff",)] and conn.text_factory is str
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        _fetch(conn, "SELECT v FROM missing", ())
+    assert conn.text_factory is str
+    conn.text_factory = bytes
+    assert _fetch(conn, "SELECT v FROM t", ()) == ([(b"\xff",)], False)
+    conn.close()
+
+
+def test_the_upgrade_keeps_triggers_on_the_change_log(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = open_file(path)
+    conn.executescript(
+        """
+        CREATE TABLE _d1sync_changes (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, key TEXT NOT NULL,
+            op TEXT NOT NULL, payload TEXT, created_at INTEGER NOT NULL);
+        CREATE TABLE audit (seq INTEGER);
+        CREATE TRIGGER audit_changes AFTER INSERT ON _d1sync_changes BEGIN INSERT INTO audit VALUES (NEW.seq); END;
+        """
+    )
+    ensure_schema(conn)
+    conn.execute("INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ('t', '[1]', 'upsert', 0)")
+    assert conn.execute("SELECT count(*) FROM audit").fetchone()[0] == 1
+    conn.close()
+
+
+def test_dead_letters_are_made_only_for_changes_still_in_the_log(tmp_path: Path) -> None:
+    """Two workers handling the same orphans must not make two dead letters of one change."""
+    from d1sync.outbox.changes import dead_letter
+    from d1sync.outbox.planner import Change
+
+    with Outbox(tmp_path / "app.db") as outbox:
+        conn = open_file(tmp_path / "app.db")
+        conn.execute("INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ('gone', '[1]', 'upsert', 0)")
+        change = Change("gone", "[1]", "upsert", seqs=[1])
+        assert dead_letter(conn, [(change, "first")]) == 1
+        assert dead_letter(conn, [(change, "second")]) == 0
+        assert [d.error for d in outbox.dead_letters()] == ["first"]
+        conn.close()

@@ -367,6 +367,13 @@ def dead(ctx: click.Context, db: str) -> None:
         ctx.invoke(dead_list)
 
 
+def _printable(value: str) -> str:
+    """Text that held bytes which are not UTF-8 (kept exactly in the dead letter) shows them as ``\\xNN``."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _dead_db() -> str:
     parent = click.get_current_context().parent
     assert parent is not None  # these commands only run under `dead DB`
@@ -381,12 +388,17 @@ def dead_list(limit: int = 50, as_json: bool = False) -> None:
     with handle_errors(), Outbox(_dead_db()) as outbox:
         letters = outbox.dead_letters(limit)
     if as_json:
-        print_json([letter.__dict__ for letter in letters])
+        print_json([{k: _printable(v) if isinstance(v, str) else v for k, v in vars(d).items()} for d in letters])
         return
     table = Table("id", "table", "key", "op", "error", "failed")
     for letter in letters:
         table.add_row(
-            str(letter.id), letter.table, letter.key, letter.op, letter.error, _when(letter.last_failed_at / 1000)
+            str(letter.id),
+            letter.table,
+            _printable(letter.key),
+            letter.op,
+            letter.error,
+            _when(letter.last_failed_at / 1000),
         )
     console.print(table if letters else "no dead letters")
 

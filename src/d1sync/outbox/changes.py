@@ -47,38 +47,46 @@ class DeadLetter:
     last_failed_at: int
 
 
-def _current_rows(conn: sqlite3.Connection, spec: TableSpec, keys: Sequence[str]) -> dict[str, tuple[object, ...]]:
-    """The current local rows for ``keys`` (JSON key arrays), by key text."""
+def _current_rows(
+    conn: sqlite3.Connection, spec: TableSpec, keys: Sequence[str]
+) -> tuple[dict[str, tuple[object, ...]], bool]:
+    """The current local rows for ``keys`` (JSON key arrays), by key text; and whether some text was not UTF-8
+    (then :func:`_not_utf8` tells which rows)."""
     q = quote_identifier(spec.name)
     key_json = key_json_sql("t", spec.key)
     join = " AND ".join(f"t.{quote_identifier(c)} IS {column_expr(i, True, 'j.value')}" for i, c in enumerate(spec.key))
     cols = ", ".join(f"t.{quote_identifier(c)}" for c in spec.columns)
     sql = f"SELECT {key_json}, {cols} FROM json_each(?) AS j JOIN {q} AS t ON {join}"
     found: dict[str, tuple[object, ...]] = {}
+    lenient = False
     for start in range(0, len(keys), 5_000):
         param = "[" + ",".join(keys[start : start + 5_000]) + "]"
-        for row in _fetch(conn, sql, (param,)):
+        rows, bad = _fetch(conn, sql, (param,))
+        lenient |= bad
+        for row in rows:
             found[row[0]] = tuple(row[1:])
-    return found
+    return found, lenient
 
 
-def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[Any]:
+def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> tuple[list[Any], bool]:
     """Run a query; if some text is not valid UTF-8, run it again decoding such bytes as lone surrogates.
 
     SQLite stores whatever bytes it is given as TEXT; Python refuses to decode them, and D1 (UTF-8 through
     and through) could not store them either. The fallback keeps one bad row from failing the whole window:
-    :func:`_not_utf8` finds it afterwards and it is dead-lettered. The common case pays nothing.
+    :func:`_not_utf8` finds it afterwards and it is dead-lettered. Returns the rows and whether the fallback
+    was needed: only then need the caller look for bad text, so the common case pays nothing.
     """
     try:
-        return conn.execute(sql, params).fetchall()
+        return conn.execute(sql, params).fetchall(), False
     except sqlite3.OperationalError as exc:
         if "decode to UTF-8" not in str(exc):
             raise
+    previous = conn.text_factory
     conn.text_factory = _lenient_text
     try:
-        return conn.execute(sql, params).fetchall()
+        return conn.execute(sql, params).fetchall(), True
     finally:
-        conn.text_factory = str
+        conn.text_factory = previous
 
 
 def _lenient_text(data: bytes) -> str:
@@ -109,7 +117,8 @@ def _defer_moving_keys(
     related |= {parent for name in related for parent in specs[name].parents}
     if not related or not any(table in related for table, _ in latest):
         return []
-    moving = conn.execute(
+    moving, _ = _fetch(
+        conn,
         "SELECT DISTINCT tbl, key FROM _d1sync_changes WHERE seq > ? AND tbl IN (SELECT value FROM json_each(?))",
         (high, json.dumps(sorted(related))),
     )
@@ -123,7 +132,8 @@ def read_window(conn: sqlite3.Connection, limit: int) -> Window:
     conn.execute("BEGIN")
     try:
         specs = load_specs(conn)
-        rows = _fetch(conn, "SELECT seq, tbl, key, op, payload FROM _d1sync_changes ORDER BY seq LIMIT ?", (limit,))
+        query = "SELECT seq, tbl, key, op, payload FROM _d1sync_changes ORDER BY seq LIMIT ?"
+        rows, lenient_log = _fetch(conn, query, (limit,))
         latest: dict[tuple[str, str], Change] = {}
         for seq, table, key, op, payload in rows:
             change = latest.get((table, key))
@@ -143,7 +153,7 @@ def read_window(conn: sqlite3.Connection, limit: int) -> Window:
             spec = specs.get(change.table)
             if spec is None:
                 orphans.append(change)
-            elif _not_utf8((change.key, change.data)):
+            elif lenient_log and _not_utf8((change.key, change.data)):
                 invalid.append((change, "its key or payload is not valid UTF-8 text, which D1 cannot store"))
             elif spec.mode == "enqueue":
                 if change.op == "upsert" and change.data is not None:
@@ -153,13 +163,13 @@ def read_window(conn: sqlite3.Connection, limit: int) -> Window:
             else:
                 by_table.setdefault(change.table, []).append(change)
         for table, pending in by_table.items():
-            current = _current_rows(conn, specs[table], [c.key for c in pending])
+            current, lenient_rows = _current_rows(conn, specs[table], [c.key for c in pending])
             for change in pending:
                 row = current.get(change.key)
                 # State-based: present now -> upsert its current state; absent now -> delete.
                 if row is None:
                     change.op, change.data = "delete", None
-                elif _not_utf8(row):
+                elif lenient_rows and _not_utf8(row):
                     invalid.append(
                         (
                             change,
@@ -231,27 +241,33 @@ def requeue(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
 
 
 def dead_letter(conn: sqlite3.Connection, failures: Sequence[tuple[Change, str]]) -> int:
-    """Move ``failures`` to ``_d1sync_dead`` with their error text, atomically with their acknowledgement."""
+    """Move ``failures`` to ``_d1sync_dead`` with their error text, atomically with their acknowledgement.
+
+    Only changes whose rows are still in the log become dead letters (another worker may have handled them
+    meanwhile); returns how many did.
+    """
     if not failures:
         return 0
     now = now_ms()
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for change, error in failures:
+        cur = conn.execute(
+            "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?)) RETURNING seq",
+            (_seq_param(c for c, _ in failures),),
+        )
+        present = {row[0] for row in cur.fetchall()}
+        moved = [(change, error) for change, error in failures if present.intersection(change.seqs)]
+        for change, error in moved:
             conn.execute(
                 "INSERT INTO _d1sync_dead (tbl, key, op, payload, error, attempts, first_failed_at, last_failed_at) "
                 "VALUES (?, CAST(? AS TEXT), ?, CAST(? AS TEXT), ?, 1, ?, ?)",
                 (change.table, _original(change.key), change.op, _original(change.data), error, now, now),
             )
-        conn.execute(
-            "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?))",
-            (_seq_param(c for c, _ in failures),),
-        )
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    return len(failures)
+    return len(moved)
 
 
 def _original(value: str | None) -> str | bytes | None:
@@ -262,7 +278,7 @@ def _original(value: str | None) -> str | bytes | None:
 
 
 def list_dead(conn: sqlite3.Connection, limit: int | None = None) -> list[DeadLetter]:
-    rows = _fetch(
+    rows, _ = _fetch(
         conn,
         "SELECT id, tbl, key, op, payload, error, attempts, first_failed_at, last_failed_at "
         "FROM _d1sync_dead ORDER BY id LIMIT ?",

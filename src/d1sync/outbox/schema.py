@@ -72,11 +72,18 @@ def _upgrade_change_log(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if _plain_rowid_log(conn):  # another process may have upgraded it while we waited for the lock
+            # Indexes or triggers someone put on the log (an audit trigger, say) go with DROP TABLE: keep them.
+            extras = conn.execute(
+                "SELECT sql FROM main.sqlite_master WHERE tbl_name = '_d1sync_changes' "
+                "AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+            ).fetchall()
             conn.execute("CREATE TEMP TABLE _d1sync_changes_old AS SELECT * FROM main._d1sync_changes")
             conn.execute("DROP TABLE main._d1sync_changes")
             conn.execute(SCHEMA.split(";")[0])
             conn.execute("INSERT INTO main._d1sync_changes SELECT * FROM temp._d1sync_changes_old ORDER BY seq")
             conn.execute("DROP TABLE temp._d1sync_changes_old")
+            for (sql,) in extras:
+                conn.execute(sql)
     except BaseException:
         conn.execute("ROLLBACK")
         raise

@@ -169,15 +169,25 @@ class SyncWorker:
 
     # -- persisted state ---------------------------------------------------------------------------------
 
-    def _write_meta(self, **values: Any) -> None:
+    def _write_meta(self, **values: Any) -> bool:
+        """Write shared worker state, only while this worker holds the lease (False, nothing written, if not):
+        a worker that lost it must not make the new holder back off or pause."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
+            if not self._lease_is_ours():
+                self._conn.execute("ROLLBACK")
+                return False
             for key, value in values.items():
                 set_meta(self._conn, key, value)
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+        return True
+
+    def _lease_is_ours(self) -> bool:
+        lease = get_meta(self._conn, "lease")
+        return bool(lease) and lease["owner"] == self.owner
 
     def _acquire_lease(self, now: float, *, renew: bool = False, extra: float = 0.0) -> bool:
         """Take (or renew) the drain lease until ``now + lease_ttl + extra``; False if another worker has it."""
@@ -225,7 +235,10 @@ class SyncWorker:
             "code": exc.code,
             "status": exc.status,
         }
-        self._write_meta(failures=failures, backoff_until=now + delay, last_error=error, paused=text if pause else None)
+        if not self._write_meta(
+            failures=failures, backoff_until=now + delay, last_error=error, paused=text if pause else None
+        ):
+            return SyncResult("locked", retry_in=self.lease_ttl / 3, error=text)
         self.counters.retries += 0 if pause else 1
         if self._failing_since is None:
             self._failing_since = now
@@ -325,12 +338,21 @@ class SyncWorker:
         planned = plan(window.changes, specs, self.limits)
         if planned.rejected:
             result.dead += dead_letter(self._conn, planned.rejected)
-        requests = planned.requests
+        requests, held_back = planned.requests, []
         if window.full and len(requests) > 1:
             # A full window's last request is usually short: its rows stay pending and the next window,
             # read right away, fills a request with them. Under a rate limit, full requests are throughput.
-            requests = requests[:-1]
-        outcome = self._deliver(requests, specs, result, window_full=window.full)
+            requests, held_back = requests[:-1], requests[-1:]
+        deferred: list[Change] = []
+        outcome = self._deliver(requests, specs, result, window_full=window.full, deferred=deferred)
+        if outcome is None and deferred and held_back:
+            # What a deferred row waits for may be in the held-back tail: send it, or the window could stall.
+            outcome = self._deliver(held_back, specs, result, window_full=True, deferred=deferred)
+        if outcome is None and deferred and not (result.rows or result.dead or window.superseded):
+            # Nothing moved, so the next pass would read this very window again: stop waiting for what lies
+            # beyond it. The deferred rows get their one retry now, then they are dead letters.
+            retry = plan(deferred, specs, self.limits).requests
+            outcome = self._deliver(retry, specs, result, window_full=False, deferred=[])
         self.counters.dead += result.dead
         if outcome is not None:
             outcome.rows, outcome.requests, outcome.dead = result.rows, result.requests, result.dead
@@ -346,21 +368,29 @@ class SyncWorker:
         return 2 * float(wait)  # a shared limiter may hand the next tokens to others first
 
     def _deliver(
-        self, requests: list[PlannedRequest], specs: dict[str, TableSpec], result: SyncResult, *, window_full: bool
+        self,
+        requests: list[PlannedRequest],
+        specs: dict[str, TableSpec],
+        result: SyncResult,
+        *,
+        window_full: bool,
+        deferred: list[Change],
     ) -> SyncResult | None:
         """Send ``requests`` in order. A row-level refusal is bisected until only the offending rows are left,
         and those are dead-lettered. Returns None when everything was delivered (or dead-lettered).
 
-        A single row refused for a secondary UNIQUE value is tried once more after the rest of the pass: the
-        row holding that value remotely may be one whose change comes later in this pass.
+        A single row refused for a foreign key or a secondary UNIQUE value may be waiting for another row's
+        change: the parent, or the row holding the value remotely. In a full window that change may lie beyond
+        it, so the row stays pending (and is added to ``deferred``); otherwise it is tried once more after the
+        rest of the pass, then dead-lettered.
         """
         queue: deque[list[PlannedRequest]] = deque([requests])
-        unique_retry: list[Change] = []
+        retry_later: list[Change] = []
         retried = False
-        while queue or (unique_retry and not retried):
+        while queue or (retry_later and not retried):
             if not queue:
                 retried = True
-                queue.append(plan(unique_retry, specs, self.limits).requests)
+                queue.append(plan(retry_later, specs, self.limits).requests)
             batch = queue.popleft()
             for i, request in enumerate(batch):
                 if not self._acquire_lease(self.clock(), renew=True, extra=self._send_allowance()):
@@ -374,12 +404,14 @@ class SyncWorker:
                     if batch[i + 1 :]:
                         queue.appendleft(batch[i + 1 :])
                     rows = request.changes
-                    if len(rows) == 1 and window_full and "FOREIGN KEY" in exc.message:
-                        # Its parent may be in a later window: leave it pending; once the whole backlog fits
-                        # in one window, a foreign key failure is final and dead-letters the row.
-                        log.info("deferred %s key %s: parent not on the remote yet", rows[0].table, rows[0].key)
-                    elif len(rows) == 1 and _UNIQUE in exc.message and not retried:
-                        unique_retry.append(rows[0])
+                    waits = "FOREIGN KEY" in exc.message or _UNIQUE in exc.message
+                    if len(rows) == 1 and waits and window_full:
+                        # What it waits for may be in a later window: leave it pending. Once the whole backlog
+                        # fits in one window, the failure is final and dead-letters the row.
+                        log.info("deferred %s key %s: %s", rows[0].table, rows[0].key, exc.message)
+                        deferred.append(rows[0])
+                    elif len(rows) == 1 and waits and not retried:
+                        retry_later.append(rows[0])
                     elif len(rows) == 1:
                         reason = exc.message + (_REPLACE_HINT if _UNIQUE in exc.message else "")
                         result.dead += dead_letter(self._conn, [(rows[0], reason)])
@@ -390,9 +422,9 @@ class SyncWorker:
                         queue.appendleft(plan(rows[:half], specs, self.limits).requests)
                     break
                 except TransientError as exc:
-                    return self._record_failure(exc, self.clock(), pause=False)
+                    return self._send_failed(exc, request, specs, pause=False)
                 except D1Error as exc:  # auth, a missing database, anything not about a row: pause loudly
-                    return self._record_failure(exc, self.clock(), pause=True)
+                    return self._send_failed(exc, request, specs, pause=True)
                 if acknowledge(self._conn, request.changes, owner=self.owner) is None:
                     return self._lost_lease(request, specs)
                 result.rows += request.rows
@@ -403,6 +435,14 @@ class SyncWorker:
                 if self.on_progress is not None:
                     self.on_progress(result)
         return None
+
+    def _send_failed(
+        self, exc: D1Error, request: PlannedRequest, specs: dict[str, TableSpec], *, pause: bool
+    ) -> SyncResult:
+        """A send failed with no verdict on its rows: D1 may still have applied it (a lost response)."""
+        if not self._lease_is_ours():
+            return self._lost_lease(request, specs)
+        return self._record_failure(exc, self.clock(), pause=pause)
 
     def _lost_lease(self, request: PlannedRequest, specs: dict[str, TableSpec]) -> SyncResult:
         """A send landed after another worker took the lease: it may have overwritten newer states.
