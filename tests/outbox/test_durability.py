@@ -80,12 +80,23 @@ def test_a_change_log_of_an_earlier_build_is_upgraded_with_its_pending_rows(tmp_
 # -- the lease ------------------------------------------------------------------------------------------------
 
 
-def test_a_send_that_lands_after_the_lease_passed_on_is_repaired(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
-) -> None:
-    """Worker A's send outlives its lease; B takes over and sends a newer state; then A's stale send lands.
+class AppliedButUnanswered(RecordingTarget):
+    """Applies the batch, then the answer is lost (a timeout after D1 committed)."""
 
-    A must not acknowledge, and must queue the rows again, so the remote ends with the newest state.
+    def batch(self, statements: Sequence[Statement]) -> Any:
+        super().batch(statements)
+        raise RequestTimeoutError("no answer in time; the write may still have been applied")
+
+
+@pytest.mark.parametrize("target_class", [RecordingTarget, AppliedButUnanswered], ids=["answered", "unanswered"])
+def test_a_send_that_lands_after_the_lease_passed_on_is_repaired(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], target_class: type[RecordingTarget]
+) -> None:
+    """Worker A's send outlives its lease; B takes over and sends a newer state; then A's stale send lands,
+    answered or not.
+
+    A must not acknowledge, must queue the rows again so the remote ends with the newest state, and must not
+    write the shared back-off the new holder reads.
     """
     path, app, remote = local_pair
     both(app, remote, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
@@ -100,11 +111,13 @@ def test_a_send_that_lands_after_the_lease_passed_on_is_repaired(
         assert b.sync_once().rows == 1  # A's lease has expired by B's clock: B sends 'new' and acknowledges it
         assert remote.prepare("SELECT v FROM t").first("v") == "new"
 
-    target = RecordingTarget(remote)
+    target = target_class(remote)
     target.before_batch = meanwhile
     a = SyncWorker(path, target, clock=lambda: 0.0, lease_ttl=30)
     assert a.sync_once().state == "locked"  # A's batch carried 'old' and landed after B's
     assert remote.prepare("SELECT v FROM t").first("v") == "old"
+    status = Outbox(path).status()
+    assert status.last_error is None and status.backoff_remaining == 0
     later[0] += 60
     drain(b, max_passes=3, sleep=lambda s: None)
     assert snapshot(remote.connection, "t") == snapshot(app.connection, "t")
@@ -311,42 +324,6 @@ def test_dead_letters_stay_readable_whatever_bytes_they_hold(tmp_path: Path) -> 
 
 
 # -- found in review: lease loss without an answer, stalls, children of a retried parent ---------------------
-
-
-def test_a_send_applied_without_an_answer_after_the_lease_passed_on_is_repaired(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
-) -> None:
-    """As above, but A's stale batch is applied and its answer lost: A must requeue, and not touch the new
-    holder's back-off."""
-    path, app, remote = local_pair
-    both(app, remote, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-    Outbox(path).track("t")
-    app.exec("INSERT INTO t VALUES (1, 'old')")
-    later = [10_000.0]
-    b = SyncWorker(path, remote, clock=lambda: later[0], lease_ttl=30)
-
-    class AppliedButUnanswered(RecordingTarget):
-        def batch(self, statements: Sequence[Statement]) -> Any:
-            super().batch(statements)
-            raise RequestTimeoutError("no answer in time; the write may still have been applied")
-
-    def meanwhile(statements: Sequence[Statement]) -> None:
-        target.before_batch = None
-        app.exec("UPDATE t SET v = 'new' WHERE id = 1")
-        assert b.sync_once().rows == 1
-
-    target = AppliedButUnanswered(remote)
-    target.before_batch = meanwhile
-    a = SyncWorker(path, target, clock=lambda: 0.0, lease_ttl=30)
-    assert a.sync_once().state == "locked"
-    assert remote.prepare("SELECT v FROM t").first("v") == "old"
-    status = Outbox(path).status()
-    assert status.last_error is None and status.backoff_remaining == 0  # A wrote nothing the holder reads
-    later[0] += 60
-    drain(b, max_passes=3, sleep=lambda s: None)
-    assert snapshot(remote.connection, "t") == snapshot(app.connection, "t")
-    a.close()
-    b.close()
 
 
 def test_a_row_waiting_for_the_held_back_tail_of_a_full_window_does_not_stall_it(

@@ -397,6 +397,17 @@ def test_a_pass_that_only_skips_superseded_changes_reports_progress(
     assert snapshot(remote.connection, "posts") == snapshot(app.connection, "posts")
 
 
+def _tracked_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """(app, remote) files with a table ``t``, tracked in the app."""
+    app, remote = tmp_path / "app.db", tmp_path / "remote.db"
+    for path in (app, remote):
+        with LocalDatabase(path) as db:
+            db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    with Outbox(app) as outbox:
+        outbox.track("t")
+    return app, remote
+
+
 def _plant_lease(app: Path, owner: str) -> None:
     conn = sqlite3.connect(app)
     conn.execute(
@@ -417,14 +428,9 @@ def _dead_pid() -> str:
 
 def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
     """A worker killed with SIGKILL cannot release its lease; its successor must not wait for the TTL."""
-    app, remote = tmp_path / "app.db", tmp_path / "remote.db"
-    for path in (app, remote):
-        with LocalDatabase(path) as db:
-            db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    app, remote = _tracked_pair(tmp_path)
     with LocalDatabase(app) as db:
         db.prepare("INSERT INTO t VALUES (1, 'x')").run()
-    with Outbox(app) as outbox:
-        outbox.track("t")
     with LocalDatabase(remote) as target, SyncWorker(app, target) as worker:
         host = worker.owner.rsplit(":", 2)[0]
         _plant_lease(app, f"{host}:{_dead_pid().strip()}:deadbeef")
@@ -433,12 +439,7 @@ def test_a_lease_left_by_a_killed_process_on_this_host_is_taken_over_at_once(tmp
 
 def test_a_dead_pid_of_another_pid_namespace_is_no_reason_to_take_over(tmp_path: Path) -> None:
     """Containers may share a hostname and a mounted file while their PIDs mean different things."""
-    app, remote = tmp_path / "app.db", tmp_path / "remote.db"
-    for path in (app, remote):
-        with LocalDatabase(path) as db:
-            db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-    with Outbox(app) as outbox:
-        outbox.track("t")
+    app, remote = _tracked_pair(tmp_path)
     with LocalDatabase(remote) as target, SyncWorker(app, target) as worker:
         assert worker.owner.startswith(socket.gethostname())
         _plant_lease(app, f"{socket.gethostname()}/other-boot/4026531836:{_dead_pid().strip()}:deadbeef")
@@ -446,12 +447,7 @@ def test_a_dead_pid_of_another_pid_namespace_is_no_reason_to_take_over(tmp_path:
 
 
 def test_a_live_lease_holder_is_never_taken_over(tmp_path: Path) -> None:
-    app, remote = tmp_path / "app.db", tmp_path / "remote.db"
-    for path in (app, remote):
-        with LocalDatabase(path) as db:
-            db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-    with Outbox(app) as outbox:
-        outbox.track("t")
+    app, remote = _tracked_pair(tmp_path)
     with LocalDatabase(remote) as target, SyncWorker(app, target) as first, SyncWorker(app, target) as second:
         assert first.sync_once().state == "idle"
         assert second.sync_once().state == "locked"  # same host, and the holder (this process) is alive
