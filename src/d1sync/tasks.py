@@ -4,14 +4,16 @@ Producers :meth:`~TaskQueue.add` tasks; workers :meth:`~TaskQueue.claim` them (o
 claimants never get the same task, on SQLite or on D1 where there are no interactive transactions), renew the
 lease with :meth:`~TaskQueue.heartbeat` and finish with :meth:`~TaskQueue.complete` or :meth:`~TaskQueue.fail`.
 Both are fenced by the claim id: a claimant whose lease expired and whose task was claimed again gets
-``False`` and changes nothing. :meth:`~TaskQueue.expire` returns timed-out claims to ``open`` (or ``dead``
-after ``max_attempts``)::
+``False`` and changes nothing. ``complete(..., then=[...])`` applies follow-up statements (the next task, an
+answer message) in the same atomic batch as the completion, and only if the claim is still current.
+:meth:`~TaskQueue.expire` returns timed-out claims to ``open`` (or ``dead`` after ``max_attempts``)::
 
     queue = TaskQueue(LocalDatabase("board.db"))
     task_id = queue.add({"url": "https://example.com"}, role="fetcher", priority=5)
     task = queue.claim("agent-1", role="fetcher", lease=60)
     if task is not None:
-        queue.complete(task.id, task.claim_id, result={"status": 200})
+        _, next_step = queue.add_statement({"parse": task.id}, role="parser")
+        queue.complete(task.id, task.claim_id, result={"status": 200}, then=[next_step])
 
 Statuses: ``open`` (waiting, possibly delayed), ``claimed``, ``done``, ``failed`` (the worker called
 ``fail(..., retry=False)``), ``dead`` (attempts exhausted). Times are stored as integer epoch milliseconds;
@@ -28,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from d1sync.database import Database, Row, Statement
-from d1sync.errors import ValueEncodingError
+from d1sync.errors import SQLError, ValueEncodingError
 from d1sync.modules import ModuleStore, validate_module_name
 from d1sync.sql import quote_identifier
 from d1sync.ulid import ULIDGenerator
@@ -39,6 +41,7 @@ STATUSES = ("open", "claimed", "done", "failed", "dead")
 """Every status a task can have, in lifecycle order."""
 
 _ADD_CHUNK = 200
+_CLAIM_LOST = "d1sync: claim lost"  # the fence's error text; no quotes, SQLite echoes it inside '...'
 _MAX_SHIFT = 30  # retry_delay * 2**30 is already beyond any sensible cap
 
 Clock = Callable[[], float]
@@ -318,9 +321,40 @@ class TaskQueue:
         lease_ms = None if lease is None else _ms(lease)
         return self._fenced(self._sql.heartbeat, self.now_ms(), lease_ms, task_id, claim_id)
 
-    def complete(self, task_id: str, claim_id: str, *, result: Any = None) -> bool:
-        """Mark the task done with a JSON-serialisable ``result``. ``False`` (and no change) if the claim is stale."""
-        return self._fenced(self._sql.complete, _dumps(result, "result"), self.now_ms(), task_id, claim_id)
+    def complete(self, task_id: str, claim_id: str, *, result: Any = None, then: Iterable[Statement] = ()) -> bool:
+        """Mark the task done with a JSON-serialisable ``result``. ``False`` (and no change) if the claim is stale.
+
+        ``then`` holds follow-up statements (the next step's task from :meth:`add_statement`, a message, a
+        status update) that run in one atomic batch with the completion, after it, and only if the claim
+        is current: a stale claimant gets ``False`` and none of them take effect. If a follow-up fails, the
+        whole batch rolls back, the task stays claimed, and the error (a :class:`~d1sync.errors.SQLError`)
+        is raised.
+
+        Example::
+
+            _, review = queue.add_statement({"draft": draft}, role="reviewer")
+            post = db.prepare("INSERT INTO messages (thread_id, content) VALUES (?, ?)").bind(thread, draft)
+            if not queue.complete(task.id, task.claim_id, result={"draft": draft}, then=[post, review]):
+                ...  # the claim was lost: another agent owns the task now; nothing was posted
+        """
+        now, result_json = self.now_ms(), _dumps(result, "result")
+        follow_up = list(then)
+        if not follow_up:
+            return self._fenced(self._sql.complete, result_json, now, task_id, claim_id)
+        # D1 has no BEGIN, so a batch cannot branch on the claim: the fence statement fails when the claim
+        # is stale, which rolls back the whole batch (completion and follow-ups) on every backend.
+        batch = [
+            self.db.prepare(self._sql.fence).bind(task_id, claim_id),
+            self.db.prepare(self._sql.complete).bind(result_json, now, task_id, claim_id),
+            *follow_up,
+        ]
+        try:
+            self.db.batch(batch)
+        except SQLError as exc:
+            if _CLAIM_LOST in exc.message:
+                return False
+            raise
+        return True
 
     def fail(self, task_id: str, claim_id: str, *, error: str | None = None, retry: bool = True) -> bool:
         """Record a failed attempt. ``False`` (and no change) if the claim is stale.
@@ -397,6 +431,14 @@ class _Queries:
         self.complete = (
             f"UPDATE {t} SET status = 'done', result = ?1, lease_until = NULL, updated_at = ?2, finished_at = ?2 "
             "WHERE id = ?3 AND claim_id = ?4 AND status = 'claimed' RETURNING id"
+        )
+        # A statement that fails unless the claim is current. json_extract refuses a path that does not
+        # start with '$' and quotes it in its error on every SQLite version (so on D1 too), and CASE only
+        # evaluates the marker path when the claim is gone: the error text tells a lost claim apart from a
+        # follow-up's own failure. No schema object needed (a RAISE() trigger would be one).
+        self.fence = (
+            f"SELECT json_extract('{{}}', CASE WHEN EXISTS (SELECT 1 FROM {t} WHERE id = ?1 AND claim_id = ?2 "
+            f"AND status = 'claimed') THEN '$' ELSE '{_CLAIM_LOST}' END) AS fence"
         )
         # ?1 retry flag, ?2 now, ?3 retry delay ms, ?4 cap ms. The back-off doubles per attempt: a shift,
         # because D1 may lack SQLite's math functions (pow).
