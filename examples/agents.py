@@ -2,8 +2,9 @@
 
 A conductor opens a few conversation threads. Each thread runs a three-step workflow: a researcher, a writer
 and a reviewer, each a separate agent (a Python thread with its own database connection) that claims tasks by
-role, reads the thread's messages, appends its answer as the next message and hands the next step to the
-next role. The board is one database: a local SQLite file, the d1sync emulator, or D1 itself.
+role, reads the thread's messages, and completes its task in one atomic batch with its answer (the next
+message) and the next step's task for the next role. The board is one database: a local SQLite file, the
+d1sync emulator, or D1 itself.
 
     python examples/agents.py --local /tmp/agents.db
     python examples/agents.py --emulator http://127.0.0.1:8787      # token from $D1SYNC_EMULATOR_TOKEN
@@ -117,13 +118,8 @@ def run_agent(open_db: Callable[[], Database], agent_id: str, role: str, stop: t
                 .results
             )
             answer = WORK[role](topic, history)
-            # The claim id fences the hand-over: an agent that lost its claim (lease expired, task given to
-            # another) gets False here and must not post. A crash right after completing would leave the
-            # thread waiting at this step; the task's result still holds the answer for a sweeper to repost.
-            if not queue.complete(task.id, task.claim_id, result={"answer": answer}):
-                continue
             now = now_ms()
-            follow_up = [
+            hand_over = [
                 db.prepare(
                     "INSERT INTO messages (thread_id, role, content, meta, step, agent_id, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -131,14 +127,17 @@ def run_agent(open_db: Callable[[], Database], agent_id: str, role: str, stop: t
             ]
             if step < len(WORKFLOW):
                 payload = {"thread_id": thread_id, "step": step + 1, "topic": topic}
-                follow_up.append(queue.add_statement(payload, role=WORKFLOW[step])[1])
+                hand_over.append(queue.add_statement(payload, role=WORKFLOW[step])[1])
             else:
-                follow_up.append(
+                hand_over.append(
                     db.prepare("UPDATE threads SET status = 'done', result = ?, updated_at = ? WHERE id = ?").bind(
                         answer, now, thread_id
                     )
                 )
-            db.batch(follow_up)
+            # One atomic batch: the task is done exactly when its answer is posted and the next step handed
+            # over, so a crash leaves either both or neither (the lease then expires and another agent redoes
+            # the step). An agent that lost its claim gets False and posts nothing.
+            queue.complete(task.id, task.claim_id, result={"answer": answer}, then=hand_over)
 
 
 def run(open_db: Callable[[], Database], *, threads: int, agents_per_role: int, timeout: float) -> dict[str, Any]:
