@@ -1,4 +1,4 @@
-"""A claimant process for the concurrency and kill -9 tests (run as a script, never imported by pytest).
+"""A claimant process for the concurrency and kill -9 tests (run as a script; tests import only CHAIN_STEPS).
 
     python queue_worker.py --local FILE --agent A --mode drain
     python queue_worker.py --api-base URL --database-id ID --agent A --mode hang --lease 60
@@ -6,6 +6,8 @@
 Prints ``ready``, waits for ``go`` on stdin (so every process starts at once), then:
 drain: claim and complete until nothing is left; prints one JSON line of what it claimed and completed.
 hang: claims one task, prints it as JSON, and sleeps until killed.
+chain: like drain, for tasks ``{"chain": c, "step": s}``: each completion posts a row in ``handovers`` and
+adds step s + 1 (up to ``CHAIN_STEPS``) in the same batch (``complete(then=...)``); prints a line per task.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 from d1sync.database import Database
 from d1sync.local import LocalDatabase
 from d1sync.tasks import TaskQueue
+
+CHAIN_STEPS = 3
 
 
 def open_db(args: argparse.Namespace) -> Database:
@@ -40,7 +44,7 @@ def main() -> None:
     parser.add_argument("--api-base")
     parser.add_argument("--database-id")
     parser.add_argument("--agent", required=True)
-    parser.add_argument("--mode", choices=["drain", "hang"], required=True)
+    parser.add_argument("--mode", choices=["drain", "hang", "chain"], required=True)
     parser.add_argument("--lease", type=float, default=60.0)
     args = parser.parse_args()
     db = open_db(args)
@@ -53,6 +57,9 @@ def main() -> None:
         print(json.dumps(None if task is None else task.to_dict()), flush=True)
         while True:
             time.sleep(60)
+    if args.mode == "chain":
+        chain(db, queue, args.agent, args.lease)
+        return
     claims: list[list[str]] = []
     completed: list[str] = []
     stale = 0
@@ -64,6 +71,25 @@ def main() -> None:
         else:
             stale += 1
     print(json.dumps({"agent": args.agent, "claims": claims, "completed": completed, "stale": stale}), flush=True)
+    db.close()
+
+
+def chain(db: Database, queue: TaskQueue, agent: str, lease: float) -> None:
+    completed = 0
+    while (task := queue.claim(agent, lease=lease)) is not None:
+        assert task.claim_id is not None
+        step = task.payload["step"]
+        then = [
+            db.prepare("INSERT INTO handovers (chain, step, task_id, agent) VALUES (?, ?, ?, ?)").bind(
+                task.payload["chain"], step, task.id, agent
+            )
+        ]
+        if step < CHAIN_STEPS:
+            then.append(queue.add_statement({"chain": task.payload["chain"], "step": step + 1})[1])
+        if queue.complete(task.id, task.claim_id, result={"by": agent}, then=then):
+            completed += 1
+        print(task.id, flush=True)
+    print(json.dumps({"agent": agent, "completed": completed}), flush=True)
     db.close()
 
 

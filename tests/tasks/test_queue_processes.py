@@ -1,10 +1,12 @@
 """Real processes on one board: 8 claimants drain 2,000 tasks exactly once; a claimant killed with kill -9
-has its task recovered by expire() and finished by another."""
+has its task recovered by expire() and finished by another; claimants killed while handing over steps
+(complete(then=...)) never leave a chain done without its next step."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -25,10 +27,12 @@ from d1sync.local import LocalDatabase
 from d1sync.tasks import TaskQueue
 
 from .conftest import TOKEN
+from .queue_worker import CHAIN_STEPS
 
 WORKER = Path(__file__).with_name("queue_worker.py")
 PROCESSES = 8
 TASKS = 2000
+CHAINS = 150
 
 
 def start_workers(target: list[str], agents: list[str], mode: str, env: dict[str, str] | None = None) -> list[Any]:
@@ -129,3 +133,46 @@ def test_a_claimant_killed_mid_task_is_recovered_by_expire(board: Board) -> None
     assert (task.status, task.claimed_by, task.attempts, task.result) == ("done", "rescuer", 2, {"by": "rescuer"})
     assert not queue.complete(task_id, claimed["claim_id"], result="from beyond")
     assert queue.get(task_id).result == {"by": "rescuer"}  # type: ignore[union-attr]
+
+
+def check_no_chain_is_stuck(db: Database, queue: TaskQueue) -> int:
+    """Each done task has its hand-over row and (before the last step) its next step; returns how many are done."""
+    tasks = queue.list(limit=CHAINS * CHAIN_STEPS + 1)
+    by_step = {(t.payload["chain"], t.payload["step"]): t for t in tasks}
+    assert len(by_step) == len(tasks), "a step was handed over twice"
+    rows = db.prepare("SELECT chain, step, task_id FROM handovers").all().results
+    handovers = {(row["chain"], row["step"]): row["task_id"] for row in rows}
+    done = {key for key, task in by_step.items() if task.status == "done"}
+    assert set(handovers) == done, "a task is done without its hand-over, or a hand-over without its task done"
+    assert all(by_step[key].id == task_id for key, task_id in handovers.items())
+    for chain, step in by_step:
+        assert step == 1 or (chain, step - 1) in done
+        if (chain, step) in done and step < CHAIN_STEPS:
+            assert (chain, step + 1) in by_step, f"chain {chain} is stuck after step {step}"
+    return len(done)
+
+
+def test_claimants_killed_around_their_hand_overs_never_leave_a_chain_stuck(board: Board) -> None:
+    board.db.exec(
+        "CREATE TABLE handovers (chain INTEGER NOT NULL, step INTEGER NOT NULL, task_id TEXT NOT NULL, "
+        "agent TEXT NOT NULL, PRIMARY KEY (chain, step))"
+    )
+    queue = TaskQueue(board.db)
+    queue.add_many(({"chain": c, "step": 1} for c in range(CHAINS)), max_attempts=10)
+    later = TaskQueue(board.db, clock=lambda: time.time() + 61, create=False)
+    for round_ in range(3):
+        [victim] = start_workers(board.args, [f"victim-{round_}"], "chain", board.env)
+        for _ in range(5):
+            assert victim.stdout.readline()  # in full swing: claiming, completing, handing over
+        time.sleep(random.Random(round_).uniform(0, 0.05))
+        os.kill(victim.pid, signal.SIGKILL)
+        assert victim.wait(timeout=10) == -signal.SIGKILL
+        victim.stdin.close()
+        victim.stdout.close()
+        assert check_no_chain_is_stuck(board.db, queue) < CHAINS * CHAIN_STEPS, "the kill came too late"
+        later.expire()  # a task the victim held goes back to open
+
+    [report] = finish(start_workers(board.args, ["rescuer"], "chain", board.env))
+    assert report["completed"] > 0
+    assert check_no_chain_is_stuck(board.db, queue) == CHAINS * CHAIN_STEPS
+    assert queue.stats()["done"] == queue.stats()["total"] == CHAINS * CHAIN_STEPS
