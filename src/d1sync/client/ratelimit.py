@@ -8,11 +8,14 @@ seconds ever sees more than ``rate`` requests.
 
 One limiter may serve several clients, threads and event loops: pass the same instance to each client.
 Clients without an explicit limiter share one default limiter per API base URL (:func:`default_limiter`).
+Processes cannot share an instance, so each client also tells its limiter what every response reports about
+the account (:meth:`RateLimiter.observe`): a bucket holding more than the account has left drops to match.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -132,14 +135,39 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             self._refill(now)
-            if now < self._paused_until:
-                return self._paused_until - now + max(0.0, 1.0 - self._tokens) / self.refill_per_second
-            return 0.0 if self._tokens >= 1.0 - _EPSILON else (1.0 - self._tokens) / self.refill_per_second
+            paused = max(0.0, self._paused_until - now)
+            # The bucket keeps refilling during a pause: only what is still missing when it ends adds a wait.
+            tokens = min(float(self.burst), self._tokens + paused * self.refill_per_second)
+            return paused + (0.0 if tokens >= 1.0 - _EPSILON else (1.0 - tokens) / self.refill_per_second)
 
     def pause(self, seconds: float) -> None:
         """Hold every acquirer for ``seconds`` (the server said 429 with ``retry-after``); never shortens a pause."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
+
+    def observe(self, remaining: float, reset: float | None = None) -> None:
+        """Align the bucket with a response's count: ``remaining`` requests left, more in ``reset`` seconds.
+
+        Cloudflare counts every process, token and the dashboard of a user together, so other processes may
+        have spent what this bucket still holds. When ``remaining`` is below the tokens here, the bucket drops
+        to ``remaining`` (an observation never adds tokens); when ``remaining`` is 0 it also pauses for
+        ``reset`` seconds, as :meth:`pause` does (never shortening a pause). A negative or NaN ``remaining``
+        is ignored, and so is a negative, NaN or infinite ``reset``. The clients call this for every response
+        that reports the account's remaining requests (see ``parse_rate_limit`` in ``_core``).
+
+        Example::
+
+            limiter.observe(remaining=3, reset=42.0)    # at most 3 requests go before the refill adds more
+            limiter.observe(remaining=0, reset=42.0)    # nothing goes for 42 s
+        """
+        if not remaining >= 0:  # also refuses NaN
+            return
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            self._tokens = min(self._tokens, float(remaining))
+            if remaining < 1 and reset is not None and 0 <= reset < math.inf:
+                self._paused_until = max(self._paused_until, now + reset)
 
 
 _defaults: dict[str, RateLimiter] = {}

@@ -1,0 +1,128 @@
+"""RateLimiter.observe: a response's count of the account's remaining requests lowers the bucket, never raises it."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+from d1sync.client import RateLimiter
+
+from .test_client_ratelimit import FakeTime
+
+
+def test_fewer_remaining_than_tokens_lowers_the_bucket_to_match() -> None:
+    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    limiter.observe(remaining=3, reset=50.0)
+    assert limiter.available() == 3.0
+    assert [limiter.try_acquire() for _ in range(4)] == [True, True, True, False]
+
+
+def test_more_remaining_than_tokens_never_adds_any() -> None:
+    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    for _ in range(8):
+        limiter.acquire()
+    limiter.observe(remaining=500, reset=50.0)
+    assert limiter.available() == 2.0
+
+
+def test_a_lowered_bucket_refills_at_its_usual_rate() -> None:
+    t = FakeTime()
+    limiter = t.limiter(10, 10.0, burst=4)  # refills 0.6 tokens per second
+    limiter.observe(remaining=1)
+    t.now = 5.0
+    assert limiter.available() == pytest.approx(4.0)  # 1 + 5 * 0.6, capped at the burst
+
+
+def test_nothing_remaining_pauses_every_acquirer_until_the_reset() -> None:
+    t = FakeTime()
+    limiter = t.limiter(100, 100.0, burst=10)
+    limiter.observe(remaining=0, reset=30.0)
+    assert limiter.available() == 0.0 and not limiter.try_acquire()
+    assert limiter.wait_time() == pytest.approx(30.0)
+    limiter.acquire()
+    assert t.now == pytest.approx(30.0)
+
+
+def test_nothing_remaining_without_a_reset_empties_the_bucket_without_a_pause() -> None:
+    t = FakeTime()
+    limiter = t.limiter(10, 10.0, burst=4)
+    limiter.observe(remaining=0)
+    assert limiter.wait_time() == pytest.approx(1 / 0.6)  # one refill interval, no more
+    limiter.acquire()
+    assert t.sleeps == [pytest.approx(1 / 0.6)]
+
+
+def test_an_observation_never_shortens_a_pause() -> None:
+    t = FakeTime()
+    limiter = t.limiter(100, 100.0)
+    limiter.pause(60.0)
+    limiter.observe(remaining=0, reset=5.0)
+    limiter.acquire()
+    assert t.now == pytest.approx(60.0)
+
+
+def test_a_longer_reset_extends_a_pause() -> None:
+    t = FakeTime()
+    limiter = t.limiter(100, 100.0)
+    limiter.pause(5.0)
+    limiter.observe(remaining=0, reset=60.0)
+    limiter.acquire()
+    assert t.now == pytest.approx(60.0)
+
+
+def test_a_reset_with_requests_remaining_does_not_pause() -> None:
+    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    limiter.observe(remaining=2, reset=300.0)
+    assert limiter.wait_time() == 0.0 and limiter.try_acquire()
+
+
+@pytest.mark.parametrize("remaining", [-1, -0.5, math.nan, -math.inf])
+def test_a_negative_or_nan_remaining_is_ignored(remaining: float) -> None:
+    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    limiter.observe(remaining=remaining, reset=30.0)
+    assert limiter.available() == 10.0 and limiter.wait_time() == 0.0
+
+
+@pytest.mark.parametrize("reset", [-1.0, math.nan, math.inf])
+def test_a_negative_nan_or_infinite_reset_is_ignored_but_the_count_still_holds(reset: float) -> None:
+    t = FakeTime()
+    limiter = t.limiter(10, 10.0, burst=4)
+    limiter.observe(remaining=0, reset=reset)
+    assert limiter.available() == 0.0
+    assert limiter.wait_time() == pytest.approx(1 / 0.6)  # no pause: only the refill
+
+
+def test_observations_from_many_threads_never_let_more_through_than_the_lowest_count() -> None:
+    """Observe and take under one lock: 8 threads saying 600 remain can take 600 tokens in all, not more."""
+    limiter = RateLimiter(1_000_000, 1e9, burst=1000, clock=lambda: 0.0)
+    taken = [0] * 8
+    start = threading.Barrier(8)
+
+    def worker(i: int) -> None:
+        start.wait()
+        for _ in range(200):
+            limiter.observe(remaining=600)
+            if limiter.try_acquire():
+                taken[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(taken) == 600 and limiter.available() == 0.0
+
+
+def test_wait_time_counts_the_refill_during_a_pause() -> None:
+    t = FakeTime()
+    limiter = t.limiter(10, 10.0, burst=2)  # refills 0.8 tokens per second
+    limiter.acquire()
+    limiter.acquire()
+    limiter.pause(0.5)  # 0.4 tokens by the end of the pause: 0.75 s more for the rest
+    assert limiter.wait_time() == pytest.approx(1 / 0.8)
+    limiter.pause(30.0)  # the bucket is full again long before this pause ends
+    assert limiter.wait_time() == pytest.approx(30.0)
+    limiter.acquire()
+    assert sum(t.sleeps) == pytest.approx(30.0)
