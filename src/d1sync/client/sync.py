@@ -32,7 +32,8 @@ class D1Client(Database):
     ``D1_ACCOUNT_ID``), ``D1_DATABASE_ID`` and ``D1SYNC_API_BASE`` (default
     ``https://api.cloudflare.com/client/v4``). Reads and calls marked ``idempotent=True`` are retried on
     transient failures with capped, jittered exponential back-off; every request first takes a token from
-    the rate limiter.
+    the rate limiter, and every response's count of the account's remaining requests (``x-ratelimit-*``)
+    lowers or pauses it (:meth:`RateLimiter.observe`).
 
     Args:
         account_id, database_id, api_token, base_url: the target (None: from the environment).
@@ -110,6 +111,7 @@ class D1Client(Database):
             )
         except httpx.RequestError as exc:
             raise self._core.transport_error(exc, request) from exc
+        self._core.observe_rate_limit(self.rate_limiter, response.headers)
         return self._core.parse_response(request, response.status_code, response.headers, response.content)
 
     def _send(self, request: ApiRequest) -> dict[str, Any]:
