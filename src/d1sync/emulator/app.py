@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from d1sync.emulator.engine import ApiError, Engine, decode_body, internal_error, parse_database_id
 from d1sync.emulator.faults import Fault, FaultConfig, FaultInjector, Sleep
@@ -106,8 +106,24 @@ class _Dropped(Response):
         raise ConnectionDropped("peer closed connection without sending complete message body (injected)")
 
 
+def _with_headers(send: Send, headers: dict[str, str]) -> Send:
+    """``send`` that adds ``headers`` to the response's start message (whatever route or fault answers)."""
+    extra = [(name.encode(), value.encode()) for name, value in headers.items()]
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return wrapped
+
+
 class _Gatekeeper:
-    """Pure ASGI middleware: bearer token on every request, then the optional rate limit."""
+    """Pure ASGI middleware: bearer token on every request, then the optional rate limit.
+
+    With the rate limit on, every authenticated response carries ``x-ratelimit-limit``, ``-remaining`` and
+    ``-reset`` (d1-contract §2), so clients sharing one account can see what the others have spent.
+    """
 
     def __init__(self, app: ASGIApp, *, token: str, faults: FaultInjector) -> None:
         self.app = app
@@ -121,19 +137,16 @@ class _Gatekeeper:
         if not self._authorized(scope):
             await error_response(10000, 401, "Authentication error")(scope, receive, send)
             return
-        wait, limit, remaining = self._faults.check_rate_limit()
-        if wait is not None:
-            headers = {
-                "retry-after": str(wait),
-                "x-ratelimit-limit": str(limit),
-                "x-ratelimit-remaining": "0",
-                "x-ratelimit-reset": str(wait),
-            }
-            await error_response(971, 429, "Please wait and consider throttling your request speed", headers)(
+        state = self._faults.check_rate_limit()
+        if state is None:
+            await self.app(scope, receive, send)
+            return
+        if state.retry_after is not None:
+            await error_response(971, 429, "Please wait and consider throttling your request speed", state.headers)(
                 scope, receive, send
             )
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, _with_headers(send, state.headers))
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:
@@ -161,7 +174,8 @@ def create_app(
             ``DEFAULT_DATABASE_ID`` is created at start.
         token: the bearer token every request must carry.
         faults: faults to inject into ``/query`` and ``/raw`` (see :mod:`d1sync.emulator.faults`).
-        rate_limit: ``(requests, window_seconds)``; over it, 429 with code 971 and ``retry-after``.
+        rate_limit: ``(requests, window_seconds)``; over it, 429 with code 971 and ``retry-after``. Every
+            authenticated response then carries ``x-ratelimit-limit``, ``-remaining`` and ``-reset``.
         auto_create: create unknown (valid UUID) database ids on first use instead of answering 7404.
         clock, sleep: time sources for the rate limit and injected delays (tests pass fakes).
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
-__all__ = ["Fault", "FaultConfig", "FaultInjector", "FaultPlan", "RateLimitWindow"]
+__all__ = ["Fault", "FaultConfig", "FaultInjector", "FaultPlan", "RateLimitState", "RateLimitWindow"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -133,6 +133,35 @@ class FaultPlan:
     latency: float
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimitState:
+    """The rate limit's verdict on one request and the window after it, as the response headers tell it.
+
+    Attributes:
+        limit: requests allowed per window.
+        remaining: requests the window still admits after this one.
+        reset: whole seconds until the window admits one more request (its oldest request leaves).
+        retry_after: None when the request was admitted, else the seconds to wait (it was refused).
+    """
+
+    limit: int
+    remaining: int
+    reset: int
+    retry_after: int | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``x-ratelimit-limit``, ``-remaining`` and ``-reset`` (d1-contract §2), plus ``retry-after`` on a refusal."""
+        headers = {
+            "x-ratelimit-limit": str(self.limit),
+            "x-ratelimit-remaining": str(self.remaining),
+            "x-ratelimit-reset": str(self.reset),
+        }
+        if self.retry_after is not None:
+            headers["retry-after"] = str(self.retry_after)
+        return headers
+
+
 class RateLimitWindow:
     """At most ``requests`` per sliding ``window`` seconds; over it, callers are told how long to wait."""
 
@@ -146,13 +175,19 @@ class RateLimitWindow:
 
     def acquire(self) -> int | None:
         """Count one request; return None when allowed, else the whole seconds to wait (>= 1)."""
+        return self.admit().retry_after
+
+    def admit(self) -> RateLimitState:
+        """Count one request unless the window is full; the verdict and the window's state after it."""
         now = self._clock()
         while self._times and self._times[0] <= now - self.window:
             self._times.popleft()
-        if len(self._times) >= self.requests:
-            return max(1, math.ceil(self._times[0] + self.window - now))
-        self._times.append(now)
-        return None
+        refused = len(self._times) >= self.requests
+        if not refused:
+            self._times.append(now)
+        # Whole seconds rounded up, as Cloudflare's retry-after: waiting that long always frees a slot.
+        reset = max(1, math.ceil(self._times[0] + self.window - now))
+        return RateLimitState(self.requests, self.remaining, reset, reset if refused else None)
 
     @property
     def remaining(self) -> int:
@@ -217,15 +252,15 @@ class FaultInjector:
 
     # -- per request -----------------------------------------------------------------------------------
 
-    def check_rate_limit(self) -> tuple[int | None, int, int]:
-        """Count a request against the rate limit: (seconds to wait or None, limit, remaining)."""
+    def check_rate_limit(self) -> RateLimitState | None:
+        """Count a request against the rate limit: its verdict and the window after it (None: no limit)."""
         with self._lock:
             if self._limit is None:
-                return None, 0, 0
-            wait = self._limit.acquire()
-            if wait is not None:
+                return None
+            state = self._limit.admit()
+            if state.retry_after is not None:
                 self._stats["rate_limit_rejections"] += 1
-            return wait, self._limit.requests, self._limit.remaining
+            return state
 
     def plan(self) -> FaultPlan:
         """Draw the fault for the next ``/query`` or ``/raw`` request and count it."""
