@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +47,18 @@ def open_database(kind: str, tmp_path: Path, request: pytest.FixtureRequest, **c
     if kind == "emulator-socket":
         return D1Client(**common, base_url=request.getfixturevalue("emulator_server").api_base)
     raise ValueError(f"unknown backend {kind!r}")
+
+
+def race(threads: int, body: Callable[[int], None]) -> None:
+    """Run ``body(i)`` in ``threads`` threads released together by a barrier, and wait for all of them."""
+    start = threading.Barrier(threads)
+
+    def run(i: int) -> None:
+        start.wait()
+        body(i)
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import deque
 
 import pytest
 
 from d1sync.client import D1Client, RateLimiter, default_limiter
 
+from ..support import race
 from .scripted import ScriptedD1, ok_rows
 
 
@@ -145,19 +145,13 @@ def test_local_emulators_are_not_rate_limited_by_default(url: str) -> None:
 def test_threads_never_take_more_tokens_than_the_bucket_holds() -> None:
     limiter = RateLimiter(1_000_000, 1e9, burst=1000, clock=lambda: 0.0)
     taken = [0] * 8
-    start = threading.Barrier(8)
 
     def worker(i: int) -> None:
-        start.wait()
         for _ in range(400):
             if limiter.try_acquire():
                 taken[i] += 1
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    race(8, worker)
     assert sum(taken) == 1000 and limiter.available() == 0.0
 
 

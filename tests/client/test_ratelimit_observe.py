@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 
 from d1sync.client import RateLimiter
 
+from ..support import race
 from .test_client_ratelimit import FakeTime
 
 
@@ -98,20 +98,14 @@ def test_observations_from_many_threads_never_let_more_through_than_the_lowest_c
     """Observe and take under one lock: 8 threads saying 600 remain can take 600 tokens in all, not more."""
     limiter = RateLimiter(1_000_000, 1e9, burst=1000, clock=lambda: 0.0)
     taken = [0] * 8
-    start = threading.Barrier(8)
 
     def worker(i: int) -> None:
-        start.wait()
         for _ in range(200):
             limiter.observe(remaining=600)
             if limiter.try_acquire():
                 taken[i] += 1
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    race(8, worker)
     assert sum(taken) == 600 and limiter.available() == 0.0
 
 
