@@ -16,7 +16,7 @@ from d1sync.errors import D1Error, InvalidRequestError, SQLError, TransientError
 from d1sync.migrations.splitter import has_placeholder, is_transaction_control, split_statements
 from d1sync.values import encode_param
 
-__all__ = ["LocalDatabase", "connect", "translate_sqlite_error"]
+__all__ = ["LocalDatabase", "connect", "translate_sqlite_error", "write_transaction"]
 
 DEFAULT_BUSY_TIMEOUT = 5.0
 MULTI_PARAM_MESSAGE = (
@@ -49,6 +49,19 @@ def connect(path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_
     if sqlite3.sqlite_version_info < (3, 41, 0):
         conn.create_function("unhex", 1, _unhex, deterministic=True)
     return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` on a :func:`connect` connection: commit when the block ends (a block that only read,
+    or returned early, commits nothing), roll back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _primary_error_name(exc: sqlite3.Error) -> str:

@@ -8,9 +8,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from d1sync.local import write_transaction
 from d1sync.outbox.capture import TableSpec, key_json_sql, load_specs
 from d1sync.outbox.planner import Change, column_expr, encode_row
-from d1sync.outbox.schema import get_meta, now_ms
+from d1sync.outbox.schema import holds_lease, now_ms
 from d1sync.sql import quote_identifier
 
 __all__ = ["DeadLetter", "Window", "acknowledge", "dead_letter", "read_window", "requeue"]
@@ -206,20 +207,12 @@ def acknowledge(conn: sqlite3.Connection, changes: Sequence[Change], *, owner: s
     With ``owner``, only while that worker still holds the drain lease: returns None (and deletes nothing)
     when another worker has held it since, because that worker may have sent these keys already.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if owner is not None:
-            lease = get_meta(conn, "lease")
-            if not lease or lease["owner"] != owner:
-                conn.execute("ROLLBACK")
-                return None
+    with write_transaction(conn):
+        if owner is not None and not holds_lease(conn, owner):
+            return None
         cur = conn.execute(
             "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?))", (_seq_param(changes),)
         )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
     return cur.rowcount
 
 
@@ -228,16 +221,11 @@ def requeue(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
     if not changes:
         return
     now = now_ms()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         conn.executemany(
             "INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES (?, ?, 'upsert', ?)",
             [(c.table, c.key, now) for c in changes],
         )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def dead_letter(conn: sqlite3.Connection, failures: Sequence[tuple[Change, str]]) -> int:
@@ -249,8 +237,7 @@ def dead_letter(conn: sqlite3.Connection, failures: Sequence[tuple[Change, str]]
     if not failures:
         return 0
     now = now_ms()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         cur = conn.execute(
             "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?)) RETURNING seq",
             (_seq_param(c for c, _ in failures),),
@@ -263,16 +250,12 @@ def dead_letter(conn: sqlite3.Connection, failures: Sequence[tuple[Change, str]]
                 "VALUES (?, CAST(? AS TEXT), ?, CAST(? AS TEXT), ?, 1, ?, ?)",
                 (change.table, _original(change.key), change.op, _original(change.data), error, now, now),
             )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
     return len(moved)
 
 
 def _original(value: str | None) -> str | bytes | None:
     """The text as SQLite held it: bytes that were not UTF-8 go back as they were (stored with CAST AS TEXT)."""
-    if value is None or value.isascii() or not _not_utf8((value,)):
+    if value is None or not _not_utf8((value,)):
         return value
     return value.encode("utf-8", "surrogateescape")
 
@@ -297,25 +280,19 @@ def retry_dead(conn: sqlite3.Connection, ids: Sequence[int] | None = None) -> in
     """Put dead letters back in the change log (``ids=None``: all). Tracked rows resend their current state."""
     where, params = _ids_clause(ids)
     now = now_ms()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         cur = conn.execute(
             f"INSERT INTO _d1sync_changes (tbl, key, op, payload, created_at) "
             f"SELECT tbl, key, op, payload, ? FROM _d1sync_dead{where} ORDER BY id",
             (now, *params),
         )
         conn.execute(f"DELETE FROM _d1sync_dead{where}", params)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
     return cur.rowcount
 
 
 def drop_dead(conn: sqlite3.Connection, ids: Sequence[int] | None = None) -> int:
     """Delete dead letters for good (``ids=None``: all)."""
     where, params = _ids_clause(ids)
-    conn.execute("BEGIN IMMEDIATE")
-    cur = conn.execute(f"DELETE FROM _d1sync_dead{where}", params)
-    conn.execute("COMMIT")
+    with write_transaction(conn):
+        cur = conn.execute(f"DELETE FROM _d1sync_dead{where}", params)
     return cur.rowcount

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from d1sync.errors import ConfigError, ValueEncodingError
-from d1sync.local import connect
+from d1sync.local import connect, write_transaction
 from d1sync.outbox import wake
 from d1sync.outbox.capture import (
     TableSpec,
@@ -91,8 +91,7 @@ class Outbox:
         if not tables:
             raise ConfigError("name at least one table to track")
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             specs = []
             known = load_specs(conn)
             for table in tables:
@@ -104,10 +103,6 @@ class Outbox:
                 if backfill_existing and table not in known:
                     backfill(conn, spec)
                 specs.append(spec)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         wake.notify(self.path)
         return specs
 
@@ -121,16 +116,11 @@ class Outbox:
             calls.append(("DELETE FROM _d1sync_tables WHERE tbl = ?", (table,)))
             if drop_pending:
                 calls.append(("DELETE FROM _d1sync_changes WHERE tbl = ?", (table,)))
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._conn):
             for table in tables:
                 remove_triggers(self._conn, table)
             for sql, params in calls:
                 self._conn.execute(sql, params)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     def declare(
         self,
@@ -165,8 +155,7 @@ class Outbox:
         )
         conn = self._conn
         # Checked and written in one write transaction, so no enqueue() can slip in between.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             known = load_specs(conn).get(table)
             if known is not None and known.mode == "track":
                 raise ConfigError(
@@ -175,10 +164,6 @@ class Outbox:
             if known is None or (known.key, known.columns) != (spec.key, spec.columns):
                 self._refuse_stored_changes(spec, known)
             save_spec(conn, spec)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         return spec
 
     def _refuse_stored_changes(self, spec: TableSpec, known: TableSpec | None) -> None:
@@ -267,17 +252,12 @@ class Outbox:
         order between the check and the write.
         """
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             key, op, payload = build(self._enqueue_spec(table))
             conn.execute(
                 "INSERT INTO _d1sync_changes (tbl, key, op, payload, created_at) VALUES (?, ?, ?, ?, ?)",
                 (table, key, op, payload, now_ms()),
             )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         wake.notify(self.path)
 
     def enqueue(self, table: str, row: Mapping[str, Any]) -> None:

@@ -19,7 +19,9 @@ import sqlite3
 import time
 from typing import Any
 
-__all__ = ["SCHEMA", "ensure_schema", "get_meta", "now_ms", "set_meta"]
+from d1sync.local import write_transaction
+
+__all__ = ["SCHEMA", "ensure_schema", "get_meta", "holds_lease", "now_ms", "set_meta"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS _d1sync_changes (
@@ -69,25 +71,21 @@ def _upgrade_change_log(conn: sqlite3.Connection) -> None:
     """Rebuild a change log made by an earlier build whose ``seq`` was a plain rowid (pending rows kept)."""
     if not _plain_rowid_log(conn):
         return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if _plain_rowid_log(conn):  # another process may have upgraded it while we waited for the lock
-            # Indexes or triggers someone put on the log (an audit trigger, say) go with DROP TABLE: keep them.
-            extras = conn.execute(
-                "SELECT sql FROM main.sqlite_master WHERE tbl_name = '_d1sync_changes' "
-                "AND type IN ('index', 'trigger') AND sql IS NOT NULL"
-            ).fetchall()
-            conn.execute("CREATE TEMP TABLE _d1sync_changes_old AS SELECT * FROM main._d1sync_changes")
-            conn.execute("DROP TABLE main._d1sync_changes")
-            conn.execute(SCHEMA.split(";")[0])
-            conn.execute("INSERT INTO main._d1sync_changes SELECT * FROM temp._d1sync_changes_old ORDER BY seq")
-            conn.execute("DROP TABLE temp._d1sync_changes_old")
-            for (sql,) in extras:
-                conn.execute(sql)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    with write_transaction(conn):
+        if not _plain_rowid_log(conn):
+            return  # another process upgraded it while we waited for the lock
+        # Indexes or triggers someone put on the log (an audit trigger, say) go with DROP TABLE: keep them.
+        extras = conn.execute(
+            "SELECT sql FROM main.sqlite_master WHERE tbl_name = '_d1sync_changes' "
+            "AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+        ).fetchall()
+        conn.execute("CREATE TEMP TABLE _d1sync_changes_old AS SELECT * FROM main._d1sync_changes")
+        conn.execute("DROP TABLE main._d1sync_changes")
+        conn.execute(SCHEMA.split(";")[0])
+        conn.execute("INSERT INTO main._d1sync_changes SELECT * FROM temp._d1sync_changes_old ORDER BY seq")
+        conn.execute("DROP TABLE temp._d1sync_changes_old")
+        for (sql,) in extras:
+            conn.execute(sql)
 
 
 def _plain_rowid_log(conn: sqlite3.Connection) -> bool:
@@ -99,6 +97,12 @@ def _plain_rowid_log(conn: sqlite3.Connection) -> bool:
 def get_meta(conn: sqlite3.Connection, key: str, default: Any = None) -> Any:
     row = conn.execute("SELECT v FROM _d1sync_meta WHERE k = ?", (key,)).fetchone()
     return default if row is None or row[0] is None else json.loads(row[0])
+
+
+def holds_lease(conn: sqlite3.Connection, owner: str) -> bool:
+    """True if ``owner`` (a worker's id) holds the drain lease, live or expired but not taken by another."""
+    lease = get_meta(conn, "lease")
+    return bool(lease) and lease["owner"] == owner
 
 
 def set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:

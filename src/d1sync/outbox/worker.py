@@ -14,6 +14,8 @@ One pass (``sync_once``):
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import random
@@ -36,12 +38,12 @@ from d1sync.errors import (
     SQLError,
     TransientError,
 )
-from d1sync.local import connect
+from d1sync.local import connect, write_transaction
 from d1sync.outbox import wake
 from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.changes import acknowledge, dead_letter, read_window, requeue
 from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Change, Limits, PlannedRequest, plan
-from d1sync.outbox.schema import ensure_schema, get_meta, set_meta
+from d1sync.outbox.schema import ensure_schema, get_meta, holds_lease, set_meta
 from d1sync.sql import quote_identifier
 
 __all__ = ["Backoff", "SchemaMismatchError", "SyncResult", "SyncWorker"]
@@ -172,28 +174,17 @@ class SyncWorker:
     def _write_meta(self, **values: Any) -> bool:
         """Write shared worker state, only while this worker holds the lease (False, nothing written, if not):
         a worker that lost it must not make the new holder back off or pause."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            if not self._lease_is_ours():
-                self._conn.execute("ROLLBACK")
+        with write_transaction(self._conn) as conn:
+            if not holds_lease(conn, self.owner):
                 return False
             for key, value in values.items():
-                set_meta(self._conn, key, value)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+                set_meta(conn, key, value)
         return True
-
-    def _lease_is_ours(self) -> bool:
-        lease = get_meta(self._conn, "lease")
-        return bool(lease) and lease["owner"] == self.owner
 
     def _acquire_lease(self, now: float, *, renew: bool = False, extra: float = 0.0) -> bool:
         """Take (or renew) the drain lease until ``now + lease_ttl + extra``; False if another worker has it."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            lease = get_meta(self._conn, "lease")
+        with write_transaction(self._conn) as conn:
+            lease = get_meta(conn, "lease")
             # Renewing mid-pass fails if anyone else held the lease meanwhile, even if they have let it go:
             # they may have sent newer states of this window's rows, which ours must not overwrite.
             held = lease and lease["owner"] != self.owner and (renew or lease["expires"] > now)
@@ -201,22 +192,15 @@ class SyncWorker:
                 log.info("taking over the lease of %s: that process no longer exists", lease["owner"])
                 held = False
             if held:
-                self._conn.execute("ROLLBACK")
                 return False
-            set_meta(self._conn, "lease", {"owner": self.owner, "expires": now + self.lease_ttl + extra})
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            set_meta(conn, "lease", {"owner": self.owner, "expires": now + self.lease_ttl + extra})
         return True
 
     def release_lease(self) -> None:
         """Give up the drain lease now (another worker may take it at once)."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        lease = get_meta(self._conn, "lease")
-        if lease and lease["owner"] == self.owner:
-            set_meta(self._conn, "lease", {"owner": self.owner, "expires": 0})
-        self._conn.execute("COMMIT")
+        with write_transaction(self._conn) as conn:
+            if holds_lease(conn, self.owner):
+                set_meta(conn, "lease", {"owner": self.owner, "expires": 0})
 
     def _record_failure(self, exc: D1Error, now: float, *, pause: bool) -> SyncResult:
         failures = int(get_meta(self._conn, "failures", 0)) + 1
@@ -363,9 +347,8 @@ class SyncWorker:
 
     def _send_allowance(self) -> float:
         """Seconds a send may spend waiting for the client's rate limiter, added to the lease before it."""
-        limiter = getattr(self.target, "rate_limiter", None)
-        wait = limiter.wait_time() if limiter is not None and hasattr(limiter, "wait_time") else 0.0
-        return 2 * float(wait)  # a shared limiter may hand the next tokens to others first
+        limiter = getattr(self.target, "rate_limiter", None)  # a D1Client's; other targets have none
+        return 2 * limiter.wait_time() if limiter is not None else 0.0  # a shared limiter serves others first
 
     def _deliver(
         self,
@@ -440,7 +423,7 @@ class SyncWorker:
         self, exc: D1Error, request: PlannedRequest, specs: dict[str, TableSpec], *, pause: bool
     ) -> SyncResult:
         """A send failed with no verdict on its rows: D1 may still have applied it (a lost response)."""
-        if not self._lease_is_ours():
+        if not holds_lease(self._conn, self.owner):
             return self._lost_lease(request, specs)
         return self._record_failure(exc, self.clock(), pause=pause)
 
@@ -564,6 +547,7 @@ class SyncWorker:
         return int(self._conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
 
 
+@functools.cache
 def _host_identity() -> str:
     """This host as a lease owner names it: hostname, plus boot id and PID namespace where Linux has them.
 
@@ -572,11 +556,9 @@ def _host_identity() -> str:
     :func:`_owner_is_dead` from taking over a live worker's lease in that case.
     """
     parts = [socket.gethostname().replace(":", "_")]
-    try:
+    with contextlib.suppress(OSError):  # not Linux: the hostname alone, as before
         parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
         parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
-    except OSError:
-        pass
     return "/".join(parts)
 
 
