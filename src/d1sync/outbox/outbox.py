@@ -216,14 +216,8 @@ class Outbox:
         """Apply the Database API's rules (:func:`~d1sync.values.encode_param`) to one value of ``column``."""
         try:
             encode_param(value)
-            if isinstance(value, str):
-                value.encode()  # a lone surrogate cannot be stored as SQLite text
-        except (ValueEncodingError, UnicodeEncodeError) as exc:
-            reason = (
-                str(exc).removeprefix("value: ")
-                if isinstance(exc, ValueEncodingError)
-                else "text is not valid Unicode (it holds a lone surrogate)"
-            )
+        except ValueEncodingError as exc:
+            reason = str(exc).removeprefix("value: ")
             raise ValueEncodingError(f"table {table!r}, column {column!r}: {reason}") from exc
 
     @classmethod
