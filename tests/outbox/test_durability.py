@@ -36,6 +36,17 @@ def both(app: LocalDatabase, remote: LocalDatabase, ddl: str) -> None:
     remote.exec(ddl)
 
 
+USERS = "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE)"
+
+
+def tracked(local_pair: tuple[Path, LocalDatabase, LocalDatabase], ddl: str, rows: str) -> None:
+    """Create ``ddl`` on both sides, track its table (named after CREATE TABLE), then insert ``rows`` locally."""
+    path, app, remote = local_pair
+    both(app, remote, ddl)
+    Outbox(path).track(ddl.split()[2])
+    app.exec(rows)
+
+
 # -- seqs ----------------------------------------------------------------------------------------------------
 
 
@@ -228,9 +239,7 @@ def test_a_unique_value_handed_from_one_row_to_another_syncs_without_dead_letter
 ) -> None:
     """Coalescing sends b (now holding 'x') before a (which let go of 'x'): b is tried again after a."""
     path, app, remote = local_pair
-    both(app, remote, "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE)")
-    Outbox(path).track("users")
-    app.exec("INSERT INTO users VALUES (1, 'x'), (2, 'y')")
+    tracked(local_pair, USERS, "INSERT INTO users VALUES (1, 'x'), (2, 'y')")
     with SyncWorker(path, remote) as worker:
         drain(worker, max_passes=3, sleep=lambda s: None)
         app.exec("UPDATE users SET email = 'tmp' WHERE id = 1")
@@ -245,11 +254,8 @@ def test_a_unique_clash_that_stays_is_dead_lettered_after_one_retry(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase],
 ) -> None:
     path, app, remote = local_pair
-    app.exec("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE)")
-    remote.exec("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE)")
+    tracked(local_pair, USERS, "INSERT INTO users VALUES (1, 'x'), (2, 'y')")
     remote.exec("INSERT INTO users VALUES (99, 'x')")  # only the remote has it
-    Outbox(path).track("users")
-    app.exec("INSERT INTO users VALUES (1, 'x'), (2, 'y')")
     target = RecordingTarget(remote)
     with SyncWorker(path, target) as worker:
         result = worker.sync_once()
@@ -263,9 +269,7 @@ def test_insert_or_replace_is_captured_whole_with_recursive_triggers(
 ) -> None:
     """REPLACE deletes the row holding a UNIQUE value; only recursive_triggers makes SQLite fire DELETE for it."""
     path, app, remote = local_pair
-    both(app, remote, "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE)")
-    Outbox(path).track("users")
-    app.exec("INSERT INTO users VALUES (1, 'x')")
+    tracked(local_pair, USERS, "INSERT INTO users VALUES (1, 'x')")
     with SyncWorker(path, remote) as worker:
         drain(worker, max_passes=3, sleep=lambda s: None)
         app.exec("PRAGMA recursive_triggers = ON")
@@ -331,9 +335,8 @@ def test_a_row_waiting_for_the_held_back_tail_of_a_full_window_does_not_stall_it
 ) -> None:
     """User 3 takes 'x' from user 1, whose change lands in the short last request a full window holds back."""
     path, app, remote = local_pair
-    both(app, remote, "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, pad TEXT)")
-    Outbox(path).track("users")
-    app.exec("INSERT INTO users VALUES (1, 'x', '')")
+    ddl = "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, pad TEXT)"
+    tracked(local_pair, ddl, "INSERT INTO users VALUES (1, 'x', '')")
     pad = "p" * 600
     limits = Limits(max_value_bytes=1000, max_request_bytes=1500)
     with SyncWorker(path, remote, window=4, limits=limits) as worker:
@@ -352,10 +355,8 @@ def test_a_window_of_rows_all_waiting_beyond_it_ends_in_dead_letters_not_a_stall
     local_pair: tuple[Path, LocalDatabase, LocalDatabase],
 ) -> None:
     path, app, remote = local_pair
-    both(app, remote, "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE)")
+    tracked(local_pair, USERS, "INSERT INTO users VALUES (1, 'x'); INSERT INTO users VALUES (2, 'y')")
     remote.exec("INSERT INTO users VALUES (99, 'x')")  # only the remote holds 'x', for good
-    Outbox(path).track("users")
-    app.exec("INSERT INTO users VALUES (1, 'x'); INSERT INTO users VALUES (2, 'y')")
     with SyncWorker(path, remote, window=1) as worker:
         drain(worker, max_passes=5, sleep=lambda s: None)
         assert (worker.pending(), worker.counters.dead) == (0, 1)
