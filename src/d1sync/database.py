@@ -12,20 +12,20 @@ module stores, the task queue and the sync worker run unchanged on any of them::
     db.exec("CREATE TABLE a (x); CREATE TABLE b (y)")           # ExecResult(count, duration)
 
 ``AsyncDatabase`` / ``AsyncStatement`` are the same API with awaitables, for ``AsyncD1Client``.
+``db.module("trading")`` is a :class:`ModuleStore`: a Database too, viewing ``db`` through a module's table
+prefix.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, overload
+from typing import Any, Self, overload
 
-from d1sync.errors import SQLError
-
-if TYPE_CHECKING:
-    from d1sync.modules import ModuleStore
+from d1sync.errors import ConfigError, SQLError
 
 __all__ = [
     "AsyncDatabase",
@@ -33,10 +33,12 @@ __all__ = [
     "Database",
     "ExecResult",
     "Meta",
+    "ModuleStore",
     "RawResult",
     "Result",
     "Row",
     "Statement",
+    "validate_module_name",
 ]
 
 Row = dict[str, Any]
@@ -187,15 +189,27 @@ class Statement:
 
 
 class Database(ABC):
-    """A database with the D1 binding's API. Subclasses implement the four abstract methods."""
+    """A database with the D1 binding's API.
+
+    Subclasses implement :meth:`batch_raw`, :meth:`exec`, :meth:`_execute` and :meth:`_execute_raw`;
+    :meth:`batch` defaults to :meth:`batch_raw` with rows turned into dicts.
+    """
 
     def prepare(self, sql: str) -> Statement:
         """Prepare ``sql``; bind parameters with :meth:`Statement.bind`."""
         return Statement(self, sql)
 
+    def batch(self, statements: Sequence[Statement], *, idempotent: bool = False) -> list[Result]:
+        """Run statements in order inside one transaction: all apply or none does.
+
+        ``idempotent=True`` says applying the batch twice changes nothing, so a remote backend may retry it
+        after a lost response (local files never need to).
+        """
+        return [r.to_result() for r in self.batch_raw(statements, idempotent=idempotent)]
+
     @abstractmethod
-    def batch(self, statements: Sequence[Statement]) -> list[Result]:
-        """Run statements in order inside one transaction: all apply or none does."""
+    def batch_raw(self, statements: Sequence[Statement], *, idempotent: bool = False) -> list[RawResult]:
+        """:meth:`batch` with ``/raw``-shaped results: rows as lists, column names kept even for empty results."""
 
     @abstractmethod
     def exec(self, sql: str) -> ExecResult:
@@ -209,8 +223,6 @@ class Database(ABC):
 
     def module(self, name: str) -> ModuleStore:
         """A view of this database for module ``name``: ``table_prefix == name + "_"``."""
-        from d1sync.modules import ModuleStore
-
         return ModuleStore(self, name)
 
     def close(self) -> None:
@@ -223,6 +235,114 @@ class Database(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+_MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def validate_module_name(name: str) -> str:
+    """Return ``name`` if it is a valid module name (lower-case identifier), else raise ConfigError."""
+    if not _MODULE_NAME.match(name) or name.endswith("_"):
+        raise ConfigError(
+            f"invalid module name {name!r}: use lower-case letters, digits and '_' starting with a letter "
+            "(it becomes the table prefix, e.g. 'trading' -> 'trading_')"
+        )
+    return name
+
+
+class ModuleStore(Database):
+    """A module's view of a Database, with the table-prefix convention; a Database itself.
+
+    Several modules of one application share a database; module ``trading`` owns the tables ``trading_*``
+    and its migrations live in ``modules/trading/migrations/``. The prefix is a convention the store exposes
+    for the module's own SQL, never a rewrite of that SQL. Statements run on the underlying database, so
+    migrations, the task queue and the sync worker take a ModuleStore wherever they take a Database::
+
+        store = db.module("trading")
+        store.table_prefix                 # "trading_"
+        store.run("INSERT INTO trading_orders (id, qty) VALUES (?, ?)", "o1", 5)
+        store.all("SELECT * FROM trading_orders WHERE qty > ?", 1)      # list of row dicts
+        store.first("SELECT count(*) AS n FROM trading_orders")         # {'n': 1}
+        store.tables()                                                  # ['trading_orders']
+
+    Closing a ModuleStore does nothing: the underlying database belongs to whoever opened it.
+    """
+
+    def __init__(self, db: Database, name: str) -> None:
+        self.db = db
+        self.name = validate_module_name(name)
+        self.table_prefix = f"{name}_"
+
+    def __repr__(self) -> str:
+        return f"ModuleStore({self.name!r}, db={self.db!r})"
+
+    def table(self, suffix: str) -> str:
+        """The full name of this module's table ``suffix`` (``store.table("orders") == "trading_orders"``)."""
+        return self.table_prefix + suffix
+
+    def owns(self, table: str) -> bool:
+        """Whether ``table`` follows this module's prefix convention (``trading_orders`` for ``trading``)."""
+        return table.startswith(self.table_prefix) and len(table) > len(self.table_prefix)
+
+    def tables(self) -> list[str]:
+        """The module's existing tables (names starting with the prefix), sorted.
+
+        Compared with ``substr`` rather than ``LIKE``, where ``_`` would be a wildcard.
+        """
+        rows = (
+            self.prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ? "
+                "AND length(name) > ? ORDER BY name"
+            )
+            .bind(len(self.table_prefix), self.table_prefix, len(self.table_prefix))
+            .all()
+            .results
+        )
+        return [str(r["name"]) for r in rows]
+
+    # -- the Database API, delegated ----------------------------------------------------------------------
+
+    def prepare(self, sql: str) -> Statement:
+        """Prepare ``sql`` on the underlying database (no rewriting)."""
+        return self.db.prepare(sql)
+
+    def _statements(self, statements: Sequence[Statement | tuple[str, Sequence[Any]]]) -> list[Statement]:
+        return [s if not isinstance(s, tuple) else self.db.prepare(s[0]).bind(*s[1]) for s in statements]
+
+    def batch(
+        self, statements: Sequence[Statement | tuple[str, Sequence[Any]]], *, idempotent: bool = False
+    ) -> list[Result]:
+        """Run statements atomically; each is a Statement or an ``(sql, params)`` pair."""
+        return self.db.batch(self._statements(statements), idempotent=idempotent)
+
+    def batch_raw(
+        self, statements: Sequence[Statement | tuple[str, Sequence[Any]]], *, idempotent: bool = False
+    ) -> list[RawResult]:
+        return self.db.batch_raw(self._statements(statements), idempotent=idempotent)
+
+    def exec(self, sql: str) -> ExecResult:
+        return self.db.exec(sql)
+
+    def _execute(self, statement: Statement) -> Result:
+        return self.db._execute(statement)
+
+    def _execute_raw(self, statement: Statement) -> RawResult:
+        return self.db._execute_raw(statement)
+
+    # -- shorthands -----------------------------------------------------------------------------------------
+
+    def run(self, sql: str, *params: Any) -> Result:
+        """Run a write with positional parameters."""
+        return self.db.prepare(sql).bind(*params).run()
+
+    def all(self, sql: str, *params: Any) -> list[Row]:
+        """Run a query and return every row as a dict."""
+        return self.db.prepare(sql).bind(*params).all().results
+
+    def first(self, sql: str, *params: Any) -> Row | None:
+        """Run a query and return its first row, or None."""
+        row: Row | None = self.db.prepare(sql).bind(*params).first()
+        return row
 
 
 class AsyncStatement:
@@ -260,8 +380,11 @@ class AsyncDatabase(ABC):
     def prepare(self, sql: str) -> AsyncStatement:
         return AsyncStatement(self, sql)
 
+    async def batch(self, statements: Sequence[AsyncStatement], *, idempotent: bool = False) -> list[Result]:
+        return [r.to_result() for r in await self.batch_raw(statements, idempotent=idempotent)]
+
     @abstractmethod
-    async def batch(self, statements: Sequence[AsyncStatement]) -> list[Result]: ...
+    async def batch_raw(self, statements: Sequence[AsyncStatement], *, idempotent: bool = False) -> list[RawResult]: ...
 
     @abstractmethod
     async def exec(self, sql: str) -> ExecResult: ...

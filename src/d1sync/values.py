@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from d1sync.errors import ValueEncodingError
@@ -114,8 +114,3 @@ def decode_row_value(value: Any) -> Any:
     if isinstance(value, list) and all(isinstance(b, int) and 0 <= b <= 255 for b in value):
         return bytes(value)
     return value
-
-
-def decode_rows(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    """Decode every value of ``/raw`` rows with :func:`decode_row_value`."""
-    return [[decode_row_value(v) for v in row] for row in rows]
