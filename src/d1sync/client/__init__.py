@@ -13,11 +13,11 @@ See ``docs/client.md`` for errors, retries, rate limiting, big integers and BLOB
 
 from __future__ import annotations
 
+from ._async import AsyncD1Client
 from ._core import RetryPolicy, is_read_only
-from .aio import AsyncD1Client
+from ._sync import D1Client
 from .config import ClientConfig, resolve_config
 from .ratelimit import RateLimiter, default_limiter
-from .sync import D1Client
 
 __all__ = [
     "AsyncD1Client",

@@ -10,48 +10,49 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-from d1sync import __version__
+from d1sync._version import __version__
+from d1sync.backoff import Backoff
 from d1sync.database import Meta, RawResult, Result
 from d1sync.errors import (
-    AuthError,
     D1Error,
-    DatabaseNotFoundError,
     InvalidRequestError,
-    LimitError,
     NetworkError,
-    NotFoundError,
-    RateLimitedError,
     RequestTimeoutError,
-    SQLError,
     TransientError,
     ValueEncodingError,
+    classify_error,
 )
-from d1sync.migrations.splitter import first_keyword, split_statements
+from d1sync.sql import first_keyword, split_statements
 from d1sync.values import decode_json, decode_row_value, encode_params
 
 from .config import ClientConfig
+from .headers import RateLimitStatus, parse_rate_limit, parse_retry_after
 from .ratelimit import RateLimiter
 
 __all__ = [
     "ApiRequest",
+    "AsyncSleep",
     "ClientCore",
     "DatabasePager",
     "RateLimitStatus",
     "RetryPolicy",
-    "classify_error",
+    "Sleep",
     "is_read_only",
     "parse_rate_limit",
     "parse_retry_after",
 ]
+
+Sleep = Callable[[float], None]
+"""A blocking sleep (``time.sleep``), injectable in tests."""
+AsyncSleep = Callable[[float], Awaitable[None]]
+"""An awaitable sleep (``asyncio.sleep``), injectable in tests."""
 
 # -- which statements are safe to send twice ---------------------------------------------------------------
 
@@ -90,169 +91,35 @@ def is_read_only(sql: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Capped exponential back-off with full jitter.
+    """Which failed requests the client retries, and how long it waits in between.
 
-    Attempt ``n`` (0-based) waits a uniform random time in ``[0, min(cap, base * 2**n)]``; a server's
-    ``retry-after`` replaces that delay. A ``retry-after`` longer than ``max_retry_after`` is not waited
-    for: the :class:`~d1sync.errors.RateLimitedError` is raised at once (it carries ``retry_after``).
+    Retryable failures of requests that are safe to resend are retried up to ``max_retries`` times, waiting
+    the shared :class:`~d1sync.backoff.Backoff` schedule (capped exponential with equal jitter); a server's
+    ``retry-after`` replaces that delay. A ``retry-after`` longer than ``max_retry_after`` is not waited for:
+    the :class:`~d1sync.errors.RateLimitedError` is raised at once (it carries ``retry_after``).
+
+    Example::
+
+        D1Client(retry=RetryPolicy(max_retries=5, backoff=Backoff(base=0.2, cap=10.0)))
+        D1Client(retry=RetryPolicy(max_retries=0))     # never retry
     """
 
     max_retries: int = 3
-    base: float = 0.5
-    cap: float = 30.0
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=30.0))
     max_retry_after: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0 or self.base < 0 or self.cap < 0:
-            raise ValueError("max_retries, backoff base and cap must not be negative")
+        if self.max_retries < 0 or self.max_retry_after < 0:
+            raise ValueError("max_retries and max_retry_after must not be negative")
 
-    def backoff(self, attempt: int, rng: random.Random) -> float:
-        """The jittered delay before retry number ``attempt + 1``."""
-        ceiling = min(self.cap, self.base * (2.0 ** min(attempt, 62)))
-        return rng.uniform(0.0, ceiling)
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """The jittered delay before retry number ``attempt + 1`` (``attempt`` counts failures so far, 0-based)."""
+        return self.backoff.delay(attempt + 1, rng)
 
 
 # Failures that prove the request never left this machine: safe to resend even a write.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-# -- error classification (d1-contract §2) ------------------------------------------------------------------
-
-_TRANSIENT_MESSAGES = (
-    "network connection lost",
-    "storage caused object to be reset",
-    "d1 db reset because its code was updated",
-    "d1 db is overloaded",
-    "cannot resolve d1 db due to transient issue",
-)
-_LIMIT_MESSAGES = ("sqlite_toobig", "too many sql variables", "string or blob too big")
-_AUTH_CODES = frozenset({7403, 9109, 10000})
 _GATEWAY_STATUSES = frozenset({502, 503, 504})
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a ``retry-after`` header (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitStatus:
-    """What a response says about the account's budget: requests ``remaining``, and seconds to ``reset``."""
-
-    remaining: int
-    reset: float | None = None
-
-
-_COUNT = re.compile(r"[0-9]{1,15}")
-_SECONDS = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
-_MAX_RESET = 3600.0
-"""A longer reset is not believed: Cloudflare's window and lock-out are 5 minutes, and some APIs send a Unix time."""
-_SF_PARAM = re.compile(r"\s*([a-z*][a-z0-9_.*-]*)\s*=\s*(.*?)\s*")
-
-
-def _counts(value: str) -> list[int] | None:
-    # A header sent twice reaches httpx as one comma-joined value: every part must read.
-    parts = [part.strip() for part in value.split(",")]
-    return [int(part) for part in parts] if all(_COUNT.fullmatch(part) for part in parts) else None
-
-
-def _reset(value: str | None) -> float | None:
-    if value is None:
-        return None
-    parts = [part.strip() for part in value.split(",")]
-    if not all(_SECONDS.fullmatch(part) for part in parts):
-        return None
-    seconds = max(float(part) for part in parts)
-    return seconds if seconds <= _MAX_RESET else None
-
-
-def _policy_items(value: str) -> list[RateLimitStatus]:
-    """The items of an IETF-draft ``Ratelimit`` header, e.g. ``"default";r=50;t=30`` (r: remaining, t: reset)."""
-    items = []
-    for item in value.split(","):
-        params: dict[str, str] = {}
-        for param in item.split(";")[1:]:
-            match = _SF_PARAM.fullmatch(param)
-            if match:
-                params[match.group(1)] = match.group(2)
-        remaining = params.get("r", "")
-        if _COUNT.fullmatch(remaining):
-            items.append(RateLimitStatus(int(remaining), _reset(params.get("t"))))
-    return items
-
-
-def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitStatus | None:
-    """The rate-limit status a response reports, or None when it reports none that reads.
-
-    Reads ``x-ratelimit-remaining`` with ``x-ratelimit-reset`` (d1-contract §2), and the IETF-draft
-    ``Ratelimit: "default";r=50;t=30`` that Cloudflare's API documents as well; where several figures are
-    given, the smallest ``remaining`` wins (and, among equals, the longest reset). Absent, malformed or
-    negative figures are ignored, as is a reset longer than an hour; a readable ``remaining`` with an
-    unreadable reset still counts, without a reset.
-    """
-    found: list[RateLimitStatus] = []
-    remaining = headers.get("x-ratelimit-remaining")
-    counts = _counts(remaining) if remaining is not None else None
-    if counts:
-        found.append(RateLimitStatus(min(counts), _reset(headers.get("x-ratelimit-reset"))))
-    policy = headers.get("ratelimit")
-    if policy is not None:
-        found.extend(_policy_items(policy))
-    if not found:
-        return None
-    lowest = min(status.remaining for status in found)
-    resets = [status.reset for status in found if status.remaining == lowest and status.reset is not None]
-    return RateLimitStatus(lowest, max(resets) if resets else None)
-
-
-def classify_error(
-    *,
-    status: int,
-    code: int | None,
-    message: str,
-    statement: str | None = None,
-    retry_after: float | None = None,
-) -> D1Error:
-    """The d1sync error for a D1 failure, from its error code, HTTP status and message (d1-contract §2)."""
-    kwargs: dict[str, Any] = {"code": code, "status": status, "statement": statement}
-    lowered = message.lower()
-    if code == 971 or status == 429:
-        return RateLimitedError(message, retry_after=retry_after, **kwargs)
-    if any(m in lowered for m in _TRANSIENT_MESSAGES):
-        # D1 reports some infrastructure hiccups as 7500/400; they pass on retry.
-        return TransientError(message, **kwargs)
-    if code in _AUTH_CODES or status in (401, 403):
-        return AuthError(message, **kwargs)
-    if code == 7404:
-        return DatabaseNotFoundError(message, **kwargs)
-    if code == 7003 or (code is None and status == 404):
-        return NotFoundError(message, **kwargs)
-    if code == 7400:
-        return InvalidRequestError(message, **kwargs)
-    if status == 408:
-        return RequestTimeoutError(message, **kwargs)
-    if status >= 500:
-        return TransientError(message, **kwargs)
-    if code == 7500:
-        if any(m in lowered for m in _LIMIT_MESSAGES):
-            return LimitError(message, **kwargs)
-        return SQLError(message, **kwargs)
-    if 400 <= status < 500:
-        return InvalidRequestError(message, **kwargs)
-    return D1Error(message, **kwargs)
 
 
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -541,7 +408,7 @@ class ClientCore:
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
             return float(retry_after) if retry_after <= self.policy.max_retry_after else None
-        return self.policy.backoff(attempt, self.rng)
+        return self.policy.delay(attempt, self.rng)
 
 
 @dataclass

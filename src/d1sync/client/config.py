@@ -1,7 +1,11 @@
 """Where the client's account, database, token and API base come from: arguments first, then the environment.
 
 A missing value is a :class:`~d1sync.errors.ConfigError` that names exactly what to set. The token is kept
-out of every repr.
+out of every repr. Tokens are cleaned where they are configured: surrounding whitespace (a trailing newline
+from ``$(cat token.txt)``, a CR from a Windows file) is stripped, and a token with any other control
+character is refused, so no token can turn into an illegal header whose error text would carry it.
+
+The names of every environment variable d1sync reads are defined here, once.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ __all__ = [
     "API_BASE_ENV",
     "DATABASE_ENV",
     "DEFAULT_API_BASE",
+    "DEFAULT_EMULATOR_DATABASE_ID",
+    "DEFAULT_EMULATOR_PORT",
+    "EMULATOR_TOKEN_ENV",
     "TOKEN_ENV",
     "ClientConfig",
+    "clean_token",
     "resolve_config",
 ]
 
@@ -30,6 +38,26 @@ ACCOUNT_ENV = "CLOUDFLARE_ACCOUNT_ID"
 ACCOUNT_ENV_FALLBACK = "D1_ACCOUNT_ID"
 DATABASE_ENV = "D1_DATABASE_ID"
 API_BASE_ENV = "D1SYNC_API_BASE"
+EMULATOR_TOKEN_ENV = "D1SYNC_EMULATOR_TOKEN"
+"""The emulator's bearer token, for the server and for clients pointed at it."""
+DEFAULT_EMULATOR_DATABASE_ID = "00000000-0000-4000-8000-000000000000"
+"""The database every emulator creates at start, used by ``--emulator`` when no database id is configured."""
+DEFAULT_EMULATOR_PORT = 8787
+
+
+def clean_token(token: str, source: str) -> str:
+    """``token`` without surrounding whitespace; a ConfigError naming ``source`` if it holds a control character.
+
+    The error never shows the token itself, only where the offending character sits.
+    """
+    cleaned = token.strip()
+    for index, char in enumerate(cleaned):
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            raise ConfigError(
+                f"the API token from {source} holds a control character (U+{ord(char):04X} at position "
+                f"{index + 1} of {len(cleaned)}); copy the token again without it"
+            )
+    return cleaned
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +73,8 @@ class ClientConfig:
         """The database id, or a ConfigError saying how to give one (management calls do not need it)."""
         if not self.database_id:
             raise ConfigError(
-                f"no D1 database id: pass database_id=... to the client or set {DATABASE_ENV} "
-                "(list your databases with client.list_databases())"
+                f"no D1 database id: set {DATABASE_ENV} (or pass database_id=...); "
+                "`wrangler d1 list` shows your databases"
             )
         return self.database_id
 
@@ -88,6 +116,7 @@ def resolve_config(
     token = _pick(api_token, environ, TOKEN_ENV)
     if not token:
         raise ConfigError(f"no Cloudflare API token: set {TOKEN_ENV} (or pass api_token=...)")
+    token = clean_token(token, "api_token" if api_token else TOKEN_ENV)
     account = _pick(account_id, environ, ACCOUNT_ENV, ACCOUNT_ENV_FALLBACK)
     if not account:
         raise ConfigError(

@@ -1,20 +1,26 @@
-"""AsyncD1Client: the awaitable twin of :class:`~d1sync.client.D1Client` (httpx.AsyncClient)."""
+"""The D1 REST client: the Database API over Cloudflare D1's REST API, on httpx.
+
+``_async.py`` is the source of both clients: :class:`AsyncD1Client` (asyncio, ``httpx.AsyncClient``) is
+written there, and ``_sync.py`` (:class:`D1Client`, blocking, ``httpx.Client``) is generated from it by
+``scripts/generate_sync_client.py``, which drops ``async``/``await`` and renames the async names.
+``make test`` fails when the two drift apart. Everything but I/O lives in the sans-I/O core (``_core.py``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from d1sync.database import AsyncDatabase, AsyncStatement, ExecResult, RawResult, Result
 from d1sync.errors import D1Error, RateLimitedError
-from d1sync.migrations.splitter import split_statements
+from d1sync.sql import split_statements
 
-from ._core import ApiRequest, ClientCore, DatabasePager, RetryPolicy
+from ._core import ApiRequest, AsyncSleep, ClientCore, DatabasePager, RetryPolicy
 from .config import resolve_config
 from .ratelimit import RateLimiter, default_limiter
 
@@ -26,29 +32,31 @@ Timeout = float | httpx.Timeout | None
 
 
 class AsyncD1Client(AsyncDatabase):
-    """Cloudflare D1 over REST, with the D1 binding's API, for asyncio (same settings as ``D1Client``).
+    """Cloudflare D1 over REST, with the D1 binding's API (``D1Client``: blocking; ``AsyncD1Client``: awaitable).
 
     Settings left as None come from the environment: ``CLOUDFLARE_API_TOKEN``, ``CLOUDFLARE_ACCOUNT_ID`` (or
     ``D1_ACCOUNT_ID``), ``D1_DATABASE_ID`` and ``D1SYNC_API_BASE`` (default
     ``https://api.cloudflare.com/client/v4``). Reads and calls marked ``idempotent=True`` are retried on
-    transient failures with capped, jittered exponential back-off; every request first takes a token from
-    the rate limiter, and every response's count of the account's remaining requests (``x-ratelimit-*``)
-    lowers or pauses it (:meth:`RateLimiter.observe`).
+    transient failures as ``retry`` says; every request first takes a token from the rate limiter, and every
+    response's count of the account's remaining requests (``x-ratelimit-*``) lowers or pauses it
+    (:meth:`RateLimiter.observe`).
 
     Args:
         account_id, database_id, api_token, base_url: the target (None: from the environment).
         timeout: seconds, or an ``httpx.Timeout``.
-        max_retries: retries after the first attempt (0 disables retrying).
+        retry: the :class:`RetryPolicy` (default: 3 retries, back-off 0.5 s doubling to 30 s).
         rate_limiter: a shared :class:`RateLimiter`; None uses the process-wide one for ``base_url``
             (none for a local emulator).
         transport: an httpx transport (the test seam, e.g. ``httpx.ASGITransport`` on the emulator app).
-        backoff_base, backoff_cap, max_retry_after: the :class:`RetryPolicy` figures, in seconds.
-        sleep, rng: injectable awaitable sleep function and random source (tests).
+        sleep, rng: injectable sleep function and random source (tests).
 
     Example::
 
+        with D1Client(database_id="...") as db:
+            db.prepare("INSERT INTO notes (body) VALUES (?)").bind("hi").run()
+            rows = db.prepare("SELECT * FROM notes").all().results
+
         async with AsyncD1Client(database_id="...") as db:
-            await db.prepare("INSERT INTO notes (body) VALUES (?)").bind("hi").run()
             rows = (await db.prepare("SELECT * FROM notes").all()).results
     """
 
@@ -60,18 +68,14 @@ class AsyncD1Client(AsyncDatabase):
         api_token: str | None = None,
         base_url: str | None = None,
         timeout: Timeout = 30.0,
-        max_retries: int = 3,
+        retry: RetryPolicy | None = None,
         rate_limiter: RateLimiter | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
-        max_retry_after: float = 60.0,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
+        sleep: AsyncSleep | None = None,
         rng: random.Random | None = None,
     ) -> None:
         config = resolve_config(account_id=account_id, database_id=database_id, api_token=api_token, base_url=base_url)
-        policy = RetryPolicy(max_retries, backoff_base, backoff_cap, max_retry_after)
-        self._core = ClientCore(config, policy, rng)
+        self._core = ClientCore(config, retry or RetryPolicy(), rng)
         self.rate_limiter = rate_limiter if rate_limiter is not None else default_limiter(config.base_url)
         self._sleep = sleep or asyncio.sleep
         self._http = httpx.AsyncClient(
@@ -92,6 +96,10 @@ class AsyncD1Client(AsyncDatabase):
     @property
     def base_url(self) -> str:
         return self._core.config.base_url
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._core.policy
 
     def __repr__(self) -> str:
         return self._core.describe(type(self).__name__)
