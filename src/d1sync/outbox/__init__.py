@@ -1,26 +1,35 @@
 """The outbox and the sync worker: every local write carried to D1, batched, in order, through any failure.
 
-See ``docs/sync.md`` for the design; the pieces:
+See ``docs/sync.md`` for the design; the pieces, in the order a change travels:
 
+- :mod:`~d1sync.outbox.schema`: the outbox's tables and the worker's typed state;
 - :mod:`~d1sync.outbox.capture`: triggers that record ``(table, key, op)`` inside the writer's transaction;
-- :mod:`~d1sync.outbox.changes`: the change log (windows, coalescing, acknowledgement, dead letters);
+- :mod:`~d1sync.outbox.codec`: how keys and rows are encoded, in SQL and in Python;
+- :mod:`~d1sync.outbox.changes`: the change log (windows, coalescing, acknowledgement);
 - :mod:`~d1sync.outbox.planner`: ``json_each`` bulk statements packed into size-bounded requests;
-- :mod:`~d1sync.outbox.worker`: ``SyncWorker.sync_once()`` and its loop;
-- :mod:`~d1sync.outbox.status`: status and Prometheus metrics.
+- :mod:`~d1sync.outbox.lease`: the single-drainer lease;
+- :mod:`~d1sync.outbox.delivery`: sending, bisecting refusals, dead letters (:mod:`~d1sync.outbox.dead`);
+- :mod:`~d1sync.outbox.worker`: ``SyncWorker.sync_once()`` and its loop; :mod:`~d1sync.outbox.drain`;
+- :mod:`~d1sync.outbox.status` and :mod:`~d1sync.outbox.metrics`: what it is doing, for people and Prometheus.
 """
 
 from __future__ import annotations
 
+from d1sync.backoff import Backoff
+from d1sync.errors import SchemaMismatchError
 from d1sync.outbox.capture import TableSpec
-from d1sync.outbox.changes import DeadLetter
+from d1sync.outbox.dead import DeadLetter
+from d1sync.outbox.drain import DrainReport, drain
 from d1sync.outbox.outbox import Outbox
 from d1sync.outbox.planner import Limits
+from d1sync.outbox.results import SyncResult
 from d1sync.outbox.status import Status
-from d1sync.outbox.worker import Backoff, SchemaMismatchError, SyncResult, SyncWorker, drain
+from d1sync.outbox.worker import SyncWorker
 
 __all__ = [
     "Backoff",
     "DeadLetter",
+    "DrainReport",
     "Limits",
     "Outbox",
     "SchemaMismatchError",

@@ -9,16 +9,28 @@ every send idempotent and collapses repeated updates of one row into one upsert.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from d1sync.errors import ConfigError
+from d1sync.outbox.codec import key_sql
 from d1sync.outbox.schema import NOW_MS_SQL
 from d1sync.sql import quote_identifier, quote_literal
+from d1sync.sqlite import Connection
 
-__all__ = ["TableSpec", "inspect_table", "install_triggers", "load_specs", "remove_triggers", "save_spec"]
+__all__ = [
+    "Column",
+    "TableSpec",
+    "all_columns",
+    "backfill",
+    "inspect_table",
+    "install_triggers",
+    "load_specs",
+    "remove_triggers",
+    "save_spec",
+    "table_columns",
+]
 
 Mode = Literal["track", "enqueue"]
 
@@ -59,22 +71,43 @@ class TableSpec:
         )
 
 
-def _table_exists(conn: sqlite3.Connection, table: str) -> bool:
+@dataclass(frozen=True)
+class Column:
+    """One column of a local table, as ``pragma_table_info`` describes it."""
+
+    name: str
+    type: str
+    notnull: bool
+    pk: int
+    """1-based position in the primary key; 0 if not part of it."""
+
+
+def table_columns(conn: Connection, table: str) -> list[Column]:
+    """The columns of ``table`` in order (empty if there is no such table)."""
+    rows = conn.execute('SELECT name, type, "notnull", pk FROM pragma_table_info(?) ORDER BY cid', (table,))
+    return [Column(str(name), str(kind or ""), bool(notnull), int(pk)) for name, kind, notnull, pk in rows]
+
+
+def all_columns(conn: Connection, table: str) -> list[str]:
+    return [c.name for c in table_columns(conn, table)]
+
+
+def _table_exists(conn: Connection, table: str) -> bool:
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
     return row is not None
 
 
-def _find_key(conn: sqlite3.Connection, table: str, info: list[tuple[object, ...]]) -> tuple[str, ...]:
-    pk = sorted((int(str(r[5])), str(r[1])) for r in info if int(str(r[5])) > 0)
+def _find_key(conn: Connection, table: str, columns: list[Column]) -> tuple[str, ...]:
+    pk = sorted((c.pk, c.name) for c in columns if c.pk > 0)
     if pk:
         return tuple(name for _, name in pk)
-    notnull = {str(r[1]) for r in info if r[3]}
-    q = quote_identifier(table)
-    for index in conn.execute(f"PRAGMA index_list({q})").fetchall():
-        # (seq, name, unique, origin, partial): a full UNIQUE index over NOT NULL columns identifies a row.
-        if not index[2] or index[4]:
+    notnull = {c.name for c in columns if c.notnull}
+    indexes = conn.execute('SELECT name, "unique", partial FROM pragma_index_list(?) ORDER BY seq', (table,))
+    for name, unique, partial in indexes.fetchall():
+        # A full UNIQUE index over NOT NULL columns identifies a row.
+        if not unique or partial:
             continue
-        cols = [str(r[2]) for r in conn.execute(f"PRAGMA index_info({quote_identifier(str(index[1]))})")]
+        cols = [str(r[0]) for r in conn.execute("SELECT name FROM pragma_index_info(?) ORDER BY seqno", (name,))]
         if cols and all(c in notnull for c in cols):
             return tuple(cols)
     raise ConfigError(
@@ -97,18 +130,18 @@ def _affinity(declared_type: str) -> str:
     return "NUMERIC"
 
 
-def _is_rowid_alias(conn: sqlite3.Connection, table: str, key: tuple[str, ...], types: dict[str, str]) -> bool:
+def _is_rowid_alias(conn: Connection, table: str, key: tuple[str, ...], types: dict[str, str]) -> bool:
     # An INTEGER PRIMARY KEY is the rowid itself and has no index of its own. Every other primary key
     # (including the "INTEGER PRIMARY KEY DESC" quirk, and WITHOUT ROWID tables) is backed by an index.
     if len(key) != 1 or types[key[0]].upper() != "INTEGER":
         return False
-    indexes = conn.execute(f"PRAGMA index_list({quote_identifier(table)})").fetchall()
-    return not any(str(index[3]) == "pk" for index in indexes)
+    origins = conn.execute("SELECT origin FROM pragma_index_list(?)", (table,)).fetchall()
+    return not any(str(origin) == "pk" for (origin,) in origins)
 
 
-def _check_key(conn: sqlite3.Connection, table: str, info: list[tuple[object, ...]], key: tuple[str, ...]) -> None:
+def _check_key(conn: Connection, table: str, columns: list[Column], key: tuple[str, ...]) -> None:
     """Refuse keys that cannot identify a row on D1 exactly: REAL columns and columns that allow NULL."""
-    types = {str(r[1]): str(r[2] or "") for r in info}
+    types = {c.name: c.type for c in columns}
     real = [c for c in key if _affinity(types[c]) == "REAL"]
     if real:
         # The change log holds keys as JSON text, and SQLite writes a REAL there with 15 significant digits:
@@ -118,7 +151,7 @@ def _check_key(conn: sqlite3.Connection, table: str, info: list[tuple[object, ..
             "affinity; floating-point keys cannot be matched exactly through the change log, so those rows "
             "would never sync. Use an INTEGER key (for example the value scaled to an integer) or a TEXT key"
         )
-    notnull = {str(r[1]) for r in info if r[3]}
+    notnull = {c.name for c in columns if c.notnull}
     nullable = [c for c in key if c not in notnull]
     if nullable and not _is_rowid_alias(conn, table, key, types):
         # SQLite's legacy quirk: a PRIMARY KEY that is not INTEGER PRIMARY KEY accepts NULL, many times over.
@@ -132,7 +165,7 @@ def _check_key(conn: sqlite3.Connection, table: str, info: list[tuple[object, ..
 
 
 def inspect_table(
-    conn: sqlite3.Connection,
+    conn: Connection,
     table: str,
     *,
     include: Sequence[str] | None = None,
@@ -144,27 +177,27 @@ def inspect_table(
         raise ConfigError(f"table {table!r} is internal and cannot be tracked")
     if not _table_exists(conn, table):
         raise ConfigError(f"no table {table!r} in the database; create it first (or check the spelling)")
-    q = quote_identifier(table)
-    info = [tuple(r) for r in conn.execute(f"PRAGMA table_info({q})").fetchall()]
-    all_columns = [str(r[1]) for r in info]
+    info = table_columns(conn, table)
+    names = [c.name for c in info]
     key = _find_key(conn, table, info)
     _check_key(conn, table, info, key)
-    unknown = [c for c in [*(include or ()), *(exclude or ())] if c not in all_columns]
-    if version_column and version_column not in all_columns:
+    unknown = [c for c in [*(include or ()), *(exclude or ())] if c not in names]
+    if version_column and version_column not in names:
         unknown.append(version_column)
     if unknown:
         raise ConfigError(f"table {table!r} has no column(s) {', '.join(map(repr, unknown))}")
     if include:
         wanted = set(include) | set(key) | ({version_column} if version_column else set())
-        columns = [c for c in all_columns if c in wanted]
+        columns = [c for c in names if c in wanted]
     else:
-        columns = list(all_columns)
+        columns = list(names)
     if exclude:
         clash = [c for c in exclude if c in key or c == version_column]
         if clash:
             raise ConfigError(f"cannot exclude key or version column(s) {', '.join(map(repr, clash))} of {table!r}")
         columns = [c for c in columns if c not in exclude]
-    parents = sorted({str(r[2]) for r in conn.execute(f"PRAGMA foreign_key_list({q})") if str(r[2]) != table})
+    referenced = conn.execute('SELECT DISTINCT "table" FROM pragma_foreign_key_list(?)', (table,)).fetchall()
+    parents = sorted({str(name) for (name,) in referenced if str(name) != table})
     return TableSpec(name=table, key=key, columns=tuple(columns), version_column=version_column, parents=tuple(parents))
 
 
@@ -172,31 +205,14 @@ def _trigger_names(table: str) -> tuple[str, str, str]:
     return (f"_d1sync_{table}_ins", f"_d1sync_{table}_upd", f"_d1sync_{table}_del")
 
 
-def key_json_sql(alias: str, key: Iterable[str]) -> str:
-    """SQL rendering a row's key as the JSON array the change log stores (one canonical text per key).
-
-    BLOB keys and text keys holding NUL take the object form of :func:`~d1sync.outbox.planner.encode_row`:
-    ``json_array()`` refuses BLOBs (which would fail the application's own write) and JSON cuts text at NUL.
-    """
-    parts = []
-    for column in key:
-        ref = f"{alias}.{quote_identifier(column)}"
-        parts.append(
-            f"CASE typeof({ref}) WHEN 'blob' THEN json_object('x', lower(hex({ref}))) "
-            f"WHEN 'text' THEN CASE WHEN instr({ref}, char(0)) > 0 THEN json_object('t', lower(hex({ref}))) "
-            f"ELSE {ref} END ELSE {ref} END"
-        )
-    return "json_array(" + ", ".join(parts) + ")"
-
-
-def install_triggers(conn: sqlite3.Connection, spec: TableSpec, *, all_columns: Sequence[str]) -> None:
+def install_triggers(conn: Connection, spec: TableSpec, *, all_columns: Sequence[str]) -> None:
     """(Re)create the three capture triggers of ``spec``. Call inside a transaction."""
     q = quote_identifier(spec.name)
     tbl = quote_literal(spec.name)
     ins, upd, delete = (quote_identifier(n) for n in _trigger_names(spec.name))
     remove_triggers(conn, spec.name)
     insert = f"INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ({tbl}, {{key}}, {{op}}, {NOW_MS_SQL})"
-    new_key, old_key = key_json_sql("NEW", spec.key), key_json_sql("OLD", spec.key)
+    new_key, old_key = key_sql("NEW", spec.key), key_sql("OLD", spec.key)
     # Only updates of synced columns matter; narrowing the trigger saves a change row for the others.
     of = ""
     if set(spec.columns) != set(all_columns):
@@ -218,32 +234,29 @@ def install_triggers(conn: sqlite3.Connection, spec: TableSpec, *, all_columns: 
     )
 
 
-def remove_triggers(conn: sqlite3.Connection, table: str) -> None:
+def remove_triggers(conn: Connection, table: str) -> None:
     for name in _trigger_names(table):
         conn.execute(f"DROP TRIGGER IF EXISTS {quote_identifier(name)}")
 
 
-def save_spec(conn: sqlite3.Connection, spec: TableSpec) -> None:
+def save_spec(conn: Connection, spec: TableSpec) -> None:
     conn.execute(
         "INSERT INTO _d1sync_tables (tbl, spec) VALUES (?, ?) ON CONFLICT (tbl) DO UPDATE SET spec = excluded.spec",
         (spec.name, spec.to_json()),
     )
 
 
-def load_specs(conn: sqlite3.Connection) -> dict[str, TableSpec]:
+def load_specs(conn: Connection) -> dict[str, TableSpec]:
     """Every synced table's spec, by name (the outbox schema must exist: see ``ensure_schema``)."""
-    return {str(t): TableSpec.from_json(str(s)) for t, s in conn.execute("SELECT tbl, spec FROM _d1sync_tables")}
+    rows = conn.execute("SELECT tbl, spec FROM _d1sync_tables")
+    return {str(t): TableSpec.from_json(str(s)) for t, s in rows}
 
 
-def all_columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    return [str(r[1]) for r in conn.execute(f"PRAGMA table_info({quote_identifier(table)})")]
-
-
-def backfill(conn: sqlite3.Connection, spec: TableSpec) -> int:
+def backfill(conn: Connection, spec: TableSpec) -> int:
     """Queue an upsert for every existing row of ``spec`` (so tracking a full table syncs its rows too)."""
     cur = conn.execute(
         f"INSERT INTO _d1sync_changes (tbl, key, op, created_at) "
-        f"SELECT {quote_literal(spec.name)}, {key_json_sql('t', spec.key)}, 'upsert', {NOW_MS_SQL} "
+        f"SELECT {quote_literal(spec.name)}, {key_sql('t', spec.key)}, 'upsert', {NOW_MS_SQL} "
         f"FROM {quote_identifier(spec.name)} AS t"
     )
     return cur.rowcount

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from d1sync.errors import ConfigError, ValueEncodingError
-from d1sync.local import connect, write_transaction
-from d1sync.outbox import wake
 from d1sync.outbox.capture import (
     TableSpec,
     all_columns,
@@ -20,51 +19,71 @@ from d1sync.outbox.capture import (
     remove_triggers,
     save_spec,
 )
-from d1sync.outbox.changes import DeadLetter, drop_dead, list_dead, retry_dead
-from d1sync.outbox.planner import encode_row
+from d1sync.outbox.codec import canonical_key_value, encode_key, encode_row
+from d1sync.outbox.dead import DeadLetter, drop_dead, list_dead, retry_dead
 from d1sync.outbox.schema import ensure_schema, now_ms
 from d1sync.outbox.status import Status, read_status
+from d1sync.sqlite import Connection
 from d1sync.values import encode_param
 
 __all__ = ["Outbox"]
 
 
-def _canonical_key_value(value: object) -> object:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, float) and value.is_integer() and -(2**63) <= value < 2**63:
-        return int(value)
-    return value
-
-
 class Outbox:
     """The outbox of one SQLite file: which tables are synced, and what is waiting to go.
 
+    Used as a context manager it holds one connection to the file for the whole block (the fast way to call
+    :meth:`enqueue` many times); otherwise each call opens and closes its own, so a one-off such as
+    ``Outbox("app.db").track("messages")`` leaves nothing open.
+
     Example::
 
-        outbox = Outbox("app.db")
-        outbox.track("messages", "sessions")          # capture every write from now on (and existing rows)
-        outbox.declare("events", key=["id"], columns=["id", "kind", "body"])
-        outbox.enqueue("events", {"id": 1, "kind": "boot", "body": "{}"})   # no local copy kept
-        outbox.status().pending_keys
+        with Outbox("app.db") as outbox:
+            outbox.track("messages", "sessions")      # capture every write from now on (and existing rows)
+            outbox.declare("events", key=["id"], columns=["id", "kind", "body"])
+            outbox.enqueue("events", {"id": 1, "kind": "boot", "body": "{}"})   # no local copy kept
+            outbox.status().pending_keys
+
+    Raises:
+        SQLError: the file cannot be opened or is not a SQLite database.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
-        self._conn = connect(self.path, busy_timeout=busy_timeout)
-        ensure_schema(self._conn)
+        self._busy_timeout = busy_timeout
+        self._held: Connection | None = None
+        self._depth = 0
+        with self._connection() as conn:
+            ensure_schema(conn)
 
     def __repr__(self) -> str:
         return f"Outbox({os.fspath(self.path)!r})"
 
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """The held connection inside ``with outbox:``; otherwise one opened and closed for this call."""
+        if self._held is not None:
+            yield self._held
+            return
+        with Connection(self.path, busy_timeout=self._busy_timeout) as conn:
+            yield conn
+
     def close(self) -> None:
-        self._conn.close()
+        """Close the connection held by ``with outbox:`` (calls after it open their own)."""
+        held, self._held, self._depth = self._held, None, 0
+        if held is not None:
+            held.close()
 
     def __enter__(self) -> Outbox:
+        if self._held is None:
+            self._held = Connection(self.path, busy_timeout=self._busy_timeout)
+        self._depth += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._depth -= 1
+        if self._depth <= 0:
+            self.close()
 
     # -- tables ------------------------------------------------------------------------------------------
 
@@ -90,8 +109,7 @@ class Outbox:
         """
         if not tables:
             raise ConfigError("name at least one table to track")
-        conn = self._conn
-        with write_transaction(conn):
+        with self._connection() as conn, conn.atomic():
             specs = []
             known = load_specs(conn)
             for table in tables:
@@ -103,24 +121,20 @@ class Outbox:
                 if backfill_existing and table not in known:
                     backfill(conn, spec)
                 specs.append(spec)
-        wake.notify(self.path)
         return specs
 
     def untrack(self, *tables: str, drop_pending: bool = False) -> None:
         """Remove capture triggers. Pending changes stay (and are dead-lettered) unless ``drop_pending``."""
-        calls: list[tuple[str, Sequence[Any]]] = []
-        known = load_specs(self._conn)
-        for table in tables:
-            if table not in known:
-                raise ConfigError(f"table {table!r} is not synced; synced tables: {', '.join(known) or 'none'}")
-            calls.append(("DELETE FROM _d1sync_tables WHERE tbl = ?", (table,)))
-            if drop_pending:
-                calls.append(("DELETE FROM _d1sync_changes WHERE tbl = ?", (table,)))
-        with write_transaction(self._conn):
+        with self._connection() as conn, conn.atomic():
+            known = load_specs(conn)
             for table in tables:
-                remove_triggers(self._conn, table)
-            for sql, params in calls:
-                self._conn.execute(sql, params)
+                if table not in known:
+                    raise ConfigError(f"table {table!r} is not synced; synced tables: {', '.join(known) or 'none'}")
+            for table in tables:
+                remove_triggers(conn, table)
+                conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ?", (table,))
+                if drop_pending:
+                    conn.execute("DELETE FROM _d1sync_changes WHERE tbl = ?", (table,))
 
     def declare(
         self,
@@ -153,63 +167,22 @@ class Outbox:
             parents=tuple(parents),
             mode="enqueue",
         )
-        conn = self._conn
         # Checked and written in one write transaction, so no enqueue() can slip in between.
-        with write_transaction(conn):
+        with self._connection() as conn, conn.atomic():
             known = load_specs(conn).get(table)
             if known is not None and known.mode == "track":
                 raise ConfigError(
                     f"table {table!r} is tracked with triggers; enqueue() is for tables with no local copy"
                 )
             if known is None or (known.key, known.columns) != (spec.key, spec.columns):
-                self._refuse_stored_changes(spec, known)
+                _refuse_stored_changes(conn, spec, known)
             save_spec(conn, spec)
         return spec
 
-    def _refuse_stored_changes(self, spec: TableSpec, known: TableSpec | None) -> None:
-        """Raise if changes of ``spec.name`` are stored: each holds its row in the earlier column order."""
-        table = spec.name
-        pending = self._conn.execute("SELECT count(*) FROM _d1sync_changes WHERE tbl = ?", (table,)).fetchone()[0]
-        dead = self._conn.execute("SELECT count(*) FROM _d1sync_dead WHERE tbl = ?", (table,)).fetchone()[0]
-        if not pending and not dead:
-            return
-        stored = " and ".join(
-            text
-            for count, text in ((pending, f"{pending} pending change(s)"), (dead, f"{dead} dead letter(s)"))
-            if count
-        )
-        if known is None:
-            # No spec to untrack with drop_pending: the worker dead-letters changes of tables no longer synced.
-            raise ConfigError(
-                f"cannot declare {table!r}: {stored} of it were recorded under an earlier declaration that was "
-                "untracked since, and their rows would be misread under a new one. Run the worker once "
-                "(`d1sync sync DB`) to move pending ones to dead letters, drop those (`d1sync dead DB list`, "
-                "then `d1sync dead DB drop --id N`), then declare again"
-            )
-        steps = []
-        if pending:
-            steps.append(
-                f"sync them first (`d1sync sync DB`) or drop them: Outbox.untrack({table!r}, drop_pending=True)"
-            )
-        if dead:
-            steps.append("retry and sync the dead letters, or drop them (`d1sync dead DB retry|drop --id N`)")
-        raise ConfigError(
-            f"cannot declare {table!r} with key ({', '.join(spec.key)}) and columns ({', '.join(spec.columns)}): "
-            f"{stored} of it were recorded with key ({', '.join(known.key)}) and columns "
-            f"({', '.join(known.columns)}), each holding its row in that column order, and would be misread. "
-            f"To change the declaration, {'; '.join(steps)}; then declare again. Declaring again with the same "
-            "key and columns is always fine"
-        )
-
     def tables(self) -> dict[str, TableSpec]:
         """The synced tables, by name."""
-        return load_specs(self._conn)
-
-    def _enqueue_spec(self, table: str) -> TableSpec:
-        spec = load_specs(self._conn).get(table)
-        if spec is None or spec.mode != "enqueue":
-            raise ConfigError(f"table {table!r} is not declared for enqueue(); call Outbox.declare({table!r}, ...)")
-        return spec
+        with self._connection() as conn:
+            return load_specs(conn)
 
     @staticmethod
     def _check_value(table: str, column: str, value: object) -> None:
@@ -237,7 +210,7 @@ class Outbox:
             raise ConfigError(f"key of {spec.name!r} is ({', '.join(spec.key)}); got {key!r}")
         for column, value in zip(spec.key, values, strict=True):
             cls._check_value(spec.name, column, value)
-        return [_canonical_key_value(v) for v in values]
+        return [canonical_key_value(v) for v in values]
 
     def _append(self, table: str, build: Callable[[TableSpec], tuple[str, str, str | None]]) -> None:
         """Append one change to ``table``'s log: ``build`` gets the spec and returns (key, op, payload).
@@ -245,14 +218,12 @@ class Outbox:
         The spec is read inside the write transaction, so a concurrent declare() cannot change the column
         order between the check and the write.
         """
-        conn = self._conn
-        with write_transaction(conn):
-            key, op, payload = build(self._enqueue_spec(table))
+        with self._connection() as conn, conn.atomic():
+            key, op, payload = build(_enqueue_spec(conn, table))
             conn.execute(
                 "INSERT INTO _d1sync_changes (tbl, key, op, payload, created_at) VALUES (?, ?, ?, ?, ?)",
                 (table, key, op, payload, now_ms()),
             )
-        wake.notify(self.path)
 
     def enqueue(self, table: str, row: Mapping[str, Any]) -> None:
         """Queue an upsert of ``row`` (every declared column) to the declared ``table``.
@@ -279,28 +250,71 @@ class Outbox:
             key_values = dict(zip(spec.key, self._key_values(spec, row), strict=True))
             # The payload carries the canonical key too, so the row D1 stores is the one delete() addresses.
             data, _ = encode_row([key_values.get(c, row[c]) for c in spec.columns])
-            return encode_row(list(key_values.values()))[0], "upsert", data
+            return encode_key(list(key_values.values())), "upsert", data
 
         self._append(table, build)
 
     def delete(self, table: str, key: object) -> None:
         """Queue a delete of ``key`` (a value, a tuple for composite keys, or a mapping) from ``table``."""
-        self._append(table, lambda spec: (encode_row(self._key_values(spec, key))[0], "delete", None))
+        self._append(table, lambda spec: (encode_key(self._key_values(spec, key)), "delete", None))
 
     # -- state -------------------------------------------------------------------------------------------
 
     def status(self) -> Status:
-        return read_status(self._conn)
+        """The outbox's status (see :class:`~d1sync.outbox.status.Status`)."""
+        with self._connection() as conn:
+            return read_status(conn)
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
-        return list_dead(self._conn, limit)
+        """The dead letters, oldest first (at most ``limit``)."""
+        with self._connection() as conn:
+            return list_dead(conn, limit)
 
     def retry_dead(self, ids: Sequence[int] | None = None) -> int:
         """Requeue dead letters (all when ``ids`` is None); returns how many."""
-        count = retry_dead(self._conn, ids)
-        wake.notify(self.path)
-        return count
+        with self._connection() as conn:
+            return retry_dead(conn, ids)
 
     def drop_dead(self, ids: Sequence[int] | None = None) -> int:
         """Delete dead letters for good (all when ``ids`` is None); returns how many."""
-        return drop_dead(self._conn, ids)
+        with self._connection() as conn:
+            return drop_dead(conn, ids)
+
+
+def _enqueue_spec(conn: Connection, table: str) -> TableSpec:
+    spec = load_specs(conn).get(table)
+    if spec is None or spec.mode != "enqueue":
+        raise ConfigError(f"table {table!r} is not declared for enqueue(); call Outbox.declare({table!r}, ...)")
+    return spec
+
+
+def _refuse_stored_changes(conn: Connection, spec: TableSpec, known: TableSpec | None) -> None:
+    """Raise if changes of ``spec.name`` are stored: each holds its row in the earlier column order."""
+    table = spec.name
+    pending = conn.execute("SELECT count(*) FROM _d1sync_changes WHERE tbl = ?", (table,)).fetchone()[0]
+    dead = conn.execute("SELECT count(*) FROM _d1sync_dead WHERE tbl = ?", (table,)).fetchone()[0]
+    if not pending and not dead:
+        return
+    stored = " and ".join(
+        text for count, text in ((pending, f"{pending} pending change(s)"), (dead, f"{dead} dead letter(s)")) if count
+    )
+    if known is None:
+        # No spec to untrack with drop_pending: the worker dead-letters changes of tables no longer synced.
+        raise ConfigError(
+            f"cannot declare {table!r}: {stored} of it were recorded under an earlier declaration that was "
+            "untracked since, and their rows would be misread under a new one. Run the worker once "
+            "(`d1sync sync DB`) to move pending ones to dead letters, drop those (`d1sync dead DB list`, "
+            "then `d1sync dead DB drop --id N`), then declare again"
+        )
+    steps = []
+    if pending:
+        steps.append(f"sync them first (`d1sync sync DB`) or drop them: Outbox.untrack({table!r}, drop_pending=True)")
+    if dead:
+        steps.append("retry and sync the dead letters, or drop them (`d1sync dead DB retry|drop --id N`)")
+    raise ConfigError(
+        f"cannot declare {table!r} with key ({', '.join(spec.key)}) and columns ({', '.join(spec.columns)}): "
+        f"{stored} of it were recorded with key ({', '.join(known.key)}) and columns "
+        f"({', '.join(known.columns)}), each holding its row in that column order, and would be misread. "
+        f"To change the declaration, {'; '.join(steps)}; then declare again. Declaring again with the same "
+        "key and columns is always fine"
+    )

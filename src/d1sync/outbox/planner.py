@@ -7,8 +7,8 @@ parameter"), which sidesteps D1's 100-parameter limit and keeps every value exac
     ON CONFLICT ("id") DO UPDATE SET "a" = excluded."a"
     DELETE FROM "t" WHERE "id" IN (SELECT value->>'$[0]' FROM json_each(?))
 
-Rows travel as JSON arrays in the table's column order (no repeated keys: about half the bytes of objects).
-BLOB values travel as ``{"x": "<hex>"}`` and are turned back into BLOBs with ``unhex()``.
+Rows travel as JSON arrays in the table's column order (no repeated keys: about half the bytes of objects),
+in the encoding of :mod:`~d1sync.outbox.codec` (BLOBs and text holding NUL in object form).
 
 Order inside a request: deletes first (children before parents), then upserts (parents before children).
 Every request starts with ``PRAGMA defer_foreign_keys = on`` so foreign keys are checked at commit, when the
@@ -19,24 +19,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import Literal
 
 from d1sync.outbox.capture import TableSpec
+from d1sync.outbox.changes import Change, Op
+from d1sync.outbox.codec import column_expr
 from d1sync.sql import quote_identifier
 
 __all__ = [
     "D1_MAX_SQL_BYTES",
     "D1_MAX_VALUE_BYTES",
-    "Change",
+    "DEFER_FOREIGN_KEYS",
     "Limits",
     "Plan",
     "PlannedRequest",
     "PlannedStatement",
-    "encode_row",
+    "delete_sql",
     "plan",
     "topological_order",
+    "upsert_sql",
 ]
 
 D1_MAX_VALUE_BYTES = 2_000_000
@@ -46,8 +48,6 @@ D1_MAX_SQL_BYTES = 100_000
 DEFER_FOREIGN_KEYS = "PRAGMA defer_foreign_keys = on"
 REQUEST_OVERHEAD = len(DEFER_FOREIGN_KEYS) + 32
 """Bytes of a request body besides its planned statements: the envelope and the leading PRAGMA."""
-
-Op = Literal["upsert", "delete"]
 
 
 @dataclass(frozen=True)
@@ -72,63 +72,6 @@ class Limits:
             raise ValueError("max_request_bytes must be at least 1,000")
         if self.max_statements < 1:
             raise ValueError("max_statements must be at least 1")
-
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-_BINARY = (bytes, bytearray, memoryview)
-_NO_BLOBS: frozenset[int] = frozenset()
-
-
-def _object_form(value: object) -> object:
-    # JSON cannot carry these exactly through SQLite: BLOBs have no JSON type, and SQLite's JSON functions
-    # cut text at a NUL character. Both travel as hex in an object and are rebuilt by _column_expr.
-    if isinstance(value, _BINARY):
-        return {"x": bytes(value).hex()}
-    if isinstance(value, str) and "\x00" in value:
-        return {"t": value.encode().hex()}
-    return value
-
-
-def encode_row(values: Sequence[object]) -> tuple[str, frozenset[int]]:
-    """Encode one row as a compact JSON array; also return the indexes sent in object form.
-
-    BLOBs travel as ``{"x": hex}`` and text holding NUL characters as ``{"t": hex}``. This runs once per
-    synced row, so the common case stays in C: one type scan and one call into a reused encoder.
-    """
-    if set(map(type, values)).isdisjoint(_BINARY):
-        text = _ENCODER.encode(values if isinstance(values, list | tuple) else list(values))
-        if "\\u0000" not in text:
-            return text, _NO_BLOBS
-    special = frozenset(i for i, v in enumerate(values) if _object_form(v) is not v)
-    return _ENCODER.encode([_object_form(v) for v in values]), special
-
-
-@dataclass
-class Change:
-    """One coalesced change: the newest state of one key, and every change-log row it acknowledges."""
-
-    table: str
-    key: str
-    op: Op
-    data: str | None = None
-    blobs: frozenset[int] = frozenset()
-    """Indexes of values sent in object form (BLOBs, text with NUL); see :func:`encode_row`."""
-    seqs: list[int] = field(default_factory=list)
-
-    @property
-    def payload(self) -> str:
-        return self.data if self.op == "upsert" and self.data is not None else self.key
-
-    @property
-    def size(self) -> int:
-        """Bytes of the payload as UTF-8 (computed once: the planner asks several times per row)."""
-        payload = self.payload
-        if self._size_of is not payload:
-            self._size_of, self._size = payload, len(payload.encode())
-        return self._size
-
-    _size_of: str | None = field(default=None, repr=False, compare=False)
-    _size: int = field(default=0, repr=False, compare=False)
 
 
 @dataclass
@@ -183,19 +126,6 @@ def topological_order(specs: Mapping[str, TableSpec]) -> list[str]:
         for parents in remaining.values():
             parents.difference_update(ready)
     return order
-
-
-def column_expr(index: int, special: bool, source: str = "value") -> str:
-    """SQL reading element ``index`` of the JSON array ``source``, rebuilding object-form values when
-    ``special`` (see :func:`encode_row`)."""
-    path = f"'$[{index}]'"
-    if not special:
-        return f"{source}->>{path}"
-    return (
-        f"CASE json_type({source}, {path}) WHEN 'object' THEN coalesce("
-        f"unhex(json_extract({source}, '$[{index}].x')), CAST(unhex(json_extract({source}, '$[{index}].t')) AS TEXT)) "
-        f"ELSE {source}->>{path} END"
-    )
 
 
 def upsert_sql(spec: TableSpec, blobs: frozenset[int] = frozenset()) -> str:

@@ -1,27 +1,39 @@
-"""The outbox's own tables, inside the application's SQLite file, and small helpers around them.
+"""The outbox's own tables inside the application's SQLite file, and the worker's typed state.
 
 ``_d1sync_changes``  the change log: one row per captured write, appended by triggers inside the writer's
                      transaction (so a write and its change record commit or roll back together).
                      ``seq`` is AUTOINCREMENT: a seq is never reused, so an acknowledgement (a DELETE by
                      seq) can only ever remove the change rows it sent, even when it comes late (a worker
                      that lost its lease mid-send) or after ``untrack(drop_pending=True)`` emptied the log.
-                     A plain rowid would be ~25% faster per tracked write, and would reuse the highest
-                     deleted seq: that late DELETE would then drop another write's change. Not worth it.
 ``_d1sync_tables``   which tables are synced and how (key, columns, version column, mode).
-``_d1sync_meta``     worker state that must survive restarts: the drain lease, back-off, last error/success.
+``_d1sync_meta``     worker state that must survive restarts, one JSON value per key: the drain lease,
+                     back-off, pause, last error, last pass. Read and written only as :class:`WorkerState`.
 ``_d1sync_dead``     dead letters: changes D1 refused permanently, with the error text.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from d1sync.local import write_transaction
+from d1sync.sqlite import Connection
 
-__all__ = ["SCHEMA", "ensure_schema", "get_meta", "holds_lease", "now_ms", "set_meta"]
+__all__ = [
+    "NOW_MS_SQL",
+    "SCHEMA",
+    "LastError",
+    "LastPass",
+    "Lease",
+    "RateBudget",
+    "WorkerState",
+    "ensure_schema",
+    "load_state",
+    "now_ms",
+    "save_state",
+]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS _d1sync_changes (
@@ -61,17 +73,28 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
+def ensure_schema(conn: Connection) -> None:
     """Create the outbox tables if missing (idempotent; safe under concurrent callers)."""
+    if _has_schema(conn):
+        return
     conn.executescript(SCHEMA)
     _upgrade_change_log(conn)
 
 
-def _upgrade_change_log(conn: sqlite3.Connection) -> None:
+def _has_schema(conn: Connection) -> bool:
+    rows = conn.execute(
+        "SELECT name, sql FROM main.sqlite_master WHERE type = 'table' AND name IN "
+        "('_d1sync_changes', '_d1sync_tables', '_d1sync_meta', '_d1sync_dead')"
+    ).fetchall()
+    changes = [str(sql) for name, sql in rows if name == "_d1sync_changes"]
+    return len(rows) == 4 and "AUTOINCREMENT" in changes[0].upper()
+
+
+def _upgrade_change_log(conn: Connection) -> None:
     """Rebuild a change log made by an earlier build whose ``seq`` was a plain rowid (pending rows kept)."""
     if not _plain_rowid_log(conn):
         return
-    with write_transaction(conn):
+    with conn.atomic():
         if not _plain_rowid_log(conn):
             return  # another process upgraded it while we waited for the lock
         # Indexes or triggers someone put on the log (an audit trigger, say) go with DROP TABLE: keep them.
@@ -88,25 +111,111 @@ def _upgrade_change_log(conn: sqlite3.Connection) -> None:
             conn.execute(sql)
 
 
-def _plain_rowid_log(conn: sqlite3.Connection) -> bool:
+def _plain_rowid_log(conn: Connection) -> bool:
     query = "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = '_d1sync_changes'"
     row = conn.execute(query).fetchone()
     return row is not None and "AUTOINCREMENT" not in str(row[0]).upper()
 
 
-def get_meta(conn: sqlite3.Connection, key: str, default: Any = None) -> Any:
-    row = conn.execute("SELECT v FROM _d1sync_meta WHERE k = ?", (key,)).fetchone()
-    return default if row is None or row[0] is None else json.loads(row[0])
+# -- typed worker state ------------------------------------------------------------------------------------
 
 
-def holds_lease(conn: sqlite3.Connection, owner: str) -> bool:
-    """True if ``owner`` (a worker's id) holds the drain lease, live or expired but not taken by another."""
-    lease = get_meta(conn, "lease")
-    return bool(lease) and lease["owner"] == owner
+@dataclass(frozen=True)
+class Lease:
+    """The single-drainer lease: which worker (``host:pid:nonce``) may send, until when (epoch seconds)."""
+
+    owner: str
+    expires: float
 
 
-def set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
-    conn.execute(
-        "INSERT INTO _d1sync_meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-        (key, json.dumps(value)),
-    )
+@dataclass(frozen=True)
+class LastError:
+    """The last failure the worker recorded."""
+
+    at: float
+    message: str
+    kind: str
+    code: int | None = None
+    status: int | None = None
+
+
+@dataclass(frozen=True)
+class LastPass:
+    """The last pass that delivered something: rows, requests, and how long it took."""
+
+    rows: int
+    requests: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RateBudget:
+    """What the worker's rate limiter had left at its last success (for ``status`` in another process)."""
+
+    available: float
+    rate: float
+    per: float
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """Everything ``_d1sync_meta`` holds, typed. Times are epoch seconds."""
+
+    lease: Lease | None = None
+    failures: int = 0
+    backoff_until: float = 0.0
+    paused: str | None = None
+    last_success: float | None = None
+    last_error: LastError | None = None
+    last_pass: LastPass | None = None
+    rate_budget: RateBudget | None = None
+
+
+_NESTED: dict[str, type[Any]] = {
+    "lease": Lease,
+    "last_error": LastError,
+    "last_pass": LastPass,
+    "rate_budget": RateBudget,
+}
+_FIELDS = {f.name for f in dataclasses.fields(WorkerState)}
+
+
+def load_state(conn: Connection) -> WorkerState:
+    """The worker state stored in the file (defaults for anything missing or unreadable)."""
+    values: dict[str, Any] = {}
+    for key, text in conn.execute("SELECT k, v FROM _d1sync_meta").fetchall():
+        if key not in _FIELDS or text is None:
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue  # a corrupt value must not stop the worker: the default stands in
+        kind = _NESTED.get(key)
+        if kind is not None:
+            if not isinstance(value, dict):
+                continue
+            names = {f.name for f in dataclasses.fields(kind)}
+            try:
+                value = kind(**{k: v for k, v in value.items() if k in names})
+            except TypeError:
+                continue
+        values[key] = value
+    return WorkerState(**values)
+
+
+def save_state(conn: Connection, **changes: Any) -> None:
+    """Write some fields of the worker state (``save_state(conn, failures=0, paused=None)``).
+
+    Call it inside :meth:`Connection.atomic <d1sync.sqlite.Connection.atomic>` when it must agree with
+    another read or write.
+    """
+    unknown = set(changes) - _FIELDS
+    if unknown:
+        raise TypeError(f"unknown worker state field(s): {', '.join(sorted(unknown))}")
+    for key, value in changes.items():
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        conn.execute(
+            "INSERT INTO _d1sync_meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            (key, json.dumps(value)),
+        )

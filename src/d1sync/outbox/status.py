@@ -1,15 +1,16 @@
-"""Status of an outbox, readable from the file alone (no running worker needed), and Prometheus text."""
+"""Status of an outbox, readable from the file alone: no running worker is needed."""
 
 from __future__ import annotations
 
-import sqlite3
+import dataclasses
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from d1sync.outbox.schema import get_meta
+from d1sync.outbox.schema import load_state
+from d1sync.sqlite import Connection
 
-__all__ = ["Status", "prometheus_text", "read_status"]
+__all__ = ["Status", "pending_count", "read_status"]
 
 
 @dataclass(frozen=True)
@@ -46,60 +47,35 @@ class Status:
     rate_budget: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dataclasses.asdict(self)
 
 
-def read_status(conn: sqlite3.Connection, *, now: float | None = None) -> Status:
+def pending_count(conn: Connection) -> int:
+    """Change-log rows not yet acknowledged."""
+    return int(conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
+
+
+def read_status(conn: Connection, *, now: float | None = None) -> Status:
+    """The status of the outbox in ``conn``'s file, read in one snapshot."""
     now = time.time() if now is None else now
-    pending, oldest = conn.execute("SELECT count(*), min(created_at) FROM _d1sync_changes").fetchone()
-    keys = conn.execute("SELECT count(*) FROM (SELECT 1 FROM _d1sync_changes GROUP BY tbl, key)").fetchone()[0]
-    dead = conn.execute("SELECT count(*) FROM _d1sync_dead").fetchone()[0]
-    tables = [str(r[0]) for r in conn.execute("SELECT tbl FROM _d1sync_tables ORDER BY tbl")]
-    lease = get_meta(conn, "lease")
-    backoff_until = float(get_meta(conn, "backoff_until", 0) or 0)
+    with conn.snapshot():
+        pending, oldest = conn.execute("SELECT count(*), min(created_at) FROM _d1sync_changes").fetchone()
+        keys = conn.execute("SELECT count(*) FROM (SELECT 1 FROM _d1sync_changes GROUP BY tbl, key)").fetchone()[0]
+        dead = conn.execute("SELECT count(*) FROM _d1sync_dead").fetchone()[0]
+        tables = [str(r[0]) for r in conn.execute("SELECT tbl FROM _d1sync_tables ORDER BY tbl")]
+        state = load_state(conn)
+    last_pass = state.last_pass
     return Status(
         pending_changes=int(pending),
         pending_keys=int(keys),
         oldest_pending_age=None if oldest is None else max(0.0, now - oldest / 1000),
         dead_letters=int(dead),
         tables=tables,
-        last_success=get_meta(conn, "last_success"),
-        last_error=get_meta(conn, "last_error"),
-        backoff_remaining=max(0.0, backoff_until - now),
-        paused=get_meta(conn, "paused"),
-        lease_owner=lease["owner"] if lease and lease["expires"] > now else None,
-        rows_per_second=_rate(get_meta(conn, "last_pass")),
-        rate_budget=get_meta(conn, "rate_budget"),
+        last_success=state.last_success,
+        last_error=dataclasses.asdict(state.last_error) if state.last_error else None,
+        backoff_remaining=max(0.0, state.backoff_until - now),
+        paused=state.paused,
+        lease_owner=state.lease.owner if state.lease and state.lease.expires > now else None,
+        rows_per_second=round(last_pass.rows / last_pass.seconds, 1) if last_pass and last_pass.seconds else None,
+        rate_budget=dataclasses.asdict(state.rate_budget) if state.rate_budget else None,
     )
-
-
-def _rate(last_pass: dict[str, float] | None) -> float | None:
-    if not last_pass or not last_pass.get("seconds"):
-        return None
-    return round(last_pass["rows"] / last_pass["seconds"], 1)
-
-
-def prometheus_text(status: Status, counters: dict[str, float] | None = None) -> str:
-    """Render ``status`` (and worker counters) in the Prometheus text exposition format."""
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str, value: float) -> None:
-        lines.append(f"# HELP d1sync_{name} {help_text}")
-        lines.append(f"# TYPE d1sync_{name} {kind}")
-        lines.append(f"d1sync_{name} {value}")
-
-    metric("pending_changes", "gauge", "Change-log rows not yet acknowledged by D1.", status.pending_changes)
-    metric("pending_keys", "gauge", "Distinct rows with pending changes.", status.pending_keys)
-    metric(
-        "oldest_pending_age_seconds",
-        "gauge",
-        "Age of the oldest pending change.",
-        status.oldest_pending_age or 0.0,
-    )
-    metric("dead_letters", "gauge", "Changes refused permanently by D1.", status.dead_letters)
-    metric("backoff_seconds", "gauge", "Seconds until the next attempt after a failure.", status.backoff_remaining)
-    metric("paused", "gauge", "1 when the worker is paused (auth, missing database, schema).", int(bool(status.paused)))
-    metric("last_success_timestamp_seconds", "gauge", "When a request was last acknowledged.", status.last_success or 0)
-    for name, value in sorted((counters or {}).items()):
-        metric(f"{name}_total", "counter", f"Worker counter: {name.replace('_', ' ')}.", value)
-    return "\n".join(lines) + "\n"

@@ -1,0 +1,142 @@
+"""How keys and rows travel: one encoding, with its SQL half and its Python half side by side.
+
+A key or a row is a compact JSON array of its values in column order. Two kinds of value cannot travel as
+plain JSON through SQLite and take an *object form*:
+
+* a BLOB as ``{"x": "<hex>"}`` (JSON has no bytes type; ``json_array()`` even refuses a BLOB);
+* text holding a NUL character as ``{"t": "<hex of its UTF-8>"}`` (SQLite's JSON functions cut text at NUL).
+
+Everything else is plain JSON, and SQLite's JSON reader keeps 64-bit integers exact. The change log stores
+keys in this form (one canonical text per key, written by the capture triggers with :func:`key_sql`); the
+planner sends rows in it (:func:`encode_row`, read back on D1 by :func:`column_expr`).
+
+Example::
+
+    encode_row([1, b"\\x00\\xff", "a\\x00b"])   # ('[1,{"x":"00ff"},{"t":"610062"}]', frozenset({1, 2}))
+    decode_row('[1,{"x":"00ff"},{"t":"610062"}]')   # [1, b'\\x00\\xff', 'a\\x00b']
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from d1sync.sql import quote_identifier
+
+__all__ = [
+    "canonical_key_value",
+    "column_expr",
+    "decode_row",
+    "encode_key",
+    "encode_row",
+    "has_undecodable_text",
+    "key_sql",
+    "stored_text",
+]
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_BINARY = (bytes, bytearray, memoryview)
+_NO_SPECIAL: frozenset[int] = frozenset()
+
+
+# -- the Python half -------------------------------------------------------------------------------------
+
+
+def _object_form(value: object) -> object:
+    if isinstance(value, _BINARY):
+        return {"x": bytes(value).hex()}
+    if isinstance(value, str) and "\x00" in value:
+        return {"t": value.encode().hex()}
+    return value
+
+
+def encode_row(values: Sequence[object]) -> tuple[str, frozenset[int]]:
+    """Encode one row (or key) as a compact JSON array; also return the indexes sent in object form.
+
+    This runs once per synced row, so the common case stays in C: one type scan and one call into a reused
+    encoder.
+    """
+    if set(map(type, values)).isdisjoint(_BINARY):
+        text = _ENCODER.encode(values if isinstance(values, list | tuple) else list(values))
+        if "\\u0000" not in text:
+            return text, _NO_SPECIAL
+    special = frozenset(i for i, v in enumerate(values) if _object_form(v) is not v)
+    return _ENCODER.encode([_object_form(v) for v in values]), special
+
+
+def encode_key(values: Sequence[object]) -> str:
+    """A key's canonical text, exactly as the capture triggers write it (:func:`key_sql`)."""
+    return encode_row([canonical_key_value(v) for v in values])[0]
+
+
+def _from_object_form(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        if "x" in value:
+            return bytes.fromhex(value["x"])
+        if "t" in value:
+            return bytes.fromhex(value["t"]).decode("utf-8", "surrogateescape")
+    return value
+
+
+def decode_row(text: str) -> list[Any]:
+    """The values of a row or key encoded by :func:`encode_row` (or :func:`key_sql`)."""
+    return [_from_object_form(v) for v in json.loads(text)]
+
+
+def canonical_key_value(value: object) -> object:
+    """One key value as SQLite compares it: a bool or an integral float is the int it equals, so ``1``,
+    ``1.0`` and ``True`` address one key."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer() and -(2**63) <= value < 2**63:
+        return int(value)
+    return value
+
+
+def has_undecodable_text(values: Iterable[object]) -> bool:
+    """True if a text value was read with ``surrogateescape`` from bytes that are not UTF-8
+    (see :meth:`Connection.read <d1sync.sqlite.Connection.read>`)."""
+    for value in values:
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
+def stored_text(value: str | None) -> str | bytes | None:
+    """The text as SQLite held it: bytes that were not UTF-8 go back as they were (store with CAST AS TEXT)."""
+    if value is None or not has_undecodable_text((value,)):
+        return value
+    return value.encode("utf-8", "surrogateescape")
+
+
+# -- the SQL half ----------------------------------------------------------------------------------------
+
+
+def key_sql(alias: str, key: Iterable[str]) -> str:
+    """SQL rendering a row's key as :func:`encode_key` does, for triggers and queries on ``alias``."""
+    parts = []
+    for column in key:
+        ref = f"{alias}.{quote_identifier(column)}"
+        parts.append(
+            f"CASE typeof({ref}) WHEN 'blob' THEN json_object('x', lower(hex({ref}))) "
+            f"WHEN 'text' THEN CASE WHEN instr({ref}, char(0)) > 0 THEN json_object('t', lower(hex({ref}))) "
+            f"ELSE {ref} END ELSE {ref} END"
+        )
+    return "json_array(" + ", ".join(parts) + ")"
+
+
+def column_expr(index: int, special: bool, source: str = "value") -> str:
+    """SQL reading element ``index`` of the JSON array ``source``, rebuilding object-form values when
+    ``special`` (see the module docstring)."""
+    path = f"'$[{index}]'"
+    if not special:
+        return f"{source}->>{path}"
+    return (
+        f"CASE json_type({source}, {path}) WHEN 'object' THEN coalesce("
+        f"unhex(json_extract({source}, '$[{index}].x')), CAST(unhex(json_extract({source}, '$[{index}].t')) AS TEXT)) "
+        f"ELSE {source}->>{path} END"
+    )

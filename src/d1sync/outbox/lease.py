@@ -1,0 +1,96 @@
+"""The single-drainer lease: at most one worker sends a file's changes at a time, across processes.
+
+The lease is a row of the worker state (:class:`~d1sync.outbox.schema.Lease`: owner and expiry). A worker
+takes it before a pass and renews it before every request; it is released on stop. A worker killed with
+SIGKILL cannot release it, so a successor on the same host takes it over as soon as the owner's process is
+gone (:func:`owner_is_dead`) instead of waiting for the expiry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import socket
+import uuid
+from pathlib import Path
+
+from d1sync.outbox.schema import Lease, load_state, save_state
+from d1sync.sqlite import Connection
+
+__all__ = ["acquire", "holds_lease", "host_identity", "new_owner", "owner_is_dead", "release"]
+
+log = logging.getLogger("d1sync.sync")
+
+
+def new_owner() -> str:
+    """A fresh lease owner name for a worker of this process: ``host:pid:nonce``."""
+    return f"{host_identity()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holds_lease(conn: Connection, owner: str) -> bool:
+    """True if ``owner`` holds the drain lease, live or expired but not taken by another."""
+    lease = load_state(conn).lease
+    return lease is not None and lease.owner == owner
+
+
+def acquire(conn: Connection, owner: str, now: float, ttl: float, *, renew: bool = False) -> bool:
+    """Take (or renew) the lease for ``owner`` until ``now + ttl``; False if another worker has it.
+
+    Renewing (mid-pass) fails if anyone else held the lease meanwhile, even if they have let it go: they may
+    have sent newer states of this pass's rows, which ours must not overwrite.
+    """
+    with conn.atomic():
+        lease = load_state(conn).lease
+        held = lease is not None and lease.owner != owner and (renew or lease.expires > now)
+        if held and lease is not None and not renew and owner_is_dead(lease.owner):
+            log.info("taking over the lease of %s: that process no longer exists", lease.owner)
+            held = False
+        if held:
+            return False
+        save_state(conn, lease=Lease(owner, now + ttl))
+    return True
+
+
+def release(conn: Connection, owner: str) -> None:
+    """Give up the lease now if ``owner`` holds it (another worker may take it at once)."""
+    with conn.atomic():
+        if holds_lease(conn, owner):
+            save_state(conn, lease=Lease(owner, 0.0))
+
+
+@functools.cache
+def host_identity() -> str:
+    """This host as a lease owner names it: hostname, plus boot id and PID namespace where Linux has them.
+
+    Two containers can share a hostname (and a mounted SQLite file) while their PIDs mean different things:
+    a dead PID in our namespace says nothing about a process in theirs. The extra parts keep
+    :func:`owner_is_dead` from taking over a live worker's lease in that case.
+    """
+    parts = [socket.gethostname().replace(":", "_")]
+    with contextlib.suppress(OSError):  # not Linux: the hostname alone
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "/".join(parts)
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True if a lease ``owner`` (``host:pid:nonce``) was a process on this host that no longer exists.
+
+    Only POSIX, and only for owners of this very host identity (same boot and PID namespace, see
+    :func:`host_identity`): elsewhere ``os.kill(pid, 0)`` would not be a meaningful probe.
+    """
+    parts = owner.split(":")
+    if os.name != "posix" or len(parts) < 3:
+        return False
+    host, pid_text = ":".join(parts[:-2]), parts[-2]
+    if host != host_identity() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False

@@ -1,0 +1,25 @@
+"""What a sync pass reports (:class:`SyncResult`), shared by the worker and its delivery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["State", "SyncResult"]
+
+State = Literal["idle", "synced", "backoff", "paused", "locked"]
+"""``idle``: nothing pending; ``synced``: sent something; ``backoff``: a transient failure, retry later;
+``paused``: auth, missing database or schema, fix it; ``locked``: another worker holds the lease."""
+
+
+@dataclass
+class SyncResult:
+    """What one ``sync_once`` did."""
+
+    state: State
+    rows: int = 0
+    requests: int = 0
+    dead: int = 0
+    retry_in: float | None = None
+    more: bool = False
+    error: str | None = None
