@@ -7,21 +7,36 @@
     with EmulatorServer("data", token="secret", faults=FaultConfig(error_rate=0.05, seed=1)) as server:
         server.api_base        # http://127.0.0.1:PORT/client/v4, for D1Client(base_url=...)
 
-See ``docs/emulator.md``. Kept out of ``import d1sync`` so library users do not load the web stack.
+See ``docs/emulator.md``. Kept out of ``import d1sync``, and imported lazily here: the constants are cheap,
+and the web stack (Starlette, uvicorn) loads only when the app or the server is asked for.
 """
 
 from __future__ import annotations
 
-DEFAULT_DATABASE_ID = "00000000-0000-4000-8000-000000000000"
-"""The database every emulator creates at start, and the id CLI commands use with ``--emulator``."""
+from typing import TYPE_CHECKING, Any
 
-DEFAULT_PORT = 8787
-TOKEN_ENV = "D1SYNC_EMULATOR_TOKEN"
-"""Environment variable holding the emulator's bearer token (server and clients)."""
+from d1sync.client.config import DEFAULT_EMULATOR_DATABASE_ID as DEFAULT_DATABASE_ID
+from d1sync.client.config import DEFAULT_EMULATOR_PORT as DEFAULT_PORT
+from d1sync.client.config import EMULATOR_TOKEN_ENV as TOKEN_ENV
 
-# Below the constants: the modules imported here read them from this package.
-from d1sync.emulator.app import create_app  # noqa: E402
-from d1sync.emulator.faults import FaultConfig  # noqa: E402
-from d1sync.emulator.server import EmulatorServer  # noqa: E402
+if TYPE_CHECKING:
+    from d1sync.emulator.app import create_app
+    from d1sync.emulator.faults import FaultConfig
+    from d1sync.emulator.server import EmulatorServer
 
 __all__ = ["DEFAULT_DATABASE_ID", "DEFAULT_PORT", "TOKEN_ENV", "EmulatorServer", "FaultConfig", "create_app"]
+
+_LAZY = {
+    "create_app": "d1sync.emulator.app",
+    "FaultConfig": "d1sync.emulator.faults",
+    "EmulatorServer": "d1sync.emulator.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

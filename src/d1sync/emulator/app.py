@@ -39,8 +39,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from d1sync.emulator.engine import ApiError, Engine, decode_body, internal_error, parse_database_id
+from d1sync.emulator.engine import Engine, decode_body, internal_error, parse_database_id
 from d1sync.emulator.faults import Fault, FaultConfig, FaultInjector, Sleep
+from d1sync.errors import ApiError
 
 __all__ = ["ConnectionDropped", "create_app", "envelope"]
 
@@ -186,12 +187,57 @@ def create_app(
         raise ValueError("the emulator needs a non-empty token")
     engine = Engine(data_dir, auto_create=auto_create)
     injector = FaultInjector(faults, rate_limit, clock=clock, **({"sleep": sleep} if sleep else {}))
+    routes = _Routes(engine, injector)
 
-    async def run_query(request: Request, raw: bool) -> Response:
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        engine.close()
+
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {404: _no_route, 405: _no_route}
+    app = Starlette(
+        routes=[
+            Route(_DB_ONE + "/query", routes.query, methods=["POST"]),
+            Route(_DB_ONE + "/raw", routes.raw, methods=["POST"]),
+            Route(_DB_LIST, routes.list_databases, methods=["GET"]),
+            Route(_DB_LIST, routes.create_database, methods=["POST"]),
+            Route(_DB_ONE, routes.one_database, methods=["GET", "DELETE"]),
+        ],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )
+    app.add_middleware(_Gatekeeper, token=token, faults=injector)
+    app.state.engine = engine
+    app.state.faults = injector
+    return app
+
+
+async def _no_route(request: Request, exc: Exception) -> Response:
+    path = request.url.path.removeprefix(API_PREFIX)
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        return error_response(7001, 405, f"Method {request.method} not allowed for route {path}")
+    return error_response(7003, 404, f"Could not route to {path}, perhaps your object identifier is invalid?")
+
+
+class _Routes:
+    """The endpoints of d1-contract §1, over one engine and one fault injector."""
+
+    def __init__(self, engine: Engine, injector: FaultInjector) -> None:
+        self.engine = engine
+        self.injector = injector
+
+    async def query(self, request: Request) -> Response:
+        return await self._run_query(request, raw=False)
+
+    async def raw(self, request: Request) -> Response:
+        return await self._run_query(request, raw=True)
+
+    async def _run_query(self, request: Request, raw: bool) -> Response:
         try:
             database_id = parse_database_id(request.path_params["database_id"])
         except ApiError as exc:
             return _api_error(exc)
+        injector = self.injector
         plan = injector.plan()
         if plan.latency:
             await injector.sleep(plan.latency)
@@ -207,7 +253,7 @@ def create_app(
             )
         if fault is Fault.HTML_504:
             return HTMLResponse(_HTML_504, status_code=504)
-        response = await _execute(request, database_id, raw)
+        response = await self._execute(request, database_id, raw)
         # From here on the statements are applied: the faults below only hide that from the client.
         if fault is Fault.LOST_502:
             return HTMLResponse(_HTML_502, status_code=502)
@@ -219,10 +265,10 @@ def create_app(
                 return _Dropped()
         return response
 
-    async def _execute(request: Request, database_id: str, raw: bool) -> Response:
+    async def _execute(self, request: Request, database_id: str, raw: bool) -> Response:
         try:
             body = decode_body(await request.body())
-            result = await run_in_threadpool(engine.execute, database_id, body, raw=raw)
+            result = await run_in_threadpool(self.engine.execute, database_id, body, raw=raw)
         except ApiError as exc:
             return _api_error(exc)
         except Exception:
@@ -230,65 +276,31 @@ def create_app(
             return _api_error(internal_error())
         return envelope(result)
 
-    async def query(request: Request) -> Response:
-        return await run_query(request, raw=False)
-
-    async def raw(request: Request) -> Response:
-        return await run_query(request, raw=True)
-
-    async def list_databases(request: Request) -> Response:
+    async def list_databases(self, request: Request) -> Response:
         try:
             page = max(1, int(request.query_params.get("page", "1")))
             per_page = max(1, min(10_000, int(request.query_params.get("per_page", "1000"))))
         except ValueError:
             return error_response(7400, 400, "The request is malformed: page and per_page must be integers")
-        everything = await run_in_threadpool(engine.list_databases, request.query_params.get("name"))
+        everything = await run_in_threadpool(self.engine.list_databases, request.query_params.get("name"))
         chosen = everything[(page - 1) * per_page : page * per_page]
         info = {"page": page, "per_page": per_page, "count": len(chosen), "total_count": len(everything)}
         return envelope(chosen, result_info=info)
 
-    async def create_database(request: Request) -> Response:
+    async def create_database(self, request: Request) -> Response:
         try:
             body = decode_body(await request.body())
             name = body.get("name") if isinstance(body, dict) else None
-            return envelope(await run_in_threadpool(engine.create, name))
+            return envelope(await run_in_threadpool(self.engine.create, name))
         except ApiError as exc:
             return _api_error(exc)
 
-    async def one_database(request: Request) -> Response:
+    async def one_database(self, request: Request) -> Response:
         try:
             database_id = parse_database_id(request.path_params["database_id"])
             if request.method == "DELETE":
-                await run_in_threadpool(engine.delete, database_id)
+                await run_in_threadpool(self.engine.delete, database_id)
                 return envelope(None)
-            return envelope(await run_in_threadpool(engine.describe, database_id))
+            return envelope(await run_in_threadpool(self.engine.describe, database_id))
         except ApiError as exc:
             return _api_error(exc)
-
-    async def no_route(request: Request, exc: Exception) -> Response:
-        path = request.url.path.removeprefix(API_PREFIX)
-        if isinstance(exc, HTTPException) and exc.status_code == 405:
-            return error_response(7001, 405, f"Method {request.method} not allowed for route {path}")
-        return error_response(7003, 404, f"Could not route to {path}, perhaps your object identifier is invalid?")
-
-    @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        yield
-        engine.close()
-
-    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {404: no_route, 405: no_route}
-    app = Starlette(
-        routes=[
-            Route(_DB_ONE + "/query", query, methods=["POST"]),
-            Route(_DB_ONE + "/raw", raw, methods=["POST"]),
-            Route(_DB_LIST, list_databases, methods=["GET"]),
-            Route(_DB_LIST, create_database, methods=["POST"]),
-            Route(_DB_ONE, one_database, methods=["GET", "DELETE"]),
-        ],
-        exception_handlers=handlers,
-        lifespan=lifespan,
-    )
-    app.add_middleware(_Gatekeeper, token=token, faults=injector)
-    app.state.engine = engine
-    app.state.faults = injector
-    return app

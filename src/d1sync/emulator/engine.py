@@ -36,11 +36,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from d1sync.client.config import DEFAULT_EMULATOR_DATABASE_ID as DEFAULT_DATABASE_ID
 from d1sync.database import Meta, RawResult, Statement
-from d1sync.emulator import DEFAULT_DATABASE_ID
-from d1sync.errors import D1Error, InvalidRequestError, TransientError
-from d1sync.local import MULTI_PARAM_MESSAGE, LocalDatabase, connect
-from d1sync.migrations.splitter import first_keyword, has_placeholder, split_statements
+from d1sync.errors import ApiError, D1Error, InvalidRequestError, SQLError, TransientError
+from d1sync.local import MULTI_PARAM_MESSAGE, LocalDatabase
+from d1sync.sql import first_keyword, has_placeholder, split_statements
+from d1sync.sqlite import Connection
 from d1sync.values import MAX_SAFE_INT
 
 __all__ = [
@@ -74,16 +75,6 @@ _SERVED_BY = {
     "served_by": "d1sync-emulator",
     "total_attempts": 1,
 }
-
-
-class ApiError(Exception):
-    """An error D1 would report in its envelope: ``code``, HTTP ``status`` and ``message``."""
-
-    def __init__(self, code: int, status: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-        self.message = message
 
 
 def internal_error() -> ApiError:
@@ -211,7 +202,7 @@ class Engine:
         self.auto_create = auto_create
         self._lock = threading.RLock()
         self._open: dict[str, LocalDatabase] = {}
-        self._catalog = connect(self.data_dir / "_catalog.sqlite3")
+        self._catalog = Connection(self.data_dir / "_catalog.sqlite3")
         self._catalog.execute(
             "CREATE TABLE IF NOT EXISTS databases (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
             "created_at TEXT NOT NULL)"
@@ -244,7 +235,9 @@ class Engine:
             self._catalog.execute(
                 "INSERT INTO databases (uuid, name, created_at) VALUES (?, ?, ?)", (database_id, name, _now_iso())
             )
-        except sqlite3.IntegrityError as exc:
+        except SQLError as exc:
+            if exc.constraint != "UNIQUE":
+                raise
             raise ApiError(7502, 400, f"A database with the name '{name}' already exists") from exc
 
     def exists(self, database_id: str) -> bool:
@@ -267,7 +260,7 @@ class Engine:
                 if not registered:
                     self._register(database_id, database_id)
             db = LocalDatabase(path)
-            conn = db.connection
+            conn = db.connection.raw
             # SQLite enforces D1's limits itself, for bound values and for values computed in SQL alike.
             conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
             conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMS)

@@ -14,39 +14,35 @@ See ``docs/migrations.md``.
 
 from __future__ import annotations
 
+from d1sync.errors import MigrationError, MigrationFailedError, UnsafeMigrationError
 from d1sync.migrations.files import (
-    DEFAULT_MIGRATIONS_DIR,
-    DEFAULT_MIGRATIONS_TABLE,
     DEFAULT_MODULES_GLOB,
-    D1DatabaseConfig,
     MigrationFile,
     MigrationSource,
-    WranglerConfig,
-    find_wrangler_config,
-    load_wrangler_config,
     migration_number,
     read_migration_text,
-    strip_jsonc,
 )
 from d1sync.migrations.runner import (
     CHECKSUM_TABLE,
     AppliedMigration,
     ApplyReport,
-    MigrationError,
-    MigrationFailedError,
+    Drift,
     MigrationPlan,
+    MigrationState,
     MigrationStatus,
     Migrator,
-    UnsafeMigrationError,
     ledger_ddl,
     plan_migration,
 )
-from d1sync.migrations.splitter import (
-    SplitStatement,
-    first_keyword,
-    is_transaction_control,
-    split_statements,
-    split_with_lines,
+from d1sync.sql import SplitStatement, first_keyword, is_transaction_control, split_statements, split_with_lines
+from d1sync.wrangler import (
+    DEFAULT_MIGRATIONS_DIR,
+    DEFAULT_MIGRATIONS_TABLE,
+    D1DatabaseConfig,
+    WranglerConfig,
+    find_wrangler_config,
+    load_wrangler_config,
+    strip_jsonc,
 )
 
 __all__ = [
@@ -57,11 +53,13 @@ __all__ = [
     "AppliedMigration",
     "ApplyReport",
     "D1DatabaseConfig",
+    "Drift",
     "MigrationError",
     "MigrationFailedError",
     "MigrationFile",
     "MigrationPlan",
     "MigrationSource",
+    "MigrationState",
     "MigrationStatus",
     "Migrator",
     "SplitStatement",

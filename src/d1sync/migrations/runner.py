@@ -24,27 +24,36 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Literal
 
 from d1sync.database import Database, Statement
-from d1sync.errors import D1Error, D1SyncError, SQLError
-from d1sync.migrations.files import DEFAULT_MIGRATIONS_TABLE, MigrationFile
-from d1sync.migrations.splitter import SplitStatement, first_keyword, is_transaction_control, split_with_lines
-from d1sync.sql import quote_identifier
+from d1sync.errors import D1Error, MigrationFailedError, SQLError, UnsafeMigrationError
+from d1sync.migrations.files import MigrationFile
+from d1sync.sql import (
+    SplitStatement,
+    fence_sql,
+    first_keyword,
+    is_transaction_control,
+    quote_identifier,
+    split_with_lines,
+)
+from d1sync.wrangler import DEFAULT_MIGRATIONS_TABLE
 
 __all__ = [
     "CHECKSUM_TABLE",
     "AppliedMigration",
     "ApplyReport",
-    "MigrationError",
-    "MigrationFailedError",
+    "Drift",
     "MigrationPlan",
+    "MigrationState",
     "MigrationStatus",
     "Migrator",
-    "UnsafeMigrationError",
     "ledger_ddl",
     "plan_migration",
 ]
+
+MigrationState = Literal["applied", "pending"]
+Drift = Literal["ok", "changed", "unknown", "missing"]
 
 CHECKSUM_TABLE = "_d1sync_migration_checksums"
 _CHECKSUM_DDL = (
@@ -75,57 +84,6 @@ def ledger_ddl(table: str = DEFAULT_MIGRATIONS_TABLE) -> str:
         "\t\tapplied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL\n"
         ");"
     )
-
-
-# -- errors ----------------------------------------------------------------------------------------------
-
-
-class MigrationError(D1SyncError):
-    """A migration could not be applied. ``name`` is its ledger name, ``path`` its file."""
-
-    def __init__(self, message: str, *, name: str, path: Path) -> None:
-        super().__init__(message)
-        self.name = name
-        self.path = path
-
-
-class UnsafeMigrationError(MigrationError):
-    """A pending file holds a transaction statement (``BEGIN``/``COMMIT``/...), which fails on D1.
-
-    Raised before anything runs. ``line`` is the 1-based line of the statement in the file.
-    """
-
-    def __init__(self, message: str, *, name: str, path: Path, line: int) -> None:
-        super().__init__(message, name=name, path=path)
-        self.line = line
-
-
-class MigrationFailedError(MigrationError):
-    """The database refused a migration; it was rolled back, earlier ones stay applied.
-
-    Attributes:
-        statement_number: 1-based statement of the file that failed (None: the ledger insert, or unknown).
-        line: the line that statement starts on, when known.
-        cause: the database error.
-        applied: the migrations applied by this run before the failure.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        name: str,
-        path: Path,
-        cause: D1Error,
-        statement_number: int | None,
-        line: int | None,
-        applied: Sequence[AppliedMigration] = (),
-    ) -> None:
-        super().__init__(message, name=name, path=path)
-        self.cause = cause
-        self.statement_number = statement_number
-        self.line = line
-        self.applied = list(applied)
 
 
 # -- plans and reports -----------------------------------------------------------------------------------
@@ -199,10 +157,10 @@ class MigrationStatus:
     name: str
     file: MigrationFile | None
     applied_at: str | None
-    drift: str | None
+    drift: Drift | None
 
     @property
-    def state(self) -> str:
+    def state(self) -> MigrationState:
         return "applied" if self.applied_at is not None else "pending"
 
     @property
@@ -302,6 +260,7 @@ class Migrator:
         out: list[MigrationStatus] = []
         for row in rows:
             file = by_name.get(row.name)
+            drift: Drift
             if file is None:
                 drift = "missing"
             elif row.name not in checksums:
@@ -398,22 +357,22 @@ class Migrator:
         """Index of the statement that failed, found by probing prefixes of the batch.
 
         D1 does not say which statement of a batch failed (and ``exc.statement`` may name the batch's first).
-        A probe runs ``statements[:k]`` plus a statement that always fails, so the batch is rolled back
+        A probe runs ``statements[:k]`` plus a fence that always fails, so the batch is rolled back
         whatever happens: it finds the first failing statement in log2(n) round trips and writes nothing.
         """
         if len(statements) == 1:
             return 0
         if not isinstance(exc, SQLError) or exc.retryable:
             return None
-        probe_table = f"_d1sync_probe_{uuid.uuid4().hex}"
-        probe = self.db.prepare(f"SELECT * FROM {probe_table}")
+        probe_name = f"probe-{uuid.uuid4().hex}"
+        probe = self.db.prepare(fence_sql(probe_name))
         lo, hi = 0, len(statements)  # statements[:lo] succeed; statements[:hi] fail
         while hi - lo > 1:
             mid = (lo + hi) // 2
             try:
                 self.db.batch([*statements[:mid], probe])
             except SQLError as probe_exc:
-                if probe_table in probe_exc.message:
+                if probe_exc.fence == probe_name:
                     lo = mid
                 else:
                     hi = mid

@@ -23,26 +23,26 @@ the API takes durations in seconds and ``clock`` returns epoch seconds (like ``t
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, cast
 
-from d1sync.database import Database, Row, Statement
+from d1sync.backoff import Backoff
+from d1sync.database import Database, ModuleStore, Row, Statement, validate_module_name
 from d1sync.errors import SQLError, ValueEncodingError
-from d1sync.modules import ModuleStore, validate_module_name
 from d1sync.sql import quote_identifier
-from d1sync.ulid import ULIDGenerator
+from d1sync.tasks.sql import CLAIM_FENCE, STATUSES, Queries
+from d1sync.tasks.ulid import ULIDGenerator
 
-__all__ = ["STATUSES", "Task", "TaskQueue"]
+__all__ = ["STATUSES", "Task", "TaskQueue", "TaskStatus"]
 
-STATUSES = ("open", "claimed", "done", "failed", "dead")
-"""Every status a task can have, in lifecycle order."""
+TaskStatus = Literal["open", "claimed", "done", "failed", "dead"]
+"""A task's status (see :data:`STATUSES` for the lifecycle order)."""
 
 _ADD_CHUNK = 200
-_CLAIM_LOST = "d1sync: claim lost"  # the fence's error text; no quotes, SQLite echoes it inside '...'
-_MAX_SHIFT = 30  # retry_delay * 2**30 is already beyond any sensible cap
 
 Clock = Callable[[], float]
 
@@ -71,7 +71,7 @@ class Task:
     """
 
     id: str
-    status: str
+    status: TaskStatus
     payload: Any
     role: str | None
     priority: int
@@ -95,7 +95,7 @@ class Task:
         result = row["result"]
         return cls(
             id=row["id"],
-            status=row["status"],
+            status=cast(TaskStatus, row["status"]),
             payload=json.loads(row["payload"]),
             role=row["role"],
             priority=int(row["priority"]),
@@ -123,14 +123,15 @@ class TaskQueue:
     """An atomic task queue in one table of ``db``. See the module docstring for the lifecycle.
 
     Args:
-        db: any Database, or a ModuleStore (its module name becomes ``name``).
+        db: any Database; a ModuleStore's module name becomes the default ``name``.
         name: ``None`` for the table ``tasks``; ``"agents"`` for ``agents_tasks`` (lower-case identifier).
         clock: current time in epoch seconds (default ``time.time``); inject a fake one in tests.
         timeout: default lease length in seconds for tasks added without ``timeout``.
         max_attempts: default number of claims a task gets before it is ``dead``.
-        retry_delay: the back-off after the first failed attempt, in seconds; doubled for each further
-            attempt up to ``max_retry_delay``.
-        max_retry_delay: the cap of the back-off, in seconds.
+        backoff: how long a failed task waits before it can be claimed again: the shared
+            :class:`~d1sync.backoff.Backoff` (default: 1 s doubling per attempt up to 300 s, each wait a
+            random 50-100 % of that ceiling, so tasks that failed together do not all come back together).
+        rng: the jitter's random source (seed it in tests).
         create: create the table and indexes if missing (idempotent, one batch). Pass ``False`` when the
             schema comes from a migration (``queue.schema_sql()`` gives its text).
 
@@ -142,36 +143,32 @@ class TaskQueue:
 
     def __init__(
         self,
-        db: Database | ModuleStore,
+        db: Database,
         name: str | None = None,
         *,
         clock: Clock = time.time,
         timeout: float = 300.0,
         max_attempts: int = 3,
-        retry_delay: float = 1.0,
-        max_retry_delay: float = 300.0,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
         create: bool = True,
     ) -> None:
-        if isinstance(db, ModuleStore):
-            name = name if name is not None else db.name
-            db = db.db
+        if isinstance(db, ModuleStore) and name is None:
+            name = db.name
         if name is not None:
             validate_module_name(name)
-        if timeout <= 0 or max_attempts < 1 or retry_delay < 0 or max_retry_delay < retry_delay:
-            raise ValueError(
-                "need timeout > 0, max_attempts >= 1 and 0 <= retry_delay <= max_retry_delay "
-                f"(got {timeout}, {max_attempts}, {retry_delay}, {max_retry_delay})"
-            )
+        if timeout <= 0 or max_attempts < 1:
+            raise ValueError(f"need timeout > 0 and max_attempts >= 1 (got {timeout}, {max_attempts})")
         self.db = db
         self.name = name
         self.table = "tasks" if name is None else f"{name}_tasks"
         self.clock = clock
         self.timeout = timeout
         self.max_attempts = max_attempts
-        self.retry_delay = retry_delay
-        self.max_retry_delay = max_retry_delay
+        self.backoff = backoff or Backoff(base=1.0, cap=300.0)
+        self._rng = rng or random.Random()
         self._ulids = ULIDGenerator(clock)
-        self._sql = _Queries(quote_identifier(self.table))
+        self._sql = Queries(quote_identifier(self.table))
         if create:
             self.create()
 
@@ -351,7 +348,7 @@ class TaskQueue:
         try:
             self.db.batch(batch)
         except SQLError as exc:
-            if _CLAIM_LOST in exc.message:
+            if exc.fence == CLAIM_FENCE:
                 return False
             raise
         return True
@@ -359,19 +356,20 @@ class TaskQueue:
     def fail(self, task_id: str, claim_id: str, *, error: str | None = None, retry: bool = True) -> bool:
         """Record a failed attempt. ``False`` (and no change) if the claim is stale.
 
-        With ``retry`` and attempts left, the task is open again after a back-off of ``retry_delay *
-        2**(attempts - 1)`` seconds (capped at ``max_retry_delay``); without attempts left it is ``dead``.
+        With ``retry`` and attempts left, the task is open again after the queue's back-off: a random 50-100 %
+        of ``min(cap, base * 2**(attempts - 1))`` seconds; without attempts left it is ``dead``.
         ``retry=False`` marks it ``failed`` at once.
         """
         return self._fenced(
             self._sql.fail,
             retry,
             self.now_ms(),
-            _ms(self.retry_delay),
-            _ms(self.max_retry_delay),
+            _ms(self.backoff.base),
+            _ms(self.backoff.cap),
             error,
             task_id,
             claim_id,
+            self.backoff.jitter(self._rng),
         )
 
     def _fenced(self, sql: str, *params: Any) -> bool:
@@ -411,115 +409,3 @@ class TaskQueue:
         row: Row | None = self.db.prepare(self._sql.stats(by_role=role is not None)).bind(*params).first()
         assert row is not None  # an aggregate without GROUP BY always yields one row
         return {key: int(value or 0) for key, value in row.items()}
-
-
-class _Queries:
-    """The SQL of one queue. The table name is the only thing spliced in: validated, then quoted."""
-
-    _COLUMNS = (
-        "id, role, status, priority, payload, available_at, timeout_ms, attempts, max_attempts, created_at, updated_at"
-    )
-
-    def __init__(self, table: str) -> None:
-        t = table
-        self.t = t
-        self.add = f"INSERT INTO {t} ({self._COLUMNS}) VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6, 0, ?7, ?8, ?8)"
-        self.heartbeat = (
-            f"UPDATE {t} SET lease_until = ?1 + COALESCE(?2, timeout_ms), updated_at = ?1 "
-            "WHERE id = ?3 AND claim_id = ?4 AND status = 'claimed' RETURNING id"
-        )
-        self.complete = (
-            f"UPDATE {t} SET status = 'done', result = ?1, lease_until = NULL, updated_at = ?2, finished_at = ?2 "
-            "WHERE id = ?3 AND claim_id = ?4 AND status = 'claimed' RETURNING id"
-        )
-        # A statement that fails unless the claim is current. json_extract refuses a path that does not
-        # start with '$' and quotes it in its error on every SQLite version (so on D1 too), and CASE only
-        # evaluates the marker path when the claim is gone: the error text tells a lost claim apart from a
-        # follow-up's own failure. No schema object needed (a RAISE() trigger would be one).
-        self.fence = (
-            f"SELECT json_extract('{{}}', CASE WHEN EXISTS (SELECT 1 FROM {t} WHERE id = ?1 AND claim_id = ?2 "
-            f"AND status = 'claimed') THEN '$' ELSE '{_CLAIM_LOST}' END) AS fence"
-        )
-        # ?1 retry flag, ?2 now, ?3 retry delay ms, ?4 cap ms. The back-off doubles per attempt: a shift,
-        # because D1 may lack SQLite's math functions (pow).
-        retrying = "?1 <> 0 AND attempts < max_attempts"
-        self.fail = (
-            f"UPDATE {t} SET "
-            f"status = CASE WHEN ?1 = 0 THEN 'failed' WHEN attempts < max_attempts THEN 'open' ELSE 'dead' END, "
-            f"available_at = CASE WHEN {retrying} "
-            f"THEN ?2 + MIN(?3 * (1 << MIN(attempts - 1, {_MAX_SHIFT})), ?4) ELSE available_at END, "
-            f"finished_at = CASE WHEN {retrying} THEN NULL ELSE ?2 END, "
-            "error = ?5, lease_until = NULL, updated_at = ?2 "
-            "WHERE id = ?6 AND claim_id = ?7 AND status = 'claimed' RETURNING id"
-        )
-        self.expire = (
-            f"UPDATE {t} SET status = CASE WHEN attempts < max_attempts THEN 'open' ELSE 'dead' END, "
-            "finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE ?1 END, "
-            "error = 'lease expired (claimed by ' || COALESCE(claimed_by, '?') || ')', "
-            "lease_until = NULL, updated_at = ?1 "
-            "WHERE status = 'claimed' AND lease_until <= ?1 RETURNING id"
-        )
-        self.get = f"SELECT * FROM {t} WHERE id = ?"
-
-    def schema(self, table: str) -> list[str]:
-        t = self.t
-        statuses = ", ".join(f"'{s}'" for s in STATUSES)
-        return [
-            f"""CREATE TABLE IF NOT EXISTS {t} (
-    id           TEXT PRIMARY KEY NOT NULL,
-    role         TEXT,
-    status       TEXT NOT NULL DEFAULT 'open' CHECK (status IN ({statuses})),
-    priority     INTEGER NOT NULL DEFAULT 0,
-    payload      TEXT NOT NULL,
-    available_at INTEGER NOT NULL,
-    timeout_ms   INTEGER NOT NULL,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL,
-    claim_id     TEXT,
-    claimed_by   TEXT,
-    claimed_at   INTEGER,
-    lease_until  INTEGER,
-    result       TEXT,
-    error        TEXT,
-    created_at   INTEGER NOT NULL,
-    updated_at   INTEGER NOT NULL,
-    finished_at  INTEGER
-)""",
-            f"CREATE INDEX IF NOT EXISTS {quote_identifier(table + '_claim')} "
-            f"ON {t} (status, priority DESC, available_at, id)",
-            f"CREATE INDEX IF NOT EXISTS {quote_identifier(table + '_claim_role')} "
-            f"ON {t} (status, role, priority DESC, available_at, id)",
-            f"CREATE INDEX IF NOT EXISTS {quote_identifier(table + '_lease')} ON {t} (status, lease_until)",
-        ]
-
-    def claim(self, *, by_id: bool, by_role: bool) -> str:
-        # ?1 claim id, ?2 agent, ?3 now, ?4 lease ms or NULL, then the task id and/or role.
-        # One UPDATE with the choice in a subquery: atomic on SQLite and on D1 (no interactive transactions).
-        role = f" AND role = ?{6 if by_id else 5}" if by_role else ""
-        if by_id:
-            where = f"id = ?5 AND status = 'open' AND available_at <= ?3{role}"
-        else:
-            where = (
-                f"id = (SELECT id FROM {self.t} WHERE status = 'open' AND available_at <= ?3{role} "
-                "ORDER BY priority DESC, available_at, id LIMIT 1) AND status = 'open'"
-            )
-        return (
-            f"UPDATE {self.t} SET status = 'claimed', claim_id = ?1, claimed_by = ?2, claimed_at = ?3, "
-            "lease_until = ?3 + COALESCE(?4, timeout_ms), attempts = attempts + 1, updated_at = ?3 "
-            f"WHERE {where} RETURNING *"
-        )
-
-    def list(self, *, by_status: bool, by_role: bool) -> str:
-        clauses = [c for c, on in (("status = ?", by_status), ("role = ?", by_role)) if on]
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        return f"SELECT * FROM {self.t}{where} ORDER BY id LIMIT ?"
-
-    def stats(self, *, by_role: bool) -> str:
-        counts = ", ".join(f"SUM(status = '{s}') AS {quote_identifier(s)}" for s in STATUSES)
-        where = " WHERE role = ?2" if by_role else ""
-        return (
-            f"SELECT {counts}, COUNT(*) AS total, "
-            "SUM(status = 'open' AND available_at <= ?1) AS ready, "
-            "SUM(status = 'claimed' AND lease_until <= ?1) AS expired "
-            f"FROM {self.t}{where}"
-        )
