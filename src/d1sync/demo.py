@@ -8,20 +8,26 @@ the local file: same row count and the same content checksum for every table.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
+import secrets
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from d1sync.database import Database
 from d1sync.local import LocalDatabase
 from d1sync.sql import quote_identifier
+
+if TYPE_CHECKING:
+    from d1sync.emulator.faults import FaultConfig
+    from d1sync.outbox import SyncWorker
 
 __all__ = ["DEMO_SCHEMA", "DemoConfig", "DemoReport", "run_demo", "table_checksum"]
 
@@ -186,100 +192,120 @@ class _Writer(threading.Thread):
             self.transactions += 1
 
 
+_NO_FAULTS = {"error_rate": 0, "rate_limit_rate": 0, "timeout_rate": 0, "html_rate": 0, "lost_response_rate": 0}
+
+
+def _fault_config(config: DemoConfig) -> FaultConfig:
+    from d1sync.emulator.faults import FaultConfig
+
+    return FaultConfig(
+        error_rate=config.error_rate,
+        rate_limit_rate=config.rate_limit_rate,
+        timeout_rate=config.timeout_rate,
+        html_rate=config.html_rate,
+        lost_response_rate=config.lost_rate,
+        seed=config.seed,
+        retry_after=1,
+        timeout_delay=1.5,
+    )
+
+
+def _migrate(workdir: Path, databases: tuple[Database, ...]) -> int:
+    """One migration applied to both sides by the same code (both are Databases); returns the files applied."""
+    from d1sync.migrations import MigrationSource, Migrator
+
+    migrations = workdir / "migrations"
+    migrations.mkdir(exist_ok=True)
+    (migrations / "0001_agent_state.sql").write_text(DEMO_SCHEMA, encoding="utf-8")
+    source = MigrationSource(workdir, migrations_dir=migrations, modules_glob=None)
+    applied = 0
+    for db in databases:
+        applied = len(Migrator(db, source.discover()).apply().applied)
+    return applied
+
+
+def _write_while_syncing(
+    worker: SyncWorker, writer: _Writer, report: DemoReport, on_tick: Callable[[dict[str, Any]], None] | None
+) -> None:
+    sync_thread = threading.Thread(target=worker.run, name="demo-sync", daemon=True)
+    started = time.monotonic()
+    writer.start()
+    sync_thread.start()
+    try:
+        while writer.is_alive() or worker.pending():
+            if writer.error is not None:
+                raise writer.error
+            if on_tick is not None:
+                on_tick(
+                    {
+                        "written": writer.written,
+                        "target": writer.rows,
+                        "pending": worker.pending(),
+                        "sent": worker.counters.rows,
+                        "requests": worker.counters.requests,
+                        "retries": worker.counters.retries,
+                        "elapsed": time.monotonic() - started,
+                    }
+                )
+            time.sleep(0.2)
+        report.seconds = time.monotonic() - started
+    finally:
+        worker.stop(flush_timeout=5)
+        sync_thread.join(10)
+        writer.join(10)
+    if writer.error is not None:
+        raise writer.error
+    report.rows_written, report.transactions = writer.written, writer.transactions
+    report.rows_sent = worker.counters.rows
+    report.requests = worker.counters.requests
+    report.retries = worker.counters.retries
+
+
 def run_demo(config: DemoConfig, *, on_tick: Callable[[dict[str, Any]], None] | None = None) -> DemoReport:
     """Run the demo and return its report (see the module docstring)."""
-    from d1sync.client import D1Client
+    from d1sync.backoff import Backoff
+    from d1sync.client import D1Client, RetryPolicy
     from d1sync.emulator import DEFAULT_DATABASE_ID
-    from d1sync.emulator.faults import FaultConfig
     from d1sync.emulator.server import EmulatorServer
-    from d1sync.migrations import MigrationSource, Migrator
-    from d1sync.outbox import Backoff, Outbox, SyncWorker
+    from d1sync.outbox import Outbox, SyncWorker
 
-    with tempfile.TemporaryDirectory(prefix="d1sync-demo-") as tmp:
+    report = DemoReport()
+    with tempfile.TemporaryDirectory(prefix="d1sync-demo-") as tmp, contextlib.ExitStack() as stack:
         workdir = config.directory or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         app_db = workdir / "app.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{app_db}{suffix}").unlink(missing_ok=True)
-        token = "demo-" + hashlib.sha256(str(time.time()).encode()).hexdigest()[:16]
-        faults = FaultConfig(
-            error_rate=config.error_rate,
-            rate_limit_rate=config.rate_limit_rate,
-            timeout_rate=config.timeout_rate,
-            html_rate=config.html_rate,
-            lost_response_rate=config.lost_rate,
-            seed=config.seed,
-            retry_after=1,
-            timeout_delay=1.5,
-        )
-        report = DemoReport()
-        with EmulatorServer(workdir / "emulator", token=token, faults=faults) as server:
-            remote = D1Client(
+        token = "demo-" + secrets.token_hex(8)
+        faults = _fault_config(config)
+        server = stack.enter_context(EmulatorServer(workdir / "emulator", token=token, faults=faults))
+        remote = stack.enter_context(
+            D1Client(
                 account_id="demo",
                 database_id=DEFAULT_DATABASE_ID,
                 api_token=token,
                 base_url=server.api_base,
                 timeout=1.0,
+                retry=RetryPolicy(),
             )
-            # One migration applied to both sides by the same code (both are Databases); faults are off while
-            # the schema is created so the demo starts cleanly.
-            server.app.state.faults.update(
-                error_rate=0, rate_limit_rate=0, timeout_rate=0, html_rate=0, lost_response_rate=0
-            )
-            migrations = workdir / "migrations"
-            migrations.mkdir(exist_ok=True)
-            (migrations / "0001_agent_state.sql").write_text(DEMO_SCHEMA, encoding="utf-8")
-            source = MigrationSource(workdir, migrations_dir=migrations, modules_glob=None)
-            local = LocalDatabase(app_db)
-            for db in (local, remote):
-                report.migrations = len(Migrator(db, source.discover()).apply().applied)
-            server.app.state.faults.configure(faults)
-            server.app.state.faults.reset_stats()
-            with Outbox(app_db) as outbox:
-                outbox.track(*TABLES)
-
-            writer = _Writer(app_db, config.rows, config.seed)
-            worker = SyncWorker(app_db, remote, backoff=Backoff(base=0.05, cap=1.0, pause=1.0), seed=config.seed)
-            sync_thread = threading.Thread(target=worker.run, name="demo-sync", daemon=True)
-            started = time.monotonic()
-            writer.start()
-            sync_thread.start()
-            while writer.is_alive() or worker.pending():
-                if writer.error is not None:
-                    raise writer.error
-                if on_tick is not None:
-                    on_tick(
-                        {
-                            "written": writer.written,
-                            "target": config.rows,
-                            "pending": worker.pending(),
-                            "sent": worker.counters.rows,
-                            "requests": worker.counters.requests,
-                            "retries": worker.counters.retries,
-                            "elapsed": time.monotonic() - started,
-                        }
-                    )
-                time.sleep(0.2)
-            report.seconds = time.monotonic() - started
-            worker.stop(flush_timeout=5)
-            sync_thread.join(10)
-            if writer.error is not None:
-                raise writer.error
-            report.rows_written, report.transactions = writer.written, writer.transactions
-            report.rows_sent = worker.counters.rows
-            report.requests = worker.counters.requests
-            report.retries = worker.counters.retries
-            report.faults = server.app.state.faults.stats
-            # The proof: read both sides through the same API, without faults on the way back.
-            server.app.state.faults.update(
-                error_rate=0, rate_limit_rate=0, timeout_rate=0, html_rate=0, lost_response_rate=0
-            )
-            for table, key in TABLES.items():
-                report.tables[table] = {
-                    "local": table_checksum(local, table, key),
-                    "remote": table_checksum(remote, table, key),
-                }
-            worker.close()
-            remote.close()
-            local.close()
+        )
+        local = stack.enter_context(LocalDatabase(app_db))
+        server.app.state.faults.update(**_NO_FAULTS)  # the schema is created cleanly, then the faults begin
+        report.migrations = _migrate(workdir, (local, remote))
+        server.app.state.faults.configure(faults)
+        server.app.state.faults.reset_stats()
+        with Outbox(app_db) as outbox:
+            outbox.track(*TABLES)
+        worker = stack.enter_context(
+            SyncWorker(app_db, remote, backoff=Backoff(base=0.05, cap=1.0), pause_interval=1.0, seed=config.seed)
+        )
+        _write_while_syncing(worker, _Writer(app_db, config.rows, config.seed), report, on_tick)
+        report.faults = server.app.state.faults.stats
+        # The proof: read both sides through the same API, without faults on the way back.
+        server.app.state.faults.update(**_NO_FAULTS)
+        for table, key in TABLES.items():
+            report.tables[table] = {
+                "local": table_checksum(local, table, key),
+                "remote": table_checksum(remote, table, key),
+            }
     return report

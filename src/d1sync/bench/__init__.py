@@ -14,11 +14,29 @@ Example::
     report = run_bench(QUICK)
     report.figure("drain.d1sync.rows_per_second").value
     report.write_json("bench-results.json")
+
+The settings (:mod:`~d1sync.bench.settings`) import nothing heavy; the runner loads the emulator server.
 """
 
 from __future__ import annotations
 
-from d1sync.bench.report import Figure, Report, machine_info
-from d1sync.bench.runner import BENCHMARKS, QUICK, BenchSettings, run_bench
+from typing import TYPE_CHECKING, Any
+
+from d1sync.bench.settings import BENCHMARKS, QUICK, BenchSettings
+
+if TYPE_CHECKING:
+    from d1sync.bench.report import Figure, Report, machine_info
+    from d1sync.bench.runner import run_bench
 
 __all__ = ["BENCHMARKS", "QUICK", "BenchSettings", "Figure", "Report", "machine_info", "run_bench"]
+
+_LAZY = {"Figure": "report", "Report": "report", "machine_info": "report", "run_bench": "runner"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"d1sync.bench.{module}"), name)

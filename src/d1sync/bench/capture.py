@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from d1sync.bench.data import COLUMNS, create_table, fill_rows
-from d1sync.local import connect
 from d1sync.outbox import Outbox
+from d1sync.sqlite import connect
 
 __all__ = ["CaptureOutcome", "run_capture"]
 

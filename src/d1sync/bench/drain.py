@@ -26,8 +26,8 @@ from d1sync.bench.data import COLUMNS, TABLE, make_backlog
 from d1sync.bench.remote import BenchEmulator, CountingTransport, compare_with_remote, pacing_limiter
 from d1sync.client import D1Client
 from d1sync.errors import ConfigError
-from d1sync.local import connect
 from d1sync.outbox import Limits, SyncWorker
+from d1sync.sqlite import connect
 from d1sync.values import encode_params
 
 __all__ = ["STRATEGIES", "DrainOutcome", "multi_values_sql", "run_drain"]

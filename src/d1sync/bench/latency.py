@@ -19,23 +19,19 @@ from typing import Any
 from d1sync.bench.data import COLUMNS, TABLE, create_table, fill_rows, make_backlog
 from d1sync.bench.remote import BenchEmulator
 from d1sync.errors import D1SyncError
-from d1sync.local import connect
 from d1sync.outbox import SyncWorker
+from d1sync.sqlite import connect
 
 __all__ = ["LatencyOutcome", "percentile", "run_latency"]
 
 Clock = Callable[[], float]
 
 
-def percentile(samples: list[float], p: float) -> float:
-    """The ``p``-th percentile (0-100) by linear interpolation between closest ranks."""
-    ordered = sorted(samples)
-    if not ordered:
-        return 0.0
-    rank = (len(ordered) - 1) * p / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+def percentile(samples: list[float], p: int) -> float:
+    """The ``p``-th percentile (1-99) by linear interpolation between closest ranks."""
+    if len(samples) < 2:
+        return samples[0] if samples else 0.0
+    return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
 
 
 @dataclass

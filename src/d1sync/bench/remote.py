@@ -45,7 +45,7 @@ def pacing_limiter(requests_per_second: float) -> RateLimiter | None:
 
     ``RateLimiter(rate=1, per=1/r)`` holds one token refilled every ``1/r`` seconds: exactly ``r`` requests
     per second sustained. (``RateLimiter(rate=4, per=1)`` would sustain only 3/s: that class reserves a
-    burst of ``rate // 10`` (at least 1) and refills the rest, so no window ever sees more than ``rate``.)
+    burst of ``rate // 40`` (at least 1) and refills only the rest, so no window ever sees more than ``rate``.)
     """
     if requests_per_second <= 0:
         return None

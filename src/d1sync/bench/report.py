@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from d1sync import __version__
+from d1sync._version import __version__
 
 __all__ = ["Figure", "Report", "machine_info"]
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from d1sync.bench.capture import run_capture
@@ -17,79 +15,13 @@ from d1sync.bench.latency import run_latency
 from d1sync.bench.process import run_memory, run_recovery
 from d1sync.bench.remote import BenchEmulator
 from d1sync.bench.report import Figure, Report
+from d1sync.bench.settings import BENCHMARKS, QUICK, BenchSettings
 from d1sync.errors import D1SyncError
 from d1sync.outbox import Limits
 
 __all__ = ["BENCHMARKS", "QUICK", "BenchSettings", "run_bench"]
 
-BENCHMARKS = ("drain", "capture", "latency", "memory", "recovery")
 MB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    """Sizes and conditions of a run. The defaults are the issue's; :data:`QUICK` is ``make bench``'s."""
-
-    rows: int = 200_000
-    """Backlog drained by each strategy of the drain benchmark."""
-    latency_ms: float = 50.0
-    """Round-trip latency the emulator adds to every query request."""
-    rate_limit: float = 4.0
-    """Requests per second allowed by the client-side limiter in the drain benchmark (0: unlimited)."""
-    budget: float = 20.0
-    """Seconds each drain strategy may run."""
-    capture_transactions: int = 20_000
-    """Single-row transactions per table in the capture benchmark (100-row transactions: a tenth of it)."""
-    latency_samples: int = 300
-    memory_rows: int = 1_000_000
-    recovery_rows: int = 200_000
-    benchmarks: tuple[str, ...] = BENCHMARKS
-    quick: bool = False
-
-    def __post_init__(self) -> None:
-        unknown = [b for b in self.benchmarks if b not in BENCHMARKS]
-        if unknown:
-            raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-        if min(self.rows, self.capture_transactions, self.latency_samples, self.memory_rows, self.recovery_rows) < 1:
-            raise ValueError("sizes must be at least 1")
-        if self.latency_ms < 0 or self.rate_limit < 0 or self.budget <= 0:
-            raise ValueError("latency and rate limit must not be negative; the budget must be positive")
-
-    @property
-    def command(self) -> str:
-        """The explicit command that reproduces this run."""
-        defaults = QUICK if self.quick else BenchSettings()
-        args = ["d1sync", "bench"] + (["--quick"] if self.quick else [])
-        flags = {
-            "rows": "--rows",
-            "latency_ms": "--latency-ms",
-            "rate_limit": "--rate-limit",
-            "budget": "--budget",
-            "capture_transactions": "--capture-transactions",
-            "latency_samples": "--latency-samples",
-            "memory_rows": "--memory-rows",
-            "recovery_rows": "--recovery-rows",
-        }
-        for name, flag in flags.items():
-            value = getattr(self, name)
-            if value != getattr(defaults, name):
-                args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-        if self.benchmarks != BENCHMARKS:
-            for name in self.benchmarks:
-                args += ["--only", name]
-        return shlex.join(args)
-
-
-QUICK = BenchSettings(
-    rows=50_000,
-    budget=5.0,
-    capture_transactions=5_000,
-    latency_samples=200,
-    memory_rows=100_000,
-    recovery_rows=50_000,
-    quick=True,
-)
-
 Progress = Callable[[str], None]
 
 

@@ -1,37 +1,65 @@
 """The ``d1sync`` command line. Thin: parse options, call the library, render with rich.
 
-Each command group lives in its own module here and exposes ``COMMANDS``, a list of click commands; the
-group below collects them, so adding a command never means editing a shared registry.
+Commands load lazily: :data:`COMMANDS` names each command's module and its one-line help, so ``d1sync --help``
+lists them without importing any (the web server, the benchmarks and the HTTP client load only in the
+commands that use them). A test checks that each line here matches the command's own help.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 
 import click
 
 from d1sync._version import __version__
 
-__all__ = ["cli"]
+__all__ = ["COMMANDS", "cli"]
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("d1sync.cli.bench", "Measure d1sync on the embedded emulator over a real loopback socket."),
+    "dead": ("d1sync.cli.status", "Inspect, retry or drop DB's dead letters (changes D1 refused permanently)."),
+    "demo": ("d1sync.cli.demo", "Write an agent daemon's state locally while syncing it to the emulator under faults."),
+    "emulator": ("d1sync.cli.emulator", "Serve a local D1: the Cloudflare REST API over SQLite files."),
+    "migrations": (
+        "d1sync.cli.migrations",
+        "wrangler-compatible migrations: same files, same d1_migrations ledger, same order.",
+    ),
+    "query": ("d1sync.cli.query", "Run SQL anywhere and print the rows."),
+    "run": ("d1sync.cli.sync", "Run the sync daemon for DB in the foreground."),
+    "status": ("d1sync.cli.status", "Show DB's outbox: pending changes, dead letters, last success/error."),
+    "sync": ("d1sync.cli.sync", "Drain DB's outbox until it is empty, with a progress bar, then exit."),
+    "tasks": ("d1sync.cli.tasks", "An atomic task queue on a local file, the emulator or D1 (JSON output)."),
+    "track": ("d1sync.cli.outbox", "Capture every write to TABLES of DB in the outbox (installs triggers)."),
+    "untrack": ("d1sync.cli.outbox", "Stop capturing writes to TABLES of DB (removes triggers)."),
+}
+"""Every command: its module (which defines a click command of the same name) and its one-line help."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command runs (or its own help is asked for)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        command = getattr(importlib.import_module(entry[0]), cmd_name.replace("-", "_"))
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="d1sync")
 def cli() -> None:
     """d1sync: write to SQLite at local speed; a durable outbox carries every write to Cloudflare D1.
 
-    Start with `d1sync demo`, which runs the whole job on the embedded emulator.
+    Start with `d1sync demo`, which runs the whole job on the embedded emulator. Every command takes
+    -v/--verbose, -q/--quiet, --log-level and --traceback.
     """
-
-
-def _register() -> None:
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for command in getattr(module, "COMMANDS", ()):
-            cli.add_command(command)
-
-
-_register()

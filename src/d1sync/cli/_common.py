@@ -1,12 +1,19 @@
-"""What every command shares: one-line errors with a hint, JSON output, the rich console."""
+"""What every command shares: one-line errors with a hint that fits the invocation, exit codes, logging
+options, JSON output, and the two consoles (results on stdout; progress, logs and errors on stderr).
+
+Every command is a :class:`Command`: it gets ``-v/--verbose``, ``-q/--quiet``, ``--log-level`` and
+``--traceback``, and any error becomes one line (``Error: ...`` plus ``Try: ...``) and a non-zero exit, never
+a traceback unless ``--traceback`` asks for one.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, NoReturn
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -14,25 +21,45 @@ from rich.console import Console
 from d1sync.errors import (
     AuthError,
     ConfigError,
-    D1Error,
     D1SyncError,
     DatabaseNotFoundError,
+    MigrationError,
     RateLimitedError,
+    SchemaMismatchError,
     SQLError,
     TransientError,
+    UsageError,
 )
 
-__all__ = ["CLIError", "console", "err_console", "fail", "handle_errors", "print_json"]
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+    "CLIError",
+    "Command",
+    "Group",
+    "console",
+    "err_console",
+    "fail",
+    "print_json",
+    "remember_target",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 console = Console(highlight=False, soft_wrap=True)
+"""Results (tables, JSON, summaries): stdout."""
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+"""Progress bars, logs, warnings and errors: stderr."""
 
 
 class CLIError(click.ClickException):
     """A one-line error plus an optional ``Try:`` hint; exits with ``exit_code``."""
 
-    def __init__(self, message: str, hint: str | None = None, exit_code: int = 1) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(" ".join(message.split()))
         self.hint = hint
         self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class
 
@@ -42,35 +69,153 @@ class CLIError(click.ClickException):
             click.echo(f"Try: {self.hint}", err=True)
 
 
-def fail(message: str, hint: str | None = None, exit_code: int = 1) -> NoReturn:
+def fail(message: str, hint: str | None = None, exit_code: int = EXIT_FAILURE) -> NoReturn:
     raise CLIError(message, hint, exit_code)
 
 
-def _hint(exc: D1SyncError) -> str | None:
-    if isinstance(exc, ConfigError):
-        return "see `d1sync --help` and the README section 'Pointing d1sync at D1'"
+def remember_target(target: Any) -> None:
+    """Keep the command's resolved target, so error hints can name the flag and variable that apply."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta["d1sync.target"] = target
+
+
+def _hint(exc: BaseException, ctx: click.Context) -> str | None:
+    """A hint that fits the error *and* this invocation (its target, its flags)."""
+    target = ctx.meta.get("d1sync.target")
     if isinstance(exc, AuthError):
+        if target is not None and target.kind == "emulator":
+            return f"{target.token_variable} must equal the token the emulator was started with (--token)"
         return "check CLOUDFLARE_API_TOKEN (it needs D1 edit permission) and the account id"
     if isinstance(exc, DatabaseNotFoundError):
-        return "check the database id (D1_DATABASE_ID or --database-id); list them with the Cloudflare dashboard"
+        if target is not None and target.kind == "emulator":
+            return "start the emulator with --auto-create, or pass --database-id of a database it has"
+        return "check the database id (--database-id, D1_DATABASE_ID or wrangler.toml); `wrangler d1 list` shows them"
+    if isinstance(exc, SchemaMismatchError):
+        where = " --remote"
+        if target is not None and target.kind == "emulator" and target.base_url:
+            where = f" --emulator {target.base_url.removesuffix('/client/v4')}"
+        elif target is not None and target.kind == "local":
+            where = f" --local {target.path}"
+        return f"apply the same migrations there: d1sync migrations apply{where}"
     if isinstance(exc, RateLimitedError):
-        return "wait and run again; lower the request rate with --rate-limit"
+        return "wait a few minutes (Cloudflare locks an account out for 5 minutes) and run the command again"
     if isinstance(exc, TransientError):
         return "the failure may pass: run the command again"
+    if isinstance(exc, SQLError) and exc.result_code in ("SQLITE_NOTADB", "SQLITE_CANTOPEN"):
+        return "check the path: it must be a SQLite database file (or a new file in a folder that exists)"
     if isinstance(exc, SQLError):
         return "check the SQL against the table's schema"
+    if isinstance(exc, ConfigError | MigrationError):
+        return None  # their messages already say what to change
     return None
 
 
-@contextmanager
-def handle_errors() -> Iterator[None]:
-    """Turn library errors into one line with a hint and exit code 1 (never a traceback)."""
+class Command(click.Command):
+    """A click command with d1sync's logging options and error handling (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_common_options())
+
+    def invoke(self, ctx: click.Context) -> Any:
+        traceback = bool(ctx.params.pop("traceback", False))
+        verbose = bool(ctx.params.pop("verbose", False))
+        quiet = bool(ctx.params.pop("quiet", False))
+        level = ctx.params.pop("log_level", None)
+        ctx.meta["d1sync.verbose"] = verbose
+        ctx.meta["d1sync.traceback"] = traceback or verbose
+        configure_logging(level or ("DEBUG" if verbose else "ERROR" if quiet else "INFO"))
+        ctx.meta["d1sync.quiet"] = quiet
+        return _guarded(lambda: super(Command, self).invoke(ctx), ctx)
+
+
+def _guarded(call: Callable[[], Any], ctx: click.Context) -> Any:
+    """Run ``call``; any error becomes a one-line CLIError (unless --traceback asked for the stack)."""
     try:
-        yield
-    except D1SyncError as exc:
-        raise CLIError(str(exc), _hint(exc)) from exc
-    except OSError as exc:
-        raise CLIError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
+        return call()
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+        raise
+    except KeyboardInterrupt:
+        raise CLIError("interrupted", exit_code=130) from None
+    except Exception as exc:
+        if ctx.meta.get("d1sync.traceback"):
+            raise
+        raise _one_line(exc, ctx) from exc
+
+
+def _one_line(exc: Exception, ctx: click.Context) -> CLIError:
+    if isinstance(exc, UsageError):
+        return CLIError(str(exc), exit_code=EXIT_USAGE)
+    if isinstance(exc, D1SyncError):
+        return CLIError(str(exc), _hint(exc, ctx))
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return CLIError(f"{exc.strerror or exc}{where}")
+    return CLIError(
+        f"internal error: {type(exc).__name__}: {exc}",
+        f"run it again with --traceback and report the output at the d1sync issue tracker ({ctx.command_path})",
+    )
+
+
+class Group(click.Group):
+    """A click group whose subcommands are :class:`Command` s (its own callback's errors are one line too)."""
+
+    command_class = Command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _guarded(lambda: super(Group, self).invoke(ctx), ctx)
+
+
+def _common_options() -> list[click.Parameter]:
+    return [
+        click.Option(["-v", "--verbose"], is_flag=True, help="Debug logging; show where settings came from."),
+        click.Option(["-q", "--quiet"], is_flag=True, help="Only errors on stderr."),
+        click.Option(
+            ["--log-level"],
+            type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+            help="Log level of d1sync's own logs (default INFO; -v DEBUG, -q ERROR).",
+        ),
+        click.Option(["--traceback"], is_flag=True, help="Show the full stack of an error (for bug reports)."),
+    ]
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per log line: ts, level, logger, msg."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "msg": record.getMessage(),
+            }
+        )
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (click's test runner swaps it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """StreamHandler.__init__ sets it; ignored, since the property always answers sys.stderr."""
+
+
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Send d1sync's logs to stderr at ``level``, as text or JSON lines."""
+    handler = _StderrHandler()
+    if fmt == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("d1sync")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
 
 
 def print_json(data: Any) -> None:
@@ -82,7 +227,3 @@ def print_json(data: Any) -> None:
         raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
     sys.stdout.write(json.dumps(data, default=default, ensure_ascii=False, indent=2) + "\n")
-
-
-def error_summary(exc: D1Error) -> dict[str, Any]:
-    return {"error": exc.message, "code": exc.code, "status": exc.status, "retryable": exc.retryable}

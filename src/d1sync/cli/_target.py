@@ -1,110 +1,93 @@
-"""Where a command runs: ``--local FILE``, ``--emulator URL`` or ``--remote`` (real D1).
+"""The target options every command shares, and their resolution through :func:`d1sync.target.resolve_target`.
 
-Credentials never come from the command line (it leaks into shell history and ``ps``): the token is read
-from ``CLOUDFLARE_API_TOKEN`` (remote) or ``D1SYNC_EMULATOR_TOKEN`` (emulator, falling back to
-``CLOUDFLARE_API_TOKEN``).
+``--local FILE``, ``--emulator URL`` or ``--remote``, plus ``--database-id``, ``--database NAME`` (the
+wrangler entry), ``-c/--config`` (the wrangler file) and ``--env`` (a wrangler environment). Credentials
+never come from the command line (it leaks into shell history and ``ps``): tokens are read from
+``CLOUDFLARE_API_TOKEN`` (remote) or ``D1SYNC_EMULATOR_TOKEN`` (emulator).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
+from rich.markup import escape
 
-from d1sync.database import Database
-from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_PORT, TOKEN_ENV
+from d1sync.client.config import DEFAULT_EMULATOR_PORT, EMULATOR_TOKEN_ENV
+from d1sync.target import Kind, Target, resolve_target
 
-from ._common import fail
+from ._common import err_console, remember_target
 
-__all__ = ["Target", "emulator_api_base", "make_target", "target_options"]
+__all__ = ["TARGET_PARAMS", "open_target", "target_from", "target_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-def emulator_api_base(url: str) -> str:
-    """``http://127.0.0.1:8787`` -> ``http://127.0.0.1:8787/client/v4`` (kept if already there)."""
-    url = url.rstrip("/")
-    return url if url.endswith("/client/v4") else f"{url}/client/v4"
-
-
-@dataclass(frozen=True)
-class Target:
-    """A parsed target choice; :meth:`open` gives the Database."""
-
-    local: str | None = None
-    emulator: str | None = None
-    remote: bool = False
-    database_id: str | None = None
-    account_id: str | None = None  # e.g. from wrangler config; None -> the environment
-
-    @property
-    def description(self) -> str:
-        if self.local:
-            return f"local file {self.local}"
-        if self.emulator:
-            return f"emulator {self.emulator}"
-        return "remote D1"
-
-    def open(self) -> Database:
-        if self.local:
-            from d1sync.local import LocalDatabase
-
-            return LocalDatabase(self.local)
-        from d1sync.client import D1Client
-
-        if self.emulator:
-            token = os.environ.get(TOKEN_ENV) or os.environ.get("CLOUDFLARE_API_TOKEN")
-            if not token:
-                fail(
-                    f"no token for the emulator at {self.emulator}",
-                    f"export {TOKEN_ENV}=<the token the emulator was started with>",
-                )
-            return D1Client(
-                account_id=os.environ.get("CLOUDFLARE_ACCOUNT_ID") or "emulator",
-                database_id=self.database_id or DEFAULT_DATABASE_ID,
-                api_token=token,
-                base_url=emulator_api_base(self.emulator),
-            )
-        return D1Client(account_id=self.account_id, database_id=self.database_id)
+TARGET_PARAMS = ("local", "emulator", "remote", "database_id", "database", "config", "wrangler_env")
+"""The names the target options pass to a command."""
 
 
 def target_options(func: F) -> F:
-    """Add ``--local/--emulator/--remote/--database-id`` and pass ``target: Target`` to the command."""
-
+    """Add the target options; the command receives them as keyword arguments (see :data:`TARGET_PARAMS`)."""
     options = [
         click.option(
-            "--database-id",
-            envvar="D1_DATABASE_ID",
-            help="D1 database id (default: $D1_DATABASE_ID; with --emulator, the emulator's default database).",
+            "--env", "wrangler_env", metavar="ENV", help="Use the d1_databases of [env.ENV] in wrangler.toml."
         ),
-        click.option("--remote", is_flag=True, help="Run against real D1 (credentials from the environment)."),
+        click.option(
+            "-c",
+            "--config",
+            type=click.Path(dir_okay=False, exists=True),
+            help="The wrangler config (wrangler.toml/json/jsonc). Default: the nearest one from the current folder.",
+        ),
+        click.option(
+            "--database",
+            metavar="NAME",
+            help="The [[d1_databases]] entry of wrangler.toml, by binding or database_name.",
+        ),
+        click.option(
+            "--database-id",
+            metavar="ID",
+            help="The D1 database id (default: $D1_DATABASE_ID, then wrangler.toml, then d1sync.toml; "
+            "with --emulator, then the emulator's default database).",
+        ),
+        click.option("--remote", is_flag=True, help="Real D1 (CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID)."),
         click.option(
             "--emulator",
             metavar="URL",
-            help=f"Run against a d1sync emulator, e.g. http://127.0.0.1:{DEFAULT_PORT} (token: ${TOKEN_ENV}).",
+            help=f"A d1sync emulator, e.g. http://127.0.0.1:{DEFAULT_EMULATOR_PORT} (token: ${EMULATOR_TOKEN_ENV}).",
         ),
-        click.option(
-            "--local",
-            metavar="FILE",
-            type=click.Path(dir_okay=False),
-            help="Run against a local SQLite file.",
-        ),
+        click.option("--local", metavar="FILE", type=click.Path(dir_okay=False), help="A local SQLite file."),
     ]
     for option in options:
         func = option(func)
     return func
 
 
-def make_target(local: str | None, emulator: str | None, remote: bool, database_id: str | None) -> Target:
-    """Validate that exactly one target was chosen."""
-    chosen = [name for name, on in (("--local", local), ("--emulator", emulator), ("--remote", remote)) if on]
-    if len(chosen) != 1:
-        fail(
-            "choose exactly one target" + (f" (got {' and '.join(chosen)})" if chosen else ""),
-            "add --local FILE, --emulator URL or --remote",
-            exit_code=2,
-        )
-    return Target(local=local, emulator=emulator, remote=remote, database_id=database_id)
+def target_from(options: dict[str, Any], *, default: Kind | None = None) -> Target:
+    """Resolve the target from a command's target options (popped from ``options``).
+
+    Under ``-v`` it prints where each setting came from. A wrong combination raises UsageError (exit 2).
+    """
+    given = {name: options.pop(name, None) for name in TARGET_PARAMS}
+    target = resolve_target(
+        local=given["local"],
+        emulator=given["emulator"],
+        remote=bool(given["remote"]),
+        database_id=given["database_id"],
+        database=given["database"],
+        config=given["config"],
+        wrangler_env=given["wrangler_env"],
+        default=default,
+    )
+    remember_target(target)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get("d1sync.verbose"):
+        err_console.print(f"[dim]target: {escape(target.describe())}[/dim]")
+        for line in target.explain():
+            err_console.print(f"[dim]  {escape(line)}[/dim]")
+    return target
+
+
+def open_target(options: dict[str, Any], *, default: Kind | None = None, **client_options: Any) -> Any:
+    """Resolve the target (:func:`target_from`) and open its Database."""
+    return target_from(options, default=default).open(**client_options)

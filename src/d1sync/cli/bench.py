@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
-from d1sync.bench import BENCHMARKS, QUICK, BenchSettings, Report, run_bench
-from d1sync.bench.report import format_value
+from d1sync.bench.settings import BENCHMARKS, QUICK, BenchSettings
 
-from ._common import console, err_console, fail
+from ._common import EXIT_USAGE, Command, console, err_console, fail
 
-__all__ = ["COMMANDS", "bench"]
+if TYPE_CHECKING:
+    from d1sync.bench.report import Report
+
+__all__ = ["bench"]
 
 
 def _render(report: Report, json_path: Path | None) -> None:
+    from d1sync.bench.report import format_value
+
     m = report.machine
     console.print(
         f"[bold]d1sync bench[/bold]  {m['cpu_count']} cores ({m.get('cpu_model') or 'unknown CPU'}), "
@@ -39,7 +43,7 @@ def _render(report: Report, json_path: Path | None) -> None:
     console.print(f"[dim]finished in {done}" + (f"; JSON written to {json_path}" if json_path else "") + "[/dim]")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--quick", is_flag=True, help="Small sizes and short budgets (what `make bench` runs, < 3 minutes).")
 @click.option("--rows", type=int, help=f"Backlog rows per drain strategy [default: {BenchSettings.rows:,}].")
 @click.option(
@@ -104,7 +108,9 @@ def bench(
     markdown_path: Path | None,
     workdir: Path | None,
 ) -> None:
-    """Measure d1sync on the embedded emulator over a real loopback socket and print the figures.
+    """Measure d1sync on the embedded emulator over a real loopback socket.
+
+    It prints every figure with the conditions that produced them.
 
     \b
     1. drain rate of a backlog: (a) one request per row, (b) multi-row VALUES batches, (c) d1sync
@@ -137,7 +143,9 @@ def bench(
     try:
         settings = dataclasses.replace(base, **overrides)
     except ValueError as exc:
-        fail(str(exc), "see `d1sync bench --help`", exit_code=2)
+        fail(str(exc), "see `d1sync bench --help`", exit_code=EXIT_USAGE)
+    from d1sync.bench.runner import run_bench
+
     report = run_bench(settings, workdir=workdir, progress=lambda line: err_console.print(f"[dim]{line}[/dim]"))
     report.write_json(json_path)
     if markdown_path is not None:
@@ -145,6 +153,3 @@ def bench(
     _render(report, json_path)
     if report.errors:
         fail(f"{len(report.errors)} benchmark(s) failed: {', '.join(report.errors)}", "see the messages above")
-
-
-COMMANDS = [bench]

@@ -11,12 +11,12 @@ from rich.table import Table
 
 from d1sync.demo import DemoConfig, run_demo
 
-from ._common import console, fail, handle_errors
+from ._common import Command, console, fail
 
-__all__ = ["COMMANDS"]
+__all__ = ["demo"]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--rows", default=100_000, show_default=True, help="Messages to write (plus executions, sessions).")
 @click.option("--error-rate", default=0.03, show_default=True, help="Share of requests answered with a 5xx.")
 @click.option("--rate-limit-rate", default=0.03, show_default=True, help="Share answered 429 with retry-after.")
@@ -35,9 +35,10 @@ def demo(
     seed: int,
     directory: Path | None,
 ) -> None:
-    """Write an agent daemon's state locally while syncing it to the emulator under faults; prove equality.
+    """Write an agent daemon's state locally while syncing it to the emulator under faults.
 
-    Runs offline on the embedded emulator: no credentials, no network.
+    At the end it proves that the remote equals the local file. Runs offline on the embedded emulator: no
+    credentials, no network.
     """
     config = DemoConfig(rows, error_rate, rate_limit_rate, timeout_rate, html_rate, lost_rate, seed, directory)
     console.print(
@@ -63,8 +64,7 @@ def demo(
                 info=f"{state['sent']:,} rows in {state['requests']} requests, {state['retries']} retries",
             )
 
-        with handle_errors():
-            report = run_demo(config, on_tick=tick)
+        report = run_demo(config, on_tick=tick)
         progress.update(synced, completed=rows)
 
     console.print(
@@ -87,6 +87,3 @@ def demo(
     if not report.equal:
         fail("remote differs from local", "this is a bug: please report it with the output above")
     console.print("[bold green]remote equals local[/bold green]: every write arrived exactly once, in order")
-
-
-COMMANDS = [demo]

@@ -11,9 +11,9 @@ import click
 from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_PORT, TOKEN_ENV
 from d1sync.emulator.faults import FaultConfig
 
-from ._common import fail
+from ._common import EXIT_USAGE, Command, fail
 
-__all__ = ["COMMANDS", "emulator", "parse_rate_limit"]
+__all__ = ["emulator", "parse_rate_limit"]
 
 DEFAULT_DATA_DIR = os.path.join(".d1sync", "emulator")
 
@@ -28,7 +28,7 @@ def parse_rate_limit(text: str | None) -> tuple[int, float] | None:
     except ValueError:
         value = (0, 0.0)
     if value[0] < 1 or value[1] <= 0:
-        fail(f"invalid --rate-limit {text!r}", "write N/SECONDS, e.g. --rate-limit 1200/300")
+        fail(f"invalid --rate-limit {text!r}", "write N/SECONDS, e.g. --rate-limit 1200/300", exit_code=EXIT_USAGE)
     return value
 
 
@@ -41,7 +41,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="Port (0: pick a free one)."
@@ -151,9 +151,10 @@ def emulator(
     seed: int | None,
     rate_limit: str | None,
 ) -> None:
-    """Serve a local D1: the Cloudflare REST API over SQLite files, with optional injected faults.
+    """Serve a local D1: the Cloudflare REST API over SQLite files.
 
-    Point any client at the printed API base (D1SYNC_API_BASE, or the official SDK's base_url).
+    Faults can be injected on demand. Point any client at the printed API base (D1SYNC_API_BASE, or the
+    official SDK's base_url).
 
     \b
     Examples:
@@ -177,7 +178,7 @@ def emulator(
             timeout_delay=timeout_delay,
         )
     except ValueError as exc:
-        fail(str(exc), "lower the fault rates so they add up to at most 1")
+        fail(str(exc), "lower the fault rates so they add up to at most 1", exit_code=EXIT_USAGE)
     limit = parse_rate_limit(rate_limit)
     if not token:
         token = secrets.token_urlsafe(24)
@@ -228,6 +229,3 @@ def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:
     if limit:
         parts.append(f"rate_limit={limit[0]}/{limit[1]:g}s")
     return ", ".join(parts)
-
-
-COMMANDS = [emulator]

@@ -6,46 +6,39 @@ refused, bad configuration, database error), 2 usage error, 3 ``list --check`` f
 
 from __future__ import annotations
 
-import os
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from click.core import ParameterSource
 from rich.markup import escape
 from rich.table import Table
 
 from d1sync.database import Database
-from d1sync.errors import DatabaseNotFoundError
+from d1sync.errors import MigrationFailedError, UnsafeMigrationError
 from d1sync.migrations import (
     DEFAULT_MODULES_GLOB,
     AppliedMigration,
-    D1DatabaseConfig,
-    MigrationFailedError,
     MigrationPlan,
     MigrationSource,
     MigrationStatus,
     Migrator,
-    UnsafeMigrationError,
-    WranglerConfig,
-    find_wrangler_config,
-    load_wrangler_config,
 )
+from d1sync.target import Target, wrangler_entry
+from d1sync.wrangler import DEFAULT_MIGRATIONS_DIR, DEFAULT_MIGRATIONS_TABLE
 
-from ._common import CLIError, console, err_console, fail, handle_errors, print_json
-from ._target import Target, make_target, target_options
+from ._common import CLIError, Group, console, err_console, print_json
+from ._target import target_from, target_options
 
-__all__ = ["COMMANDS", "migrations"]
+__all__ = ["migrations"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CHECK_FAILED = 3
 
 
-def project_options(func: F) -> F:
-    """Options locating the migrations: wrangler config, database entry, folders."""
+def folder_options(func: F) -> F:
+    """Options locating the migration files (the wrangler config and entry come with the target options)."""
     options = [
         click.option(
             "--modules-glob",
@@ -61,17 +54,24 @@ def project_options(func: F) -> F:
             help="The plain (wrangler) migrations folder. Default: migrations_dir from the wrangler config, "
             "else ./migrations.",
         ),
+    ]
+    for option in options:
+        func = option(func)
+    return func
+
+
+def wrangler_options(func: F) -> F:
+    """``--database``, ``-c/--config`` and ``--env``, for the command that needs no target (``create``)."""
+    options = [
         click.option("--env", "wrangler_env", metavar="ENV", help="Use the d1_databases of [env.ENV]."),
         click.option(
             "-c",
             "--config",
-            "config_path",
             type=click.Path(dir_okay=False, exists=True),
             help="wrangler.toml / wrangler.json / wrangler.jsonc. Default: the nearest one from the current folder.",
         ),
         click.option(
             "--database",
-            "database_name",
             metavar="NAME",
             help="The [[d1_databases]] entry, by binding or database_name (needed when there are several).",
         ),
@@ -83,47 +83,19 @@ def project_options(func: F) -> F:
 
 @dataclass(frozen=True)
 class _Project:
-    config: WranglerConfig
-    entry: D1DatabaseConfig
     source: MigrationSource
+    table: str
 
 
-def _project(
-    config_path: str | None,
-    wrangler_env: str | None,
-    database_name: str | None,
-    migrations_dir: str | None,
-    modules_glob: str | None,
-) -> _Project:
-    path = Path(config_path) if config_path else find_wrangler_config()
-    if path is None:
-        if wrangler_env:
-            fail("--env needs a wrangler config; none found", "pass --config wrangler.toml", exit_code=2)
-        config = WranglerConfig.defaults()
-    else:
-        config = load_wrangler_config(path, env=wrangler_env)
-    if database_name is None and len(config.databases) > 1:
-        names = ", ".join(d.label for d in config.databases)
-        fail(f"{config.path} has several D1 databases ({names})", "choose one with --database NAME", exit_code=2)
-    entry = config.select(database_name)
-    folder = Path(migrations_dir).resolve() if migrations_dir else entry.migrations_dir
-    return _Project(config, entry, MigrationSource(config.root, migrations_dir=folder, modules_glob=modules_glob))
-
-
-def _target(
-    project: _Project, local: str | None, emulator: str | None, remote: bool, database_id: str | None
-) -> Target:
-    ctx = click.get_current_context()
-    explicit = ctx.get_parameter_source("database_id") == ParameterSource.COMMANDLINE
-    # An explicit --database-id wins; then an explicitly chosen --database entry; then $D1_DATABASE_ID;
-    # then the only wrangler entry.
-    if not explicit and (ctx.params.get("database_name") or not database_id):
-        database_id = project.entry.database_id or database_id
-    account_id = None
-    if not (os.environ.get("CLOUDFLARE_ACCOUNT_ID") or os.environ.get("D1_ACCOUNT_ID")):
-        account_id = project.config.account_id
-    target = make_target(local, emulator, remote, database_id)
-    return Target(target.local, target.emulator, target.remote, target.database_id, account_id)
+def _project(options: dict[str, Any]) -> _Project:
+    """Where the migrations live and which ledger they use, from the same wrangler entry as the target."""
+    config, entry = wrangler_entry(options.get("config"), options.get("database"), options.get("wrangler_env"))
+    root = config.root if config is not None else Path.cwd()
+    folder = entry.migrations_dir if entry is not None else root / DEFAULT_MIGRATIONS_DIR
+    if options.get("migrations_dir"):
+        folder = Path(options["migrations_dir"]).resolve()
+    table = entry.migrations_table if entry is not None else DEFAULT_MIGRATIONS_TABLE
+    return _Project(MigrationSource(root, migrations_dir=folder, modules_glob=options.get("modules_glob")), table)
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -131,25 +103,11 @@ def _say(text: str, *, err: bool = False) -> None:
     (err_console if err else console).print(escape(text))
 
 
-def _open(target: Target) -> Database:
-    with handle_errors():
-        try:
-            return target.open()
-        except sqlite3.Error as exc:
-            fail(f"cannot open {target.description}: {exc}", "check that the file's folder exists and is writable")
-
-
-def _not_found_hint(target: Target) -> str:
-    if target.emulator:
-        return "start the emulator with --auto-create, or pass --database-id of a database it has"
-    return "check database_id in the wrangler config or --database-id"
-
-
 def _migrator(db: Database, project: _Project) -> Migrator:
-    return Migrator(db, project.source.discover(), table=project.entry.migrations_table)
+    return Migrator(db, project.source.discover(), table=project.table)
 
 
-@click.group()
+@click.group(cls=Group)
 def migrations() -> None:
     """wrangler-compatible migrations: same files, same d1_migrations ledger, same order.
 
@@ -164,17 +122,9 @@ def migrations() -> None:
 @click.argument("name")
 @click.option("--module", "module", metavar="M", help="Create it in module M's folder (modules/M/migrations).")
 @click.option("--json", "as_json", is_flag=True, help="Print the new file as JSON.")
-@project_options
-def create_command(
-    name: str,
-    module: str | None,
-    as_json: bool,
-    database_name: str | None,
-    config_path: str | None,
-    wrangler_env: str | None,
-    migrations_dir: str | None,
-    modules_glob: str,
-) -> None:
+@folder_options
+@wrangler_options
+def create_command(name: str, module: str | None, as_json: bool, **options: Any) -> None:
     """Create the next migration file NNNN_NAME.sql (highest number + 1), as wrangler does.
 
     \b
@@ -182,9 +132,7 @@ def create_command(
       d1sync migrations create "create users"
       d1sync migrations create orders --module trading
     """
-    with handle_errors():
-        project = _project(config_path, wrangler_env, database_name, migrations_dir, modules_glob)
-        path = project.source.create(name, module=module)
+    path = _project(options).source.create(name, module=module)
     ledger_name = f"{module}/{path.name}" if module else path.name
     if as_json:
         print_json({"name": ledger_name, "path": str(path)})
@@ -216,21 +164,9 @@ def _status_json(status: MigrationStatus) -> dict[str, Any]:
 @migrations.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the migrations as JSON.")
 @click.option("--check", is_flag=True, help="Exit 3 when migrations are pending or applied files were edited.")
-@project_options
+@folder_options
 @target_options
-def list_command(
-    as_json: bool,
-    check: bool,
-    database_name: str | None,
-    config_path: str | None,
-    wrangler_env: str | None,
-    migrations_dir: str | None,
-    modules_glob: str,
-    local: str | None,
-    emulator: str | None,
-    remote: bool,
-    database_id: str | None,
-) -> None:
+def list_command(as_json: bool, check: bool, **options: Any) -> None:
     """List applied and pending migrations, flagging applied files edited since.
 
     Creates the ledger if missing, as `wrangler d1 migrations list` does.
@@ -241,25 +177,17 @@ def list_command(
       d1sync migrations list --emulator http://127.0.0.1:8787 --json
       d1sync migrations list --remote --database DB --check
     """
-    with handle_errors():
-        project = _project(config_path, wrangler_env, database_name, migrations_dir, modules_glob)
-    target = _target(project, local, emulator, remote, database_id)
-    db = _open(target)
-    try:
-        with handle_errors():
-            try:
-                statuses = _migrator(db, project).status()
-            except DatabaseNotFoundError as exc:
-                raise CLIError(str(exc), _not_found_hint(target)) from exc
-    finally:
-        db.close()
+    project = _project(options)
+    target = target_from(options)
+    with target.open() as db:
+        statuses = _migrator(db, project).status()
     pending = [s for s in statuses if s.state == "pending"]
     changed = [s for s in statuses if s.drift == "changed"]
     if as_json:
         print_json(
             {
-                "target": target.description,
-                "ledger": project.entry.migrations_table,
+                "target": target.describe(),
+                "ledger": project.table,
                 "migrations": [_status_json(s) for s in statuses],
                 "pending": len(pending),
                 "changed": [s.name for s in changed],
@@ -275,9 +203,7 @@ def _render_list(statuses: list[MigrationStatus], target: Target, project: _Proj
     if not statuses:
         _say(f"No migrations found (looked in {project.source.plain_dir} and {project.source.modules_glob}).")
         return
-    table = Table(
-        show_header=True, header_style="bold", title=escape(f"{project.entry.migrations_table} on {target.description}")
-    )
+    table = Table(show_header=True, header_style="bold", title=escape(f"{project.table} on {target.describe()}"))
     for column in ("Name", "Status", "Applied at", "Checksum"):
         table.add_column(column)
     for s in statuses:
@@ -294,21 +220,9 @@ def _render_list(statuses: list[MigrationStatus], target: Target, project: _Proj
 @migrations.command("apply")
 @click.option("--dry-run", is_flag=True, help="Show what would run; write nothing (not even the ledger).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@project_options
+@folder_options
 @target_options
-def apply_command(
-    dry_run: bool,
-    as_json: bool,
-    database_name: str | None,
-    config_path: str | None,
-    wrangler_env: str | None,
-    migrations_dir: str | None,
-    modules_glob: str,
-    local: str | None,
-    emulator: str | None,
-    remote: bool,
-    database_id: str | None,
-) -> None:
+def apply_command(dry_run: bool, as_json: bool, **options: Any) -> None:
     """Apply pending migrations in order, each with its ledger row as one atomic batch.
 
     Every pending file is checked first: BEGIN/COMMIT/ROLLBACK/SAVEPOINT statements (which fail on D1)
@@ -321,10 +235,8 @@ def apply_command(
       d1sync migrations apply --emulator http://127.0.0.1:8787 --dry-run
       d1sync migrations apply --remote --database DB --json
     """
-    with handle_errors():
-        project = _project(config_path, wrangler_env, database_name, migrations_dir, modules_glob)
-    target = _target(project, local, emulator, remote, database_id)
-    db = _open(target)
+    project = _project(options)
+    target = target_from(options)
     applied: list[AppliedMigration] = []
     plans: list[MigrationPlan] | None = None
 
@@ -345,34 +257,29 @@ def apply_command(
                 f"{done.duration_ms:.0f} ms)"
             )
 
-    try:
-        with handle_errors():
-            try:
-                report = _migrator(db, project).apply(dry_run=dry_run, on_start=on_start, on_applied=on_applied)
-                plans = report.planned
-            except DatabaseNotFoundError as exc:
-                raise CLIError(str(exc), _not_found_hint(target)) from exc
-            except UnsafeMigrationError as exc:
-                _print_apply_json(as_json, target, plans, applied, dry_run, exc)
-                raise CLIError(str(exc), "delete the transaction statements: each migration is already atomic") from exc
-            except MigrationFailedError as exc:
-                _print_apply_json(as_json, target, plans, applied, dry_run, exc)
-                raise CLIError(str(exc), "fix the file and run apply again; it resumes at this migration") from exc
-    finally:
-        db.close()
+    with target.open() as db:
+        try:
+            report = _migrator(db, project).apply(dry_run=dry_run, on_start=on_start, on_applied=on_applied)
+            plans = report.planned
+        except UnsafeMigrationError as exc:
+            _print_apply_json(as_json, target, plans, applied, dry_run, exc)
+            raise CLIError(str(exc), "delete the transaction statements: each migration is already atomic") from exc
+        except MigrationFailedError as exc:
+            _print_apply_json(as_json, target, plans, applied, dry_run, exc)
+            raise CLIError(str(exc), "fix the file and run apply again; it resumes at this migration") from exc
     if as_json:
         _print_apply_json(True, target, plans, applied, dry_run, None)
     elif dry_run:
         plans = plans or []
         if not plans:
-            console.print(escape(f"No pending migrations on {target.description}."))
+            console.print(escape(f"No pending migrations on {target.describe()}."))
         for plan in plans:
             on_start(plan)
             _say(f"would apply {plan.file.name} ({len(plan.statements)} statement(s)) [{plan.file.path}]")
     elif not applied:
-        console.print(escape(f"No pending migrations on {target.description}."))
+        console.print(escape(f"No pending migrations on {target.describe()}."))
     else:
-        console.print(escape(f"Applied {len(applied)} migration(s) to {target.description}."))
+        console.print(escape(f"Applied {len(applied)} migration(s) to {target.describe()}."))
 
 
 def _print_apply_json(
@@ -386,7 +293,7 @@ def _print_apply_json(
     if not as_json:
         return
     payload: dict[str, Any] = {
-        "target": target.description,
+        "target": target.describe(),
         "dry_run": dry_run,
         # None when the run stopped before planning finished (see "error").
         "pending": None
@@ -409,6 +316,3 @@ def _print_apply_json(
             "code": error.cause.code,
         }
     print_json(payload)
-
-
-COMMANDS = [migrations]

@@ -9,10 +9,10 @@ from rich.table import Table
 
 from d1sync.database import Result
 
-from ._common import console, handle_errors, print_json
-from ._target import make_target, target_options
+from ._common import Command, console, print_json
+from ._target import open_target, target_options
 
-__all__ = ["COMMANDS", "query"]
+__all__ = ["query"]
 
 
 def _render(results: list[Result]) -> None:
@@ -40,7 +40,7 @@ def _cell(value: Any) -> str:
     return str(value).replace("[", r"\[")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("sql")
 @click.option("-p", "--param", "params", multiple=True, help="Bind a parameter (repeatable, as text).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON instead of a table.")
@@ -49,10 +49,7 @@ def query(
     sql: str,
     params: tuple[str, ...],
     as_json: bool,
-    local: str | None,
-    emulator: str | None,
-    remote: bool,
-    database_id: str | None,
+    **target: Any,
 ) -> None:
     """Run SQL anywhere and print the rows.
 
@@ -62,17 +59,9 @@ def query(
       d1sync query --emulator http://127.0.0.1:8787 "SELECT 1 AS one" --json
       d1sync query --remote "SELECT count(*) FROM messages" -p 42
     """
-    target = make_target(local, emulator, remote, database_id)
-    with handle_errors():
-        db = target.open()
-        try:
-            result = db.prepare(sql).bind(*params).all()
-        finally:
-            db.close()
+    with open_target(target) as db:
+        result = db.prepare(sql).bind(*params).all()
     if as_json:
         print_json({"results": result.results, "meta": result.meta.to_dict()})
     else:
         _render([result])
-
-
-COMMANDS = [query]

@@ -17,10 +17,10 @@ import click
 from d1sync.errors import SQLError
 from d1sync.tasks import STATUSES, TaskQueue
 
-from ._common import fail, handle_errors, print_json
-from ._target import Target, make_target, target_options
+from ._common import Group, fail, print_json
+from ._target import target_from, target_options
 
-__all__ = ["COMMANDS", "tasks"]
+__all__ = ["tasks"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,31 +37,19 @@ def board_options(func: F) -> F:
 
 
 @contextmanager
-def open_queue(
-    queue_name: str | None,
-    local: str | None,
-    emulator: str | None,
-    remote: bool,
-    database_id: str | None,
-    *,
-    create: bool = False,
-) -> Iterator[TaskQueue]:
-    target: Target = make_target(local, emulator, remote, database_id)
-    with handle_errors():
-        db = target.open()
+def open_queue(queue_name: str | None, *, create: bool = False, **options: Any) -> Iterator[TaskQueue]:
+    target = target_from(options)
+    with target.open() as db:
+        queue = TaskQueue(db, name=queue_name, create=create)
         try:
-            queue = TaskQueue(db, name=queue_name, create=create)
-            try:
-                yield queue
-            except SQLError as exc:
-                if "no such table" not in exc.message:
-                    raise
-                fail(
-                    f"no task table {queue.table!r} in {target.description}",
-                    "add a task first (d1sync tasks add ...), or check --queue and the target",
-                )
-        finally:
-            db.close()
+            yield queue
+        except SQLError as exc:
+            if exc.missing != ("table", queue.table):
+                raise
+            fail(
+                f"no task table {queue.table!r} in {target.describe()}",
+                "add a task first (d1sync tasks add ...), or check --queue and the target",
+            )
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -73,7 +61,7 @@ def parse_json(text: str, what: str) -> Any:
         fail(f"{what} is not valid JSON: {exc}", 'quote it for the shell, e.g. \'{"url": "..."}\', or use --text')
 
 
-@click.group()
+@click.group(cls=Group)
 def tasks() -> None:
     """An atomic task queue on a local file, the emulator or D1 (JSON output).
 
@@ -228,6 +216,3 @@ def stats(role: str | None, queue_name: str | None, **target: Any) -> None:
     """Count tasks by status, plus ready (claimable now) and expired (waiting for expire)."""
     with open_queue(queue_name, **target) as queue:
         print_json(queue.stats(role=role))
-
-
-COMMANDS = [tasks]

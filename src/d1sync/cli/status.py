@@ -1,0 +1,138 @@
+"""``d1sync status`` and ``d1sync dead``: what an outbox holds, read from the file alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from d1sync.outbox import Outbox
+
+from ._common import Command, Group, console, print_json
+
+__all__ = ["dead", "status"]
+
+DB_ARG = click.argument("db", type=click.Path(dir_okay=False, exists=True))
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "never"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@click.command(cls=Command)
+@DB_ARG
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(db: str, as_json: bool) -> None:
+    """Show DB's outbox: pending changes, dead letters, last success/error.
+
+    Also the oldest pending age, the back-off, a pause and its reason, and the worker holding the lease.
+    """
+    with Outbox(db) as outbox:
+        st = outbox.status()
+    if as_json:
+        print_json(st.to_dict())
+        return
+    table = Table(show_header=False, box=None)
+    table.add_row("tables", ", ".join(st.tables) or "none")
+    table.add_row("pending changes", f"{st.pending_changes:,} ({st.pending_keys:,} rows)")
+    age = st.oldest_pending_age
+    table.add_row("oldest pending", "-" if age is None else f"{age:,.1f}s ago")
+    table.add_row("dead letters", f"{st.dead_letters:,}")
+    table.add_row("last success", _when(st.last_success))
+    if st.last_error:
+        table.add_row("last error", f"{_when(st.last_error.get('at'))}: {st.last_error.get('message')}")
+    table.add_row("back-off", f"{st.backoff_remaining:.1f}s" if st.backoff_remaining else "none")
+    table.add_row("paused", st.paused or "no")
+    if st.rows_per_second is not None:
+        table.add_row("last pass", f"{st.rows_per_second:,.0f} rows/s")
+    if st.rate_budget:
+        budget = st.rate_budget
+        table.add_row(
+            "rate budget", f"{budget['available']:.0f} of {budget['rate']:.0f} requests per {budget['per']:.0f}s"
+        )
+    table.add_row("worker", st.lease_owner or "none running")
+    console.print(table)
+
+
+@click.group(cls=Group, invoke_without_command=True)
+@DB_ARG
+@click.pass_context
+def dead(ctx: click.Context, db: str) -> None:
+    """Inspect, retry or drop DB's dead letters (changes D1 refused permanently).
+
+    Lists them by default.
+
+    \b
+    Examples:
+      d1sync dead app.db                  # same as: d1sync dead app.db list
+      d1sync dead app.db retry --id 3     # after fixing the cause
+      d1sync dead app.db drop --yes
+    """
+    if ctx.invoked_subcommand is None:
+        assert dead_list.callback is not None
+        ctx.invoke(dead_list.callback)
+
+
+def _printable(value: str) -> str:
+    """Text that held bytes which are not UTF-8 (kept exactly in the dead letter) shows them as ``\\xNN``."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _dead_db() -> str:
+    """The DB argument of ``dead DB ...`` (these commands only run under it, or as its default)."""
+    ctx: click.Context | None = click.get_current_context()
+    while ctx is not None and "db" not in ctx.params:
+        ctx = ctx.parent
+    assert ctx is not None
+    return str(ctx.params["db"])
+
+
+@dead.command(name="list")
+@click.option("--limit", type=int, default=50, show_default=True, help="Show at most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def dead_list(limit: int = 50, as_json: bool = False) -> None:
+    """List dead letters with their error."""
+    with Outbox(_dead_db()) as outbox:
+        letters = outbox.dead_letters(limit)
+    if as_json:
+        print_json([{k: _printable(v) if isinstance(v, str) else v for k, v in vars(d).items()} for d in letters])
+        return
+    table = Table("id", "table", "key", "op", "error", "failed")
+    for letter in letters:
+        table.add_row(
+            str(letter.id),
+            letter.table,
+            _printable(letter.key),
+            letter.op,
+            letter.error,
+            _when(letter.last_failed_at / 1000),
+        )
+    console.print(table if letters else "no dead letters")
+
+
+@dead.command(name="retry")
+@click.option("--id", "ids", type=int, multiple=True, help="Only these dead letters (repeatable); default all.")
+def dead_retry(ids: tuple[int, ...]) -> None:
+    """Put dead letters back in the outbox (after fixing the cause); the worker resends them."""
+    with Outbox(_dead_db()) as outbox:
+        count = outbox.retry_dead(list(ids) or None)
+    console.print(f"requeued {count} dead letter(s)")
+
+
+@dead.command(name="drop")
+@click.option("--id", "ids", type=int, multiple=True, help="Only these dead letters (repeatable); default all.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def dead_drop(ids: tuple[int, ...], yes: bool) -> None:
+    """Delete dead letters for good."""
+    db = _dead_db()
+    if not yes:
+        click.confirm(f"Drop {'these' if ids else 'ALL'} dead letters of {Path(db).name} for good?", abort=True)
+    with Outbox(db) as outbox:
+        count = outbox.drop_dead(list(ids) or None)
+    console.print(f"dropped {count} dead letter(s)")
