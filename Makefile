@@ -1,10 +1,10 @@
 # The README's two commands, `make demo` and `make test`, work on a fresh clone with only Python and pip.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest slow sync-client bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,20 +21,29 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/d1sync demo
 
+# Lint, type checks and the whole suite but the long storms (marked slow; CI runs them too: .ci/run).
 test: $(VENV)/.installed-dev lint typecheck pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples scripts
+	$(BIN)/ruff format --check src tests benchmarks examples scripts
+	$(BIN)/python scripts/generate_sync_client.py --check
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 pytest: $(VENV)/.installed-dev
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+slow: $(VENV)/.installed-dev
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+# The blocking client is generated from the asyncio one; `make lint` fails when they drift apart.
+sync-client: $(VENV)/.installed-dev
+	$(BIN)/python scripts/generate_sync_client.py
 
 bench: $(VENV)/.installed
 	$(BIN)/d1sync bench --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache build dist

@@ -29,7 +29,7 @@ from typing import Any
 from d1sync import Database, LocalDatabase
 from d1sync.emulator import DEFAULT_DATABASE_ID, TOKEN_ENV
 from d1sync.tasks import TaskQueue
-from d1sync.ulid import new_ulid
+from d1sync.tasks.ulid import new_ulid
 
 WORKFLOW = ["researcher", "writer", "reviewer"]  # step 1, 2, 3; step 0 is the initiator's request
 TOPICS = ["autumn rain", "a quiet harbour", "the first snow", "an old lighthouse", "morning tea"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from starlette.applications import Starlette
@@ -13,6 +14,9 @@ from d1sync.emulator.server import EmulatorServer
 from d1sync.emulator.testing import SyncASGITransport
 
 from .support import TOKEN, FakeClock
+
+C = TypeVar("C")
+Closer = Callable[[C], C]
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +53,17 @@ def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulat
     """One real emulator on a loopback socket for the session; tests use their own database ids in it."""
     with EmulatorServer(tmp_path_factory.mktemp("emulator-socket"), token=TOKEN, auto_create=True) as server:
         yield server
+
+
+@pytest.fixture
+def closer() -> Iterator[Callable[[Any], Any]]:
+    """``closer(obj)`` returns ``obj`` and closes it when the test ends (databases, workers, outboxes)."""
+    opened: list[Any] = []
+
+    def keep(obj: Any) -> Any:
+        opened.append(obj)
+        return obj
+
+    yield keep
+    for obj in reversed(opened):
+        obj.close()

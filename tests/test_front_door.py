@@ -17,7 +17,10 @@ def test_all_is_sorted_and_every_name_exists() -> None:
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
     found: list[tuple[tuple[str, ...], click.Command]] = []
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         found.append(((*prefix, name), command))
         if isinstance(command, click.Group):
             found += _commands(command, (*prefix, name))
@@ -42,7 +45,9 @@ def _argv(path: tuple[str, ...]) -> list[str]:
     group: click.Command = cli
     for i, name in enumerate(path):
         assert isinstance(group, click.Group)
-        group = group.commands[name]
+        found = group.get_command(click.Context(group), name)
+        assert found is not None
+        group = found
         argv.append(name)
         if i < len(path) - 1:
             argv += [__file__ for p in group.params if isinstance(p, click.Argument)]
@@ -52,3 +57,20 @@ def _argv(path: tuple[str, ...]) -> list[str]:
 def test_version_option_prints_the_package_version() -> None:
     result = CliRunner().invoke(cli, ["--version"])
     assert d1sync.__version__ in result.output
+
+
+def test_the_types_users_hold_are_exported_from_the_front_door() -> None:
+    for name in ("Status", "SyncResult", "DeadLetter", "TableSpec", "drain", "DrainReport", "RetryPolicy", "Backoff"):
+        assert name in d1sync.__all__, name
+    assert issubclass(d1sync.ModuleStore, d1sync.Database)
+
+
+def test_the_lazy_command_list_matches_each_commands_own_help() -> None:
+    from d1sync.cli import COMMANDS
+
+    ctx = click.Context(cli)
+    for name, (_, summary) in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.help is not None, name
+        first_paragraph = " ".join(command.help.split("\n\n")[0].split())
+        assert summary == first_paragraph, f"COMMANDS[{name!r}] says {summary!r}; the command says {first_paragraph!r}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,12 +13,14 @@ from d1sync.local import LocalDatabase
 from d1sync.migrations import MigrationSource, Migrator
 from d1sync.modules import ModuleStore
 
+from .conftest import Closer
+
 
 @pytest.fixture
-def db(tmp_path: Path) -> LocalDatabase:
-    database = LocalDatabase(tmp_path / "app.db")
-    database.exec("CREATE TABLE trading_orders (id TEXT PRIMARY KEY, qty INTEGER); CREATE TABLE tradingx (a)")
-    return database
+def db(tmp_path: Path) -> Iterator[LocalDatabase]:
+    with LocalDatabase(tmp_path / "app.db") as database:
+        database.exec("CREATE TABLE trading_orders (id TEXT PRIMARY KEY, qty INTEGER); CREATE TABLE tradingx (a)")
+        yield database
 
 
 def test_module_exposes_its_table_prefix(db: LocalDatabase) -> None:
@@ -69,11 +73,11 @@ def test_invalid_module_names_are_refused(db: LocalDatabase, name: str) -> None:
         db.module(name)
 
 
-def test_module_migrations_and_module_store_line_up(tmp_path: Path) -> None:
+def test_module_migrations_and_module_store_line_up(tmp_path: Path, closer: Closer[Any]) -> None:
     folder = tmp_path / "modules" / "billing" / "migrations"
     folder.mkdir(parents=True)
     (folder / "0001_invoices.sql").write_text("CREATE TABLE billing_invoices (id INTEGER PRIMARY KEY, total REAL);")
-    db = LocalDatabase(tmp_path / "app.db")
+    db = closer(LocalDatabase(tmp_path / "app.db"))
     files = MigrationSource(tmp_path).discover()
     assert [(f.name, f.module) for f in files] == [("billing/0001_invoices.sql", "billing")]
     Migrator(db, files).apply()
@@ -81,3 +85,26 @@ def test_module_migrations_and_module_store_line_up(tmp_path: Path) -> None:
     assert billing.tables() == ["billing_invoices"]
     billing.run(f"INSERT INTO {billing.table('invoices')} (total) VALUES (?)", 9.5)
     assert billing.first("SELECT total FROM billing_invoices") == {"total": 9.5}
+
+
+def test_a_module_store_is_a_database_that_migrations_and_the_task_queue_run_on(tmp_path: Path) -> None:
+    from d1sync.database import Database
+    from d1sync.tasks import TaskQueue
+
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "0001_orders.sql").write_text("CREATE TABLE trading_orders (id TEXT PRIMARY KEY, qty INTEGER);")
+    with LocalDatabase(tmp_path / "app.db") as db:
+        store = db.module("trading")
+        assert isinstance(store, Database)
+        applied = Migrator(
+            store, MigrationSource(tmp_path, migrations_dir=folder, modules_glob=None).discover()
+        ).apply()
+        assert [a.name for a in applied.applied] == ["0001_orders.sql"]
+        assert store.tables() == ["trading_orders"]
+        queue = TaskQueue(store)  # the module's name is the queue's: table trading_tasks
+        assert queue.table == "trading_tasks"
+        task_id = queue.add({"n": 1})
+        assert store.first("SELECT id FROM trading_tasks") == {"id": task_id}
+        store.close()  # a view: closing it leaves the database open
+        assert db.prepare("SELECT count(*) AS n FROM trading_orders").first("n") == 0

@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 
-from d1sync.client import AsyncD1Client, D1Client
+from d1sync.backoff import Backoff
+from d1sync.client import AsyncD1Client, D1Client, RetryPolicy
 
 TOKEN = "tok-SECRET-7f3a9c1e5b"
 BASE = "http://mock/client/v4"  # dot-less host: no process-wide rate limiter
@@ -66,6 +67,16 @@ class ScriptedD1:
     async def async_sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
 
+    @staticmethod
+    def _retry(kwargs: dict[str, Any]) -> None:
+        """Let tests give the RetryPolicy's figures as keywords (max_retries, backoff_base, ...)."""
+        figures = {
+            k: kwargs.pop(k) for k in ("max_retries", "backoff_base", "backoff_cap", "max_retry_after") if k in kwargs
+        }
+        if figures:
+            backoff = Backoff(base=figures.pop("backoff_base", 0.5), cap=figures.pop("backoff_cap", 30.0))
+            kwargs["retry"] = RetryPolicy(backoff=backoff, **figures)
+
     def client(self, **kwargs: Any) -> D1Client:
         options: dict[str, Any] = {
             "account_id": ACCOUNT,
@@ -76,6 +87,7 @@ class ScriptedD1:
             "sleep": self.sleep,
             "rng": random.Random(1),
         }
+        self._retry(kwargs)
         options.update(kwargs)
         return D1Client(**options)
 
@@ -89,5 +101,6 @@ class ScriptedD1:
             "sleep": self.async_sleep,
             "rng": random.Random(1),
         }
+        self._retry(kwargs)
         options.update(kwargs)
         return AsyncD1Client(**options)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from d1sync.client import AsyncD1Client, D1Client
+from d1sync.client import AsyncD1Client, D1Client, RetryPolicy
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.emulator.app import create_app
 from d1sync.emulator.faults import FaultConfig
@@ -259,7 +259,7 @@ def test_the_emulator_rate_limit_is_reported_with_retry_after(tmp_path: Path) ->
         api_token=TOKEN,
         base_url=IN_PROCESS,
         transport=SyncASGITransport(app),
-        max_retries=0,
+        retry=RetryPolicy(max_retries=0),
     ) as db:
         db.prepare("SELECT 1").all()
         db.prepare("SELECT 1").all()

@@ -7,6 +7,7 @@ import random
 import httpx
 import pytest
 
+from d1sync.backoff import Backoff
 from d1sync.client import RateLimiter, RetryPolicy, is_read_only
 from d1sync.errors import NetworkError, RateLimitedError, RequestTimeoutError, SQLError, TransientError
 
@@ -160,18 +161,18 @@ def test_backoff_doubles_from_base_and_is_capped() -> None:
     assert d1.sleeps == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
 
 
-def test_jitter_stays_within_zero_and_the_ceiling_and_varies() -> None:
-    policy = RetryPolicy(max_retries=50, base=0.5, cap=30.0)
+def test_jitter_stays_between_half_the_ceiling_and_the_ceiling_and_varies() -> None:
+    policy = RetryPolicy(max_retries=50, backoff=Backoff(base=0.5, cap=30.0))
     rng = random.Random(42)
-    delays = [policy.backoff(attempt, rng) for attempt in range(50) for _ in range(20)]
+    delays = [policy.delay(attempt, rng) for attempt in range(50) for _ in range(20)]
     ceilings = [min(30.0, 0.5 * 2**attempt) for attempt in range(50) for _ in range(20)]
-    assert all(0.0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
-    assert len(set(delays)) > 900  # full jitter: not a fixed schedule that synchronises clients
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert len(set(delays)) > 900  # jittered: not a fixed schedule that synchronises clients
     assert max(delays) <= 30.0
 
 
 def test_huge_attempt_numbers_do_not_overflow_the_backoff() -> None:
-    assert 0.0 <= RetryPolicy(base=0.5, cap=30.0).backoff(10_000, random.Random(0)) <= 30.0
+    assert 15.0 <= RetryPolicy(backoff=Backoff(base=0.5, cap=30.0)).delay(10_000, random.Random(0)) <= 30.0
 
 
 def test_a_429_pauses_the_shared_rate_limiter_for_retry_after() -> None:

@@ -44,7 +44,7 @@ def short_token_client(tmp_path: Path) -> Iterator[D1Client]:
         api_token="t",
         base_url=IN_PROCESS_BASE,
         transport=transport,
-        max_retries=0,
+        retry=RetryPolicy(max_retries=0),
     )
     yield client
     client.close()
@@ -136,7 +136,7 @@ def test_a_proxy_echoing_the_sent_authorization_header_shows_no_token(token: str
         api_token=token,
         base_url=IN_PROCESS_BASE,
         transport=httpx.MockTransport(proxy),
-        max_retries=0,
+        retry=RetryPolicy(max_retries=0),
     ) as client:
         with pytest.raises(AuthError) as info:
             client.prepare("SELECT 1").all()

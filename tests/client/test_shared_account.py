@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from d1sync.client import D1Client, RateLimiter
+from d1sync.client import D1Client, RateLimiter, RetryPolicy
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.emulator.app import create_app
 from d1sync.emulator.testing import SyncASGITransport
@@ -52,7 +52,7 @@ def share_one_account(tmp_path: Path, limiter: type[RateLimiter], *, windows: in
             base_url=IN_PROCESS_BASE,
             transport=transport,
             rate_limiter=limiters[i],
-            max_retries=0,  # count every 429 the account sees; a retry would only add more
+            retry=RetryPolicy(max_retries=0),  # count every 429 the account sees; a retry would only add more
             sleep=clock.advance,
         )
         for i in range(2)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from d1sync.client import AsyncD1Client, D1Client
+from d1sync.client import AsyncD1Client, D1Client, RetryPolicy
 from d1sync.database import AsyncDatabase, AsyncStatement, Database, ExecResult, RawResult, Result, Statement
 from d1sync.emulator.testing import SyncASGITransport
 from d1sync.local import LocalDatabase
@@ -49,8 +49,11 @@ class AsyncBridge(Database):
     def _execute_raw(self, statement: Statement) -> RawResult:
         return self._run(self.adb._execute_raw(self._async(statement)))
 
-    def batch(self, statements: Sequence[Statement]) -> list[Result]:
-        return self._run(self.adb.batch([self._async(s) for s in statements]))
+    def batch(self, statements: Sequence[Statement], *, idempotent: bool = False) -> list[Result]:
+        return self._run(self.adb.batch([self._async(s) for s in statements], idempotent=idempotent))
+
+    def batch_raw(self, statements: Sequence[Statement], *, idempotent: bool = False) -> list[RawResult]:
+        return self._run(self.adb.batch_raw([self._async(s) for s in statements], idempotent=idempotent))
 
     def exec(self, sql: str) -> ExecResult:
         return self._run(self.adb.exec(sql))
@@ -73,7 +76,8 @@ def event_loop_thread() -> Iterator[asyncio.AbstractEventLoop]:
 
 def open_backend(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Database:
     database_id = str(uuid.uuid4())
-    common: dict[str, Any] = {"account_id": "acct", "database_id": database_id, "api_token": TOKEN, "max_retries": 0}
+    common: dict[str, Any] = {"account_id": "acct", "database_id": database_id, "api_token": TOKEN}
+    common["retry"] = RetryPolicy(max_retries=0)
     if kind == "local":
         return LocalDatabase(tmp_path / "contract.db")
     if kind == "client-inprocess":

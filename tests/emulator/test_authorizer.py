@@ -81,7 +81,7 @@ def test_a_refused_attach_or_vacuum_rolls_back_the_whole_batch(api: Api, outside
 
 def test_the_connection_itself_refuses_attach_and_vacuum_outside_a_transaction(app: Starlette, outside: Path) -> None:
     """Defence in depth: code that bypasses Engine.execute still cannot reach another file."""
-    connection = app.state.engine.database(DEFAULT_DATABASE_ID).connection
+    connection = app.state.engine.database(DEFAULT_DATABASE_ID).connection.raw
     assert not connection.in_transaction
     for sql in (f"ATTACH '{outside / 'a.sqlite3'}' AS a", f"VACUUM INTO '{outside / 'b.sqlite3'}'"):
         with pytest.raises(sqlite3.DatabaseError) as info:

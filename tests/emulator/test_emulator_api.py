@@ -82,7 +82,9 @@ def test_sql_error_is_7500_400_with_sqlite_text_and_suffix(api: Api) -> None:
     api.ok("CREATE TABLE t (id INTEGER PRIMARY KEY)")
     api.ok("INSERT INTO t VALUES (1)")
     status, code, message = api.error(api.sql("INSERT INTO t VALUES (1)"))
-    assert (status, code, message) == (400, 7500, "UNIQUE constraint failed: t.id: SQLITE_CONSTRAINT")
+    # D1 names the extended code of constraint errors (d1-contract §3, "Error text").
+    expected = "UNIQUE constraint failed: t.id: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_PRIMARYKEY)"
+    assert (status, code, message) == (400, 7500, expected)
 
 
 def test_wrong_number_of_bindings_is_a_7500_sql_error(api: Api) -> None:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -98,20 +99,21 @@ def test_without_a_token_one_is_generated_and_printed_once(
 
 def test_an_invalid_rate_limit_is_one_line_with_a_hint(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["emulator", "--data-dir", str(tmp_path), "--token", "t", "--rate-limit", "x/y"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "invalid --rate-limit" in result.output and "Try: write N/SECONDS" in result.output
 
 
 def test_fault_rates_adding_up_to_more_than_one_are_refused(tmp_path: Path) -> None:
     args = ["emulator", "--data-dir", str(tmp_path), "--token", "t", "--error-rate", "0.7", "--lost-rate", "0.7"]
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 1 and "must not exceed 1" in result.output
+    assert result.exit_code == 2 and "must not exceed 1" in result.output
 
 
 def test_every_option_has_help_text_and_names_its_environment_variable() -> None:
     result = CliRunner().invoke(cli, ["emulator", "--help"])
     assert result.exit_code == 0
-    command = cli.commands["emulator"]
+    command = cli.get_command(click.Context(cli), "emulator")
+    assert command is not None
     for param in command.params:
         assert getattr(param, "help", None), param.name
     for env in ("D1SYNC_FAULT_LATENCY_MS", "D1SYNC_FAULT_ERROR_RATE", "D1SYNC_FAULT_LOST_RATE", TOKEN_ENV):

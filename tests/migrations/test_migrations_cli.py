@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -49,7 +50,7 @@ def _fresh_database_id(project: Path) -> str:
 
 
 def _ledger(path: Path) -> list[str]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return [r[0] for r in conn.execute("SELECT name FROM d1_migrations ORDER BY id")]
 
 
@@ -117,7 +118,7 @@ def test_dry_run_lists_what_would_run_and_writes_nothing(
         "0001_create_users.sql",
         "0002_create_posts.sql",
     ]
-    with sqlite3.connect(wrangler_project / "app.db") as conn:
+    with closing(sqlite3.connect(wrangler_project / "app.db")) as conn:
         assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
 
 
@@ -150,7 +151,7 @@ def test_transaction_statements_exit_1_with_file_and_line(
 
 
 def _ledger_missing(path: Path) -> bool:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'd1_migrations'").fetchone() == (0,)
 
 
@@ -189,10 +190,10 @@ def test_several_databases_need_database_and_it_picks_dir_and_table(
     result = run("apply", "--local", "app.db")
     assert result.exit_code == 2 and "several D1 databases (DB, LOGS)" in result.stderr
     assert run("apply", "--local", "app.db", "--database", "logs").exit_code == 0
-    with sqlite3.connect(tmp_path / "app.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "app.db")) as conn:
         assert conn.execute("SELECT name FROM logs_migrations").fetchall() == [("0001_events.sql",)]
     result = run("apply", "--local", "app.db", "--database", "nope")
-    assert result.exit_code == 1 and "no D1 database with binding or database_name 'nope'" in result.stderr
+    assert result.exit_code == 2 and "no D1 database with binding or database_name 'nope'" in result.stderr
 
 
 def test_remote_without_credentials_says_what_is_missing(
@@ -204,7 +205,7 @@ def test_remote_without_credentials_says_what_is_missing(
 
 
 def test_every_migrations_command_and_option_has_help() -> None:
-    group = cli.commands["migrations"]
+    group = cli.get_command(click.Context(cli), "migrations")
     assert isinstance(group, click.Group) and group.help
     for command in group.commands.values():
         assert command.help, command.name
@@ -273,4 +274,4 @@ def test_unopenable_local_file_is_one_line_error_not_a_traceback(
     monkeypatch.chdir(wrangler_project)
     result = run("apply", "--local", "no/such/folder/app.db")
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: cannot open local file no/such/folder/app.db")
+    assert result.stderr.startswith("Error: cannot open no/such/folder/app.db: the file cannot be opened")

@@ -5,18 +5,19 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from d1sync.client import D1Client
+from d1sync.client import D1Client, RetryPolicy
 from d1sync.database import Database, ExecResult, RawResult, Result, Statement
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
 from d1sync.local import LocalDatabase
+from d1sync.outbox import SyncWorker
 
 from ..support import TOKEN, FakeClock
 
@@ -62,7 +63,7 @@ class RecordingTarget(Database):
         self.fail_when: Any = None
         self.before_batch: Any = None
 
-    def batch(self, statements: Sequence[Statement]) -> list[Result]:
+    def batch_raw(self, statements: Sequence[Statement], *, idempotent: bool = False) -> list[RawResult]:
         with self._lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
@@ -76,7 +77,7 @@ class RecordingTarget(Database):
                 if error is not None:
                     raise error
             inner = [self.inner.prepare(s.sql).bind(*s.params) for s in statements]
-            results = self.inner.batch(inner)
+            results = self.inner.batch_raw(inner)
             with self._lock:
                 self.batches.append([(s.sql, s.params) for s in statements])
             return results
@@ -118,7 +119,7 @@ def emulator_client(server: EmulatorServer, *, token: str = TOKEN, timeout: floa
         database_id=DEFAULT_DATABASE_ID,
         api_token=token,
         base_url=server.api_base,
-        max_retries=0,
+        retry=RetryPolicy(max_retries=0),
         timeout=timeout,
     )
 
@@ -128,3 +129,22 @@ def emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
     """A real emulator on a loopback socket, no faults (tests may turn them on via ``app.state.faults``)."""
     with EmulatorServer(tmp_path / "emulator", token=TOKEN, faults=FaultConfig(), auto_create=True) as server:
         yield server
+
+
+OpenWorker = Callable[..., SyncWorker]
+"""``open_worker(path, target, **options)``: a SyncWorker that the test's teardown closes."""
+
+
+@pytest.fixture
+def open_worker() -> Iterator[OpenWorker]:
+    """Make SyncWorkers (same arguments as the class); every one is closed when the test ends."""
+    workers: list[SyncWorker] = []
+
+    def make(*args: Any, **kwargs: Any) -> SyncWorker:
+        worker = SyncWorker(*args, **kwargs)
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.close()

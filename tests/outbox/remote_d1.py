@@ -10,7 +10,7 @@ from typing import cast
 
 import pytest
 
-from d1sync.client import D1Client
+from d1sync.client import D1Client, RetryPolicy
 
 from ..support import open_database
 from .conftest import open_file
@@ -19,7 +19,7 @@ from .conftest import open_file
 @contextmanager
 def fresh_d1(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[D1Client, Path]]:
     """(a D1Client on its own new database in the emulator, the path of that database's SQLite file)."""
-    client = cast(D1Client, open_database("emulator", tmp_path, request, max_retries=0))
+    client = cast(D1Client, open_database("emulator", tmp_path, request, retry=RetryPolicy(max_retries=0)))
     engine = request.getfixturevalue("emulator_app").state.engine
     try:
         yield client, engine.path_for(client.database_id)

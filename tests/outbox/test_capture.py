@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from d1sync.errors import ConfigError
-from d1sync.local import LocalDatabase, connect
-from d1sync.outbox import Outbox, SyncWorker
+from d1sync.local import LocalDatabase
+from d1sync.outbox import Outbox
 from d1sync.outbox.changes import read_window
+from d1sync.sqlite import Connection
 
-from .conftest import RecordingTarget, snapshot
+from ..conftest import Closer
+from .conftest import OpenWorker, RecordingTarget, snapshot
 
 DDL = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)"
 
@@ -28,16 +31,14 @@ def tracked(local_pair: tuple[Path, LocalDatabase, LocalDatabase]) -> tuple[Path
 
 
 def window(path: Path, limit: int = 1000) -> list[tuple[str, str, str, object, list[int]]]:
-    conn = connect(path)
-    try:
+    with Connection(path) as conn:
         w = read_window(conn, limit)
         return [(c.table, c.key, c.op, c.data, c.seqs) for c in w.changes]
-    finally:
-        conn.close()
 
 
 def test_many_updates_of_one_key_coalesce_into_one_upsert_of_the_current_state(
     tracked: tuple[Path, LocalDatabase, LocalDatabase],
+    open_worker: OpenWorker,
 ) -> None:
     path, app, remote = tracked
     app.prepare("INSERT INTO notes VALUES (1, 'v0', 0)").run()
@@ -49,7 +50,7 @@ def test_many_updates_of_one_key_coalesce_into_one_upsert_of_the_current_state(
     assert len(seqs) == 50  # every change row is acknowledged with the one upsert
 
     target = RecordingTarget(remote)
-    worker = SyncWorker(path, target)
+    worker = open_worker(path, target)
     assert worker.sync_once().rows == 1
     [batch] = target.batches
     upserts = [params for sql, params in batch if sql.startswith("INSERT")]
@@ -58,7 +59,9 @@ def test_many_updates_of_one_key_coalesce_into_one_upsert_of_the_current_state(
     assert remote.prepare("SELECT * FROM notes").all().results == [{"id": 1, "body": "v49", "n": 49}]
 
 
-def test_insert_then_delete_becomes_one_delete(tracked: tuple[Path, LocalDatabase, LocalDatabase]) -> None:
+def test_insert_then_delete_becomes_one_delete(
+    tracked: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker
+) -> None:
     path, app, remote = tracked
     remote.prepare("INSERT INTO notes VALUES (7, 'stale remote copy', 0)").run()
     app.prepare("INSERT INTO notes VALUES (7, 'short-lived', 1)").run()
@@ -66,7 +69,7 @@ def test_insert_then_delete_becomes_one_delete(tracked: tuple[Path, LocalDatabas
     app.prepare("DELETE FROM notes WHERE id = 7").run()
     [(_, key, op, _, seqs)] = window(path)
     assert (key, op, len(seqs)) == ("[7]", "delete", 3)
-    SyncWorker(path, remote).sync_once()
+    open_worker(path, remote).sync_once()
     assert remote.prepare("SELECT count(*) AS n FROM notes").first("n") == 0
 
 
@@ -83,10 +86,11 @@ def test_delete_then_reinsert_becomes_an_upsert_of_the_new_row(
 
 def test_a_key_change_deletes_the_old_key_and_upserts_the_new(
     tracked: tuple[Path, LocalDatabase, LocalDatabase],
+    open_worker: OpenWorker,
 ) -> None:
     path, app, remote = tracked
     app.prepare("INSERT INTO notes VALUES (1, 'moving', 5)").run()
-    worker = SyncWorker(path, remote)
+    worker = open_worker(path, remote)
     assert worker.sync_once().state == "synced"
     app.prepare("UPDATE notes SET id = 2 WHERE id = 1").run()
     changes = {(key, op) for _, key, op, _, _ in window(path)}
@@ -104,19 +108,21 @@ def test_a_rolled_back_write_leaves_no_change_row(tracked: tuple[Path, LocalData
     assert Outbox(path).status().pending_changes == 0
 
 
-def test_composite_keys_and_awkward_identifiers_sync_exactly(tmp_path: Path) -> None:
+def test_composite_keys_and_awkward_identifiers_sync_exactly(
+    tmp_path: Path, open_worker: OpenWorker, closer: Closer[Any]
+) -> None:
     ddl = (
         'CREATE TABLE "we""ird tbl" ("k 1" TEXT NOT NULL, "k\'2" INTEGER NOT NULL, "vé" BLOB, '
         'PRIMARY KEY ("k 1", "k\'2"))'
     )
-    app, remote = LocalDatabase(tmp_path / "a.db"), LocalDatabase(tmp_path / "r.db")
+    app, remote = closer(LocalDatabase(tmp_path / "a.db")), closer(LocalDatabase(tmp_path / "r.db"))
     app.exec(ddl)
     remote.exec(ddl)
     Outbox(tmp_path / "a.db").track('we"ird tbl')
     with app.atomic() as conn:
         conn.executemany('INSERT INTO "we""ird tbl" VALUES (?, ?, ?)', [("a'b\"c", 1, b"\x00"), ("😀", -(2**63), None)])
         conn.execute('UPDATE "we""ird tbl" SET "k\'2" = 2 WHERE "k 1" = ?', ("a'b\"c",))
-    worker = SyncWorker(tmp_path / "a.db", remote)
+    worker = open_worker(tmp_path / "a.db", remote)
     worker.sync_once()
     with app.atomic() as conn:
         conn.execute('DELETE FROM "we""ird tbl" WHERE "k 1" = ?', ("😀",))
@@ -125,8 +131,8 @@ def test_composite_keys_and_awkward_identifiers_sync_exactly(tmp_path: Path) -> 
     assert len(snapshot(remote.connection, 'we"ird tbl')) == 1
 
 
-def test_tables_without_a_primary_key_are_refused_with_a_clear_message(tmp_path: Path) -> None:
-    app = LocalDatabase(tmp_path / "a.db")
+def test_tables_without_a_primary_key_are_refused_with_a_clear_message(tmp_path: Path, closer: Closer[Any]) -> None:
+    app = closer(LocalDatabase(tmp_path / "a.db"))
     app.exec("CREATE TABLE log (at INTEGER, line TEXT)")
     with pytest.raises(ConfigError, match="no PRIMARY KEY") as info:
         Outbox(tmp_path / "a.db").track("log")
@@ -134,8 +140,8 @@ def test_tables_without_a_primary_key_are_refused_with_a_clear_message(tmp_path:
     assert Outbox(tmp_path / "a.db").tables() == {}
 
 
-def test_a_unique_index_on_not_null_columns_serves_as_the_key(tmp_path: Path) -> None:
-    app = LocalDatabase(tmp_path / "a.db")
+def test_a_unique_index_on_not_null_columns_serves_as_the_key(tmp_path: Path, closer: Closer[Any]) -> None:
+    app = closer(LocalDatabase(tmp_path / "a.db"))
     app.exec("CREATE TABLE users (email TEXT NOT NULL, name TEXT); CREATE UNIQUE INDEX users_email ON users (email)")
     [spec] = Outbox(tmp_path / "a.db").track("users")
     assert spec.key == ("email",)
@@ -149,8 +155,10 @@ def test_missing_and_internal_tables_are_refused(tmp_path: Path) -> None:
         outbox.track("_d1sync_changes")
 
 
-def test_include_and_exclude_choose_the_synced_columns(tmp_path: Path) -> None:
-    app, remote = LocalDatabase(tmp_path / "a.db"), LocalDatabase(tmp_path / "r.db")
+def test_include_and_exclude_choose_the_synced_columns(
+    tmp_path: Path, open_worker: OpenWorker, closer: Closer[Any]
+) -> None:
+    app, remote = closer(LocalDatabase(tmp_path / "a.db")), closer(LocalDatabase(tmp_path / "r.db"))
     app.exec("CREATE TABLE p (id INTEGER PRIMARY KEY, name TEXT, secret TEXT, cache BLOB)")
     # The remote has only the synced columns: the schema check must not ask for the others.
     remote.exec("CREATE TABLE p (id INTEGER PRIMARY KEY, name TEXT)")
@@ -165,7 +173,7 @@ def test_include_and_exclude_choose_the_synced_columns(tmp_path: Path) -> None:
         outbox.track("p", include=["nope"])
 
     app.prepare("INSERT INTO p VALUES (1, 'ann', 's3cret', unhex('00'))").run()
-    worker = SyncWorker(tmp_path / "a.db", remote)
+    worker = open_worker(tmp_path / "a.db", remote)
     assert worker.sync_once().rows == 1
     # An update of an unsynced column records nothing.
     app.prepare("UPDATE p SET secret = 'other' WHERE id = 1").run()
@@ -176,25 +184,29 @@ def test_include_and_exclude_choose_the_synced_columns(tmp_path: Path) -> None:
     assert remote.prepare("SELECT * FROM p").all().results == [{"id": 1, "name": "bob"}]
 
 
-def test_tracking_an_existing_table_backfills_its_rows(tmp_path: Path) -> None:
-    app, remote = LocalDatabase(tmp_path / "a.db"), LocalDatabase(tmp_path / "r.db")
+def test_tracking_an_existing_table_backfills_its_rows(
+    tmp_path: Path, open_worker: OpenWorker, closer: Closer[Any]
+) -> None:
+    app, remote = closer(LocalDatabase(tmp_path / "a.db")), closer(LocalDatabase(tmp_path / "r.db"))
     for db in (app, remote):
         db.exec(DDL)
     with app.atomic() as conn:
         conn.executemany("INSERT INTO notes VALUES (?, ?, ?)", [(i, f"n{i}", i) for i in range(100)])
     Outbox(tmp_path / "a.db").track("notes")
-    SyncWorker(tmp_path / "a.db", remote).sync_once()
+    open_worker(tmp_path / "a.db", remote).sync_once()
     assert snapshot(remote.connection, "notes") == snapshot(app.connection, "notes")
 
 
-def test_untrack_with_pending_changes_dead_letters_them(tracked: tuple[Path, LocalDatabase, LocalDatabase]) -> None:
+def test_untrack_with_pending_changes_dead_letters_them(
+    tracked: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker
+) -> None:
     path, app, remote = tracked
     app.prepare("INSERT INTO notes VALUES (1, 'pending', 0)").run()
     app.prepare("INSERT INTO notes VALUES (2, 'pending', 0)").run()
     outbox = Outbox(path)
     outbox.untrack("notes")
     app.prepare("INSERT INTO notes VALUES (3, 'after untrack: not captured', 0)").run()
-    worker = SyncWorker(path, remote)
+    worker = open_worker(path, remote)
     result = worker.sync_once()
     assert result.dead == 2
     dead = outbox.dead_letters()
@@ -226,6 +238,7 @@ def test_untrack_with_drop_pending_discards_them_explicitly(
 
 def test_enqueue_and_delete_round_trip_without_a_local_copy(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+    open_worker: OpenWorker,
 ) -> None:
     path, _, remote = local_pair
     remote.exec(
@@ -238,7 +251,7 @@ def test_enqueue_and_delete_round_trip_without_a_local_copy(
     outbox.enqueue("events", {"id": 3, "kind": "gone", "body": b"", "big": 0, "ok": None})
     outbox.enqueue("events", {"id": 1, "kind": "boot", "body": b"\x01", "big": 2**53 + 1, "ok": True})
     outbox.delete("events", (3, "gone"))
-    worker = SyncWorker(path, remote)
+    worker = open_worker(path, remote)
     assert worker.sync_once().state == "synced"
     assert worker.pending() == 0
     rows = remote.connection.execute(
@@ -269,7 +282,9 @@ def test_enqueue_refuses_rows_that_do_not_match_the_declaration(tmp_path: Path) 
     assert outbox.status().pending_changes == 0
 
 
-def test_version_column_keeps_a_newer_remote_row(local_pair: tuple[Path, LocalDatabase, LocalDatabase]) -> None:
+def test_version_column_keeps_a_newer_remote_row(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker
+) -> None:
     path, app, remote = local_pair
     ddl = "CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT, v INTEGER NOT NULL)"
     app.exec(ddl)
@@ -278,7 +293,7 @@ def test_version_column_keeps_a_newer_remote_row(local_pair: tuple[Path, LocalDa
     remote.exec("INSERT INTO docs VALUES (1, 'newer elsewhere', 5); INSERT INTO docs VALUES (2, 'older', 1)")
     Outbox(path).track("docs", version_column="v")
     app.exec("INSERT INTO docs VALUES (1, 'old local', 3); INSERT INTO docs VALUES (2, 'newer local', 2)")
-    worker = SyncWorker(path, remote)
+    worker = open_worker(path, remote)
     worker.sync_once()
     assert worker.pending() == 0
     rows = remote.prepare("SELECT * FROM docs ORDER BY id").all().results
@@ -289,7 +304,9 @@ def test_version_column_keeps_a_newer_remote_row(local_pair: tuple[Path, LocalDa
     assert remote.prepare("SELECT body FROM docs WHERE id = 1").first("body") == "same version"
 
 
-def test_version_column_guards_enqueued_rows_too(local_pair: tuple[Path, LocalDatabase, LocalDatabase]) -> None:
+def test_version_column_guards_enqueued_rows_too(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker
+) -> None:
     path, _, remote = local_pair
     remote.exec("CREATE TABLE kv (k TEXT PRIMARY KEY, val TEXT, v INTEGER)")
     remote.exec("INSERT INTO kv VALUES ('a', 'remote v9', 9)")
@@ -297,15 +314,17 @@ def test_version_column_guards_enqueued_rows_too(local_pair: tuple[Path, LocalDa
     outbox.declare("kv", key=["k"], columns=["k", "val", "v"], version_column="v")
     outbox.enqueue("kv", {"k": "a", "val": "local v4", "v": 4})
     outbox.enqueue("kv", {"k": "b", "val": "new", "v": 1})
-    SyncWorker(path, remote).sync_once()
+    open_worker(path, remote).sync_once()
     assert remote.prepare("SELECT * FROM kv ORDER BY k").raw() == [["a", "remote v9", 9], ["b", "new", 1]]
 
 
-def test_a_write_commits_with_its_change_row_under_a_raw_sqlite3_connection(tmp_path: Path) -> None:
-    app = LocalDatabase(tmp_path / "a.db")
+def test_a_write_commits_with_its_change_row_under_a_raw_sqlite3_connection(
+    tmp_path: Path, closer: Closer[Any]
+) -> None:
+    app = closer(LocalDatabase(tmp_path / "a.db"))
     app.exec(DDL)
     Outbox(tmp_path / "a.db").track("notes")
-    raw = sqlite3.connect(tmp_path / "a.db")
+    raw = closer(sqlite3.connect(tmp_path / "a.db"))
     raw.execute("INSERT INTO notes VALUES (1, 'raw', 1)")
     raw.rollback()
     raw.execute("INSERT INTO notes VALUES (2, 'raw', 2)")
@@ -315,6 +334,7 @@ def test_a_write_commits_with_its_change_row_under_a_raw_sqlite3_connection(tmp_
 
 def test_a_blob_key_neither_breaks_the_applications_write_nor_the_sync(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+    open_worker: OpenWorker,
 ) -> None:
     path, app, remote = local_pair
     for db in (app, remote):
@@ -322,5 +342,5 @@ def test_a_blob_key_neither_breaks_the_applications_write_nor_the_sync(
     Outbox(path).track("files")
     with app.atomic() as conn:
         conn.execute("INSERT INTO files VALUES (?, ?)", (b"\x01\x02", "a.txt"))
-    SyncWorker(path, remote).sync_once()
+    open_worker(path, remote).sync_once()
     assert snapshot(remote.connection, "files") == snapshot(app.connection, "files")

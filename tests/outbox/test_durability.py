@@ -15,12 +15,13 @@ import pytest
 
 from d1sync.client import RateLimiter
 from d1sync.database import Statement
-from d1sync.errors import RequestTimeoutError
+from d1sync.errors import RequestTimeoutError, SQLError
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Backoff, Limits, Outbox, SyncWorker, drain
+from d1sync.outbox import Limits, Outbox, SyncWorker, drain
 from d1sync.outbox.schema import ensure_schema
+from d1sync.sqlite import Connection
 
-from .conftest import RecordingTarget, open_file, snapshot
+from .conftest import OpenWorker, RecordingTarget, open_file, snapshot
 
 
 def seqs(path: Path) -> list[int]:
@@ -75,8 +76,9 @@ def test_a_change_log_of_an_earlier_build_is_upgraded_with_its_pending_rows(tmp_
         INSERT INTO _d1sync_changes VALUES (7, 't', '[1]', 'upsert', NULL, 0), (9, 't', '[2]', 'delete', NULL, 0);
         """
     )
-    ensure_schema(conn)
-    ensure_schema(conn)  # idempotent
+    with Connection(path) as ours:
+        ensure_schema(ours)
+        ensure_schema(ours)  # idempotent
     ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = '_d1sync_changes'").fetchone()[0]
     assert "AUTOINCREMENT" in ddl.upper()
     assert conn.execute("SELECT seq, key, op FROM _d1sync_changes").fetchall() == [
@@ -101,7 +103,7 @@ class AppliedButUnanswered(RecordingTarget):
 
 @pytest.mark.parametrize("target_class", [RecordingTarget, AppliedButUnanswered], ids=["answered", "unanswered"])
 def test_a_send_that_lands_after_the_lease_passed_on_is_repaired(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase], target_class: type[RecordingTarget]
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], target_class: type[RecordingTarget], open_worker: OpenWorker
 ) -> None:
     """Worker A's send outlives its lease; B takes over and sends a newer state; then A's stale send lands,
     answered or not.
@@ -114,7 +116,7 @@ def test_a_send_that_lands_after_the_lease_passed_on_is_repaired(
     Outbox(path).track("t")
     app.exec("INSERT INTO t VALUES (1, 'old')")
     later = [10_000.0]
-    b = SyncWorker(path, remote, clock=lambda: later[0], lease_ttl=30)
+    b = open_worker(path, remote, clock=lambda: later[0], lease_ttl=30)
 
     def meanwhile(statements: Sequence[Statement]) -> None:
         target.before_batch = None
@@ -124,7 +126,7 @@ def test_a_send_that_lands_after_the_lease_passed_on_is_repaired(
 
     target = target_class(remote)
     target.before_batch = meanwhile
-    a = SyncWorker(path, target, clock=lambda: 0.0, lease_ttl=30)
+    a = open_worker(path, target, clock=lambda: 0.0, lease_ttl=30)
     assert a.sync_once().state == "locked"  # A's batch carried 'old' and landed after B's
     assert remote.prepare("SELECT v FROM t").first("v") == "old"
     status = Outbox(path).status()
@@ -173,7 +175,7 @@ def test_a_table_tracked_during_the_schema_check_is_not_dead_lettered(
 
     class TrackDuringCheck(RecordingTarget):
         def _execute(self, statement: Statement) -> Any:
-            if statement.sql.startswith("PRAGMA table_info") and not self.tracked:
+            if "pragma_table_info" in statement.sql and not self.tracked:
                 self.tracked = True
                 Outbox(path).track("b")  # backfills b's two rows into the change log
             return super()._execute(statement)
@@ -283,7 +285,7 @@ def test_insert_or_replace_is_captured_whole_with_recursive_triggers(
 
 
 def test_run_outlives_an_unexpected_error_and_syncs_afterwards(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase], caplog: pytest.LogCaptureFixture
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], caplog: pytest.LogCaptureFixture, open_worker: OpenWorker
 ) -> None:
     """A bug in one pass (here: a target that breaks once) must not end the daemon with writes pending."""
     path, app, remote = local_pair
@@ -297,7 +299,7 @@ def test_run_outlives_an_unexpected_error_and_syncs_afterwards(
 
     target = RecordingTarget(remote)
     target.before_batch = break_once
-    worker = SyncWorker(path, target, backoff=Backoff(pause=0.05), poll_interval=0.01)
+    worker = open_worker(path, target, pause_interval=0.05, poll_interval=0.01)
     thread = threading.Thread(target=worker.run, kwargs={"idle_interval": 0.05})
     with caplog.at_level(logging.ERROR, "d1sync.sync"):
         thread.start()
@@ -405,19 +407,17 @@ def test_a_key_that_is_not_utf8_beyond_a_full_window_of_linked_tables_does_not_s
 
 
 def test_the_lenient_text_factory_never_outlives_the_query_that_needed_it(tmp_path: Path) -> None:
-    from d1sync.outbox.changes import _fetch
-
-    conn = sqlite3.connect(tmp_path / "f.db")
-    conn.execute("CREATE TABLE t (v TEXT)")
-    conn.execute("INSERT INTO t VALUES (CAST(x'ff' AS TEXT))")
-    rows, lenient = _fetch(conn, "SELECT v FROM t", ())
-    assert lenient and rows == [("\udcff",)] and conn.text_factory is str
-    with pytest.raises(sqlite3.OperationalError, match="no such table"):
-        _fetch(conn, "SELECT v FROM missing", ())
-    assert conn.text_factory is str
-    conn.text_factory = bytes
-    assert _fetch(conn, "SELECT v FROM t", ()) == ([(b"\xff",)], False)
-    conn.close()
+    with Connection(tmp_path / "f.db") as conn:
+        conn.execute("CREATE TABLE t (v TEXT)")
+        conn.execute("INSERT INTO t VALUES (CAST(x'ff' AS TEXT))")
+        rows, lenient = conn.read("SELECT v FROM t")
+        assert lenient and rows.fetchall() == [("\udcff",)] and conn.raw.text_factory is str
+        with pytest.raises(SQLError, match="no such table") as info:
+            conn.read("SELECT v FROM missing")
+        assert info.value.missing == ("table", "missing") and conn.raw.text_factory is str
+        conn.raw.text_factory = bytes
+        rows, lenient = conn.read("SELECT v FROM t")
+        assert (rows.fetchall(), lenient) == ([(b"\xff",)], False)
 
 
 def test_the_upgrade_keeps_triggers_on_the_change_log(tmp_path: Path) -> None:
@@ -431,22 +431,21 @@ def test_the_upgrade_keeps_triggers_on_the_change_log(tmp_path: Path) -> None:
         CREATE TRIGGER audit_changes AFTER INSERT ON _d1sync_changes BEGIN INSERT INTO audit VALUES (NEW.seq); END;
         """
     )
-    ensure_schema(conn)
-    conn.execute("INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ('t', '[1]', 'upsert', 0)")
-    assert conn.execute("SELECT count(*) FROM audit").fetchone()[0] == 1
     conn.close()
+    with Connection(path) as upgraded:
+        ensure_schema(upgraded)
+        upgraded.execute("INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ('t', '[1]', 'upsert', 0)")
+        assert upgraded.execute("SELECT count(*) FROM audit").fetchone()[0] == 1
 
 
 def test_dead_letters_are_made_only_for_changes_still_in_the_log(tmp_path: Path) -> None:
     """Two workers handling the same orphans must not make two dead letters of one change."""
-    from d1sync.outbox.changes import dead_letter
-    from d1sync.outbox.planner import Change
+    from d1sync.outbox.changes import Change
+    from d1sync.outbox.dead import dead_letter
 
-    with Outbox(tmp_path / "app.db") as outbox:
-        conn = open_file(tmp_path / "app.db")
+    with Outbox(tmp_path / "app.db") as outbox, Connection(tmp_path / "app.db") as conn:
         conn.execute("INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ('gone', '[1]', 'upsert', 0)")
         change = Change("gone", "[1]", "upsert", seqs=[1])
         assert dead_letter(conn, [(change, "first")]) == 1
         assert dead_letter(conn, [(change, "second")]) == 0
         assert [d.error for d in outbox.dead_letters()] == ["first"]
-        conn.close()

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,9 +15,10 @@ from d1sync.client import D1Client
 from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Backoff, Limits, Outbox, SyncWorker, drain
+from d1sync.outbox import Backoff, Limits, Outbox, drain
 
-from .conftest import TOKEN, FakeClock, emulator_client, emulator_file, open_file, snapshot
+from ..conftest import Closer
+from .conftest import TOKEN, FakeClock, OpenWorker, emulator_client, emulator_file, open_file, snapshot
 
 SCHEMA = """
 CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
@@ -99,7 +101,9 @@ def assert_remote_equals_local(app: LocalDatabase, remote_path: Path, tables: li
         remote.close()
 
 
-def test_thousands_of_small_transactions_arrive_exactly_through_every_kind_of_fault(tmp_path: Path) -> None:
+def test_thousands_of_small_transactions_arrive_exactly_through_every_kind_of_fault(
+    tmp_path: Path, open_worker: OpenWorker, closer: Closer[Any]
+) -> None:
     with EmulatorServer(tmp_path / "emulator", token="t0ken", auto_create=True) as srv:
         client = emulator_client(srv, token="t0ken", timeout=0.15)
         client.exec(SCHEMA)
@@ -116,10 +120,10 @@ def test_thousands_of_small_transactions_arrive_exactly_through_every_kind_of_fa
                 timeout_action="drop",
             )
         )
-        app = LocalDatabase(tmp_path / "app.db")
+        app = closer(LocalDatabase(tmp_path / "app.db"))
         app.exec(SCHEMA)
         Outbox(tmp_path / "app.db").track("authors", "posts")
-        worker = SyncWorker(
+        worker = open_worker(
             tmp_path / "app.db",
             client,
             limits=Limits(max_value_bytes=2_000, max_request_bytes=4_000, max_statements=2),
@@ -165,11 +169,15 @@ def clients(emulator: EmulatorServer) -> Iterator[Callable[..., D1Client]]:
 
 
 def test_a_row_the_remote_refuses_is_dead_lettered_and_delivered_after_the_fix(
-    tmp_path: Path, emulator: EmulatorServer, clients: Callable[..., D1Client]
+    tmp_path: Path,
+    emulator: EmulatorServer,
+    clients: Callable[..., D1Client],
+    open_worker: OpenWorker,
+    closer: Closer[Any],
 ) -> None:
     client = clients()
     client.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER CHECK (n >= 0))")
-    app = LocalDatabase(tmp_path / "app.db")
+    app = closer(LocalDatabase(tmp_path / "app.db"))
     app.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)")
     outbox = Outbox(tmp_path / "app.db")
     outbox.track("notes")
@@ -177,7 +185,7 @@ def test_a_row_the_remote_refuses_is_dead_lettered_and_delivered_after_the_fix(
         conn.executemany(
             "INSERT INTO notes VALUES (?, ?, ?)", [(i, f"note {i}", -1 if i == 42 else i) for i in range(300)]
         )
-    worker = SyncWorker(tmp_path / "app.db", client, limits=Limits(max_value_bytes=2_000, max_statements=3))
+    worker = open_worker(tmp_path / "app.db", client, limits=Limits(max_value_bytes=2_000, max_statements=3))
     result = worker.sync_once()
     assert (result.rows, result.dead) == (299, 1)
     [dead] = outbox.dead_letters()
@@ -200,18 +208,23 @@ def test_a_row_the_remote_refuses_is_dead_lettered_and_delivered_after_the_fix(
 
 
 def test_a_wrong_token_pauses_the_worker_and_the_right_one_delivers_everything(
-    tmp_path: Path, emulator: EmulatorServer, clients: Callable[..., D1Client], clock: FakeClock
+    tmp_path: Path,
+    emulator: EmulatorServer,
+    clients: Callable[..., D1Client],
+    clock: FakeClock,
+    open_worker: OpenWorker,
+    closer: Closer[Any],
 ) -> None:
     good = clients()
     good.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
-    app = LocalDatabase(tmp_path / "app.db")
+    app = closer(LocalDatabase(tmp_path / "app.db"))
     app.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
     outbox = Outbox(tmp_path / "app.db")
     outbox.track("notes")
     with app.atomic() as conn:
         conn.executemany("INSERT INTO notes VALUES (?, ?)", [(i, f"n{i}") for i in range(50)])
     bad = clients(token="wrong-token-B")
-    worker = SyncWorker(tmp_path / "app.db", bad, clock=clock, backoff=Backoff(pause=20.0))
+    worker = open_worker(tmp_path / "app.db", bad, clock=clock, pause_interval=20.0)
 
     result = worker.sync_once(now=clock())
     assert result.state == "paused" and result.retry_in == 20.0
@@ -243,13 +256,17 @@ def test_a_wrong_token_pauses_the_worker_and_the_right_one_delivers_everything(
 
 
 def test_a_missing_remote_table_pauses_with_its_name(
-    tmp_path: Path, emulator: EmulatorServer, clients: Callable[..., D1Client]
+    tmp_path: Path,
+    emulator: EmulatorServer,
+    clients: Callable[..., D1Client],
+    open_worker: OpenWorker,
+    closer: Closer[Any],
 ) -> None:
-    app = LocalDatabase(tmp_path / "app.db")
+    app = closer(LocalDatabase(tmp_path / "app.db"))
     app.exec("CREATE TABLE audit_log (id INTEGER PRIMARY KEY, line TEXT)")
     Outbox(tmp_path / "app.db").track("audit_log")
     app.prepare("INSERT INTO audit_log VALUES (1, 'x')").run()
-    worker = SyncWorker(tmp_path / "app.db", clients())
+    worker = open_worker(tmp_path / "app.db", clients())
     result = worker.sync_once()
     assert result.state == "paused" and "table 'audit_log' is missing" in str(result.error)
     assert Outbox(tmp_path / "app.db").status().pending_changes == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from d1sync.errors import ConfigError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Outbox, SyncWorker
 
+from ..conftest import Closer
 from .conftest import open_file, snapshot
 from .remote_d1 import fresh_d1, reading
 
@@ -33,7 +35,8 @@ def test_key_columns_with_real_affinity_are_refused_naming_the_column_and_the_fi
     tmp_path: Path, ddl: str, named: str
 ) -> None:
     path = tmp_path / "app.db"
-    LocalDatabase(path).exec(ddl)
+    with LocalDatabase(path) as db:
+        db.exec(ddl)
     outbox = Outbox(path)
     with pytest.raises(ConfigError) as info:
         outbox.track("t")
@@ -56,10 +59,10 @@ def test_key_columns_with_real_affinity_are_refused_naming_the_column_and_the_fi
     ],
 )
 def test_primary_key_columns_that_allow_null_are_refused_with_the_declaration_to_use(
-    tmp_path: Path, ddl: str, key: str, named: str
+    tmp_path: Path, ddl: str, key: str, named: str, closer: Closer[Any]
 ) -> None:
     path = tmp_path / "app.db"
-    app = LocalDatabase(path)
+    app = closer(LocalDatabase(path))
     app.exec(ddl)
     # Why: SQLite really stores several rows with a NULL key there, and D1 could not tell them apart.
     app.exec(f"INSERT INTO t ({key}, b) VALUES (NULL, 'x'); INSERT INTO t ({key}, b) VALUES (NULL, 'x')")
@@ -89,10 +92,10 @@ ACCEPTED = {
 
 @pytest.mark.parametrize("ddl", ACCEPTED.values(), ids=ACCEPTED.keys())
 def test_keys_that_are_never_null_are_accepted_and_sync_exactly_to_the_emulator(
-    tmp_path: Path, request: pytest.FixtureRequest, ddl: str
+    tmp_path: Path, request: pytest.FixtureRequest, ddl: str, closer: Closer[Any]
 ) -> None:
     path = tmp_path / "app.db"
-    app = LocalDatabase(path)
+    app = closer(LocalDatabase(path))
     app.exec(ddl)
     [spec] = Outbox(path).track("t")
     keys = [(7, "seven"), (8, "eight"), (9, "nine")]
@@ -118,13 +121,13 @@ def test_keys_that_are_never_null_are_accepted_and_sync_exactly_to_the_emulator(
 
 
 def test_real_values_in_an_untyped_key_column_sync_when_fifteen_digits_hold_them_exactly(
-    tmp_path: Path, request: pytest.FixtureRequest
+    tmp_path: Path, request: pytest.FixtureRequest, closer: Closer[Any]
 ) -> None:
     """Only REAL *affinity* is refused; an untyped (or NUMERIC, or INT) key column may still hold REAL values.
     Those that 15 significant digits represent exactly (0.5, 2.25, 1e-3, 1e300) work like any other key."""
     ddl = "CREATE TABLE t (k PRIMARY KEY NOT NULL, v TEXT)"
     path = tmp_path / "app.db"
-    app = LocalDatabase(path)
+    app = closer(LocalDatabase(path))
     app.exec(ddl)
     Outbox(path).track("t")
     with app.atomic() as conn:
@@ -148,13 +151,13 @@ def test_real_values_in_an_untyped_key_column_sync_when_fifteen_digits_hold_them
 
 
 def test_a_real_key_value_needing_seventeen_digits_in_an_untyped_column_is_the_documented_limit(
-    tmp_path: Path, request: pytest.FixtureRequest
+    tmp_path: Path, request: pytest.FixtureRequest, closer: Closer[Any]
 ) -> None:
     """docs/sync.md ("Keys"): the change log renders a REAL key with SQLite's JSON functions (15 significant
     digits); a value they do not render exactly (0.1 + 0.2) is not found again and never reaches D1."""
     ddl = "CREATE TABLE t (k PRIMARY KEY NOT NULL, v TEXT)"
     path = tmp_path / "app.db"
-    app = LocalDatabase(path)
+    app = closer(LocalDatabase(path))
     app.exec(ddl)
     Outbox(path).track("t")
     app.prepare("INSERT INTO t VALUES (?, 'x')").bind(0.1 + 0.2).run()

@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, Outbox, SyncWorker
 from d1sync.outbox.capture import TableSpec
-from d1sync.outbox.planner import D1_MAX_SQL_BYTES, DEFER_FOREIGN_KEYS, Change, encode_row, plan, topological_order
+from d1sync.outbox.changes import Change
+from d1sync.outbox.codec import encode_row
+from d1sync.outbox.planner import D1_MAX_SQL_BYTES, DEFER_FOREIGN_KEYS, plan, topological_order
 
-from .conftest import RecordingTarget, snapshot
+from .conftest import OpenWorker, RecordingTarget, snapshot
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 # Every code point UTF-8 holds, astral ones and NUL included (NUL travels in object form: see encode_row).
@@ -106,10 +108,10 @@ def test_plans_stay_within_every_limit_and_reproduce_the_rows_exactly(case: dict
                     conn.execute(f'DELETE FROM "t ab""le" WHERE {where}', row[:key_width])
 
             target = RecordingTarget(remote)
-            worker = SyncWorker(Path(tmp) / "app.db", target, limits=limits)
-            result = worker.sync_once()
-            assert result.state in ("synced", "idle"), result
-            assert result.dead == 0 and worker.pending() == 0
+            with SyncWorker(Path(tmp) / "app.db", target, limits=limits) as worker:
+                result = worker.sync_once()
+                assert result.state in ("synced", "idle"), result
+                assert result.dead == 0 and worker.pending() == 0
 
             sent_rows = 0
             for batch in target.batches:
@@ -205,12 +207,14 @@ def test_many_small_statements_pack_within_the_request_budget() -> None:
             assert len(request.statements) == 1 or body <= budget, (budget, body, len(request.statements))
 
 
-def test_text_with_nul_characters_survives_the_trip(local_pair: tuple[Path, LocalDatabase, LocalDatabase]) -> None:
+def test_text_with_nul_characters_survives_the_trip(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker
+) -> None:
     path, app, remote = local_pair
     for db in (app, remote):
         db.exec("CREATE TABLE t (k TEXT PRIMARY KEY NOT NULL, v TEXT)")
     Outbox(path).track("t")
     with app.atomic() as conn:
         conn.executemany("INSERT INTO t VALUES (?, ?)", [("plain", "a\x00b"), ("nul\x00key", "v")])
-    SyncWorker(path, remote).sync_once()
+    open_worker(path, remote).sync_once()
     assert snapshot(remote.connection, "t") == snapshot(app.connection, "t")

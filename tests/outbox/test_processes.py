@@ -11,13 +11,15 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Outbox, SyncWorker, drain
+from d1sync.outbox import Outbox, drain
 
-from .conftest import TOKEN, emulator_client, emulator_file, open_file, snapshot
+from ..conftest import Closer
+from .conftest import TOKEN, OpenWorker, emulator_client, emulator_file, open_file, snapshot
 from .worker_process import CRASH_LIMITS
 
 SCRIPT = Path(__file__).with_name("worker_process.py")
@@ -97,14 +99,16 @@ def random_writes(app: LocalDatabase, rng: random.Random, next_id: int) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(
+    tmp_path: Path, open_worker: OpenWorker, closer: Closer[Any]
+) -> None:
     from d1sync.emulator.server import EmulatorServer
 
     rng = random.Random(1234)
     with EmulatorServer(tmp_path / "emulator", token=TOKEN, auto_create=True) as srv:
         client = emulator_client(srv)
         client.exec(SCHEMA)
-        app = LocalDatabase(tmp_path / "app.db")
+        app = closer(LocalDatabase(tmp_path / "app.db"))
         app.exec(SCHEMA)
         outbox = Outbox(tmp_path / "app.db")
         outbox.track("items", "tags")
@@ -135,7 +139,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) ->
         # The backlog shrank across the kills: the workers really were sending when they died, mid-backlog.
         assert pending_at_kill[-1] < pending_at_kill[0] < 50_000
         assert sum(p > 0 for p in pending_at_kill) >= 20, pending_at_kill
-        final = SyncWorker(tmp_path / "app.db", client, limits=CRASH_LIMITS, lease_ttl=LEASE_TTL)
+        final = open_worker(tmp_path / "app.db", client, limits=CRASH_LIMITS, lease_ttl=LEASE_TTL)
         drain(final, sleep=time.sleep)
         status = outbox.status()
         assert (status.pending_changes, status.dead_letters) == (0, 0)
@@ -154,9 +158,11 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_two_worker_processes_on_one_file_never_send_at_the_same_time(tmp_path: Path) -> None:
-    app = LocalDatabase(tmp_path / "app.db")
-    remote = LocalDatabase(tmp_path / "remote.db")
+def test_two_worker_processes_on_one_file_never_send_at_the_same_time(
+    tmp_path: Path, open_worker: OpenWorker, closer: Closer[Any]
+) -> None:
+    app = closer(LocalDatabase(tmp_path / "app.db"))
+    remote = closer(LocalDatabase(tmp_path / "remote.db"))
     app.exec(SCHEMA)
     remote.exec(SCHEMA)
     Outbox(tmp_path / "app.db").track("items", "tags")
@@ -186,6 +192,6 @@ def test_two_worker_processes_on_one_file_never_send_at_the_same_time(tmp_path: 
     for (pid_a, _, end_a), (pid_b, start_b, _) in zip(sends, sends[1:], strict=False):
         assert start_b >= end_a or pid_a == pid_b, "two processes were sending at the same time"
 
-    drain(SyncWorker(tmp_path / "app.db", remote), sleep=time.sleep)
+    drain(open_worker(tmp_path / "app.db", remote), sleep=time.sleep)
     for table in ("items", "tags"):
         assert snapshot(remote.connection, table) == snapshot(app.connection, table)

@@ -14,7 +14,7 @@ import pytest
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Outbox, SyncWorker
 
-from .conftest import open_file
+from .conftest import OpenWorker, open_file
 
 DDL = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"
 GENEROUS = 20.0  # seconds; far below the loop's idle interval, so only a wake-up can explain a delivery
@@ -31,7 +31,7 @@ def eventually(check: Callable[[], bool], timeout: float = GENEROUS) -> bool:
 
 @pytest.fixture
 def running(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase], request: pytest.FixtureRequest
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], request: pytest.FixtureRequest, open_worker: OpenWorker
 ) -> Iterator[tuple[Path, LocalDatabase, LocalDatabase, SyncWorker]]:
     """A worker looping in a thread that would sleep a minute between passes if nothing woke it."""
     path, app, remote = local_pair
@@ -39,7 +39,7 @@ def running(
     remote.exec(DDL)
     Outbox(path).track("notes")
     poll = getattr(request, "param", 60.0)
-    worker = SyncWorker(path, remote, poll_interval=poll)
+    worker = open_worker(path, remote, poll_interval=poll)
     loop = threading.Thread(target=worker.run, kwargs={"idle_interval": 120.0})
     loop.start()
     # The first pass has run once the worker holds the lease; from then on it is waiting.

@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from d1sync.errors import AuthError, RateLimitedError, TransientError
-from d1sync.local import LocalDatabase, connect
+from d1sync.local import LocalDatabase
 from d1sync.outbox import Backoff, Limits, Outbox, Status, SyncWorker, drain
 from d1sync.outbox.status import read_status
+from d1sync.sqlite import Connection
 
-from .conftest import FakeClock, RecordingTarget, snapshot
+from ..conftest import Closer
+from .conftest import FakeClock, OpenWorker, RecordingTarget, snapshot
 
 DDL = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)"
 
@@ -31,11 +33,8 @@ def setup_notes(app: LocalDatabase, remote: LocalDatabase, path: Path, remote_dd
 
 def status_at(path: Path, now: float) -> Status:
     """The outbox status as seen at ``now`` (the fake clock's time)."""
-    conn = connect(path)
-    try:
+    with Connection(path) as conn:
         return read_status(conn, now=now)
-    finally:
-        conn.close()
 
 
 def insert(app: LocalDatabase, rows: list[tuple[int, str, int]]) -> None:
@@ -48,13 +47,14 @@ def insert(app: LocalDatabase, rows: list[tuple[int, str, int]]) -> None:
 
 def test_one_poison_row_among_many_is_the_only_one_dead_lettered(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+    open_worker: OpenWorker,
 ) -> None:
     path, app, remote = local_pair
     setup_notes(app, remote, path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER CHECK (n < 1000))")
     insert(app, [(i, f"row {i}", i % 100) for i in range(500)])
     insert(app, [(137, "poison", 5_000)])
     target = RecordingTarget(remote)
-    worker = SyncWorker(path, target, limits=Limits(max_statements=4, max_value_bytes=2_000))
+    worker = open_worker(path, target, limits=Limits(max_statements=4, max_value_bytes=2_000))
     result = worker.sync_once()
     assert result.state == "synced"
     assert (result.rows, result.dead) == (499, 1)
@@ -70,11 +70,12 @@ def test_one_poison_row_among_many_is_the_only_one_dead_lettered(
 
 def test_several_poison_rows_in_several_requests_are_each_isolated(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+    open_worker: OpenWorker,
 ) -> None:
     path, app, remote = local_pair
     setup_notes(app, remote, path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, n INTEGER)")
     insert(app, [(i, None if i in (3, 250, 251, 999) else "ok", i) for i in range(1_000)])  # type: ignore[misc]
-    worker = SyncWorker(path, remote, limits=Limits(max_statements=2, max_value_bytes=1_000))
+    worker = open_worker(path, remote, limits=Limits(max_statements=2, max_value_bytes=1_000))
     result = worker.sync_once()
     assert (result.rows, result.dead) == (996, 4)
     dead = Outbox(path).dead_letters()
@@ -83,12 +84,12 @@ def test_several_poison_rows_in_several_requests_are_each_isolated(
 
 
 def test_an_error_about_the_statement_pauses_instead_of_dead_lettering_everything(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock, open_worker: OpenWorker
 ) -> None:
     path, app, remote = local_pair
     setup_notes(app, remote, path)
     insert(app, [(1, "a", 1), (2, "b", 2)])
-    worker = SyncWorker(path, remote, clock=clock, check_schema=False)
+    worker = open_worker(path, remote, clock=clock, check_schema=False)
     remote.exec("DROP TABLE notes")
     result = worker.sync_once()
     assert result.state == "paused"
@@ -122,7 +123,7 @@ class Failing:
 
 
 def test_transient_failures_back_off_exponentially_and_the_schedule_survives_a_restart(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock, open_worker: OpenWorker
 ) -> None:
     path, app, remote = local_pair
     setup_notes(app, remote, path)
@@ -131,7 +132,7 @@ def test_transient_failures_back_off_exponentially_and_the_schedule_survives_a_r
     failing = target.fail_when = Failing()
     failing.error = TransientError("D1 DB is overloaded", code=7500, status=503)
     backoff = Backoff(base=1.0, cap=1_000.0)
-    worker = SyncWorker(path, target, clock=clock, backoff=backoff, seed=7)
+    worker = open_worker(path, target, clock=clock, backoff=backoff, seed=7)
 
     delays = []
     for failures in (1, 2, 3):
@@ -154,7 +155,7 @@ def test_transient_failures_back_off_exponentially_and_the_schedule_survives_a_r
     worker.sync_once(now=clock())  # failure 4: ceiling 8
     worker.release_lease()
     worker.close()
-    restarted = SyncWorker(path, target, clock=clock, backoff=backoff, seed=8)
+    restarted = open_worker(path, target, clock=clock, backoff=backoff, seed=8)
     waiting = restarted.sync_once(now=clock())
     assert waiting.state == "backoff" and waiting.retry_in is not None and 4.0 <= waiting.retry_in <= 8.0
     assert status_at(path, clock()).backoff_remaining == pytest.approx(waiting.retry_in)
@@ -177,14 +178,18 @@ def test_transient_failures_back_off_exponentially_and_the_schedule_survives_a_r
 
 @pytest.mark.parametrize(("retry_after", "earlier_failures"), [(7.0, 0), (2.0, 10)])
 def test_retry_after_wins_over_the_backoff_schedule(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock, retry_after: float, earlier_failures: int
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+    clock: FakeClock,
+    retry_after: float,
+    earlier_failures: int,
+    open_worker: OpenWorker,
 ) -> None:
     path, app, remote = local_pair
     setup_notes(app, remote, path)
     insert(app, [(1, "a", 1)])
     target = RecordingTarget(remote)
     failing = target.fail_when = Failing()
-    worker = SyncWorker(path, target, clock=clock, backoff=Backoff(base=1.0, cap=600.0))
+    worker = open_worker(path, target, clock=clock, backoff=Backoff(base=1.0, cap=600.0))
     failing.error = TransientError("overloaded", status=503)
     for _ in range(earlier_failures):
         result = worker.sync_once(now=clock())
@@ -202,7 +207,7 @@ def test_retry_after_wins_over_the_backoff_schedule(
 
 
 def test_auth_errors_pause_without_dropping_anything(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock, open_worker: OpenWorker
 ) -> None:
     path, app, remote = local_pair
     setup_notes(app, remote, path)
@@ -210,7 +215,7 @@ def test_auth_errors_pause_without_dropping_anything(
     target = RecordingTarget(remote)
     failing = target.fail_when = Failing()
     failing.error = AuthError("Authentication error", code=10000, status=401)
-    worker = SyncWorker(path, target, clock=clock, backoff=Backoff(pause=30.0))
+    worker = open_worker(path, target, clock=clock, pause_interval=30.0)
     result = worker.sync_once(now=clock())
     assert result.state == "paused" and result.retry_in == 30.0
     status = status_at(path, clock())
@@ -226,12 +231,12 @@ def test_auth_errors_pause_without_dropping_anything(
 
 
 def test_a_successful_sync_records_last_success(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock, open_worker: OpenWorker
 ) -> None:
     path, app, remote = local_pair
     setup_notes(app, remote, path)
     insert(app, [(1, "a", 1)])
-    worker = SyncWorker(path, remote, clock=clock)
+    worker = open_worker(path, remote, clock=clock)
     assert worker.sync_once(now=clock()).state == "synced"
     status = status_at(path, clock())
     assert status.last_success == clock()
@@ -243,14 +248,14 @@ def test_a_successful_sync_records_last_success(
 
 
 def test_a_missing_remote_table_or_column_pauses_with_a_message_naming_it(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock, open_worker: OpenWorker
 ) -> None:
     path, app, remote = local_pair
     app.exec(DDL + "; CREATE TABLE tags (id INTEGER PRIMARY KEY, label TEXT)")
     remote.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")  # no column n, no table tags
     Outbox(path).track("notes", "tags")
     insert(app, [(1, "a", 1)])
-    worker = SyncWorker(path, remote, clock=clock, backoff=Backoff(pause=10.0))
+    worker = open_worker(path, remote, clock=clock, pause_interval=10.0)
     result = worker.sync_once(now=clock())
     assert result.state == "paused"
     assert "table 'tags' is missing" in str(result.error)
@@ -272,11 +277,14 @@ def test_a_missing_remote_table_or_column_pauses_with_a_message_naming_it(
 
 def test_two_workers_on_one_file_never_send_at_the_same_time(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+    closer: Closer[Any],
 ) -> None:
     path, app, remote = local_pair
     setup_notes(app, remote, path)
     target = RecordingTarget(remote)
-    workers = [SyncWorker(path, target, limits=Limits(max_statements=1, max_value_bytes=1_000)) for _ in range(2)]
+    workers = [
+        closer(SyncWorker(path, target, limits=Limits(max_statements=1, max_value_bytes=1_000))) for _ in range(2)
+    ]
     done = threading.Event()
     errors: list[BaseException] = []
 
@@ -310,15 +318,15 @@ def test_two_workers_on_one_file_never_send_at_the_same_time(
 
 
 def test_a_worker_that_lost_its_lease_mid_pass_does_not_send_its_stale_window(
-    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock, open_worker: OpenWorker
 ) -> None:
     path, app, remote = local_pair
     setup_notes(app, remote, path)
     insert(app, [(1, "v1" + "x" * 600, 1), (2, "v1" + "x" * 600, 1)])  # one request per row with these limits
     limits = Limits(max_value_bytes=1_000, max_statements=1)
     target = RecordingTarget(remote)
-    stalled = SyncWorker(path, target, clock=clock, lease_ttl=10.0, limits=limits)
-    other = SyncWorker(path, remote, clock=clock, lease_ttl=10.0, limits=limits)
+    stalled = open_worker(path, target, clock=clock, lease_ttl=10.0, limits=limits)
+    other = open_worker(path, remote, clock=clock, lease_ttl=10.0, limits=limits)
 
     def stall_once(statements: Any) -> None:
         target.before_batch = None
@@ -335,13 +343,17 @@ def test_a_worker_that_lost_its_lease_mid_pass_does_not_send_its_stale_window(
     assert snapshot(remote.connection, "notes") == snapshot(app.connection, "notes")
 
 
-def test_drain_raises_on_pause_with_the_reason(local_pair: tuple[Path, LocalDatabase, LocalDatabase]) -> None:
+def test_drain_stops_at_a_pause_and_reports_the_reason(local_pair: tuple[Path, LocalDatabase, LocalDatabase]) -> None:
     path, app, remote = local_pair
     app.exec(DDL)
-    Outbox(path).track("notes")
+    with Outbox(path) as outbox:
+        outbox.track("notes")
     insert(app, [(1, "a", 1)])
-    with pytest.raises(Exception, match="sync paused: .*table 'notes' is missing"):
-        drain(SyncWorker(path, remote), max_passes=3, sleep=lambda s: None)
+    slept: list[float] = []
+    with SyncWorker(path, remote) as worker:
+        report = drain(worker, max_passes=3, sleep=slept.append)
+    assert (report.state, report.drained, report.pending, slept) == ("paused", False, 1, [])
+    assert report.error is not None and "table 'notes' is missing" in report.error
 
 
 # -- windows -----------------------------------------------------------------------------------------------
@@ -349,6 +361,7 @@ def test_drain_raises_on_pause_with_the_reason(local_pair: tuple[Path, LocalData
 
 def test_a_backlog_of_related_tables_longer_than_the_window_drains_even_when_every_key_changes_again(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+    open_worker: OpenWorker,
 ) -> None:
     """Keys deferred because they change again beyond the window must not pin the window in place."""
     path, app, remote = local_pair
@@ -365,7 +378,7 @@ def test_a_backlog_of_related_tables_longer_than_the_window_drains_even_when_eve
     for round_ in range(5):  # every post is edited again and again: each key has changes far beyond a window
         with app.atomic() as conn:
             conn.executemany("UPDATE posts SET title = ? WHERE id = ?", [(f"edit {round_}", p) for p in range(100)])
-    worker = SyncWorker(path, remote, window=50)
+    worker = open_worker(path, remote, window=50)
     drain(worker, max_passes=100, sleep=lambda s: None)
     assert worker.pending() == 0
     assert Outbox(path).dead_letters() == []
@@ -375,6 +388,7 @@ def test_a_backlog_of_related_tables_longer_than_the_window_drains_even_when_eve
 
 def test_a_pass_that_only_skips_superseded_changes_reports_progress(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+    open_worker: OpenWorker,
 ) -> None:
     """run() keeps draining (no idle wait) while windows hold only changes superseded further on."""
     path, app, remote = local_pair
@@ -386,7 +400,7 @@ def test_a_pass_that_only_skips_superseded_changes_reports_progress(
     remote.exec(schema)
     Outbox(path).track("authors", "posts")
     app.exec("INSERT INTO authors VALUES (1, 'a')")
-    worker = SyncWorker(path, remote, window=10)
+    worker = open_worker(path, remote, window=10)
     assert worker.sync_once().rows == 1
     for i in range(30):
         app.prepare("INSERT OR REPLACE INTO posts VALUES (1, 1, ?)").bind(f"v{i}").run()

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from d1sync.client import D1Client
+from d1sync.client import D1Client, RetryPolicy
 from d1sync.database import Database, ExecResult, RawResult, Result, Statement
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.local import LocalDatabase
@@ -26,7 +26,12 @@ CRASH_LIMITS = Limits(max_value_bytes=2_000, max_request_bytes=4_500, max_statem
 
 def run(app_db: str, api_base: str, token: str, lease_ttl: float) -> None:
     client = D1Client(
-        account_id="a", database_id=DEFAULT_DATABASE_ID, api_token=token, base_url=api_base, max_retries=0, timeout=5
+        account_id="a",
+        database_id=DEFAULT_DATABASE_ID,
+        api_token=token,
+        base_url=api_base,
+        retry=RetryPolicy(max_retries=0),
+        timeout=5,
     )
 
     def progress(result: SyncResult) -> None:
@@ -44,10 +49,10 @@ class TimedTarget(Database):
         self.inner = inner
         self.log = open(log_path, "a", buffering=1)  # noqa: SIM115 - closed at process exit
 
-    def batch(self, statements: Sequence[Statement]) -> list[Result]:
+    def batch_raw(self, statements: Sequence[Statement], *, idempotent: bool = False) -> list[RawResult]:
         start = time.monotonic_ns()
         time.sleep(0.002)  # widen the window in which an overlapping sender would show
-        results = self.inner.batch([self.inner.prepare(s.sql).bind(*s.params) for s in statements])
+        results = self.inner.batch_raw([self.inner.prepare(s.sql).bind(*s.params) for s in statements])
         self.log.write(f"{os.getpid()} {start} {time.monotonic_ns()}\n")
         return results
 

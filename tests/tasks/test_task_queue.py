@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from d1sync.backoff import Backoff
 from d1sync.database import Database
 from d1sync.errors import ConfigError, SQLError, ValueEncodingError
 from d1sync.tasks import TaskQueue
-from d1sync.ulid import is_ulid
+from d1sync.tasks.ulid import is_ulid
 
 from .conftest import START, FakeClock
 
@@ -256,8 +259,8 @@ def test_a_stale_claimant_cannot_complete_or_fail_a_task_it_lost(db: Database, c
     assert queue.get(old.id).result == "fresh"  # type: ignore[union-attr]
 
 
-def test_fail_retries_with_doubling_backoff_then_dead(db: Database, clock: FakeClock) -> None:
-    queue = make_queue(db, clock, max_attempts=4, retry_delay=2, max_retry_delay=5)
+def test_fail_retries_with_doubling_jittered_backoff_then_dead(db: Database, clock: FakeClock) -> None:
+    queue = make_queue(db, clock, max_attempts=4, backoff=Backoff(base=2, cap=5), rng=random.Random(3))
     task_id = queue.add("flaky")
     waits = []
     for attempt in range(1, 5):
@@ -274,7 +277,8 @@ def test_fail_retries_with_doubling_backoff_then_dead(db: Database, clock: FakeC
             clock.advance(waits[-1])
         else:
             assert (after.status, after.error, after.finished_at) == ("dead", "boom 4", queue.now_ms())
-    assert waits == [2, 4, 5]
+    # Each wait is the shared Backoff's: a jittered 50-100 % of the doubling, capped ceiling.
+    assert [c / 2 <= w <= c for w, c in zip(waits, [2, 4, 5], strict=True)] == [True] * 3
     assert queue.claim("w") is None
 
 

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from d1sync.ulid import ULIDGenerator, is_ulid, new_ulid, ulid_time_ms
+from d1sync.tasks.ulid import ULIDGenerator, is_ulid, new_ulid, ulid_time_ms
 
 ALPHABET = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 

@@ -7,7 +7,7 @@ import sqlite3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from d1sync.migrations.splitter import is_transaction_control, split_statements, split_with_lines
+from d1sync.sql import is_transaction_control, split_statements, split_with_lines
 
 # -- generated statements -------------------------------------------------------------------------------
 

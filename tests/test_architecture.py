@@ -1,0 +1,206 @@
+"""The shape of the tree: imports run one way with no cycles, modules and functions stay small, only
+errors.py reads error messages, and the command line loads no server or benchmark code it does not need."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "d1sync"
+
+# Lower layers never import higher ones (DESIGN.md, "Target layout").
+LAYERS: list[tuple[str, ...]] = [
+    ("d1sync._version", "d1sync.errors", "d1sync.values", "d1sync.sql", "d1sync.backoff"),
+    ("d1sync.database", "d1sync.wrangler"),
+    ("d1sync.sqlite", "d1sync.local", "d1sync.client", "d1sync.target"),
+    ("d1sync.outbox", "d1sync.migrations", "d1sync.tasks", "d1sync.modules"),
+    ("d1sync.emulator",),
+    ("d1sync.demo", "d1sync.bench"),
+    ("d1sync.cli", "d1sync.__main__"),
+]
+MAX_MODULE_LINES = 470
+MAX_FUNCTION_LINES = 80
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node, except those under ``if TYPE_CHECKING:`` (imports for annotations never run)."""
+    found: list[ast.AST] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            stack.extend(node.orelse)
+            continue
+        found.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def imports_of(name: str) -> set[str]:
+    """The d1sync modules ``name`` imports when it runs (module level and inside functions)."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        for target in targets:
+            # A module's own ancestor packages are already running when it runs: not an edge.
+            if target in MODULES and target != name and not name.startswith(target + "."):
+                found.add(target)
+    return found
+
+
+def layer_of(name: str) -> int:
+    for index, layer in enumerate(LAYERS):
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in layer):
+            return index
+    raise AssertionError(f"{name} is in no layer of LAYERS: place it")
+
+
+def test_every_module_is_in_a_layer() -> None:
+    for name in MODULES:
+        if name != "d1sync":  # the front door loads names lazily, by string
+            layer_of(name)
+
+
+def test_imports_only_go_down_the_layers() -> None:
+    upward = [
+        f"{name} (layer {layer_of(name)}) imports {target} (layer {layer_of(target)})"
+        for name in MODULES
+        if name != "d1sync"
+        for target in imports_of(name)
+        if target != "d1sync" and layer_of(target) > layer_of(name)
+    ]
+    assert upward == []
+
+
+def test_the_import_graph_has_no_cycles() -> None:
+    graph = {name: imports_of(name) for name in MODULES}
+    # A package's __init__ runs before any of its modules: importing d1sync.x.y also imports d1sync.x.
+    for name in MODULES:
+        for target in list(graph[name]):
+            parent = target.rpartition(".")[0]
+            while parent and parent != name and not name.startswith(parent + "."):
+                if parent in MODULES:
+                    graph[name].add(parent)
+                parent = parent.rpartition(".")[0]
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
+
+
+def test_modules_and_functions_stay_small() -> None:
+    too_long: list[str] = []
+    for name, path in MODULES.items():
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}.{node.name}: {length} lines")
+    assert too_long == []
+
+
+def _message_matches(tree: ast.AST) -> list[int]:
+    """Lines that test error text: ``"x" in exc.message``, ``"x" in str(exc)``, ``exc.message.startswith(...)``."""
+    lines: list[int] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
+            for right in node.comparators:
+                is_message = isinstance(right, ast.Attribute) and right.attr == "message"
+                is_str_of_exc = (
+                    isinstance(right, ast.Call)
+                    and isinstance(right.func, ast.Name)
+                    and right.func.id == "str"
+                    and right.args
+                    and isinstance(right.args[0], ast.Name)
+                    and right.args[0].id in ("exc", "error", "err", "e")
+                )
+                if is_message or is_str_of_exc:
+                    lines.append(node.lineno)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("startswith", "endswith", "find", "search", "match")
+        ):
+            owner = node.func.value
+            if isinstance(owner, ast.Attribute) and owner.attr == "message":
+                lines.append(node.lineno)
+    return lines
+
+
+def test_only_errors_py_reads_error_messages() -> None:
+    found = {
+        name: _message_matches(ast.parse(path.read_text(encoding="utf-8")))
+        for name, path in MODULES.items()
+        if name != "d1sync.errors"
+    }
+    assert {name: lines for name, lines in found.items() if lines} == {}
+
+
+HEAVY = ("uvicorn", "starlette", "d1sync.bench", "d1sync.emulator.app", "d1sync.emulator.server")
+
+
+def _imported_modules(*args: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "d1sync", *args], capture_output=True, text=True, timeout=60
+    )
+    return {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["status", "--help"], ["sync", "--help"]], ids=" ".join)
+def test_the_command_line_loads_no_server_or_benchmark_code_it_does_not_use(args: list[str]) -> None:
+    loaded = _imported_modules(*args)
+    assert "d1sync.cli" in loaded  # the measurement itself works
+    assert sorted(m for m in loaded if m.split(".")[0] in HEAVY or m.startswith(HEAVY)) == []
+
+
+def test_help_loads_no_command_module_at_all() -> None:
+    loaded = _imported_modules("--help")
+    assert sorted(m for m in loaded if m.startswith("d1sync.cli.")) == []
+    assert "httpx" not in loaded
