@@ -36,6 +36,7 @@ from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, pl
 from d1sync.outbox.results import State, SyncResult
 from d1sync.outbox.schema import LastError, LastPass, RateBudget, ensure_schema, load_state, save_state
 from d1sync.outbox.status import Status, pending_count, read_status
+from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection, on_commit
 
 __all__ = ["State", "SyncResult", "SyncWorker"]
@@ -198,7 +199,8 @@ class SyncWorker:
         """Raise SchemaMismatchError naming every synced table/column the remote lacks."""
         problems: list[str] = []
         for spec in specs.values():
-            rows = self.target.prepare("SELECT name FROM pragma_table_info(?)").bind(spec.name).all().results
+            # The statement form: D1's authorizer allows PRAGMA table_info (the table-valued form is untested there).
+            rows = self.target.prepare(f"PRAGMA table_info({quote_identifier(spec.name)})").all().results
             if not rows:
                 problems.append(f"table {spec.name!r} is missing")
                 continue
