@@ -115,9 +115,6 @@ class Rows:
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
 
-    def __len__(self) -> int:
-        return len(self._rows) - self._next
-
     @property
     def columns(self) -> list[str]:
         """The result's column names (empty for statements that return no rows)."""

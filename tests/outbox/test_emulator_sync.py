@@ -268,5 +268,8 @@ def test_a_missing_remote_table_pauses_with_its_name(
     app.prepare("INSERT INTO audit_log VALUES (1, 'x')").run()
     worker = open_worker(tmp_path / "app.db", clients())
     result = worker.sync_once()
-    assert result.state == "paused" and "table 'audit_log' is missing" in str(result.error)
-    assert Outbox(tmp_path / "app.db").status().pending_changes == 1
+    assert "table 'audit_log' is missing on the remote" in result.paused_tables["audit_log"]
+    status = Outbox(tmp_path / "app.db").status()
+    assert status.pending_changes == 1 and not status.healthy
+    table = status.table_states["audit_log"]
+    assert table.state == "paused" and table.fix is not None and "CREATE TABLE audit_log" in table.fix

@@ -83,7 +83,7 @@ def test_several_poison_rows_in_several_requests_are_each_isolated(
     assert all("NOT NULL constraint failed: notes.body" in d.error for d in dead)
 
 
-def test_an_error_about_the_statement_pauses_instead_of_dead_lettering_everything(
+def test_an_error_about_the_statement_pauses_that_table_instead_of_dead_lettering_everything(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock, open_worker: OpenWorker
 ) -> None:
     path, app, remote = local_pair
@@ -92,10 +92,9 @@ def test_an_error_about_the_statement_pauses_instead_of_dead_lettering_everythin
     worker = open_worker(path, remote, clock=clock, check_schema=False)
     remote.exec("DROP TABLE notes")
     result = worker.sync_once()
-    assert result.state == "paused"
-    assert "no such table: notes" in str(result.error)
+    assert "no such table: notes" in result.paused_tables["notes"]
     assert Outbox(path).dead_letters() == []
-    assert worker.pending() == 2
+    assert worker.pending() == 2 and worker.pending(flowing=True) == 0
 
 
 # -- back-off ----------------------------------------------------------------------------------------------
@@ -257,19 +256,21 @@ def test_a_missing_remote_table_or_column_pauses_with_a_message_naming_it(
     insert(app, [(1, "a", 1)])
     worker = open_worker(path, remote, clock=clock, pause_interval=10.0)
     result = worker.sync_once(now=clock())
-    assert result.state == "paused"
-    assert "table 'tags' is missing" in str(result.error)
-    assert "table 'notes' lacks column(s) n" in str(result.error)
+    assert "table 'tags' is missing on the remote" in result.paused_tables["tags"]
+    assert "table 'notes' on the remote lacks column(s) n" in result.paused_tables["notes"]
     status = status_at(path, clock())
-    assert status.paused is not None and "'tags'" in status.paused
+    assert (
+        not status.healthy
+        and status.table_states["notes"].fix == 'run on the remote: ALTER TABLE "notes" ADD COLUMN "n" INTEGER'
+    )
     assert status.pending_changes == 1 and status.dead_letters == 0
 
     remote.exec("ALTER TABLE notes ADD COLUMN n INTEGER; CREATE TABLE tags (id INTEGER PRIMARY KEY, label TEXT)")
     clock.advance(5.0)
-    assert worker.sync_once(now=clock()).state == "paused"  # still waiting out the pause
+    assert worker.sync_once(now=clock()).rows == 0  # still waiting out the pause
     clock.advance(5.0)
     assert worker.sync_once(now=clock()).rows == 1
-    assert status_at(path, clock()).paused is None
+    assert status_at(path, clock()).healthy
 
 
 # -- the lease ---------------------------------------------------------------------------------------------

@@ -24,15 +24,19 @@ __all__ = [
     "TableSpec",
     "all_columns",
     "backfill",
+    "capture_of",
+    "create_sql",
+    "derive_spec",
     "inspect_table",
     "install_triggers",
     "load_specs",
     "remove_triggers",
     "save_spec",
     "table_columns",
+    "trigger_names",
 ]
 
-Mode = Literal["track", "enqueue"]
+Mode = Literal["track", "enqueue", "purge"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,10 @@ class TableSpec:
         columns: the synced columns in order, key columns included.
         version_column: if set, a remote row is only overwritten by a row whose version is >= its own.
         parents: tracked tables this one references by foreign key (parents are upserted first).
-        mode: ``track`` (triggers on a local table) or ``enqueue`` (rows given to ``Outbox.enqueue``).
+        mode: ``track`` (triggers on a local table), ``enqueue`` (rows given to ``Outbox.enqueue``) or
+            ``purge`` (untracked with ``delete_remote``: the worker deletes its remote rows, then forgets it).
+        include, exclude: the column choice ``track`` was given, kept so that the columns can be derived again
+            when the local table changes (None: every column).
     """
 
     name: str
@@ -54,6 +61,8 @@ class TableSpec:
     version_column: str | None = None
     parents: tuple[str, ...] = field(default_factory=tuple)
     mode: Mode = "track"
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -68,6 +77,8 @@ class TableSpec:
             version_column=data.get("version_column"),
             parents=tuple(data.get("parents", ())),
             mode=data.get("mode", "track"),
+            include=tuple(data["include"]) if data.get("include") is not None else None,
+            exclude=tuple(data["exclude"]) if data.get("exclude") is not None else None,
         )
 
 
@@ -171,8 +182,13 @@ def inspect_table(
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
     version_column: str | None = None,
+    lenient: bool = False,
 ) -> TableSpec:
-    """Read ``table``'s schema and decide what to sync. Raises ConfigError with the reason if it cannot be."""
+    """Read ``table``'s schema and decide what to sync. Raises ConfigError with the reason if it cannot be.
+
+    ``lenient`` drops included or excluded columns the table no longer has (re-deriving a spec after a local
+    ``DROP COLUMN``) instead of refusing them.
+    """
     if table.startswith(("_d1sync_", "sqlite_")):
         raise ConfigError(f"table {table!r} is internal and cannot be tracked")
     if not _table_exists(conn, table):
@@ -181,6 +197,9 @@ def inspect_table(
     names = [c.name for c in info]
     key = _find_key(conn, table, info)
     _check_key(conn, table, info, key)
+    if lenient:
+        include = [c for c in include or () if c in names] or None
+        exclude = [c for c in exclude or () if c in names] or None
     unknown = [c for c in [*(include or ()), *(exclude or ())] if c not in names]
     if version_column and version_column not in names:
         unknown.append(version_column)
@@ -198,18 +217,56 @@ def inspect_table(
         columns = [c for c in columns if c not in exclude]
     referenced = conn.execute('SELECT DISTINCT "table" FROM pragma_foreign_key_list(?)', (table,)).fetchall()
     parents = sorted({str(name) for (name,) in referenced if str(name) != table})
-    return TableSpec(name=table, key=key, columns=tuple(columns), version_column=version_column, parents=tuple(parents))
+    return TableSpec(
+        name=table,
+        key=key,
+        columns=tuple(columns),
+        version_column=version_column,
+        parents=tuple(parents),
+        include=tuple(include) if include else None,
+        exclude=tuple(exclude) if exclude else None,
+    )
 
 
-def _trigger_names(table: str) -> tuple[str, str, str]:
+def derive_spec(conn: Connection, spec: TableSpec, table: str | None = None) -> TableSpec:
+    """``spec`` derived again from the local table ``table`` (default: its own name) as it is now, with the
+    same column choice and version column (ConfigError if the table can no longer be synced)."""
+    return inspect_table(
+        conn,
+        table or spec.name,
+        include=spec.include,
+        exclude=spec.exclude,
+        version_column=spec.version_column,
+        lenient=True,
+    )
+
+
+def trigger_names(table: str) -> tuple[str, str, str]:
+    """The capture triggers' names for ``table`` (kept by SQLite when the table is renamed)."""
     return (f"_d1sync_{table}_ins", f"_d1sync_{table}_upd", f"_d1sync_{table}_del")
+
+
+def capture_of(conn: Connection, table: str) -> tuple[int, set[str]]:
+    """How many of ``table``'s capture triggers exist, and on which tables they sit now (a renamed table takes
+    its triggers along)."""
+    names = trigger_names(table)
+    rows = conn.execute(
+        "SELECT tbl_name FROM main.sqlite_master WHERE type = 'trigger' AND name IN (?, ?, ?)", names
+    ).fetchall()
+    return len(rows), {str(r[0]) for r in rows}
+
+
+def create_sql(conn: Connection, table: str) -> str | None:
+    """The ``CREATE TABLE`` statement of a local table, as SQLite keeps it."""
+    row = conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    return str(row[0]) if row and row[0] else None
 
 
 def install_triggers(conn: Connection, spec: TableSpec, *, all_columns: Sequence[str]) -> None:
     """(Re)create the three capture triggers of ``spec``. Call inside a transaction."""
     q = quote_identifier(spec.name)
     tbl = quote_literal(spec.name)
-    ins, upd, delete = (quote_identifier(n) for n in _trigger_names(spec.name))
+    ins, upd, delete = (quote_identifier(n) for n in trigger_names(spec.name))
     remove_triggers(conn, spec.name)
     insert = f"INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ({tbl}, {{key}}, {{op}}, {NOW_MS_SQL})"
     new_key, old_key = key_sql("NEW", spec.key), key_sql("OLD", spec.key)
@@ -217,7 +274,12 @@ def install_triggers(conn: Connection, spec: TableSpec, *, all_columns: Sequence
     of = ""
     if set(spec.columns) != set(all_columns):
         of = " OF " + ", ".join(quote_identifier(c) for c in spec.columns)
-    key_changed = " OR ".join(f"OLD.{quote_identifier(c)} IS NOT NEW.{quote_identifier(c)}" for c in spec.key)
+    # Keys compare exactly: byte for byte whatever the column's collation ('a' -> 'A' under NOCASE is a key
+    # change), and by type (1 -> 1.0 in an untyped column is one too), as the key texts differ.
+    key_changed = " OR ".join(
+        f"OLD.{q} IS NOT NEW.{q} COLLATE BINARY OR typeof(OLD.{q}) IS NOT typeof(NEW.{q})"
+        for q in map(quote_identifier, spec.key)
+    )
     conn.execute(
         f"CREATE TRIGGER {ins} AFTER INSERT ON {q} BEGIN " + insert.format(key=new_key, op="'upsert'") + "; END"
     )
@@ -235,7 +297,7 @@ def install_triggers(conn: Connection, spec: TableSpec, *, all_columns: Sequence
 
 
 def remove_triggers(conn: Connection, table: str) -> None:
-    for name in _trigger_names(table):
+    for name in trigger_names(table):
         conn.execute(f"DROP TRIGGER IF EXISTS {quote_identifier(name)}")
 
 

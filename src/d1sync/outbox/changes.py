@@ -144,13 +144,21 @@ def _read_current_state(
             window.changes.append(change)
 
 
-def read_window(conn: Connection, limit: int) -> Window:
+def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = ()) -> Window:
     """Read up to ``limit`` change rows, the synced tables' specs and their rows' current state, in one
-    read snapshot."""
+    read snapshot. Changes of the tables in ``skip`` (paused, or not checked this pass) stay pending and
+    take no room in the window."""
     with conn.snapshot():
         specs = load_specs(conn)
-        query = "SELECT seq, tbl, key, op, payload FROM _d1sync_changes ORDER BY seq LIMIT ?"
-        rows, lenient_log = conn.read(query, (limit,))
+        if skip:
+            query = (
+                "SELECT seq, tbl, key, op, payload FROM _d1sync_changes "
+                "WHERE tbl NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?"
+            )
+            rows, lenient_log = conn.read(query, (json.dumps(sorted(skip)), limit))
+        else:
+            query = "SELECT seq, tbl, key, op, payload FROM _d1sync_changes ORDER BY seq LIMIT ?"
+            rows, lenient_log = conn.read(query, (limit,))
         log = rows.fetchall()
         latest = _coalesce(log)
         full = len(log) >= limit

@@ -1,10 +1,21 @@
 """Delivery of one pass's planned requests: send in order, isolate refused rows, survive a lost lease.
 
-A row-level refusal (a constraint, a type mismatch, a value too big) is bisected until only the offending
-rows are left, and those are dead-lettered while everything else goes through. A single row refused for a
-foreign key or a secondary UNIQUE value may only be waiting for another row's change (its parent, or the row
-holding the value remotely): in a full window that change may lie beyond it, so the row stays pending;
-otherwise it is tried once more after the rest of the pass, then dead-lettered.
+The rule for refusals (what each costs, in requests, is in docs/sync.md):
+
+* **Not about a row** (``no such column``, ``table t has no column named c``): the table's statements are
+  split from a request holding several tables, and the table that fails is paused with D1's message. Nothing
+  is dead-lettered; the other tables go on.
+* **About a row** (a constraint, a type, a value too big): before bisecting, up to three rows of the failing
+  table are sent alone. If every probe fails the same way with a ``NOT NULL``, ``CHECK`` or STRICT type error,
+  the problem is the table's (a remote column the local table lacks, a column type that differs): the table
+  pauses with the message and nothing is dead-lettered. Otherwise the request is bisected until only the
+  offending rows are left; those are dead-lettered and everything else goes through.
+* A single row refused for a foreign key or a ``UNIQUE`` value may only be waiting for another row's change
+  (its parent; the row that holds the value remotely). In a full window that change may lie beyond it, so the
+  row stays pending; otherwise it is tried again after the rest of the pass. Rows whose ``UNIQUE`` values move
+  among themselves (a swap) still clash on that retry: they are sent together, atomically, as a delete of
+  their old remote rows and an insert of their new states, or, where deleting would cascade to other tables,
+  by clearing the moving values first. What still fails is dead-lettered.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from d1sync.database import Database
@@ -23,14 +35,20 @@ from d1sync.outbox.dead import dead_letter
 from d1sync.outbox.metrics import Counters
 from d1sync.outbox.planner import Limits, PlannedRequest, plan
 from d1sync.outbox.results import SyncResult
+from d1sync.outbox.schema import TableState, load_table_states, save_table_state
+from d1sync.outbox.swap import swap_request
+from d1sync.outbox.tables import pause
 from d1sync.sqlite import Connection
 
-__all__ = ["deliver"]
+__all__ = ["Worker", "deliver"]
 
 log = logging.getLogger("d1sync.sync")
 
-_WAITING_CONSTRAINTS = frozenset({"FOREIGN KEY", "UNIQUE", "PRIMARY KEY"})
-_UNIQUE_CONSTRAINTS = frozenset({"UNIQUE", "PRIMARY KEY"})
+_WAITING = frozenset({"FOREIGN KEY", "UNIQUE", "PRIMARY KEY"})
+_UNIQUE = frozenset({"UNIQUE", "PRIMARY KEY"})
+_TABLE_WIDE = frozenset({"NOT NULL", "CHECK", "DATATYPE"})
+"""Constraints that, when every probed row breaks them alike, point at the table's schema, not at rows."""
+_PROBES = 3
 _REPLACE_HINT = (
     " (another remote row holds this value; if the application writes with INSERT OR REPLACE, the rows REPLACE"
     " removed locally were not captured: set PRAGMA recursive_triggers = ON on its connection)"
@@ -53,7 +71,7 @@ class Worker(Protocol):
 
     def send(self, request: PlannedRequest) -> None: ...
 
-    def record_failure(self, exc: D1SyncError, now: float, *, pause: bool) -> SyncResult: ...
+    def record_failure(self, exc: D1SyncError, now: float, *, pause: bool, progressed: bool = False) -> SyncResult: ...
 
 
 def deliver(
@@ -65,7 +83,8 @@ def deliver(
     window_full: bool,
     progressed: bool = False,
 ) -> SyncResult | None:
-    """Deliver a pass's requests; None when everything went (or was dead-lettered), else the pass's outcome.
+    """Deliver a pass's requests; None when everything went (or was dead-lettered or paused with its table),
+    else the pass's outcome (a back-off, a global pause, a lost lease).
 
     ``progressed`` says the pass already moved something before delivery (keys acknowledged as superseded).
     """
@@ -83,7 +102,9 @@ def deliver(
     if outcome is None and deferred and not (result.rows or result.dead or progressed):
         # Nothing moved, so the next pass would read this very window again: stop waiting for what lies
         # beyond it. The deferred rows get their one retry now, then they are dead letters.
-        outcome = sender.run(plan(deferred, specs, worker.limits).requests, window_full=False, deferred=[])
+        outcome = sender.run(sender.plan(deferred), window_full=False, deferred=[])
+    if outcome is None:
+        outcome = sender.swap_remaining()
     return outcome
 
 
@@ -92,82 +113,181 @@ class _Sender:
         self.worker = worker
         self.specs = specs
         self.result = result
+        self.paused: set[str] = set()
+        self.probed: set[str] = set()
+        self.clashing: dict[str, list[tuple[Change, SQLError]]] = {}
+
+    def plan(self, changes: list[Change]) -> list[PlannedRequest]:
+        return plan([c for c in changes if c.table not in self.paused], self.specs, self.worker.limits).requests
 
     def _allowance(self) -> float:
         """Seconds a send may spend waiting for the client's rate limiter, added to the lease before it."""
         limiter = getattr(self.worker.target, "rate_limiter", None)  # a D1Client's; other targets have none
-        return 2 * limiter.wait_time() if limiter is not None else 0.0  # a shared limiter serves others first
+        wait = 2 * limiter.wait_time() if limiter is not None else 0.0  # a shared limiter serves others first
+        return min(wait, lease.MAX_ALLOWANCE)
+
+    def _send(self, request: PlannedRequest) -> SyncResult | None:
+        """Send one request and acknowledge it; the pass's outcome if it cannot go on, else None."""
+        worker = self.worker
+        if not worker.acquire_lease(worker.clock(), renew=True, extra=self._allowance()):
+            return _locked(worker)
+        worker.send(request)
+        if acknowledge(worker.conn, request.changes, owner=worker.owner) is None:
+            return self._lost_lease(request)
+        self.result.rows += request.rows
+        self.result.requests += 1
+        worker.counters.rows += request.rows
+        worker.counters.requests += 1
+        if worker.on_progress is not None:
+            worker.on_progress(self.result)
+        return None
 
     def run(self, requests: list[PlannedRequest], *, window_full: bool, deferred: list[Change]) -> SyncResult | None:
-        """Send ``requests`` in order, bisecting row-level refusals (see the module docstring)."""
-        worker, result = self.worker, self.result
+        """Send ``requests`` in order, handling refusals as the module docstring says."""
         queue: deque[list[PlannedRequest]] = deque([requests])
         retry_later: list[Change] = []
         retried = False
         while queue or (retry_later and not retried):
             if not queue:
                 retried = True
-                queue.append(plan(retry_later, self.specs, worker.limits).requests)
+                queue.append(self.plan(retry_later))
             batch = queue.popleft()
             for i, request in enumerate(batch):
-                if not worker.acquire_lease(worker.clock(), renew=True, extra=self._allowance()):
-                    return _locked(worker)
-                try:
-                    worker.send(request)
-                except SQLError as exc:
-                    if not exc.row_level:
-                        # Not about a row (e.g. a column vanished remotely): bisecting would dead-letter all.
-                        return worker.record_failure(exc, worker.clock(), pause=True)
-                    if batch[i + 1 :]:
-                        queue.appendleft(batch[i + 1 :])
-                    self._refused(exc, request.changes, queue, window_full, deferred, retry_later, retried)
+                if any(c.table in self.paused for c in request.changes):
+                    queue.appendleft(self.plan(request.changes) + batch[i + 1 :])
                     break
+                try:
+                    try:
+                        outcome = self._send(request)
+                    except SQLError as exc:
+                        # The probes of a refusal send requests too: their failures are handled alike.
+                        rest = self._refused(exc, request, window_full, deferred, retry_later, retried)
+                        queue.appendleft(rest + batch[i + 1 :])
+                        break
                 except TransientError as exc:
                     return self._failed(exc, request, pause=False)
                 except D1Error as exc:  # auth, a missing database, anything not about a row: pause loudly
                     return self._failed(exc, request, pause=True)
-                if acknowledge(worker.conn, request.changes, owner=worker.owner) is None:
-                    return self._lost_lease(request)
-                result.rows += request.rows
-                result.requests += 1
-                worker.counters.rows += request.rows
-                worker.counters.requests += 1
-                if worker.on_progress is not None:
-                    worker.on_progress(result)
+                if outcome is not None:
+                    return outcome
         return None
 
     def _refused(
         self,
         exc: SQLError,
-        rows: list[Change],
-        queue: deque[list[PlannedRequest]],
+        request: PlannedRequest,
+        window_full: bool,
+        deferred: list[Change],
+        retry_later: list[Change],
+        retried: bool,
+    ) -> list[PlannedRequest]:
+        """Handle a refused request; the requests to send next in its place."""
+        rows = request.changes
+        tables = sorted({c.table for c in rows})
+        if len(tables) > 1:  # first find the table it is about: each table's rows on their own
+            return [r for t in tables for r in self.plan([c for c in rows if c.table == t])]
+        table = tables[0]
+        if not exc.row_level:
+            self._pause_table(table, exc)
+            return []
+        if len(rows) == 1:
+            self._refused_row(exc, rows[0], window_full, deferred, retry_later, retried)
+            return []
+        if exc.constraint in _TABLE_WIDE and table not in self.probed:
+            self.probed.add(table)
+            rest = self._probe(exc, rows)
+            if rest is None:
+                return []
+            rows = rest
+        if len(rows) <= 1:
+            return self.plan(rows)
+        half = len(rows) // 2
+        return self.plan(rows[:half]) + self.plan(rows[half:])
+
+    def _probe(self, exc: SQLError, rows: list[Change]) -> list[Change] | None:
+        """Send a few rows alone. None if they all fail alike (the table is paused); else the rows left."""
+        picks = sorted({0, len(rows) // 2, len(rows) - 1})[:_PROBES]
+        alike = 0
+        sent: set[int] = set()
+        for index in picks:
+            try:
+                if self._send(self.plan([rows[index]])[0]) is not None:
+                    return rows  # the lease is gone: the caller's next send finds that out
+                sent.add(index)
+            except SQLError as probe_exc:
+                if probe_exc.row_level and probe_exc.message == exc.message:
+                    alike += 1
+        if alike == len(picks) and alike >= 2:
+            self._pause_table(rows[0].table, exc, probes=alike)
+            return None
+        return [c for i, c in enumerate(rows) if i not in sent]
+
+    def _refused_row(
+        self,
+        exc: SQLError,
+        change: Change,
         window_full: bool,
         deferred: list[Change],
         retry_later: list[Change],
         retried: bool,
     ) -> None:
-        waits = exc.constraint in _WAITING_CONSTRAINTS
-        if len(rows) == 1 and waits and window_full:
+        waits = exc.constraint in _WAITING
+        if waits and window_full:
             # What it waits for may be in a later window: leave it pending. Once the whole backlog fits in one
             # window, the failure is final and dead-letters the row.
-            log.info("deferred %s key %s: %s", rows[0].table, rows[0].key, exc.message)
-            deferred.append(rows[0])
-        elif len(rows) == 1 and waits and not retried:
-            retry_later.append(rows[0])
-        elif len(rows) == 1:
-            reason = exc.message + (_REPLACE_HINT if exc.constraint in _UNIQUE_CONSTRAINTS else "")
-            self.result.dead += dead_letter(self.worker.conn, [(rows[0], reason)])
-            log.error("dead-lettered %s key %s: %s", rows[0].table, rows[0].key, reason)
+            log.info("deferred %s key %s: %s", change.table, change.key, exc.message)
+            deferred.append(change)
+        elif waits and not retried:
+            retry_later.append(change)
+        elif exc.constraint in _UNIQUE:
+            self.clashing.setdefault(change.table, []).append((change, exc))
         else:
-            half = len(rows) // 2
-            queue.appendleft(plan(rows[half:], self.specs, self.worker.limits).requests)
-            queue.appendleft(plan(rows[:half], self.specs, self.worker.limits).requests)
+            self._dead(change, exc.message)
+
+    def swap_remaining(self) -> SyncResult | None:
+        """Send rows still clashing on UNIQUE values together, once, then dead-letter what still fails."""
+        for table, clashes in sorted(self.clashing.items()):
+            changes = [c for c, _ in clashes]
+            request = swap_request(self.worker.conn, self.specs[table], changes, self.worker.limits)
+            if request is not None and len(changes) > 1 and table not in self.paused:
+                try:
+                    outcome = self._send(request)
+                    if outcome is not None:
+                        return outcome
+                    log.info("sent %d rows of %s whose UNIQUE values moved among themselves", len(changes), table)
+                    continue
+                except SQLError:
+                    log.info("the rows of %s refused for UNIQUE values do not swap among themselves", table)
+                except TransientError as error:
+                    return self._failed(error, request, pause=False)
+            for change, refusal in clashes:
+                self._dead(change, refusal.message + _REPLACE_HINT)
+        self.clashing.clear()
+        return None
+
+    def _dead(self, change: Change, reason: str) -> None:
+        self.result.dead += dead_letter(self.worker.conn, [(change, reason)])
+        log.error("dead-lettered %s key %s: %s", change.table, change.key, reason)
+
+    def _pause_table(self, table: str, exc: SQLError, *, probes: int = 0) -> None:
+        """Pause one table: D1 refused it as a whole. Its changes stay pending; the others go on."""
+        self.paused.add(table)
+        shared = f" (every one of {probes} rows sent alone was refused alike)" if probes else ""
+        reason = f"D1 refused the rows of {table!r}: {exc.message}{shared}"
+        conn = self.worker.conn
+        with conn.atomic():
+            state = load_table_states(conn).get(table, TableState())
+            fix = (
+                "make the remote table match the local one (`d1sync verify DB` compares them), then `d1sync resume DB`"
+            )
+            state = replace(pause(state, "refused", reason, fix, self.worker.clock()), remote_columns=None)
+            save_table_state(conn, table, state)
 
     def _failed(self, exc: D1Error, request: PlannedRequest, *, pause: bool) -> SyncResult:
         """A send failed with no verdict on its rows: D1 may still have applied it (a lost response)."""
         if not lease.holds_lease(self.worker.conn, self.worker.owner):
             return self._lost_lease(request)
-        return self.worker.record_failure(exc, self.worker.clock(), pause=pause)
+        return self.worker.record_failure(exc, self.worker.clock(), pause=pause, progressed=self.result.requests > 0)
 
     def _lost_lease(self, request: PlannedRequest) -> SyncResult:
         """A send landed after another worker took the lease: it may have overwritten newer states.

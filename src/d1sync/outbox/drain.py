@@ -94,15 +94,17 @@ def drain(
                 on_progress(report)
             if result.state == "paused":
                 break
-            if result.state in ("backoff", "locked"):
+            if result.state in ("backoff", "locked") or (result.retry_in is not None and not result.more):
                 report.retries += result.state == "backoff"
                 wait = result.retry_in or 0.1
-                if deadline is not None:
-                    if clock() + wait > deadline:
-                        break
+                if deadline is not None and clock() + wait > deadline:
+                    break
                 sleep(wait)
                 continue
-            if not result.more and report.pending == 0:
+            if not result.more and (report.pending == 0 or not worker.pending(flowing=True)):
+                if report.pending:  # what is left belongs to tables paused on their own
+                    report.state = "paused"
+                    report.error = "; ".join(f"{t}: {why}" for t, why in sorted(result.paused_tables.items()))
                 break
             if deadline is not None and clock() > deadline:
                 break

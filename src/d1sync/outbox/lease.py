@@ -13,15 +13,53 @@ import functools
 import logging
 import os
 import socket
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from d1sync.outbox.schema import Lease, load_state, save_state
 from d1sync.sqlite import Connection
 
-__all__ = ["acquire", "holds_lease", "host_identity", "new_owner", "owner_is_dead", "release"]
+__all__ = [
+    "MAX_ALLOWANCE",
+    "LeaseWatch",
+    "acquire",
+    "holds_lease",
+    "host_identity",
+    "new_owner",
+    "owner_is_dead",
+    "release",
+]
 
 log = logging.getLogger("d1sync.sync")
+
+MAX_ALLOWANCE = 300.0
+"""The most a lease is extended for a send waiting on the rate limiter: a lease never runs longer than
+``lease_ttl + MAX_ALLOWANCE`` from the moment it was written."""
+
+
+class LeaseWatch:
+    """Tells when another worker's lease lies implausibly far ahead (its clock ran fast) and has stayed so,
+    unrenewed, for the longest a lease can run: then it is treated as expired.
+
+    A live owner renews its lease before every request, which changes the expiry and restarts the watch, so
+    only a lease whose owner stopped (or hangs) is ever taken over this way. Timed with a monotonic clock.
+    """
+
+    def __init__(self, longest: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.longest = longest
+        self._clock = clock
+        self._seen: tuple[Lease, float] | None = None
+
+    def stale(self, lease: Lease, now: float) -> bool:
+        if lease.expires - now <= self.longest:
+            self._seen = None
+            return False  # plausible: the expiry decides
+        if self._seen is None or self._seen[0] != lease:
+            self._seen = (lease, self._clock())
+            return False
+        return self._clock() - self._seen[1] >= self.longest
 
 
 def new_owner() -> str:
@@ -35,17 +73,23 @@ def holds_lease(conn: Connection, owner: str) -> bool:
     return lease is not None and lease.owner == owner
 
 
-def acquire(conn: Connection, owner: str, now: float, ttl: float, *, renew: bool = False) -> bool:
+def acquire(
+    conn: Connection, owner: str, now: float, ttl: float, *, renew: bool = False, watch: LeaseWatch | None = None
+) -> bool:
     """Take (or renew) the lease for ``owner`` until ``now + ttl``; False if another worker has it.
 
     Renewing (mid-pass) fails if anyone else held the lease meanwhile, even if they have let it go: they may
-    have sent newer states of this pass's rows, which ours must not overwrite.
+    have sent newer states of this pass's rows, which ours must not overwrite. With ``watch``, a lease whose
+    expiry lies implausibly far ahead is taken over once it has stayed unrenewed for the longest a lease runs.
     """
     with conn.atomic():
         lease = load_state(conn).lease
         held = lease is not None and lease.owner != owner and (renew or lease.expires > now)
         if held and lease is not None and not renew and owner_is_dead(lease.owner):
             log.info("taking over the lease of %s: that process no longer exists", lease.owner)
+            held = False
+        if held and lease is not None and not renew and watch is not None and watch.stale(lease, now):
+            log.warning("taking over the lease of %s: it ends implausibly far ahead and was not renewed", lease.owner)
             held = False
         if held:
             return False

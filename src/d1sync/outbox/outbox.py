@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from d1sync.outbox.codec import canonical_key_value, encode_key, encode_row
 from d1sync.outbox.dead import DeadLetter, drop_dead, list_dead, retry_dead
 from d1sync.outbox.schema import ensure_schema, now_ms
 from d1sync.outbox.status import Status, read_status
+from d1sync.outbox.tables import resume_all
 from d1sync.sqlite import Connection
 from d1sync.values import encode_param
 
@@ -123,8 +125,13 @@ class Outbox:
                 specs.append(spec)
         return specs
 
-    def untrack(self, *tables: str, drop_pending: bool = False) -> None:
-        """Remove capture triggers. Pending changes stay (and are dead-lettered) unless ``drop_pending``."""
+    def untrack(self, *tables: str, drop_pending: bool = False, delete_remote: bool = False) -> None:
+        """Remove capture triggers. Pending changes stay (and are dead-lettered) unless ``drop_pending``.
+
+        ``delete_remote`` also deletes every row of the tables on the remote: the worker does it on its next
+        pass, then forgets the tables (pending changes are dropped: the remote rows go anyway). It is the
+        choice offered when a tracked table was dropped locally.
+        """
         with self._connection() as conn, conn.atomic():
             known = load_specs(conn)
             for table in tables:
@@ -132,9 +139,21 @@ class Outbox:
                     raise ConfigError(f"table {table!r} is not synced; synced tables: {', '.join(known) or 'none'}")
             for table in tables:
                 remove_triggers(conn, table)
-                conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ?", (table,))
-                if drop_pending:
+                conn.execute("DELETE FROM _d1sync_table_state WHERE tbl = ?", (table,))
+                if delete_remote:
+                    save_spec(conn, replace(known[table], mode="purge"))
+                else:
+                    conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ?", (table,))
+                if drop_pending or delete_remote:
                     conn.execute("DELETE FROM _d1sync_changes WHERE tbl = ?", (table,))
+
+    def resume(self) -> None:
+        """Clear every pause (the worker's and each table's) and the back-off, so the next pass tries at once.
+
+        For after a fix: a cause that is still there pauses again at once, with its message.
+        """
+        with self._connection() as conn:
+            resume_all(conn)
 
     def declare(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["State", "SyncResult"]
@@ -23,3 +23,5 @@ class SyncResult:
     retry_in: float | None = None
     more: bool = False
     error: str | None = None
+    paused_tables: dict[str, str] = field(default_factory=dict)
+    """Tables paused on their own (the others flowed), and why; their changes wait."""

@@ -9,6 +9,8 @@
 ``_d1sync_meta``     worker state that must survive restarts, one JSON value per key: the drain lease,
                      back-off, pause, last error, last pass. Read and written only as :class:`WorkerState`.
 ``_d1sync_dead``     dead letters: changes D1 refused permanently, with the error text.
+``_d1sync_table_state`` per-table state, one JSON value per synced table (:class:`TableState`): a pause of
+                     that table with its reason and fix, a re-send in progress, the remote schema as checked.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from d1sync.sqlite import Connection
 
@@ -27,12 +29,16 @@ __all__ = [
     "LastError",
     "LastPass",
     "Lease",
+    "PauseCause",
     "RateBudget",
+    "TableState",
     "WorkerState",
     "ensure_schema",
     "load_state",
+    "load_table_states",
     "now_ms",
     "save_state",
+    "save_table_state",
 ]
 
 SCHEMA = """
@@ -51,6 +57,10 @@ CREATE TABLE IF NOT EXISTS _d1sync_tables (
 CREATE TABLE IF NOT EXISTS _d1sync_meta (
     k TEXT PRIMARY KEY,
     v TEXT
+);
+CREATE TABLE IF NOT EXISTS _d1sync_table_state (
+    tbl TEXT PRIMARY KEY,
+    v   TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS _d1sync_dead (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -84,10 +94,10 @@ def ensure_schema(conn: Connection) -> None:
 def _has_schema(conn: Connection) -> bool:
     rows = conn.execute(
         "SELECT name, sql FROM main.sqlite_master WHERE type = 'table' AND name IN "
-        "('_d1sync_changes', '_d1sync_tables', '_d1sync_meta', '_d1sync_dead')"
+        "('_d1sync_changes', '_d1sync_tables', '_d1sync_meta', '_d1sync_dead', '_d1sync_table_state')"
     ).fetchall()
     changes = [str(sql) for name, sql in rows if name == "_d1sync_changes"]
-    return len(rows) == 4 and "AUTOINCREMENT" in changes[0].upper()
+    return len(rows) == 5 and "AUTOINCREMENT" in changes[0].upper()
 
 
 def _upgrade_change_log(conn: Connection) -> None:
@@ -219,3 +229,61 @@ def save_state(conn: Connection, **changes: Any) -> None:
             "INSERT INTO _d1sync_meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
             (key, json.dumps(value)),
         )
+
+
+# -- per-table state ---------------------------------------------------------------------------------------
+
+PauseCause = Literal["local", "remote", "refused"]
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What the worker knows about one synced table beyond its spec.
+
+    Attributes:
+        paused: why this table is paused (the others keep flowing), or None.
+        cause: what paused it: ``local`` (the local table changed in a way the worker cannot follow),
+            ``remote`` (the remote table lacks it or a column) or ``refused`` (D1 refused every row of it).
+        fix: the exact step that resumes it (a remote ``ALTER TABLE``, a command), when there is one.
+        paused_at: epoch seconds of the pause.
+        resend_after: while every row of the table is being queued again (after ADD COLUMN, a recreated or
+            renamed table, a repair), the key text after which the next chunk starts; ``""`` before the first.
+            None when no re-send is in progress.
+        remote_columns: the remote table's columns as last checked; None until checked (or after a change).
+        note: something the user should know that needs no action now (e.g. remote rows a recreated local
+            table no longer holds).
+    """
+
+    paused: str | None = None
+    cause: PauseCause | None = None
+    fix: str | None = None
+    paused_at: float | None = None
+    resend_after: str | None = None
+    remote_columns: tuple[str, ...] | None = None
+    note: str | None = None
+
+
+def load_table_states(conn: Connection) -> dict[str, TableState]:
+    """Every table's state, by name (tables without one have the default)."""
+    names = {f.name for f in dataclasses.fields(TableState)}
+    states: dict[str, TableState] = {}
+    for table, text in conn.execute("SELECT tbl, v FROM _d1sync_table_state").fetchall():
+        try:
+            data = json.loads(text)
+            if isinstance(data.get("remote_columns"), list):
+                data["remote_columns"] = tuple(data["remote_columns"])
+            states[str(table)] = TableState(**{k: v for k, v in data.items() if k in names})
+        except (ValueError, TypeError, AttributeError):
+            continue  # a damaged state is the default state: the worker checks the table again
+    return states
+
+
+def save_table_state(conn: Connection, table: str, state: TableState | None) -> None:
+    """Store ``table``'s state (None or the default state: forget it)."""
+    if state is None or state == TableState():
+        conn.execute("DELETE FROM _d1sync_table_state WHERE tbl = ?", (table,))
+        return
+    conn.execute(
+        "INSERT INTO _d1sync_table_state (tbl, v) VALUES (?, ?) ON CONFLICT (tbl) DO UPDATE SET v = excluded.v",
+        (table, json.dumps(dataclasses.asdict(state))),
+    )

@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from d1sync.outbox.schema import load_state
+from d1sync.outbox.schema import TableState, load_state, load_table_states
 from d1sync.sqlite import Connection
 
-__all__ = ["Status", "pending_count", "read_status"]
+__all__ = ["Status", "TableStatus", "pending_count", "read_status"]
+
+
+TableStateName = Literal["synced", "pending", "paused"]
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """One synced table: ``synced`` (nothing pending), ``pending`` (changes on their way) or ``paused`` (its
+    changes wait for ``fix``; the other tables flow)."""
+
+    state: TableStateName
+    pending: int
+    reason: str | None = None
+    fix: str | None = None
+    note: str | None = None
+    resending: bool = False
+    """Every row of the table is being queued again (after ADD COLUMN, a recreated table, a repair)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,7 @@ class Status:
         rows_per_second: throughput of the last successful pass (rows sent / its duration).
         rate_budget: the API requests the worker's client could still send at its last success
             (``available``, out of ``rate`` per ``per`` seconds), if its client has a rate limiter.
+        table_states: each synced table's :class:`TableStatus`.
     """
 
     pending_changes: int
@@ -45,14 +65,26 @@ class Status:
     lease_owner: str | None
     rows_per_second: float | None = None
     rate_budget: dict[str, float] | None = None
+    table_states: dict[str, TableStatus] = dataclasses.field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        """False while the worker or any table is paused: something waits for a fix."""
+        return self.paused is None and all(t.state != "paused" for t in self.table_states.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["healthy"] = self.healthy
+        return data
 
 
-def pending_count(conn: Connection) -> int:
-    """Change-log rows not yet acknowledged."""
-    return int(conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
+def pending_count(conn: Connection, *, skip: Iterable[str] = ()) -> int:
+    """Change-log rows not yet acknowledged (leaving out the tables in ``skip``)."""
+    tables = sorted(skip)
+    if not tables:
+        return int(conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
+    sql = "SELECT count(*) FROM _d1sync_changes WHERE tbl NOT IN (SELECT value FROM json_each(?))"
+    return int(conn.execute(sql, (json.dumps(tables),)).fetchone()[0])
 
 
 def read_status(conn: Connection, *, now: float | None = None) -> Status:
@@ -63,6 +95,8 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
         keys = conn.execute("SELECT count(*) FROM (SELECT 1 FROM _d1sync_changes GROUP BY tbl, key)").fetchone()[0]
         dead = conn.execute("SELECT count(*) FROM _d1sync_dead").fetchone()[0]
         tables = [str(r[0]) for r in conn.execute("SELECT tbl FROM _d1sync_tables ORDER BY tbl")]
+        per_table = dict(conn.execute("SELECT tbl, count(*) FROM _d1sync_changes GROUP BY tbl").fetchall())
+        table_states = load_table_states(conn)
         state = load_state(conn)
     last_pass = state.last_pass
     return Status(
@@ -78,4 +112,11 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
         lease_owner=state.lease.owner if state.lease and state.lease.expires > now else None,
         rows_per_second=round(last_pass.rows / last_pass.seconds, 1) if last_pass and last_pass.seconds else None,
         rate_budget=dataclasses.asdict(state.rate_budget) if state.rate_budget else None,
+        table_states={name: _table_status(table_states.get(name), int(per_table.get(name, 0))) for name in tables},
     )
+
+
+def _table_status(state: TableState | None, pending: int) -> TableStatus:
+    state = state or TableState()
+    kind: TableStateName = "paused" if state.paused else "pending" if pending else "synced"
+    return TableStatus(kind, pending, state.paused, state.fix, state.note, state.resend_after is not None)

@@ -19,24 +19,35 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from d1sync.backoff import Backoff
 from d1sync.database import Database
-from d1sync.errors import D1Error, D1SyncError, RateLimitedError, SchemaMismatchError, TransientError
+from d1sync.errors import D1Error, D1SyncError, RateLimitedError, TransientError
 from d1sync.outbox import lease
-from d1sync.outbox.capture import TableSpec
+from d1sync.outbox.capture import load_specs
 from d1sync.outbox.changes import acknowledge, read_window
 from d1sync.outbox.dead import dead_letter
 from d1sync.outbox.delivery import deliver
 from d1sync.outbox.metrics import Counters
 from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
+from d1sync.outbox.preflight import preflight
 from d1sync.outbox.results import State, SyncResult
-from d1sync.outbox.schema import LastError, LastPass, RateBudget, ensure_schema, load_state, save_state
+from d1sync.outbox.schema import (
+    LastError,
+    LastPass,
+    RateBudget,
+    WorkerState,
+    ensure_schema,
+    load_state,
+    load_table_states,
+    save_state,
+)
 from d1sync.outbox.status import Status, pending_count, read_status
-from d1sync.sql import quote_identifier
+from d1sync.outbox.tables import resume_all
+from d1sync.outbox.verify import DEFAULT_PAGE, VerifyReport, verify
 from d1sync.sqlite import Connection, on_commit
 
 __all__ = ["State", "SyncResult", "SyncWorker"]
@@ -56,6 +67,7 @@ class SyncWorker:
         pause_interval: seconds before re-checking after a pause (auth error, missing database, schema).
         lease_ttl: seconds the drain lease lasts without renewal; must exceed a request's timeout.
         clock: returns epoch seconds; injectable for tests.
+        monotonic: a monotonic clock for in-process durations (how long a lease has gone unrenewed).
         check_schema: verify the remote schema before the first send.
         poll_interval: seconds between ``PRAGMA data_version`` checks while idle (other processes' writes).
         min_interval: the floor between write-triggered passes, so a burst of small commits shares a request.
@@ -81,6 +93,7 @@ class SyncWorker:
         pause_interval: float = 30.0,
         lease_ttl: float = 90.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         check_schema: bool = True,
         poll_interval: float = 0.05,
         min_interval: float = 0.02,
@@ -108,7 +121,8 @@ class SyncWorker:
         except BaseException:
             self.conn.close()
             raise
-        self._checked: dict[str, TableSpec] = {}
+        self._seen_schema = -1
+        self._watch = lease.LeaseWatch(lease_ttl + lease.MAX_ALLOWANCE + 1.0, monotonic)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -132,15 +146,41 @@ class SyncWorker:
 
     def acquire_lease(self, now: float, *, renew: bool = False, extra: float = 0.0) -> bool:
         """Take (or renew) the drain lease until ``now + lease_ttl + extra``; False if another worker has it."""
-        return lease.acquire(self.conn, self.owner, now, self.lease_ttl + extra, renew=renew)
+        return lease.acquire(self.conn, self.owner, now, self.lease_ttl + extra, renew=renew, watch=self._watch)
 
     def release_lease(self) -> None:
         """Give up the drain lease now (another worker may take it at once)."""
         lease.release(self.conn, self.owner)
 
-    def record_failure(self, exc: D1SyncError, now: float, *, pause: bool) -> SyncResult:
-        """Persist a failed pass (back-off or pause, last error) and say when to try again."""
-        failures = load_state(self.conn).failures + 1
+    def _waiting(self, state: WorkerState, now: float) -> SyncResult | None:
+        """The persisted back-off or pause that holds this pass, if any.
+
+        A persisted deadline further ahead than its longest possible length was written by a clock that has
+        since jumped back: it is ignored, so a clock jump delays sync by at most one back-off cap.
+        """
+        remaining = state.backoff_until - now
+        longest = self.pause_interval if state.paused else self.backoff.cap
+        if remaining <= 0 or remaining > longest + 1.0:
+            return None
+        kind: State = "paused" if state.paused else "backoff"
+        return SyncResult(kind, retry_in=remaining, error=state.paused)
+
+    def resume(self) -> None:
+        """Try everything again now: clear the back-off, the pause and every table's pause.
+
+        What a person running ``d1sync sync`` or ``d1sync resume`` wants after fixing a cause: not to wait for
+        the next re-check. A cause that is still there pauses again at once, with its message.
+        """
+        resume_all(self.conn)
+        self._seen_schema = -1
+
+    def record_failure(self, exc: D1SyncError, now: float, *, pause: bool, progressed: bool = False) -> SyncResult:
+        """Persist a failed pass (back-off or pause, last error) and say when to try again.
+
+        ``progressed``: the pass delivered requests before it failed. An acknowledged request resets the
+        back-off, so this failure counts as the first.
+        """
+        failures = 1 if progressed else load_state(self.conn).failures + 1
         if pause:
             delay = self.pause_interval
         elif isinstance(exc, RateLimitedError) and exc.retry_after is not None:
@@ -193,63 +233,42 @@ class SyncWorker:
             values["rate_budget"] = RateBudget(limiter.available(), limiter.rate, limiter.per)
         self.write_state(**values)
 
-    # -- remote schema -----------------------------------------------------------------------------------
-
-    def check_remote_schema(self, specs: dict[str, TableSpec]) -> None:
-        """Raise SchemaMismatchError naming every synced table/column the remote lacks."""
-        problems: list[str] = []
-        for spec in specs.values():
-            # The statement form: D1's authorizer allows PRAGMA table_info (the table-valued form is untested there).
-            rows = self.target.prepare(f"PRAGMA table_info({quote_identifier(spec.name)})").all().results
-            if not rows:
-                problems.append(f"table {spec.name!r} is missing")
-                continue
-            remote = {str(r["name"]) for r in rows}
-            missing = [c for c in spec.columns if c not in remote]
-            if missing:
-                problems.append(f"table {spec.name!r} lacks column(s) {', '.join(missing)}")
-        if problems:
-            raise SchemaMismatchError(
-                "the remote schema does not match the synced tables: "
-                + "; ".join(problems)
-                + " (apply the same migrations remotely: `d1sync migrations apply --remote`)"
-            )
-
-    def _check_schema(self, specs: dict[str, TableSpec]) -> None:
-        """Check the remote schema of tables not checked yet (or whose spec changed since)."""
-        unchecked = {name: spec for name, spec in specs.items() if self._checked.get(name) != spec}
-        if self.check_schema and unchecked:
-            self.check_remote_schema(unchecked)
-        self._checked.update(unchecked)
-
     # -- one pass ----------------------------------------------------------------------------------------
 
     def sync_once(self, now: float | None = None) -> SyncResult:
         """Send what is pending (one window), unless backing off or another worker holds the lease."""
         now = self.clock() if now is None else now
         started = time.monotonic()
-        state = load_state(self.conn)
-        if now < state.backoff_until:
-            kind: State = "paused" if state.paused else "backoff"
-            return SyncResult(kind, retry_in=state.backoff_until - now, error=state.paused)
+        waiting = self._waiting(load_state(self.conn), now)
+        if waiting is not None:
+            return waiting
         if not self.acquire_lease(now):
             return SyncResult("locked", retry_in=self.lease_ttl / 3)
         # Taken before the window is read: a commit after this point must wake the loop (see _wait).
         self._seen_version = self.conn.data_version()
-        window = read_window(self.conn, self.window)
-        specs = window.specs
         try:
-            self._check_schema(specs)
-        except SchemaMismatchError as exc:
-            return self.record_failure(exc, now, pause=True)
+            ready = preflight(
+                self.conn,
+                self.target,
+                now=now,
+                seen_schema=self._seen_schema,
+                check_schema=self.check_schema,
+                pause_interval=self.pause_interval,
+                chunk=max(1, self.window // 4),
+            )
         except TransientError as exc:
             return self.record_failure(exc, now, pause=False)
-        except D1Error as exc:  # auth, a missing database, or anything else the remote refuses: pause loudly
+        except D1Error as exc:  # auth, a missing database: not about one table, so the worker pauses
             return self.record_failure(exc, now, pause=True)
+        self._seen_schema = ready.schema_version
+        window = read_window(self.conn, self.window, skip=ready.waiting)
+        specs = window.specs
         if window.superseded:
             acknowledge(self.conn, window.superseded)  # their newer changes stay pending and send the state
         busy = window.changes or window.orphans or window.superseded or window.invalid
-        result = SyncResult("synced" if busy else "idle", more=window.full)
+        result = SyncResult("synced" if busy else "idle", more=window.full, paused_tables=ready.paused)
+        if ready.retry_soon:
+            result.retry_in = self.backoff.base
         if window.orphans:
             reason = "table is not synced any more (untracked while changes were pending)"
             result.dead += dead_letter(self.conn, [(c, reason) for c in window.orphans])
@@ -264,8 +283,10 @@ class SyncWorker:
             self, planned.requests, specs, result, window_full=window.full, progressed=bool(window.superseded)
         )
         self.counters.dead += result.dead
+        result.paused_tables = self.paused_tables()
         if outcome is not None:
             outcome.rows, outcome.requests, outcome.dead = result.rows, result.requests, result.dead
+            outcome.paused_tables = result.paused_tables
             return outcome
         if result.requests:
             self._record_success(self.clock(), result, time.monotonic() - started)
@@ -358,9 +379,54 @@ class SyncWorker:
 
     # -- state and resources -----------------------------------------------------------------------------
 
-    def pending(self) -> int:
-        """Change rows not yet acknowledged (safe to call from another thread while the loop runs)."""
-        return pending_count(self.conn)
+    def pending(self, *, flowing: bool = False) -> int:
+        """Change rows not yet acknowledged (safe to call from another thread while the loop runs).
+
+        ``flowing=True`` leaves out the changes of paused tables, which wait for their fix.
+        """
+        return pending_count(self.conn, skip=self.paused_tables() if flowing else ())
+
+    def verify(
+        self,
+        tables: Iterable[str] | None = None,
+        *,
+        repair: bool = False,
+        delete_extra: bool = False,
+        page: int = DEFAULT_PAGE,
+        on_progress: Callable[[str, int, int], None] | None = None,
+    ) -> VerifyReport:
+        """Compare the local tables with the target exactly (see :mod:`d1sync.outbox.verify`).
+
+        ``repair`` queues the local state of every missing or different row; ``delete_extra`` also queues
+        the rows only the remote has, which are then deleted there. Both go through the outbox: run a pass
+        (or the loop) to send them.
+
+        Example::
+
+            report = worker.verify()
+            if not report.equal:
+                worker.verify(repair=True)
+                drain(worker)
+        """
+        report = verify(
+            self.conn,
+            self.target,
+            load_specs(self.conn),
+            tables,
+            page=page,
+            repair=repair,
+            delete_extra=delete_extra,
+            on_progress=on_progress,
+        )
+        if repair:
+            self.wake()
+        return report
+
+    def paused_tables(self) -> dict[str, str]:
+        """The tables paused on their own, and why (see ``d1sync status``)."""
+        specs = load_specs(self.conn)
+        states = load_table_states(self.conn)
+        return {name: state.paused for name, state in states.items() if state.paused and name in specs}
 
     def status(self) -> Status:
         """The outbox's status (see :class:`~d1sync.outbox.status.Status`)."""
