@@ -3,7 +3,8 @@
 An agent-conductor daemon's state (messages, executions, sessions) is written locally in small transactions
 by a writer thread while the sync worker carries it to the emulator, which injects faults (5xx, 429,
 timeouts, HTML 504 pages, and responses lost after the write was applied). At the end the remote must equal
-the local file: same row count and the same content checksum for every table.
+the local file: :meth:`SyncWorker.verify` compares every row, value and type, and a content checksum of every
+table, computed the same way on both sides, must agree too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from d1sync.sql import quote_identifier
 if TYPE_CHECKING:
     from d1sync.emulator.faults import FaultConfig
     from d1sync.outbox import SyncWorker
+    from d1sync.outbox.verify import VerifyReport
 
 __all__ = ["DEMO_SCHEMA", "DemoConfig", "DemoReport", "run_demo", "table_checksum"]
 
@@ -82,10 +84,13 @@ class DemoReport:
     retries: int = 0
     faults: dict[str, float] = field(default_factory=dict)
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verify: VerifyReport | None = None
+    """``SyncWorker.verify()`` after the run: every row, value and type compared."""
 
     @property
     def equal(self) -> bool:
-        return all(t["local"] == t["remote"] for t in self.tables.values())
+        verified = self.verify is not None and self.verify.equal
+        return verified and all(t["local"] == t["remote"] for t in self.tables.values())
 
 
 def table_checksum(db: Database, table: str, key: str, page: int = 5_000) -> tuple[int, str]:
@@ -303,6 +308,7 @@ def run_demo(config: DemoConfig, *, on_tick: Callable[[dict[str, Any]], None] | 
         report.faults = server.app.state.faults.stats
         # The proof: read both sides through the same API, without faults on the way back.
         server.app.state.faults.update(**_NO_FAULTS)
+        report.verify = worker.verify()
         for table, key in TABLES.items():
             report.tables[table] = {
                 "local": table_checksum(local, table, key),

@@ -25,12 +25,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "wrangler-compatible migrations: same files, same d1_migrations ledger, same order.",
     ),
     "query": ("d1sync.cli.query", "Run SQL anywhere and print the rows."),
+    "resume": ("d1sync.cli.outbox", "Clear DB's pauses and back-off so the next sync tries at once (after a fix)."),
     "run": ("d1sync.cli.sync", "Run the sync daemon for DB in the foreground."),
     "status": ("d1sync.cli.status", "Show DB's outbox: pending changes, dead letters, last success/error."),
     "sync": ("d1sync.cli.sync", "Drain DB's outbox until it is empty, with a progress bar, then exit."),
     "tasks": ("d1sync.cli.tasks", "An atomic task queue on a local file, the emulator or D1 (JSON output)."),
     "track": ("d1sync.cli.outbox", "Capture every write to TABLES of DB in the outbox (installs triggers)."),
     "untrack": ("d1sync.cli.outbox", "Stop capturing writes to TABLES of DB (removes triggers)."),
+    "verify": (
+        "d1sync.cli.verify",
+        "Compare DB's synced TABLES (default: all) with the remote exactly: every row, value and type.",
+    ),
 }
 """Every command: its module (which defines a click command of the same name) and its one-line help."""
 

@@ -84,6 +84,13 @@ def demo(
         (lc, lh), (rc, rh) = sides["local"], sides["remote"]
         table.add_row(name, f"{lc:,}", f"{rc:,}", lh, rh, "[green]yes[/green]" if (lc, lh) == (rc, rh) else "[red]NO")
     console.print(table)
+    if report.verify is not None:
+        v = report.verify
+        differences = sum(t.missing + t.extra + t.different for t in v.tables)
+        console.print(
+            f"d1sync verify: {v.rows:,} rows compared value by value (types included) in {v.requests:,} requests: "
+            f"{differences} missing, extra or different"
+        )
     if not report.equal:
         fail("remote differs from local", "this is a bug: please report it with the output above")
     console.print("[bold green]remote equals local[/bold green]: every write arrived exactly once, in order")

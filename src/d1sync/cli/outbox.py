@@ -8,7 +8,7 @@ from d1sync.outbox import Outbox
 
 from ._common import Command, console
 
-__all__ = ["track", "untrack"]
+__all__ = ["resume", "track", "untrack"]
 
 DB_ARG = click.argument("db", type=click.Path(dir_okay=False, exists=True))
 
@@ -51,8 +51,37 @@ def track(
 @DB_ARG
 @click.argument("tables", nargs=-1, required=True)
 @click.option("--drop-pending", is_flag=True, help="Also discard their unsent changes (otherwise dead-lettered).")
-def untrack(db: str, tables: tuple[str, ...], drop_pending: bool) -> None:
-    """Stop capturing writes to TABLES of DB (removes triggers)."""
+@click.option(
+    "--delete-remote",
+    is_flag=True,
+    help="Also delete every row of TABLES on the remote (on the next sync), e.g. after dropping them locally.",
+)
+def untrack(db: str, tables: tuple[str, ...], drop_pending: bool, delete_remote: bool) -> None:
+    """Stop capturing writes to TABLES of DB (removes triggers).
+
+    The remote rows stay unless --delete-remote: then the next `d1sync sync` (or the running daemon)
+    deletes them and forgets the tables.
+    """
     with Outbox(db) as outbox:
-        outbox.untrack(*tables, drop_pending=drop_pending)
-    console.print(f"untracked {', '.join(tables)}")
+        outbox.untrack(*tables, drop_pending=drop_pending, delete_remote=delete_remote)
+    if delete_remote:
+        console.print(f"untracked {', '.join(tables)}; their remote rows are deleted on the next sync")
+    else:
+        console.print(f"untracked {', '.join(tables)}")
+
+
+@click.command(cls=Command)
+@DB_ARG
+def resume(db: str) -> None:
+    """Clear DB's pauses and back-off so the next sync tries at once (after a fix).
+
+    A pause (a wrong token or database id, a table whose schema differs remotely) is re-checked on its own
+    after a while; run this once the cause is fixed to skip the wait. A cause still there pauses again at
+    once, with its message.
+    """
+    with Outbox(db) as outbox:
+        paused = outbox.status()
+        outbox.resume()
+    cleared = [f"the worker ({paused.paused})"] if paused.paused else []
+    cleared += [f"{name} ({t.reason})" for name, t in paused.table_states.items() if t.state == "paused"]
+    console.print(f"resumed: {'; '.join(cleared)}" if cleared else "nothing was paused")

@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
-from d1sync.outbox import Outbox
+from d1sync.outbox import Outbox, Status
 
-from ._common import Command, Group, console, print_json
+from ._common import EXIT_FAILURE, Command, Group, console, print_json
 
 __all__ = ["dead", "status"]
 
@@ -26,7 +27,8 @@ def _when(epoch: float | None) -> str:
 @click.command(cls=Command)
 @DB_ARG
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(db: str, as_json: bool) -> None:
+@click.option("--check", is_flag=True, help="Exit 1 unless healthy (nothing paused), for health checks and scripts.")
+def status(db: str, as_json: bool, check: bool) -> None:
     """Show DB's outbox: pending changes, dead letters, last success/error.
 
     Also the oldest pending age, the back-off, a pause and its reason, and the worker holding the lease.
@@ -35,9 +37,15 @@ def status(db: str, as_json: bool) -> None:
         st = outbox.status()
     if as_json:
         print_json(st.to_dict())
-        return
+    else:
+        _print_status(st)
+    if check and not st.healthy:
+        raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+def _print_status(st: Status) -> None:
     table = Table(show_header=False, box=None)
-    table.add_row("tables", ", ".join(st.tables) or "none")
+    table.add_row("health", "[green]healthy[/green]" if st.healthy else "[red]needs a fix (see below)[/red]")
     table.add_row("pending changes", f"{st.pending_changes:,} ({st.pending_keys:,} rows)")
     age = st.oldest_pending_age
     table.add_row("oldest pending", "-" if age is None else f"{age:,.1f}s ago")
@@ -55,6 +63,27 @@ def status(db: str, as_json: bool) -> None:
             "rate budget", f"{budget['available']:.0f} of {budget['rate']:.0f} requests per {budget['per']:.0f}s"
         )
     table.add_row("worker", st.lease_owner or "none running")
+    console.print(table)
+    _print_tables(st)
+
+
+_STATE_STYLE = {"synced": "green", "pending": "yellow", "paused": "red"}
+
+
+def _print_tables(st: Status) -> None:
+    """One line per synced table: its state, pending changes, and for a paused one the reason and fix."""
+    if not st.table_states:
+        console.print("no synced tables (see `d1sync track --help`)")
+        return
+    table = Table("table", "state", "pending", "detail")
+    for name, ts in st.table_states.items():
+        detail = ts.reason or ts.note or ""
+        if ts.fix:
+            detail += f"\nfix: {ts.fix}"
+        if ts.resending:
+            detail = (detail + "\n" if detail else "") + "re-sending every row"
+        style = _STATE_STYLE[ts.state]
+        table.add_row(name, f"[{style}]{ts.state}[/{style}]", f"{ts.pending:,}", escape(detail))
     console.print(table)
 
 

@@ -1,0 +1,145 @@
+"""``d1sync verify``: prove the remote holds exactly DB's synced rows, or show which differ and repair them."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from d1sync.outbox import SyncWorker, drain
+from d1sync.outbox.verify import DEFAULT_PAGE, VerifyReport
+
+from ._common import EXIT_USAGE, Command, console, err_console, fail, print_json
+from ._target import open_target, target_options
+
+__all__ = ["verify"]
+
+
+class _Bar:
+    """One progress line per table: rows compared out of its local count."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, table: str, done: int, total: int) -> None:
+        if table not in self.tasks:
+            self.tasks[table] = self.progress.add_task(table, total=max(total, 1))
+        self.progress.update(self.tasks[table], completed=done, total=max(total, done, 1))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]verify {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} rows"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def _render(report: VerifyReport) -> None:
+    table = Table("table", "local", "remote", "missing", "extra", "different", "pending", "result")
+    for diff in report.tables:
+        result = (
+            f"[yellow]skipped: {escape(diff.skipped)}[/yellow]"
+            if diff.skipped
+            else "[green]equal[/green]"
+            if diff.equal
+            else "[red]different[/red]"
+        )
+        counts = (diff.local_rows, diff.remote_rows, diff.missing, diff.extra, diff.different, diff.pending)
+        table.add_row(diff.table, *(f"{n:,}" for n in counts), result)
+    console.print(table)
+    for diff in report.tables:
+        for kind, keys in diff.samples.items():
+            if keys:
+                shown = ", ".join(escape(repr(k[0] if len(k) == 1 else tuple(k))) for k in keys)
+                console.print(f"  {diff.table}: {kind} keys (first {len(keys)}): {shown}")
+    console.print(
+        f"compared {report.rows:,} row(s) in {report.requests:,} request(s), {report.seconds:.1f}s "
+        f"({report.rows / max(report.seconds, 1e-6):,.0f} rows/s)"
+    )
+
+
+def _to_dict(report: VerifyReport, queued: int) -> dict[str, Any]:
+    data = dataclasses.asdict(report)
+    data["equal"] = report.equal
+    data["queued"] = queued
+    for table, diff in zip(data["tables"], report.tables, strict=True):
+        table["equal"] = diff.equal
+    return data
+
+
+@click.command(cls=Command)
+@click.argument("db", type=click.Path(dir_okay=False, exists=True))
+@click.argument("tables", nargs=-1)
+@target_options
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (stdout); progress stays on stderr.")
+@click.option("--repair", is_flag=True, help="Queue the local state of every missing or different row and sync it.")
+@click.option("--delete-extra", is_flag=True, help="With --repair: also delete the rows only the remote has.")
+@click.option(
+    "--page", default=DEFAULT_PAGE, show_default=True, type=click.IntRange(1, 100_000), help="Rows per request."
+)
+@click.option(
+    "--timeout", default=300.0, show_default=True, help="With --repair: seconds to wait for the repair to sync."
+)
+def verify(
+    db: str,
+    tables: tuple[str, ...],
+    as_json: bool,
+    repair: bool,
+    delete_extra: bool,
+    page: int,
+    timeout: float,
+    **target: Any,
+) -> None:
+    """Compare DB's synced TABLES (default: all) with the remote exactly: every row, value and type.
+
+    Reads both sides in key order, a page per request, and reports per table the rows missing on the
+    remote, extra there, and different (1, '1' and 1.0 are three values). Rows with a change still
+    pending are in flight and left out.
+
+    --repair queues every missing or different row through the outbox, syncs, and verifies again;
+    --delete-extra also deletes rows that exist only remotely (a Worker's, or a rewound restore's).
+
+    Exit codes: 0 equal; 1 different (or a table could not be compared); 2 bad usage.
+    """
+    if delete_extra and not repair:
+        fail("--delete-extra only works with --repair", f"d1sync verify {db} --repair --delete-extra", EXIT_USAGE)
+    remote = open_target(target, default="remote")
+    queued = 0
+    try:
+        with SyncWorker(db, remote) as worker:
+            names = list(tables) or None
+            with _progress() as progress:
+                bar = _Bar(progress)
+                report = worker.verify(names, page=page, repair=repair, delete_extra=delete_extra, on_progress=bar)
+            queued = sum(diff.queued for diff in report.tables)
+            if queued:
+                if not as_json:
+                    _render(report)
+                    console.print(f"repair: queued {queued:,} row(s); syncing them")
+                result = drain(worker, deadline=time.monotonic() + timeout)
+                if not result.drained:
+                    fail(
+                        f"the repair did not sync: {result.error or result.state} ({result.pending:,} pending)",
+                        f"see `d1sync status {db}`; a running `d1sync run` sends the queued rows itself",
+                    )
+                with _progress() as progress:
+                    report = worker.verify(names, page=page, on_progress=_Bar(progress))
+    finally:
+        remote.close()
+    if as_json:
+        print_json(_to_dict(report, queued))
+    else:
+        _render(report)
+    if not report.equal:
+        hint = None if repair else f"d1sync verify {db} --repair (add --delete-extra for rows only the remote has)"
+        fail("the remote differs from the local file", hint)
