@@ -3,6 +3,9 @@
 Usage:
     python worker_process.py run APP_DB API_BASE TOKEN LEASE_TTL
         SyncWorker(...).run() against the emulator; prints "progress <rows>" after every delivered request.
+    python worker_process.py send APP_DB API_BASE TOKEN LEASE_TTL
+        Like run, but prints "send" before every push request and "sent" once it is acknowledged, so a test
+        can aim its kill -9 at a request in flight.
     python worker_process.py contend APP_DB REMOTE_DB LOG SECONDS
         sync_once() in a loop for SECONDS against a SQLite file, handing the lease back after every pass;
         appends "<pid> <start_ns> <end_ns>" to LOG for every batch it sends.
@@ -24,8 +27,18 @@ from d1sync.outbox import Limits, SyncResult, SyncWorker
 CRASH_LIMITS = Limits(max_value_bytes=2_000, max_request_bytes=4_500, max_statements=2)
 
 
-def run(app_db: str, api_base: str, token: str, lease_ttl: float) -> None:
-    client = D1Client(
+class AnnouncingClient(D1Client):
+    """A D1Client that says on stdout when a push request leaves and when its answer came back."""
+
+    def batch(self, statements: Sequence[Statement], *, idempotent: bool = False) -> list[Result]:
+        print("send", flush=True)
+        results = super().batch(statements, idempotent=idempotent)
+        print("sent", flush=True)
+        return results
+
+
+def run(app_db: str, api_base: str, token: str, lease_ttl: float, *, announce: bool = False) -> None:
+    client = (AnnouncingClient if announce else D1Client)(
         account_id="a",
         database_id=DEFAULT_DATABASE_ID,
         api_token=token,
@@ -37,7 +50,15 @@ def run(app_db: str, api_base: str, token: str, lease_ttl: float) -> None:
     def progress(result: SyncResult) -> None:
         print(f"progress {result.rows}", flush=True)
 
-    worker = SyncWorker(app_db, client, limits=CRASH_LIMITS, window=2_000, lease_ttl=lease_ttl, on_progress=progress)
+    worker = SyncWorker(
+        app_db,
+        client,
+        limits=CRASH_LIMITS,
+        window=2_000,
+        lease_ttl=lease_ttl,
+        pause_interval=0.2,
+        on_progress=progress,
+    )
     print("started", flush=True)
     worker.run(idle_interval=0.05)
 
@@ -79,7 +100,7 @@ def contend(app_db: str, remote_db: str, log_path: str, seconds: float) -> None:
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    if mode == "run":
-        run(args[0], args[1], args[2], float(args[3]))
+    if mode in ("run", "send"):
+        run(args[0], args[1], args[2], float(args[3]), announce=mode == "send")
     else:
         contend(args[0], args[1], args[2], float(args[3]))

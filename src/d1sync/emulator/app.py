@@ -34,7 +34,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -237,6 +237,12 @@ class _Routes:
             database_id = parse_database_id(request.path_params["database_id"])
         except ApiError as exc:
             return _api_error(exc)
+        try:
+            # Read first, as D1 does: a client that dies while its request is held still has it applied.
+            body = await request.body()
+        except ClientDisconnect:
+            logger.debug("emulator: the client hung up before its request arrived; nothing applied")
+            return Response(status_code=499)
         injector = self.injector
         plan = injector.plan()
         if plan.latency:
@@ -253,7 +259,7 @@ class _Routes:
             )
         if fault is Fault.HTML_504:
             return HTMLResponse(_HTML_504, status_code=504)
-        response = await self._execute(request, database_id, raw)
+        response = await self._execute(body, database_id, raw)
         # From here on the statements are applied: the faults below only hide that from the client.
         if fault is Fault.LOST_502:
             return HTMLResponse(_HTML_502, status_code=502)
@@ -265,10 +271,9 @@ class _Routes:
                 return _Dropped()
         return response
 
-    async def _execute(self, request: Request, database_id: str, raw: bool) -> Response:
+    async def _execute(self, body: bytes, database_id: str, raw: bool) -> Response:
         try:
-            body = decode_body(await request.body())
-            result = await run_in_threadpool(self.engine.execute, database_id, body, raw=raw)
+            result = await run_in_threadpool(self.engine.execute, database_id, decode_body(body), raw=raw)
         except ApiError as exc:
             return _api_error(exc)
         except Exception:
