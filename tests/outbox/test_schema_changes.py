@@ -7,8 +7,11 @@ about a remote that lacks it) and ends by comparing both SQLite files row by row
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
+
+from d1sync.emulator.server import EmulatorServer
 
 from .conftest import Mirror
 
@@ -32,6 +35,24 @@ def test_add_column_sends_the_new_columns_values_once_the_remote_has_it(mirror: 
     assert report.drained and mirror.exact("notes")
     status = mirror.worker.status().table_states["notes"]
     assert (status.state, status.resending) == ("synced", False)
+
+
+def test_a_re_send_longer_than_one_chunk_goes_on_until_every_row_is_sent(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    mirror = Mirror(tmp_path, emulator, window=20)  # chunks of 10 keys: the table takes 30 of them
+    try:
+        mirror.both(NOTES)
+        mirror.track("notes")
+        write(mirror, "INSERT INTO notes VALUES (?, ?)", [(i, f"n{i}") for i in range(300)])
+        assert mirror.drain().drained
+        mirror.remote.exec("ALTER TABLE notes ADD COLUMN tag TEXT")
+        mirror.app.exec("ALTER TABLE notes ADD COLUMN tag TEXT NOT NULL DEFAULT 'every row'")
+        report = mirror.drain(passes=200)
+        assert report.drained and report.rows == 300 and mirror.exact("notes")
+        assert not mirror.worker.status().table_states["notes"].resending
+    finally:
+        mirror.close()
 
 
 def test_add_column_the_remote_lacks_pauses_that_table_with_the_alter_and_the_others_flow(mirror: Mirror) -> None:

@@ -32,6 +32,19 @@ def test_equal_tables_verify_equal_in_pages(synced: Mirror) -> None:
     assert report.requests >= 12  # paged: about one remote request per 100 rows, never the whole table at once
 
 
+def test_pages_shrink_for_large_rows_so_memory_stays_bounded(synced: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
+    from d1sync.outbox import verify
+
+    synced.remote.exec("UPDATE t SET b = zeroblob(20000) WHERE id > 1000")
+    synced.app.exec("UPDATE t SET b = zeroblob(20000) WHERE id > 1000")
+    assert synced.drain().drained
+    monkeypatch.setattr(verify, "PAGE_BYTES", 400_000)  # 10 rows of 40,000 hex digits each
+    report = synced.worker.verify(["t"])
+    assert report.equal
+    # 1000 small rows in one page, then the 200 large ones 10 to a page.
+    assert 20 <= report.requests <= 25, report.requests
+
+
 @pytest.mark.parametrize(
     "remote_value", ["'1'", "1.0", "2"], ids=["text instead of integer", "real instead of integer", "value"]
 )

@@ -85,7 +85,11 @@ def _to_dict(report: VerifyReport, queued: int) -> dict[str, Any]:
 @click.option("--repair", is_flag=True, help="Queue the local state of every missing or different row and sync it.")
 @click.option("--delete-extra", is_flag=True, help="With --repair: also delete the rows only the remote has.")
 @click.option(
-    "--page", default=DEFAULT_PAGE, show_default=True, type=click.IntRange(1, 100_000), help="Rows per request."
+    "--page",
+    default=DEFAULT_PAGE,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Rows per request at most (fewer for large rows).",
 )
 @click.option(
     "--timeout", default=300.0, show_default=True, help="With --repair: seconds to wait for the repair to sync."

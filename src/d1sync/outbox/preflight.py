@@ -36,6 +36,8 @@ class Preflight:
     schema_version: int = -1
     retry_soon: bool = False
     """A table was skipped for a transient failure: the next pass should come soon, not on the next write."""
+    resending: bool = False
+    """A table's re-send has chunks left to queue: there is more to send even when nothing is pending."""
 
     @property
     def paused(self) -> dict[str, str]:
@@ -121,6 +123,7 @@ def preflight(
             state = _purge(conn, target, spec, state, now, result)
         elif state.paused is None and state.resend_after is not None and name not in result.waiting:
             state = queue_chunk(conn, spec, state, chunk)
+            result.resending |= state.resend_after is not None
         if state != states.get(name, TableState()):
             states[name] = state
             with conn.atomic():

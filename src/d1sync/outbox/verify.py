@@ -33,8 +33,10 @@ from d1sync.sqlite import Connection
 
 __all__ = ["DEFAULT_PAGE", "TableDiff", "VerifyReport", "verify"]
 
-DEFAULT_PAGE = 2_000
-"""Rows per page: about one remote request each (a few hundred KB of JSON for typical rows)."""
+DEFAULT_PAGE = 10_000
+"""Rows per page at most: about one remote request each. Requests are what D1's rate limit counts."""
+PAGE_BYTES = 4_000_000
+"""Pages hold fewer than ``page`` rows when their values pass this many bytes, so memory stays bounded."""
 _SAMPLES = 10
 
 Progress = Callable[[str, int, int], None]
@@ -145,6 +147,33 @@ class _Remote:
             after = rows[-1][0]
 
 
+def _sizes(spec: TableSpec) -> str:
+    """The keys of one page after the key ``?1`` (at most ``?2``), each with its row's size in bytes as read."""
+    sizes = " + ".join(
+        f"coalesce(CASE typeof(t.{q}) WHEN 'blob' THEN 2 * length(t.{q}) ELSE length(CAST(t.{q} AS BLOB)) END, 0)"
+        for q in map(quote_identifier, spec.columns)
+    )
+    select = _select(spec, ranged=False)
+    return f"SELECT {key_sql('t', spec.key)}, {sizes} " + select[select.index(" FROM ") :]
+
+
+def _local_page(conn: Connection, spec: TableSpec, after: str | None, page: int) -> tuple[list[Any], bool]:
+    """The local rows after ``after``: at most ``page``, and fewer when their values would pass
+    :data:`PAGE_BYTES` (their sizes are read first, so large rows never pile up in memory); (rows, more)."""
+    found, _ = conn.read(_sizes(spec), (after, page))
+    sizes = found.fetchall()
+    if not sizes:
+        return [], False
+    last, total = len(sizes) - 1, 0
+    for index, (_, size) in enumerate(sizes):
+        total += int(size)
+        if total >= PAGE_BYTES:
+            last = index
+            break
+    rows, _ = conn.read(_select(spec, ranged=True), (after, page, sizes[last][0]))
+    return rows.fetchall(), last < len(sizes) - 1 or len(sizes) == page
+
+
 def _pending_keys(conn: Connection, table: str) -> set[str]:
     return {str(r[0]) for r in conn.execute("SELECT DISTINCT key FROM _d1sync_changes WHERE tbl = ?", (table,))}
 
@@ -164,51 +193,60 @@ def _compare(diff: TableDiff, local: dict[str, tuple[Any, ...]], remote: dict[st
     return repair
 
 
+Queue = Callable[[list[str]], int]
+"""``queue(keys)``: queue the keys' local state through the outbox; returns how many."""
+
+
 def _verify_table(
-    conn: Connection, target: Database, spec: TableSpec, page: int, on_progress: Progress | None
-) -> tuple[TableDiff, list[str], list[str], int]:
-    """Compare one table; (its diff, keys to repair, remote-only keys, requests spent)."""
+    conn: Connection,
+    target: Database,
+    spec: TableSpec,
+    page: int,
+    on_progress: Progress | None,
+    queue: Queue | None,
+    delete_extra: bool,
+) -> tuple[TableDiff, int]:
+    """Compare one table, queuing repairs page by page when ``queue`` is given; (its diff, requests spent)."""
     diff = TableDiff(spec.name)
     remote = _Remote(target, spec)
     total = int(conn.execute(f"SELECT count(*) FROM {quote_identifier(spec.name)}").fetchone()[0])
     pending = _pending_keys(conn, spec.name)
-    repair: list[str] = []
-    extra: list[str] = []
     after: str | None = None
-    while True:
-        found, _ = conn.read(_select(spec, ranged=False), (after, page))
-        rows = found.fetchall()
-        local = dict(_row(list(r)) for r in rows)
-        if not local:
+    more = True
+    while more:
+        rows, more = _local_page(conn, spec, after, page)
+        if not rows:
             break
+        local = dict(_row(list(r)) for r in rows)
         upto = next(reversed(local))
-        far = remote.range(after, upto, page)
+        far = remote.range(after, upto, len(rows) + 1)  # +1: an equal range takes one request
         diff.local_rows += len(local)
         diff.remote_rows += len(far)
         for key in pending:
             local.pop(key, None)
             far.pop(key, None)
-        repair += _compare(diff, local, far)
-        extra += [k for k in far if k not in local]
+        repair = _compare(diff, local, far)
+        if delete_extra:
+            repair += [k for k in far if k not in local]
+        if queue is not None and repair:
+            diff.queued += queue(repair)
         if on_progress is not None:
             on_progress(spec.name, diff.local_rows, total)
         after = upto
-        if len(rows) < page:
-            break
     # Past the last local key, every remote row is extra: counted page by page, never held all at once.
     while True:
         tail = dict(remote.page(after, None, page))
         diff.remote_rows += len(tail)
-        for key in tail.keys() - pending:
+        extra = [key for key in tail if key not in pending]
+        for key in extra:
             diff._note("extra", key)
-            extra.append(key)
+        if queue is not None and delete_extra and extra:
+            diff.queued += queue(extra)
         if len(tail) < page:
             break
         after = next(reversed(tail))
-    # A key that became pending while the table was read is in flight too: not a difference.
-    late = _pending_keys(conn, spec.name) - pending
-    diff.pending = len(pending | late)
-    return diff, [k for k in repair if k not in late], [k for k in extra if k not in late], remote.requests
+    diff.pending = len(pending)
+    return diff, remote.requests
 
 
 def verify(
@@ -238,8 +276,9 @@ def verify(
         if spec.mode != "track":
             report.tables.append(TableDiff(name, skipped=_NO_LOCAL_COPY))
             continue
+        queue = (lambda keys, table=name: queue_keys(conn, table, keys)) if repair else None
         try:
-            diff, to_repair, extra, requests = _verify_table(conn, target, spec, page, on_progress)
+            diff, requests = _verify_table(conn, target, spec, page, on_progress, queue, delete_extra)
         except SQLError as exc:
             if exc.missing is None:
                 raise
@@ -247,8 +286,6 @@ def verify(
             continue
         report.requests += requests
         report.rows += diff.local_rows
-        if repair:
-            diff.queued = queue_keys(conn, name, to_repair + (extra if delete_extra else []))
         report.tables.append(diff)
     report.seconds = time.monotonic() - started
     return report

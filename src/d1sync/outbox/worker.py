@@ -254,7 +254,7 @@ class SyncWorker:
                 seen_schema=self._seen_schema,
                 check_schema=self.check_schema,
                 pause_interval=self.pause_interval,
-                chunk=max(1, self.window // 4),
+                chunk=max(1, self.window // 2),  # room for new writes in the same window
             )
         except TransientError as exc:
             return self.record_failure(exc, now, pause=False)
@@ -266,7 +266,8 @@ class SyncWorker:
         if window.superseded:
             acknowledge(self.conn, window.superseded)  # their newer changes stay pending and send the state
         busy = window.changes or window.orphans or window.superseded or window.invalid
-        result = SyncResult("synced" if busy else "idle", more=window.full, paused_tables=ready.paused)
+        more = window.full or ready.resending
+        result = SyncResult("synced" if busy else "idle", more=more, paused_tables=ready.paused)
         if ready.retry_soon:
             result.retry_in = self.backoff.base
         if window.orphans:
