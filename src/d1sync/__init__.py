@@ -53,7 +53,18 @@ if TYPE_CHECKING:
     )
     from d1sync.local import LocalDatabase
     from d1sync.migrations import MigrationSource, Migrator
-    from d1sync.outbox import DeadLetter, DrainReport, Limits, Outbox, Status, SyncResult, SyncWorker, TableSpec, drain
+    from d1sync.outbox import (
+        DeadLetter,
+        DrainReport,
+        Limits,
+        Outbox,
+        Status,
+        SyncResult,
+        SyncWorker,
+        TableSpec,
+        drain,
+        from_env,
+    )
     from d1sync.target import Target, resolve_target
     from d1sync.tasks import Task, TaskQueue
     from d1sync.wrangler import find_wrangler_config, load_wrangler_config
@@ -112,6 +123,7 @@ __all__ = [
     "__version__",
     "drain",
     "find_wrangler_config",
+    "from_env",
     "load_wrangler_config",
     "resolve_target",
 ]
@@ -162,6 +174,7 @@ _LAZY = {
     "SyncWorker": "d1sync.outbox",
     "TableSpec": "d1sync.outbox",
     "drain": "d1sync.outbox",
+    "from_env": "d1sync.outbox",
     "Target": "d1sync.target",
     "resolve_target": "d1sync.target",
     "Task": "d1sync.tasks",

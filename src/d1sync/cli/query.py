@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 from rich.table import Table
 
 from d1sync.database import Result
+from d1sync.sql import split_statements
 
-from ._common import Command, console, print_json
+from ._common import EXIT_USAGE, Command, console, fail, print_json
 from ._target import open_target, target_options
 
 __all__ = ["query"]
@@ -40,28 +42,63 @@ def _cell(value: Any) -> str:
     return str(value).replace("[", r"\[")
 
 
+def _read_sql(sql: str | None, file: str | None) -> str:
+    """The SQL to run: the argument, ``-`` for standard input, or ``--file``'s contents."""
+    if (sql is None) == (file is None):
+        fail(
+            "give the SQL as an argument (or - for stdin), or --file FILE, not both or neither",
+            'd1sync query --local app.db "SELECT 1"  or  d1sync query --local app.db --file schema.sql',
+            EXIT_USAGE,
+        )
+    if file is not None:
+        try:
+            with open(file, encoding="utf-8") as handle:
+                return handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read {file}: {exc}", "pass a readable UTF-8 SQL file")
+    assert sql is not None
+    return sys.stdin.read() if sql == "-" else sql
+
+
 @click.command(cls=Command)
-@click.argument("sql")
+@click.argument("sql", required=False)
+@click.option("-f", "--file", type=click.Path(dir_okay=False), help="Run the statements of this SQL file.")
 @click.option("-p", "--param", "params", multiple=True, help="Bind a parameter (repeatable, as text).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON instead of a table.")
 @target_options
 def query(
-    sql: str,
+    sql: str | None,
+    file: str | None,
     params: tuple[str, ...],
     as_json: bool,
     **target: Any,
 ) -> None:
     """Run SQL anywhere and print the rows.
 
+    SQL is one statement or several (then run as one atomic batch, as `wrangler d1 execute --file` does),
+    given as an argument, as - to read standard input, or with --file.
+
     \b
     Examples:
       d1sync query --local app.db "SELECT * FROM messages LIMIT 5"
       d1sync query --emulator http://127.0.0.1:8787 "SELECT 1 AS one" --json
-      d1sync query --remote "SELECT count(*) FROM messages" -p 42
+      d1sync query --remote "SELECT count(*) FROM messages WHERE id > ?" -p 42
+      d1sync query --local app.db --file migrations/0001_init.sql
+      echo "SELECT 1" | d1sync query --local app.db -
     """
+    text = _read_sql(sql, file)
+    statements = split_statements(text)
+    if not statements:
+        fail("the SQL holds no statement (only comments or whitespace)", "give at least one statement", EXIT_USAGE)
+    if params and len(statements) > 1:
+        fail(f"-p binds one statement, but the SQL holds {len(statements)}", "run them one at a time", EXIT_USAGE)
     with open_target(target) as db:
-        result = db.prepare(sql).bind(*params).all()
+        if len(statements) == 1:
+            results = [db.prepare(statements[0]).bind(*params).all()]
+        else:
+            results = db.batch([db.prepare(statement) for statement in statements])
     if as_json:
-        print_json({"results": result.results, "meta": result.meta.to_dict()})
+        shaped = [{"results": r.results, "meta": r.meta.to_dict()} for r in results]
+        print_json(shaped[0] if len(shaped) == 1 else shaped)
     else:
-        _render([result])
+        _render(results)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -188,11 +188,18 @@ def seq_param(changes: Iterable[Change]) -> str:
     return json.dumps([s for c in changes for s in c.seqs])
 
 
-def acknowledge(conn: Connection, changes: Sequence[Change], *, owner: str | None = None) -> int | None:
+def acknowledge(
+    conn: Connection,
+    changes: Sequence[Change],
+    *,
+    owner: str | None = None,
+    then: Callable[[Connection, Sequence[Change]], object] | None = None,
+) -> int | None:
     """Delete the change rows behind ``changes`` (newer changes to the same keys stay pending).
 
     With ``owner``, only while that worker still holds the drain lease: returns None (and deletes nothing)
-    when another worker has held it since, because that worker may have sent these keys already.
+    when another worker has held it since, because that worker may have sent these keys already. ``then``
+    runs in the same transaction (the worker resolves the rows' dead letters with it).
     """
     with conn.atomic():
         if owner is not None and not holds_lease(conn, owner):
@@ -200,6 +207,8 @@ def acknowledge(conn: Connection, changes: Sequence[Change], *, owner: str | Non
         cur = conn.execute(
             "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?))", (seq_param(changes),)
         )
+        if then is not None:
+            then(conn, changes)
     return cur.rowcount
 
 

@@ -26,6 +26,7 @@ from d1sync.sqlite import Connection
 __all__ = [
     "NOW_MS_SQL",
     "SCHEMA",
+    "has_outbox",
     "LastError",
     "LastPass",
     "Lease",
@@ -71,8 +72,10 @@ CREATE TABLE IF NOT EXISTS _d1sync_dead (
     error           TEXT    NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 1,
     first_failed_at INTEGER NOT NULL,
-    last_failed_at  INTEGER NOT NULL
+    last_failed_at  INTEGER NOT NULL,
+    retrying        INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS _d1sync_dead_key ON _d1sync_dead (tbl, key);
 """
 
 # The SQL expression triggers use for "now" in epoch milliseconds (unixepoch('subsec') needs SQLite 3.42).
@@ -87,8 +90,23 @@ def ensure_schema(conn: Connection) -> None:
     """Create the outbox tables if missing (idempotent; safe under concurrent callers)."""
     if _has_schema(conn):
         return
+    _upgrade_dead_letters(conn)
     conn.executescript(SCHEMA)
     _upgrade_change_log(conn)
+
+
+def _upgrade_dead_letters(conn: Connection) -> None:
+    """Give dead letters made by an earlier build their ``retrying`` flag (the index comes with SCHEMA)."""
+    with conn.atomic():
+        columns = {str(r[1]) for r in conn.execute("SELECT * FROM pragma_table_info('_d1sync_dead')")}
+        if columns and "retrying" not in columns:
+            conn.execute("ALTER TABLE _d1sync_dead ADD COLUMN retrying INTEGER NOT NULL DEFAULT 0")
+
+
+def has_outbox(conn: Connection) -> bool:
+    """Whether the file holds an outbox (some table was tracked or declared there); reads only."""
+    row = conn.execute("SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = '_d1sync_changes'")
+    return row.fetchone() is not None
 
 
 def _has_schema(conn: Connection) -> bool:
@@ -96,8 +114,8 @@ def _has_schema(conn: Connection) -> bool:
         "SELECT name, sql FROM main.sqlite_master WHERE type = 'table' AND name IN "
         "('_d1sync_changes', '_d1sync_tables', '_d1sync_meta', '_d1sync_dead', '_d1sync_table_state')"
     ).fetchall()
-    changes = [str(sql) for name, sql in rows if name == "_d1sync_changes"]
-    return len(rows) == 5 and "AUTOINCREMENT" in changes[0].upper()
+    sql = {str(name): str(text) for name, text in rows}
+    return len(rows) == 5 and "AUTOINCREMENT" in sql["_d1sync_changes"].upper() and "retrying" in sql["_d1sync_dead"]
 
 
 def _upgrade_change_log(conn: Connection) -> None:
@@ -132,10 +150,12 @@ def _plain_rowid_log(conn: Connection) -> bool:
 
 @dataclass(frozen=True)
 class Lease:
-    """The single-drainer lease: which worker (``host:pid:nonce``) may send, until when (epoch seconds)."""
+    """The single-drainer lease: which worker (``host:pid:nonce``) may send, until when, and since when it
+    has held it (epoch seconds)."""
 
     owner: str
     expires: float
+    since: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +199,8 @@ class WorkerState:
     last_error: LastError | None = None
     last_pass: LastPass | None = None
     rate_budget: RateBudget | None = None
+    target: str | None = None
+    """The target (its repr, never a token) the worker last synced to: pauses and remote checks belong to it."""
 
 
 _NESTED: dict[str, type[Any]] = {

@@ -40,7 +40,7 @@ class Status:
         pending_changes: change-log rows not yet acknowledged.
         pending_keys: distinct rows (table, key) those changes touch.
         oldest_pending_age: seconds since the oldest pending change was captured (None if none).
-        dead_letters: changes D1 refused permanently (see ``d1sync dead``).
+        dead_letters: changes D1 refused permanently (see ``d1sync dead``), not counting retried ones.
         tables: synced tables.
         last_success: epoch seconds of the last acknowledged request, if any.
         last_error: the last failure (message, kind, code, status, at), if any.
@@ -93,7 +93,7 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
     with conn.snapshot():
         pending, oldest = conn.execute("SELECT count(*), min(created_at) FROM _d1sync_changes").fetchone()
         keys = conn.execute("SELECT count(*) FROM (SELECT 1 FROM _d1sync_changes GROUP BY tbl, key)").fetchone()[0]
-        dead = conn.execute("SELECT count(*) FROM _d1sync_dead").fetchone()[0]
+        dead = conn.execute("SELECT count(*) FROM _d1sync_dead WHERE retrying = 0").fetchone()[0]
         tables = [str(r[0]) for r in conn.execute("SELECT tbl FROM _d1sync_tables ORDER BY tbl")]
         per_table = dict(conn.execute("SELECT tbl, count(*) FROM _d1sync_changes GROUP BY tbl").fetchall())
         table_states = load_table_states(conn)

@@ -18,6 +18,7 @@ remotely (they are absent locally).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -89,26 +90,41 @@ class VerifyReport:
 _NO_LOCAL_COPY = "no local copy: rows are given to enqueue()"
 
 
-def _select(spec: TableSpec, *, ranged: bool) -> str:
-    """One page of rows in key order, after the key ``?1`` (and up to the key ``?3`` when ``ranged``)."""
+def _page_sql(spec: TableSpec, columns: str, *, ranged: bool) -> str:
+    """``SELECT columns`` of one page of rows in key order, after the key ``?1`` (at most ``?2`` rows, and up
+    to the key ``?3`` when ``ranged``)."""
     t = quote_identifier(spec.name)
     keys = ", ".join(f"t.{quote_identifier(c)}" for c in spec.key)
     cursor = ", ".join(column_expr(i, True, "json(?1)") for i in range(len(spec.key)))
-    upper = ", ".join(column_expr(i, True, "json(?3)") for i in range(len(spec.key)))
-    types = " || ',' || ".join(f"typeof(t.{quote_identifier(c)})" for c in spec.columns)
+    where = f"(?1 IS NULL OR ({keys}) > ({cursor}))"
+    if ranged:
+        upper = ", ".join(column_expr(i, True, "json(?3)") for i in range(len(spec.key)))
+        where += f" AND ({keys}) <= ({upper})"
+    return f"SELECT {columns} FROM {t} AS t WHERE {where} ORDER BY {keys} LIMIT ?2"
+
+
+def _select(spec: TableSpec, *, ranged: bool) -> str:
+    """One page of rows: the key, the columns' types (one JSON array: a flat expression, however many columns
+    there are, where D1 limits expression depth to 100), and each value in its exact form."""
+    types = "json_array(" + ", ".join(f"typeof(t.{quote_identifier(c)})" for c in spec.columns) + ")"
     values = ", ".join(
         f"CASE typeof(t.{q}) WHEN 'integer' THEN CAST(t.{q} AS TEXT) WHEN 'blob' THEN hex(t.{q}) ELSE t.{q} END"
         for q in map(quote_identifier, spec.columns)
     )
-    where = f"(?1 IS NULL OR ({keys}) > ({cursor}))"
-    if ranged:
-        where += f" AND ({keys}) <= ({upper})"
-    return f"SELECT {key_sql('t', spec.key)}, {types}, {values} FROM {t} AS t WHERE {where} ORDER BY {keys} LIMIT ?2"
+    return _page_sql(spec, f"{key_sql('t', spec.key)}, {types}, {values}", ranged=ranged)
+
+
+def _balanced_sum(terms: list[str]) -> str:
+    """``a + b + ...`` nested as a balanced tree: depth log2(n), not n (D1 limits expression depth to 100)."""
+    if len(terms) == 1:
+        return terms[0]
+    middle = len(terms) // 2
+    return f"({_balanced_sum(terms[:middle])} + {_balanced_sum(terms[middle:])})"
 
 
 def _row(raw: list[Any]) -> tuple[str, tuple[Any, ...]]:
     """(key text, the row's values as exact Python values) from one row of :func:`_select`."""
-    key, types, values = raw[0], str(raw[1]).split(","), raw[2:]
+    key, types, values = raw[0], json.loads(raw[1]), raw[2:]
     out: list[Any] = []
     for kind, value in zip(types, values, strict=True):
         if kind == "integer":
@@ -149,12 +165,13 @@ class _Remote:
 
 def _sizes(spec: TableSpec) -> str:
     """The keys of one page after the key ``?1`` (at most ``?2``), each with its row's size in bytes as read."""
-    sizes = " + ".join(
-        f"coalesce(CASE typeof(t.{q}) WHEN 'blob' THEN 2 * length(t.{q}) ELSE length(CAST(t.{q} AS BLOB)) END, 0)"
-        for q in map(quote_identifier, spec.columns)
+    sizes = _balanced_sum(
+        [
+            f"coalesce(CASE typeof(t.{q}) WHEN 'blob' THEN 2 * length(t.{q}) ELSE length(CAST(t.{q} AS BLOB)) END, 0)"
+            for q in map(quote_identifier, spec.columns)
+        ]
     )
-    select = _select(spec, ranged=False)
-    return f"SELECT {key_sql('t', spec.key)}, {sizes} " + select[select.index(" FROM ") :]
+    return _page_sql(spec, f"{key_sql('t', spec.key)}, {sizes}", ranged=False)
 
 
 def _local_page(conn: Connection, spec: TableSpec, after: str | None, page: int) -> tuple[list[Any], bool]:
