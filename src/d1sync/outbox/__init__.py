@@ -10,7 +10,8 @@ See ``docs/sync.md`` for the design; the pieces, in the order a change travels:
 - :mod:`~d1sync.outbox.lease`: the single-drainer lease;
 - :mod:`~d1sync.outbox.delivery`: sending, bisecting refusals, dead letters (:mod:`~d1sync.outbox.dead`);
 - :mod:`~d1sync.outbox.worker`: ``SyncWorker.sync_once()`` and its loop; :mod:`~d1sync.outbox.drain`;
-- :mod:`~d1sync.outbox.status` and :mod:`~d1sync.outbox.metrics`: what it is doing, for people and Prometheus.
+- :mod:`~d1sync.outbox.status` and :mod:`~d1sync.outbox.metrics`: what it is doing, for people and Prometheus;
+- :mod:`~d1sync.outbox.clone` (and :mod:`~d1sync.outbox.clone_plan`): the way back, a database copied into a file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from d1sync.backoff import Backoff
 from d1sync.errors import SchemaMismatchError
 from d1sync.outbox.capture import TableSpec
+from d1sync.outbox.clone import CloneReport, clone
 from d1sync.outbox.dead import DeadLetter
 from d1sync.outbox.drain import DrainReport, drain
 from d1sync.outbox.outbox import Outbox
@@ -28,6 +30,7 @@ from d1sync.outbox.worker import SyncWorker
 
 __all__ = [
     "Backoff",
+    "CloneReport",
     "DeadLetter",
     "DrainReport",
     "Limits",
@@ -37,5 +40,6 @@ __all__ = [
     "SyncResult",
     "SyncWorker",
     "TableSpec",
+    "clone",
     "drain",
 ]

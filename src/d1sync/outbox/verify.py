@@ -175,6 +175,9 @@ def _local_page(conn: Connection, spec: TableSpec, after: str | None, page: int)
 
 
 def _pending_keys(conn: Connection, table: str) -> set[str]:
+    """Keys with a change pending locally; none in a file without an outbox (a clone being verified)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_d1sync_changes'").fetchone() is None:
+        return set()
     return {str(r[0]) for r in conn.execute("SELECT DISTINCT key FROM _d1sync_changes WHERE tbl = ?", (table,))}
 
 
