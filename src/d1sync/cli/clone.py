@@ -70,6 +70,7 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # a bar is for people: none in logs and pipes
     )
 
 

@@ -12,7 +12,8 @@ How it works:
 
 * **Schema.** The source's ``sqlite_master`` is read once; tables are created first, indexes, views and
   triggers only after the rows (so triggers never fire on copied rows). ``_cf_*`` (D1's own),
-  ``sqlite_*`` and ``_d1sync_*`` objects are skipped; ``d1_migrations`` is an ordinary table and is kept.
+  ``sqlite_*`` and d1sync's own ``_d1sync_*`` machinery are skipped; ``d1_migrations`` (and d1sync's
+  migration checksums) are kept, so ``migrations list`` agrees afterwards.
 * **Rows, exactly.** Each table is read in key order, a page per request, with keyset pagination
   (``WHERE key > last key``, never OFFSET), through the same SQL and row decoding as ``verify``: integers
   travel as text (D1's JSON would round those beyond 2^53), BLOBs as hex, REALs as the shortest decimal that

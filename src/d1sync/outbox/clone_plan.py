@@ -24,6 +24,7 @@ from typing import Literal
 
 from d1sync.database import Database
 from d1sync.errors import ConfigError
+from d1sync.migrations.runner import CHECKSUM_TABLE
 from d1sync.outbox.capture import TableSpec, table_columns
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
@@ -55,7 +56,9 @@ _STATE_DDL = f"""CREATE TABLE {STATE_TABLE} (
     done   INTEGER NOT NULL DEFAULT 0
 )"""
 _SKIPPED_PREFIXES = ("sqlite_", "_cf_", "_d1sync_")
-"""SQLite's own objects, D1's internal tables, and d1sync's remote machinery are never cloned."""
+"""SQLite's own objects, D1's internal tables, and d1sync's outbox and capture machinery are never cloned."""
+_KEPT = frozenset({CHECKSUM_TABLE})
+"""...except the migration checksums, which belong with ``d1_migrations`` (so `migrations list` agrees)."""
 _USING = re.compile(r"\busing\s+(\w+)", re.IGNORECASE)
 _CONTENT = re.compile(r"""\bcontent\s*=\s*(?:'((?:[^']|'')*)'|"((?:[^"]|"")*)"|([\w$]+))""", re.IGNORECASE)
 
@@ -77,7 +80,7 @@ class PlanEntry:
 
 
 def _skipped(name: str) -> bool:
-    return name.lower().startswith(_SKIPPED_PREFIXES)
+    return name.lower().startswith(_SKIPPED_PREFIXES) and name not in _KEPT
 
 
 def read_source_schema(source: Database) -> tuple[list[tuple[str, str, str, str]], bool]:
