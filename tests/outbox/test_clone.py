@@ -236,3 +236,30 @@ def test_an_interrupted_clone_resumes_from_its_last_committed_page(tmp_path: Pat
     assert report.resumed and report.equal and report.rows == 200
     with closing(open_file(tmp_path / "copy.db")) as conn, closing(open_file(emulator_file(emulator))) as far:
         assert snapshot(conn, "items") == snapshot(far, "items")
+
+
+def test_one_row_pages_cross_every_key_boundary_exactly(
+    tmp_path: Path, emulator: EmulatorServer, source: D1Client
+) -> None:
+    """Composite NOCASE keys, NUL and empty-text keys, 64-bit extremes and rowids: each page starts exactly
+    after the last key, in the table's own collation."""
+    report = clone(source, tmp_path / "copy.db", page=1)
+    assert report.equal and report.requests > 2 * 70
+    _same_file(emulator_file(emulator), tmp_path / "copy.db")
+
+
+def test_a_resumed_clone_refuses_another_table_choice(tmp_path: Path, source: D1Client) -> None:
+    failing = RecordingTarget(source)
+    original = failing._execute_raw
+
+    def cut(statement: Statement) -> RawResult:
+        if statement.sql.startswith("WITH head"):
+            raise ConnectionError("cut")
+        return original(statement)
+
+    failing._execute_raw = cut  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        clone(failing, tmp_path / "copy.db", tables=["pairs"])
+    with pytest.raises(ConfigError, match=r"interrupted clone without 'vals'.*--force"):
+        clone(source, tmp_path / "copy.db", tables=["vals"])
+    assert clone(source, tmp_path / "copy.db").resumed

@@ -249,6 +249,17 @@ def _check_file(path: Path, force: bool) -> bool:
     )
 
 
+def _same_selection(path: Path, plan: list[PlanEntry], tables: Iterable[str] | None) -> None:
+    """A resumed clone carries on with its own plan: refuse a ``tables`` choice that plan does not hold."""
+    planned = {e.name for e in plan if e.type in ("table", "view")}
+    missing = sorted(set(tables or ()) - planned)
+    if missing:
+        raise ConfigError(
+            f"{path} holds an interrupted clone without {', '.join(map(repr, missing))}; run it again with its "
+            "own --table choice to finish it, or pass --force to start over"
+        )
+
+
 def clone(
     source: Database,
     path: str | os.PathLike[str],
@@ -289,6 +300,7 @@ def clone(
         finished = False
         if resumed:
             plan, sequence, finished = load_plan(conn)
+            _same_selection(path, plan, tables)
         else:
             plan = create_plan(conn, source, objects, sequence)
         run = _Copy(source, conn, plan, on_progress)
