@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from d1sync.local import LocalDatabase
     from d1sync.migrations import MigrationSource, Migrator
     from d1sync.outbox import (
+        CloneReport,
         DeadLetter,
         DrainReport,
         Limits,
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         SyncResult,
         SyncWorker,
         TableSpec,
+        clone,
         drain,
         from_env,
     )
@@ -78,6 +80,7 @@ __all__ = [
     "AsyncStatement",
     "AuthError",
     "Backoff",
+    "CloneReport",
     "ConfigError",
     "D1Client",
     "D1Error",
@@ -121,6 +124,7 @@ __all__ = [
     "UnsafeMigrationError",
     "ValueEncodingError",
     "__version__",
+    "clone",
     "drain",
     "find_wrangler_config",
     "from_env",
@@ -165,6 +169,8 @@ _LAZY = {
     "LocalDatabase": "d1sync.local",
     "MigrationSource": "d1sync.migrations",
     "Migrator": "d1sync.migrations",
+    "CloneReport": "d1sync.outbox",
+    "clone": "d1sync.outbox",
     "DeadLetter": "d1sync.outbox",
     "DrainReport": "d1sync.outbox",
     "Limits": "d1sync.outbox",

@@ -14,7 +14,8 @@ See ``docs/sync.md`` for the design; the pieces, in the order a change travels:
 - :mod:`~d1sync.outbox.embed`: ``from_env``, the zero-config worker;
 - :mod:`~d1sync.outbox.reconcile`, :mod:`~d1sync.outbox.preflight`, :mod:`~d1sync.outbox.verify`: following
   schema changes, per-table remote checks, exact comparison and repair;
-- :mod:`~d1sync.outbox.status` and :mod:`~d1sync.outbox.metrics`: what it is doing, for people and Prometheus.
+- :mod:`~d1sync.outbox.status` and :mod:`~d1sync.outbox.metrics`: what it is doing, for people and Prometheus;
+- :mod:`~d1sync.outbox.clone` (and :mod:`~d1sync.outbox.clone_plan`): the way back, a database copied into a file.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from d1sync.backoff import Backoff
 from d1sync.errors import SchemaMismatchError
 from d1sync.outbox.capture import TableSpec
+from d1sync.outbox.clone import CloneReport, clone
 from d1sync.outbox.dead import DeadLetter
 from d1sync.outbox.drain import DrainReport, drain
 from d1sync.outbox.embed import from_env
@@ -33,6 +35,7 @@ from d1sync.outbox.worker import SyncWorker
 
 __all__ = [
     "Backoff",
+    "CloneReport",
     "DeadLetter",
     "DrainReport",
     "Limits",
@@ -42,6 +45,7 @@ __all__ = [
     "SyncResult",
     "SyncWorker",
     "TableSpec",
+    "clone",
     "drain",
     "from_env",
 ]
