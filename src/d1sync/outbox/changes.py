@@ -10,7 +10,7 @@ from typing import Literal
 from d1sync.outbox.capture import TableSpec, load_specs
 from d1sync.outbox.codec import column_expr, encode_row, has_undecodable_text, key_sql
 from d1sync.outbox.lease import holds_lease
-from d1sync.outbox.schema import now_ms
+from d1sync.outbox.schema import LIVE, delete_changes, now_ms
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 
@@ -153,11 +153,11 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = ()) -> Wi
         if skip:
             query = (
                 "SELECT seq, tbl, key, op, payload FROM _d1sync_changes "
-                "WHERE tbl NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?"
+                f"WHERE {LIVE} AND tbl NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?"
             )
             rows, lenient_log = conn.read(query, (json.dumps(sorted(skip)), limit))
         else:
-            query = "SELECT seq, tbl, key, op, payload FROM _d1sync_changes ORDER BY seq LIMIT ?"
+            query = f"SELECT seq, tbl, key, op, payload FROM _d1sync_changes WHERE {LIVE} ORDER BY seq LIMIT ?"
             rows, lenient_log = conn.read(query, (limit,))
         log = rows.fetchall()
         latest = _coalesce(log)
@@ -204,12 +204,10 @@ def acknowledge(
     with conn.atomic():
         if owner is not None and not holds_lease(conn, owner):
             return None
-        cur = conn.execute(
-            "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?))", (seq_param(changes),)
-        )
+        deleted = delete_changes(conn, "seq IN (SELECT value FROM json_each(?))", (seq_param(changes),))
         if then is not None:
             then(conn, changes)
-    return cur.rowcount
+    return len(deleted)
 
 
 def requeue(conn: Connection, changes: Sequence[Change]) -> None:

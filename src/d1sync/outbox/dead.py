@@ -16,7 +16,7 @@ from typing import Any
 from d1sync.errors import ConfigError
 from d1sync.outbox.changes import Change, seq_param
 from d1sync.outbox.codec import decode_row, stored_text
-from d1sync.outbox.schema import now_ms
+from d1sync.outbox.schema import delete_changes, now_ms
 from d1sync.sqlite import Connection
 
 __all__ = ["DeadLetter", "dead_letter", "drop_dead", "list_dead", "resolve_dead", "retry_dead"]
@@ -75,11 +75,9 @@ def dead_letter(conn: Connection, failures: Sequence[tuple[Change, str]]) -> int
         return 0
     now = now_ms()
     with conn.atomic():
-        cur = conn.execute(
-            "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?)) RETURNING seq",
-            (seq_param(c for c, _ in failures),),
+        present = set(
+            delete_changes(conn, "seq IN (SELECT value FROM json_each(?))", (seq_param(c for c, _ in failures),))
         )
-        present = {row[0] for row in cur.fetchall()}
         moved = [(change, error) for change, error in failures if present.intersection(change.seqs)]
         for change, error in moved:
             values = (change.op, stored_text(change.data), error, now, change.table, stored_text(change.key))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Self
 from d1sync.backoff import Backoff
 from d1sync.errors import ConfigError, D1Error
 from d1sync.outbox.results import SyncResult
-from d1sync.outbox.schema import LastError, save_state
+from d1sync.outbox.schema import LIVE, LastError, save_state
 from d1sync.sqlite import Connection, on_commit
 
 __all__ = ["WorkerLoop"]
@@ -204,7 +204,7 @@ class WorkerLoop:
         return None if mark is None else int(mark)
 
     def _left(self, mark: int) -> bool:
-        sql = "SELECT EXISTS (SELECT 1 FROM _d1sync_changes WHERE seq <= ?)"
+        sql = f"SELECT EXISTS (SELECT 1 FROM _d1sync_changes WHERE seq <= ? AND {LIVE})"
         return bool(self.conn.execute(sql, (mark,)).fetchone()[0])
 
     def wait_synced(self, timeout: float | None = None) -> bool:

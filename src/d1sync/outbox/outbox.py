@@ -22,7 +22,7 @@ from d1sync.outbox.capture import (
 )
 from d1sync.outbox.codec import canonical_key_value, encode_key, encode_row
 from d1sync.outbox.dead import DeadLetter, drop_dead, list_dead, retry_dead
-from d1sync.outbox.schema import ensure_schema, has_outbox, now_ms
+from d1sync.outbox.schema import delete_changes, ensure_schema, has_outbox, now_ms
 from d1sync.outbox.status import Status, read_status
 from d1sync.outbox.tables import resume_all
 from d1sync.sqlite import Connection
@@ -153,7 +153,7 @@ class Outbox:
                 else:
                     conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ?", (table,))
                 if drop_pending or delete_remote:
-                    conn.execute("DELETE FROM _d1sync_changes WHERE tbl = ?", (table,))
+                    delete_changes(conn, "tbl = ?", (table,))
 
     def resume(self) -> None:
         """Clear every pause (the worker's and each table's) and the back-off, so the next pass tries at once.

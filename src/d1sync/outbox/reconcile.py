@@ -81,7 +81,8 @@ def _follow(conn: Connection, spec: TableSpec, table: str, state: TableState, no
             state,
             "local",
             f"the key of table {table!r} changed locally from ({', '.join(spec.key)}) to ({', '.join(new.key)})",
-            f"give the remote table the same key, then `d1sync untrack {_db(conn)} {table}` and `d1sync track {_db(conn)} {table}`",
+            f"give the remote table the same key, then `d1sync untrack {_db(conn)} {table}` and "
+            f"`d1sync track {_db(conn)} {table}`",
             now,
         )
     new = replace(new, mode=spec.mode)
