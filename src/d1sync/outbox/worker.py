@@ -117,7 +117,7 @@ class SyncWorker(WorkerLoop):
         self._target_id = repr(target)
         self.counters = Counters()
         self.rng = random.Random(seed)
-        self.conn = Connection(self.path)
+        self.conn = Connection(self.path, notify=False)  # its own commits must not wake its loop
         try:
             ensure_schema(self.conn)
         except BaseException:
@@ -193,6 +193,7 @@ class SyncWorker(WorkerLoop):
         """
         resume_all(self.conn)
         self._seen_schema = -1
+        self.wake()
 
     def record_failure(self, exc: D1SyncError, now: float, *, pause: bool, progressed: bool = False) -> SyncResult:
         """Persist a failed pass (back-off or pause, last error) and say when to try again.
