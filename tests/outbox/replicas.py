@@ -52,6 +52,12 @@ class Replica:
     def changes(self) -> int:
         return int(self.app.prepare("SELECT count(*) FROM _d1sync_changes").raw()[0][0])
 
+    def __enter__(self) -> Replica:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self.worker.close()
         self.remote.close()

@@ -27,6 +27,7 @@ from d1sync.sqlite import Connection
 
 __all__ = [
     "APPLYING_TABLE",
+    "clear_pull_pause",
     "PullTable",
     "Replica",
     "ensure_replica_schema",
@@ -145,6 +146,13 @@ def push_origin(conn: Connection) -> str | None:
     (push-only files send no origin statements at all)."""
     replica = load_replica(conn)
     return replica.id if replica is not None and replica.installed else None
+
+
+def clear_pull_pause(conn: Connection) -> None:
+    """Let the next pass pull even if pulls wait for a fix. Call inside a write transaction."""
+    replica = load_replica(conn)
+    if replica is not None and replica.paused:
+        save_replica(conn, dataclasses.replace(replica, paused=None, paused_at=None))
 
 
 def save_replica(conn: Connection, replica: Replica) -> None:

@@ -36,7 +36,7 @@ from d1sync.outbox.metrics import Counters
 from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
 from d1sync.outbox.preflight import preflight
 from d1sync.outbox.pull import Puller, PullOptions, merge_pull, replicated_specs
-from d1sync.outbox.replica import push_origin
+from d1sync.outbox.replica import clear_pull_pause, push_origin
 from d1sync.outbox.replicate import CLEAR_ORIGIN, SET_ORIGIN
 from d1sync.outbox.results import State, SyncResult
 from d1sync.outbox.schema import (
@@ -205,6 +205,7 @@ class SyncWorker(WorkerLoop):
         """
         resume_all(self.conn)
         self._seen_schema = -1
+        self.resume_pull()
 
     def record_failure(self, exc: D1SyncError, now: float, *, pause: bool, progressed: bool = False) -> SyncResult:
         """Persist a failed pass (back-off or pause, last error) and say when to try again.
@@ -292,6 +293,12 @@ class SyncWorker(WorkerLoop):
         now = self.clock() if now is None else now
         waiting = self._waiting(load_state(self.conn), now)
         return waiting or merge_pull(SyncResult("idle"), self.puller.pull(now))
+
+    def resume_pull(self) -> None:
+        """Pull at the next pass even if pulls wait for a fix (the remote capture was missing)."""
+        with self.conn.atomic():
+            clear_pull_pause(self.conn)
+        self.puller.last = None
 
     def _push_once(self, now: float) -> SyncResult:
         started = time.monotonic()
