@@ -105,6 +105,8 @@ def drain(
                     break
                 sleep(wait)
                 continue
+            if not worker.push and not result.more:
+                break  # pull only: caught up with the remote; local changes wait on purpose
             if not result.more and (report.pending == 0 or not worker.pending(flowing=True)):
                 if report.pending:  # what is left belongs to tables paused on their own
                     report.state = "paused"
