@@ -37,6 +37,7 @@ from d1sync.outbox.replica import (
     PullTable,
     Replica,
     ensure_replica_schema,
+    has_replica_schema,
     load_pull_tables,
     replica_identity,
     save_pull_table,
@@ -179,7 +180,8 @@ class Puller:
     def _replica(self, specs: dict[str, TableSpec] | None = None) -> Replica:
         """This file's replica state (a new identity, every table owing a resync, if it has none here)."""
         conn = self.worker.conn
-        ensure_replica_schema(conn)
+        if not has_replica_schema(conn):
+            ensure_replica_schema(conn)
         with conn.atomic():
             return replica_identity(conn, self.worker.path, sorted(specs or replicated_specs(conn)))
 

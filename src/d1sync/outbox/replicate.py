@@ -84,7 +84,6 @@ def _triggers(spec: TableSpec) -> list[str]:
         f"INSERT INTO _d1sync_log (tbl, key, op, origin, at) SELECT {tbl}, {{key}}, {{op}}, {_ORIGIN_NOW}, {NOW_MS_SQL}"
     )
     new_key, old_key = key_sql("NEW", spec.key), key_sql("OLD", spec.key)
-    of = " OF " + ", ".join(quote_identifier(c) for c in spec.columns)
     key_changed = " OR ".join(
         f"OLD.{c} IS NOT NEW.{c} COLLATE BINARY OR typeof(OLD.{c}) IS NOT typeof(NEW.{c})"
         for c in map(quote_identifier, spec.key)
@@ -95,7 +94,8 @@ def _triggers(spec: TableSpec) -> list[str]:
         *(f"DROP TRIGGER IF EXISTS {name}" for name in (ins, upd, delete)),
         f"CREATE TRIGGER {ins} AFTER INSERT ON {q} BEGIN {upsert_new}; END",
         # A key change is a delete of the old key and an upsert of the new one, as in the local change log.
-        f"CREATE TRIGGER {upd} AFTER UPDATE{of} ON {q} BEGIN {delete_old} WHERE {key_changed}; {upsert_new}; END",
+        # Every update is logged (no OF list): a column synced later, after ADD COLUMN, must not go unseen.
+        f"CREATE TRIGGER {upd} AFTER UPDATE ON {q} BEGIN {delete_old} WHERE {key_changed}; {upsert_new}; END",
         f"CREATE TRIGGER {delete} AFTER DELETE ON {q} BEGIN {delete_old}; END",
     ]
 
