@@ -195,7 +195,7 @@ class TaskQueue:
             "timeout": timeout,
             "max_attempts": max_attempts,
         }
-        return self.add_many([payload], ids=None if task_id is None else [task_id], **options)[0]
+        return self.add_many([payload], ids=None if task_id is None else [check_id(task_id, "task_id")], **options)[0]
 
     def add_many(self, payloads: Iterable[Any], *, ids: Sequence[str] | None = None, **options: Any) -> list[str]:
         """Add many tasks with the same options (those of :meth:`add`), 200 per atomic batch; returns their ids.
