@@ -15,6 +15,10 @@ answer message) in the same atomic batch as the completion, and only if the clai
         _, next_step = queue.add_statement({"parse": task.id}, role="parser")
         queue.complete(task.id, task.claim_id, result={"status": 200}, then=[next_step])
 
+Every write is safe to send twice (client-chosen task and claim ids; completions and failures recognise
+their own resend), so a response lost on the way back costs no attempt and no duplicate; batch with
+:meth:`~TaskQueue.claim_many` and :meth:`~TaskQueue.complete_many` where requests are the cost (D1).
+
 Statuses: ``open`` (waiting, possibly delayed), ``claimed``, ``done``, ``failed`` (the worker called
 ``fail(..., retry=False)``), ``dead`` (attempts exhausted). Times are stored as integer epoch milliseconds;
 the API takes durations in seconds and ``clock`` returns epoch seconds (like ``time.time``).
