@@ -49,6 +49,11 @@ EXPECTED_FIGURES = {
     "latency.p99_ms",
     "memory.peak_rss_mb",
     "recovery.seconds_to_first_ack",
+    *(f"tasks.file.{mode}.tasks_per_second" for mode in ("claim", "batched")),
+    *(f"tasks.emulator.{mode}.tasks_per_second" for mode in ("claim", "claim_many", "batched")),
+    "tasks.file.ratio.batched_vs_claim",
+    "tasks.emulator.ratio.claim_many_vs_claim",
+    "tasks.emulator.ratio.batched_vs_claim",
 }
 
 
@@ -77,6 +82,9 @@ def test_tiny_bench_writes_every_figure_with_its_conditions_and_the_machine(tmp_
     recovery = data["details"]["recovery"]
     # Killed mid-drain, restarted, drained: nothing lost, nothing different.
     assert recovery["verified"] and 0 < recovery["acknowledged_before_kill"] < 30_000
+    # Every task the queue benchmark completed is done exactly once, in one attempt.
+    assert all(d["exact"] and d["tasks"] > 0 for d in data["details"]["tasks"]), data["details"]["tasks"]
+    assert all(d["drained"] for d in data["details"]["tasks"] if d["board"] == "file")
     latency = next(f for f in data["figures"] if f["key"] == "latency.p99_ms")
     assert latency["conditions"]["samples"] == 5
     assert {"cpu_count", "python", "sqlite", "platform"} <= set(data["machine"])

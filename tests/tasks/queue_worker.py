@@ -5,6 +5,7 @@
 
 Prints ``ready``, waits for ``go`` on stdin (so every process starts at once), then:
 drain: claim and complete until nothing is left; prints one JSON line of what it claimed and completed.
+drain-many: the same, 5 tasks per claim_many and their completions in one complete_many.
 hang: claims one task, prints it as JSON, and sleeps until killed.
 chain: like drain, for tasks ``{"chain": c, "step": s}``: each completion posts a row in ``handovers`` and
 adds step s + 1 (up to ``CHAIN_STEPS``) in the same batch (``complete(then=...)``); prints a line per task.
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--api-base")
     parser.add_argument("--database-id")
     parser.add_argument("--agent", required=True)
-    parser.add_argument("--mode", choices=["drain", "hang", "chain"], required=True)
+    parser.add_argument("--mode", choices=["drain", "drain-many", "hang", "chain"], required=True)
     parser.add_argument("--lease", type=float, default=60.0)
     args = parser.parse_args()
     db = open_db(args)
@@ -60,6 +61,9 @@ def main() -> None:
     if args.mode == "chain":
         chain(db, queue, args.agent, args.lease)
         return
+    if args.mode == "drain-many":
+        drain_many(db, queue, args.agent, args.lease)
+        return
     claims: list[list[str]] = []
     completed: list[str] = []
     stale = 0
@@ -71,6 +75,22 @@ def main() -> None:
         else:
             stale += 1
     print(json.dumps({"agent": args.agent, "claims": claims, "completed": completed, "stale": stale}), flush=True)
+    db.close()
+
+
+def drain_many(db: Database, queue: TaskQueue, agent: str, lease: float) -> None:
+    claims: list[list[str]] = []
+    completed: list[str] = []
+    stale = 0
+    while tasks := queue.claim_many(agent, 5, lease=lease):
+        items = [(task.id, task.claim_id or "", {"by": agent}) for task in tasks]
+        claims += [[task.id, task.claim_id or ""] for task in tasks]
+        for task, ok in zip(tasks, queue.complete_many(items), strict=True):
+            if ok:
+                completed.append(task.id)
+            else:
+                stale += 1
+    print(json.dumps({"agent": agent, "claims": claims, "completed": completed, "stale": stale}), flush=True)
     db.close()
 
 

@@ -1,6 +1,6 @@
-"""Real processes on one board: 8 claimants drain 2,000 tasks exactly once; a claimant killed with kill -9
-has its task recovered by expire() and finished by another; claimants killed while handing over steps
-(complete(then=...)) never leave a chain done without its next step."""
+"""Real processes on one board: 8 claimants drain 2,000 tasks exactly once (one or five per claim); a
+claimant killed with kill -9 has its task recovered by expire() and finished by another; claimants killed
+while handing over steps (complete(then=...)) never leave a chain done without its next step."""
 
 from __future__ import annotations
 
@@ -65,12 +65,15 @@ def finish(procs: list[Any], timeout: float = 60) -> list[dict[str, Any]]:
     return reports
 
 
-def check_drained_exactly_once(queue: TaskQueue, ids: list[str], reports: list[dict[str, Any]]) -> None:
+def check_drained_exactly_once(
+    queue: TaskQueue, ids: list[str], reports: list[dict[str, Any]], *, per_claim: int = 1
+) -> None:
     claimed = [task_id for r in reports for task_id, _ in r["claims"]]
     claim_ids = [claim_id for r in reports for _, claim_id in r["claims"]]
     completed = [task_id for r in reports for task_id in r["completed"]]
     assert Counter(claimed).most_common(1)[0][1] == 1, "a task was claimed twice"
-    assert len(set(claim_ids)) == len(claim_ids)
+    assert Counter(claim_ids).most_common(1)[0][1] <= per_claim
+    assert len(set(claim_ids)) >= len(claim_ids) / per_claim
     assert sorted(completed) == sorted(ids), "a task was lost or completed twice"
     assert sum(r["stale"] for r in reports) == 0
     assert sum(1 for r in reports if r["completed"]) >= 2, "the workers did not overlap"
@@ -108,6 +111,13 @@ def test_eight_processes_drain_the_board_exactly_once(board: Board) -> None:
     ids = queue.add_many(range(TASKS))
     procs = start_workers(board.args, [f"w{i}" for i in range(PROCESSES)], "drain", board.env)
     check_drained_exactly_once(queue, ids, finish(procs))
+
+
+def test_eight_processes_claiming_five_at_a_time_drain_the_board_exactly_once(board: Board) -> None:
+    queue = TaskQueue(board.db)
+    ids = queue.add_many(range(TASKS))
+    procs = start_workers(board.args, [f"w{i}" for i in range(PROCESSES)], "drain-many", board.env)
+    check_drained_exactly_once(queue, ids, finish(procs), per_claim=5)
 
 
 def test_a_claimant_killed_mid_task_is_recovered_by_expire(board: Board) -> None:

@@ -52,6 +52,21 @@ def test_add_claim_complete_round_trip_in_json(board: list[str]) -> None:
     assert (code, nothing) == (0, None)
 
 
+def test_reruns_with_the_same_ids_add_claim_and_complete_once(board: list[str]) -> None:
+    """What a script does after a timeout: run the same command again; nothing happens twice."""
+    assert run("add", '"x"', "--id", "job-1", *board)[1] == {"id": "job-1"}
+    assert run("add", '"y"', "--id", "job-1", *board)[1] == {"id": "job-1"}
+    run("add", '"z"', *board)
+    _, first, _ = run("claim", "a", "--claim-id", "c-1", *board)
+    _, again, _ = run("claim", "a", "--claim-id", "c-1", *board)
+    assert first == again and (first["id"], first["claim_id"], first["attempts"]) == ("job-1", "c-1", 1)
+    for _ in range(2):
+        code, done, _ = run("complete", "job-1", "c-1", "--result", '{"ok": 1}', *board)
+        assert (code, done) == (0, {"id": "job-1", "status": "done"})
+    _, stats, _ = run("stats", *board)
+    assert (stats["total"], stats["done"], stats["open"]) == (2, 1, 1)
+
+
 def test_a_stale_complete_is_refused_with_a_hint_and_exit_1(board: list[str]) -> None:
     run("add", "1", *board)
     _, task, _ = run("claim", "a", *board)

@@ -118,7 +118,7 @@ class Report:
 def format_value(value: float, unit: str) -> str:
     if unit == "x":
         return f"{value:,.1f}x" if value < 100 else f"{value:,.0f}x"
-    if unit in ("rows/s", "bytes"):
+    if unit in ("rows/s", "tasks/s", "bytes"):
         return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.1f} {unit}"
     if unit == "MB":
         return f"{value:,.1f} MB"

@@ -1,4 +1,4 @@
-"""Run the five benchmarks in one process, on one emulator over a loopback socket, and collect the figures."""
+"""Run the six benchmarks in one process, on one emulator over a loopback socket, and collect the figures."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from d1sync.bench.process import run_memory, run_recovery
 from d1sync.bench.remote import BenchEmulator
 from d1sync.bench.report import Figure, Report
 from d1sync.bench.settings import BENCHMARKS, QUICK, BenchSettings
+from d1sync.bench.tasks import run_task_bench
 from d1sync.errors import D1SyncError
 from d1sync.outbox import Limits
 
@@ -281,6 +282,7 @@ def run_bench(
                 "latency": lambda: _run_latency(emulator, root, settings, report, say),
                 "memory": lambda: _run_memory(emulator, root, settings, report, say),
                 "recovery": lambda: _run_recovery(emulator, root, settings, report, say),
+                "tasks": lambda: run_task_bench(emulator, root, settings, report, say),
             }
             for name in settings.benchmarks:
                 try:

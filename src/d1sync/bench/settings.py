@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 __all__ = ["BENCHMARKS", "QUICK", "BenchSettings"]
 
-BENCHMARKS = ("drain", "capture", "latency", "memory", "recovery")
+BENCHMARKS = ("drain", "capture", "latency", "memory", "recovery", "tasks")
 
 
 @dataclass(frozen=True)
@@ -19,9 +19,9 @@ class BenchSettings:
     latency_ms: float = 50.0
     """Round-trip latency the emulator adds to every query request."""
     rate_limit: float = 4.0
-    """Requests per second allowed by the client-side limiter in the drain benchmark (0: unlimited)."""
+    """Requests per second allowed by the client-side limiter in the drain and task benchmarks (0: unlimited)."""
     budget: float = 20.0
-    """Seconds each drain strategy may run."""
+    """Seconds each drain strategy (and each task-queue mode on the emulator) may run."""
     capture_transactions: int = 20_000
     """Single-row transactions per table in the capture benchmark (100-row transactions: a tenth of it)."""
     latency_samples: int = 300

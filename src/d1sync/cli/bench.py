@@ -52,9 +52,11 @@ def _render(report: Report, json_path: Path | None) -> None:
 @click.option(
     "--rate-limit",
     type=float,
-    help=f"Requests per second for the drain strategies; 0 = none [default: {BenchSettings.rate_limit:g}].",
+    help=f"Requests per second for the drain and task benchmarks; 0 = none [default: {BenchSettings.rate_limit:g}].",
 )
-@click.option("--budget", type=float, help=f"Seconds per drain strategy [default: {BenchSettings.budget:g}].")
+@click.option(
+    "--budget", type=float, help=f"Seconds per drain strategy and task-queue mode [default: {BenchSettings.budget:g}]."
+)
 @click.option(
     "--capture-transactions",
     type=int,
@@ -118,6 +120,7 @@ def bench(
     3. latency: commit to visible on the remote, p50/p95/p99
     4. memory: peak RSS of `d1sync sync` draining a large backlog
     5. recovery: restart after kill -9 to the first acknowledged batch
+    6. tasks: task-queue claims+completions per second, on a file and the emulator, with and without batches
 
     Benchmarks measure, they assert nothing. Every figure is printed with the conditions that produced it.
 

@@ -82,10 +82,12 @@ def tasks() -> None:
 @click.option("--delay", type=click.FloatRange(min=0), help="Seconds before it can be claimed.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Lease length in seconds.")
 @click.option("--max-attempts", type=click.IntRange(min=1), help="Claims before the task is dead.")
+@click.option("--id", "task_id", help="The task's id (default: a new ULID); adding an existing id adds nothing.")
 @board_options
 def add(
     payload: str,
     as_text: bool,
+    task_id: str | None,
     role: str | None,
     priority: int,
     delay: float | None,
@@ -94,13 +96,19 @@ def add(
     queue_name: str | None,
     **target: Any,
 ) -> None:
-    """Add a task with PAYLOAD (JSON text, or - for stdin); prints its id."""
+    """Add a task with PAYLOAD (JSON text, or - for stdin); prints its id. Safe to rerun with the same --id."""
     value = payload if as_text else parse_json(payload, "PAYLOAD")
     with open_queue(queue_name, create=True, **target) as queue:
-        task_id = queue.add(
-            value, role=role, priority=priority, delay=delay, timeout=timeout, max_attempts=max_attempts
+        added = queue.add(
+            value,
+            task_id=task_id,
+            role=role,
+            priority=priority,
+            delay=delay,
+            timeout=timeout,
+            max_attempts=max_attempts,
         )
-    print_json({"id": task_id})
+    print_json({"id": added})
 
 
 @tasks.command()
@@ -108,18 +116,24 @@ def add(
 @click.option("--role", help="Only claim a task of this role.")
 @click.option("--task-id", help="Claim this task (if it is open and available).")
 @click.option("--lease", type=click.FloatRange(min=0, min_open=True), help="Lease in seconds (default: task's).")
+@click.option(
+    "--claim-id",
+    help="Your own claim id (default: a new ULID). Rerun with the same id after an error: it returns the task "
+    "it claimed instead of claiming another.",
+)
 @board_options
 def claim(
     agent_id: str,
     role: str | None,
     task_id: str | None,
     lease: float | None,
+    claim_id: str | None,
     queue_name: str | None,
     **target: Any,
 ) -> None:
     """Claim the next available task for AGENT_ID; prints it (with its claim_id) or null."""
     with open_queue(queue_name, **target) as queue:
-        task = queue.claim(agent_id, task_id=task_id, role=role, lease=lease)
+        task = queue.claim(agent_id, task_id=task_id, role=role, lease=lease, claim_id=claim_id)
     print_json(None if task is None else task.to_dict())
 
 
@@ -136,11 +150,13 @@ def stale(task_id: str) -> NoReturn:
 @click.option("--result", "result_text", help="The result as JSON text (or - for stdin).")
 @board_options
 def complete(task_id: str, claim_id: str, result_text: str | None, queue_name: str | None, **target: Any) -> None:
-    """Mark TASK_ID done, if CLAIM_ID is still its current claim."""
+    """Mark TASK_ID done, if CLAIM_ID is still its current claim (rerunning it with the same result is safe)."""
     result = None if result_text is None else parse_json(result_text, "--result")
     with open_queue(queue_name, **target) as queue:
         ok = queue.complete(task_id, claim_id, result=result)
-    if not ok:
+        # A rerun after an error whose first run went through: done by this claim with this result.
+        task = None if ok else queue.get(task_id)
+    if not ok and not (task and (task.status, task.claim_id, task.result) == ("done", claim_id, result)):
         stale(task_id)
     print_json({"id": task_id, "status": "done"})
 

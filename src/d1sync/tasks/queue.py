@@ -15,6 +15,10 @@ answer message) in the same atomic batch as the completion, and only if the clai
         _, next_step = queue.add_statement({"parse": task.id}, role="parser")
         queue.complete(task.id, task.claim_id, result={"status": 200}, then=[next_step])
 
+Every write is safe to send twice (client-chosen task and claim ids; completions and failures recognise
+their own resend), so a response lost on the way back costs no attempt and no duplicate; batch with
+:meth:`~TaskQueue.claim_many` and :meth:`~TaskQueue.complete_many` where requests are the cost (D1).
+
 Statuses: ``open`` (waiting, possibly delayed), ``claimed``, ``done``, ``failed`` (the worker called
 ``fail(..., retry=False)``), ``dead`` (attempts exhausted). Times are stored as integer epoch milliseconds;
 the API takes durations in seconds and ``clock`` returns epoch seconds (like ``time.time``).
@@ -22,101 +26,28 @@ the API takes durations in seconds and ``clock`` returns epoch seconds (like ``t
 
 from __future__ import annotations
 
-import json
+import hashlib
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any
 
 from d1sync.backoff import Backoff
-from d1sync.database import Database, ModuleStore, Row, Statement, validate_module_name
-from d1sync.errors import SQLError, ValueEncodingError
+from d1sync.database import Database, ModuleStore, Result, Row, Statement, validate_module_name
+from d1sync.errors import SQLError
 from d1sync.sql import quote_identifier
-from d1sync.tasks.sql import CLAIM_FENCE, STATUSES, Queries
+from d1sync.tasks.model import Task, TaskStatus, check_id, check_ids, dumps, ms
+from d1sync.tasks.pending import Unanswered
+from d1sync.tasks.sql import CLAIM_FENCE, DONE_FENCE, STATUSES, Queries
 from d1sync.tasks.ulid import ULIDGenerator
 
 __all__ = ["STATUSES", "Task", "TaskQueue", "TaskStatus"]
 
-TaskStatus = Literal["open", "claimed", "done", "failed", "dead"]
-"""A task's status (see :data:`STATUSES` for the lifecycle order)."""
-
 _ADD_CHUNK = 200
+_COMPLETE_CHUNK = 200
 
 Clock = Callable[[], float]
-
-
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)
-
-
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _dumps(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueEncodingError(f"task {what} must be JSON-serialisable: {exc}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    """One row of the board, with ``payload`` and ``result`` decoded from JSON. Times are epoch ms.
-
-    ``claim_id``/``claimed_by``/``claimed_at`` describe the latest claim; ``lease_until`` is set only while
-    the task is ``claimed``.
-    """
-
-    id: str
-    status: TaskStatus
-    payload: Any
-    role: str | None
-    priority: int
-    available_at: int
-    timeout_ms: int
-    attempts: int
-    max_attempts: int
-    claim_id: str | None
-    claimed_by: str | None
-    claimed_at: int | None
-    lease_until: int | None
-    result: Any
-    error: str | None
-    created_at: int
-    updated_at: int
-    finished_at: int | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Task:
-        """Build from a row of the task table (integers may arrive as floats from D1's JSON)."""
-        result = row["result"]
-        return cls(
-            id=row["id"],
-            status=cast(TaskStatus, row["status"]),
-            payload=json.loads(row["payload"]),
-            role=row["role"],
-            priority=int(row["priority"]),
-            available_at=int(row["available_at"]),
-            timeout_ms=int(row["timeout_ms"]),
-            attempts=int(row["attempts"]),
-            max_attempts=int(row["max_attempts"]),
-            claim_id=row["claim_id"],
-            claimed_by=row["claimed_by"],
-            claimed_at=_int_or_none(row["claimed_at"]),
-            lease_until=_int_or_none(row["lease_until"]),
-            result=None if result is None else json.loads(result),
-            error=row["error"],
-            created_at=int(row["created_at"]),
-            updated_at=int(row["updated_at"]),
-            finished_at=_int_or_none(row["finished_at"]),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The task as a JSON-ready dict."""
-        return asdict(self)
 
 
 class TaskQueue:
@@ -169,6 +100,7 @@ class TaskQueue:
         self._rng = rng or random.Random()
         self._ulids = ULIDGenerator(clock)
         self._sql = Queries(quote_identifier(self.table))
+        self._unanswered = Unanswered()
         if create:
             self.create()
 
@@ -189,12 +121,13 @@ class TaskQueue:
 
     def now_ms(self) -> int:
         """The queue clock's current time in epoch milliseconds."""
-        return _ms(self.clock())
+        return ms(self.clock())
 
     def add_statement(
         self,
         payload: Any,
         *,
+        task_id: str | None = None,
         role: str | None = None,
         priority: int = 0,
         delay: float | None = None,
@@ -219,14 +152,14 @@ class TaskQueue:
             raise ValueError(f"priority must be an int (got {priority!r})")
         now = self.now_ms()
         if isinstance(available_at, datetime):
-            start = _ms(available_at.timestamp())
+            start = ms(available_at.timestamp())
         elif available_at is not None:
-            start = _ms(available_at)
+            start = ms(available_at)
         else:
-            start = now + _ms(delay or 0.0)
-        task_id = self._ulids.new()
+            start = now + ms(delay or 0.0)
+        task_id = self._ulids.new() if task_id is None else check_id(task_id, "task_id")
         statement = self.db.prepare(self._sql.add).bind(
-            task_id, role, priority, _dumps(payload, "payload"), start, _ms(timeout), max_attempts, now
+            task_id, role, priority, dumps(payload, "payload"), start, ms(timeout), max_attempts, now
         )
         return task_id, statement
 
@@ -234,6 +167,7 @@ class TaskQueue:
         self,
         payload: Any,
         *,
+        task_id: str | None = None,
         role: str | None = None,
         priority: int = 0,
         delay: float | None = None,
@@ -241,42 +175,66 @@ class TaskQueue:
         timeout: float | None = None,
         max_attempts: int | None = None,
     ) -> str:
-        """Add a task and return its id (a ULID).
+        """Add a task and return its id (a ULID, or ``task_id``).
+
+        Adding is idempotent: the id is chosen here, not by the database, and an id that exists already adds
+        nothing (the task keeps its first payload). So the client resends an add whose response was lost,
+        and calling ``add`` again with the same arguments after it raised adds the task at most once.
 
         Args:
             payload: any JSON-serialisable value.
+            task_id: your own id for the task (any non-empty text), to make adds idempotent across processes;
+                default: a new ULID.
             role: the kind of worker that should take it (``claim(role=...)``); ``None`` for any.
             priority: higher is claimed first.
             delay: seconds before it can be claimed. Or ``available_at``: epoch seconds or a datetime.
             timeout: lease length in seconds when claimed without ``lease`` (default: the queue's).
             max_attempts: claims before it is ``dead`` (default: the queue's).
         """
-        task_id, statement = self.add_statement(
-            payload,
-            role=role,
-            priority=priority,
-            delay=delay,
-            available_at=available_at,
-            timeout=timeout,
-            max_attempts=max_attempts,
-        )
-        statement.run()
-        return task_id
+        options = {
+            "role": role,
+            "priority": priority,
+            "delay": delay,
+            "available_at": available_at,
+            "timeout": timeout,
+            "max_attempts": max_attempts,
+        }
+        return self.add_many([payload], ids=None if task_id is None else [check_id(task_id, "task_id")], **options)[0]
 
-    def add_many(self, payloads: Iterable[Any], **options: Any) -> list[str]:
-        """Add many tasks with the same options, a few hundred per atomic batch; returns their ids in order."""
-        ids: list[str] = []
-        chunk: list[Statement] = []
-        for payload in payloads:
-            task_id, statement = self.add_statement(payload, **options)
-            ids.append(task_id)
-            chunk.append(statement)
-            if len(chunk) == _ADD_CHUNK:
-                self.db.batch(chunk)
-                chunk = []
-        if chunk:
-            self.db.batch(chunk)
-        return ids
+    def add_many(self, payloads: Iterable[Any], *, ids: Sequence[str] | None = None, **options: Any) -> list[str]:
+        """Add many tasks with the same options (those of :meth:`add`), 200 per atomic batch; returns their ids.
+
+        Every batch is idempotent (client-chosen ids, ``ON CONFLICT DO NOTHING``), so the client resends one
+        whose response was lost. If the call still raises partway, some batches are in: call ``add_many``
+        again with the same payloads and options (the queue reuses the ids it chose) or the same ``ids``,
+        and only the missing tasks are added.
+
+        Args:
+            payloads: JSON-serialisable values.
+            ids: your own ids, one per payload and all different; default: new ULIDs.
+        """
+        payloads = list(payloads)
+        if ids is not None:
+            ids = check_ids(ids, len(payloads))
+        texts = [dumps(payload, "payload") for payload in payloads]
+        key: Hashable = ("add", hashlib.sha256("\x00".join(texts).encode()).hexdigest(), repr(sorted(options.items())))
+        if ids is None:
+            ids = self._unanswered.take(key) or [self._ulids.new() for _ in payloads]
+        statements = [self.add_statement(p, task_id=i, **options)[1] for p, i in zip(payloads, ids, strict=True)]
+        added = 0
+        try:
+            for start in range(0, len(statements), _ADD_CHUNK):
+                self._write(statements[start : start + _ADD_CHUNK])
+                added = min(len(statements), start + _ADD_CHUNK)
+        except BaseException as exc:
+            self._unanswered.keep(key, ids)
+            if added:
+                exc.add_note(
+                    f"{added} of {len(ids)} tasks were added before this error; add_many with the same payloads "
+                    "and options (or ids) adds only the others"
+                )
+            raise
+        return list(ids)
 
     # -- working -------------------------------------------------------------------------------------------
 
@@ -287,6 +245,7 @@ class TaskQueue:
         task_id: str | None = None,
         role: str | None = None,
         lease: float | None = None,
+        claim_id: str | None = None,
     ) -> Task | None:
         """Claim the next available task (or the task ``task_id``) for ``agent_id``, atomically.
 
@@ -294,28 +253,78 @@ class TaskQueue:
         the oldest id; with ``role`` only tasks of that role qualify. Returns the claimed task, whose
         ``claim_id`` fences :meth:`complete`/:meth:`fail`/:meth:`heartbeat`, or ``None`` when nothing is
         available. ``lease`` (seconds) overrides the task's own timeout.
+
+        A lost response costs nothing: the claim id is chosen here and sent with the claim, and a claim id
+        that already holds a task claims nothing more and returns that task. The client resends the claim
+        itself; if the call raised anyway, calling ``claim`` again with the same arguments reuses the claim
+        id. Pass ``claim_id`` (any non-empty text, unique per claim) to retry across processes.
         """
+        tasks = self._claim(agent_id, 1, task_id=task_id, role=role, lease=lease, claim_id=claim_id)
+        return tasks[0] if tasks else None
+
+    def claim_many(
+        self,
+        agent_id: str,
+        count: int,
+        *,
+        role: str | None = None,
+        lease: float | None = None,
+        claim_id: str | None = None,
+    ) -> list[Task]:
+        """Claim up to ``count`` available tasks in one atomic request, in claim order (see :meth:`claim`).
+
+        The tasks share one ``claim_id``; each is fenced on its own (``complete(task.id, task.claim_id)``),
+        expires on its own and counts one attempt. One request instead of ``count`` is what a D1 board
+        under the account's rate limit needs (``docs/tasks.md`` has the figures); finish them together with
+        :meth:`complete_many`. A lost response costs nothing, as for :meth:`claim`.
+
+        Example::
+
+            tasks = queue.claim_many("agent-1", 10, lease=120)
+            done = queue.complete_many([(t.id, t.claim_id, work(t.payload)) for t in tasks])
+        """
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be an int >= 1 (got {count!r})")
+        return self._claim(agent_id, count, task_id=None, role=role, lease=lease, claim_id=claim_id)
+
+    def _claim(
+        self,
+        agent_id: str,
+        count: int,
+        *,
+        task_id: str | None,
+        role: str | None,
+        lease: float | None,
+        claim_id: str | None,
+    ) -> list[Task]:
         if lease is not None and lease <= 0:
             raise ValueError(f"lease must be > 0 seconds (got {lease})")
-        claim_id = self._ulids.new()
-        params: list[Any] = [claim_id, agent_id, self.now_ms(), None if lease is None else _ms(lease)]
-        if task_id is not None:
-            params.append(task_id)
-        if role is not None:
-            params.append(role)
+        check_id(agent_id, "agent_id")
+        key: Hashable = ("claim", agent_id, count, task_id, role, lease)
+        if claim_id is not None:
+            check_id(claim_id, "claim_id")
+        else:
+            claim_id = self._unanswered.take(key) or self._ulids.new()
+        params: list[Any] = [claim_id, agent_id, self.now_ms(), None if lease is None else ms(lease), count]
+        params += [p for p in (task_id, role) if p is not None]
         sql = self._sql.claim(by_id=task_id is not None, by_role=role is not None)
-        found: Row | None = self.db.prepare(sql).bind(*params).first()
-        return None if found is None else Task.from_row(found)
+        claim = self.db.prepare(sql).bind(*params)
+        try:
+            _, held = self._write([claim, self.db.prepare(self._sql.claimed).bind(claim_id)])
+        except BaseException:
+            self._unanswered.keep(key, claim_id)
+            raise
+        return [Task.from_row(row) for row in held.results]
 
     def heartbeat(self, task_id: str, claim_id: str, *, lease: float | None = None) -> bool:
         """Extend a claim's lease to now + ``lease`` seconds (default: the task's timeout).
 
         Returns ``False`` if the claim is no longer current (the task expired and was claimed again, or was
-        finished); then stop working on it.
+        finished); then stop working on it. A resend after a lost response sets the same lease.
         """
         if lease is not None and lease <= 0:
             raise ValueError(f"lease must be > 0 seconds (got {lease})")
-        lease_ms = None if lease is None else _ms(lease)
+        lease_ms = None if lease is None else ms(lease)
         return self._fenced(self._sql.heartbeat, self.now_ms(), lease_ms, task_id, claim_id)
 
     def complete(self, task_id: str, claim_id: str, *, result: Any = None, then: Iterable[Statement] = ()) -> bool:
@@ -327,6 +336,11 @@ class TaskQueue:
         whole batch rolls back, the task stays claimed, and the error (a :class:`~d1sync.errors.SQLError`)
         is raised.
 
+        A lost response never turns a completion into ``False``: the client resends the call, which
+        recognises its own completion (same claim, result and time) and answers ``True`` without running
+        ``then`` twice. If the call raised anyway, call it again with the same result: the queue reuses the
+        time it sent.
+
         Example::
 
             _, review = queue.add_statement({"draft": draft}, role="reviewer")
@@ -334,53 +348,90 @@ class TaskQueue:
             if not queue.complete(task.id, task.claim_id, result={"draft": draft}, then=[post, review]):
                 ...  # the claim was lost: another agent owns the task now; nothing was posted
         """
-        now, result_json = self.now_ms(), _dumps(result, "result")
         follow_up = list(then)
         if not follow_up:
-            return self._fenced(self._sql.complete, result_json, now, task_id, claim_id)
-        # D1 has no BEGIN, so a batch cannot branch on the claim: the fence statement fails when the claim
-        # is stale, which rolls back the whole batch (completion and follow-ups) on every backend.
+            return self.complete_many([(task_id, claim_id, result)])[0]
+        result_json = dumps(result, "result")
+        key: Hashable = ("complete", task_id, claim_id, result_json)
+        now = self._unanswered.take(key) or self.now_ms()
+        # D1 has no BEGIN, so a batch cannot branch on the claim: the fence statements fail when the claim is
+        # stale or this call already committed, which rolls back the whole batch on every backend.
         batch = [
-            self.db.prepare(self._sql.fence).bind(task_id, claim_id),
+            self.db.prepare(self._sql.fence).bind(task_id, claim_id, now, result_json),
+            self.db.prepare(self._sql.done_fence).bind(task_id, claim_id),
             self.db.prepare(self._sql.complete).bind(result_json, now, task_id, claim_id),
             *follow_up,
         ]
         try:
-            self.db.batch(batch)
+            self._write(batch)
         except SQLError as exc:
-            if exc.fence == CLAIM_FENCE:
-                return False
+            if exc.fence in (CLAIM_FENCE, DONE_FENCE):
+                return exc.fence == DONE_FENCE
+            raise
+        except BaseException:
+            self._unanswered.keep(key, now)
             raise
         return True
+
+    def complete_many(self, items: Iterable[tuple[str, str, Any]]) -> list[bool]:
+        """Complete many claimed tasks, each ``(task_id, claim_id, result)``, 200 per request; one bool each.
+
+        Each completion is fenced on its own, exactly as :meth:`complete` without ``then``: a stale one gets
+        ``False`` and changes nothing, the others go through. Each batch is idempotent, and a resend after
+        a lost response answers ``True`` for the completions it recognises as its own.
+        """
+        work = [(task_id, claim_id, dumps(result, "result")) for task_id, claim_id, result in items]
+        keys: list[Hashable] = [("complete", *item) for item in work]
+        fresh = self.now_ms()
+        nows = [self._unanswered.take(key) or fresh for key in keys]
+        done: list[bool] = []
+        try:
+            for start in range(0, len(work), _COMPLETE_CHUNK):
+                chunk = zip(work[start : start + _COMPLETE_CHUNK], nows[start:], strict=False)
+                statements = [
+                    self.db.prepare(self._sql.complete).bind(result, now, task_id, claim_id)
+                    for (task_id, claim_id, result), now in chunk
+                ]
+                done += [bool(r.results) for r in self._write(statements)]
+        except BaseException:
+            for key, now in list(zip(keys, nows, strict=True))[len(done) :]:
+                self._unanswered.keep(key, now)
+            raise
+        return done
 
     def fail(self, task_id: str, claim_id: str, *, error: str | None = None, retry: bool = True) -> bool:
         """Record a failed attempt. ``False`` (and no change) if the claim is stale.
 
         With ``retry`` and attempts left, the task is open again after the queue's back-off: a random 50-100 %
         of ``min(cap, base * 2**(attempts - 1))`` seconds; without attempts left it is ``dead``.
-        ``retry=False`` marks it ``failed`` at once.
+        ``retry=False`` marks it ``failed`` at once. A resend after a lost response recognises its own
+        failure and answers ``True`` again; so does calling ``fail`` again with the same arguments after it raised.
         """
-        return self._fenced(
-            self._sql.fail,
-            retry,
-            self.now_ms(),
-            _ms(self.backoff.base),
-            _ms(self.backoff.cap),
-            error,
-            task_id,
-            claim_id,
-            self.backoff.jitter(self._rng),
-        )
+        key: Hashable = ("fail", task_id, claim_id, error, bool(retry))
+        now, jitter = self._unanswered.take(key) or (self.now_ms(), self.backoff.jitter(self._rng))
+        backoff = ms(self.backoff.base), ms(self.backoff.cap)
+        try:
+            return self._fenced(self._sql.fail, retry, now, *backoff, error, task_id, claim_id, jitter)
+        except BaseException:
+            self._unanswered.keep(key, (now, jitter))
+            raise
+
+    def _write(self, statements: list[Statement]) -> list[Result]:
+        # Every write of the queue is safe to apply twice, so a remote client may resend it.
+        return self.db.batch(statements, idempotent=True)
 
     def _fenced(self, sql: str, *params: Any) -> bool:
-        return self.db.prepare(sql).bind(*params).first() is not None
+        [result] = self._write([self.db.prepare(sql).bind(*params)])
+        return bool(result.results)
 
     def expire(self) -> int:
         """Return every claim whose lease has run out to ``open`` (or ``dead`` when attempts are used up).
 
-        Returns how many claims expired. Call it from any worker or a timer: it is one idempotent statement.
+        Returns how many claims expired. Call it from any worker or a timer: it is one idempotent statement
+        (a resend after a lost response expires nothing more, and may count fewer).
         """
-        return len(self.db.prepare(self._sql.expire).bind(self.now_ms()).all().results)
+        [result] = self._write([self.db.prepare(self._sql.expire).bind(self.now_ms())])
+        return len(result.results)
 
     # -- reading -------------------------------------------------------------------------------------------
 

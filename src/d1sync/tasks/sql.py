@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from d1sync.sql import fence_sql, quote_identifier
 
-__all__ = ["CLAIM_FENCE", "STATUSES", "Queries"]
+__all__ = ["CLAIM_FENCE", "DONE_FENCE", "STATUSES", "Queries"]
 
 STATUSES = ("open", "claimed", "done", "failed", "dead")
 """Every status a task can have, in lifecycle order."""
 CLAIM_FENCE = "claim-lost"
 """The fence of ``complete(then=...)``: its error means the claim was no longer current."""
+DONE_FENCE = "already-done"
+"""The second fence of ``complete(then=...)``: this very call (a resend after a lost response) committed before."""
 _MAX_SHIFT = 30  # base * 2**30 is already beyond any sensible cap
 
 
@@ -23,31 +25,49 @@ class Queries:
     def __init__(self, table: str) -> None:
         t = table
         self.t = t
-        self.add = f"INSERT INTO {t} ({self._COLUMNS}) VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6, 0, ?7, ?8, ?8)"
+        # The id comes from the client, so a resent INSERT finds its own row and adds nothing.
+        self.add = (
+            f"INSERT INTO {t} ({self._COLUMNS}) VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6, 0, ?7, ?8, ?8) "
+            "ON CONFLICT (id) DO NOTHING"
+        )
+        # Heartbeats are idempotent as they stand: a resend sets the same lease from the same ?1.
         self.heartbeat = (
             f"UPDATE {t} SET lease_until = ?1 + COALESCE(?2, timeout_ms), updated_at = ?1 "
             "WHERE id = ?3 AND claim_id = ?4 AND status = 'claimed' RETURNING id"
         )
+        # ?1 result, ?2 now, ?3 id, ?4 claim. A resend of the same call (same result, same ?2) finds the task
+        # done exactly as it would leave it, rewrites the same values and answers again: a lost response
+        # never turns a completion into "claim lost". Another call of that claim differs in ?2 or ?1.
+        done_by_call = "status = 'done' AND finished_at = ?2 AND result IS ?1"
         self.complete = (
             f"UPDATE {t} SET status = 'done', result = ?1, lease_until = NULL, updated_at = ?2, finished_at = ?2 "
-            "WHERE id = ?3 AND claim_id = ?4 AND status = 'claimed' RETURNING id"
+            f"WHERE id = ?3 AND claim_id = ?4 AND (status = 'claimed' OR ({done_by_call})) RETURNING id"
         )
-        # Fails (rolling the whole batch back) unless the claim is current: see fence_sql.
+        # complete(then=...): ?1 id, ?2 claim, ?3 now, ?4 result. The first fence fails (rolling the whole batch
+        # back, see fence_sql) unless the claim is current or this very call already committed; the second
+        # fails in the latter case, so a resend posts no follow-up twice and still learns that it succeeded.
+        mine = f"SELECT 1 FROM {t} WHERE id = ?1 AND claim_id = ?2 AND "
         self.fence = fence_sql(
-            CLAIM_FENCE, unless=f"EXISTS (SELECT 1 FROM {t} WHERE id = ?1 AND claim_id = ?2 AND status = 'claimed')"
+            CLAIM_FENCE,
+            unless=f"EXISTS ({mine}(status = 'claimed' OR (status = 'done' AND finished_at = ?3 AND result IS ?4)))",
         )
+        self.done_fence = fence_sql(DONE_FENCE, unless=f"EXISTS ({mine}status = 'claimed')")
         # ?1 retry flag, ?2 now, ?3 back-off base ms, ?4 cap ms, ?8 jitter share (Backoff.jitter, in [0.5, 1]).
         # The ceiling doubles per attempt: a shift, because D1 may lack SQLite's math functions (pow).
+        # A resend of the same call finds the task as this call leaves it (status, ?2 and ?5) and rewrites the
+        # same values (attempts is unchanged, so the back-off is too).
         retrying = "?1 <> 0 AND attempts < max_attempts"
+        outcome = "CASE WHEN ?1 = 0 THEN 'failed' WHEN attempts < max_attempts THEN 'open' ELSE 'dead' END"
         self.fail = (
             f"UPDATE {t} SET "
-            f"status = CASE WHEN ?1 = 0 THEN 'failed' WHEN attempts < max_attempts THEN 'open' ELSE 'dead' END, "
+            f"status = {outcome}, "
             f"available_at = CASE WHEN {retrying} "
             f"THEN ?2 + CAST(MIN(?3 * (1 << MIN(attempts - 1, {_MAX_SHIFT})), ?4) * ?8 AS INTEGER) "
             "ELSE available_at END, "
             f"finished_at = CASE WHEN {retrying} THEN NULL ELSE ?2 END, "
             "error = ?5, lease_until = NULL, updated_at = ?2 "
-            "WHERE id = ?6 AND claim_id = ?7 AND status = 'claimed' RETURNING id"
+            "WHERE id = ?6 AND claim_id = ?7 AND (status = 'claimed' OR "
+            f"(status = {outcome} AND updated_at = ?2 AND error IS ?5 AND lease_until IS NULL)) RETURNING id"
         )
         self.expire = (
             f"UPDATE {t} SET status = CASE WHEN attempts < max_attempts THEN 'open' ELSE 'dead' END, "
@@ -57,6 +77,11 @@ class Queries:
             "WHERE status = 'claimed' AND lease_until <= ?1 RETURNING id"
         )
         self.get = f"SELECT * FROM {t} WHERE id = ?"
+        # The tasks claim ?1 holds: few rows, found through the (status, lease_until) index.
+        self.held = f"SELECT 1 FROM {t} WHERE status = 'claimed' AND claim_id = ?1"
+        self.claimed = (
+            f"SELECT * FROM {t} WHERE status = 'claimed' AND claim_id = ?1 ORDER BY priority DESC, available_at, id"
+        )
 
     def schema(self, table: str) -> list[str]:
         t = self.t
@@ -90,20 +115,20 @@ class Queries:
         ]
 
     def claim(self, *, by_id: bool, by_role: bool) -> str:
-        # ?1 claim id, ?2 agent, ?3 now, ?4 lease ms or NULL, then the task id and/or role.
+        # ?1 claim id, ?2 agent, ?3 now, ?4 lease ms or NULL, ?5 how many, then the task id and/or role.
         # One UPDATE with the choice in a subquery: atomic on SQLite and on D1 (no interactive transactions).
-        role = f" AND role = ?{6 if by_id else 5}" if by_role else ""
-        if by_id:
-            where = f"id = ?5 AND status = 'open' AND available_at <= ?3{role}"
-        else:
-            where = (
-                f"id = (SELECT id FROM {self.t} WHERE status = 'open' AND available_at <= ?3{role} "
-                "ORDER BY priority DESC, available_at, id LIMIT 1) AND status = 'open'"
-            )
+        # The subquery is not correlated, so SQLite evaluates it once, before any row changes. It picks
+        # nothing when claim ?1 already holds tasks: a resend after a lost response claims no more, and
+        # :attr:`claimed` (the same batch) returns what the first send claimed. The unary + keeps the planner
+        # on the primary key for the outer loop instead of scanning every open task through the status index.
+        role = f" AND role = ?{7 if by_id else 6}" if by_role else ""
+        chosen = " AND id = ?6" if by_id else ""
         return (
             f"UPDATE {self.t} SET status = 'claimed', claim_id = ?1, claimed_by = ?2, claimed_at = ?3, "
             "lease_until = ?3 + COALESCE(?4, timeout_ms), attempts = attempts + 1, updated_at = ?3 "
-            f"WHERE {where} RETURNING *"
+            f"WHERE id IN (SELECT id FROM {self.t} WHERE status = 'open' AND available_at <= ?3{chosen}{role} "
+            f"AND NOT EXISTS ({self.held}) "
+            "ORDER BY priority DESC, available_at, id LIMIT CAST(?5 AS INTEGER)) AND +status = 'open'"
         )
 
     def list(self, *, by_status: bool, by_role: bool) -> str:
