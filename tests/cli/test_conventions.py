@@ -336,6 +336,15 @@ def _wait_for(proc: subprocess.Popen[str], text: str, timeout: float = 20) -> st
     return seen
 
 
+def _wait_for_a_held_request(server: EmulatorServer, timeout: float = 60) -> None:
+    """Until the emulator holds a request of the process under test (however slowly it started)."""
+    deadline = time.monotonic() + timeout
+    while server.app.state.faults.stats["requests"] < 1:
+        assert time.monotonic() < deadline, "the process never sent a request"
+        time.sleep(0.05)
+    time.sleep(0.2)
+
+
 def _end(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         proc.kill()
@@ -351,7 +360,7 @@ def test_run_honours_the_flush_deadline_and_a_second_signal_exits_at_once(
     try:
         seen = _wait_for(first, "metrics at http://127.0.0.1:")
         assert "metrics at http://127.0.0.1:0/" not in seen  # port 0 picked a real port and says which
-        time.sleep(0.5)
+        _wait_for_a_held_request(slow_emulator)
         started = time.monotonic()
         first.send_signal(2)
         first.wait(timeout=8)  # the 8 s request does not hold it past --flush-timeout (2 s) + 1 s
@@ -372,7 +381,7 @@ def test_run_honours_the_flush_deadline_and_a_second_signal_exits_at_once(
 def test_ctrl_c_on_sync_exits_130_and_says_what_was_sent(app: Path, slow_emulator: EmulatorServer) -> None:
     proc = _spawn("sync", str(app), "--emulator", slow_emulator.url, env={"D1SYNC_EMULATOR_TOKEN": TOKEN})
     try:
-        time.sleep(3)  # imported, resolved, and waiting on the held request
+        _wait_for_a_held_request(slow_emulator)  # imported, resolved, and waiting on the held request
         proc.send_signal(2)
         _, err = proc.communicate(timeout=15)
         assert proc.returncode == 130
