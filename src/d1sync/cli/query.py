@@ -9,8 +9,8 @@ from rich.table import Table
 
 from d1sync.database import Result
 
-from ._common import Command, console, print_json
-from ._target import open_target, target_options
+from ._common import EXIT_USAGE, Command, console, fail, print_json
+from ._target import target_from, target_options
 
 __all__ = ["query"]
 
@@ -44,11 +44,17 @@ def _cell(value: Any) -> str:
 @click.argument("sql")
 @click.option("-p", "--param", "params", multiple=True, help="Bind a parameter (repeatable, as text).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON instead of a table.")
+@click.option(
+    "--d1-rules",
+    is_flag=True,
+    help="With --local: apply D1's authorizer and limits to the file, so SQL D1 refuses fails here too.",
+)
 @target_options
 def query(
     sql: str,
     params: tuple[str, ...],
     as_json: bool,
+    d1_rules: bool,
     **target: Any,
 ) -> None:
     """Run SQL anywhere and print the rows.
@@ -58,8 +64,19 @@ def query(
       d1sync query --local app.db "SELECT * FROM messages LIMIT 5"
       d1sync query --emulator http://127.0.0.1:8787 "SELECT 1 AS one" --json
       d1sync query --remote "SELECT count(*) FROM messages" -p 42
+      d1sync query --local app.db --d1-rules "PRAGMA user_version"   # refused, as on D1
     """
-    with open_target(target) as db:
+    resolved = target_from(target)
+    if d1_rules and resolved.kind != "local":
+        fail("--d1-rules applies to --local files only", "the emulator and D1 apply them already", exit_code=EXIT_USAGE)
+    if d1_rules:
+        from d1sync.local import LocalDatabase
+
+        assert resolved.path is not None
+        database: Any = LocalDatabase(resolved.path, d1_rules=True)
+    else:
+        database = resolved.open()
+    with database as db:
         result = db.prepare(sql).bind(*params).all()
     if as_json:
         print_json({"results": result.results, "meta": result.meta.to_dict()})
