@@ -58,17 +58,23 @@ class Piece:
     """One statement of a text, as SQLite's prepare loop cuts it (``sql`` keeps its leading comments)."""
 
     sql: str
-    remaining: int  # bytes from this statement's start to the end of the text: SQLite's length limit
+    rest: str  # the text from this statement on: SQLite's length limit applies to all of it
+
+    @property
+    def too_long(self) -> bool:
+        limit = D1_LIMITS["SQL_LENGTH"]
+        return len(self.rest) > limit or (len(self.rest) * 4 > limit and len(self.rest.encode()) > limit)
 
 
 def _is_quiet(token: str) -> bool:
     return token == ";" or token.isspace() or token.startswith(("--", "/*"))
 
 
-def split_sql(text: str) -> list[Piece]:
+def split_sql(text: str, *, lenient: bool = False) -> list[Piece]:
     """Cut ``text`` into statements like workerd does: a ``;`` ends a statement once SQLite calls it complete
     (so trigger bodies stay whole), whitespace after it is skipped, and a piece that holds no statement (only
-    comments or ``;``) is an error, as on D1 (``SELECT 1; -- c`` fails).
+    comments or ``;``) is an error, as on D1 (``SELECT 1; -- c`` fails). ``lenient`` skips such pieces
+    instead (an import).
 
     Raises:
         ApiError: 7500 ``SQL code did not contain a statement.``
@@ -83,9 +89,14 @@ def split_sql(text: str) -> list[Piece]:
             if token == ";" and apsw.complete(text[start : match.end()]):
                 end = match.end()
                 break
-        if not meaningful:
+        if lenient:
+            # An import skips comments, and leaves an incomplete remainder alone, as D1's does.
+            if meaningful and (end < len(text) or apsw.complete(text[start:end] + ";")):
+                pieces.append(Piece(text[start:end], ""))
+        elif meaningful:
+            pieces.append(Piece(text[start:end], text[start:]))
+        else:
             raise ApiError(7500, 400, NO_STATEMENT)
-        pieces.append(Piece(text[start:end], len(text[start:].encode())))
         start = end
         while start < len(text) and text[start] in " \t\n\r\v\f":
             start += 1
@@ -185,7 +196,11 @@ class Store:
         self._conn = apsw.Connection(os.fspath(self.path))
         conn = self._conn
         conn.set_busy_timeout(int(busy_timeout * 1000))
-        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+        # A rollback journal, not WAL: Python's own sqlite3 opening the same file in this process (a test
+        # reading the emulator's file) is a second SQLite library, blind to this one's locks. In WAL mode its
+        # close would checkpoint and delete the -wal file under this connection, losing later commits.
+        # synchronous=OFF keeps commits fast and survives a killed process (only a power cut could lose data).
+        for pragma in ("journal_mode = DELETE", "synchronous = OFF", "foreign_keys = ON"):
             list(conn.execute(f"PRAGMA {pragma}"))  # apsw runs a statement as its rows are read
         conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
         for name, value in D1_LIMITS.items():
@@ -209,6 +224,48 @@ class Store:
     def _trusted(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._auth.trust():
             return list(self._conn.execute(sql, params))
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of d1sync's own query, past the authorizer (exports read ``sqlite_master`` and every table)."""
+        with self.lock:
+            return self._trusted(sql, params)
+
+    def replace_with(self, snapshot: os.PathLike[str]) -> None:
+        """Make the database a copy of the SQLite file ``snapshot`` (a Time Travel restore)."""
+        with self.lock:
+            source = apsw.Connection(os.fspath(snapshot), flags=apsw.SQLITE_OPEN_READONLY)
+            try:
+                with self._auth.trust(), self._conn.backup("main", source, "main") as backup:
+                    backup.step()
+            finally:
+                source.close()
+            self._has_metadata = bool(self._trusted("SELECT 1 FROM sqlite_master WHERE name = '_cf_METADATA'"))
+
+    def ingest(self, text: str) -> tuple[int, RawResult]:
+        """Run a SQL file as D1's import does: every complete statement, in order, in one transaction (comments
+        and a trailing incomplete remainder are skipped). Returns how many ran and a meta covering them all."""
+        started = time.perf_counter()
+        before = self.size()
+        count = changes = rows_read = 0
+        with self.transaction():
+            for piece in split_sql(text, lenient=True):
+                result = self._run_one(piece, (), last=True, check_length=False)
+                count += 1
+                changes += result.meta.changes
+                rows_read += result.meta.rows_read
+        elapsed = (time.perf_counter() - started) * 1000
+        size = self.size()
+        meta = Meta(
+            duration=elapsed,
+            changes=changes,
+            last_row_id=self._conn.last_insert_rowid(),
+            changed_db=bool(changes) or size != before,
+            rows_read=rows_read,
+            rows_written=changes,
+            size_after=size,
+            sql_duration_ms=elapsed,
+        )
+        return count, RawResult([], [], meta)
 
     def size(self) -> int:
         """Bytes of the database as D1 counts them: pages in use (free pages left out) times the page size, so
@@ -258,7 +315,7 @@ class Store:
     def _write_metadata(self) -> None:
         # workerd adds its own table with the first write; it is listed in sqlite_master and refused to users.
         self._trusted(_METADATA_DDL)
-        self._trusted("INSERT INTO _cf_METADATA (key, value) VALUES (1, NULL), (2, NULL)")
+        self._trusted("INSERT INTO _cf_METADATA (key, value) VALUES (2, 5)")  # what a wrangler --local file holds
         self._has_metadata = True
 
     def run(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[RawResult]:
@@ -278,8 +335,8 @@ class Store:
             results.append(self._run_one(piece, params if last else (), last=last))
         return results
 
-    def _run_one(self, piece: Piece, params: Sequence[Any], *, last: bool) -> RawResult:
-        if piece.remaining > D1_LIMITS["SQL_LENGTH"]:
+    def _run_one(self, piece: Piece, params: Sequence[Any], *, last: bool, check_length: bool = True) -> RawResult:
+        if check_length and piece.too_long:
             raise ApiError(7500, 400, "statement too long: SQLITE_TOOBIG")
         if first_keyword(piece.sql) == "VACUUM":  # never outside the request's transaction, so never VACUUM INTO
             raise ApiError(7500, 400, "cannot VACUUM from within a transaction: SQLITE_ERROR")
