@@ -27,6 +27,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import threading
 import uuid
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ from typing import Any
 
 from d1sync.client.config import DEFAULT_EMULATOR_DATABASE_ID as DEFAULT_DATABASE_ID
 from d1sync.database import Meta, RawResult
+from d1sync.emulator.history import History
 from d1sync.emulator.store import Store
 from d1sync.errors import ApiError, SQLError
 from d1sync.local import D1_LIMITS
@@ -202,6 +204,7 @@ class Engine:
         self.auto_create = auto_create
         self._lock = threading.RLock()
         self._open: dict[str, Store] = {}
+        self._histories: dict[str, History] = {}
         self._catalog = Connection(self.data_dir / "_catalog.sqlite3")
         self._catalog.execute(
             "CREATE TABLE IF NOT EXISTS databases (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
@@ -216,6 +219,7 @@ class Engine:
             for db in self._open.values():
                 db.close()
             self._open.clear()
+            self._histories.clear()
             self._catalog.close()
 
     # -- files and catalog -------------------------------------------------------------------------------
@@ -261,7 +265,15 @@ class Engine:
                     self._register(database_id, database_id)
             db = Store(path)
             self._open[database_id] = db
+            self._histories[database_id] = History(db, database_id)
             return db
+
+    def history(self, database_id: str) -> History:
+        """The Time Travel history of ``database_id`` (opened with it)."""
+        database_id = parse_database_id(database_id)
+        with self._lock:
+            self.database(database_id)
+            return self._histories[database_id]
 
     def create(self, name: Any) -> dict[str, Any]:
         """Create a database called ``name`` (D1's ``POST .../d1/database``)."""
@@ -279,10 +291,13 @@ class Engine:
             if not self.exists(database_id):
                 raise ApiError(7404, 404, f"The database {database_id} could not be found")
             db = self._open.pop(database_id, None)
+            history = self._histories.pop(database_id, None)
             if db is not None:
                 db.close()
             path = self.path_for(database_id)
-            for suffix in ("", "-wal", "-shm"):
+            if history is not None:
+                shutil.rmtree(history.folder, ignore_errors=True)
+            for suffix in ("", "-wal", "-shm", "-journal"):
                 with contextlib.suppress(FileNotFoundError):
                     Path(f"{path}{suffix}").unlink()
             self._catalog.execute("DELETE FROM databases WHERE uuid = ?", (database_id,))
@@ -323,7 +338,10 @@ class Engine:
         queries = [(sql, params) for sql, params in _queries(body) if _has_text(sql)]
         if not queries:
             raise ApiError(7500, 400, NO_STATEMENTS)
-        results = self.database(database_id).run(queries)
+        store, history = self.database(database_id), self.history(database_id)
+        with store.lock:
+            history.before_request()
+            results = store.run(queries)
         return [_result(r, raw=raw) for r in results]
 
     def __enter__(self) -> Engine:

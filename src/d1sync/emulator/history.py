@@ -80,6 +80,7 @@ class History:
             self._versions = [_Version(**v) for v in saved["versions"] if v.get("file")]
         # After a restart the file may have changed unseen: it is a version of its own.
         self._current = _Version(max((v.version for v in self._versions), default=-1) + 1, self.clock())
+        self._opened = self._current.at
         store.on_commit = self._committed
 
     # -- bookmarks ---------------------------------------------------------------------------------------
@@ -120,8 +121,8 @@ class History:
         current = self._current
         if current.file is not None:
             return
-        last = self._versions[-1].at if self._versions else None
-        if current.version in self._handed_out or last is None or self.clock() - last >= self.interval:
+        last = self._versions[-1].at if self._versions else self._opened
+        if current.version in self._handed_out or self.clock() - last >= self.interval:
             self._keep_current()
 
     def _keep_current(self) -> None:
