@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from d1sync.emulator.engine import Engine, decode_body, parse_database_id
+from d1sync.emulator.engine import Engine, d1_meta, decode_body, parse_database_id
 from d1sync.emulator.history import parse_timestamp
 from d1sync.emulator.transfer import Transfers, dump_sql
 from d1sync.errors import ApiError
@@ -103,14 +103,13 @@ class _Endpoints:
                 self._imports[database_id] = answer
                 return answer
             bookmark = history.current_bookmark()
-        meta = result.meta.to_dict()
-        meta.pop("timings", None)
+        meta = d1_meta(result.meta)
         answer.update(
             success=True,
             status="complete",
             at_bookmark=bookmark,
             messages=[f"Processed {count} queries."],
-            result={"final_bookmark": bookmark, "num_queries": count, "meta": {**meta, "served_by": "d1sync-emulator"}},
+            result={"final_bookmark": bookmark, "num_queries": count, "meta": meta},
         )
         self._imports[database_id] = answer
         return answer

@@ -351,6 +351,11 @@ class Engine:
         self.close()
 
 
+def d1_meta(meta: Meta) -> dict[str, Any]:
+    """``meta`` as the emulator sends it: served ``LOCAL``, ``last_row_id`` as JavaScript prints it."""
+    return _meta(meta)
+
+
 def _meta(meta: Meta) -> dict[str, Any]:
     out = dataclasses.replace(meta, **_SERVED_BY).to_dict()  # type: ignore[arg-type]
     out["last_row_id"] = js_number(meta.last_row_id)
