@@ -18,7 +18,9 @@ def main() -> int:
         return 1
     engine = EngineProcess(len(CASES))
     try:
-        answers = {case.key: {"group": case.group, "sql": case.describe(), "answer": engine.run(case)} for case in CASES}
+        answers = {
+            case.key: {"group": case.group, "sql": case.describe(), "answer": engine.run(case)} for case in CASES
+        }
     finally:
         engine.close()
     document = {"engine": f"miniflare {MINIFLARE_VERSION} (workerd's D1 engine)", "answers": answers}

@@ -90,10 +90,13 @@ def test_execute_file_imports_atomically_through_the_upload_url(server: Emulator
     (project / "seed.sql").write_text(
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);\n"
         "INSERT INTO notes (body) VALUES ('one'), ('it''s two');\n"
-        "CREATE TRIGGER notes_ai AFTER INSERT ON notes BEGIN UPDATE notes SET body = body || '!' WHERE id = new.id; END;\n"
+        "CREATE TRIGGER notes_ai AFTER INSERT ON notes BEGIN\n"
+        "  UPDATE notes SET body = body || '!' WHERE id = new.id;\nEND;\n"
         "INSERT INTO notes (body) VALUES ('three');\n-- a closing comment\n"
     )
-    out = json_out(wrangler(server, project, "d1", "execute", "DB", "--remote", "--json", "--yes", "--file", "seed.sql"))
+    out = json_out(
+        wrangler(server, project, "d1", "execute", "DB", "--remote", "--json", "--yes", "--file", "seed.sql")
+    )
     assert out[0]["results"][0]["Total queries executed"] == 4
     assert out[0]["finalBookmark"]
     assert query(server, project, "SELECT body FROM notes ORDER BY id") == [
@@ -138,5 +141,7 @@ def test_time_travel_restores_a_bookmark_and_undoes_it(server: EmulatorServer, p
     assert query(server, project, "SELECT count(*) AS n FROM t") == [{"n": 2}]
     restored = json_out(wrangler(server, project, "d1", "time-travel", "restore", "DB", "--bookmark", before, "--json"))
     assert query(server, project, "SELECT count(*) AS n FROM t") == [{"n": 1}]
-    wrangler(server, project, "d1", "time-travel", "restore", "DB", "--bookmark", restored["previous_bookmark"], "--json")
+    wrangler(
+        server, project, "d1", "time-travel", "restore", "DB", "--bookmark", restored["previous_bookmark"], "--json"
+    )
     assert query(server, project, "SELECT count(*) AS n FROM t") == [{"n": 2}]
