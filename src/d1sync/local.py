@@ -19,7 +19,7 @@ from typing import Any
 
 from d1sync.database import Database, ExecResult, Meta, RawResult, Result, Statement
 from d1sync.errors import SQLError
-from d1sync.sql import has_placeholder, is_transaction_control, split_statements
+from d1sync.sql import first_keyword, has_placeholder, is_transaction_control, split_statements
 from d1sync.sqlite import DEFAULT_BUSY_TIMEOUT, Connection
 from d1sync.values import encode_params
 
@@ -30,6 +30,7 @@ __all__ = [
     "D1_REFUSED_FUNCTIONS",
     "MULTI_PARAM_MESSAGE",
     "TRANSACTION_MESSAGE",
+    "VACUUM_REFUSED",
     "D1Authorizer",
     "LocalDatabase",
     "apply_d1_rules",
@@ -45,6 +46,7 @@ TRANSACTION_MESSAGE = (
     "will automatically roll back on exceptions, and because it interacts correctly with Durable Objects' "
     "automatic atomic write coalescing."
 )
+VACUUM_REFUSED = "cannot VACUUM from within a transaction: SQLITE_ERROR"
 _TRANSACTION_REFUSED = (
     "D1 does not support transaction statements (BEGIN/COMMIT/ROLLBACK/SAVEPOINT); "
     "use batch() for atomic groups: SQLITE_AUTH"
@@ -112,6 +114,8 @@ class LocalDatabase(Database):
         if is_transaction_control(sql):
             message = TRANSACTION_MESSAGE if self.d1_rules else _TRANSACTION_REFUSED
             raise SQLError(message, code=7500, statement=sql)
+        if self.d1_rules and first_keyword(sql) == "VACUUM":  # D1 runs every request in a transaction
+            raise SQLError(VACUUM_REFUSED, code=7500, statement=sql)
         conn = self._conn
         encoded = encode_params(params)
         before = conn.total_changes

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +31,7 @@ import apsw
 
 from d1sync.database import Meta, RawResult
 from d1sync.errors import ApiError
-from d1sync.local import D1_LIMITS, MULTI_PARAM_MESSAGE, TRANSACTION_MESSAGE, D1Authorizer
+from d1sync.local import D1_LIMITS, MULTI_PARAM_MESSAGE, TRANSACTION_MESSAGE, VACUUM_REFUSED, D1Authorizer
 from d1sync.sql import first_keyword
 
 __all__ = ["NO_STATEMENT", "SQLITE_VERSION", "WRONG_BINDINGS", "Store", "split_sql"]
@@ -196,11 +197,7 @@ class Store:
         self._conn = apsw.Connection(os.fspath(self.path))
         conn = self._conn
         conn.set_busy_timeout(int(busy_timeout * 1000))
-        # A rollback journal, not WAL: Python's own sqlite3 opening the same file in this process (a test
-        # reading the emulator's file) is a second SQLite library, blind to this one's locks. In WAL mode its
-        # close would checkpoint and delete the -wal file under this connection, losing later commits.
-        # synchronous=OFF keeps commits fast and survives a killed process (only a power cut could lose data).
-        for pragma in ("journal_mode = DELETE", "synchronous = OFF", "foreign_keys = ON"):
+        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
             list(conn.execute(f"PRAGMA {pragma}"))  # apsw runs a statement as its rows are read
         conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
         for name, value in D1_LIMITS.items():
@@ -208,6 +205,12 @@ class Store:
         for name in ("printf", "format"):
             conn.create_scalar_function(name, _PRINTF, -1, deterministic=True)
         conn.authorizer = self._auth
+        # Python's own sqlite3 on the same file in this process (a test or benchmark reading the emulator's file)
+        # is a second SQLite library, blind to this one's locks: closing its last connection would checkpoint
+        # and delete the -wal file under apsw, and later commits would be lost. An idle sqlite3 connection that
+        # has read once holds a shared lock that library does see, so no other of its connections is the last.
+        self._sentinel = sqlite3.connect(os.fspath(self.path), isolation_level=None, check_same_thread=False)
+        self._sentinel.execute("SELECT count(*) FROM sqlite_master").fetchall()
         self._page_size = int(self._trusted("PRAGMA page_size")[0][0])
         self._has_metadata = bool(self._trusted("SELECT 1 FROM sqlite_master WHERE name = '_cf_METADATA'"))
         self.on_commit: Callable[[], None] | None = None
@@ -215,6 +218,7 @@ class Store:
     def close(self) -> None:
         with self.lock:
             self._conn.close()
+            self._sentinel.close()
 
     @property
     def connection(self) -> apsw.Connection:
@@ -339,7 +343,7 @@ class Store:
         if check_length and piece.too_long:
             raise ApiError(7500, 400, "statement too long: SQLITE_TOOBIG")
         if first_keyword(piece.sql) == "VACUUM":  # never outside the request's transaction, so never VACUUM INTO
-            raise ApiError(7500, 400, "cannot VACUUM from within a transaction: SQLITE_ERROR")
+            raise ApiError(7500, 400, VACUUM_REFUSED)
         conn = self._conn
         before_changes, before_rowid, before_size = conn.total_changes(), conn.last_insert_rowid(), self.size()
         described: list[Any] = []
