@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest slow sync-client bench clean node-tools conformance-fixtures
+.PHONY: demo test lint typecheck pytest slow sync-client cli-docs bench clean node-tools conformance-fixtures
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples scripts
 	$(BIN)/ruff format --check src tests benchmarks examples scripts
 	$(BIN)/python scripts/generate_sync_client.py --check
+	$(BIN)/python scripts/generate_cli_docs.py --check
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
@@ -58,6 +59,10 @@ slow: $(VENV)/.installed-dev
 # The blocking client is generated from the asyncio one; `make lint` fails when they drift apart.
 sync-client: $(VENV)/.installed-dev
 	$(BIN)/python scripts/generate_sync_client.py
+
+# docs/cli.md is written from the commands themselves; `make lint` fails when it is stale.
+cli-docs: $(VENV)/.installed-dev
+	$(BIN)/python scripts/generate_cli_docs.py
 
 bench: $(VENV)/.installed
 	$(BIN)/d1sync bench --quick

@@ -53,7 +53,20 @@ if TYPE_CHECKING:
     )
     from d1sync.local import LocalDatabase
     from d1sync.migrations import MigrationSource, Migrator
-    from d1sync.outbox import DeadLetter, DrainReport, Limits, Outbox, Status, SyncResult, SyncWorker, TableSpec, drain
+    from d1sync.outbox import (
+        CloneReport,
+        DeadLetter,
+        DrainReport,
+        Limits,
+        Outbox,
+        Status,
+        SyncResult,
+        SyncWorker,
+        TableSpec,
+        clone,
+        drain,
+        from_env,
+    )
     from d1sync.target import Target, resolve_target
     from d1sync.tasks import Task, TaskQueue
     from d1sync.wrangler import find_wrangler_config, load_wrangler_config
@@ -67,6 +80,7 @@ __all__ = [
     "AsyncStatement",
     "AuthError",
     "Backoff",
+    "CloneReport",
     "ConfigError",
     "D1Client",
     "D1Error",
@@ -110,8 +124,10 @@ __all__ = [
     "UnsafeMigrationError",
     "ValueEncodingError",
     "__version__",
+    "clone",
     "drain",
     "find_wrangler_config",
+    "from_env",
     "load_wrangler_config",
     "resolve_target",
 ]
@@ -153,6 +169,8 @@ _LAZY = {
     "LocalDatabase": "d1sync.local",
     "MigrationSource": "d1sync.migrations",
     "Migrator": "d1sync.migrations",
+    "CloneReport": "d1sync.outbox",
+    "clone": "d1sync.outbox",
     "DeadLetter": "d1sync.outbox",
     "DrainReport": "d1sync.outbox",
     "Limits": "d1sync.outbox",
@@ -162,6 +180,7 @@ _LAZY = {
     "SyncWorker": "d1sync.outbox",
     "TableSpec": "d1sync.outbox",
     "drain": "d1sync.outbox",
+    "from_env": "d1sync.outbox",
     "Target": "d1sync.target",
     "resolve_target": "d1sync.target",
     "Task": "d1sync.tasks",

@@ -27,7 +27,7 @@ from .conftest import OpenWorker, RecordingTarget, open_file, snapshot
 def seqs(path: Path) -> list[int]:
     conn = open_file(path)
     try:
-        return [r[0] for r in conn.execute("SELECT seq FROM _d1sync_changes ORDER BY seq")]
+        return [r[0] for r in conn.execute("SELECT seq FROM _d1sync_changes WHERE tbl <> '' ORDER BY seq")]
     finally:
         conn.close()
 
@@ -66,28 +66,74 @@ def test_a_seq_is_never_reused_after_the_log_was_emptied(local_pair: tuple[Path,
     assert len(first) == 2 and seqs(path) and min(seqs(path)) > max(first)
 
 
-def test_a_change_log_of_an_earlier_build_is_upgraded_with_its_pending_rows(tmp_path: Path) -> None:
+def test_a_late_acknowledgement_after_the_log_was_emptied_removes_nothing_newer(tmp_path: Path) -> None:
+    """The request's seqs were dropped by untrack(drop_pending=True), and new writes came: the late
+    acknowledgement of that request must not take the new changes with it."""
+    from d1sync.outbox.changes import acknowledge, read_window
+
+    path = tmp_path / "app.db"
+    with LocalDatabase(path) as app:
+        app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        with Outbox(path) as outbox:
+            outbox.track("t")
+            app.exec("INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b')")
+            with Connection(path) as conn:
+                in_flight = read_window(conn, 100).changes  # sent, not yet answered
+                outbox.untrack("t", drop_pending=True)
+                outbox.track("t", backfill_existing=False)
+                app.exec("INSERT INTO t VALUES (3, 'c'); UPDATE t SET v = 'z' WHERE id = 2")
+                assert acknowledge(conn, in_flight) == 0
+            assert outbox.status().pending_changes == 2
+
+
+@pytest.mark.parametrize("autoincrement", [False, True], ids=["plain rowid", "AUTOINCREMENT"])
+def test_a_change_log_of_an_earlier_build_is_upgraded_with_its_pending_rows(
+    tmp_path: Path, autoincrement: bool
+) -> None:
     path = tmp_path / "old.db"
     conn = open_file(path)
+    seq = "seq INTEGER PRIMARY KEY AUTOINCREMENT" if autoincrement else "seq INTEGER PRIMARY KEY"
     conn.executescript(
-        """
-        CREATE TABLE _d1sync_changes (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, key TEXT NOT NULL,
+        f"""
+        CREATE TABLE _d1sync_changes ({seq}, tbl TEXT NOT NULL, key TEXT NOT NULL,
             op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')), payload TEXT, created_at INTEGER NOT NULL);
-        INSERT INTO _d1sync_changes VALUES (7, 't', '[1]', 'upsert', NULL, 0), (9, 't', '[2]', 'delete', NULL, 0);
+        INSERT INTO _d1sync_changes VALUES (7, 't', '[1]', 'upsert', NULL, 0), (9, 't', '[2]', 'delete', NULL, 0),
+            (12, 't', '[3]', 'upsert', NULL, 0);
+        DELETE FROM _d1sync_changes WHERE seq = 12;  -- acknowledged: 12 was issued and must never come back
         """
     )
     with Connection(path) as ours:
         ensure_schema(ours)
         ensure_schema(ours)  # idempotent
     ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = '_d1sync_changes'").fetchone()[0]
-    assert "AUTOINCREMENT" in ddl.upper()
-    assert conn.execute("SELECT seq, key, op FROM _d1sync_changes").fetchall() == [
+    assert "AUTOINCREMENT" not in ddl.upper() and "'mark'" in ddl
+    assert conn.execute("SELECT seq, key, op FROM _d1sync_changes WHERE tbl <> ''").fetchall() == [
         (7, "[1]", "upsert"),
         (9, "[2]", "delete"),
     ]
-    conn.execute("INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ('t', '[3]', 'upsert', 0)")
-    assert conn.execute("SELECT max(seq) FROM _d1sync_changes").fetchone()[0] == 10
+    conn.execute("INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ('t', '[4]', 'upsert', 0)")
+    # AUTOINCREMENT's counter remembered 12; a plain rowid log only knew 9 was the highest left.
+    assert conn.execute("SELECT max(seq) FROM _d1sync_changes").fetchone()[0] == (13 if autoincrement else 10)
     conn.close()
+
+
+def test_the_log_keeps_at_most_one_mark_and_seqs_only_grow(tmp_path: Path) -> None:
+    from d1sync.outbox.changes import acknowledge, read_window
+
+    path = tmp_path / "app.db"
+    with LocalDatabase(path) as app:
+        app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        Outbox(path).track("t")
+        issued: list[int] = []
+        with Connection(path) as conn:
+            for round_ in range(5):
+                app.exec(f"INSERT INTO t VALUES ({round_}, 'x')")
+                [change] = read_window(conn, 10).changes
+                issued += change.seqs
+                acknowledge(conn, [change])
+                marks = conn.execute("SELECT count(*) FROM _d1sync_changes WHERE tbl = ''").fetchone()[0]
+                assert marks == 1
+    assert issued == sorted(issued) and len(set(issued)) == 5
 
 
 # -- the lease ------------------------------------------------------------------------------------------------

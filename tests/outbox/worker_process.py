@@ -6,6 +6,9 @@ Usage:
     python worker_process.py send APP_DB API_BASE TOKEN LEASE_TTL
         Like run, but prints "send" before every push request and "sent" once it is acknowledged, so a test
         can aim its kill -9 at a request in flight.
+    python worker_process.py embed APP_DB
+        d1sync.from_env(APP_DB).start(), as an application embeds it (D1 from the environment); prints
+        "started", then runs until killed.
     python worker_process.py contend APP_DB REMOTE_DB LOG SECONDS
         sync_once() in a loop for SECONDS against a SQLite file, handing the lease back after every pass;
         appends "<pid> <start_ns> <end_ns>" to LOG for every batch it sends.
@@ -98,8 +101,22 @@ def contend(app_db: str, remote_db: str, log_path: str, seconds: float) -> None:
         time.sleep(0.003)
 
 
+def embed(app_db: str) -> None:
+    import d1sync
+
+    worker = d1sync.from_env(app_db, lease_ttl=1.0, poll_interval=0.02)
+    assert worker is not None, "D1 is not configured in this process's environment"
+    worker.start(idle_interval=0.05)
+    print("started", flush=True)
+    while True:
+        time.sleep(1)
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
+    if mode == "embed":
+        embed(args[0])
+        sys.exit(0)
     if mode in ("run", "send"):
         run(args[0], args[1], args[2], float(args[3]), announce=mode == "send")
     else:

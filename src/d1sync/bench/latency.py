@@ -20,6 +20,7 @@ from d1sync.bench.data import COLUMNS, TABLE, create_table, fill_rows, make_back
 from d1sync.bench.remote import BenchEmulator
 from d1sync.errors import D1SyncError
 from d1sync.outbox import SyncWorker
+from d1sync.outbox.schema import LIVE
 from d1sync.sqlite import connect
 
 __all__ = ["LatencyOutcome", "percentile", "run_latency"]
@@ -77,7 +78,7 @@ def _wait_for(check: Callable[[], bool], clock: Clock, timeout: float, what: str
 
 
 def _pending(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
+    return int(conn.execute(f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE}").fetchone()[0])
 
 
 def run_latency(

@@ -18,6 +18,7 @@ from d1sync.bench.data import make_backlog
 from d1sync.bench.remote import BenchEmulator, compare_with_remote
 from d1sync.emulator import TOKEN_ENV
 from d1sync.errors import D1SyncError
+from d1sync.outbox.schema import LIVE
 
 __all__ = ["MemoryOutcome", "RecoveryOutcome", "SyncProcess", "run_memory", "run_recovery", "sync_command"]
 
@@ -184,7 +185,7 @@ class RecoveryOutcome:
 
 def _oldest_pending(conn: sqlite3.Connection) -> int | None:
     # min(seq) is one index probe: the first acknowledged batch always removes the oldest changes.
-    row = conn.execute("SELECT min(seq) FROM _d1sync_changes").fetchone()
+    row = conn.execute(f"SELECT min(seq) FROM _d1sync_changes WHERE {LIVE}").fetchone()
     return None if row[0] is None else int(row[0])
 
 
@@ -230,7 +231,7 @@ def run_recovery(
                 f"the first run drained all {rows:,} rows before it could be killed; "
                 "give the recovery benchmark a backlog of several requests (--recovery-rows 50000)"
             )
-        acked = rows - int(conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
+        acked = rows - int(conn.execute(f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE}").fetchone()[0])
         if progress:
             progress("recovery: restart, waiting for the first acknowledged batch")
         lease_left = _lease_left(conn)

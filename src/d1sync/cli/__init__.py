@@ -17,6 +17,11 @@ __all__ = ["COMMANDS", "cli"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("d1sync.cli.bench", "Measure d1sync on the embedded emulator over a real loopback socket."),
+    "clone": (
+        "d1sync.cli.clone",
+        "Copy a D1 database (or the emulator's, or a file's) into the new SQLite file FILE, exactly.",
+    ),
+    "completion": ("d1sync.cli.completion", "Print the completion script for SHELL (bash, zsh or fish)."),
     "dead": ("d1sync.cli.status", "Inspect, retry or drop DB's dead letters (changes D1 refused permanently)."),
     "demo": ("d1sync.cli.demo", "Write an agent daemon's state locally while syncing it to the emulator under faults."),
     "emulator": ("d1sync.cli.emulator", "Serve a local D1: the Cloudflare REST API over SQLite files."),

@@ -13,26 +13,23 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 
 from d1sync.errors import (
-    AuthError,
-    ConfigError,
     D1SyncError,
-    DatabaseNotFoundError,
-    MigrationError,
-    RateLimitedError,
-    SchemaMismatchError,
     SQLError,
     TransientError,
     UsageError,
 )
 
 __all__ = [
+    "EXIT_DEAD_LETTERS",
     "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_TEMPFAIL",
     "EXIT_USAGE",
     "CLIError",
     "Command",
@@ -40,14 +37,24 @@ __all__ = [
     "console",
     "err_console",
     "fail",
+    "hint_for",
+    "open_outbox",
     "print_json",
     "remember_target",
 ]
+
+if TYPE_CHECKING:
+    from d1sync.outbox import Outbox
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_DEAD_LETTERS = 3
+"""``sync``: everything was sent, but D1 refused some rows for good (see ``d1sync dead``)."""
+EXIT_TEMPFAIL = 75
+"""``sync``: another worker holds the drain lease (EX_TEMPFAIL: try again later, or pass --wait)."""
+EXIT_INTERRUPTED = 130
 
 console = Console(highlight=False, soft_wrap=True)
 """Results (tables, JSON, summaries): stdout."""
@@ -73,6 +80,16 @@ def fail(message: str, hint: str | None = None, exit_code: int = EXIT_FAILURE) -
     raise CLIError(message, hint, exit_code)
 
 
+def open_outbox(db: str) -> Outbox:
+    """The :class:`~d1sync.outbox.Outbox` of ``db`` for commands that only read or manage it: a file where
+    nothing was ever tracked is an error, and gets no outbox tables created by asking."""
+    from d1sync.outbox import Outbox
+
+    if not Outbox.exists(db):
+        fail(f"{db} has no outbox: no table of it was ever tracked", f"d1sync track {db} TABLE...")
+    return Outbox(db)
+
+
 def remember_target(target: Any) -> None:
     """Keep the command's resolved target, so error hints can name the flag and variable that apply."""
     ctx = click.get_current_context(silent=True)
@@ -80,35 +97,44 @@ def remember_target(target: Any) -> None:
         ctx.meta["d1sync.target"] = target
 
 
-def _hint(exc: BaseException, ctx: click.Context) -> str | None:
-    """A hint that fits the error *and* this invocation (its target, its flags)."""
-    target = ctx.meta.get("d1sync.target")
-    if isinstance(exc, AuthError):
-        if target is not None and target.kind == "emulator":
+def hint_for(kind: str) -> str | None:
+    """The hint for an error of class ``kind`` (a name in errors.py) that fits this invocation's target."""
+    ctx = click.get_current_context(silent=True)
+    target: Any = ctx.meta.get("d1sync.target") if ctx is not None else None
+    emulator = target is not None and target.kind == "emulator"
+    if kind == "AuthError":
+        if emulator:
             return f"{target.token_variable} must equal the token the emulator was started with (--token)"
         return "check CLOUDFLARE_API_TOKEN (it needs D1 edit permission) and the account id"
-    if isinstance(exc, DatabaseNotFoundError):
-        if target is not None and target.kind == "emulator":
+    if kind == "DatabaseNotFoundError":
+        if emulator:
             return "start the emulator with --auto-create, or pass --database-id of a database it has"
         return "check the database id (--database-id, D1_DATABASE_ID or wrangler.toml); `wrangler d1 list` shows them"
-    if isinstance(exc, SchemaMismatchError):
+    if kind == "SchemaMismatchError":
         where = " --remote"
-        if target is not None and target.kind == "emulator" and target.base_url:
+        if emulator and target.base_url:
             where = f" --emulator {target.base_url.removesuffix('/client/v4')}"
         elif target is not None and target.kind == "local":
             where = f" --local {target.path}"
         return f"apply the same migrations there: d1sync migrations apply{where}"
-    if isinstance(exc, RateLimitedError):
+    if kind == "RateLimitedError":
         return "wait a few minutes (Cloudflare locks an account out for 5 minutes) and run the command again"
+    return None
+
+
+def _hint(exc: BaseException, ctx: click.Context) -> str | None:
+    """A hint that fits the error *and* this invocation (its target, its flags)."""
+    for kind in type(exc).__mro__:
+        hint = hint_for(kind.__name__)
+        if hint is not None:
+            return hint
     if isinstance(exc, TransientError):
         return "the failure may pass: run the command again"
     if isinstance(exc, SQLError) and exc.result_code in ("SQLITE_NOTADB", "SQLITE_CANTOPEN"):
         return "check the path: it must be a SQLite database file (or a new file in a folder that exists)"
     if isinstance(exc, SQLError):
         return "check the SQL against the table's schema"
-    if isinstance(exc, ConfigError | MigrationError):
-        return None  # their messages already say what to change
-    return None
+    return None  # ConfigError, MigrationError and the rest: their messages already say what to change
 
 
 class Command(click.Command):
@@ -137,7 +163,7 @@ def _guarded(call: Callable[[], Any], ctx: click.Context) -> Any:
     except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
         raise
     except KeyboardInterrupt:
-        raise CLIError("interrupted", exit_code=130) from None
+        raise CLIError("interrupted", exit_code=EXIT_INTERRUPTED) from None
     except Exception as exc:
         if ctx.meta.get("d1sync.traceback"):
             raise

@@ -11,18 +11,54 @@ from rich.table import Table
 
 from d1sync.demo import DemoConfig, run_demo
 
-from ._common import Command, console, fail
+from ._common import EXIT_USAGE, Command, console, err_console, fail
 
 __all__ = ["demo"]
 
 
 @click.command(cls=Command)
-@click.option("--rows", default=100_000, show_default=True, help="Messages to write (plus executions, sessions).")
-@click.option("--error-rate", default=0.03, show_default=True, help="Share of requests answered with a 5xx.")
-@click.option("--rate-limit-rate", default=0.03, show_default=True, help="Share answered 429 with retry-after.")
-@click.option("--timeout-rate", default=0.01, show_default=True, help="Share that never answers in time.")
-@click.option("--html-rate", default=0.02, show_default=True, help="Share answered with an HTML 504 page.")
-@click.option("--lost-rate", default=0.03, show_default=True, help="Share applied, then the response lost.")
+@click.option(
+    "--rows",
+    type=click.IntRange(1),
+    default=100_000,
+    show_default=True,
+    help="Messages to write (plus executions, sessions).",
+)
+@click.option(
+    "--error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.03,
+    show_default=True,
+    help="Share of requests answered with a 5xx.",
+)
+@click.option(
+    "--rate-limit-rate",
+    type=click.FloatRange(0, 1),
+    default=0.03,
+    show_default=True,
+    help="Share answered 429 with retry-after.",
+)
+@click.option(
+    "--timeout-rate",
+    type=click.FloatRange(0, 1),
+    default=0.01,
+    show_default=True,
+    help="Share that never answers in time.",
+)
+@click.option(
+    "--html-rate",
+    type=click.FloatRange(0, 1),
+    default=0.02,
+    show_default=True,
+    help="Share answered with an HTML 504 page.",
+)
+@click.option(
+    "--lost-rate",
+    type=click.FloatRange(0, 1),
+    default=0.03,
+    show_default=True,
+    help="Share applied, then the response lost.",
+)
 @click.option("--seed", default=7, show_default=True, help="Seed of the writer and of the faults.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help="Keep files here.")
 def demo(
@@ -41,6 +77,9 @@ def demo(
     credentials, no network.
     """
     config = DemoConfig(rows, error_rate, rate_limit_rate, timeout_rate, html_rate, lost_rate, seed, directory)
+    total = error_rate + rate_limit_rate + timeout_rate + html_rate + lost_rate
+    if total > 1:
+        fail(f"the fault rates add up to {total:g}; at most 1", "lower some of the --*-rate options", EXIT_USAGE)
     console.print(
         f"[bold]d1sync demo[/bold]: {rows:,} messages (+ executions, sessions) written in small transactions "
         "while syncing to the embedded emulator under injected faults"
@@ -52,20 +91,23 @@ def demo(
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
     ]
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=err_console) as progress:
         written = progress.add_task("written", total=rows, info="")
-        synced = progress.add_task("synced ", total=rows, info="")
+        synced = progress.add_task("synced ", total=rows, info="rows of all three tables")
 
         def tick(state: dict[str, Any]) -> None:
             progress.update(written, completed=state["written"], info="")
+            # Rows of every table, as the summary counts them: sent so far, out of sent plus still pending.
             progress.update(
                 synced,
-                completed=max(0, state["written"] - state["pending"]) if state["written"] else 0,
-                info=f"{state['sent']:,} rows in {state['requests']} requests, {state['retries']} retries",
+                completed=state["sent"],
+                total=max(state["sent"] + state["pending"], 1),
+                info=f"{state['requests']} requests, {state['retries']} retries",
             )
 
         report = run_demo(config, on_tick=tick)
-        progress.update(synced, completed=rows)
+        done = f"{report.requests} requests, {report.retries} retries"
+        progress.update(synced, completed=report.rows_sent, total=report.rows_sent, info=done)
 
     console.print(
         f"applied {report.migrations} migration file(s) to the local file and to the emulator, with one Migrator"

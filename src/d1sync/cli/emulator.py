@@ -8,6 +8,7 @@ import secrets
 
 import click
 
+from d1sync.client.config import clean_token
 from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_PORT, TOKEN_ENV
 from d1sync.emulator.faults import FaultConfig
 
@@ -199,6 +200,8 @@ def emulator(
     except ValueError as exc:
         fail(str(exc), "lower the fault rates so they add up to at most 1", exit_code=EXIT_USAGE)
     limit = parse_rate_limit(rate_limit)
+    if token is not None:
+        token = clean_token(token, "--token / $" + TOKEN_ENV) or None
     if not token:
         token = secrets.token_urlsafe(24)
         # The only place a token is ever printed: it was generated here and the user needs it.

@@ -6,6 +6,7 @@ refused, bad configuration, database error), 2 usage error, 3 ``list --check`` f
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from d1sync.migrations import (
 from d1sync.target import Target, wrangler_entry
 from d1sync.wrangler import DEFAULT_MIGRATIONS_DIR, DEFAULT_MIGRATIONS_TABLE
 
-from ._common import CLIError, Group, console, err_console, print_json
+from ._common import CLIError, Group, console, err_console, fail, print_json
 from ._target import target_from, target_options
 
 __all__ = ["migrations"]
@@ -217,12 +218,24 @@ def _render_list(statuses: list[MigrationStatus], target: Target, project: _Proj
             _say(f"Warning: {s.name} was edited after it was applied (the database has the old version)", err=True)
 
 
+def _confirm_remote(db: Any, project: Any, target: Target) -> None:
+    """As wrangler does: on a terminal, ask before changing a real D1 database (``--yes`` skips it)."""
+    pending = _migrator(db, project).pending()
+    if not pending:
+        return
+    names = ", ".join(m.name for m in pending[:5]) + (", ..." if len(pending) > 5 else "")
+    question = f"About to apply {len(pending)} migration(s) to {target.describe()}: {names}. Continue?"
+    if not click.confirm(question, default=False, err=True):
+        fail("nothing applied", "run it again and answer y, or pass --yes")
+
+
 @migrations.command("apply")
 @click.option("--dry-run", is_flag=True, help="Show what would run; write nothing (not even the ledger).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before applying to real D1 (asked only on a terminal).")
 @folder_options
 @target_options
-def apply_command(dry_run: bool, as_json: bool, **options: Any) -> None:
+def apply_command(dry_run: bool, as_json: bool, yes: bool, **options: Any) -> None:
     """Apply pending migrations in order, each with its ledger row as one atomic batch.
 
     Every pending file is checked first: BEGIN/COMMIT/ROLLBACK/SAVEPOINT statements (which fail on D1)
@@ -258,6 +271,8 @@ def apply_command(dry_run: bool, as_json: bool, **options: Any) -> None:
             )
 
     with target.open() as db:
+        if target.kind == "remote" and not (dry_run or yes) and sys.stdin.isatty():
+            _confirm_remote(db, project, target)
         try:
             report = _migrator(db, project).apply(dry_run=dry_run, on_start=on_start, on_applied=on_applied)
             plans = report.planned

@@ -6,7 +6,7 @@ import click
 
 from d1sync.outbox import Outbox
 
-from ._common import Command, console
+from ._common import EXIT_USAGE, Command, console, err_console, fail, open_outbox, print_json
 
 __all__ = ["resume", "track", "untrack"]
 
@@ -24,6 +24,7 @@ def _columns(value: str | None) -> list[str] | None:
 @click.option("--exclude", metavar="COLS", help="Sync every column except these (comma-separated).")
 @click.option("--version-column", metavar="COL", help="Last-writer-wins: never overwrite a newer remote version.")
 @click.option("--no-backfill", is_flag=True, help="Do not queue the rows already in the table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tracked tables and the pending count as JSON.")
 def track(
     db: str,
     tables: tuple[str, ...],
@@ -31,8 +32,11 @@ def track(
     exclude: str | None,
     version_column: str | None,
     no_backfill: bool,
+    as_json: bool,
 ) -> None:
     """Capture every write to TABLES of DB in the outbox (installs triggers)."""
+    if include and exclude:
+        fail("--include and --exclude cannot be combined", "list the columns to sync with --include", EXIT_USAGE)
     with Outbox(db) as outbox:
         specs = outbox.track(
             *tables,
@@ -42,6 +46,10 @@ def track(
             backfill_existing=not no_backfill,
         )
         pending = outbox.status().pending_changes
+    if as_json:
+        tracked = [{"table": s.name, "key": list(s.key), "columns": list(s.columns)} for s in specs]
+        print_json({"tracked": tracked, "pending_changes": pending})
+        return
     for spec in specs:
         console.print(f"tracking [bold]{spec.name}[/bold] key ({', '.join(spec.key)}), {len(spec.columns)} columns")
     console.print(f"{pending:,} change(s) pending")
@@ -56,14 +64,24 @@ def track(
     is_flag=True,
     help="Also delete every row of TABLES on the remote (on the next sync), e.g. after dropping them locally.",
 )
-def untrack(db: str, tables: tuple[str, ...], drop_pending: bool, delete_remote: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was untracked as JSON.")
+def untrack(db: str, tables: tuple[str, ...], drop_pending: bool, delete_remote: bool, as_json: bool) -> None:
     """Stop capturing writes to TABLES of DB (removes triggers).
 
-    The remote rows stay unless --delete-remote: then the next `d1sync sync` (or the running daemon)
-    deletes them and forgets the tables.
+    Changes still pending for them are dead-lettered (see `d1sync dead`), or discarded with --drop-pending;
+    a warning says how many. The remote rows stay unless --delete-remote: then the next `d1sync sync` (or
+    the running daemon) deletes them and forgets the tables.
     """
-    with Outbox(db) as outbox:
+    with open_outbox(db) as outbox:
+        before = outbox.status().table_states
         outbox.untrack(*tables, drop_pending=drop_pending, delete_remote=delete_remote)
+    pending = {t: before[t].pending for t in tables if t in before and before[t].pending}
+    if as_json:
+        print_json({"untracked": list(tables), "pending_changes": pending, "delete_remote": delete_remote})
+        return
+    for table, count in pending.items():
+        fate = "discarded" if drop_pending or delete_remote else "left to be dead-lettered by the next sync"
+        err_console.print(f"[yellow]warning:[/yellow] {table} had {count:,} pending change(s), {fate}")
     if delete_remote:
         console.print(f"untracked {', '.join(tables)}; their remote rows are deleted on the next sync")
     else:
@@ -79,7 +97,7 @@ def resume(db: str) -> None:
     after a while; run this once the cause is fixed to skip the wait. A cause still there pauses again at
     once, with its message.
     """
-    with Outbox(db) as outbox:
+    with open_outbox(db) as outbox:
         paused = outbox.status()
         outbox.resume()
     cleared = [f"the worker ({paused.paused})"] if paused.paused else []

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from d1sync.outbox import Outbox, Status
 
-from ._common import EXIT_FAILURE, Command, Group, console, print_json
+from ._common import EXIT_FAILURE, Command, Group, console, open_outbox, print_json
 
 __all__ = ["dead", "status"]
 
@@ -33,7 +33,7 @@ def status(db: str, as_json: bool, check: bool) -> None:
 
     Also the oldest pending age, the back-off, a pause and its reason, and the worker holding the lease.
     """
-    with Outbox(db) as outbox:
+    with open_outbox(db) as outbox:
         st = outbox.status()
     if as_json:
         print_json(st.to_dict())
@@ -122,24 +122,29 @@ def _dead_db() -> str:
     return str(ctx.params["db"])
 
 
+def _dead_outbox() -> Outbox:
+    return open_outbox(_dead_db())
+
+
 @dead.command(name="list")
 @click.option("--limit", type=int, default=50, show_default=True, help="Show at most this many.")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON: keys as lists of values, times in seconds.")
 def dead_list(limit: int = 50, as_json: bool = False) -> None:
     """List dead letters with their error."""
-    with Outbox(_dead_db()) as outbox:
+    with _dead_outbox() as outbox:
         letters = outbox.dead_letters(limit)
     if as_json:
-        print_json([{k: _printable(v) if isinstance(v, str) else v for k, v in vars(d).items()} for d in letters])
+        print_json([letter.to_dict() for letter in letters])
         return
-    table = Table("id", "table", "key", "op", "error", "failed")
+    table = Table("id", "table", "key", "op", "attempts", "error", "last failed")
     for letter in letters:
         table.add_row(
             str(letter.id),
             letter.table,
-            _printable(letter.key),
+            escape(_printable(letter.key)),
             letter.op,
-            letter.error,
+            str(letter.attempts) + (" (retrying)" if letter.retrying else ""),
+            escape(letter.error),
             _when(letter.last_failed_at / 1000),
         )
     console.print(table if letters else "no dead letters")
@@ -147,21 +152,33 @@ def dead_list(limit: int = 50, as_json: bool = False) -> None:
 
 @dead.command(name="retry")
 @click.option("--id", "ids", type=int, multiple=True, help="Only these dead letters (repeatable); default all.")
-def dead_retry(ids: tuple[int, ...]) -> None:
-    """Put dead letters back in the outbox (after fixing the cause); the worker resends them."""
-    with Outbox(_dead_db()) as outbox:
+@click.option("--json", "as_json", is_flag=True, help='Print {"requeued": N} as JSON.')
+def dead_retry(ids: tuple[int, ...], as_json: bool) -> None:
+    """Put dead letters back in the outbox (after fixing the cause); the worker resends them.
+
+    Each letter keeps its id and is marked retrying until D1 acknowledges its row; refused again, its
+    attempts count goes up. An unknown --id is an error (exit 1) and nothing is requeued.
+    """
+    with _dead_outbox() as outbox:
         count = outbox.retry_dead(list(ids) or None)
-    console.print(f"requeued {count} dead letter(s)")
+    if as_json:
+        print_json({"requeued": count})
+    else:
+        console.print(f"requeued {count} dead letter(s)")
 
 
 @dead.command(name="drop")
 @click.option("--id", "ids", type=int, multiple=True, help="Only these dead letters (repeatable); default all.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def dead_drop(ids: tuple[int, ...], yes: bool) -> None:
-    """Delete dead letters for good."""
+@click.option("--json", "as_json", is_flag=True, help='Print {"dropped": N} as JSON.')
+def dead_drop(ids: tuple[int, ...], yes: bool, as_json: bool) -> None:
+    """Delete dead letters for good. An unknown --id is an error (exit 1) and nothing is dropped."""
     db = _dead_db()
-    if not yes:
-        click.confirm(f"Drop {'these' if ids else 'ALL'} dead letters of {Path(db).name} for good?", abort=True)
-    with Outbox(db) as outbox:
+    with _dead_outbox() as outbox:
+        if not yes:
+            click.confirm(f"Drop {'these' if ids else 'ALL'} dead letters of {Path(db).name} for good?", abort=True)
         count = outbox.drop_dead(list(ids) or None)
-    console.print(f"dropped {count} dead letter(s)")
+    if as_json:
+        print_json({"dropped": count})
+    else:
+        console.print(f"dropped {count} dead letter(s)")

@@ -1,9 +1,16 @@
-"""``d1sync run`` (the daemon) and ``d1sync sync`` (drain once): the sync worker from the shell."""
+"""``d1sync run`` (the daemon) and ``d1sync sync`` (drain once): the sync worker from the shell.
+
+Both are run by a person (or their service manager), so both re-check at once whatever paused the outbox:
+a fix made since (a corrected token, a created table) takes effect on the first pass.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -11,14 +18,29 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from d1sync.outbox import DrainReport, Limits, SyncWorker, drain
+from d1sync.outbox.lease import describe_holder, live_holder
 from d1sync.outbox.metrics import MetricsServer, metrics_text
 
-from ._common import EXIT_USAGE, Command, configure_logging, console, err_console, fail
+from ._common import (
+    EXIT_DEAD_LETTERS,
+    EXIT_INTERRUPTED,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+    CLIError,
+    Command,
+    configure_logging,
+    console,
+    err_console,
+    fail,
+    hint_for,
+    print_json,
+)
 from ._target import open_target, target_options
 
 __all__ = ["run", "sync"]
 
 DB_ARG = click.argument("db", type=click.Path(dir_okay=False, exists=True))
+log = logging.getLogger("d1sync.run")
 
 
 def _limits(max_request_bytes: int, max_statements: int) -> Limits:
@@ -45,11 +67,54 @@ def limit_options(func: Any) -> Any:
     return func
 
 
+def _metrics(db: str, worker: SyncWorker, port: int | None) -> MetricsServer | None:
+    if port is None:
+        return None
+    try:
+        return MetricsServer(lambda: metrics_text(db, worker.counters), port=port)
+    except OSError as exc:
+        fail(
+            f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}",
+            "choose another --metrics-port, or --metrics-port 0 for a free one",
+        )
+
+
+class _Shutdown:
+    """SIGINT/SIGTERM: the first stops the loop after a last drain, honouring ``flush_timeout`` even if a
+    request hangs (the process exits when the deadline passes); a second one exits at once. Changes not
+    sent stay in the outbox either way."""
+
+    def __init__(self, worker: SyncWorker, flush_timeout: float) -> None:
+        self.worker = worker
+        self.flush_timeout = flush_timeout
+        self.signalled = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.signalled:
+            log.warning("received %s again: exiting now; unsent changes stay in the outbox", name)
+            os._exit(EXIT_INTERRUPTED)
+        self.signalled = True
+        log.info("received %s: stopping after a last drain (up to %gs; again to exit now)", name, self.flush_timeout)
+        self.worker.stop(self.flush_timeout, wait=False)
+        watchdog = threading.Timer(self.flush_timeout + 1.0, self._deadline)
+        watchdog.daemon = True
+        watchdog.start()
+
+    def _deadline(self) -> None:
+        log.warning("the flush deadline passed: exiting now; unsent changes stay in the outbox")
+        os._exit(0)
+
+
 @click.command(cls=Command)
 @DB_ARG
 @target_options
 @limit_options
-@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on 127.0.0.1:PORT (0: any free port).",
+)
 @click.option("--flush-timeout", default=10.0, show_default=True, help="Seconds for a last drain on shutdown.")
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Log line format."
@@ -65,24 +130,23 @@ def run(
 ) -> None:
     """Run the sync daemon for DB in the foreground.
 
-    SIGINT/SIGTERM stop it gracefully after a last drain. The target is real D1 (from the environment)
-    unless --emulator or --local is given.
+    SIGINT/SIGTERM stop it after a last drain of at most --flush-timeout seconds; a second signal exits at
+    once. The target is real D1 (from the environment) unless --emulator or --local is given. With -v it
+    logs every acknowledged request (rows, bytes, ms) and every retry.
     """
     if log_format == "json":
         configure_logging(logging.getLevelName(logging.getLogger("d1sync").level), "json")
     remote = open_target(target, default="remote")
-    log = logging.getLogger("d1sync.run")
     worker = SyncWorker(db, remote, limits=_limits(max_request_bytes, max_statements))
-    server = MetricsServer(lambda: metrics_text(db, worker.counters), port=metrics_port) if metrics_port else None
-
-    def on_signal(signum: int, frame: Any) -> None:
-        log.info("received %s: stopping after a last drain (up to %.0fs)", signal.Signals(signum).name, flush_timeout)
-        worker.stop(flush_timeout, wait=False)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    log.info("syncing %s to %r (pending: %d)", db, remote, worker.pending())
+    server = None
     try:
+        worker.resume()  # started by a person: what paused the outbox is checked again now
+        server = _metrics(db, worker, metrics_port)
+        shutdown = _Shutdown(worker, flush_timeout)
+        signal.signal(signal.SIGINT, shutdown)
+        signal.signal(signal.SIGTERM, shutdown)
+        metrics = f", metrics at {server.url}" if server else ""
+        log.info("syncing %s to %r (pending: %d%s)", db, remote, worker.pending(), metrics)
         worker.run()
         pending = worker.pending()
     finally:
@@ -108,39 +172,122 @@ def _progress_bar() -> Progress:
     )
 
 
+def _summary(report: DrainReport) -> str:
+    return (
+        f"sent {report.rows:,} row(s) in {report.requests} request(s), {report.seconds:.1f}s "
+        f"({report.rows / max(report.seconds, 1e-6):,.0f} rows/s); dead letters this run: {report.dead}"
+    )
+
+
+def _drain(worker: SyncWorker, give_up: float | None, report: DrainReport) -> DrainReport:
+    """Drain with a progress bar on stderr; ``report`` is kept current so an interrupt can say what was sent."""
+    total = worker.pending()
+    started = time.monotonic()
+    deadline = None if give_up is None else started + give_up
+
+    def keep(running: DrainReport) -> None:
+        for name in ("rows", "requests", "dead", "retries"):
+            setattr(report, name, getattr(running, name))
+        report.seconds = time.monotonic() - started
+
+    if not total:
+        return drain(worker, deadline=deadline, on_progress=keep)  # a re-send or a purge may still be due
+    with _progress_bar() as progress:
+        task = progress.add_task("sync", total=total, rate=0.0, requests=0, retries=0)
+
+        def update(running: DrainReport) -> None:
+            keep(running)
+            done = max(0, total - worker.pending())
+            progress.update(task, completed=done, rate=running.rows / max(report.seconds, 1e-6))
+            progress.update(task, requests=running.requests, retries=running.retries)
+
+        return drain(worker, deadline=deadline, on_progress=update)
+
+
+def _wait_for_holder(worker: SyncWorker, db: str, give_up: float | None, as_json: bool, *, held: bool = False) -> None:
+    """``sync --wait`` while another worker holds the lease: wait until it has sent what was committed.
+
+    ``held``: the lease was found held during the drain (it may be free again by now: waiting still works,
+    as :meth:`SyncWorker.wait_synced` sends itself whenever the lease is free).
+    """
+    lease = live_holder(worker.conn, worker.owner, time.time())
+    if lease is None and not held:
+        return
+    who = describe_holder(lease) if lease is not None else "it has just let go"
+    err_console.print(f"waiting for the worker holding the lease ({who}) to send the changes")
+    if not worker.wait_synced(give_up):
+        fail(f"{worker.pending():,} change(s) still pending after {give_up:g}s", f"see `d1sync status {db}`")
+    if as_json:
+        print_json({"state": "synced by the lease holder", "pending": worker.pending()})
+    else:
+        console.print("every change committed before this command was sent by the worker holding the lease")
+    raise click.exceptions.Exit(0)
+
+
 @click.command(cls=Command)
 @DB_ARG
 @target_options
 @limit_options
 @click.option("--timeout", "give_up", type=float, help="Give up after this many seconds (exit 1 if not drained).")
-def sync(db: str, max_request_bytes: int, max_statements: int, give_up: float | None, **target: Any) -> None:
+@click.option("--wait", is_flag=True, help="If `d1sync run` holds the lease, wait for it to send (else exit 75).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress stays on stderr).")
+def sync(
+    db: str,
+    max_request_bytes: int,
+    max_statements: int,
+    give_up: float | None,
+    wait: bool,
+    as_json: bool,
+    **target: Any,
+) -> None:
     """Drain DB's outbox until it is empty, with a progress bar, then exit.
 
-    Exit codes: 0 drained; 1 stopped early (paused by an auth or schema error, or --timeout); 2 bad usage.
+    Exit codes: 0 drained; 1 stopped early (a pause, --timeout); 2 bad usage; 3 drained, but D1 refused some
+    rows for good (`d1sync dead DB`); 75 another worker holds the lease (pass --wait to wait for it);
+    130 interrupted.
     """
     remote = open_target(target, default="remote")
+    report = DrainReport()
     try:
         with SyncWorker(db, remote, limits=_limits(max_request_bytes, max_statements)) as worker:
-            total = worker.pending()
-            started = time.monotonic()
-            with _progress_bar() as progress:
-                task = progress.add_task("sync", total=max(total, 1), rate=0.0, requests=0, retries=0)
-
-                def update(report: DrainReport) -> None:
-                    elapsed = max(time.monotonic() - started, 1e-6)
-                    done = total - worker.pending()
-                    progress.update(task, completed=done, rate=report.rows / elapsed, requests=report.requests)
-                    progress.update(task, retries=report.retries)
-
-                deadline = None if give_up is None else started + give_up
-                report = drain(worker, deadline=deadline, on_progress=update)
+            worker.resume()  # asked by a person: what paused the outbox is checked again now
+            lease = live_holder(worker.conn, worker.owner, time.time())
+            if lease is not None and not wait:
+                fail(
+                    f"another worker holds the lease of {db}: {describe_holder(lease)}; it is sending the changes",
+                    f"`d1sync sync {db} --wait` waits for it; `d1sync status {db}` shows its progress",
+                    EXIT_TEMPFAIL,
+                )
+            if wait:
+                _wait_for_holder(worker, db, give_up, as_json)
+            report = _drain(worker, give_up, report)
+            if wait and report.state == "locked" and report.pending:
+                _wait_for_holder(worker, db, give_up, as_json, held=True)  # another worker took the lease meanwhile
+            st = worker.status()  # the worker paused (not only tables): its last error's kind picks the hint
+            kind = str(st.last_error.get("kind")) if st.paused and st.last_error else None
+    except KeyboardInterrupt:
+        err_console.print(_summary(report))
+        raise CLIError("interrupted; unsent changes stay in the outbox", exit_code=EXIT_INTERRUPTED) from None
     finally:
         remote.close()
-    console.print(
-        f"sent {report.rows:,} row(s) in {report.requests} request(s), {report.seconds:.1f}s "
-        f"({report.rows / max(report.seconds, 1e-6):,.0f} rows/s); dead letters this run: {report.dead}"
-    )
+    _finish(db, report, as_json, kind)
+
+
+def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None) -> None:
+    if as_json:
+        print_json({**dataclasses.asdict(report), "drained": report.drained})
+    elif report.rows or report.dead or report.pending:
+        console.print(_summary(report))
+    else:
+        console.print("nothing to sync")
+    if report.state == "locked" and report.pending:
+        fail("another worker took the lease and is sending the changes", f"`d1sync sync {db} --wait`", EXIT_TEMPFAIL)
     if report.state == "paused":
-        fail(f"sync paused: {report.error}", "fix the cause, then run `d1sync sync` again")
+        fix = hint_for(kind) if kind else None
+        if fix is None:
+            fix = f"`d1sync status {db}` shows each paused table and its fix"
+        fail(f"sync paused: {report.error}", f"{fix}; then run `d1sync sync {db}` again")
     if report.pending:
-        fail(f"{report.pending:,} change(s) still pending", "run `d1sync sync` again or check `d1sync status`")
+        fail(f"{report.pending:,} change(s) still pending", f"run `d1sync sync {db}` again or see `d1sync status {db}`")
+    if report.dead:
+        fail(f"D1 refused {report.dead} row(s) for good", f"`d1sync dead {db}` lists them", EXIT_DEAD_LETTERS)

@@ -121,6 +121,7 @@ def verify(
     queued = 0
     try:
         with SyncWorker(db, remote) as worker:
+            worker.resume()  # asked by a person: what paused the outbox is checked again now
             names = list(tables) or None
             with _progress() as progress:
                 bar = _Bar(progress)

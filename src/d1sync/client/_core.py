@@ -236,7 +236,9 @@ class ClientCore:
             return text
         text = self._token_in_header.sub(r"\g<prefix>***", text)
         if len(token) >= _MIN_BARE_TOKEN_LENGTH:
-            text = text.replace(token, "***")
+            # Also its escaped forms (a repr of bytes or str shows control characters as \r, \x00, ...).
+            for form in {token, token.encode("unicode_escape").decode("ascii"), repr(token)[1:-1]}:
+                text = text.replace(form, "***")
         return text
 
     def describe(self, cls_name: str) -> str:

@@ -9,8 +9,13 @@ See ``docs/sync.md`` for the design; the pieces, in the order a change travels:
 - :mod:`~d1sync.outbox.planner`: ``json_each`` bulk statements packed into size-bounded requests;
 - :mod:`~d1sync.outbox.lease`: the single-drainer lease;
 - :mod:`~d1sync.outbox.delivery`: sending, bisecting refusals, dead letters (:mod:`~d1sync.outbox.dead`);
-- :mod:`~d1sync.outbox.worker`: ``SyncWorker.sync_once()`` and its loop; :mod:`~d1sync.outbox.drain`;
-- :mod:`~d1sync.outbox.status` and :mod:`~d1sync.outbox.metrics`: what it is doing, for people and Prometheus.
+- :mod:`~d1sync.outbox.worker`: ``SyncWorker.sync_once()``; :mod:`~d1sync.outbox.loop` its loop, in a thread
+  or the foreground, with ``wait_synced`` and the asyncio surface; :mod:`~d1sync.outbox.drain`;
+- :mod:`~d1sync.outbox.embed`: ``from_env``, the zero-config worker;
+- :mod:`~d1sync.outbox.reconcile`, :mod:`~d1sync.outbox.preflight`, :mod:`~d1sync.outbox.verify`: following
+  schema changes, per-table remote checks, exact comparison and repair;
+- :mod:`~d1sync.outbox.status` and :mod:`~d1sync.outbox.metrics`: what it is doing, for people and Prometheus;
+- :mod:`~d1sync.outbox.clone` (and :mod:`~d1sync.outbox.clone_plan`): the way back, a database copied into a file.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from __future__ import annotations
 from d1sync.backoff import Backoff
 from d1sync.errors import SchemaMismatchError
 from d1sync.outbox.capture import TableSpec
+from d1sync.outbox.clone import CloneReport, clone
 from d1sync.outbox.dead import DeadLetter
 from d1sync.outbox.drain import DrainReport, drain
+from d1sync.outbox.embed import from_env
 from d1sync.outbox.outbox import Outbox
 from d1sync.outbox.planner import Limits
 from d1sync.outbox.results import SyncResult
@@ -28,6 +35,7 @@ from d1sync.outbox.worker import SyncWorker
 
 __all__ = [
     "Backoff",
+    "CloneReport",
     "DeadLetter",
     "DrainReport",
     "Limits",
@@ -37,5 +45,7 @@ __all__ = [
     "SyncResult",
     "SyncWorker",
     "TableSpec",
+    "clone",
     "drain",
+    "from_env",
 ]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from d1sync.outbox.capture import TableSpec, load_specs
 from d1sync.outbox.codec import column_expr, encode_row, has_undecodable_text, key_sql
 from d1sync.outbox.lease import holds_lease
-from d1sync.outbox.schema import now_ms
+from d1sync.outbox.schema import LIVE, delete_changes, now_ms
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 
@@ -153,11 +153,11 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = ()) -> Wi
         if skip:
             query = (
                 "SELECT seq, tbl, key, op, payload FROM _d1sync_changes "
-                "WHERE tbl NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?"
+                f"WHERE {LIVE} AND tbl NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?"
             )
             rows, lenient_log = conn.read(query, (json.dumps(sorted(skip)), limit))
         else:
-            query = "SELECT seq, tbl, key, op, payload FROM _d1sync_changes ORDER BY seq LIMIT ?"
+            query = f"SELECT seq, tbl, key, op, payload FROM _d1sync_changes WHERE {LIVE} ORDER BY seq LIMIT ?"
             rows, lenient_log = conn.read(query, (limit,))
         log = rows.fetchall()
         latest = _coalesce(log)
@@ -188,19 +188,26 @@ def seq_param(changes: Iterable[Change]) -> str:
     return json.dumps([s for c in changes for s in c.seqs])
 
 
-def acknowledge(conn: Connection, changes: Sequence[Change], *, owner: str | None = None) -> int | None:
+def acknowledge(
+    conn: Connection,
+    changes: Sequence[Change],
+    *,
+    owner: str | None = None,
+    then: Callable[[Connection, Sequence[Change]], object] | None = None,
+) -> int | None:
     """Delete the change rows behind ``changes`` (newer changes to the same keys stay pending).
 
     With ``owner``, only while that worker still holds the drain lease: returns None (and deletes nothing)
-    when another worker has held it since, because that worker may have sent these keys already.
+    when another worker has held it since, because that worker may have sent these keys already. ``then``
+    runs in the same transaction (the worker resolves the rows' dead letters with it).
     """
     with conn.atomic():
         if owner is not None and not holds_lease(conn, owner):
             return None
-        cur = conn.execute(
-            "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?))", (seq_param(changes),)
-        )
-    return cur.rowcount
+        deleted = delete_changes(conn, "seq IN (SELECT value FROM json_each(?))", (seq_param(changes),))
+        if then is not None:
+            then(conn, changes)
+    return len(deleted)
 
 
 def requeue(conn: Connection, changes: Sequence[Change]) -> None:

@@ -21,6 +21,7 @@ The rule for refusals (what each costs, in requests, is in docs/sync.md):
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,7 +32,7 @@ from d1sync.errors import D1Error, D1SyncError, SQLError, TransientError
 from d1sync.outbox import lease
 from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.changes import Change, acknowledge, requeue
-from d1sync.outbox.dead import dead_letter
+from d1sync.outbox.dead import dead_letter, resolve_dead
 from d1sync.outbox.metrics import Counters
 from d1sync.outbox.planner import Limits, PlannedRequest, plan
 from d1sync.outbox.results import SyncResult
@@ -131,9 +132,16 @@ class _Sender:
         worker = self.worker
         if not worker.acquire_lease(worker.clock(), renew=True, extra=self._allowance()):
             return _locked(worker)
+        started = time.monotonic()
         worker.send(request)
-        if acknowledge(worker.conn, request.changes, owner=worker.owner) is None:
+        if acknowledge(worker.conn, request.changes, owner=worker.owner, then=resolve_dead) is None:
             return self._lost_lease(request)
+        log.debug(
+            "request acknowledged: %d row(s), %d bytes, %.0f ms",
+            request.rows,
+            request.body_bytes,
+            (time.monotonic() - started) * 1000,
+        )
         self.result.rows += request.rows
         self.result.requests += 1
         worker.counters.rows += request.rows

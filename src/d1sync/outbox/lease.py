@@ -25,6 +25,8 @@ __all__ = [
     "MAX_ALLOWANCE",
     "LeaseWatch",
     "acquire",
+    "describe_holder",
+    "live_holder",
     "holds_lease",
     "host_identity",
     "new_owner",
@@ -93,7 +95,10 @@ def acquire(
             held = False
         if held:
             return False
-        save_state(conn, lease=Lease(owner, now + ttl))
+        since = now
+        if lease is not None and lease.owner == owner and lease.expires > 0 and lease.since:
+            since = lease.since  # a renewal: the same holding goes on
+        save_state(conn, lease=Lease(owner, now + ttl, since))
     return True
 
 
@@ -102,6 +107,26 @@ def release(conn: Connection, owner: str) -> None:
     with conn.atomic():
         if holds_lease(conn, owner):
             save_state(conn, lease=Lease(owner, 0.0))
+
+
+def live_holder(conn: Connection, owner: str, now: float) -> Lease | None:
+    """The lease if another worker holds it now (alive, unexpired), else None."""
+    lease = load_state(conn).lease
+    if lease is None or lease.owner == owner or lease.expires <= now or owner_is_dead(lease.owner):
+        return None
+    return lease
+
+
+def describe_holder(lease: Lease) -> str:
+    """A lease's holder for people: ``pid 4242 on build-7 since 2026-12-02 13:45:02 UTC``."""
+    parts = lease.owner.split(":")
+    if len(parts) < 3:
+        return lease.owner
+    host = ":".join(parts[:-2]).split("/")[0]
+    since = ""
+    if lease.since:
+        since = " since " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(lease.since))
+    return f"pid {parts[-2]} on {host}{since}"
 
 
 @functools.cache

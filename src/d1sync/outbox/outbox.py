@@ -22,7 +22,7 @@ from d1sync.outbox.capture import (
 )
 from d1sync.outbox.codec import canonical_key_value, encode_key, encode_row
 from d1sync.outbox.dead import DeadLetter, drop_dead, list_dead, retry_dead
-from d1sync.outbox.schema import ensure_schema, now_ms
+from d1sync.outbox.schema import delete_changes, ensure_schema, has_outbox, now_ms
 from d1sync.outbox.status import Status, read_status
 from d1sync.outbox.tables import resume_all
 from d1sync.sqlite import Connection
@@ -60,6 +60,12 @@ class Outbox:
 
     def __repr__(self) -> str:
         return f"Outbox({os.fspath(self.path)!r})"
+
+    @staticmethod
+    def exists(path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` holds an outbox (a table was tracked or declared there). Creates nothing."""
+        with Connection(path) as conn:
+            return has_outbox(conn)
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -111,6 +117,8 @@ class Outbox:
         """
         if not tables:
             raise ConfigError("name at least one table to track")
+        if include and exclude:
+            raise ConfigError("give include or exclude, not both (include lists the columns to sync)")
         with self._connection() as conn, conn.atomic():
             specs = []
             known = load_specs(conn)
@@ -145,7 +153,7 @@ class Outbox:
                 else:
                     conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ?", (table,))
                 if drop_pending or delete_remote:
-                    conn.execute("DELETE FROM _d1sync_changes WHERE tbl = ?", (table,))
+                    delete_changes(conn, "tbl = ?", (table,))
 
     def resume(self) -> None:
         """Clear every pause (the worker's and each table's) and the back-off, so the next pass tries at once.
@@ -290,12 +298,17 @@ class Outbox:
             return list_dead(conn, limit)
 
     def retry_dead(self, ids: Sequence[int] | None = None) -> int:
-        """Requeue dead letters (all when ``ids`` is None); returns how many."""
+        """Requeue dead letters' rows (all not yet retrying when ``ids`` is None); returns how many.
+
+        Each letter keeps its id, marked ``retrying``, until D1 acknowledges its row; refused again, it counts
+        one more attempt. Raises ConfigError for an unknown id.
+        """
         with self._connection() as conn:
             return retry_dead(conn, ids)
 
     def drop_dead(self, ids: Sequence[int] | None = None) -> int:
-        """Delete dead letters for good (all when ``ids`` is None); returns how many."""
+        """Delete dead letters for good (all when ``ids`` is None); returns how many. ConfigError for an
+        unknown id."""
         with self._connection() as conn:
             return drop_dead(conn, ids)
 

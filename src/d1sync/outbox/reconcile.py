@@ -23,6 +23,8 @@ Whatever happens to one table, the others keep flowing.
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 from dataclasses import dataclass, field, replace
 
 from d1sync.errors import ConfigError
@@ -58,6 +60,11 @@ class Reconciled:
     renamed: dict[str, str] = field(default_factory=dict)
 
 
+def _db(conn: Connection) -> str:
+    """The file as the fix should name it: the path it was opened with."""
+    return shlex.quote(os.fspath(conn.path))
+
+
 def _table_exists(conn: Connection, table: str) -> bool:
     row = conn.execute("SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
     return row is not None
@@ -74,7 +81,8 @@ def _follow(conn: Connection, spec: TableSpec, table: str, state: TableState, no
             state,
             "local",
             f"the key of table {table!r} changed locally from ({', '.join(spec.key)}) to ({', '.join(new.key)})",
-            f"give the remote table the same key, then `d1sync untrack DB {table}` and `d1sync track DB {table}`",
+            f"give the remote table the same key, then `d1sync untrack {_db(conn)} {table}` and "
+            f"`d1sync track {_db(conn)} {table}`",
             now,
         )
     new = replace(new, mode=spec.mode)
@@ -90,7 +98,7 @@ def _follow(conn: Connection, spec: TableSpec, table: str, state: TableState, no
     if count == 0 and table == spec.name:
         note = (
             f"table {table!r} was recreated locally; rows D1 holds that the new table lacks were kept "
-            f"(`d1sync verify DB {table} --repair --delete-extra` deletes them)"
+            f"(`d1sync verify {_db(conn)} {table} --repair --delete-extra` deletes them)"
         )
     # The local table is fine now; the remote is checked again for the columns the spec has now.
     base = resume(state, "local")
@@ -126,8 +134,8 @@ def reconcile(conn: Connection, specs: dict[str, TableSpec], states: dict[str, T
                 moved = sorted(h for h in hosts if h != name and _table_exists(conn, h) and h not in specs)
                 if not moved:
                     fix = (
-                        f"`d1sync untrack DB {name}` to stop syncing it and keep its rows on D1, or "
-                        f"`d1sync untrack DB {name} --delete-remote` to delete them on D1 too"
+                        f"`d1sync untrack {_db(conn)} {name}` to stop syncing it and keep its rows on D1, or "
+                        f"`d1sync untrack {_db(conn)} {name} --delete-remote` to delete them on D1 too"
                     )
                     new_state = pause(state, "local", f"table {name!r} no longer exists locally", fix, now)
                     if new_state != state:

@@ -2,9 +2,14 @@
 
 ``_d1sync_changes``  the change log: one row per captured write, appended by triggers inside the writer's
                      transaction (so a write and its change record commit or roll back together).
-                     ``seq`` is AUTOINCREMENT: a seq is never reused, so an acknowledgement (a DELETE by
-                     seq) can only ever remove the change rows it sent, even when it comes late (a worker
-                     that lost its lease mid-send) or after ``untrack(drop_pending=True)`` emptied the log.
+                     A seq is never reused, so an acknowledgement (a DELETE by seq) can only ever remove
+                     the change rows it sent, even when it comes late (a worker that lost its lease
+                     mid-send) or after ``untrack(drop_pending=True)`` emptied the log. Not with
+                     AUTOINCREMENT, which costs every captured write an update of ``sqlite_sequence``: a
+                     plain rowid is max(seq) + 1, so it is enough never to delete the row holding the
+                     highest seq. :func:`delete_changes` (every deletion goes through it) replaces that
+                     row by a *mark* (``tbl = ''``, ``op = 'mark'``) when it must go; readers skip marks
+                     (:data:`LIVE`), and at most one exists.
 ``_d1sync_tables``   which tables are synced and how (key, columns, version column, mode).
 ``_d1sync_meta``     worker state that must survive restarts, one JSON value per key: the drain lease,
                      back-off, pause, last error, last pass. Read and written only as :class:`WorkerState`.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,7 +31,10 @@ from d1sync.sqlite import Connection
 
 __all__ = [
     "NOW_MS_SQL",
+    "LIVE",
     "SCHEMA",
+    "delete_changes",
+    "has_outbox",
     "LastError",
     "LastPass",
     "Lease",
@@ -43,10 +52,10 @@ __all__ = [
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS _d1sync_changes (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq        INTEGER PRIMARY KEY,
     tbl        TEXT    NOT NULL,
     key        TEXT    NOT NULL,
-    op         TEXT    NOT NULL CHECK (op IN ('upsert', 'delete')),
+    op         TEXT    NOT NULL CHECK (op IN ('upsert', 'delete', 'mark')),
     payload    TEXT,
     created_at INTEGER NOT NULL
 );
@@ -71,8 +80,10 @@ CREATE TABLE IF NOT EXISTS _d1sync_dead (
     error           TEXT    NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 1,
     first_failed_at INTEGER NOT NULL,
-    last_failed_at  INTEGER NOT NULL
+    last_failed_at  INTEGER NOT NULL,
+    retrying        INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS _d1sync_dead_key ON _d1sync_dead (tbl, key);
 """
 
 # The SQL expression triggers use for "now" in epoch milliseconds (unixepoch('subsec') needs SQLite 3.42).
@@ -87,8 +98,23 @@ def ensure_schema(conn: Connection) -> None:
     """Create the outbox tables if missing (idempotent; safe under concurrent callers)."""
     if _has_schema(conn):
         return
+    _upgrade_dead_letters(conn)
     conn.executescript(SCHEMA)
     _upgrade_change_log(conn)
+
+
+def _upgrade_dead_letters(conn: Connection) -> None:
+    """Give dead letters made by an earlier build their ``retrying`` flag (the index comes with SCHEMA)."""
+    with conn.atomic():
+        columns = {str(r[1]) for r in conn.execute("SELECT * FROM pragma_table_info('_d1sync_dead')")}
+        if columns and "retrying" not in columns:
+            conn.execute("ALTER TABLE _d1sync_dead ADD COLUMN retrying INTEGER NOT NULL DEFAULT 0")
+
+
+def has_outbox(conn: Connection) -> bool:
+    """Whether the file holds an outbox (some table was tracked or declared there); reads only."""
+    row = conn.execute("SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = '_d1sync_changes'")
+    return row.fetchone() is not None
 
 
 def _has_schema(conn: Connection) -> bool:
@@ -96,35 +122,69 @@ def _has_schema(conn: Connection) -> bool:
         "SELECT name, sql FROM main.sqlite_master WHERE type = 'table' AND name IN "
         "('_d1sync_changes', '_d1sync_tables', '_d1sync_meta', '_d1sync_dead', '_d1sync_table_state')"
     ).fetchall()
-    changes = [str(sql) for name, sql in rows if name == "_d1sync_changes"]
-    return len(rows) == 5 and "AUTOINCREMENT" in changes[0].upper()
+    sql = {str(name): str(text) for name, text in rows}
+    return len(rows) == 5 and "'mark'" in sql["_d1sync_changes"] and "retrying" in sql["_d1sync_dead"]
+
+
+LIVE = "tbl <> ''"
+"""The SQL condition that leaves out the log's mark (see the module docstring): every reader adds it."""
+
+
+def delete_changes(conn: Connection, where: str, params: Sequence[Any] = ()) -> list[int]:
+    """Delete the change rows matching ``where`` (never the mark); the seqs deleted. Call it inside
+    :meth:`Connection.atomic <d1sync.sqlite.Connection.atomic>`.
+
+    If the row holding the highest seq goes, a mark takes its seq, so the next captured write gets a higher
+    one; the previous mark, if any, is no longer needed then and goes (its seq is kept in the worker state,
+    so finding it costs one lookup, not a scan of the log).
+    """
+    top = conn.execute("SELECT max(seq) FROM _d1sync_changes").fetchone()[0]
+    deleted = [
+        int(r[0]) for r in conn.execute(f"DELETE FROM _d1sync_changes WHERE ({where}) AND {LIVE} RETURNING seq", params)
+    ]
+    if top is None or not deleted or top not in deleted:
+        return deleted
+    old = load_state(conn).log_mark
+    if old is not None and old != top:
+        conn.execute("DELETE FROM _d1sync_changes WHERE seq = ? AND tbl = ''", (old,))
+    conn.execute("INSERT INTO _d1sync_changes (seq, tbl, key, op, created_at) VALUES (?, '', '', 'mark', 0)", (top,))
+    save_state(conn, log_mark=top)
+    return deleted
 
 
 def _upgrade_change_log(conn: Connection) -> None:
-    """Rebuild a change log made by an earlier build whose ``seq`` was a plain rowid (pending rows kept)."""
-    if not _plain_rowid_log(conn):
+    """Rebuild a change log made by an earlier build (AUTOINCREMENT, or a plain rowid without marks) into
+    today's, keeping its pending rows and its highest seq ever issued."""
+    if not _old_log(conn):
         return
     with conn.atomic():
-        if not _plain_rowid_log(conn):
+        if not _old_log(conn):
             return  # another process upgraded it while we waited for the lock
         # Indexes or triggers someone put on the log (an audit trigger, say) go with DROP TABLE: keep them.
         extras = conn.execute(
             "SELECT sql FROM main.sqlite_master WHERE tbl_name = '_d1sync_changes' "
             "AND type IN ('index', 'trigger') AND sql IS NOT NULL"
         ).fetchall()
+        issued = conn.execute("SELECT max(seq) FROM main._d1sync_changes").fetchone()[0] or 0
+        if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+            counter = conn.execute("SELECT seq FROM main.sqlite_sequence WHERE name = '_d1sync_changes'").fetchone()
+            issued = max(issued, int(counter[0]) if counter else 0)
         conn.execute("CREATE TEMP TABLE _d1sync_changes_old AS SELECT * FROM main._d1sync_changes")
         conn.execute("DROP TABLE main._d1sync_changes")
         conn.execute(SCHEMA.split(";")[0])
         conn.execute("INSERT INTO main._d1sync_changes SELECT * FROM temp._d1sync_changes_old ORDER BY seq")
         conn.execute("DROP TABLE temp._d1sync_changes_old")
+        if issued and not conn.execute("SELECT 1 FROM main._d1sync_changes WHERE seq = ?", (issued,)).fetchone():
+            conn.execute("INSERT INTO main._d1sync_changes VALUES (?, '', '', 'mark', NULL, 0)", (issued,))
+            save_state(conn, log_mark=issued)
         for (sql,) in extras:
             conn.execute(sql)
 
 
-def _plain_rowid_log(conn: Connection) -> bool:
+def _old_log(conn: Connection) -> bool:
     query = "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = '_d1sync_changes'"
     row = conn.execute(query).fetchone()
-    return row is not None and "AUTOINCREMENT" not in str(row[0]).upper()
+    return row is not None and "'mark'" not in str(row[0])
 
 
 # -- typed worker state ------------------------------------------------------------------------------------
@@ -132,10 +192,12 @@ def _plain_rowid_log(conn: Connection) -> bool:
 
 @dataclass(frozen=True)
 class Lease:
-    """The single-drainer lease: which worker (``host:pid:nonce``) may send, until when (epoch seconds)."""
+    """The single-drainer lease: which worker (``host:pid:nonce``) may send, until when, and since when it
+    has held it (epoch seconds)."""
 
     owner: str
     expires: float
+    since: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +241,10 @@ class WorkerState:
     last_error: LastError | None = None
     last_pass: LastPass | None = None
     rate_budget: RateBudget | None = None
+    target: str | None = None
+    """The target (its repr, never a token) the worker last synced to: pauses and remote checks belong to it."""
+    log_mark: int | None = None
+    """The seq of the change log's mark, if it has one (see :func:`delete_changes`)."""
 
 
 _NESTED: dict[str, type[Any]] = {

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from d1sync.outbox.schema import TableState, load_state, load_table_states
+from d1sync.outbox.schema import LIVE, TableState, load_state, load_table_states
 from d1sync.sqlite import Connection
 
 __all__ = ["Status", "TableStatus", "pending_count", "read_status"]
@@ -40,7 +40,7 @@ class Status:
         pending_changes: change-log rows not yet acknowledged.
         pending_keys: distinct rows (table, key) those changes touch.
         oldest_pending_age: seconds since the oldest pending change was captured (None if none).
-        dead_letters: changes D1 refused permanently (see ``d1sync dead``).
+        dead_letters: changes D1 refused permanently (see ``d1sync dead``), not counting retried ones.
         tables: synced tables.
         last_success: epoch seconds of the last acknowledged request, if any.
         last_error: the last failure (message, kind, code, status, at), if any.
@@ -82,8 +82,8 @@ def pending_count(conn: Connection, *, skip: Iterable[str] = ()) -> int:
     """Change-log rows not yet acknowledged (leaving out the tables in ``skip``)."""
     tables = sorted(skip)
     if not tables:
-        return int(conn.execute("SELECT count(*) FROM _d1sync_changes").fetchone()[0])
-    sql = "SELECT count(*) FROM _d1sync_changes WHERE tbl NOT IN (SELECT value FROM json_each(?))"
+        return int(conn.execute(f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE}").fetchone()[0])
+    sql = f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE} AND tbl NOT IN (SELECT value FROM json_each(?))"
     return int(conn.execute(sql, (json.dumps(tables),)).fetchone()[0])
 
 
@@ -91,11 +91,15 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
     """The status of the outbox in ``conn``'s file, read in one snapshot."""
     now = time.time() if now is None else now
     with conn.snapshot():
-        pending, oldest = conn.execute("SELECT count(*), min(created_at) FROM _d1sync_changes").fetchone()
-        keys = conn.execute("SELECT count(*) FROM (SELECT 1 FROM _d1sync_changes GROUP BY tbl, key)").fetchone()[0]
-        dead = conn.execute("SELECT count(*) FROM _d1sync_dead").fetchone()[0]
+        pending, oldest = conn.execute(f"SELECT count(*), min(created_at) FROM _d1sync_changes WHERE {LIVE}").fetchone()
+        keys = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM _d1sync_changes WHERE {LIVE} GROUP BY tbl, key)"
+        ).fetchone()[0]
+        dead = conn.execute("SELECT count(*) FROM _d1sync_dead WHERE retrying = 0").fetchone()[0]
         tables = [str(r[0]) for r in conn.execute("SELECT tbl FROM _d1sync_tables ORDER BY tbl")]
-        per_table = dict(conn.execute("SELECT tbl, count(*) FROM _d1sync_changes GROUP BY tbl").fetchall())
+        per_table = dict(
+            conn.execute(f"SELECT tbl, count(*) FROM _d1sync_changes WHERE {LIVE} GROUP BY tbl").fetchall()
+        )
         table_states = load_table_states(conn)
         state = load_state(conn)
     last_pass = state.last_pass

@@ -26,7 +26,8 @@ from typing import Any
 from d1sync.database import Database
 from d1sync.errors import ConfigError, SQLError
 from d1sync.outbox.capture import TableSpec
-from d1sync.outbox.codec import column_expr, decode_row, key_sql
+from d1sync.outbox.codec import decode_row, key_sql
+from d1sync.outbox.pages import ExactRow, keyset, read_exact, row_size, select_exact
 from d1sync.outbox.resend import queue_keys
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
@@ -89,39 +90,6 @@ class VerifyReport:
 _NO_LOCAL_COPY = "no local copy: rows are given to enqueue()"
 
 
-def _select(spec: TableSpec, *, ranged: bool) -> str:
-    """One page of rows in key order, after the key ``?1`` (and up to the key ``?3`` when ``ranged``)."""
-    t = quote_identifier(spec.name)
-    keys = ", ".join(f"t.{quote_identifier(c)}" for c in spec.key)
-    cursor = ", ".join(column_expr(i, True, "json(?1)") for i in range(len(spec.key)))
-    upper = ", ".join(column_expr(i, True, "json(?3)") for i in range(len(spec.key)))
-    types = " || ',' || ".join(f"typeof(t.{quote_identifier(c)})" for c in spec.columns)
-    values = ", ".join(
-        f"CASE typeof(t.{q}) WHEN 'integer' THEN CAST(t.{q} AS TEXT) WHEN 'blob' THEN hex(t.{q}) ELSE t.{q} END"
-        for q in map(quote_identifier, spec.columns)
-    )
-    where = f"(?1 IS NULL OR ({keys}) > ({cursor}))"
-    if ranged:
-        where += f" AND ({keys}) <= ({upper})"
-    return f"SELECT {key_sql('t', spec.key)}, {types}, {values} FROM {t} AS t WHERE {where} ORDER BY {keys} LIMIT ?2"
-
-
-def _row(raw: list[Any]) -> tuple[str, tuple[Any, ...]]:
-    """(key text, the row's values as exact Python values) from one row of :func:`_select`."""
-    key, types, values = raw[0], str(raw[1]).split(","), raw[2:]
-    out: list[Any] = []
-    for kind, value in zip(types, values, strict=True):
-        if kind == "integer":
-            out.append(int(value))
-        elif kind == "real":
-            out.append(float(value))
-        elif kind == "blob":
-            out.append(bytes.fromhex(value))
-        else:
-            out.append(value)
-    return str(key), tuple((kind, v) for kind, v in zip(types, out, strict=True))
-
-
 class _Remote:
     """The remote side of one table's comparison, counting its requests."""
 
@@ -130,11 +98,11 @@ class _Remote:
         self.spec = spec
         self.requests = 0
 
-    def page(self, after: str | None, upto: str | None, limit: int) -> list[tuple[str, tuple[Any, ...]]]:
-        sql = _select(self.spec, ranged=upto is not None)
+    def page(self, after: str | None, upto: str | None, limit: int) -> list[ExactRow]:
+        sql = select_exact(self.spec, ranged=upto is not None)
         params: list[Any] = [after, limit] + ([upto] if upto is not None else [])
         self.requests += 1
-        return [_row(r) for r in self.target.prepare(sql).bind(*params).raw()]
+        return [read_exact(r) for r in self.target.prepare(sql).bind(*params).raw()]
 
     def range(self, after: str | None, upto: str | None, limit: int) -> dict[str, tuple[Any, ...]]:
         """Every remote row after ``after`` and up to ``upto`` (all the rest when None), paged."""
@@ -149,12 +117,8 @@ class _Remote:
 
 def _sizes(spec: TableSpec) -> str:
     """The keys of one page after the key ``?1`` (at most ``?2``), each with its row's size in bytes as read."""
-    sizes = " + ".join(
-        f"coalesce(CASE typeof(t.{q}) WHEN 'blob' THEN 2 * length(t.{q}) ELSE length(CAST(t.{q} AS BLOB)) END, 0)"
-        for q in map(quote_identifier, spec.columns)
-    )
-    select = _select(spec, ranged=False)
-    return f"SELECT {key_sql('t', spec.key)}, {sizes} " + select[select.index(" FROM ") :]
+    source, order = keyset(spec, ranged=False)
+    return f"SELECT {key_sql('t', spec.key)}, {row_size(spec)}{source}{order}"
 
 
 def _local_page(conn: Connection, spec: TableSpec, after: str | None, page: int) -> tuple[list[Any], bool]:
@@ -170,11 +134,14 @@ def _local_page(conn: Connection, spec: TableSpec, after: str | None, page: int)
         if total >= PAGE_BYTES:
             last = index
             break
-    rows, _ = conn.read(_select(spec, ranged=True), (after, page, sizes[last][0]))
+    rows, _ = conn.read(select_exact(spec, ranged=True), (after, page, sizes[last][0]))
     return rows.fetchall(), last < len(sizes) - 1 or len(sizes) == page
 
 
 def _pending_keys(conn: Connection, table: str) -> set[str]:
+    """Keys with a change pending locally; none in a file without an outbox (a clone being verified)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_d1sync_changes'").fetchone() is None:
+        return set()
     return {str(r[0]) for r in conn.execute("SELECT DISTINCT key FROM _d1sync_changes WHERE tbl = ?", (table,))}
 
 
@@ -197,7 +164,7 @@ Queue = Callable[[list[str]], int]
 """``queue(keys)``: queue the keys' local state through the outbox; returns how many."""
 
 
-def _verify_table(
+def verify_table(
     conn: Connection,
     target: Database,
     spec: TableSpec,
@@ -217,7 +184,7 @@ def _verify_table(
         rows, more = _local_page(conn, spec, after, page)
         if not rows:
             break
-        local = dict(_row(list(r)) for r in rows)
+        local = dict(read_exact(list(r)) for r in rows)
         upto = next(reversed(local))
         far = remote.range(after, upto, len(rows) + 1)  # +1: an equal range takes one request
         diff.local_rows += len(local)
@@ -278,7 +245,7 @@ def verify(
             continue
         queue = (lambda keys, table=name: queue_keys(conn, table, keys)) if repair else None
         try:
-            diff, requests = _verify_table(conn, target, spec, page, on_progress, queue, delete_extra)
+            diff, requests = verify_table(conn, target, spec, page, on_progress, queue, delete_extra)
         except SQLError as exc:
             if exc.missing is None:
                 raise

@@ -31,6 +31,7 @@ from d1sync.outbox.capture import load_specs
 from d1sync.outbox.changes import acknowledge, read_window
 from d1sync.outbox.dead import dead_letter
 from d1sync.outbox.delivery import deliver
+from d1sync.outbox.loop import WorkerLoop
 from d1sync.outbox.metrics import Counters
 from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
 from d1sync.outbox.preflight import preflight
@@ -48,14 +49,14 @@ from d1sync.outbox.schema import (
 from d1sync.outbox.status import Status, pending_count, read_status
 from d1sync.outbox.tables import resume_all
 from d1sync.outbox.verify import DEFAULT_PAGE, VerifyReport, verify
-from d1sync.sqlite import Connection, on_commit
+from d1sync.sqlite import Connection
 
 __all__ = ["State", "SyncResult", "SyncWorker"]
 
 log = logging.getLogger("d1sync.sync")
 
 
-class SyncWorker:
+class SyncWorker(WorkerLoop):
     """Carries the outbox of one SQLite file to a target Database (D1, the emulator, or another file).
 
     Args:
@@ -113,6 +114,7 @@ class SyncWorker:
         self.min_interval = min_interval
         self.on_progress = on_progress
         self.owner = lease.new_owner()
+        self._target_id = repr(target)
         self.counters = Counters()
         self.rng = random.Random(seed)
         self.conn = Connection(self.path)
@@ -127,6 +129,10 @@ class SyncWorker:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._flush_deadline: float | None = None
+        self._thread: threading.Thread | None = None
+        self.owned: list[Callable[[], None]] = []
+        """Closed with the worker: what it opened itself (the client made by ``from_env``)."""
+        self._crash: BaseException | None = None
         self._failing_since: float | None = None
         self._seen_version = -1
 
@@ -164,6 +170,20 @@ class SyncWorker:
             return None
         kind: State = "paused" if state.paused else "backoff"
         return SyncResult(kind, retry_in=remaining, error=state.paused)
+
+    def _switch_target(self, state: WorkerState) -> WorkerState:
+        """A pause, a back-off and the remote checks belong to the target that caused them: another one
+        starts afresh."""
+        with self.conn.atomic():
+            if state.target is not None:
+                log.info(
+                    "the target is now %s (was %s): pauses and remote checks start afresh",
+                    self._target_id,
+                    state.target,
+                )
+                resume_all(self.conn)
+            save_state(self.conn, target=self._target_id)
+        return load_state(self.conn)
 
     def resume(self) -> None:
         """Try everything again now: clear the back-off, the pause and every table's pause.
@@ -239,7 +259,10 @@ class SyncWorker:
         """Send what is pending (one window), unless backing off or another worker holds the lease."""
         now = self.clock() if now is None else now
         started = time.monotonic()
-        waiting = self._waiting(load_state(self.conn), now)
+        state = load_state(self.conn)
+        if state.target != self._target_id:
+            state = self._switch_target(state)
+        waiting = self._waiting(state, now)
         if waiting is not None:
             return waiting
         if not self.acquire_lease(now):
@@ -300,86 +323,6 @@ class SyncWorker:
         statements += [db.prepare(s.sql).bind(s.param) for s in request.statements]
         db.batch(statements)
 
-    # -- the loop ----------------------------------------------------------------------------------------
-
-    def wake(self) -> None:
-        """Ask a running loop to look for changes now."""
-        self._wake.set()
-
-    def _wait(self, timeout: float, *, wake_on_writes: bool) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            if self._wake.wait(min(self.poll_interval, remaining)):
-                self._wake.clear()
-                if wake_on_writes:
-                    return
-            # Another connection committed since the last pass read the change log.
-            if wake_on_writes and self.conn.data_version() != self._seen_version:
-                return
-
-    def run(self, *, idle_interval: float = 5.0) -> None:
-        """Sync until :meth:`stop` is called. New writes wake it at once; failures back off on a timer."""
-        self._stop.clear()
-        self._stopped.clear()
-        unsubscribe = on_commit(self.path, self._wake.set)
-        try:
-            while not self._stop.is_set():
-                result = self.safe_sync_once()
-                if result.more and result.state == "synced":
-                    continue  # a backlog: keep draining
-                if result.retry_in is not None:
-                    # Timer-driven: a back-off always ends by itself, never waiting for the next write.
-                    self._wait(result.retry_in, wake_on_writes=False)
-                    continue
-                self._wait(idle_interval, wake_on_writes=True)
-                # The floor: let a burst of small commits gather into one request instead of one each.
-                self._wait(self.min_interval, wake_on_writes=False)
-            self._flush()
-        finally:
-            unsubscribe()
-            self.release_lease()
-            self._stopped.set()
-
-    def safe_sync_once(self) -> SyncResult:
-        """:meth:`sync_once`, but a local error or a bug becomes a back-off instead of an exception."""
-        try:
-            return self.sync_once()
-        except D1Error as exc:
-            # Remote failures are handled inside the pass: this is the local file, busy or unreadable for now.
-            log.warning("local database error, retrying: %s", exc)
-            return SyncResult("backoff", retry_in=self.backoff.base, error=str(exc))
-        except Exception as exc:
-            # A bug must not end the daemon silently with writes pending: say it loudly and try again later.
-            log.exception("unexpected error in a sync pass; retrying in %.0fs", self.pause_interval)
-            return SyncResult("backoff", retry_in=self.pause_interval, error=f"{type(exc).__name__}: {exc}")
-
-    def _flush(self) -> None:
-        deadline = self._flush_deadline
-        while deadline is not None and time.monotonic() < deadline:
-            result = self.safe_sync_once()
-            if result.state in ("idle", "paused", "locked"):
-                return
-            if result.retry_in is not None:
-                wait = min(result.retry_in, deadline - time.monotonic())
-                if wait <= 0:
-                    return
-                time.sleep(wait)
-            elif not result.more:
-                return
-
-    def stop(self, flush_timeout: float = 10.0, *, wait: bool = True) -> None:
-        """Stop the loop after a last drain that may take up to ``flush_timeout`` seconds."""
-        self._flush_deadline = time.monotonic() + flush_timeout
-        self._stop.set()
-        self._wake.set()
-        if wait:
-            self._stopped.wait(flush_timeout + self.lease_ttl)
-
-    # -- state and resources -----------------------------------------------------------------------------
-
     def pending(self, *, flowing: bool = False) -> int:
         """Change rows not yet acknowledged (safe to call from another thread while the loop runs).
 
@@ -434,16 +377,13 @@ class SyncWorker:
         return read_status(self.conn)
 
     def close(self) -> None:
-        """Release the lease (if held) and close the worker's connection to the file."""
+        """Release the lease (if held) and close the worker's connection to the file (and the target, when
+        the worker made it: :func:`~d1sync.outbox.embed.from_env`)."""
         if self.conn.closed:
             return
         try:
             self.release_lease()
         finally:
             self.conn.close()
-
-    def __enter__(self) -> SyncWorker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            for close in self.owned:
+                close()
