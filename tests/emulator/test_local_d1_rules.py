@@ -3,6 +3,7 @@ limits to a local file, so what D1 refuses fails locally too; the default stays 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,9 @@ REFUSED = [
 
 
 @pytest.fixture
-def ruled(tmp_path: Path) -> LocalDatabase:
-    return LocalDatabase(tmp_path / "app.db", d1_rules=True)
+def ruled(tmp_path: Path) -> Iterator[LocalDatabase]:
+    with LocalDatabase(tmp_path / "app.db", d1_rules=True) as db:
+        yield db
 
 
 @pytest.mark.parametrize(("sql", "message"), REFUSED, ids=[sql[:40] for sql, _ in REFUSED])
