@@ -167,14 +167,18 @@ class Connection:
     Args:
         path: the file (created if missing), or ``":memory:"``.
         busy_timeout: seconds to wait for another connection's write lock before a ``TransientError``.
+        notify: run the file's :func:`on_commit` callbacks after this connection's commits. The sync worker's
+            own connection does not: its bookkeeping (the lease, acknowledgements) must not wake itself.
 
     Raises:
         SQLError: the file cannot be opened, or is not a SQLite database (the message names the file).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, notify: bool = True
+    ) -> None:
         self.path = Path(path)
-        self._key = "" if os.fspath(path) == ":memory:" else _file_key(path)
+        self._key = "" if os.fspath(path) == ":memory:" or not notify else _file_key(path)  # "": nobody listens
         self._raw = connect(path, busy_timeout=busy_timeout)
         self._lock = threading.RLock()
         self._depth = 0

@@ -26,9 +26,9 @@ LEASE_TTL = 0.5
 class Child:
     """A worker subprocess whose stdout lines arrive on a queue."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, script: Path = SCRIPT) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(SCRIPT), *args],
+            [sys.executable, str(script), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

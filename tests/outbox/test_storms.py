@@ -43,9 +43,9 @@ def _kill_in_flight(child: Child, rng: random.Random) -> tuple[bool, int]:
     """
     lines = []
     for _ in range(rng.choice([0, 0, 1, 3])):
-        child.wait_for("sent", timeout=20)
+        child.wait_for("sent", timeout=40)
         lines.append("sent")
-    child.wait_for("send", timeout=20)
+    child.wait_for("send", timeout=40)
     time.sleep(rng.uniform(0.0, LATENCY * 0.9))
     lines += ["send", *child.kill()]
     events = [line for line in lines if line in ("send", "sent")]

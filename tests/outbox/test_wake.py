@@ -90,3 +90,29 @@ def test_stop_flushes_what_is_pending_before_returning(
     raw.close()
     worker.stop(flush_timeout=5.0)
     assert remote_count(remote) == 1
+
+
+def test_an_idle_loop_does_not_wake_itself(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker
+) -> None:
+    """The worker's own commits (the lease it takes every pass) must not count as new writes: an idle loop
+    that woke itself would run a pass every few milliseconds and burn a CPU doing nothing."""
+    path, app, remote = local_pair
+    app.exec(DDL)
+    remote.exec(DDL)
+    Outbox(path).track("notes")
+    worker = open_worker(path, remote)
+    passes = []
+    real = worker.sync_once
+
+    def counted(now: float | None = None) -> object:
+        passes.append(time.monotonic())
+        return real(now)
+
+    worker.sync_once = counted  # type: ignore[method-assign]
+    with worker.start(idle_interval=60):
+        time.sleep(1.0)
+        idle = len(passes)
+        app.exec("INSERT INTO notes VALUES (1, 'wakes it')")
+        assert eventually(lambda: remote.prepare("SELECT count(*) AS n FROM notes").first("n") == 1)
+    assert idle <= 2, f"{idle} passes in one idle second"

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from d1sync.backoff import Backoff
 from d1sync.client import D1Client, RetryPolicy
 from d1sync.database import Database, ExecResult, RawResult, Result, Statement
 from d1sync.emulator import DEFAULT_DATABASE_ID
@@ -60,6 +61,9 @@ def run(app_db: str, api_base: str, token: str, lease_ttl: float, *, announce: b
         window=2_000,
         lease_ttl=lease_ttl,
         pause_interval=0.2,
+        # Storms inject failures on purpose: a short back-off keeps a streak of them from idling the child
+        # for most of its short life (the back-off is persisted, so it would carry over to the next child).
+        backoff=Backoff(base=0.05, cap=1.0) if announce else None,
         on_progress=progress,
     )
     print("started", flush=True)

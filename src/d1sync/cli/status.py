@@ -63,6 +63,13 @@ def _print_status(st: Status) -> None:
             "rate budget", f"{budget['available']:.0f} of {budget['rate']:.0f} requests per {budget['per']:.0f}s"
         )
     table.add_row("worker", st.lease_owner or "none running")
+    if st.replica is not None:
+        replica = st.replica
+        table.add_row(
+            "replica", f"{replica['id']} at cursor {replica['cursor']:,}, last pull {_when(replica['last_pull'])}"
+        )
+        if replica["paused"]:
+            table.add_row("pull paused", str(replica["paused"]))
     console.print(table)
     _print_tables(st)
 
@@ -75,15 +82,23 @@ def _print_tables(st: Status) -> None:
     if not st.table_states:
         console.print("no synced tables (see `d1sync track --help`)")
         return
-    table = Table("table", "state", "pending", "detail")
+    two_way = st.replica is not None
+    table = Table("table", "state", "pending", *(("pull lag", "last pull") if two_way else ()), "detail")
     for name, ts in st.table_states.items():
         detail = ts.reason or ts.note or ""
         if ts.fix:
             detail += f"\nfix: {ts.fix}"
         if ts.resending:
             detail = (detail + "\n" if detail else "") + "re-sending every row"
+        for extra in (ts.pull_note, "resync owed" if ts.resync else None):
+            if extra:
+                detail = (detail + "\n" if detail else "") + extra
         style = _STATE_STYLE[ts.state]
-        table.add_row(name, f"[{style}]{ts.state}[/{style}]", f"{ts.pending:,}", escape(detail))
+        pull: tuple[str, ...] = ()
+        if two_way:
+            lag = "-" if ts.pull_lag is None else f"{ts.pull_lag:.2f}s"
+            pull = (lag, _when(ts.last_pull)) if ts.replicated else ("push only", "")
+        table.add_row(name, f"[{style}]{ts.state}[/{style}]", f"{ts.pending:,}", *pull, escape(detail))
     console.print(table)
 
 

@@ -50,6 +50,20 @@ def _limits(max_request_bytes: int, max_statements: int) -> Limits:
         fail(str(exc), "see `d1sync sync --help` for the allowed ranges", exit_code=EXIT_USAGE)
 
 
+def direction_options(func: Any) -> Any:
+    """``--push-only`` / ``--pull-only`` (two-way tables go both ways by default)."""
+    func = click.option("--pull-only", is_flag=True, help="Only pull two-way tables; local changes wait.")(func)
+    return click.option("--push-only", is_flag=True, help="Only send local changes; pull nothing.")(func)
+
+
+def _directions(push_only: bool, pull_only: bool) -> dict[str, Any]:
+    if push_only and pull_only:
+        fail("--push-only and --pull-only exclude each other", "give at most one of them", exit_code=EXIT_USAGE)
+    if pull_only:
+        return {"push": False, "pull": True}
+    return {"pull": False} if push_only else {}
+
+
 def limit_options(func: Any) -> Any:
     options = [
         click.option(
@@ -110,6 +124,7 @@ class _Shutdown:
 @DB_ARG
 @target_options
 @limit_options
+@direction_options
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -126,18 +141,22 @@ def run(
     metrics_port: int | None,
     flush_timeout: float,
     log_format: str,
+    push_only: bool,
+    pull_only: bool,
     **target: Any,
 ) -> None:
-    """Run the sync daemon for DB in the foreground.
+    """Run the sync daemon for DB in the foreground (both ways for two-way tables).
 
     SIGINT/SIGTERM stop it after a last drain of at most --flush-timeout seconds; a second signal exits at
     once. The target is real D1 (from the environment) unless --emulator or --local is given. With -v it
-    logs every acknowledged request (rows, bytes, ms) and every retry.
+    logs every acknowledged request (rows, bytes, ms) and every retry. Tables made two-way with `d1sync
+    replicate` are also pulled, about once a second.
     """
     if log_format == "json":
         configure_logging(logging.getLevelName(logging.getLogger("d1sync").level), "json")
+    directions = _directions(push_only, pull_only)
     remote = open_target(target, default="remote")
-    worker = SyncWorker(db, remote, limits=_limits(max_request_bytes, max_statements))
+    worker = SyncWorker(db, remote, limits=_limits(max_request_bytes, max_statements), **directions)
     server = None
     try:
         worker.resume()  # started by a person: what paused the outbox is checked again now
@@ -173,9 +192,10 @@ def _progress_bar() -> Progress:
 
 
 def _summary(report: DrainReport) -> str:
+    pulled = f"; pulled {report.pulled:,} row(s)" if report.pulled else ""
     return (
         f"sent {report.rows:,} row(s) in {report.requests} request(s), {report.seconds:.1f}s "
-        f"({report.rows / max(report.seconds, 1e-6):,.0f} rows/s); dead letters this run: {report.dead}"
+        f"({report.rows / max(report.seconds, 1e-6):,.0f} rows/s); dead letters this run: {report.dead}{pulled}"
     )
 
 
@@ -228,6 +248,7 @@ def _wait_for_holder(worker: SyncWorker, db: str, give_up: float | None, as_json
 @DB_ARG
 @target_options
 @limit_options
+@direction_options
 @click.option("--timeout", "give_up", type=float, help="Give up after this many seconds (exit 1 if not drained).")
 @click.option("--wait", is_flag=True, help="If `d1sync run` holds the lease, wait for it to send (else exit 75).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress stays on stderr).")
@@ -238,18 +259,21 @@ def sync(
     give_up: float | None,
     wait: bool,
     as_json: bool,
+    push_only: bool,
+    pull_only: bool,
     **target: Any,
 ) -> None:
-    """Drain DB's outbox until it is empty, with a progress bar, then exit.
+    """Drain DB's outbox until it is empty, then pull two-way tables until caught up, then exit.
 
     Exit codes: 0 drained; 1 stopped early (a pause, --timeout); 2 bad usage; 3 drained, but D1 refused some
     rows for good (`d1sync dead DB`); 75 another worker holds the lease (pass --wait to wait for it);
     130 interrupted.
     """
+    directions = _directions(push_only, pull_only)
     remote = open_target(target, default="remote")
     report = DrainReport()
     try:
-        with SyncWorker(db, remote, limits=_limits(max_request_bytes, max_statements)) as worker:
+        with SyncWorker(db, remote, limits=_limits(max_request_bytes, max_statements), **directions) as worker:
             worker.resume()  # asked by a person: what paused the outbox is checked again now
             lease = live_holder(worker.conn, worker.owner, time.time())
             if lease is not None and not wait:
@@ -270,13 +294,13 @@ def sync(
         raise CLIError("interrupted; unsent changes stay in the outbox", exit_code=EXIT_INTERRUPTED) from None
     finally:
         remote.close()
-    _finish(db, report, as_json, kind)
+    _finish(db, report, as_json, kind, pull_only=pull_only)
 
 
-def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None) -> None:
+def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None, *, pull_only: bool = False) -> None:
     if as_json:
         print_json({**dataclasses.asdict(report), "drained": report.drained})
-    elif report.rows or report.dead or report.pending:
+    elif report.rows or report.dead or report.pending or report.pulled:
         console.print(_summary(report))
     else:
         console.print("nothing to sync")
@@ -287,7 +311,7 @@ def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None) -> No
         if fix is None:
             fix = f"`d1sync status {db}` shows each paused table and its fix"
         fail(f"sync paused: {report.error}", f"{fix}; then run `d1sync sync {db}` again")
-    if report.pending:
+    if report.pending and not pull_only:  # --pull-only leaves local changes for a later push on purpose
         fail(f"{report.pending:,} change(s) still pending", f"run `d1sync sync {db}` again or see `d1sync status {db}`")
     if report.dead:
         fail(f"D1 refused {report.dead} row(s) for good", f"`d1sync dead {db}` lists them", EXIT_DEAD_LETTERS)

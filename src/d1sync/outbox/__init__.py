@@ -15,7 +15,10 @@ See ``docs/sync.md`` for the design; the pieces, in the order a change travels:
 - :mod:`~d1sync.outbox.reconcile`, :mod:`~d1sync.outbox.preflight`, :mod:`~d1sync.outbox.verify`: following
   schema changes, per-table remote checks, exact comparison and repair;
 - :mod:`~d1sync.outbox.status` and :mod:`~d1sync.outbox.metrics`: what it is doing, for people and Prometheus;
-- :mod:`~d1sync.outbox.clone` (and :mod:`~d1sync.outbox.clone_plan`): the way back, a database copied into a file.
+- :mod:`~d1sync.outbox.clone` (and :mod:`~d1sync.outbox.clone_plan`): the way back, a database copied into a file;
+- replication (docs/replication.md): :mod:`~d1sync.outbox.replicate` (the remote capture, pruning),
+  :mod:`~d1sync.outbox.replica` (a replica's own state), :mod:`~d1sync.outbox.pull` (the pull pass) and
+  :mod:`~d1sync.outbox.apply` (pulled rows applied locally, uncaptured, under the conflict rule).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from d1sync.outbox.drain import DrainReport, drain
 from d1sync.outbox.embed import from_env
 from d1sync.outbox.outbox import Outbox
 from d1sync.outbox.planner import Limits
+from d1sync.outbox.pull import PullOptions
 from d1sync.outbox.results import SyncResult
 from d1sync.outbox.status import Status
 from d1sync.outbox.worker import SyncWorker
@@ -40,6 +44,7 @@ __all__ = [
     "DrainReport",
     "Limits",
     "Outbox",
+    "PullOptions",
     "SchemaMismatchError",
     "Status",
     "SyncResult",

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from d1sync.errors import ConfigError
 from d1sync.outbox.codec import key_sql
+from d1sync.outbox.replica import skip_while_applying
 from d1sync.outbox.schema import NOW_MS_SQL
 from d1sync.sql import quote_identifier, quote_literal
 from d1sync.sqlite import Connection
@@ -53,6 +54,8 @@ class TableSpec:
             ``purge`` (untracked with ``delete_remote``: the worker deletes its remote rows, then forgets it).
         include, exclude: the column choice ``track`` was given, kept so that the columns can be derived again
             when the local table changes (None: every column).
+        replicate: two-way: the worker also pulls the table's remote changes (``Outbox.replicate``), and its
+            capture triggers skip the rows a pull applies.
     """
 
     name: str
@@ -63,6 +66,7 @@ class TableSpec:
     mode: Mode = "track"
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] | None = None
+    replicate: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -79,6 +83,7 @@ class TableSpec:
             mode=data.get("mode", "track"),
             include=tuple(data["include"]) if data.get("include") is not None else None,
             exclude=tuple(data["exclude"]) if data.get("exclude") is not None else None,
+            replicate=bool(data.get("replicate", False)),
         )
 
 
@@ -230,8 +235,8 @@ def inspect_table(
 
 def derive_spec(conn: Connection, spec: TableSpec, table: str | None = None) -> TableSpec:
     """``spec`` derived again from the local table ``table`` (default: its own name) as it is now, with the
-    same column choice and version column (ConfigError if the table can no longer be synced)."""
-    return inspect_table(
+    same column choice, version column and direction (ConfigError if the table can no longer be synced)."""
+    derived = inspect_table(
         conn,
         table or spec.name,
         include=spec.include,
@@ -239,6 +244,7 @@ def derive_spec(conn: Connection, spec: TableSpec, table: str | None = None) -> 
         version_column=spec.version_column,
         lenient=True,
     )
+    return replace(derived, replicate=spec.replicate)
 
 
 def trigger_names(table: str) -> tuple[str, str, str]:
@@ -276,24 +282,25 @@ def install_triggers(conn: Connection, spec: TableSpec, *, all_columns: Sequence
         of = " OF " + ", ".join(quote_identifier(c) for c in spec.columns)
     # Keys compare exactly: byte for byte whatever the column's collation ('a' -> 'A' under NOCASE is a key
     # change), and by type (1 -> 1.0 in an untyped column is one too), as the key texts differ.
+    # A replicated table's triggers skip the rows a pull applies (see d1sync.outbox.replica).
+    when = skip_while_applying() if spec.replicate else ""
     key_changed = " OR ".join(
         f"OLD.{q} IS NOT NEW.{q} COLLATE BINARY OR typeof(OLD.{q}) IS NOT typeof(NEW.{q})"
         for q in map(quote_identifier, spec.key)
     )
     conn.execute(
-        f"CREATE TRIGGER {ins} AFTER INSERT ON {q} BEGIN " + insert.format(key=new_key, op="'upsert'") + "; END"
+        f"CREATE TRIGGER {ins} AFTER INSERT ON {q}{when} BEGIN " + insert.format(key=new_key, op="'upsert'") + "; END"
     )
     conn.execute(
-        f"CREATE TRIGGER {upd} AFTER UPDATE{of} ON {q} BEGIN "
+        f"CREATE TRIGGER {upd} AFTER UPDATE{of} ON {q}{when} BEGIN "
         # A key change is a delete of the old key and an upsert of the new one.
         + f"INSERT INTO _d1sync_changes (tbl, key, op, created_at) SELECT {tbl}, {old_key}, 'delete', {NOW_MS_SQL} "
         + f"WHERE {key_changed}; "
         + insert.format(key=new_key, op="'upsert'")
         + "; END"
     )
-    conn.execute(
-        f"CREATE TRIGGER {delete} AFTER DELETE ON {q} BEGIN " + insert.format(key=old_key, op="'delete'") + "; END"
-    )
+    deleted = insert.format(key=old_key, op="'delete'")
+    conn.execute(f"CREATE TRIGGER {delete} AFTER DELETE ON {q}{when} BEGIN {deleted}; END")
 
 
 def remove_triggers(conn: Connection, table: str) -> None:

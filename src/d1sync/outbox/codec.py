@@ -43,26 +43,44 @@ _NO_SPECIAL: frozenset[int] = frozenset()
 # -- the Python half -------------------------------------------------------------------------------------
 
 
-def _object_form(value: object) -> object:
-    if isinstance(value, _BINARY):
-        return {"x": bytes(value).hex()}
-    if isinstance(value, str) and "\x00" in value:
-        return {"t": value.encode().hex()}
-    return value
-
-
 def encode_row(values: Sequence[object]) -> tuple[str, frozenset[int]]:
     """Encode one row (or key) as a compact JSON array; also return the indexes sent in object form.
 
     This runs once per synced row, so the common case stays in C: one type scan and one call into a reused
     encoder.
     """
-    if set(map(type, values)).isdisjoint(_BINARY):
-        text = _ENCODER.encode(values if isinstance(values, list | tuple) else list(values))
+    row = values if isinstance(values, list | tuple) else list(values)
+    if set(map(type, row)).isdisjoint(_BINARY):
+        text = _ENCODER.encode(row)
         if "\\u0000" not in text:
             return text, _NO_SPECIAL
-    special = frozenset(i for i, v in enumerate(values) if _object_form(v) is not v)
-    return _ENCODER.encode([_object_form(v) for v in values]), special
+    # BLOBs go in object form, found by exact type (what sqlite3 returns); the rare rest, a text with NUL or
+    # a subclass of bytes, takes the careful path.
+    objects: list[object] = list(row)
+    special = [index for index, kind in enumerate(map(type, objects)) if kind in _BINARY]
+    for index in special:
+        objects[index] = {"x": bytes(objects[index]).hex()}  # type: ignore[call-overload]
+    try:
+        text = _ENCODER.encode(objects)
+    except TypeError:
+        return _encode_careful(row)
+    if "\\u0000" in text:
+        return _encode_careful(row)
+    return text, frozenset(special)
+
+
+def _encode_careful(row: Sequence[object]) -> tuple[str, frozenset[int]]:
+    objects: list[object] = list(row)
+    special = []
+    for index, value in enumerate(objects):
+        if isinstance(value, _BINARY):
+            objects[index] = {"x": bytes(value).hex()}
+        elif isinstance(value, str) and "\x00" in value:
+            objects[index] = {"t": value.encode().hex()}
+        else:
+            continue
+        special.append(index)
+    return _ENCODER.encode(objects), frozenset(special)
 
 
 def encode_key(values: Sequence[object]) -> str:

@@ -24,6 +24,7 @@ class DrainReport:
         seconds: how long it took.
         pending: change rows still pending at the end.
         error: the last pass's error, if it failed.
+        pulled: remote rows applied locally (two-way tables: after the push, pulls run until caught up).
     """
 
     state: State = "idle"
@@ -34,6 +35,7 @@ class DrainReport:
     seconds: float = 0.0
     pending: int = 0
     error: str | None = None
+    pulled: int = 0
 
     @property
     def drained(self) -> bool:
@@ -50,7 +52,8 @@ def drain(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> DrainReport:
-    """Call ``worker.sync_once()`` until nothing is pending, sleeping through back-offs.
+    """Call ``worker.sync_once()`` until nothing is pending, sleeping through back-offs; then, for a worker that
+    pulls, ``worker.pull_once()`` until it has caught up with the remote.
 
     Args:
         deadline: stop once ``clock()`` passes this (a ``time.monotonic()`` value); None: no deadline.
@@ -85,9 +88,10 @@ def drain(
         while max_passes is None or passes < max_passes:
             passes += 1
             base_rows, base_requests = report.rows, report.requests
-            result = worker.sync_once()
+            result = worker.sync_once() if worker.push else worker.pull_once()
             report.rows, report.requests = base_rows + result.rows, base_requests + result.requests
             report.dead += result.dead
+            report.pulled += result.pulled
             report.state, report.error = result.state, result.error
             report.pending = worker.pending()
             if on_progress is not None:
@@ -101,6 +105,8 @@ def drain(
                     break
                 sleep(wait)
                 continue
+            if not worker.push and not result.more:
+                break  # pull only: caught up with the remote; local changes wait on purpose
             if not result.more and (report.pending == 0 or not worker.pending(flowing=True)):
                 if report.pending:  # what is left belongs to tables paused on their own
                     report.state = "paused"
@@ -108,7 +114,23 @@ def drain(
                 break
             if deadline is not None and clock() > deadline:
                 break
+        if worker.push and worker.pulling and report.state != "paused":
+            _pull_until_caught_up(worker, report, deadline, clock)
     finally:
         worker.on_progress = previous
     report.seconds = clock() - started
     return report
+
+
+def _pull_until_caught_up(
+    worker: SyncWorker, report: DrainReport, deadline: float | None, clock: Callable[[], float]
+) -> None:
+    """Pull passes until one reads the end of the remote log (or fails, or the deadline passes)."""
+    while True:
+        result = worker.pull_once()
+        report.pulled += result.pulled
+        if result.state not in ("idle", "synced"):
+            report.state, report.error = result.state, result.error
+            return
+        if not result.more or (deadline is not None and clock() > deadline):
+            return

@@ -92,7 +92,8 @@ class WorkerLoop:
                     # Timer-driven: a back-off always ends by itself, never waiting for the next write.
                     self._wait(result.retry_in, wake_on_writes=False)
                     continue
-                self._wait(idle_interval, wake_on_writes=True)
+                # A worker that pulls also wakes when its next pull is due.
+                self._wait(min(idle_interval, result.next_pull or idle_interval), wake_on_writes=True)
                 # The floor: let a burst of small commits gather into one request instead of one each.
                 self._wait(self.min_interval, wake_on_writes=False)
             self._flush()

@@ -34,9 +34,33 @@ class Counters:
     requests: int = 0
     retries: int = 0
     dead: int = 0
+    pulled: int = 0
+    """Remote rows applied locally (upserts and deletes) by pulls."""
+    pull_requests: int = 0
+    kept_local: int = 0
+    """Pulled keys whose local state won (a pending change, a higher local version)."""
+    pull_failed: int = 0
+    resyncs: int = 0
+    echoes: int = 0
+    """Pulled keys skipped because this replica's own push wrote them last."""
 
     def as_metrics(self) -> dict[str, float]:
-        return {"rows_sent": self.rows, "requests": self.requests, "retries": self.retries, "dead_lettered": self.dead}
+        metrics: dict[str, float] = {
+            "rows_sent": self.rows,
+            "requests": self.requests,
+            "retries": self.retries,
+            "dead_lettered": self.dead,
+        }
+        if self.pull_requests:  # a push-only worker's metrics stay as they were
+            metrics.update(
+                rows_pulled=self.pulled,
+                pull_requests=self.pull_requests,
+                pull_kept_local=self.kept_local,
+                pull_refused=self.pull_failed,
+                resyncs=self.resyncs,
+                pull_echoes_skipped=self.echoes,
+            )
+        return metrics
 
 
 GAUGES: tuple[tuple[str, str, Callable[[Status], float]], ...] = (

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from d1sync.database import Database
 from d1sync.errors import ConfigError, ValueEncodingError
 from d1sync.outbox.capture import (
     TableSpec,
@@ -22,6 +23,7 @@ from d1sync.outbox.capture import (
 )
 from d1sync.outbox.codec import canonical_key_value, encode_key, encode_row
 from d1sync.outbox.dead import DeadLetter, drop_dead, list_dead, retry_dead
+from d1sync.outbox.replicate import mark_replicated
 from d1sync.outbox.schema import delete_changes, ensure_schema, has_outbox, now_ms
 from d1sync.outbox.status import Status, read_status
 from d1sync.outbox.tables import resume_all
@@ -126,6 +128,8 @@ class Outbox:
                 spec = inspect_table(conn, table, include=include, exclude=exclude, version_column=version_column)
                 if table in known and known[table].mode == "enqueue":
                     raise ConfigError(f"table {table!r} is declared for enqueue(); untrack it first")
+                if table in known:
+                    spec = replace(spec, replicate=known[table].replicate)  # re-tracking keeps it two-way
                 install_triggers(conn, spec, all_columns=all_columns(conn, table))
                 save_spec(conn, spec)
                 if backfill_existing and table not in known:
@@ -154,6 +158,28 @@ class Outbox:
                     conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ?", (table,))
                 if drop_pending or delete_remote:
                     delete_changes(conn, "tbl = ?", (table,))
+
+    def replicate(
+        self, *tables: str, target: Database | None = None, version_column: str | None = None
+    ) -> list[TableSpec]:
+        """Make ``tables`` two-way: the worker pulls their remote changes too (see docs/replication.md).
+
+        Each table is tracked (an untracked one without a backfill: the remote holds the shared state) and
+        owes a first resync, which makes it equal to the remote except for keys with a pending local change.
+        With ``target``, the remote capture (change log, origin, triggers) is installed there, idempotently;
+        without it, install it yourself from ``d1sync replicate --emit-migration DIR``.
+
+        Example::
+
+            with D1Client() as remote:
+                Outbox("app.db").replicate("notes", target=remote)
+
+        Raises:
+            ConfigError: a table is missing locally or on ``target``, has no usable key, or is declared for
+                enqueue(). D1Error: the remote refused the installation.
+        """
+        with self._connection() as conn:
+            return mark_replicated(conn, self.path, tables, version_column=version_column, target=target)
 
     def resume(self) -> None:
         """Clear every pause (the worker's and each table's) and the back-off, so the next pass tries at once.

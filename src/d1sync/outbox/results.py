@@ -25,3 +25,7 @@ class SyncResult:
     error: str | None = None
     paused_tables: dict[str, str] = field(default_factory=dict)
     """Tables paused on their own (the others flowed), and why; their changes wait."""
+    pulled: int = 0
+    """Remote rows applied locally by this pass's pull (two-way tables only)."""
+    next_pull: float | None = None
+    """Seconds until a pull is due, when the worker pulls (the loop wakes for it)."""

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from d1sync.outbox.capture import load_specs
+from d1sync.outbox.replica import PullTable, Replica, load_pull_tables, load_replica
 from d1sync.outbox.schema import LIVE, TableState, load_state, load_table_states
 from d1sync.sqlite import Connection
 
@@ -30,6 +32,19 @@ class TableStatus:
     note: str | None = None
     resending: bool = False
     """Every row of the table is being queued again (after ADD COLUMN, a recreated table, a repair)."""
+    replicated: bool = False
+    """Two-way (``Outbox.replicate``): the fields below describe its pull."""
+    cursor: int | None = None
+    """The replica's position in the remote log (the same for every table of the file)."""
+    last_pull: float | None = None
+    """Epoch seconds of the last pull that applied rows of this table."""
+    pull_lag: float | None = None
+    """Seconds from a remote commit to its local apply, for the newest entry of the last such pull."""
+    pulled: int = 0
+    resync: bool = False
+    """The table owes a resync (compared with the remote and made equal, key by key)."""
+    pull_note: str | None = None
+    """Remote rows that could not be applied here, or the remote capture triggers missing."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,8 @@ class Status:
         rate_budget: the API requests the worker's client could still send at its last success
             (``available``, out of ``rate`` per ``per`` seconds), if its client has a rate limiter.
         table_states: each synced table's :class:`TableStatus`.
+        replica: for a file with two-way tables: its replica ``id``, ``cursor``, ``last_pull`` and why pulls
+            wait (``paused``), if they do.
     """
 
     pending_changes: int
@@ -66,11 +83,13 @@ class Status:
     rows_per_second: float | None = None
     rate_budget: dict[str, float] | None = None
     table_states: dict[str, TableStatus] = dataclasses.field(default_factory=dict)
+    replica: dict[str, Any] | None = None
 
     @property
     def healthy(self) -> bool:
-        """False while the worker or any table is paused: something waits for a fix."""
-        return self.paused is None and all(t.state != "paused" for t in self.table_states.values())
+        """False while the worker, any table or the pull is paused: something waits for a fix."""
+        pull_paused = self.replica is not None and self.replica.get("paused") is not None
+        return self.paused is None and not pull_paused and all(t.state != "paused" for t in self.table_states.values())
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -102,6 +121,9 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
         )
         table_states = load_table_states(conn)
         state = load_state(conn)
+        specs = load_specs(conn)
+        replica = load_replica(conn)
+        pulls = load_pull_tables(conn)
     last_pass = state.last_pass
     return Status(
         pending_changes=int(pending),
@@ -116,7 +138,15 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
         lease_owner=state.lease.owner if state.lease and state.lease.expires > now else None,
         rows_per_second=round(last_pass.rows / last_pass.seconds, 1) if last_pass and last_pass.seconds else None,
         rate_budget=dataclasses.asdict(state.rate_budget) if state.rate_budget else None,
-        table_states={name: _table_status(table_states.get(name), int(per_table.get(name, 0))) for name in tables},
+        table_states={
+            name: _pull_status(
+                _table_status(table_states.get(name), int(per_table.get(name, 0))),
+                replica if name in specs and specs[name].replicate else None,
+                pulls.get(name),
+            )
+            for name in tables
+        },
+        replica=_replica_status(replica) if any(s.replicate for s in specs.values()) else None,
     )
 
 
@@ -124,3 +154,26 @@ def _table_status(state: TableState | None, pending: int) -> TableStatus:
     state = state or TableState()
     kind: TableStateName = "paused" if state.paused else "pending" if pending else "synced"
     return TableStatus(kind, pending, state.paused, state.fix, state.note, state.resend_after is not None)
+
+
+def _pull_status(status: TableStatus, replica: Replica | None, pull: PullTable | None) -> TableStatus:
+    if replica is None:
+        return status
+    pull = pull or PullTable()
+    note = "the remote capture triggers are missing: run `d1sync replicate DB TABLE`" if pull.capture_missing else None
+    return dataclasses.replace(
+        status,
+        replicated=True,
+        cursor=replica.cursor,
+        last_pull=pull.last_pull,
+        pull_lag=pull.lag,
+        pulled=pull.rows,
+        resync=pull.resync,
+        pull_note=note or pull.note,
+    )
+
+
+def _replica_status(replica: Replica | None) -> dict[str, Any]:
+    if replica is None:
+        return {"id": None, "cursor": 0, "last_pull": None, "paused": None}
+    return {"id": replica.id, "cursor": replica.cursor, "last_pull": replica.last_pull, "paused": replica.paused}

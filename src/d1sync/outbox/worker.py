@@ -35,6 +35,9 @@ from d1sync.outbox.loop import WorkerLoop
 from d1sync.outbox.metrics import Counters
 from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
 from d1sync.outbox.preflight import preflight
+from d1sync.outbox.pull import Puller, PullOptions, merge_pull, replicated_specs
+from d1sync.outbox.replica import clear_pull_pause, push_origin
+from d1sync.outbox.replicate import CLEAR_ORIGIN, SET_ORIGIN
 from d1sync.outbox.results import State, SyncResult
 from d1sync.outbox.schema import (
     LastError,
@@ -74,6 +77,9 @@ class SyncWorker(WorkerLoop):
         min_interval: the floor between write-triggered passes, so a burst of small commits shares a request.
         seed: seeds the back-off jitter (for reproducible tests).
         on_progress: called with the result of every request-level step (for progress bars).
+        push: send local changes (False: pull only; local changes wait).
+        pull: pull the remote changes of two-way tables (``Outbox.replicate``); None: when there are any.
+        pull_options: pull interval, window, log retention (:class:`~d1sync.outbox.pull.PullOptions`).
 
     Close it (or use ``with``) when done: it holds a connection to the file.
 
@@ -100,6 +106,9 @@ class SyncWorker(WorkerLoop):
         min_interval: float = 0.02,
         seed: int | None = None,
         on_progress: Callable[[SyncResult], None] | None = None,
+        push: bool = True,
+        pull: bool | None = None,
+        pull_options: PullOptions | None = None,
     ) -> None:
         self.path = Path(path)
         self.target = target
@@ -117,7 +126,7 @@ class SyncWorker(WorkerLoop):
         self._target_id = repr(target)
         self.counters = Counters()
         self.rng = random.Random(seed)
-        self.conn = Connection(self.path)
+        self.conn = Connection(self.path, notify=False)  # its own commits must not wake its loop
         try:
             ensure_schema(self.conn)
         except BaseException:
@@ -135,6 +144,9 @@ class SyncWorker(WorkerLoop):
         self._crash: BaseException | None = None
         self._failing_since: float | None = None
         self._seen_version = -1
+        self.push = push
+        self.pull = pull
+        self.puller = Puller(self, pull_options or PullOptions())
 
     def __repr__(self) -> str:
         return f"SyncWorker({os.fspath(self.path)!r}, target={self.target!r})"
@@ -193,6 +205,8 @@ class SyncWorker(WorkerLoop):
         """
         resume_all(self.conn)
         self._seen_schema = -1
+        self.resume_pull()
+        self.wake()
 
     def record_failure(self, exc: D1SyncError, now: float, *, pause: bool, progressed: bool = False) -> SyncResult:
         """Persist a failed pass (back-off or pause, last error) and say when to try again.
@@ -255,9 +269,39 @@ class SyncWorker(WorkerLoop):
 
     # -- one pass ----------------------------------------------------------------------------------------
 
+    @property
+    def pulling(self) -> bool:
+        """Whether passes pull too (``pull=True``, or ``None`` and some table is two-way)."""
+        return self.pull if self.pull is not None else bool(replicated_specs(self.conn))
+
     def sync_once(self, now: float | None = None) -> SyncResult:
-        """Send what is pending (one window), unless backing off or another worker holds the lease."""
+        """Send what is pending (one window), then pull when a pull is due (two-way tables), unless backing off
+        or another worker holds the lease."""
         now = self.clock() if now is None else now
+        if self.push:
+            result = self._push_once(now)
+        else:
+            result = self._waiting(load_state(self.conn), now) or SyncResult("idle")
+        if not self.pulling:
+            return result
+        if result.state in ("idle", "synced") and self.puller.due_in() <= 0:
+            result = merge_pull(result, self.puller.pull(now))
+        result.next_pull = self.puller.due_in() or self.puller.options.interval
+        return result
+
+    def pull_once(self, now: float | None = None) -> SyncResult:
+        """Pull now, whether or not a pull is due (what ``d1sync sync`` runs once the push is drained)."""
+        now = self.clock() if now is None else now
+        waiting = self._waiting(load_state(self.conn), now)
+        return waiting or merge_pull(SyncResult("idle"), self.puller.pull(now))
+
+    def resume_pull(self) -> None:
+        """Pull at the next pass even if pulls wait for a fix (the remote capture was missing)."""
+        with self.conn.atomic():
+            clear_pull_pause(self.conn)
+        self.puller.last = None
+
+    def _push_once(self, now: float) -> SyncResult:
         started = time.monotonic()
         state = load_state(self.conn)
         if state.target != self._target_id:
@@ -317,10 +361,17 @@ class SyncWorker(WorkerLoop):
         return result
 
     def send(self, request: PlannedRequest) -> None:
-        """Send one planned request as one atomic batch (foreign keys checked at its commit)."""
+        """Send one planned request as one atomic batch (foreign keys checked at its commit).
+
+        A replica's batch sets the remote origin to its id first and clears it last, so the remote log knows
+        these writes as its own (see :mod:`~d1sync.outbox.replicate`).
+        """
         db = self.target
+        origin = push_origin(self.conn)
         statements = [db.prepare(DEFER_FOREIGN_KEYS)]
+        statements += [db.prepare(SET_ORIGIN).bind(origin)] if origin else []
         statements += [db.prepare(s.sql).bind(s.param) for s in request.statements]
+        statements += [db.prepare(CLEAR_ORIGIN)] if origin else []
         db.batch(statements)
 
     def pending(self, *, flowing: bool = False) -> int:
