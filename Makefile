@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest slow sync-client cli-docs bench clean
+.PHONY: demo test lint typecheck pytest slow sync-client cli-docs bench clean node-tools conformance-fixtures
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,24 @@ demo: $(VENV)/.installed
 	$(BIN)/d1sync demo
 
 # Lint, type checks and the whole suite but the long storms (marked slow; CI runs them too: .ci/run).
-test: $(VENV)/.installed-dev lint typecheck pytest
+# Where node is present, the D1 engine and wrangler come first, so the conformance and wrangler tests run too.
+test: $(VENV)/.installed-dev node-tools lint typecheck pytest
+
+# workerd's D1 engine (Miniflare) and wrangler, pinned in tests/conformance/package.json, from the npm registry.
+# Without node (or npm) this does nothing and those tests skip; a failed install also leaves them skipped.
+NODE_DIR := $(VENV)/node
+node-tools: | $(BIN)/python
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		if ! cmp -s tests/conformance/package.json $(NODE_DIR)/package.json || [ ! -d $(NODE_DIR)/node_modules ]; then \
+			mkdir -p $(NODE_DIR) && cp tests/conformance/package.json $(NODE_DIR)/package.json && \
+			(cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error) || \
+			echo "node-tools: npm install failed; the engine and wrangler tests will skip" >&2; \
+		fi; \
+	else echo "node-tools: no node/npm here; the engine and wrangler tests will skip"; fi
+
+# Record the engine's answers to every conformance case again (after adding cases or moving the pin).
+conformance-fixtures: $(VENV)/.installed-dev node-tools
+	$(BIN)/python -m tests.conformance.record
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples scripts

@@ -129,3 +129,13 @@ def test_rate_limits_parse_as_requests_per_seconds() -> None:
 def test_only_loopback_addresses_count_as_loopback() -> None:
     assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
     assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.4") and not _is_loopback("example.com")
+
+
+def test_emulator_version_names_the_sqlite_its_engine_runs() -> None:
+    from click.testing import CliRunner
+
+    from d1sync.cli import cli
+
+    done = CliRunner().invoke(cli, ["emulator", "--version"])
+    assert done.exit_code == 0
+    assert "SQLite 3.47.0" in done.output and "apsw 3.47.0.0" in done.output

@@ -49,9 +49,12 @@ def _tables(db: Database) -> set[str]:
 
 
 def _load_wrangler_state(db: Database) -> None:
-    """Replay wrangler's dumped state through the Database API (minus the dump's own BEGIN/COMMIT)."""
+    """Replay wrangler's dumped state through the Database API (minus the dump's own BEGIN/COMMIT, and minus
+    D1's internal _cf_METADATA table, which D1 and the emulator refuse to let anyone create or write)."""
     dump = (FIXTURES / "wrangler_project" / "wrangler_state.sql").read_text()
-    statements = [s for s in split_statements(dump) if s not in ("BEGIN TRANSACTION", "COMMIT")]
+    statements = [
+        s for s in split_statements(dump) if s not in ("BEGIN TRANSACTION", "COMMIT") and "_cf_METADATA" not in s
+    ]
     db.batch([db.prepare(s) for s in statements])
 
 

@@ -94,7 +94,11 @@ TABLES = ["vals", "pairs", "loose", "named", "counters", "d1_migrations", "docs"
 
 def _objects(path: Path) -> list[tuple[str, str, str, str]]:
     with closing(open_file(path)) as conn:
-        rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+        # D1 (and so the emulator) keeps its own _cf_METADATA table in every database; a clone leaves it out.
+        rows = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE '\\_cf\\_%' ESCAPE '\\' "
+            "ORDER BY type, name"
+        ).fetchall()
     return [tuple(r) for r in rows]
 
 

@@ -42,7 +42,26 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    import apsw
+
+    from d1sync._version import __version__
+
+    click.echo(f"d1sync emulator {__version__} (SQLite {apsw.sqlite_lib_version()}, apsw {apsw.apsw_version()})")
+    ctx.exit()
+
+
 @click.command(cls=Command)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the emulator's version and the SQLite version its engine runs, then exit.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="Port (0: pick a free one)."
@@ -199,7 +218,9 @@ def emulator(
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     api_base = f"http://{shown}:{bound}/client/v4"
-    click.echo(f"d1sync emulator serving {os.path.abspath(data_dir)}")
+    import apsw
+
+    click.echo(f"d1sync emulator serving {os.path.abspath(data_dir)} (SQLite {apsw.sqlite_lib_version()})")
     click.echo(f"API base:            {api_base}")
     click.echo(f"default database id: {DEFAULT_DATABASE_ID}")
     click.echo(f"query it:            d1sync query --emulator http://{shown}:{bound} 'SELECT 1'")

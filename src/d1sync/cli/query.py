@@ -12,7 +12,7 @@ from d1sync.database import Result
 from d1sync.sql import split_statements
 
 from ._common import EXIT_USAGE, Command, console, fail, print_json
-from ._target import open_target, target_options
+from ._target import target_from, target_options
 
 __all__ = ["query"]
 
@@ -60,17 +60,35 @@ def _read_sql(sql: str | None, file: str | None) -> str:
     return sys.stdin.read() if sql == "-" else sql
 
 
+def _open(target: dict[str, Any], *, d1_rules: bool) -> Any:
+    """The target's Database; with ``d1_rules``, a local file under D1's authorizer and limits."""
+    resolved = target_from(target)
+    if not d1_rules:
+        return resolved.open()
+    if resolved.kind != "local" or resolved.path is None:
+        fail("--d1-rules applies to --local files only", "the emulator and D1 apply them already", exit_code=EXIT_USAGE)
+    from d1sync.local import LocalDatabase
+
+    return LocalDatabase(resolved.path, d1_rules=True)
+
+
 @click.command(cls=Command)
 @click.argument("sql", required=False)
 @click.option("-f", "--file", type=click.Path(dir_okay=False), help="Run the statements of this SQL file.")
 @click.option("-p", "--param", "params", multiple=True, help="Bind a parameter (repeatable, as text).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON instead of a table.")
+@click.option(
+    "--d1-rules",
+    is_flag=True,
+    help="With --local: apply D1's authorizer and limits to the file, so SQL D1 refuses fails here too.",
+)
 @target_options
 def query(
     sql: str | None,
     file: str | None,
     params: tuple[str, ...],
     as_json: bool,
+    d1_rules: bool,
     **target: Any,
 ) -> None:
     """Run SQL anywhere and print the rows.
@@ -85,6 +103,7 @@ def query(
       d1sync query --remote "SELECT count(*) FROM messages WHERE id > ?" -p 42
       d1sync query --local app.db --file migrations/0001_init.sql
       echo "SELECT 1" | d1sync query --local app.db -
+      d1sync query --local app.db --d1-rules "PRAGMA user_version"   # refused, as on D1
     """
     text = _read_sql(sql, file)
     statements = split_statements(text)
@@ -92,7 +111,7 @@ def query(
         fail("the SQL holds no statement (only comments or whitespace)", "give at least one statement", EXIT_USAGE)
     if params and len(statements) > 1:
         fail(f"-p binds one statement, but the SQL holds {len(statements)}", "run them one at a time", EXIT_USAGE)
-    with open_target(target) as db:
+    with _open(target, d1_rules=d1_rules) as db:
         if len(statements) == 1:
             results = [db.prepare(statements[0]).bind(*params).all()]
         else:

@@ -8,9 +8,13 @@ Routes (d1-contract §1), under ``/client/v4``; any account id is accepted::
     POST   /accounts/{account_id}/d1/database                       create {"name": ...}
     GET    /accounts/{account_id}/d1/database/{database_id}         describe one
     DELETE /accounts/{account_id}/d1/database/{database_id}         delete one
+    POST   .../{database_id}/import, /export, GET .../time_travel/bookmark, POST .../time_travel/restore
+                                                                    (d1sync.emulator.endpoints)
 
 Every response is D1's envelope with all four keys (``result``, ``success``, ``errors``, ``messages``),
-except the HTML pages of injected gateway faults. Every request needs ``Authorization: Bearer <token>``.
+except the HTML pages of injected gateway faults. Every request needs ``Authorization: Bearer <token>``, but
+the upload and download URLs that import and export hand out (``/d1-transfer/...``), whose random token is
+their credential, as a signed URL's signature is.
 
 Example::
 
@@ -39,6 +43,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from d1sync.emulator.endpoints import TRANSFER_PREFIX, transfer_routes
 from d1sync.emulator.engine import Engine, decode_body, internal_error, parse_database_id
 from d1sync.emulator.faults import Fault, FaultConfig, FaultInjector, Sleep
 from d1sync.errors import ApiError
@@ -132,7 +137,7 @@ class _Gatekeeper:
         self._faults = faults
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(TRANSFER_PREFIX):
             await self.app(scope, receive, send)
             return
         if not self._authorized(scope):
@@ -202,6 +207,7 @@ def create_app(
             Route(_DB_LIST, routes.list_databases, methods=["GET"]),
             Route(_DB_LIST, routes.create_database, methods=["POST"]),
             Route(_DB_ONE, routes.one_database, methods=["GET", "DELETE"]),
+            *transfer_routes(engine, _DB_ONE, envelope, _api_error),
         ],
         exception_handlers=handlers,
         lifespan=lifespan,

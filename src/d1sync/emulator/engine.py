@@ -7,12 +7,12 @@ names and creation times. :meth:`Engine.execute` takes a decoded ``/query`` or `
 
 The rules (d1-contract §1, §3, §4):
 
-* JSON number parameters bind as REAL (D1 passes them through JavaScript doubles); strings stay TEXT.
-* At most 100 bound parameters and 100,000 bytes of SQL per statement; a string, BLOB or row over
-  2,000,000 bytes fails with ``SQLITE_TOOBIG`` (enforced by SQLite's own limits on the connection).
-* ``BEGIN``/``COMMIT``/``ROLLBACK``/``SAVEPOINT``/``RELEASE`` are refused; a body (single or batch) is one
-  transaction; several ``;`` statements may carry parameters only on the last; each statement gets a result.
-* No statement reaches another file: an authorizer denies ``ATTACH`` and ``DETACH`` (``not authorized:
+* JSON number parameters bind as REAL (D1 passes them through JavaScript doubles), ``true``/``false`` too
+  (1.0/0.0); strings stay TEXT.
+* Each database is a :class:`~d1sync.emulator.store.Store`: apsw's bundled SQLite (D1's version) with D1's
+  authorizer, limits and error texts (see :mod:`d1sync.emulator.store` and :mod:`d1sync.local`).
+* A body (single or batch) is one transaction; each statement of a text gets a result.
+* No statement reaches another file: the authorizer denies ``ATTACH`` and ``DETACH`` (``not authorized:
   SQLITE_AUTH``, as D1 answers), and ``VACUUM`` (so ``VACUUM INTO``) is refused before it runs.
 * Results leave as D1 sends them: integers beyond +-2**53 as the double JavaScript would print, integral
   floats as integers, BLOBs as arrays of byte values, non-finite floats as ``null``.
@@ -27,7 +27,7 @@ import math
 import os
 import re
 import secrets
-import sqlite3
+import shutil
 import threading
 import uuid
 from collections.abc import Mapping
@@ -37,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from d1sync.client.config import DEFAULT_EMULATOR_DATABASE_ID as DEFAULT_DATABASE_ID
-from d1sync.database import Meta, RawResult, Statement
-from d1sync.errors import ApiError, D1Error, InvalidRequestError, SQLError, TransientError
-from d1sync.local import MULTI_PARAM_MESSAGE, LocalDatabase
-from d1sync.sql import first_keyword, has_placeholder, split_statements
+from d1sync.database import Meta, RawResult
+from d1sync.emulator.history import History
+from d1sync.emulator.store import Store
+from d1sync.errors import ApiError, SQLError
+from d1sync.local import D1_LIMITS
 from d1sync.sqlite import Connection
 from d1sync.values import MAX_SAFE_INT
 
@@ -55,17 +56,11 @@ __all__ = [
     "to_d1_value",
 ]
 
-MAX_PARAMS = 100
-MAX_STATEMENT_BYTES = 100_000
-MAX_VALUE_BYTES = 2_000_000
+MAX_PARAMS = D1_LIMITS["VARIABLE_NUMBER"]
+MAX_STATEMENT_BYTES = D1_LIMITS["SQL_LENGTH"]
+MAX_VALUE_BYTES = D1_LIMITS["LENGTH"]
 DEFAULT_DATABASE_NAME = "default"
-
-# ATTACH (and VACUUM INTO, which attaches its target) would let any API caller create or read a file anywhere
-# the emulator's process may. D1 answers ATTACH with "not authorized: SQLITE_AUTH", the text SQLite gives here.
-_DENIED_ACTIONS = frozenset({sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH})
-# D1 runs every request inside a transaction, where SQLite refuses any VACUUM with this text. Checked before
-# anything runs, so the refusal never depends on the engine having a transaction open.
-_VACUUM_REFUSED = "cannot VACUUM from within a transaction: SQLITE_ERROR"
+NO_STATEMENTS = "No SQL statements detected."
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _SERVED_BY = {
@@ -79,11 +74,6 @@ _SERVED_BY = {
 
 def internal_error() -> ApiError:
     return ApiError(7500, 500, f"internal error; reference = {secrets.token_hex(12)}")
-
-
-def _authorize(action: int, arg1: str | None, arg2: str | None, schema: str | None, trigger: str | None) -> int:
-    """The SQLite authorizer of every emulator database: everything but ATTACH and DETACH."""
-    return sqlite3.SQLITE_DENY if action in _DENIED_ACTIONS else sqlite3.SQLITE_OK
 
 
 def parse_database_id(value: str) -> str:
@@ -129,15 +119,24 @@ def to_d1_value(value: Any) -> Any:
 # -- values on the way in ---------------------------------------------------------------------------------
 
 
+def _js_string(value: Any) -> str:
+    """``String(value)`` in JavaScript, for D1's type error text."""
+    if isinstance(value, dict):
+        return "[object Object]"
+    if isinstance(value, list):
+        return ",".join("" if v is None else _js_string(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _bind_value(value: Any, index: int) -> Any:
     if value is None or isinstance(value, str):
-        if isinstance(value, str) and len(value) > MAX_VALUE_BYTES // 4 and len(value.encode()) > MAX_VALUE_BYTES:
-            raise ApiError(7500, 400, "string or blob too big: SQLITE_TOOBIG")
         return value
-    if isinstance(value, bool):
-        return int(value)
+    if isinstance(value, list) and all(type(v) in (int, float) and 0 <= v < 256 for v in value):
+        return bytes(int(v) for v in value)  # the engine binds an array of byte values as a BLOB
     if isinstance(value, int | float):
-        # D1 reads the body with JavaScript: every JSON number is a double and binds as REAL.
+        # D1 reads the body with JavaScript: every JSON number, true and false too, is a double: REAL.
         try:
             number = float(value)
         except OverflowError:
@@ -145,8 +144,7 @@ def _bind_value(value: Any, index: int) -> Any:
         if not math.isfinite(number):
             raise ApiError(7500, 400, f"D1_TYPE_ERROR: parameter {index} is not a finite number")
         return number
-    kind = "object" if isinstance(value, dict) else type(value).__name__
-    raise ApiError(7500, 400, f"D1_TYPE_ERROR: Type '{kind}' not supported for value at parameter {index}")
+    raise ApiError(7500, 400, f"D1_TYPE_ERROR: Type 'object' not supported for value '{_js_string(value)}'")
 
 
 def _check_statement(sql: Any, params: Any) -> tuple[str, list[Any]]:
@@ -156,11 +154,15 @@ def _check_statement(sql: Any, params: Any) -> tuple[str, list[Any]]:
         params = []
     if not isinstance(params, list):
         raise ApiError(7400, 400, "The request is malformed: 'params' must be an array")
-    if len(sql.encode()) > MAX_STATEMENT_BYTES:
-        raise ApiError(7500, 400, f"statement too long (over {MAX_STATEMENT_BYTES} bytes): SQLITE_TOOBIG")
-    if len(params) > MAX_PARAMS:
-        raise ApiError(7500, 400, f"too many SQL variables ({len(params)} > {MAX_PARAMS}): SQLITE_ERROR")
     return sql, [_bind_value(p, i) for i, p in enumerate(params, start=1)]
+
+
+_COMMENT_LINE = re.compile(r"^\s+--.*", re.M)
+
+
+def _has_text(sql: str) -> bool:
+    """False for a ``sql`` D1 drops before running anything: blank once indented ``--`` lines are removed."""
+    return bool(_COMMENT_LINE.sub("", sql).strip())
 
 
 def _queries(body: Any) -> list[tuple[str, list[Any]]]:
@@ -201,7 +203,8 @@ class Engine:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.auto_create = auto_create
         self._lock = threading.RLock()
-        self._open: dict[str, LocalDatabase] = {}
+        self._open: dict[str, Store] = {}
+        self._histories: dict[str, History] = {}
         self._catalog = Connection(self.data_dir / "_catalog.sqlite3")
         self._catalog.execute(
             "CREATE TABLE IF NOT EXISTS databases (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
@@ -216,6 +219,7 @@ class Engine:
             for db in self._open.values():
                 db.close()
             self._open.clear()
+            self._histories.clear()
             self._catalog.close()
 
     # -- files and catalog -------------------------------------------------------------------------------
@@ -245,7 +249,7 @@ class Engine:
         with self._lock:
             return database_id in self._open or self.path_for(database_id).exists()
 
-    def database(self, database_id: str) -> LocalDatabase:
+    def database(self, database_id: str) -> Store:
         """The open database for ``database_id`` (7404 when unknown, unless auto-creating)."""
         database_id = parse_database_id(database_id)
         with self._lock:
@@ -259,14 +263,17 @@ class Engine:
                     raise ApiError(7404, 404, f"The database {database_id} could not be found")
                 if not registered:
                     self._register(database_id, database_id)
-            db = LocalDatabase(path)
-            conn = db.connection.raw
-            # SQLite enforces D1's limits itself, for bound values and for values computed in SQL alike.
-            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
-            conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMS)
-            conn.set_authorizer(_authorize)
+            db = Store(path)
             self._open[database_id] = db
+            self._histories[database_id] = History(db, database_id)
             return db
+
+    def history(self, database_id: str) -> History:
+        """The Time Travel history of ``database_id`` (opened with it)."""
+        database_id = parse_database_id(database_id)
+        with self._lock:
+            self.database(database_id)
+            return self._histories[database_id]
 
     def create(self, name: Any) -> dict[str, Any]:
         """Create a database called ``name`` (D1's ``POST .../d1/database``)."""
@@ -284,10 +291,13 @@ class Engine:
             if not self.exists(database_id):
                 raise ApiError(7404, 404, f"The database {database_id} could not be found")
             db = self._open.pop(database_id, None)
+            history = self._histories.pop(database_id, None)
             if db is not None:
                 db.close()
             path = self.path_for(database_id)
-            for suffix in ("", "-wal", "-shm"):
+            if history is not None:
+                shutil.rmtree(history.folder, ignore_errors=True)
+            for suffix in ("", "-wal", "-shm", "-journal"):
                 with contextlib.suppress(FileNotFoundError):
                     Path(f"{path}{suffix}").unlink()
             self._catalog.execute("DELETE FROM databases WHERE uuid = ?", (database_id,))
@@ -309,12 +319,7 @@ class Engine:
                 raise ApiError(7404, 404, f"The database {database_id} could not be found")
             row = self._catalog_row(database_id)
             db = self.database(database_id)
-            num_tables = db.prepare(
-                "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' "
-                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\'"
-            ).first("n")
-            pages = db.prepare("PRAGMA page_count").raw()[0][0]
-            page_size = db.prepare("PRAGMA page_size").raw()[0][0]
+            num_tables, file_size = db.count_tables(), db.size()
         name, created_at = (row[1], row[2]) if row else (database_id, _now_iso())
         return {
             "uuid": database_id,
@@ -322,7 +327,7 @@ class Engine:
             "created_at": created_at,
             "version": "production",
             "num_tables": int(num_tables),
-            "file_size": int(pages) * int(page_size),
+            "file_size": file_size,
             "read_replication": {"mode": "disabled"},
         }
 
@@ -330,28 +335,13 @@ class Engine:
 
     def execute(self, database_id: str, body: Any, *, raw: bool) -> list[dict[str, Any]]:
         """Run a ``/query`` (``raw=False``) or ``/raw`` body atomically; return D1's ``result`` list."""
-        queries = _queries(body)
-        db = self.database(database_id)
-        statements: list[Statement] = []
-        for sql, params in queries:
-            parts = split_statements(sql)
-            if not parts:
-                raise ApiError(7500, 400, "No SQL statements detected.")
-            if params and any(has_placeholder(part) for part in parts[:-1]):
-                raise ApiError(7500, 400, MULTI_PARAM_MESSAGE)
-            if any(first_keyword(part) == "VACUUM" for part in parts):
-                raise ApiError(7500, 400, _VACUUM_REFUSED)
-            statements.extend(Statement(db, part, ()) for part in parts[:-1])
-            statements.append(Statement(db, parts[-1], params))
-        try:
-            results = db.batch_raw(statements)
-        except TransientError as exc:
-            raise ApiError(7500, 500, exc.message) from exc
-        except InvalidRequestError as exc:
-            # Python's "Incorrect number of bindings": SQLite's code for a bad bind index is SQLITE_RANGE.
-            raise ApiError(7500, 400, f"{exc.message}: SQLITE_RANGE") from exc
-        except D1Error as exc:
-            raise ApiError(7500, 400, exc.message) from exc
+        queries = [(sql, params) for sql, params in _queries(body) if _has_text(sql)]
+        if not queries:
+            raise ApiError(7500, 400, NO_STATEMENTS)
+        store, history = self.database(database_id), self.history(database_id)
+        with store.lock:
+            history.before_request()
+            results = store.run(queries)
         return [_result(r, raw=raw) for r in results]
 
     def __enter__(self) -> Engine:
@@ -361,8 +351,15 @@ class Engine:
         self.close()
 
 
+def d1_meta(meta: Meta) -> dict[str, Any]:
+    """``meta`` as the emulator sends it: served ``LOCAL``, ``last_row_id`` as JavaScript prints it."""
+    return _meta(meta)
+
+
 def _meta(meta: Meta) -> dict[str, Any]:
-    return dataclasses.replace(meta, **_SERVED_BY).to_dict()  # type: ignore[arg-type]
+    out = dataclasses.replace(meta, **_SERVED_BY).to_dict()  # type: ignore[arg-type]
+    out["last_row_id"] = js_number(meta.last_row_id)
+    return out
 
 
 def _result(result: RawResult, *, raw: bool) -> dict[str, Any]:
