@@ -156,7 +156,11 @@ def run(
         configure_logging(logging.getLevelName(logging.getLogger("d1sync").level), "json")
     directions = _directions(push_only, pull_only)
     remote = open_target(target, default="remote")
-    worker = SyncWorker(db, remote, limits=_limits(max_request_bytes, max_statements), **directions)
+    try:
+        worker = SyncWorker(db, remote, limits=_limits(max_request_bytes, max_statements), **directions)
+    except BaseException:
+        remote.close()  # DB could not be opened: nothing else holds the target
+        raise
     server = None
     try:
         worker.resume()  # started by a person: what paused the outbox is checked again now
