@@ -62,3 +62,14 @@ def race(threads: int, body: Callable[[int], None]) -> None:
         worker.start()
     for worker in workers:
         worker.join()
+
+
+def find_wrangler() -> str | None:
+    """Real wrangler for the tests that run it: ``$D1SYNC_WRANGLER``, the copy ``make node-tools`` installs in
+    ``.venv/node``, or one on PATH; None (those tests skip) when there is none."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    installed = Path(__file__).resolve().parents[1] / ".venv" / "node" / "node_modules" / ".bin" / "wrangler"
+    return os.environ.get("D1SYNC_WRANGLER") or (str(installed) if installed.exists() else shutil.which("wrangler"))

@@ -21,9 +21,10 @@ import pytest
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.emulator.server import EmulatorServer
 
+from ..support import find_wrangler
+
 ROOT = Path(__file__).resolve().parents[2]
-_INSTALLED = ROOT / ".venv" / "node" / "node_modules" / ".bin" / "wrangler"
-WRANGLER = os.environ.get("D1SYNC_WRANGLER") or (str(_INSTALLED) if _INSTALLED.exists() else None)
+WRANGLER = find_wrangler()
 TOKEN = "wrangler-test-token"
 
 pytestmark = pytest.mark.skipif(

@@ -1,14 +1,13 @@
 """Real wrangler and d1sync alternate on one local D1 database and agree on what is applied.
 
-Needs wrangler (Node.js): on PATH, or its path in ``D1SYNC_WRANGLER`` (e.g. ``node_modules/.bin/wrangler``).
-Skipped otherwise. Verified with wrangler 4.86.0.
+Needs wrangler (Node.js): ``make node-tools`` installs it in ``.venv/node``; or its path in ``D1SYNC_WRANGLER``;
+or one on PATH. Skipped otherwise. Verified with wrangler 4.86.0.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,9 @@ import pytest
 from d1sync.local import LocalDatabase
 from d1sync.migrations import MigrationSource, Migrator
 
-WRANGLER = os.environ.get("D1SYNC_WRANGLER") or shutil.which("wrangler")
+from ..support import find_wrangler
+
+WRANGLER = find_wrangler()
 
 pytestmark = [
     pytest.mark.slow,
