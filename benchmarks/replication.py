@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def rows_written(emulator: BenchEmulator, root: Path, rows: int, two_way: bool) 
     """Rows written remotely per row write, for inserts, updates, deletes (and pruning, when two-way)."""
     database_id = emulator.fresh_database(f"written-{two_way}")
     path = root / f"written-{two_way}.db"
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(SCHEMA)
     with emulator.client(database_id) as client:
         client.exec(SCHEMA)
@@ -85,7 +86,7 @@ def rows_written(emulator: BenchEmulator, root: Path, rows: int, two_way: bool) 
         with SyncWorker(path, metered, pull=False) as worker:
             assert drain(worker).drained
             for step, (sql, param) in steps.items():
-                with sqlite3.connect(path) as conn:
+                with closing(sqlite3.connect(path)) as conn, conn:
                     conn.execute(sql, (param,))
                 before = metered.written
                 assert drain(worker).drained
@@ -110,7 +111,7 @@ def pull_lag(emulator: BenchEmulator, root: Path, samples: int, interval: float,
     rng = random.Random(seed)
     database_id = emulator.fresh_database("lag")
     path = root / "lag.db"
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(SCHEMA)
     lags: list[float] = []
     with emulator.client(database_id) as client, emulator.client(database_id) as writer:

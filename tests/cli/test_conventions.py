@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,7 @@ def test_a_pause_is_re_checked_at_once_when_a_person_runs_sync_with_the_fix(app:
 
 
 def test_sync_while_another_worker_holds_the_lease_says_who_and_exits_75(app: Path, remote: Path) -> None:
-    with SyncWorker(app, LocalDatabase(remote), lease_ttl=60) as holder:
+    with LocalDatabase(remote) as target, SyncWorker(app, target, lease_ttl=60) as holder:
         assert holder.acquire_lease(time.time())
         started = time.monotonic()
         result = invoke("sync", str(app), "--local", str(remote))
@@ -168,7 +169,8 @@ def test_sync_wait_returns_once_the_running_worker_has_sent_everything(app: Path
         assert result.exit_code in (0, 3), result.output
         assert daemon.running
     target.close()
-    assert sqlite3.connect(remote).execute("SELECT count(*) FROM notes").fetchone()[0] == 19  # 7 is refused
+    with closing(sqlite3.connect(remote)) as conn:
+        assert conn.execute("SELECT count(*) FROM notes").fetchone()[0] == 19  # 7 is refused
 
 
 # -- dead letters --------------------------------------------------------------------------------------
@@ -206,7 +208,8 @@ def test_commands_on_a_file_never_tracked_create_no_tables(tmp_path: Path) -> No
     for args in (["dead", str(plain)], ["status", str(plain)], ["resume", str(plain)]):
         result = invoke(*args)
         assert result.exit_code == 1 and "has no outbox" in one_error(result)
-    names = [r[0] for r in sqlite3.connect(plain).execute("SELECT name FROM sqlite_master")]
+    with closing(sqlite3.connect(plain)) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
     assert names == ["t"]
 
 

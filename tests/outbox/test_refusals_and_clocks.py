@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,6 @@ def test_a_backlog_drains_exactly_through_eighty_percent_failing_requests(tmp_pa
             injected = sum(v for k, v in stats.items() if k not in ("requests", "latency_seconds"))
             assert injected >= 0.7 * stats["requests"] and stats["requests"] >= 100, stats
             server.app.state.faults.configure(FaultConfig())
-            with open_file(tmp_path / "app.db") as local, open_file(emulator_file(server)) as far:
+            with closing(open_file(tmp_path / "app.db")) as local, closing(open_file(emulator_file(server))) as far:
                 for name in tables:
                     assert snapshot(local, name) == snapshot(far, name), name
