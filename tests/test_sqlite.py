@@ -134,3 +134,13 @@ def test_a_workers_pending_count_may_be_read_from_another_thread_while_it_drains
                 watcher.join()
         assert errors == [] and seen and seen == sorted(seen, reverse=True)
         assert remote.prepare("SELECT count(*) AS n FROM t").first("n") == 20_000
+
+
+def test_numbered_parameters_bind_from_a_sequence_as_on_d1(tmp_path: Path) -> None:
+    """D1 binds an array to ?1, ?2; Python's sqlite3 deprecates a sequence for them (a warning on 3.12)."""
+    import warnings
+
+    with Connection(tmp_path / "n.db") as conn, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert conn.execute("SELECT ?2, ?1, ?1 || '?'", ("a", "b")).fetchall() == [("b", "a", "a?")]
+        assert conn.execute("SELECT ?, '?1'", ("plain",)).fetchall() == [("plain", "?1")]

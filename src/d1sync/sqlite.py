@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -68,6 +69,27 @@ def on_commit(path: str | os.PathLike[str], callback: Callable[[], None]) -> Cal
                     del _subscribers[key]
 
     return unsubscribe
+
+
+_NUMBERED = re.compile(r"\?\d")
+_BARE = re.compile(r"\?(?!\d)")
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+"""String literals and quoted identifiers: a ``?`` inside one is no parameter."""
+
+
+def _numbered(sql: str, params: Sequence[Any]) -> Sequence[Any] | dict[str, Any]:
+    """Parameters as Python's sqlite3 wants them for ``sql``.
+
+    D1 binds an array to ``?1``, ``?2``, ... as SQLite does; Python's sqlite3 treats ``?NNN`` as a named
+    parameter and deprecates a sequence for it (3.12 warns; 3.14 refuses). So SQL numbered throughout gets
+    its array as the mapping ``{"1": first, "2": second, ...}``, which binds the same values.
+    """
+    if not params or isinstance(params, dict) or not _NUMBERED.search(sql):
+        return params
+    if _BARE.search(_QUOTED.sub("", sql)):
+        return params  # plain ? as well: sqlite3 binds the sequence positionally, as it is
+
+    return {str(index): value for index, value in enumerate(params, 1)}
 
 
 def notify_commit(path: str | os.PathLike[str]) -> None:
@@ -236,7 +258,7 @@ class Connection:
         with self._lock:
             before = self._raw.total_changes
             try:
-                cursor = self._raw.execute(sql, params)
+                cursor = self._raw.execute(sql, _numbered(sql, params))
                 rows = Rows(cursor, cursor.fetchall())
             except sqlite3.Error as exc:
                 raise from_sqlite(exc, sql) from exc
