@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from d1sync.database import Database
 from d1sync.local import LocalDatabase
 from d1sync.sql import quote_identifier
+from d1sync.sqlite import remove_database
 
 if TYPE_CHECKING:
     from d1sync.emulator.faults import FaultConfig
@@ -279,8 +280,7 @@ def run_demo(config: DemoConfig, *, on_tick: Callable[[dict[str, Any]], None] | 
         workdir = config.directory or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         app_db = workdir / "app.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{app_db}{suffix}").unlink(missing_ok=True)
+        remove_database(app_db)
         token = "demo-" + secrets.token_hex(8)
         faults = _fault_config(config)
         server = stack.enter_context(EmulatorServer(workdir / "emulator", token=token, faults=faults))

@@ -38,7 +38,7 @@ from typing import Any, Self
 
 from d1sync.errors import LimitError, UndecodableTextError, from_sqlite
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT", "Connection", "Rows", "connect", "notify_commit", "on_commit"]
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "Connection", "Rows", "connect", "notify_commit", "on_commit", "remove_database"]
 
 DEFAULT_BUSY_TIMEOUT = 5.0
 
@@ -154,6 +154,12 @@ def _unhex(text: object) -> bytes | None:
 
 def _lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
+
+
+def remove_database(path: str | os.PathLike[str]) -> None:
+    """Delete a database file with its WAL, shared-memory and journal files (those that exist)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{os.fspath(path)}{suffix}").unlink(missing_ok=True)
 
 
 def connect(path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sqlite3.Connection:

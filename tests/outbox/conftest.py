@@ -114,10 +114,12 @@ def emulator_file(server: EmulatorServer) -> Path:
     return path
 
 
-def emulator_client(server: EmulatorServer, *, token: str = TOKEN, timeout: float = 5.0) -> D1Client:
+def emulator_client(
+    server: EmulatorServer, *, token: str = TOKEN, timeout: float = 5.0, database_id: str = DEFAULT_DATABASE_ID
+) -> D1Client:
     return D1Client(
         account_id="a",
-        database_id=DEFAULT_DATABASE_ID,
+        database_id=database_id,
         api_token=token,
         base_url=server.api_base,
         retry=RetryPolicy(max_retries=0),

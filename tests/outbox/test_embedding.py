@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import d1sync
-from d1sync import ConfigError, D1Client, LocalDatabase, Outbox, SyncWorker
+from d1sync import ConfigError, LocalDatabase, Outbox, SyncWorker
 from d1sync.database import Database, ExecResult, RawResult, Result, Statement
 from d1sync.emulator.server import EmulatorServer
 
@@ -39,10 +39,6 @@ def remote_env(server: EmulatorServer, database_id: str | None = None) -> dict[s
         "CLOUDFLARE_ACCOUNT_ID": "acct",
         "D1_DATABASE_ID": database_id or str(uuid.uuid4()),
     }
-
-
-def client_for(server: EmulatorServer, database_id: str) -> D1Client:
-    return D1Client(account_id="acct", database_id=database_id, api_token=TOKEN, base_url=server.api_base)
 
 
 def write(path: Path, first: int, count: int) -> None:
@@ -163,7 +159,7 @@ def test_from_env_configured_syncs_and_owns_its_client(tmp_path: Path, emulator_
     with worker.start(idle_interval=0.05):
         assert worker.wait_synced(timeout=30)
     assert worker.conn.closed and worker.target._http.is_closed  # type: ignore[attr-defined]
-    with client_for(emulator_server, database_id) as check:
+    with emulator_client(emulator_server, database_id=database_id) as check:
         assert check.prepare("SELECT count(*) AS n FROM notes").first("n") == 100
 
 
@@ -241,7 +237,7 @@ def test_the_bot_example_syncs_everything_without_blocking_its_loop(
     tmp_path: Path, emulator_server: EmulatorServer
 ) -> None:
     database_id = str(uuid.uuid4())
-    with client_for(emulator_server, database_id) as client:
+    with emulator_client(emulator_server, database_id=database_id) as client:
         client.exec(
             "CREATE TABLE messages (id TEXT PRIMARY KEY NOT NULL, conversation TEXT NOT NULL, role TEXT NOT NULL,"
             " text TEXT NOT NULL, at REAL NOT NULL)"
@@ -273,7 +269,7 @@ def test_the_fastapi_example_starts_the_worker_with_the_app(
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    with client_for(emulator_server, database_id) as client:
+    with emulator_client(emulator_server, database_id=database_id) as client:
         client.exec(module.SCHEMA)
     # The app under uvicorn on a real socket: its lifespan starts the worker and, at shutdown, stops it.
     server = uvicorn.Server(uvicorn.Config(module.app, host="127.0.0.1", port=0, log_level="warning"))
@@ -292,7 +288,7 @@ def test_the_fastapi_example_starts_the_worker_with_the_app(
         server.should_exit = True
         thread.join(30)
     assert module.app.state.worker.conn.closed  # the lifespan stopped and closed it
-    with client_for(emulator_server, database_id) as check:
+    with emulator_client(emulator_server, database_id=database_id) as check:
         assert check.prepare("SELECT count(*) AS n FROM notes").first("n") == 5
 
 
@@ -308,7 +304,7 @@ def test_two_processes_share_a_file_one_sends_and_the_other_takes_over_when_it_d
     with LocalDatabase(app) as db:
         db.exec(SCHEMA)
     Outbox(app).track("notes")
-    client = client_for(emulator_server, database_id)
+    client = emulator_client(emulator_server, database_id=database_id)
     remote = client
     remote.exec(SCHEMA)
     os.environ.update(env)

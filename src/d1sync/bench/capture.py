@@ -18,7 +18,7 @@ from typing import Any
 from d1sync.bench.data import COLUMNS, create_table, fill_rows
 from d1sync.outbox import Outbox
 from d1sync.outbox.schema import LIVE
-from d1sync.sqlite import connect
+from d1sync.sqlite import connect, remove_database
 
 __all__ = ["CaptureOutcome", "run_capture"]
 
@@ -160,8 +160,7 @@ def run_capture(
             raise RuntimeError(f"capture recorded {captured} changes for {total_rows} tracked writes")
     finally:
         conn.close()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    remove_database(path)
     return CaptureOutcome(
         table=table,
         rows_per_transaction=rows_per_transaction,

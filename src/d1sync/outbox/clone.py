@@ -57,7 +57,7 @@ from d1sync.outbox.clone_plan import (
 from d1sync.outbox.pages import exact_columns, key_columns, keyset, read_exact, row_size
 from d1sync.outbox.verify import DEFAULT_PAGE, PAGE_BYTES, TableDiff, verify_table
 from d1sync.sql import quote_identifier
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, remove_database
 
 __all__ = ["CloneProgress", "CloneReport", "clone"]
 
@@ -200,14 +200,6 @@ class _Copy:
         return diffs
 
 
-def _remove(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            os.remove(f"{path}{suffix}")
-        except FileNotFoundError:
-            pass
-
-
 def _interrupted(path: Path) -> bool:
     """Whether ``path`` holds an interrupted clone (and so may be resumed without ``force``)."""
     try:
@@ -278,7 +270,7 @@ def clone(
         objects, sequence = read_source_schema(source)
         objects = select_objects(objects, tables)
         if force:
-            _remove(path)
+            remove_database(path)
     with Connection(path) as conn:
         conn.execute("PRAGMA foreign_keys = OFF")  # rows arrive in key order, not parents first
         finished = False

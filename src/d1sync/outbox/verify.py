@@ -29,6 +29,7 @@ from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.codec import decode_row, key_sql
 from d1sync.outbox.pages import ExactRow, keyset, read_exact, row_size, select_exact
 from d1sync.outbox.resend import queue_keys
+from d1sync.outbox.schema import has_outbox
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 
@@ -140,7 +141,7 @@ def _local_page(conn: Connection, spec: TableSpec, after: str | None, page: int)
 
 def _pending_keys(conn: Connection, table: str) -> set[str]:
     """Keys with a change pending locally; none in a file without an outbox (a clone being verified)."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_d1sync_changes'").fetchone() is None:
+    if not has_outbox(conn):
         return set()
     return {str(r[0]) for r in conn.execute("SELECT DISTINCT key FROM _d1sync_changes WHERE tbl = ?", (table,))}
 
