@@ -1,12 +1,13 @@
 """Capture trigger designs side by side on the demo's messages table: what each part of the change log costs.
 
-Each variant is the same AFTER INSERT trigger writing one change row, differing in one design choice:
-AUTOINCREMENT or a plain rowid, a CHECK on the op, the timestamp expression, and the key as the codec's JSON
-or the raw value. Single-row transactions into one file per variant (WAL, synchronous=NORMAL), in interleaved
-rounds; medians. This is how d1sync chose a plain rowid for ``seq`` (see docs/sync.md on why seqs still never
-repeat).
+Each variant is the same AFTER INSERT trigger writing one change row, differing in the design choices:
+AUTOINCREMENT or a plain rowid, a CHECK on the op, a per-row timestamp, the table as its name or an integer
+id, and the key as the codec's JSON or the raw value. Transactions of ``--per-tx`` rows into one file per
+variant (WAL, synchronous=NORMAL), in interleaved rounds; medians. This is how d1sync chose today's log: a
+plain rowid, an integer table id, an integer op and the raw key, no timestamp (d1sync.outbox.log says how seqs
+still never repeat and where the oldest pending age comes from).
 
-.venv/bin/python benchmarks/capture_variants.py --rows 5000 --rounds 5
+.venv/bin/python benchmarks/capture_variants.py --rows 5000 --rounds 5 --per-tx 1
 """
 
 from __future__ import annotations
@@ -25,42 +26,48 @@ KEYS = {
     "codec JSON": "json_array(CASE typeof(NEW.id) WHEN 'blob' THEN json_object('x', hex(NEW.id)) ELSE NEW.id END)",
     "raw": "NEW.id",
 }
-VARIANTS: dict[str, tuple[bool, bool, str, str] | None] = {
+# (AUTOINCREMENT, CHECK, timestamp, key, table as an integer id)
+VARIANTS: dict[str, tuple[bool, bool, str, str, bool] | None] = {
     "untracked": None,
-    "AUTOINCREMENT, CHECK, julianday, JSON key (the old log)": (True, True, "julianday ms", "codec JSON"),
-    "plain rowid, CHECK, julianday, JSON key (today's log)": (False, True, "julianday ms", "codec JSON"),
-    "plain rowid, no CHECK, no timestamp, JSON key": (False, False, "none", "codec JSON"),
-    "plain rowid, no CHECK, no timestamp, raw key": (False, False, "none", "raw"),
+    "AUTOINCREMENT, CHECK, julianday, JSON key (1st log)": (True, True, "julianday ms", "codec JSON", False),
+    "plain rowid, CHECK, julianday, JSON key (2nd log)": (False, True, "julianday ms", "codec JSON", False),
+    "plain rowid, no CHECK, no timestamp, JSON key": (False, False, "none", "codec JSON", False),
+    "plain rowid, table id, julianday, raw key": (False, False, "julianday ms", "raw", True),
+    "plain rowid, table id, no timestamp, raw key (today)": (False, False, "none", "raw", True),
 }
 
 
-def _open(path: Path, variant: tuple[bool, bool, str, str] | None) -> sqlite3.Connection:
+def _open(path: Path, variant: tuple[bool, bool, str, str, bool] | None) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.executescript(DEMO_SCHEMA)
     if variant is not None:
-        autoincrement, check, timestamp, key = variant
+        autoincrement, check, timestamp, key, table_id = variant
+        kind = "INTEGER" if table_id else "TEXT"
         conn.execute(
             f"CREATE TABLE log (seq INTEGER PRIMARY KEY{' AUTOINCREMENT' if autoincrement else ''}, "
-            f"tbl TEXT NOT NULL, key TEXT NOT NULL, op TEXT NOT NULL"
+            f"tbl {kind} NOT NULL, key NOT NULL, op {kind} NOT NULL"
             f"{' CHECK (op IN (' + repr('upsert') + ', ' + repr('delete') + '))' if check else ''}, "
-            f"payload TEXT, created_at INTEGER NOT NULL)"
+            f"payload TEXT{', created_at INTEGER NOT NULL' if timestamp != 'none' else ''})"
         )
+        names = "3, {key}, 1" if table_id else "'messages', {key}, 'upsert'"
+        stamp = (", created_at", f", {TIMESTAMPS[timestamp]}") if timestamp != "none" else ("", "")
         conn.execute(
-            "CREATE TRIGGER capture AFTER INSERT ON messages BEGIN INSERT INTO log (tbl, key, op, created_at) "
-            f"VALUES ('messages', {KEYS[key]}, 'upsert', {TIMESTAMPS[timestamp]}); END"
+            f"CREATE TRIGGER capture AFTER INSERT ON messages BEGIN INSERT INTO log (tbl, key, op{stamp[0]}) "
+            f"VALUES ({names.format(key=KEYS[key])}{stamp[1]}); END"
         )
     return conn
 
 
-def _write(conn: sqlite3.Connection, first: int, count: int) -> float:
+def _write(conn: sqlite3.Connection, first: int, count: int, per_tx: int) -> float:
+    rows = [(f"m{i:09d}", f"c{i % 97}", "hello " * 20, i, i) for i in range(first, first + count)]
     started = time.perf_counter()
-    for i in range(first, first + count):
+    for start in range(0, count, per_tx):
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
+        conn.executemany(
             "INSERT INTO messages VALUES (?, 'web', ?, 'user', ?, NULL, ?, NULL, NULL, NULL, NULL, ?)",
-            (f"m{i:09d}", f"c{i % 97}", "hello " * 20, i, i),
+            rows[start : start + per_tx],
         )
         conn.execute("COMMIT")
     return count / (time.perf_counter() - started)
@@ -70,6 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000, help="single-row transactions per round (default 5,000)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-tx", type=int, default=1, help="rows per transaction (default 1)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         conns = {name: _open(Path(tmp) / f"v{i}.db", v) for i, (name, v) in enumerate(VARIANTS.items())}
@@ -77,14 +85,17 @@ def main() -> None:
         for r in range(args.rounds):
             names = list(conns) if r % 2 == 0 else list(reversed(conns))
             for name in names:
-                rates[name].append(_write(conns[name], r * args.rows, args.rows))
+                rates[name].append(_write(conns[name], r * args.rows, args.rows, args.per_tx))
         for conn in conns.values():
             conn.close()
     base = statistics.median(rates["untracked"])
-    print(f"single-row transactions into the demo's messages table, {args.rounds} interleaved rounds of {args.rows:,}")
+    print(
+        f"{args.per_tx}-row transactions into the demo's messages table, {args.rounds} interleaved rounds of "
+        f"{args.rows:,} rows"
+    )
     for name, values in rates.items():
         rate = statistics.median(values)
-        print(f"  {name:58s} {rate:9,.0f} rows/s  {rate / base:.2f}x  +{1e6 / rate - 1e6 / base:5.1f} µs/row")
+        print(f"  {name:55s} {rate:9,.0f} rows/s  {rate / base:.2f}x  +{1e6 / rate - 1e6 / base:5.1f} µs/row")
 
 
 if __name__ == "__main__":

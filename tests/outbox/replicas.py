@@ -50,7 +50,7 @@ class Replica:
             return snapshot(conn, table)
 
     def changes(self) -> int:
-        return int(self.app.prepare("SELECT count(*) FROM _d1sync_changes").raw()[0][0])
+        return int(self.app.prepare("SELECT count(*) FROM _d1sync_pending").raw()[0][0])
 
     def __enter__(self) -> Replica:
         return self

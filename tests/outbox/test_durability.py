@@ -18,7 +18,8 @@ from d1sync.database import Statement
 from d1sync.errors import RequestTimeoutError, SQLError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, Outbox, SyncWorker, drain
-from d1sync.outbox.schema import ensure_schema
+from d1sync.outbox.log import append_changes
+from d1sync.outbox.upgrade import ensure_schema
 from d1sync.sqlite import Connection
 
 from .conftest import OpenWorker, RecordingTarget, open_file, snapshot
@@ -27,7 +28,7 @@ from .conftest import OpenWorker, RecordingTarget, open_file, snapshot
 def seqs(path: Path) -> list[int]:
     conn = open_file(path)
     try:
-        return [r[0] for r in conn.execute("SELECT seq FROM _d1sync_changes WHERE tbl <> '' ORDER BY seq")]
+        return [r[0] for r in conn.execute("SELECT seq FROM _d1sync_pending ORDER BY seq")]
     finally:
         conn.close()
 
@@ -106,12 +107,12 @@ def test_a_change_log_of_an_earlier_build_is_upgraded_with_its_pending_rows(
         ensure_schema(ours)
         ensure_schema(ours)  # idempotent
     ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = '_d1sync_changes'").fetchone()[0]
-    assert "AUTOINCREMENT" not in ddl.upper() and "'mark'" in ddl
-    assert conn.execute("SELECT seq, key, op FROM _d1sync_changes WHERE tbl <> ''").fetchall() == [
-        (7, "[1]", "upsert"),
-        (9, "[2]", "delete"),
+    assert "AUTOINCREMENT" not in ddl.upper() and " tid " in ddl
+    assert conn.execute("SELECT seq, tbl, key, op FROM _d1sync_pending").fetchall() == [
+        (7, "t", "[1]", "upsert"),
+        (9, "t", "[2]", "delete"),
     ]
-    conn.execute("INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ('t', '[4]', 'upsert', 0)")
+    conn.execute("INSERT INTO _d1sync_changes (tid, key, op) VALUES (1, 4, 1)")
     # AUTOINCREMENT's counter remembered 12; a plain rowid log only knew 9 was the highest left.
     assert conn.execute("SELECT max(seq) FROM _d1sync_changes").fetchone()[0] == (13 if autoincrement else 10)
     conn.close()
@@ -131,7 +132,7 @@ def test_the_log_keeps_at_most_one_mark_and_seqs_only_grow(tmp_path: Path) -> No
                 [change] = read_window(conn, 10).changes
                 issued += change.seqs
                 acknowledge(conn, [change])
-                marks = conn.execute("SELECT count(*) FROM _d1sync_changes WHERE tbl = ''").fetchone()[0]
+                marks = conn.execute("SELECT count(*) FROM _d1sync_changes WHERE tid = 0").fetchone()[0]
                 assert marks == 1
     assert issued == sorted(issued) and len(set(issued)) == 5
 
@@ -480,7 +481,7 @@ def test_the_upgrade_keeps_triggers_on_the_change_log(tmp_path: Path) -> None:
     conn.close()
     with Connection(path) as upgraded:
         ensure_schema(upgraded)
-        upgraded.execute("INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ('t', '[1]', 'upsert', 0)")
+        upgraded.execute("INSERT INTO _d1sync_changes (tid, key, op) VALUES (1, 1, 1)")
         assert upgraded.execute("SELECT count(*) FROM audit").fetchone()[0] == 1
 
 
@@ -490,7 +491,8 @@ def test_dead_letters_are_made_only_for_changes_still_in_the_log(tmp_path: Path)
     from d1sync.outbox.dead import dead_letter
 
     with Outbox(tmp_path / "app.db") as outbox, Connection(tmp_path / "app.db") as conn:
-        conn.execute("INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ('gone', '[1]', 'upsert', 0)")
+        with conn.atomic():
+            append_changes(conn, "gone", [("[1]", "upsert", None)])
         change = Change("gone", "[1]", "upsert", seqs=[1])
         assert dead_letter(conn, [(change, "first")]) == 1
         assert dead_letter(conn, [(change, "second")]) == 0

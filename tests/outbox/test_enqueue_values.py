@@ -28,7 +28,10 @@ BAD_VALUES = {
 
 def change_rows(path: Path) -> list[tuple[str, str, str | None]]:
     with reading(path) as conn:
-        return [(str(k), str(op), p) for k, op, p in conn.execute("SELECT key, op, payload FROM _d1sync_changes")]
+        return [
+            (str(k), str(op), p)
+            for k, op, p in conn.execute("SELECT key, op, payload FROM _d1sync_pending ORDER BY seq")
+        ]
 
 
 @pytest.fixture

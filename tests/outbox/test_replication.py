@@ -228,7 +228,7 @@ def test_remote_log_keys_are_the_local_change_logs_key_texts(make: MakeReplica, 
     a.remote.exec(schema)
     a.replicate("k")
     a.app.exec(f"INSERT INTO k VALUES ({BIG}, 'x' || char(0) || 'y', x'00ff', 1), (-1, 'é\"\\', x'', 2)")
-    local = sorted(r[0] for r in a.app.prepare("SELECT key FROM _d1sync_changes").raw())
+    local = sorted(r[0] for r in a.app.prepare("SELECT key FROM _d1sync_pending").raw())
     a.sync()
     assert sorted(r[0] for r in remote_sql(emulator, "SELECT key FROM _d1sync_log")) == local
     remote_sql(emulator, "UPDATE k SET v = 3")

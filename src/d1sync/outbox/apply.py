@@ -27,6 +27,7 @@ from d1sync.errors import SQLError
 from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.codec import column_expr, key_sql
 from d1sync.outbox.lease import holds_lease
+from d1sync.outbox.log import PENDING
 from d1sync.outbox.planner import delete_sql, topological_order
 from d1sync.outbox.replica import (
     APPLYING_TABLE,
@@ -102,7 +103,7 @@ def _rank(value: Any) -> tuple[int, Any]:
 
 
 def _pending(conn: Connection, table: str, keys: list[str]) -> set[str]:
-    sql = "SELECT DISTINCT key FROM _d1sync_changes WHERE tbl = ? AND key IN (SELECT value FROM json_each(?))"
+    sql = f"SELECT DISTINCT key FROM {PENDING} WHERE tbl = ? AND key IN (SELECT value FROM json_each(?))"
     return {str(r[0]) for r in conn.execute(sql, (table, json.dumps(keys)))}
 
 

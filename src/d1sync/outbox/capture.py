@@ -15,9 +15,9 @@ from typing import Literal
 
 from d1sync.errors import ConfigError
 from d1sync.outbox.codec import key_sql
+from d1sync.outbox.log import DELETE, JSON_KEY, UPSERT, table_id
 from d1sync.outbox.replica import skip_while_applying
-from d1sync.outbox.schema import NOW_MS_SQL
-from d1sync.sql import quote_identifier, quote_literal
+from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 
 __all__ = [
@@ -268,14 +268,28 @@ def create_sql(conn: Connection, table: str) -> str | None:
     return str(row[0]) if row and row[0] else None
 
 
-def install_triggers(conn: Connection, spec: TableSpec, *, all_columns: Sequence[str]) -> None:
-    """(Re)create the three capture triggers of ``spec``. Call inside a transaction."""
-    q = quote_identifier(spec.name)
-    tbl = quote_literal(spec.name)
+def _logged(spec: TableSpec, alias: str) -> tuple[str, int]:
+    """How a capture trigger writes ``spec``'s key from row ``alias``, and what it adds to the op: the value
+    itself for a one-column key, the codec's JSON text for a composite one (see d1sync.outbox.log)."""
+    if len(spec.key) == 1:
+        return f"{alias}.{quote_identifier(spec.key[0])}", 0
+    return key_sql(alias, spec.key), JSON_KEY
+
+
+def install_triggers(conn: Connection, spec: TableSpec, *, all_columns: Sequence[str], on: str | None = None) -> None:
+    """(Re)create the three capture triggers of ``spec`` (on table ``on``, default ``spec.name``). Call inside
+    a transaction.
+
+    Each trigger appends one small row to the change log, with literals for the table id and the op and the
+    key as the table holds it: all a tracked write costs (see d1sync.outbox.log).
+    """
+    q = quote_identifier(on or spec.name)
+    tid = table_id(conn, spec.name)
     ins, upd, delete = (quote_identifier(n) for n in trigger_names(spec.name))
     remove_triggers(conn, spec.name)
-    insert = f"INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ({tbl}, {{key}}, {{op}}, {NOW_MS_SQL})"
-    new_key, old_key = key_sql("NEW", spec.key), key_sql("OLD", spec.key)
+    (new_key, form), (old_key, _) = _logged(spec, "NEW"), _logged(spec, "OLD")
+    upsert, deleted = UPSERT + form, DELETE + form
+    insert = "INSERT INTO _d1sync_changes (tid, key, op) VALUES ({tid}, {key}, {op})"
     # Only updates of synced columns matter; narrowing the trigger saves a change row for the others.
     of = ""
     if set(spec.columns) != set(all_columns):
@@ -285,22 +299,26 @@ def install_triggers(conn: Connection, spec: TableSpec, *, all_columns: Sequence
     # A replicated table's triggers skip the rows a pull applies (see d1sync.outbox.replica).
     when = skip_while_applying() if spec.replicate else ""
     key_changed = " OR ".join(
-        f"OLD.{q} IS NOT NEW.{q} COLLATE BINARY OR typeof(OLD.{q}) IS NOT typeof(NEW.{q})"
-        for q in map(quote_identifier, spec.key)
+        f"OLD.{c} IS NOT NEW.{c} COLLATE BINARY OR typeof(OLD.{c}) IS NOT typeof(NEW.{c})"
+        for c in map(quote_identifier, spec.key)
     )
     conn.execute(
-        f"CREATE TRIGGER {ins} AFTER INSERT ON {q}{when} BEGIN " + insert.format(key=new_key, op="'upsert'") + "; END"
+        f"CREATE TRIGGER {ins} AFTER INSERT ON {q}{when} BEGIN "
+        + insert.format(tid=tid, key=new_key, op=upsert)
+        + "; END"
     )
     conn.execute(
         f"CREATE TRIGGER {upd} AFTER UPDATE{of} ON {q}{when} BEGIN "
         # A key change is a delete of the old key and an upsert of the new one.
-        + f"INSERT INTO _d1sync_changes (tbl, key, op, created_at) SELECT {tbl}, {old_key}, 'delete', {NOW_MS_SQL} "
-        + f"WHERE {key_changed}; "
-        + insert.format(key=new_key, op="'upsert'")
+        + f"INSERT INTO _d1sync_changes (tid, key, op) SELECT {tid}, {old_key}, {deleted} WHERE {key_changed}; "
+        + insert.format(tid=tid, key=new_key, op=upsert)
         + "; END"
     )
-    deleted = insert.format(key=old_key, op="'delete'")
-    conn.execute(f"CREATE TRIGGER {delete} AFTER DELETE ON {q}{when} BEGIN {deleted}; END")
+    conn.execute(
+        f"CREATE TRIGGER {delete} AFTER DELETE ON {q}{when} BEGIN "
+        + insert.format(tid=tid, key=old_key, op=deleted)
+        + "; END"
+    )
 
 
 def remove_triggers(conn: Connection, table: str) -> None:
@@ -323,9 +341,9 @@ def load_specs(conn: Connection) -> dict[str, TableSpec]:
 
 def backfill(conn: Connection, spec: TableSpec) -> int:
     """Queue an upsert for every existing row of ``spec`` (so tracking a full table syncs its rows too)."""
+    key, form = _logged(spec, "t")
     cur = conn.execute(
-        f"INSERT INTO _d1sync_changes (tbl, key, op, created_at) "
-        f"SELECT {quote_literal(spec.name)}, {key_sql('t', spec.key)}, 'upsert', {NOW_MS_SQL} "
-        f"FROM {quote_identifier(spec.name)} AS t"
+        f"INSERT INTO _d1sync_changes (tid, key, op) "
+        f"SELECT {table_id(conn, spec.name)}, {key}, {UPSERT + form} FROM {quote_identifier(spec.name)} AS t"
     )
     return cur.rowcount

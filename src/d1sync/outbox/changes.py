@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Literal
 
 from d1sync.outbox.capture import TableSpec, load_specs
 from d1sync.outbox.codec import column_expr, encode_row, has_undecodable_text, key_sql
 from d1sync.outbox.lease import holds_lease
-from d1sync.outbox.schema import LIVE, delete_changes, now_ms
+from d1sync.outbox.log import PENDING, append_changes, delete_changes
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 
@@ -103,7 +104,7 @@ def _defer_moving_keys(
     if not related or not any(table in related for table, _ in latest):
         return []
     moving, _ = conn.read(
-        "SELECT DISTINCT tbl, key FROM _d1sync_changes WHERE seq > ? AND tbl IN (SELECT value FROM json_each(?))",
+        f"SELECT DISTINCT tbl, key FROM {PENDING} WHERE seq > ? AND tbl IN (SELECT value FROM json_each(?))",
         (high, json.dumps(sorted(related))),
     )
     return [latest.pop((table, key)) for table, key in moving if (table, key) in latest]
@@ -152,12 +153,12 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = ()) -> Wi
         specs = load_specs(conn)
         if skip:
             query = (
-                "SELECT seq, tbl, key, op, payload FROM _d1sync_changes "
-                f"WHERE {LIVE} AND tbl NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?"
+                f"SELECT seq, tbl, key, op, payload FROM {PENDING} "
+                "WHERE tbl NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?"
             )
             rows, lenient_log = conn.read(query, (json.dumps(sorted(skip)), limit))
         else:
-            query = f"SELECT seq, tbl, key, op, payload FROM _d1sync_changes WHERE {LIVE} ORDER BY seq LIMIT ?"
+            query = f"SELECT seq, tbl, key, op, payload FROM {PENDING} ORDER BY seq LIMIT ?"
             rows, lenient_log = conn.read(query, (limit,))
         log = rows.fetchall()
         latest = _coalesce(log)
@@ -214,9 +215,6 @@ def requeue(conn: Connection, changes: Sequence[Change]) -> None:
     """Append a fresh change row for each of ``changes`` (tracked tables: their current state is sent again)."""
     if not changes:
         return
-    now = now_ms()
     with conn.atomic():
-        conn.executemany(
-            "INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES (?, ?, 'upsert', ?)",
-            [(c.table, c.key, now) for c in changes],
-        )
+        for table, run in groupby(changes, key=lambda c: c.table):  # in order: runs of one table
+            append_changes(conn, table, [(c.key, "upsert", None) for c in run])

@@ -16,7 +16,8 @@ from typing import Any
 from d1sync.errors import ConfigError
 from d1sync.outbox.changes import Change, seq_param
 from d1sync.outbox.codec import decode_row, stored_text
-from d1sync.outbox.schema import delete_changes, now_ms
+from d1sync.outbox.log import delete_changes, json_op_sql
+from d1sync.outbox.schema import now_ms
 from d1sync.sqlite import Connection
 
 __all__ = ["DeadLetter", "dead_letter", "drop_dead", "list_dead", "resolve_dead", "retry_dead"]
@@ -146,17 +147,23 @@ def retry_dead(conn: Connection, ids: Sequence[int] | None = None) -> int:
         ConfigError: an id in ``ids`` is not a dead letter (nothing is retried then).
     """
     where, params = _ids_clause(ids)
-    now = now_ms()
     with conn.atomic():
         _check_ids(conn, ids)
         where = where or " WHERE retrying = 0"
-        cur = conn.execute(
-            f"INSERT INTO _d1sync_changes (tbl, key, op, payload, created_at) "
-            f"SELECT tbl, key, op, payload, ? FROM _d1sync_dead{where} ORDER BY id",
-            (now, *params),
+        # In SQL, not through Python: a letter's key may hold bytes that are not UTF-8, kept as they were.
+        conn.execute(
+            f"INSERT INTO _d1sync_table_ids (tbl) SELECT DISTINCT tbl FROM _d1sync_dead{where} "
+            "ON CONFLICT (tbl) DO NOTHING",
+            params,
         )
+        retried = conn.execute(
+            f"INSERT INTO _d1sync_changes (tid, key, op, payload) "
+            f"SELECT i.tid, d.key, {json_op_sql('d.op')}, d.payload FROM _d1sync_dead AS d "
+            f"JOIN _d1sync_table_ids AS i ON i.tbl = d.tbl{where} ORDER BY d.id",
+            params,
+        ).rowcount
         conn.execute(f"UPDATE _d1sync_dead SET retrying = 1{where}", params)
-    return cur.rowcount
+    return retried
 
 
 def drop_dead(conn: Connection, ids: Sequence[int] | None = None) -> int:

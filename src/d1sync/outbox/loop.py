@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from d1sync.backoff import Backoff
 from d1sync.errors import ConfigError, D1Error
+from d1sync.outbox.log import LIVE
 from d1sync.outbox.results import SyncResult
-from d1sync.outbox.schema import LIVE, LastError, save_state
+from d1sync.outbox.schema import LastError, save_state
 from d1sync.sqlite import Connection, on_commit
 
 __all__ = ["WorkerLoop"]

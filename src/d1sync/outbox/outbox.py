@@ -23,10 +23,12 @@ from d1sync.outbox.capture import (
 )
 from d1sync.outbox.codec import canonical_key_value, encode_key, encode_row
 from d1sync.outbox.dead import DeadLetter, drop_dead, list_dead, retry_dead
+from d1sync.outbox.log import PENDING, append_changes, delete_changes, table_changes
 from d1sync.outbox.replicate import mark_replicated
-from d1sync.outbox.schema import delete_changes, ensure_schema, has_outbox, now_ms
+from d1sync.outbox.schema import has_outbox
 from d1sync.outbox.status import Status, read_status
 from d1sync.outbox.tables import resume_all
+from d1sync.outbox.upgrade import ensure_schema
 from d1sync.sqlite import Connection
 from d1sync.values import encode_param
 
@@ -157,7 +159,7 @@ class Outbox:
                 else:
                     conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ?", (table,))
                 if drop_pending or delete_remote:
-                    delete_changes(conn, "tbl = ?", (table,))
+                    delete_changes(conn, *table_changes(table))
 
     def replicate(
         self, *tables: str, target: Database | None = None, version_column: str | None = None
@@ -273,10 +275,7 @@ class Outbox:
         """
         with self._connection() as conn, conn.atomic():
             key, op, payload = build(_enqueue_spec(conn, table))
-            conn.execute(
-                "INSERT INTO _d1sync_changes (tbl, key, op, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-                (table, key, op, payload, now_ms()),
-            )
+            append_changes(conn, table, [(key, op, payload)])
 
     def enqueue(self, table: str, row: Mapping[str, Any]) -> None:
         """Queue an upsert of ``row`` (every declared column) to the declared ``table``.
@@ -349,7 +348,7 @@ def _enqueue_spec(conn: Connection, table: str) -> TableSpec:
 def _refuse_stored_changes(conn: Connection, spec: TableSpec, known: TableSpec | None) -> None:
     """Raise if changes of ``spec.name`` are stored: each holds its row in the earlier column order."""
     table = spec.name
-    pending = conn.execute("SELECT count(*) FROM _d1sync_changes WHERE tbl = ?", (table,)).fetchone()[0]
+    pending = conn.execute(f"SELECT count(*) FROM {PENDING} WHERE tbl = ?", (table,)).fetchone()[0]
     dead = conn.execute("SELECT count(*) FROM _d1sync_dead WHERE tbl = ?", (table,)).fetchone()[0]
     if not pending and not dead:
         return

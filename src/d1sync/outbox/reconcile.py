@@ -38,6 +38,7 @@ from d1sync.outbox.capture import (
     remove_triggers,
     save_spec,
 )
+from d1sync.outbox.log import table_id
 from d1sync.outbox.schema import TableState, save_table_state
 from d1sync.outbox.tables import pause, resume
 from d1sync.sqlite import Connection
@@ -108,7 +109,9 @@ def _follow(conn: Connection, spec: TableSpec, table: str, state: TableState, no
 def _rename(conn: Connection, spec: TableSpec, new_name: str, states: dict[str, TableState]) -> None:
     """Move capture, pending changes and the spec from ``spec.name`` to ``new_name``."""
     remove_triggers(conn, spec.name)  # they sit on the new table now, writing the old name
-    conn.execute("UPDATE _d1sync_changes SET tbl = ? WHERE tbl = ?", (new_name, spec.name))
+    conn.execute(
+        "UPDATE _d1sync_changes SET tid = ? WHERE tid = ?", (table_id(conn, new_name), table_id(conn, spec.name))
+    )
     conn.execute("UPDATE _d1sync_dead SET tbl = ? WHERE tbl = ?", (new_name, spec.name))
     conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ?", (spec.name,))
     save_table_state(conn, spec.name, None)

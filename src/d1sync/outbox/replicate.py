@@ -38,7 +38,8 @@ from d1sync.outbox.replica import (
     save_pull_table,
     save_replica,
 )
-from d1sync.outbox.schema import NOW_MS_SQL, ensure_schema
+from d1sync.outbox.schema import NOW_MS_SQL
+from d1sync.outbox.upgrade import ensure_schema
 from d1sync.sql import quote_identifier, quote_literal
 from d1sync.sqlite import Connection
 

@@ -14,8 +14,9 @@ from dataclasses import replace
 
 from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.codec import decode_row, key_sql
-from d1sync.outbox.schema import NOW_MS_SQL, TableState, now_ms, save_table_state
-from d1sync.sql import quote_identifier, quote_literal
+from d1sync.outbox.log import append_changes
+from d1sync.outbox.schema import TableState, save_table_state
+from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 
 __all__ = ["queue_chunk", "queue_keys"]
@@ -36,12 +37,7 @@ def queue_chunk(conn: Connection, spec: TableSpec, state: TableState, limit: int
     select = f"SELECT {key_sql('t', spec.key)} AS k FROM {table} AS t {where} ORDER BY {keys} LIMIT {int(limit)}"
     with conn.atomic():
         chunk = [str(r[0]) for r in conn.execute(select, params).fetchall()]
-        if chunk:
-            conn.executemany(
-                f"INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES ({quote_literal(spec.name)}, ?, "
-                f"'upsert', {NOW_MS_SQL})",
-                [(k,) for k in chunk],
-            )
+        append_changes(conn, spec.name, [(k, "upsert", None) for k in chunk])
         new = replace(state, resend_after=chunk[-1] if len(chunk) >= limit else None)
         save_table_state(conn, spec.name, new)
     return new
@@ -49,9 +45,8 @@ def queue_chunk(conn: Connection, spec: TableSpec, state: TableState, limit: int
 
 def queue_keys(conn: Connection, table: str, keys: Iterable[str]) -> int:
     """Queue an upsert of each key (key texts of the codec): its current state, or a delete if it is gone."""
-    rows = [(table, key, now_ms()) for key in keys]
+    rows = [(key, "upsert", None) for key in keys]
     if not rows:
         return 0
     with conn.atomic():
-        conn.executemany("INSERT INTO _d1sync_changes (tbl, key, op, created_at) VALUES (?, ?, 'upsert', ?)", rows)
-    return len(rows)
+        return append_changes(conn, table, rows)

@@ -1,15 +1,11 @@
 """The outbox's own tables inside the application's SQLite file, and the worker's typed state.
 
 ``_d1sync_changes``  the change log: one row per captured write, appended by triggers inside the writer's
-                     transaction (so a write and its change record commit or roll back together).
-                     A seq is never reused, so an acknowledgement (a DELETE by seq) can only ever remove
-                     the change rows it sent, even when it comes late (a worker that lost its lease
-                     mid-send) or after ``untrack(drop_pending=True)`` emptied the log. Not with
-                     AUTOINCREMENT, which costs every captured write an update of ``sqlite_sequence``: a
-                     plain rowid is max(seq) + 1, so it is enough never to delete the row holding the
-                     highest seq. :func:`delete_changes` (every deletion goes through it) replaces that
-                     row by a *mark* (``tbl = ''``, ``op = 'mark'``) when it must go; readers skip marks
-                     (:data:`LIVE`), and at most one exists.
+                     transaction. Its layout, and what it guarantees, are :mod:`d1sync.outbox.log`'s.
+``_d1sync_table_ids`` a small integer id per table name that ever had changes (the log stores the id).
+``_d1sync_clock``    when the worker first saw the log reach a seq (for "oldest pending age").
+``_d1sync_pending``  a view of the change log as readers want it: table names, key texts, ``'upsert'`` or
+                     ``'delete'``, and no mark.
 ``_d1sync_tables``   which tables are synced and how (key, columns, version column, mode).
 ``_d1sync_meta``     worker state that must survive restarts, one JSON value per key: the drain lease,
                      back-off, pause, last error, last pass. Read and written only as :class:`WorkerState`.
@@ -23,17 +19,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from d1sync.outbox.codec import key_sql
 from d1sync.sqlite import Connection
 
 __all__ = [
+    "CHANGE_LOG",
     "NOW_MS_SQL",
-    "LIVE",
     "SCHEMA",
-    "delete_changes",
     "has_outbox",
     "LastError",
     "LastPass",
@@ -42,7 +37,6 @@ __all__ = [
     "RateBudget",
     "TableState",
     "WorkerState",
-    "ensure_schema",
     "load_state",
     "load_table_states",
     "now_ms",
@@ -50,15 +44,30 @@ __all__ = [
     "save_table_state",
 ]
 
-SCHEMA = """
+# The key column has no declared type, so it keeps each key value as the table held it (see d1sync.outbox.log).
+CHANGE_LOG = """
 CREATE TABLE IF NOT EXISTS _d1sync_changes (
-    seq        INTEGER PRIMARY KEY,
-    tbl        TEXT    NOT NULL,
-    key        TEXT    NOT NULL,
-    op         TEXT    NOT NULL CHECK (op IN ('upsert', 'delete', 'mark')),
-    payload    TEXT,
-    created_at INTEGER NOT NULL
+    seq     INTEGER PRIMARY KEY,
+    tid     INTEGER NOT NULL,
+    key             NOT NULL,
+    op      INTEGER NOT NULL,
+    payload TEXT
+)"""
+
+SCHEMA = f"""
+{CHANGE_LOG};
+CREATE TABLE IF NOT EXISTS _d1sync_table_ids (
+    tid INTEGER PRIMARY KEY,
+    tbl TEXT NOT NULL UNIQUE
 );
+CREATE TABLE IF NOT EXISTS _d1sync_clock (
+    seq INTEGER PRIMARY KEY,
+    at  INTEGER NOT NULL
+);
+CREATE VIEW IF NOT EXISTS _d1sync_pending (seq, tbl, key, op, payload) AS
+    SELECT c.seq, i.tbl, CASE WHEN c.op > 2 THEN c.key ELSE {key_sql("c", ["key"])} END,
+           CASE WHEN c.op IN (1, 3) THEN 'upsert' ELSE 'delete' END, c.payload
+    FROM _d1sync_changes AS c JOIN _d1sync_table_ids AS i ON i.tid = c.tid;
 CREATE TABLE IF NOT EXISTS _d1sync_tables (
     tbl  TEXT PRIMARY KEY,
     spec TEXT NOT NULL
@@ -94,97 +103,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def ensure_schema(conn: Connection) -> None:
-    """Create the outbox tables if missing (idempotent; safe under concurrent callers)."""
-    if _has_schema(conn):
-        return
-    _upgrade_dead_letters(conn)
-    conn.executescript(SCHEMA)
-    _upgrade_change_log(conn)
-
-
-def _upgrade_dead_letters(conn: Connection) -> None:
-    """Give dead letters made by an earlier build their ``retrying`` flag (the index comes with SCHEMA)."""
-    with conn.atomic():
-        columns = {str(r[1]) for r in conn.execute("SELECT * FROM pragma_table_info('_d1sync_dead')")}
-        if columns and "retrying" not in columns:
-            conn.execute("ALTER TABLE _d1sync_dead ADD COLUMN retrying INTEGER NOT NULL DEFAULT 0")
-
-
 def has_outbox(conn: Connection) -> bool:
     """Whether the file holds an outbox (some table was tracked or declared there); reads only."""
     row = conn.execute("SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = '_d1sync_changes'")
     return row.fetchone() is not None
-
-
-def _has_schema(conn: Connection) -> bool:
-    rows = conn.execute(
-        "SELECT name, sql FROM main.sqlite_master WHERE type = 'table' AND name IN "
-        "('_d1sync_changes', '_d1sync_tables', '_d1sync_meta', '_d1sync_dead', '_d1sync_table_state')"
-    ).fetchall()
-    sql = {str(name): str(text) for name, text in rows}
-    return len(rows) == 5 and "'mark'" in sql["_d1sync_changes"] and "retrying" in sql["_d1sync_dead"]
-
-
-LIVE = "tbl <> ''"
-"""The SQL condition that leaves out the log's mark (see the module docstring): every reader adds it."""
-
-
-def delete_changes(conn: Connection, where: str, params: Sequence[Any] = ()) -> list[int]:
-    """Delete the change rows matching ``where`` (never the mark); the seqs deleted. Call it inside
-    :meth:`Connection.atomic <d1sync.sqlite.Connection.atomic>`.
-
-    If the row holding the highest seq goes, a mark takes its seq, so the next captured write gets a higher
-    one; the previous mark, if any, is no longer needed then and goes (its seq is kept in the worker state,
-    so finding it costs one lookup, not a scan of the log).
-    """
-    top = conn.execute("SELECT max(seq) FROM _d1sync_changes").fetchone()[0]
-    deleted = [
-        int(r[0]) for r in conn.execute(f"DELETE FROM _d1sync_changes WHERE ({where}) AND {LIVE} RETURNING seq", params)
-    ]
-    if top is None or not deleted or top not in deleted:
-        return deleted
-    old = load_state(conn).log_mark
-    if old is not None and old != top:
-        conn.execute("DELETE FROM _d1sync_changes WHERE seq = ? AND tbl = ''", (old,))
-    conn.execute("INSERT INTO _d1sync_changes (seq, tbl, key, op, created_at) VALUES (?, '', '', 'mark', 0)", (top,))
-    save_state(conn, log_mark=top)
-    return deleted
-
-
-def _upgrade_change_log(conn: Connection) -> None:
-    """Rebuild a change log made by an earlier build (AUTOINCREMENT, or a plain rowid without marks) into
-    today's, keeping its pending rows and its highest seq ever issued."""
-    if not _old_log(conn):
-        return
-    with conn.atomic():
-        if not _old_log(conn):
-            return  # another process upgraded it while we waited for the lock
-        # Indexes or triggers someone put on the log (an audit trigger, say) go with DROP TABLE: keep them.
-        extras = conn.execute(
-            "SELECT sql FROM main.sqlite_master WHERE tbl_name = '_d1sync_changes' "
-            "AND type IN ('index', 'trigger') AND sql IS NOT NULL"
-        ).fetchall()
-        issued = conn.execute("SELECT max(seq) FROM main._d1sync_changes").fetchone()[0] or 0
-        if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
-            counter = conn.execute("SELECT seq FROM main.sqlite_sequence WHERE name = '_d1sync_changes'").fetchone()
-            issued = max(issued, int(counter[0]) if counter else 0)
-        conn.execute("CREATE TEMP TABLE _d1sync_changes_old AS SELECT * FROM main._d1sync_changes")
-        conn.execute("DROP TABLE main._d1sync_changes")
-        conn.execute(SCHEMA.split(";")[0])
-        conn.execute("INSERT INTO main._d1sync_changes SELECT * FROM temp._d1sync_changes_old ORDER BY seq")
-        conn.execute("DROP TABLE temp._d1sync_changes_old")
-        if issued and not conn.execute("SELECT 1 FROM main._d1sync_changes WHERE seq = ?", (issued,)).fetchone():
-            conn.execute("INSERT INTO main._d1sync_changes VALUES (?, '', '', 'mark', NULL, 0)", (issued,))
-            save_state(conn, log_mark=issued)
-        for (sql,) in extras:
-            conn.execute(sql)
-
-
-def _old_log(conn: Connection) -> bool:
-    query = "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = '_d1sync_changes'"
-    row = conn.execute(query).fetchone()
-    return row is not None and "'mark'" not in str(row[0])
 
 
 # -- typed worker state ------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from d1sync.outbox.capture import load_specs
+from d1sync.outbox.log import LIVE, PENDING, oldest_pending_at
 from d1sync.outbox.replica import PullTable, Replica, load_pull_tables, load_replica
-from d1sync.outbox.schema import LIVE, TableState, load_state, load_table_states
+from d1sync.outbox.schema import TableState, load_state, load_table_states
 from d1sync.sqlite import Connection
 
 __all__ = ["Status", "TableStatus", "pending_count", "read_status"]
@@ -54,7 +55,8 @@ class Status:
     Attributes:
         pending_changes: change-log rows not yet acknowledged.
         pending_keys: distinct rows (table, key) those changes touch.
-        oldest_pending_age: seconds since the oldest pending change was captured (None if none).
+        oldest_pending_age: seconds since a worker first saw the oldest pending change (within one pass of
+            its capture); None if nothing is pending, or no worker has run since it was written.
         dead_letters: changes D1 refused permanently (see ``d1sync dead``), not counting retried ones.
         tables: synced tables.
         last_success: epoch seconds of the last acknowledged request, if any.
@@ -102,7 +104,10 @@ def pending_count(conn: Connection, *, skip: Iterable[str] = ()) -> int:
     tables = sorted(skip)
     if not tables:
         return int(conn.execute(f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE}").fetchone()[0])
-    sql = f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE} AND tbl NOT IN (SELECT value FROM json_each(?))"
+    sql = (
+        f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE} AND tid NOT IN "
+        "(SELECT tid FROM _d1sync_table_ids WHERE tbl IN (SELECT value FROM json_each(?)))"
+    )
     return int(conn.execute(sql, (json.dumps(tables),)).fetchone()[0])
 
 
@@ -110,15 +115,12 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
     """The status of the outbox in ``conn``'s file, read in one snapshot."""
     now = time.time() if now is None else now
     with conn.snapshot():
-        pending, oldest = conn.execute(f"SELECT count(*), min(created_at) FROM _d1sync_changes WHERE {LIVE}").fetchone()
-        keys = conn.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM _d1sync_changes WHERE {LIVE} GROUP BY tbl, key)"
-        ).fetchone()[0]
+        pending = conn.execute(f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE}").fetchone()[0]
+        _, oldest = oldest_pending_at(conn)
+        keys = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {PENDING} GROUP BY tbl, key)").fetchone()[0]
         dead = conn.execute("SELECT count(*) FROM _d1sync_dead WHERE retrying = 0").fetchone()[0]
         tables = [str(r[0]) for r in conn.execute("SELECT tbl FROM _d1sync_tables ORDER BY tbl")]
-        per_table = dict(
-            conn.execute(f"SELECT tbl, count(*) FROM _d1sync_changes WHERE {LIVE} GROUP BY tbl").fetchall()
-        )
+        per_table = dict(conn.execute(f"SELECT tbl, count(*) FROM {PENDING} GROUP BY tbl").fetchall())
         table_states = load_table_states(conn)
         state = load_state(conn)
         specs = load_specs(conn)

@@ -27,6 +27,7 @@ from d1sync.database import Database
 from d1sync.errors import ConfigError, SQLError
 from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.codec import decode_row, key_sql
+from d1sync.outbox.log import PENDING
 from d1sync.outbox.pages import ExactRow, keyset, read_exact, row_size, select_exact
 from d1sync.outbox.resend import queue_keys
 from d1sync.outbox.schema import has_outbox
@@ -143,7 +144,7 @@ def _pending_keys(conn: Connection, table: str) -> set[str]:
     """Keys with a change pending locally; none in a file without an outbox (a clone being verified)."""
     if not has_outbox(conn):
         return set()
-    return {str(r[0]) for r in conn.execute("SELECT DISTINCT key FROM _d1sync_changes WHERE tbl = ?", (table,))}
+    return {str(r[0]) for r in conn.execute(f"SELECT DISTINCT key FROM {PENDING} WHERE tbl = ?", (table,))}
 
 
 def _compare(diff: TableDiff, local: dict[str, tuple[Any, ...]], remote: dict[str, tuple[Any, ...]]) -> list[str]:

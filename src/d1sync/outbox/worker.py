@@ -31,6 +31,7 @@ from d1sync.outbox.capture import load_specs
 from d1sync.outbox.changes import acknowledge, read_window
 from d1sync.outbox.dead import dead_letter
 from d1sync.outbox.delivery import deliver
+from d1sync.outbox.log import stamp
 from d1sync.outbox.loop import WorkerLoop
 from d1sync.outbox.metrics import Counters
 from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
@@ -44,13 +45,13 @@ from d1sync.outbox.schema import (
     LastPass,
     RateBudget,
     WorkerState,
-    ensure_schema,
     load_state,
     load_table_states,
     save_state,
 )
 from d1sync.outbox.status import Status, pending_count, read_status
 from d1sync.outbox.tables import resume_all
+from d1sync.outbox.upgrade import ensure_schema
 from d1sync.outbox.verify import DEFAULT_PAGE, VerifyReport, verify
 from d1sync.sqlite import Connection
 
@@ -279,6 +280,8 @@ class SyncWorker(WorkerLoop):
         or another worker holds the lease."""
         now = self.clock() if now is None else now
         if self.push:
+            # Even while backing off: the oldest pending age is how long a change has waited, to within a pass.
+            stamp(self.conn, int(now * 1000))
             result = self._push_once(now)
         else:
             result = self._waiting(load_state(self.conn), now) or SyncResult("idle")

@@ -1,0 +1,168 @@
+"""The change log: what a captured write costs the writer, how readers see it, and how rows leave it.
+
+Every tracked write runs a capture trigger that appends one row to ``_d1sync_changes``, inside the writer's
+transaction. That row is all capture costs the writer, so it is as small and as cheap to build as it can be:
+
+========  ===========================================================================================
+seq       ``INTEGER PRIMARY KEY``: a plain rowid, so an append is max(seq) + 1 (no AUTOINCREMENT counter)
+tid       the table, by its id in ``_d1sync_table_ids`` (a literal in the trigger; no text to compare)
+key       a one-column key: the key value itself, as the table holds it (the column has no affinity, so
+          integers stay integers, BLOBs stay bytes, text keeps its NUL characters). A composite key: the
+          codec's JSON text of its values (:func:`d1sync.outbox.codec.key_sql`).
+op        ``1`` upsert / ``2`` delete with a raw key, ``3`` / ``4`` with a JSON key, ``0`` the mark
+payload   the row of an enqueued upsert (codec JSON); NULL for captured writes (their state is read at send)
+========  ===========================================================================================
+
+No timestamp either: "oldest pending age" comes from ``_d1sync_clock``, where the worker notes, once per
+pass, the highest seq it has seen (:func:`stamp`). The age of the oldest pending change is then known to
+within one pass, without the writer paying for a clock read on every row.
+
+Readers never decode that layout themselves: they read the view ``_d1sync_pending`` (:data:`PENDING`), which
+gives each live row as ``(seq, tbl, key, op, payload)`` with the table's name, the key's canonical text (the
+one :func:`~d1sync.outbox.codec.encode_key` makes; a key written raw by a trigger and the same key written as
+JSON by :func:`append_changes` read alike) and ``'upsert'`` or ``'delete'``.
+
+**Seqs never repeat**, so an acknowledgement (a DELETE by seq) can only ever remove the change rows it sent,
+even when it comes late (a worker that lost its lease mid-send) or after ``untrack(drop_pending=True)``
+emptied the log. A plain rowid is max(seq) + 1, so it is enough never to delete the row holding the highest
+seq: :func:`delete_changes` (every deletion goes through it) replaces that row by a *mark* (``tid = 0``,
+``op = 0``) when it must go. The view leaves marks out (no table has id 0), and at most one exists.
+
+Table ids are never deleted nor reused: a change row that outlives its table's spec (untracked with changes
+pending) still names its table, and the worker dead-letters it by that name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from d1sync.outbox.schema import load_state, save_state
+from d1sync.sqlite import Connection
+
+__all__ = [
+    "DELETE",
+    "JSON_KEY",
+    "LIVE",
+    "PENDING",
+    "UPSERT",
+    "append_changes",
+    "delete_changes",
+    "insert_mark",
+    "json_op_sql",
+    "oldest_pending_at",
+    "stamp",
+    "table_changes",
+    "table_id",
+]
+
+UPSERT = 1
+DELETE = 2
+JSON_KEY = 2
+"""Added to ``UPSERT`` or ``DELETE`` when the key is stored as the codec's JSON text instead of its value."""
+
+PENDING = "_d1sync_pending"
+"""The view every reader of the log uses: ``(seq, tbl, key, op, payload)``, live rows only."""
+
+LIVE = "tid <> 0"
+"""The SQL condition that leaves out the mark when ``_d1sync_changes`` is read directly (counts, seqs)."""
+
+_OPS = {"upsert": UPSERT + JSON_KEY, "delete": DELETE + JSON_KEY}
+
+
+def json_op_sql(op: str) -> str:
+    """SQL turning the op text ``op`` (``'upsert'`` or ``'delete'``) into the code of a row with a JSON key."""
+    return f"CASE {op} WHEN 'upsert' THEN {_OPS['upsert']} ELSE {_OPS['delete']} END"
+
+
+def table_id(conn: Connection, table: str) -> int:
+    """The id of ``table`` in the change log, given to it on first use. Call inside a write transaction."""
+    conn.execute("INSERT INTO _d1sync_table_ids (tbl) VALUES (?) ON CONFLICT (tbl) DO NOTHING", (table,))
+    return int(conn.execute("SELECT tid FROM _d1sync_table_ids WHERE tbl = ?", (table,)).fetchone()[0])
+
+
+def append_changes(conn: Connection, table: str, changes: Iterable[tuple[str, str, str | None]]) -> int:
+    """Append ``(key text, 'upsert' or 'delete', payload)`` rows for ``table`` (key texts of the codec, as
+    :func:`~d1sync.outbox.codec.encode_key` makes them); how many. Call inside a write transaction."""
+    tid = table_id(conn, table)
+    return conn.executemany(
+        "INSERT INTO _d1sync_changes (tid, key, op, payload) VALUES (?, ?, ?, ?)",
+        ((tid, key, _OPS[op], payload) for key, op, payload in changes),
+    )
+
+
+def delete_changes(conn: Connection, where: str, params: Sequence[Any] = ()) -> list[int]:
+    """Delete the change rows matching ``where`` (a condition on ``_d1sync_changes``; never the mark); the
+    seqs deleted. Call it inside :meth:`Connection.atomic <d1sync.sqlite.Connection.atomic>`.
+
+    If the row holding the highest seq goes, a mark takes its seq, so the next captured write gets a higher
+    one; the previous mark, if any, is no longer needed then and goes (its seq is kept in the worker state,
+    so finding it costs one lookup, not a scan of the log).
+    """
+    top = conn.execute("SELECT max(seq) FROM _d1sync_changes").fetchone()[0]
+    deleted = [
+        int(r[0]) for r in conn.execute(f"DELETE FROM _d1sync_changes WHERE ({where}) AND {LIVE} RETURNING seq", params)
+    ]
+    if top is None or not deleted or top not in deleted:
+        return deleted
+    old = load_state(conn).log_mark
+    if old is not None and old != top:
+        conn.execute("DELETE FROM _d1sync_changes WHERE seq = ? AND tid = 0", (old,))
+    insert_mark(conn, top)
+    return deleted
+
+
+def insert_mark(conn: Connection, seq: int) -> None:
+    """Hold ``seq`` in the log with a mark, so no later change gets it (see the module docstring)."""
+    conn.execute("INSERT INTO _d1sync_changes (seq, tid, key, op) VALUES (?, 0, '', 0)", (seq,))
+    save_state(conn, log_mark=seq)
+
+
+def table_changes(table: str) -> tuple[str, tuple[str]]:
+    """The :func:`delete_changes` condition for every change row of ``table``."""
+    return "tid IN (SELECT tid FROM _d1sync_table_ids WHERE tbl = ?)", (table,)
+
+
+# -- the clock ---------------------------------------------------------------------------------------------
+
+
+def _newest_seq(conn: Connection) -> int | None:
+    row = conn.execute(f"SELECT seq FROM _d1sync_changes WHERE {LIVE} ORDER BY seq DESC LIMIT 1").fetchone()
+    return None if row is None else int(row[0])
+
+
+def _oldest_seq(conn: Connection) -> int | None:
+    row = conn.execute(f"SELECT seq FROM _d1sync_changes WHERE {LIVE} ORDER BY seq LIMIT 1").fetchone()
+    return None if row is None else int(row[0])
+
+
+def stamp(conn: Connection, at_ms: int) -> bool:
+    """Note that every change now in the log was written by ``at_ms`` (epoch ms); whether it wrote a stamp.
+
+    The worker calls it once per pass. It writes only when the log has grown since the last stamp, and then
+    also forgets the stamps no pending change needs any more.
+    """
+    newest = _newest_seq(conn)
+    last = conn.execute("SELECT max(seq) FROM _d1sync_clock").fetchone()[0]
+    if newest is None or (last is not None and newest <= last):
+        return False
+    with conn.atomic():
+        newest = _newest_seq(conn)
+        if newest is None:
+            return False
+        oldest = _oldest_seq(conn)
+        conn.execute("DELETE FROM _d1sync_clock WHERE seq < ?", (oldest,))
+        conn.execute(
+            "INSERT INTO _d1sync_clock (seq, at) VALUES (?, ?) ON CONFLICT (seq) DO NOTHING", (newest, int(at_ms))
+        )
+    return True
+
+
+def oldest_pending_at(conn: Connection) -> tuple[bool, int | None]:
+    """Whether changes are pending, and when the oldest was first seen by a worker (epoch ms; None if no
+    worker has stamped the log since it was written)."""
+    oldest = _oldest_seq(conn)
+    if oldest is None:
+        return False, None
+    row = conn.execute("SELECT at FROM _d1sync_clock WHERE seq >= ? ORDER BY seq LIMIT 1", (oldest,)).fetchone()
+    return True, None if row is None else int(row[0])
