@@ -7,7 +7,7 @@ variant (WAL, synchronous=NORMAL), in interleaved rounds; medians. This is how d
 plain rowid, an integer table id, an integer op and the raw key, no timestamp (d1sync.outbox.log says how seqs
 still never repeat and where the oldest pending age comes from).
 
-.venv/bin/python benchmarks/capture_variants.py --rows 5000 --rounds 5 --per-tx 1
+.venv/bin/python benchmarks/capture_variants.py --table bench --rows 5000 --rounds 5 --per-tx 1
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from d1sync.demo import DEMO_SCHEMA
+from d1sync.bench.capture import CaptureTable
 
 TIMESTAMPS = {"julianday ms": "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)", "none": "0"}
 KEYS = {
@@ -34,15 +35,20 @@ VARIANTS: dict[str, tuple[bool, bool, str, str, bool] | None] = {
     "plain rowid, no CHECK, no timestamp, JSON key": (False, False, "none", "codec JSON", False),
     "plain rowid, table id, julianday, raw key": (False, False, "julianday ms", "raw", True),
     "plain rowid, table id, no timestamp, raw key (today)": (False, False, "none", "raw", True),
+    "floor: a constant one-column row": (False, False, "none", "floor", True),
 }
+TABLE = "capture_tracked"
 
 
-def _open(path: Path, variant: tuple[bool, bool, str, str, bool] | None) -> sqlite3.Connection:
+def _open(path: Path, table: CaptureTable, variant: tuple[bool, bool, str, str, bool] | None) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.executescript(DEMO_SCHEMA)
-    if variant is not None:
+    table.create(conn, TABLE)
+    if variant is not None and variant[3] == "floor":
+        conn.execute("CREATE TABLE log (x)")
+        conn.execute(f"CREATE TRIGGER capture AFTER INSERT ON {TABLE} BEGIN INSERT INTO log VALUES (1); END")
+    elif variant is not None:
         autoincrement, check, timestamp, key, table_id = variant
         kind = "INTEGER" if table_id else "TEXT"
         conn.execute(
@@ -54,23 +60,19 @@ def _open(path: Path, variant: tuple[bool, bool, str, str, bool] | None) -> sqli
         names = "3, {key}, 1" if table_id else "'messages', {key}, 'upsert'"
         stamp = (", created_at", f", {TIMESTAMPS[timestamp]}") if timestamp != "none" else ("", "")
         conn.execute(
-            f"CREATE TRIGGER capture AFTER INSERT ON messages BEGIN INSERT INTO log (tbl, key, op{stamp[0]}) "
+            f"CREATE TRIGGER capture AFTER INSERT ON {TABLE} BEGIN INSERT INTO log (tbl, key, op{stamp[0]}) "
             f"VALUES ({names.format(key=KEYS[key])}{stamp[1]}); END"
         )
     return conn
 
 
-def _write(conn: sqlite3.Connection, first: int, count: int, per_tx: int) -> float:
-    rows = [(f"m{i:09d}", f"c{i % 97}", "hello " * 20, i, i) for i in range(first, first + count)]
+def _write(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]], per_tx: int) -> float:
     started = time.perf_counter()
-    for start in range(0, count, per_tx):
+    for start in range(0, len(rows), per_tx):
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO messages VALUES (?, 'web', ?, 'user', ?, NULL, ?, NULL, NULL, NULL, NULL, ?)",
-            rows[start : start + per_tx],
-        )
+        conn.executemany(sql, rows[start : start + per_tx])
         conn.execute("COMMIT")
-    return count / (time.perf_counter() - started)
+    return len(rows) / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -78,19 +80,26 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000, help="single-row transactions per round (default 5,000)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-tx", type=int, default=1, help="rows per transaction (default 1)")
+    parser.add_argument(
+        "--table", choices=["messages", "bench"], default="messages", help="the table of `d1sync bench` capture"
+    )
     args = parser.parse_args()
+    table = CaptureTable(args.table)
+    rows = table.rows(args.rows * args.rounds)
+    sql = table.insert_sql(TABLE)
     with tempfile.TemporaryDirectory() as tmp:
-        conns = {name: _open(Path(tmp) / f"v{i}.db", v) for i, (name, v) in enumerate(VARIANTS.items())}
+        conns = {name: _open(Path(tmp) / f"v{i}.db", table, v) for i, (name, v) in enumerate(VARIANTS.items())}
         rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
         for r in range(args.rounds):
             names = list(conns) if r % 2 == 0 else list(reversed(conns))
             for name in names:
-                rates[name].append(_write(conns[name], r * args.rows, args.rows, args.per_tx))
+                chunk = rows[r * args.rows : (r + 1) * args.rows]
+                rates[name].append(_write(conns[name], sql, chunk, args.per_tx))
         for conn in conns.values():
             conn.close()
     base = statistics.median(rates["untracked"])
     print(
-        f"{args.per_tx}-row transactions into the demo's messages table, {args.rounds} interleaved rounds of "
+        f"{args.per_tx}-row transactions into the {args.table} table, {args.rounds} interleaved rounds of "
         f"{args.rows:,} rows"
     )
     for name, values in rates.items():

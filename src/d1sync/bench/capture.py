@@ -20,7 +20,7 @@ from d1sync.outbox import Outbox
 from d1sync.outbox.log import LIVE
 from d1sync.sqlite import connect, remove_database
 
-__all__ = ["CaptureOutcome", "run_capture"]
+__all__ = ["CaptureOutcome", "CaptureTable", "run_capture"]
 
 TRACKED = "capture_tracked"
 PLAIN = "capture_plain"
@@ -53,7 +53,7 @@ class CaptureOutcome:
         return {**asdict(self), "ratio": self.ratio, "cost_us_per_row": self.cost_us}
 
 
-class _Table:
+class CaptureTable:
     """How one benchmark table is made, filled and written."""
 
     def __init__(self, kind: str) -> None:
@@ -135,7 +135,7 @@ def run_capture(
 
     ``table``: ``bench`` (the bench's table) or ``messages`` (the demo's, with its indexes).
     """
-    kind = _Table(table)
+    kind = CaptureTable(table)
     path = workdir / f"capture-{table}-{rows_per_transaction}.db"
     rounds = max(1, min(rounds, transactions))
     per_round = max(1, transactions // rounds)

@@ -117,6 +117,9 @@ class Report:
 
 def format_value(value: float, unit: str) -> str:
     if unit == "x":
+        # Two decimals below 10x: a goal such as 0.85x must be readable from the table.
+        if value < 10:
+            return f"{value:.2f}x"
         return f"{value:,.1f}x" if value < 100 else f"{value:,.0f}x"
     if unit in ("rows/s", "tasks/s", "bytes"):
         return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.1f} {unit}"
