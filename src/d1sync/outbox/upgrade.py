@@ -67,11 +67,15 @@ def upgrade(conn: Connection) -> None:
             conn.execute("ALTER TABLE _d1sync_dead ADD COLUMN retrying INTEGER NOT NULL DEFAULT 0")
         old = _old_log_columns(conn)
         if old:
-            _upgrade_log(conn, old)
-        for statement in split_statements(SCHEMA):
-            conn.execute(statement)
-        if old:
+            _upgrade_log(conn, old)  # creates the tables once the old log is out of the way
             _reinstall_capture(conn)
+        else:
+            _create(conn)
+
+
+def _create(conn: Connection) -> None:
+    for statement in split_statements(SCHEMA):
+        conn.execute(statement)
 
 
 def _old_log_columns(conn: Connection) -> set[str]:
@@ -91,8 +95,7 @@ def _upgrade_log(conn: Connection, columns: set[str]) -> None:
         issued = max(issued, int(counter[0]) if counter else 0)
     conn.execute("CREATE TEMP TABLE _d1sync_changes_old AS SELECT * FROM main._d1sync_changes")
     conn.execute("DROP TABLE main._d1sync_changes")
-    for statement in split_statements(SCHEMA):
-        conn.execute(statement)
+    _create(conn)
     live = "o.tbl <> '' AND o.op IN ('upsert', 'delete')"
     conn.execute(
         "INSERT INTO _d1sync_table_ids (tbl) SELECT o.tbl FROM temp._d1sync_changes_old AS o "
