@@ -52,12 +52,23 @@ async def converse(db: LocalDatabase, conversation: str, messages: int, rng: ran
     return messages * 2
 
 
-async def main(path: Path, conversations: int, messages: int, seed: int) -> dict[str, object]:
-    with LocalDatabase(path) as db:
+def open_store(path: Path) -> tuple[LocalDatabase, d1sync.SyncWorker | None]:
+    """The bot's file with its table tracked, and a worker for D1 (None when D1 is not configured)."""
+    db = LocalDatabase(path)
+    try:
         db.exec(SCHEMA)
         with Outbox(path) as outbox:
             outbox.track("messages")
-        worker = d1sync.from_env(path)  # None when D1 is not configured: the bot runs locally only
+        return db, d1sync.from_env(path)
+    except BaseException:
+        db.close()
+        raise
+
+
+async def main(path: Path, conversations: int, messages: int, seed: int) -> dict[str, object]:
+    # Opening the file, creating the schema and the outbox is blocking work too: off the event loop.
+    db, worker = await asyncio.to_thread(open_store, path)
+    with db:
         rng = random.Random(seed)
         chats = [converse(db, f"c{i}", messages, rng) for i in range(conversations)]
         if worker is None:
