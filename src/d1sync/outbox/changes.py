@@ -70,6 +70,9 @@ class Window:
     """The synced tables as of the window's snapshot (a table tracked a moment later is not an orphan)."""
     invalid: list[tuple[Change, str]] = field(default_factory=list)
     """Changes that can never be sent as they are (text that is not UTF-8), with the reason."""
+    schema_version: int = -1
+    """``PRAGMA schema_version`` in the window's snapshot: a window read ahead is used only if no DDL ran since
+    the pass's preflight (which follows renames and new columns before anything is read)."""
 
 
 def _current_rows(conn: Connection, spec: TableSpec, keys: Sequence[str]) -> tuple[dict[str, tuple[object, ...]], bool]:
@@ -124,11 +127,24 @@ def _coalesce(rows: Iterable[tuple[int, str, str, Op, str | None]]) -> dict[tupl
 
 
 def _read_current_state(
-    conn: Connection, specs: Mapping[str, TableSpec], tracked: list[Change], window: Window
+    conn: Connection,
+    specs: Mapping[str, TableSpec],
+    tracked: list[Change],
+    window: Window,
+    known: Mapping[tuple[str, str], Change],
 ) -> None:
-    """State-based: a tracked key present now is an upsert of its current state; absent now, a delete."""
+    """State-based: a tracked key present now is an upsert of its current state; absent now, a delete.
+
+    A key in ``known`` with the very same change rows was read (and encoded) by an earlier window and not
+    written since, or a newer change row would be in its place: that state is reused.
+    """
     by_table: dict[str, list[Change]] = {}
     for change in tracked:
+        before = known.get((change.table, change.key))
+        if before is not None and before.seqs == change.seqs:
+            change.op, change.data, change.blobs = before.op, before.data, before.blobs
+            window.changes.append(change)
+            continue
         by_table.setdefault(change.table, []).append(change)
     for table, pending in by_table.items():
         current, lenient = _current_rows(conn, specs[table], [c.key for c in pending])
@@ -145,26 +161,40 @@ def _read_current_state(
             window.changes.append(change)
 
 
-def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = ()) -> Window:
+def read_window(
+    conn: Connection,
+    limit: int,
+    *,
+    skip: Iterable[str] = (),
+    exclude: Sequence[Change] = (),
+    known: Sequence[Change] = (),
+) -> Window:
     """Read up to ``limit`` change rows, the synced tables' specs and their rows' current state, in one
     read snapshot. Changes of the tables in ``skip`` (paused, or not checked this pass) stay pending and
-    take no room in the window."""
+    take no room in the window.
+
+    For a window read ahead while a request is in flight: the change rows behind ``exclude`` (that request)
+    are left out, so the window never holds what is being sent; ``known`` are changes of an earlier window
+    of the same schema still pending (a held-back tail), whose row states are reused where no newer change
+    row came (see :func:`_read_current_state`)."""
+    conditions, params = [], []
+    if skip:
+        conditions.append("tbl NOT IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(sorted(skip)))
+    if exclude:
+        conditions.append("seq NOT IN (SELECT value FROM json_each(?))")
+        params.append(seq_param(exclude))
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    query = f"SELECT seq, tbl, key, op, payload FROM {PENDING} {where}ORDER BY seq LIMIT ?"
     with conn.snapshot():
+        version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
         specs = load_specs(conn)
-        if skip:
-            query = (
-                f"SELECT seq, tbl, key, op, payload FROM {PENDING} "
-                "WHERE tbl NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?"
-            )
-            rows, lenient_log = conn.read(query, (json.dumps(sorted(skip)), limit))
-        else:
-            query = f"SELECT seq, tbl, key, op, payload FROM {PENDING} ORDER BY seq LIMIT ?"
-            rows, lenient_log = conn.read(query, (limit,))
+        rows, lenient_log = conn.read(query, (*params, limit))
         log = rows.fetchall()
         latest = _coalesce(log)
         full = len(log) >= limit
         superseded = _defer_moving_keys(conn, specs, latest, high=log[-1][0]) if full and log else []
-        window = Window(changes=[], orphans=[], full=full, superseded=superseded, specs=specs)
+        window = Window(changes=[], orphans=[], full=full, superseded=superseded, specs=specs, schema_version=version)
         tracked: list[Change] = []
         for change in latest.values():
             spec = specs.get(change.table)
@@ -179,7 +209,7 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = ()) -> Wi
                 window.changes.append(change)
             else:
                 tracked.append(change)
-        _read_current_state(conn, specs, tracked, window)
+        _read_current_state(conn, specs, tracked, window, {(c.table, c.key): c for c in known})
     window.changes.sort(key=lambda c: c.seqs[-1])
     return window
 

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from d1sync.database import Database
 from d1sync.errors import D1Error, D1SyncError, SQLError, TransientError
@@ -50,6 +50,7 @@ _UNIQUE = frozenset({"UNIQUE", "PRIMARY KEY"})
 _TABLE_WIDE = frozenset({"NOT NULL", "CHECK", "DATATYPE"})
 """Constraints that, when every probed row breaks them alike, point at the table's schema, not at rows."""
 _PROBES = 3
+T = TypeVar("T")
 _REPLACE_HINT = (
     " (another remote row holds this value; if the application writes with INSERT OR REPLACE, the rows REPLACE"
     " removed locally were not captured: set PRAGMA recursive_triggers = ON on its connection)"
@@ -70,7 +71,7 @@ class Worker(Protocol):
 
     def acquire_lease(self, now: float, *, renew: bool = False, extra: float = 0.0) -> bool: ...
 
-    def send(self, request: PlannedRequest) -> None: ...
+    def send(self, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None) -> T | None: ...
 
     def record_failure(self, exc: D1SyncError, now: float, *, pause: bool, progressed: bool = False) -> SyncResult: ...
 
@@ -83,11 +84,16 @@ def deliver(
     *,
     window_full: bool,
     progressed: bool = False,
-) -> SyncResult | None:
-    """Deliver a pass's requests; None when everything went (or was dead-lettered or paused with its table),
-    else the pass's outcome (a back-off, a global pause, a lost lease).
+    read_ahead: Callable[[list[Change], list[Change]], T] | None = None,
+) -> tuple[SyncResult | None, T | None]:
+    """Deliver a window's requests. The first item is None when everything went (or was dead-lettered or
+    paused with its table), else the pass's outcome (a back-off, a global pause, a lost lease).
 
     ``progressed`` says the pass already moved something before delivery (keys acknowledged as superseded).
+
+    ``read_ahead`` (given the changes in flight and those held back) runs while the last request is on its
+    way, to read the next window; the second item is what it returned, or None when it did not run or the
+    delivery was not plain (a refusal, a failure): after those, the next window is read afresh.
     """
     held_back: list[PlannedRequest] = []
     if window_full and len(requests) > 1:
@@ -96,7 +102,10 @@ def deliver(
         requests, held_back = requests[:-1], requests[-1:]
     sender = _Sender(worker, specs, result)
     deferred: list[Change] = []
-    outcome = sender.run(requests, window_full=window_full, deferred=deferred)
+    ahead: list[T] = []
+    tail = [c for r in held_back for c in r.changes]
+    read_next = None if read_ahead is None else lambda in_flight: read_ahead(in_flight, tail)
+    outcome = sender.run(requests, window_full=window_full, deferred=deferred, read_ahead=read_next, ahead=ahead)
     if outcome is None and deferred and held_back:
         # What a deferred row waits for may be in the held-back tail: send it, or the window could stall.
         outcome = sender.run(held_back, window_full=True, deferred=deferred)
@@ -106,7 +115,8 @@ def deliver(
         outcome = sender.run(sender.plan(deferred), window_full=False, deferred=[])
     if outcome is None:
         outcome = sender.swap_remaining()
-    return outcome
+    plain = outcome is None and not sender.refused and ahead
+    return outcome, ahead[0] if plain else None
 
 
 class _Sender:
@@ -117,6 +127,8 @@ class _Sender:
         self.paused: set[str] = set()
         self.probed: set[str] = set()
         self.clashing: dict[str, list[tuple[Change, SQLError]]] = {}
+        self.refused = False
+        """D1 refused a request of this delivery (whatever followed: a bisection, a dead letter, a pause)."""
 
     def plan(self, changes: list[Change]) -> list[PlannedRequest]:
         return plan([c for c in changes if c.table not in self.paused], self.specs, self.worker.limits).requests
@@ -127,14 +139,27 @@ class _Sender:
         wait = 2 * limiter.wait_time() if limiter is not None else 0.0  # a shared limiter serves others first
         return min(wait, lease.MAX_ALLOWANCE)
 
-    def _send(self, request: PlannedRequest) -> SyncResult | None:
-        """Send one request and acknowledge it; the pass's outcome if it cannot go on, else None."""
+    def _send(
+        self,
+        request: PlannedRequest,
+        read_ahead: Callable[[list[Change]], T] | None = None,
+        ahead: list[T] | None = None,
+    ) -> SyncResult | None:
+        """Send one request and acknowledge it; the pass's outcome if it cannot go on, else None.
+
+        With ``read_ahead``, it runs while the request is in flight and what it returns goes into ``ahead``.
+        """
         worker = self.worker
         if not worker.acquire_lease(worker.clock(), renew=True, extra=self._allowance()):
             return _locked(worker)
         started = time.monotonic()
-        worker.send(request)
-        if acknowledge(worker.conn, request.changes, owner=worker.owner, then=resolve_dead) is None:
+        changes = request.changes
+        if read_ahead is None or ahead is None:
+            worker.send(request)
+        else:
+            read = worker.send(request, meanwhile=lambda: read_ahead(changes))
+            ahead[:] = [] if read is None else [read]
+        if acknowledge(worker.conn, changes, owner=worker.owner, then=resolve_dead) is None:
             return self._lost_lease(request)
         log.debug(
             "request acknowledged: %d row(s), %d bytes, %.0f ms",
@@ -150,8 +175,17 @@ class _Sender:
             worker.on_progress(self.result)
         return None
 
-    def run(self, requests: list[PlannedRequest], *, window_full: bool, deferred: list[Change]) -> SyncResult | None:
-        """Send ``requests`` in order, handling refusals as the module docstring says."""
+    def run(
+        self,
+        requests: list[PlannedRequest],
+        *,
+        window_full: bool,
+        deferred: list[Change],
+        read_ahead: Callable[[list[Change]], T] | None = None,
+        ahead: list[T] | None = None,
+    ) -> SyncResult | None:
+        """Send ``requests`` in order, handling refusals as the module docstring says. ``read_ahead`` runs
+        during the last one, if nothing was refused before it (see :func:`deliver`)."""
         queue: deque[list[PlannedRequest]] = deque([requests])
         retry_later: list[Change] = []
         retried = False
@@ -164,10 +198,12 @@ class _Sender:
                 if any(c.table in self.paused for c in request.changes):
                     queue.appendleft(self.plan(request.changes) + batch[i + 1 :])
                     break
+                last = i == len(batch) - 1 and not queue and not retry_later and not self.refused
                 try:
                     try:
-                        outcome = self._send(request)
+                        outcome = self._send(request, read_ahead if last else None, ahead)
                     except SQLError as exc:
+                        self.refused = True
                         # The probes of a refusal send requests too: their failures are handled alike.
                         rest = self._refused(exc, request, window_full, deferred, retry_later, retried)
                         queue.appendleft(rest + batch[i + 1 :])

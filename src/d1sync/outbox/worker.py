@@ -6,7 +6,10 @@ One pass (``sync_once``):
 2. check the remote schema once (every synced table and column must exist there);
 3. read a window of pending changes, coalesced per key, with the rows' current state (one snapshot);
 4. plan ``json_each`` bulk statements and pack them into requests;
-5. send each request as one atomic batch; on success delete exactly the change rows it covered;
+5. send each request as one atomic batch; on success delete exactly the change rows it covered. While a full
+   window's last request is in flight, the next window is read and planned (leaving out the change rows in
+   flight), and the pass goes on with it once that request is acknowledged: requests still go one at a time
+   and in order, but the client's work overlaps the round trip;
 6. transient failure: nothing is acknowledged; back off (capped exponential, jittered, persisted;
    ``retry-after`` wins); a permanent row-level failure: bisect so only the offending rows are dead-lettered;
    auth, missing database or a schema mismatch: pause loudly, drop nothing, try again later.
@@ -20,22 +23,23 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from d1sync.backoff import Backoff
 from d1sync.database import Database
 from d1sync.errors import D1Error, D1SyncError, RateLimitedError, TransientError
 from d1sync.outbox import lease
 from d1sync.outbox.capture import load_specs
-from d1sync.outbox.changes import acknowledge, read_window
+from d1sync.outbox.changes import Change, Window, acknowledge, read_window
 from d1sync.outbox.dead import dead_letter
 from d1sync.outbox.delivery import deliver
 from d1sync.outbox.log import stamp
 from d1sync.outbox.loop import WorkerLoop
 from d1sync.outbox.metrics import Counters
-from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
-from d1sync.outbox.preflight import preflight
+from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, Plan, PlannedRequest, plan
+from d1sync.outbox.preflight import Preflight, preflight
 from d1sync.outbox.pull import Puller, PullOptions, merge_pull, replicated_specs
 from d1sync.outbox.replica import clear_pull_pause, push_origin
 from d1sync.outbox.replicate import CLEAR_ORIGIN, SET_ORIGIN
@@ -59,6 +63,11 @@ __all__ = ["State", "SyncResult", "SyncWorker"]
 
 log = logging.getLogger("d1sync.sync")
 
+T = TypeVar("T")
+
+READ_AHEAD_SECONDS = 5.0
+"""A pass reads windows ahead only this long, so a long backlog still ends passes (state, stamps) regularly."""
+
 
 class SyncWorker(WorkerLoop):
     """Carries the outbox of one SQLite file to a target Database (D1, the emulator, or another file).
@@ -81,6 +90,9 @@ class SyncWorker(WorkerLoop):
         push: send local changes (False: pull only; local changes wait).
         pull: pull the remote changes of two-way tables (``Outbox.replicate``); None: when there are any.
         pull_options: pull interval, window, log retention (:class:`~d1sync.outbox.pull.PullOptions`).
+        read_ahead: read and plan the next window while a full window's last request is in flight (the send
+            runs in a helper thread, so ``target`` must accept calls from a thread other than the one that made
+            it; D1Client and LocalDatabase do). Requests still go one at a time, in order.
 
     Close it (or use ``with``) when done: it holds a connection to the file.
 
@@ -110,6 +122,7 @@ class SyncWorker(WorkerLoop):
         push: bool = True,
         pull: bool | None = None,
         pull_options: PullOptions | None = None,
+        read_ahead: bool = True,
     ) -> None:
         self.path = Path(path)
         self.target = target
@@ -148,6 +161,8 @@ class SyncWorker(WorkerLoop):
         self.push = push
         self.pull = pull
         self.puller = Puller(self, pull_options or PullOptions())
+        self.read_ahead = read_ahead
+        self._sender: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"SyncWorker({os.fspath(self.path)!r}, target={self.target!r})"
@@ -331,28 +346,18 @@ class SyncWorker(WorkerLoop):
         except D1Error as exc:  # auth, a missing database: not about one table, so the worker pauses
             return self.record_failure(exc, now, pause=True)
         self._seen_schema = ready.schema_version
-        window = read_window(self.conn, self.window, skip=ready.waiting)
-        specs = window.specs
-        if window.superseded:
-            acknowledge(self.conn, window.superseded)  # their newer changes stay pending and send the state
-        busy = window.changes or window.orphans or window.superseded or window.invalid
-        more = window.full or ready.resending
-        result = SyncResult("synced" if busy else "idle", more=more, paused_tables=ready.paused)
+        result = SyncResult("idle", paused_tables=ready.paused)
         if ready.retry_soon:
             result.retry_in = self.backoff.base
-        if window.orphans:
-            reason = "table is not synced any more (untracked while changes were pending)"
-            result.dead += dead_letter(self.conn, [(c, reason) for c in window.orphans])
-        if window.invalid:
-            result.dead += dead_letter(self.conn, window.invalid)
-            for change, reason in window.invalid:
-                log.error("dead-lettered %s key %s: %s", change.table, change.key, reason)
-        planned = plan(window.changes, specs, self.limits)
-        if planned.rejected:
-            result.dead += dead_letter(self.conn, planned.rejected)
-        outcome = deliver(
-            self, planned.requests, specs, result, window_full=window.full, progressed=bool(window.superseded)
-        )
+        window = read_window(self.conn, self.window, skip=ready.waiting)
+        planned = plan(window.changes, window.specs, self.limits)
+        while True:
+            result.more = window.full or ready.resending
+            ahead = self.read_ahead and window.full and time.monotonic() - started < READ_AHEAD_SECONDS
+            outcome, next_window = self._deliver_window(window, planned, result, ready if ahead else None)
+            if outcome is not None or next_window is None:
+                break
+            window, planned = next_window
         self.counters.dead += result.dead
         result.paused_tables = self.paused_tables()
         if outcome is not None:
@@ -363,11 +368,52 @@ class SyncWorker(WorkerLoop):
             self._record_success(self.clock(), result, time.monotonic() - started)
         return result
 
-    def send(self, request: PlannedRequest) -> None:
+    def _deliver_window(
+        self, window: Window, planned: Plan, result: SyncResult, ready: Preflight | None
+    ) -> tuple[SyncResult | None, tuple[Window, Plan] | None]:
+        """Settle one window (superseded keys, dead letters) and deliver its requests. With ``ready`` (the
+        pass's preflight), the next window is read while the last request is in flight and returned with its
+        plan, if the delivery was plain and no DDL ran since the preflight."""
+        if window.changes or window.orphans or window.superseded or window.invalid:
+            result.state = "synced"
+        if window.superseded:
+            acknowledge(self.conn, window.superseded)  # their newer changes stay pending and send the state
+        if window.orphans:
+            reason = "table is not synced any more (untracked while changes were pending)"
+            result.dead += dead_letter(self.conn, [(c, reason) for c in window.orphans])
+        if window.invalid:
+            result.dead += dead_letter(self.conn, window.invalid)
+            for change, reason in window.invalid:
+                log.error("dead-lettered %s key %s: %s", change.table, change.key, reason)
+        if planned.rejected:
+            result.dead += dead_letter(self.conn, planned.rejected)
+
+        def read_next(in_flight: list[Change], held_back: list[Change]) -> tuple[Window, Plan] | None:
+            assert ready is not None
+            ahead = read_window(self.conn, self.window, skip=ready.waiting, exclude=in_flight, known=held_back)
+            if ahead.schema_version != ready.schema_version:
+                return None  # the next pass follows the change first (a rename, a new column)
+            return ahead, plan(ahead.changes, ahead.specs, self.limits)
+
+        return deliver(
+            self,
+            planned.requests,
+            window.specs,
+            result,
+            window_full=window.full,
+            progressed=bool(window.superseded),
+            read_ahead=read_next if ready is not None else None,
+        )
+
+    def send(self, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None) -> T | None:
         """Send one planned request as one atomic batch (foreign keys checked at its commit).
 
         A replica's batch sets the remote origin to its id first and clears it last, so the remote log knows
         these writes as its own (see :mod:`~d1sync.outbox.replicate`).
+
+        With ``meanwhile``, the batch goes from a helper thread while ``meanwhile()`` runs on this one, and its
+        result is returned once the batch is answered. The send's error, if any, is raised; an error of
+        ``meanwhile`` only costs its result (None), since what it prepares is read again next pass.
         """
         db = self.target
         origin = push_origin(self.conn)
@@ -375,7 +421,19 @@ class SyncWorker(WorkerLoop):
         statements += [db.prepare(SET_ORIGIN).bind(origin)] if origin else []
         statements += [db.prepare(s.sql).bind(s.param) for s in request.statements]
         statements += [db.prepare(CLEAR_ORIGIN)] if origin else []
-        db.batch(statements)
+        if meanwhile is None:
+            db.batch(statements)
+            return None
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d1sync-send")
+        sending = self._sender.submit(db.batch, statements)
+        try:
+            done: T | None = meanwhile()
+        except Exception:
+            log.warning("reading the next window ahead failed; it is read after this request", exc_info=True)
+            done = None
+        sending.result()
+        return done
 
     def pending(self, *, flowing: bool = False) -> int:
         """Change rows not yet acknowledged (safe to call from another thread while the loop runs).
@@ -436,6 +494,9 @@ class SyncWorker(WorkerLoop):
         if self.conn.closed:
             return
         try:
+            if self._sender is not None:
+                self._sender.shutdown(wait=True)
+                self._sender = None
             self.release_lease()
         finally:
             self.conn.close()
