@@ -19,7 +19,8 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from d1sync.sql import quote_identifier
@@ -36,6 +37,22 @@ __all__ = [
 ]
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _compact_encoder() -> Callable[[object], str]:
+    """``_ENCODER.encode``, with CPython's C encoder made once.
+
+    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs more than encoding a short row
+    (3.7 µs against 1.4 µs for a bench row). The same arguments give the same text; rows are flat, so the
+    circular-reference check (``markers``) is left out. Where the C encoder is missing, the plain method.
+    """
+    if c_make_encoder is None:
+        return _ENCODER.encode
+    make = c_make_encoder(None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, True)
+    return lambda value: "".join(make(value, 0))
+
+
+_encode = _compact_encoder()
 _BINARY = (bytes, bytearray, memoryview)
 _NO_SPECIAL: frozenset[int] = frozenset()
 
@@ -51,7 +68,7 @@ def encode_row(values: Sequence[object]) -> tuple[str, frozenset[int]]:
     """
     row = values if isinstance(values, list | tuple) else list(values)
     if set(map(type, row)).isdisjoint(_BINARY):
-        text = _ENCODER.encode(row)
+        text = _encode(row)
         if "\\u0000" not in text:
             return text, _NO_SPECIAL
     # BLOBs go in object form, found by exact type (what sqlite3 returns); the rare rest, a text with NUL or
@@ -61,7 +78,7 @@ def encode_row(values: Sequence[object]) -> tuple[str, frozenset[int]]:
     for index in special:
         objects[index] = {"x": bytes(objects[index]).hex()}  # type: ignore[call-overload]
     try:
-        text = _ENCODER.encode(objects)
+        text = _encode(objects)
     except TypeError:
         return _encode_careful(row)
     if "\\u0000" in text:
@@ -80,7 +97,7 @@ def _encode_careful(row: Sequence[object]) -> tuple[str, frozenset[int]]:
         else:
             continue
         special.append(index)
-    return _ENCODER.encode(objects), frozenset(special)
+    return _encode(objects), frozenset(special)
 
 
 def encode_key(values: Sequence[object]) -> str:
