@@ -2,6 +2,10 @@
 
 Each strategy gets its own database (created through the emulator's create-database endpoint), its own
 client and its own rate limiter, so no strategy inherits another's tokens, rows or warm caches.
+
+``d1sync bench`` runs the emulator in a process of its own, as D1 is a service of its own: served from the
+benchmark's process, the emulator's parsing and applying would take turns with the client on one
+interpreter lock, and server time would be counted as client time.
 """
 
 from __future__ import annotations
@@ -9,6 +13,9 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -18,12 +25,16 @@ import httpx
 from d1sync.bench.data import COLUMNS, CREATE_TABLE, TABLE
 from d1sync.client import D1Client, RateLimiter
 from d1sync.emulator import DEFAULT_DATABASE_ID
+from d1sync.emulator.app import API_PREFIX
+from d1sync.emulator.engine import database_file
 from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
+from d1sync.errors import ConfigError
 
 __all__ = ["BenchEmulator", "CountingTransport", "compare_with_remote", "pacing_limiter"]
 
 ACCOUNT = "bench"
+_START_TIMEOUT = 60.0
 
 
 class CountingTransport(httpx.HTTPTransport):
@@ -53,35 +64,82 @@ def pacing_limiter(requests_per_second: float) -> RateLimiter | None:
 
 
 class BenchEmulator:
-    """One emulator server for a benchmark run, with the given round-trip latency injected per request.
+    """One emulator for a benchmark run, with the given round-trip latency injected per request.
+
+    Args:
+        data_dir: the emulator's folder of database files.
+        latency: seconds added to every query request.
+        own_process: serve it from a child process (``d1sync emulator``), as ``d1sync bench`` does; else from
+            a thread of this process, where ``server`` gives the app (its faults can change while it runs).
 
     Example::
 
-        with BenchEmulator(tmp, latency=0.05) as emu:
+        with BenchEmulator(tmp, latency=0.05, own_process=True) as emu:
             database_id = emu.fresh_database("drain-a")
             client = emu.client(database_id, rate_limiter=pacing_limiter(4))
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, latency: float = 0.0) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], *, latency: float = 0.0, own_process: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.token = secrets.token_hex(16)
         self.latency = latency
-        self.server = EmulatorServer(
-            self.data_dir, token=self.token, faults=FaultConfig(latency=latency) if latency else None
-        )
+        self._process: subprocess.Popen[bytes] | None = None
+        self._server: EmulatorServer | None = None
+        if not own_process:
+            faults = FaultConfig(latency=latency) if latency else None
+            self._server = EmulatorServer(self.data_dir, token=self.token, faults=faults)
+        self._api_base = ""
+
+    @property
+    def server(self) -> EmulatorServer:
+        """The in-process server (its ``app.state.faults`` can change while it runs)."""
+        if self._server is None:
+            raise ConfigError("this benchmark emulator runs in a process of its own: it has no in-process server")
+        return self._server
 
     def __enter__(self) -> Self:
-        self.server.start()
+        if self._server is not None:
+            self._api_base = self._server.start().api_base
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.data_dir / "emulator.log"
+        command = [sys.executable, "-m", "d1sync", "emulator", "--port", "0", "--data-dir", str(self.data_dir)]
+        if self.latency:
+            command += ["--latency-ms", f"{self.latency * 1000:g}"]
+        # The token goes through the environment, never the command line (which `ps` shows to everyone).
+        env = {**os.environ, "D1SYNC_EMULATOR_TOKEN": self.token}
+        with log.open("wb") as out:
+            self._process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not self._api_base:
+            lines = log.read_text(errors="replace").splitlines()
+            self._api_base = next((line.split()[-1] for line in lines if line.startswith("API base:")), "")
+            if self._api_base:
+                break
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise ConfigError(f"the benchmark's emulator did not start; it printed:\n{chr(10).join(lines[-20:])}")
+            time.sleep(0.02)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.server.stop()
+        if self._server is not None:
+            self._server.stop()
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     @property
     def url(self) -> str:
-        return self.server.url
+        return self._api_base.removesuffix(API_PREFIX)
 
     def client(
         self,
@@ -94,7 +152,7 @@ class BenchEmulator:
             account_id=ACCOUNT,
             database_id=database_id,
             api_token=self.token,
-            base_url=self.server.api_base,
+            base_url=self._api_base,
             rate_limiter=rate_limiter,
             transport=transport,
         )
@@ -109,8 +167,7 @@ class BenchEmulator:
 
     def database_path(self, database_id: str) -> Path:
         """The SQLite file behind a database (read it directly: no request is counted, no latency paid)."""
-        path: Path = self.server.app.state.engine.path_for(database_id)
-        return path
+        return database_file(self.data_dir, database_id)
 
 
 def compare_with_remote(local: str | os.PathLike[str], remote: str | os.PathLike[str]) -> tuple[int, int]:

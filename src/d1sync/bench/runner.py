@@ -275,7 +275,7 @@ def run_bench(
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="d1sync-bench-", dir=workdir) as tmp:
         root = Path(tmp)
-        with BenchEmulator(root / "emulator", latency=settings.latency_ms / 1000) as emulator:
+        with BenchEmulator(root / "emulator", latency=settings.latency_ms / 1000, own_process=True) as emulator:
             steps: dict[str, Callable[[], None]] = {
                 "drain": lambda: _run_drain(emulator, root, settings, report, say),
                 "capture": lambda: _run_capture(root, settings, report, say),

@@ -51,6 +51,7 @@ __all__ = [
     "MAX_VALUE_BYTES",
     "ApiError",
     "Engine",
+    "database_file",
     "js_number",
     "parse_database_id",
     "to_d1_value",
@@ -81,6 +82,11 @@ def parse_database_id(value: str) -> str:
     if not _UUID.match(value):
         raise ApiError(7400, 400, f"The database identifier is invalid: expected a UUID, got {value[:64]!r}")
     return str(uuid.UUID(value))
+
+
+def database_file(data_dir: Path, database_id: str) -> Path:
+    """The file holding ``database_id`` in the data folder ``data_dir`` (raises on an invalid id)."""
+    return data_dir / f"{parse_database_id(database_id)}.sqlite3"
 
 
 # -- values on the way out --------------------------------------------------------------------------------
@@ -226,7 +232,7 @@ class Engine:
 
     def path_for(self, database_id: str) -> Path:
         """The file of ``database_id`` (validated and normalised first: never outside the data folder)."""
-        return self.data_dir / f"{parse_database_id(database_id)}.sqlite3"
+        return database_file(self.data_dir, database_id)
 
     def _catalog_row(self, database_id: str) -> tuple[str, str, str] | None:
         row = self._catalog.execute(
