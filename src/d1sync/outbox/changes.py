@@ -119,10 +119,10 @@ def _coalesce(rows: Iterable[tuple[int, str, str, Op, str | None]]) -> dict[tupl
     for seq, table, key, op, payload in rows:
         change = latest.get((table, key))
         if change is None:
-            change = latest[(table, key)] = Change(table, key, op)
-        change.op = op
-        change.data = payload
-        change.seqs.append(seq)
+            latest[(table, key)] = Change(table, key, op, payload, seqs=[seq])
+        else:
+            change.op, change.data = op, payload
+            change.seqs.append(seq)
     return latest
 
 

@@ -53,8 +53,11 @@ def _compact_encoder() -> Callable[[object], str]:
 
 
 _encode = _compact_encoder()
-_BINARY = (bytes, bytearray, memoryview)
+_BINARY = frozenset({bytes, bytearray, memoryview})
 _NO_SPECIAL: frozenset[int] = frozenset()
+_SPECIAL_BY_KINDS: dict[tuple[type, ...], frozenset[int]] = {}
+"""The BLOB indexes of a row, by the tuple of its values' types: a table's rows share a few such tuples."""
+_MAX_KINDS = 4096
 
 
 # -- the Python half -------------------------------------------------------------------------------------
@@ -63,34 +66,38 @@ _NO_SPECIAL: frozenset[int] = frozenset()
 def encode_row(values: Sequence[object]) -> tuple[str, frozenset[int]]:
     """Encode one row (or key) as a compact JSON array; also return the indexes sent in object form.
 
-    This runs once per synced row, so the common case stays in C: one type scan and one call into a reused
-    encoder.
+    This runs once per synced row, so the common case stays in C: one look-up of where the row's BLOBs are
+    (by the tuple of its types) and one call into a reused encoder.
     """
     row = values if isinstance(values, list | tuple) else list(values)
-    if set(map(type, row)).isdisjoint(_BINARY):
-        text = _encode(row)
-        if "\\u0000" not in text:
-            return text, _NO_SPECIAL
-    # BLOBs go in object form, found by exact type (what sqlite3 returns); the rare rest, a text with NUL or
-    # a subclass of bytes, takes the careful path.
-    objects: list[object] = list(row)
-    special = [index for index, kind in enumerate(map(type, objects)) if kind in _BINARY]
-    for index in special:
-        objects[index] = {"x": bytes(objects[index]).hex()}  # type: ignore[call-overload]
+    kinds = tuple(map(type, row))
+    special = _SPECIAL_BY_KINDS.get(kinds)
+    if special is None:
+        # BLOBs go in object form, found by exact type (what sqlite3 returns); the rare rest, a text with NUL
+        # or a subclass of bytes, takes the careful path.
+        special = frozenset(index for index, kind in enumerate(kinds) if kind in _BINARY)
+        if len(_SPECIAL_BY_KINDS) < _MAX_KINDS:
+            _SPECIAL_BY_KINDS[kinds] = special
+    if special:
+        objects: list[object] = list(row)
+        for index in special:
+            objects[index] = {"x": objects[index].hex()}  # type: ignore[attr-defined]
+    else:
+        objects = row  # type: ignore[assignment]
     try:
         text = _encode(objects)
     except TypeError:
         return _encode_careful(row)
     if "\\u0000" in text:
         return _encode_careful(row)
-    return text, frozenset(special)
+    return text, special
 
 
 def _encode_careful(row: Sequence[object]) -> tuple[str, frozenset[int]]:
     objects: list[object] = list(row)
     special = []
     for index, value in enumerate(objects):
-        if isinstance(value, _BINARY):
+        if isinstance(value, bytes | bytearray | memoryview):
             objects[index] = {"x": bytes(value).hex()}
         elif isinstance(value, str) and "\x00" in value:
             objects[index] = {"t": value.encode().hex()}
