@@ -1,0 +1,198 @@
+"""Where a drain's time goes: the client's CPU per row by stage, and a drain's timeline against the emulator.
+
+Two measurements of the same backlog of bench rows (``d1sync.bench.data``, 8 columns with a BLOB):
+
+1. **Stages**, against a target whose cost is near zero: a real ``D1Client`` whose HTTP transport answers every
+   batch with a success envelope at once (it only reads the statement count from the body). Each stage of the
+   worker is wrapped with a ``time.perf_counter()`` accumulator: reading the window (the change-log query and
+   everything else in its snapshot), coalescing, reading the current rows, ``encode_row``, planning, the
+   request (JSON body, HTTP client, response parsing) and acknowledging; once with reading ahead off (the
+   stages run one after another on one thread), once on (the request goes from a helper thread while the
+   next window is read). The per-call wrapper of ``encode_row`` adds ~0.2 µs a row.
+2. **Timeline**, against the emulator in a process of its own at the given latency and rate limit, as
+   ``d1sync bench`` runs drain (c): wall time, the client's CPU (``time.process_time()``), and per request the
+   time from sending to the answer, with reading ahead on and off.
+
+.venv/bin/python benchmarks/drain_profile.py --rows 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from d1sync.bench.data import CREATE_TABLE, make_backlog
+from d1sync.bench.remote import BenchEmulator, compare_with_remote, pacing_limiter
+from d1sync.client import D1Client
+from d1sync.outbox import SyncWorker, changes, delivery
+from d1sync.outbox import worker as worker_module
+
+Spent = dict[str, float]
+
+
+def _timed(spent: Spent, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[name] += time.perf_counter() - started
+
+    return wrapper
+
+
+@contextmanager
+def stages_timed(spent: Spent) -> Iterator[None]:
+    """Wrap each stage of the worker (module attributes, restored after)."""
+    wrapped = [
+        (worker_module, "read_window", "window"),
+        (changes, "_coalesce", "coalesce"),
+        (changes, "_current_rows", "current rows"),
+        (changes, "encode_row", "encode"),
+        (worker_module, "plan", "plan"),
+        (delivery, "acknowledge", "acknowledge"),
+    ]
+    saved = [(module, attribute, getattr(module, attribute)) for module, attribute, _ in wrapped]
+    for module, attribute, name in wrapped:
+        setattr(module, attribute, _timed(spent, name, getattr(module, attribute)))
+    try:
+        yield
+    finally:
+        for module, attribute, original in saved:
+            setattr(module, attribute, original)
+
+
+def _answer_at_once(spent: Spent) -> httpx.MockTransport:
+    """A D1 that applies no batch: one success result per statement (the time it takes is counted apart)."""
+
+    schema = sqlite3.connect(":memory:")
+    schema.execute(CREATE_TABLE)
+    meta = {"changes": 0, "duration": 0, "last_row_id": 0, "changed_db": False, "size_after": 0}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        body = json.loads(request.content)
+        if "batch" in body:
+            result = [{"results": [], "success": True, "meta": meta}] * len(body["batch"])
+        else:  # the schema check: answered from the bench table's schema
+            cursor = schema.execute(body["sql"], body.get("params", []))
+            names = [d[0] for d in cursor.description or ()]
+            found = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            result = [{"results": found, "success": True, "meta": meta}]
+        response = httpx.Response(200, json={"success": True, "errors": [], "messages": [], "result": result})
+        spent["fake D1"] += time.perf_counter() - started
+        return response
+
+    return httpx.MockTransport(handle)
+
+
+def _drain(worker: SyncWorker) -> None:
+    while True:
+        result = worker.sync_once()
+        if result.state in ("paused", "backoff", "locked"):
+            raise SystemExit(f"the drain stopped: {result.state}: {result.error}")
+        if not result.more and worker.pending() == 0:
+            return
+
+
+def profile_stages(template: Path, workdir: Path, rows: int, read_ahead: bool) -> None:
+    path = workdir / f"stages-{read_ahead}.db"
+    shutil.copyfile(template, path)
+    spent: Spent = defaultdict(float)
+    client = D1Client(
+        account_id="profile", database_id="profile", api_token="profile", transport=_answer_at_once(spent)
+    )
+    client.rate_limiter = None
+    request_time = _timed(spent, "request", client.batch)
+    client.batch = request_time  # type: ignore[method-assign]
+    with client, SyncWorker(path, client, read_ahead=read_ahead) as worker, stages_timed(spent):
+        cpu, wall = time.process_time(), time.perf_counter()
+        _drain(worker)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    per_row = {name: seconds / rows * 1e6 for name, seconds in spent.items()}
+    inner = per_row["coalesce"] + per_row["current rows"] + per_row["encode"]
+    table = [
+        ("reading the change-log window (query, snapshot, specs)", per_row["window"] - inner),
+        ("coalescing per key", per_row["coalesce"]),
+        ("reading the current rows", per_row["current rows"]),
+        ("encoding rows (encode_row)", per_row["encode"]),
+        ("planning (statements packed into requests)", per_row["plan"]),
+        ("the request: JSON body, HTTP client, response", per_row["request"] - per_row["fake D1"]),
+        ("acknowledging (deleting the sent change rows)", per_row["acknowledge"]),
+    ]
+    print(f"\nStages: {rows:,} rows into a D1 that applies no batch, reading ahead {'on' if read_ahead else 'off'}")
+    print("| stage | µs per row |\n|---|---|")
+    for name, value in table:
+        print(f"| {name} | {value:.1f} |")
+    accounted = sum(value for _, value in table)
+    print(f"| **the stages** | **{accounted:.1f}** |")
+    print(f"| the whole drain: wall / CPU (fake D1's {per_row['fake D1']:.1f} out) | ", end="")
+    print(f"{wall / rows * 1e6 - per_row['fake D1']:.1f} / {cpu / rows * 1e6 - per_row['fake D1']:.1f} |")
+
+
+def timeline(template: Path, workdir: Path, rows: int, latency_ms: float, rate: float, read_ahead: bool) -> None:
+    path = workdir / f"timeline-{read_ahead}.db"
+    shutil.copyfile(template, path)
+    with BenchEmulator(workdir / f"emulator-{read_ahead}", latency=latency_ms / 1000, own_process=True) as emulator:
+        database_id = emulator.fresh_database("profile")
+        client = emulator.client(database_id, rate_limiter=pacing_limiter(rate))
+        answered: list[float] = []
+        batch = client.batch
+
+        def timed_batch(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return batch(*args, **kwargs)
+            finally:
+                answered.append(time.perf_counter() - started)
+
+        client.batch = timed_batch  # type: ignore[method-assign]
+        with client, SyncWorker(path, client, read_ahead=read_ahead) as worker:
+            cpu, wall = time.process_time(), time.perf_counter()
+            _drain(worker)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            requests = worker.counters.requests
+        count, different = compare_with_remote(path, emulator.database_path(database_id))
+    answered.sort()
+    median = answered[len(answered) // 2] * 1000 if answered else 0.0
+    state = "remote equals local" if count == rows and not different else f"REMOTE MISMATCH ({count}, {different})"
+    print(
+        f"| {'on' if read_ahead else 'off'} | {wall:.2f} s | {cpu:.2f} s ({cpu / rows * 1e6:.1f} µs/row) | "
+        f"{requests} | {median:.0f} ms | {requests / rate:.2f} s | {state} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000, help="backlog size (default 200,000: the bench's)")
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="emulator round-trip latency (default 50)")
+    parser.add_argument("--rate-limit", type=float, default=4.0, help="requests per second (default 4)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="d1sync-profile-") as tmp:
+        workdir = Path(tmp)
+        template = make_backlog(workdir / "template.db", args.rows)
+        for read_ahead in (False, True):
+            profile_stages(template, workdir, args.rows, read_ahead)
+        print(
+            f"\nTimeline: {args.rows:,} rows into the emulator (own process), {args.latency_ms:g} ms latency, "
+            f"{args.rate_limit:g} req/s"
+        )
+        print("| read ahead | wall | client CPU | requests | request p50 | rate-limit floor | check |")
+        print("|---|---|---|---|---|---|---|")
+        for read_ahead in (False, True):
+            timeline(template, workdir, args.rows, args.latency_ms, args.rate_limit, read_ahead)
+
+
+if __name__ == "__main__":
+    main()
