@@ -22,7 +22,10 @@ import pytest
 from d1sync.errors import SQLError, TransientError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, Outbox, drain
+from d1sync.outbox import changes as changes_module
 from d1sync.outbox import worker as worker_module
+from d1sync.outbox.changes import Change, ReadAhead, Window, read_window, seq_param
+from d1sync.sqlite import Connection
 
 from .conftest import OpenWorker, RecordingTarget, open_file, snapshot
 
@@ -174,7 +177,7 @@ def test_ddl_during_a_send_ends_the_pass_so_the_next_one_follows_the_change(
     altered = []
 
     def alter_then_read(conn: Any, limit: int, **options: Any) -> Any:
-        if options.get("exclude") and not altered:
+        if options.get("ahead") and not altered:
             with closing(open_file(path)) as other:
                 other.execute("ALTER TABLE items ADD COLUMN extra TEXT DEFAULT 'x'")
             altered.append(True)
@@ -205,7 +208,7 @@ def test_a_failing_read_ahead_costs_only_the_overlap(
     real = worker_module.read_window
 
     def failing(conn: Any, limit: int, **options: Any) -> Any:
-        if options.get("exclude"):
+        if options.get("ahead"):
             raise sqlite3.OperationalError("disk I/O error")
         return real(conn, limit, **options)
 
@@ -249,3 +252,64 @@ def test_an_error_from_the_in_flight_request_wins_over_the_read_ahead(
     worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
     report = drain(worker, sleep=lambda s: None)
     assert report.drained and exact(path, remote)
+
+
+def _copy_without(path: Path, copy: Path, in_flight: list[Change]) -> None:
+    """A copy of the file whose log no longer holds the rows in flight (as if acknowledged)."""
+    with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+        target.execute(
+            "DELETE FROM _d1sync_changes WHERE seq IN (SELECT value FROM json_each(?))", (seq_param(in_flight),)
+        )
+        target.commit()
+
+
+def _shape(window: Window) -> list[tuple[str, str, str, str | None, list[int]]]:
+    return [(c.table, c.key, c.op, c.data, c.seqs) for c in window.changes]
+
+
+@pytest.mark.parametrize("limit", [WINDOW, 2 * ROWS], ids=["the new rows beyond it", "the new rows in it"])
+@pytest.mark.parametrize("others_below", [False, True], ids=["plain delivery", "another row pending below"])
+def test_a_window_read_ahead_is_the_window_the_log_gives_without_the_rows_in_flight(
+    backlog: tuple[Path, LocalDatabase, LocalDatabase],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    others_below: bool,
+    limit: int,
+) -> None:
+    """Read while 60 of a window's 100 changes are in flight, with the application writing meanwhile, the
+    window ahead must equal the window read from the same log with those rows acknowledged: in the plain case
+    from the held-back tail and the rows after the window (no scan past the rows in flight), and when another
+    change row is pending below (here the window's middle ten, neither sent nor held back) by leaving the rows
+    in flight out by seq. The application's new change rows fall beyond the window ahead or in it: either
+    way, what it rewrote is read in its newest state, never reused from the window before."""
+    path, _, _ = backlog
+    reads: list[dict[str, Any]] = []
+    real_read_log = changes_module._read_log
+
+    def spy(*args: Any, **options: Any) -> Any:
+        reads.append(options)
+        return real_read_log(*args, **options)
+
+    monkeypatch.setattr(changes_module, "_read_log", spy)
+    with Connection(path) as conn:
+        window = read_window(conn, WINDOW)
+        in_flight = window.changes[:60]
+        held_back = window.changes[70:] if others_below else window.changes[60:]
+        with closing(open_file(path)) as writer:
+            for key in (5, 65, 95, 150):  # in flight, held back, held back, after the window
+                writer.execute("UPDATE items SET body = 'rewritten', n = -n WHERE id = ?", (key,))
+            writer.execute("DELETE FROM items WHERE id = 66")
+            writer.execute("INSERT INTO items VALUES (5000, 'new', 0)")
+        reads.clear()
+        ahead = read_window(conn, limit, ahead=ReadAhead(window.high, window.top, in_flight, held_back))
+    assert [("after" in r, "exclude" in r) for r in reads] == [(not others_below, others_below)]
+    _copy_without(path, tmp_path / "reference.db", in_flight)
+    with Connection(tmp_path / "reference.db") as conn:
+        reference = read_window(conn, limit)
+    assert _shape(ahead) == _shape(reference)
+    assert (ahead.full, ahead.high) == (reference.full, reference.high)
+    rewritten = {c.key: c.data for c in ahead.changes if c.key in ("[65]", "[95]", "[150]")}
+    assert rewritten == {f"[{k}]": f'[{k},"rewritten",-{k}]' for k in (65, 95, 150)}
+    sent = {c.key for c in in_flight}
+    assert all(c.key not in sent or c.seqs[0] > ROWS for c in ahead.changes)  # only by a newer write

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Literal
+from typing import Any, Literal
 
 from d1sync.outbox.capture import TableSpec, load_specs
 from d1sync.outbox.codec import column_expr, encode_row, has_undecodable_text, key_sql
@@ -15,7 +15,7 @@ from d1sync.outbox.log import PENDING, append_changes, delete_changes
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 
-__all__ = ["Change", "Op", "Window", "acknowledge", "read_window", "requeue", "seq_param"]
+__all__ = ["Change", "Op", "ReadAhead", "Window", "acknowledge", "read_window", "requeue", "seq_param"]
 
 Op = Literal["upsert", "delete"]
 
@@ -27,9 +27,13 @@ _BAD_ROW_TEXT = (
 _BAD_KEY_TEXT = "its key or payload is not valid UTF-8 text, which D1 cannot store"
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
-    """One coalesced change: the newest state of one key, and every change-log row it acknowledges."""
+    """One coalesced change: the newest state of one key, and every change-log row it acknowledges.
+
+    A window holds tens of thousands of these (two while the next is read ahead): with slots, each is one
+    object for the garbage collector to scan instead of two (no ``__dict__``), and smaller.
+    """
 
     table: str
     key: str
@@ -37,7 +41,9 @@ class Change:
     data: str | None = None
     blobs: frozenset[int] = frozenset()
     """Indexes of values sent in object form (BLOBs, text with NUL); see :func:`~d1sync.outbox.codec.encode_row`."""
-    seqs: list[int] = field(default_factory=list)
+    seqs: tuple[int, ...] = ()
+    """The change-log rows it stands for, oldest first (a tuple of ints: the garbage collector stops scanning
+    it once it has seen it)."""
 
     @property
     def payload(self) -> str:
@@ -73,6 +79,24 @@ class Window:
     schema_version: int = -1
     """``PRAGMA schema_version`` in the window's snapshot: a window read ahead is used only if no DDL ran since
     the pass's preflight (which follows renames and new columns before anything is read)."""
+    high: int = 0
+    """The highest seq the window read (0 when it read none)."""
+    top: int = 0
+    """The highest seq issued when the window was read: a change row above it was written after."""
+
+
+@dataclass(frozen=True)
+class ReadAhead:
+    """Where a window read while a request is in flight takes up (see :func:`read_window`)."""
+
+    high: int
+    """The highest seq of the window being delivered (:attr:`Window.high`)."""
+    top: int
+    """The highest seq issued when that window was read (:attr:`Window.top`)."""
+    in_flight: Sequence[Change]
+    """The changes of the request in flight: never read again."""
+    held_back: Sequence[Change]
+    """What that window holds back for the next one: still pending, not in flight."""
 
 
 def _current_rows(conn: Connection, spec: TableSpec, keys: Sequence[str]) -> tuple[dict[str, tuple[object, ...]], bool]:
@@ -113,16 +137,27 @@ def _defer_moving_keys(
     return [latest.pop((table, key)) for table, key in moving if (table, key) in latest]
 
 
-def _coalesce(rows: Iterable[tuple[int, str, str, Op, str | None]]) -> dict[tuple[str, str], Change]:
-    """One Change per (table, key): only the newest matters; every older row is acknowledged with it."""
-    latest: dict[tuple[str, str], Change] = {}
+def _coalesce(
+    rows: Iterable[tuple[int, str, str, Op, str | None]], carried: Iterable[Change] = ()
+) -> dict[tuple[str, str], Change]:
+    """One Change per (table, key): only the newest matters; every older row is acknowledged with it.
+
+    ``carried`` are changes of an earlier window whose rows all come before ``rows`` (copied, not changed).
+    """
+    latest = {(c.table, c.key): Change(c.table, c.key, c.op, c.data, c.blobs, c.seqs) for c in carried}
+    repeated: dict[tuple[str, str], list[int]] = {}
     for seq, table, key, op, payload in rows:
         change = latest.get((table, key))
         if change is None:
-            latest[(table, key)] = Change(table, key, op, payload, seqs=[seq])
-        else:
-            change.op, change.data = op, payload
-            change.seqs.append(seq)
+            latest[(table, key)] = Change(table, key, op, payload, seqs=(seq,))
+            continue
+        change.op, change.data = op, payload
+        seqs = repeated.get((table, key))
+        if seqs is None:
+            seqs = repeated[(table, key)] = list(change.seqs)
+        seqs.append(seq)
+    for table_key, seqs in repeated.items():
+        latest[table_key].seqs = tuple(seqs)
     return latest
 
 
@@ -132,16 +167,17 @@ def _read_current_state(
     tracked: list[Change],
     window: Window,
     known: Mapping[tuple[str, str], Change],
+    written: Container[tuple[str, str]],
 ) -> None:
     """State-based: a tracked key present now is an upsert of its current state; absent now, a delete.
 
-    A key in ``known`` with the very same change rows was read (and encoded) by an earlier window and not
-    written since, or a newer change row would be in its place: that state is reused.
+    A key in ``known`` (read and encoded by an earlier window) with the very same change rows is reused
+    when it is not in ``written`` (the keys written since that window was read): its state is still current.
     """
     by_table: dict[str, list[Change]] = {}
     for change in tracked:
         before = known.get((change.table, change.key))
-        if before is not None and before.seqs == change.seqs:
+        if before is not None and before.seqs == change.seqs and (change.table, change.key) not in written:
             change.op, change.data, change.blobs = before.op, before.data, before.blobs
             window.changes.append(change)
             continue
@@ -161,40 +197,45 @@ def _read_current_state(
             window.changes.append(change)
 
 
-def read_window(
-    conn: Connection,
-    limit: int,
-    *,
-    skip: Iterable[str] = (),
-    exclude: Sequence[Change] = (),
-    known: Sequence[Change] = (),
-) -> Window:
+def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead: ReadAhead | None = None) -> Window:
     """Read up to ``limit`` change rows, the synced tables' specs and their rows' current state, in one
     read snapshot. Changes of the tables in ``skip`` (paused, or not checked this pass) stay pending and
     take no room in the window.
 
-    For a window read ahead while a request is in flight: the change rows behind ``exclude`` (that request)
-    are left out, so the window never holds what is being sent; ``known`` are changes of an earlier window
-    of the same schema still pending (a held-back tail), whose row states are reused where no newer change
-    row came (see :func:`_read_current_state`)."""
-    conditions, params = [], []
-    if skip:
-        conditions.append("tbl NOT IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(sorted(skip)))
-    if exclude:
-        conditions.append("seq NOT IN (SELECT value FROM json_each(?))")
-        params.append(seq_param(exclude))
-    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
-    query = f"SELECT seq, tbl, key, op, payload FROM {PENDING} {where}ORDER BY seq LIMIT ?"
+    With ``ahead``, the window is read while a request of the window before is in flight: it never holds a
+    change row in flight, and it takes up that window's held-back changes as they are (their rows' states
+    are reused where their keys were not written since, see :func:`_read_current_state`) with the rows after its
+    highest seq. When some other pending row lies below that seq (not expected; a row is never lost for
+    it), the rows in flight are left out by seq instead.
+    """
+    skipped = json.dumps(sorted(skip)) if skip else None
+    carried: Sequence[Change] = ()
     with conn.snapshot():
         version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+        top = int(conn.execute("SELECT coalesce(max(seq), 0) FROM _d1sync_changes").fetchone()[0])
         specs = load_specs(conn)
-        rows, lenient_log = conn.read(query, (*params, limit))
+        if ahead is None:
+            rows, lenient_log = _read_log(conn, limit, skipped)
+        elif _only_these_below(conn, ahead, skipped):
+            carried = ahead.held_back
+            rows, lenient_log = _read_log(conn, limit - _row_count(carried), skipped, after=ahead.high)
+        else:
+            rows, lenient_log = _read_log(conn, limit, skipped, exclude=ahead.in_flight)
         log = rows.fetchall()
-        latest = _coalesce(log)
-        full = len(log) >= limit
-        superseded = _defer_moving_keys(conn, specs, latest, high=log[-1][0]) if full and log else []
-        window = Window(changes=[], orphans=[], full=full, superseded=superseded, specs=specs, schema_version=version)
+        latest = _coalesce(log, carried)
+        full = len(log) + _row_count(carried) >= limit
+        high = log[-1][0] if log else max((c.seqs[-1] for c in carried), default=0)
+        superseded = _defer_moving_keys(conn, specs, latest, high=high) if full and latest else []
+        window = Window(
+            changes=[],
+            orphans=[],
+            full=full,
+            superseded=superseded,
+            specs=specs,
+            schema_version=version,
+            high=high,
+            top=top,
+        )
         tracked: list[Change] = []
         for change in latest.values():
             spec = specs.get(change.table)
@@ -209,9 +250,62 @@ def read_window(
                 window.changes.append(change)
             else:
                 tracked.append(change)
-        _read_current_state(conn, specs, tracked, window, {(c.table, c.key): c for c in known})
+        known: dict[tuple[str, str], Change] = {}
+        written: Container[tuple[str, str]] = ()
+        if ahead is not None and ahead.held_back:
+            written = _written_since(conn, ahead.top, limit)
+            known = {(c.table, c.key): c for c in ahead.held_back}
+        _read_current_state(conn, specs, tracked, window, known, written)
     window.changes.sort(key=lambda c: c.seqs[-1])
     return window
+
+
+class _Everything:
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def _written_since(conn: Connection, top: int, limit: int) -> Container[tuple[str, str]]:
+    """The keys with a change row written after seq ``top``; when there are more than ``limit`` such rows,
+    every key (no earlier state is reused after that many writes)."""
+    rows, _ = conn.read(f"SELECT tbl, key FROM {PENDING} WHERE seq > ? ORDER BY seq LIMIT ?", (top, limit + 1))
+    found = rows.fetchall()
+    return _Everything() if len(found) > limit else {(table, key) for table, key in found}
+
+
+def _row_count(changes: Iterable[Change]) -> int:
+    return sum(len(c.seqs) for c in changes)
+
+
+def _read_log(
+    conn: Connection, limit: int, skipped: str | None, *, after: int = 0, exclude: Sequence[Change] = ()
+) -> tuple[Any, bool]:
+    """The next ``limit`` pending change rows in seq order: after ``after``, not in the tables of ``skipped``
+    (a JSON array), not those of ``exclude``."""
+    conditions = ["seq > ?"]
+    params: list[object] = [after]
+    if skipped is not None:
+        conditions.append("tbl NOT IN (SELECT value FROM json_each(?))")
+        params.append(skipped)
+    if exclude:
+        conditions.append("seq NOT IN (SELECT value FROM json_each(?))")
+        params.append(seq_param(exclude))
+    query = f"SELECT seq, tbl, key, op, payload FROM {PENDING} WHERE {' AND '.join(conditions)} ORDER BY seq LIMIT ?"
+    return conn.read(query, (*params, limit))
+
+
+def _only_these_below(conn: Connection, ahead: ReadAhead, skipped: str | None) -> bool:
+    """Whether the pending rows up to ``ahead.high`` (but those of the skipped tables) are exactly the rows in
+    flight and held back, as they are after a plain delivery (the rest of that window was acknowledged or
+    dead-lettered before its requests went). Seqs only grow, so nothing written since lies below."""
+    tables = "SELECT tid FROM _d1sync_table_ids"
+    params: list[object] = [ahead.high]
+    if skipped is not None:
+        tables += " WHERE tbl NOT IN (SELECT value FROM json_each(?))"
+        params.append(skipped)
+    query = f"SELECT count(*) FROM _d1sync_changes WHERE seq <= ? AND tid IN ({tables})"
+    count = conn.execute(query, params).fetchone()[0]
+    return int(count) == _row_count(ahead.in_flight) + _row_count(ahead.held_back)
 
 
 def seq_param(changes: Iterable[Change]) -> str:

@@ -32,7 +32,7 @@ from d1sync.database import Database
 from d1sync.errors import D1Error, D1SyncError, RateLimitedError, TransientError
 from d1sync.outbox import lease
 from d1sync.outbox.capture import load_specs
-from d1sync.outbox.changes import Change, Window, acknowledge, read_window
+from d1sync.outbox.changes import Change, ReadAhead, Window, acknowledge, read_window
 from d1sync.outbox.dead import dead_letter
 from d1sync.outbox.delivery import deliver
 from d1sync.outbox.log import stamp
@@ -390,7 +390,8 @@ class SyncWorker(WorkerLoop):
 
         def read_next(in_flight: list[Change], held_back: list[Change]) -> tuple[Window, Plan] | None:
             assert ready is not None
-            ahead = read_window(self.conn, self.window, skip=ready.waiting, exclude=in_flight, known=held_back)
+            carry = ReadAhead(window.high, window.top, in_flight, held_back)
+            ahead = read_window(self.conn, self.window, skip=ready.waiting, ahead=carry)
             if ahead.schema_version != ready.schema_version:
                 return None  # the next pass follows the change first (a rename, a new column)
             return ahead, plan(ahead.changes, ahead.specs, self.limits)
