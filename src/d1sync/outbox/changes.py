@@ -9,7 +9,7 @@ from itertools import groupby
 from typing import Any, Literal
 
 from d1sync.outbox.capture import TableSpec, load_specs
-from d1sync.outbox.codec import column_expr, encode_row, has_undecodable_text, key_sql
+from d1sync.outbox.codec import column_expr, encode_row, has_undecodable_text, key_sql, utf8_length
 from d1sync.outbox.lease import holds_lease
 from d1sync.outbox.log import PENDING, append_changes, delete_changes
 from d1sync.sql import quote_identifier
@@ -54,7 +54,7 @@ class Change:
         """Bytes of the payload as UTF-8 (computed once: the planner asks several times per row)."""
         payload = self.payload
         if self._size_of is not payload:
-            self._size_of, self._size = payload, len(payload.encode())
+            self._size_of, self._size = payload, utf8_length(payload)
         return self._size
 
     _size_of: str | None = field(default=None, repr=False, compare=False)

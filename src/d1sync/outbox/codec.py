@@ -34,6 +34,7 @@ __all__ = [
     "has_undecodable_text",
     "key_sql",
     "stored_text",
+    "utf8_length",
 ]
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -105,6 +106,11 @@ def _encode_careful(row: Sequence[object]) -> tuple[str, frozenset[int]]:
             continue
         special.append(index)
     return _encode(objects), frozenset(special)
+
+
+def utf8_length(text: str) -> int:
+    """Bytes of ``text`` in UTF-8, without encoding it when it is ASCII (CPython knows that at no cost)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def encode_key(values: Sequence[object]) -> str:

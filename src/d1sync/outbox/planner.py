@@ -24,7 +24,7 @@ from json.encoder import encode_basestring
 
 from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.changes import Change, Op
-from d1sync.outbox.codec import column_expr
+from d1sync.outbox.codec import column_expr, utf8_length
 from d1sync.sql import quote_identifier
 
 __all__ = [
@@ -163,7 +163,7 @@ def _json_bytes(text: str) -> int:
 
 def _escaped_size(text: str) -> int:
     """Exact bytes of ``text`` inside the JSON parameter string of the request body (quotes excluded)."""
-    return len(encode_basestring(text).encode()) - 2
+    return utf8_length(encode_basestring(text)) - 2
 
 
 class _Packer:
