@@ -313,3 +313,23 @@ def test_a_window_read_ahead_is_the_window_the_log_gives_without_the_rows_in_fli
     assert rewritten == {f"[{k}]": f'[{k},"rewritten",-{k}]' for k in (65, 95, 150)}
     sent = {c.key for c in in_flight}
     assert all(c.key not in sent or c.seqs[0] > ROWS for c in ahead.changes)  # only by a newer write
+
+
+def test_after_more_writes_than_a_window_no_held_back_state_is_reused(
+    backlog: tuple[Path, LocalDatabase, LocalDatabase], tmp_path: Path
+) -> None:
+    """More rows written since the window before than a window holds: the keys written are not all looked
+    at, so every held-back key's state is read again (the rewritten one arrives in its newest state)."""
+    path, _, _ = backlog
+    with Connection(path) as conn:
+        window = read_window(conn, WINDOW)
+        in_flight, held_back = window.changes[:60], window.changes[60:]
+        with closing(open_file(path)) as writer:
+            writer.execute("UPDATE items SET n = -n WHERE id >= 500")  # 500 change rows beyond any window
+            writer.execute("UPDATE items SET body = 'rewritten' WHERE id = 65")  # held back
+        ahead = read_window(conn, WINDOW, ahead=ReadAhead(window.high, window.top, in_flight, held_back))
+    _copy_without(path, tmp_path / "reference.db", in_flight)
+    with Connection(tmp_path / "reference.db") as conn:
+        reference = read_window(conn, WINDOW)
+    assert _shape(ahead) == _shape(reference)
+    assert {c.key: c.data for c in ahead.changes}["[65]"] == '[65,"rewritten",65]'

@@ -253,24 +253,20 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead
         known: dict[tuple[str, str], Change] = {}
         written: Container[tuple[str, str]] = ()
         if ahead is not None and ahead.held_back:
-            written = _written_since(conn, ahead.top, limit)
-            known = {(c.table, c.key): c for c in ahead.held_back}
+            since = _written_since(conn, ahead.top, limit)
+            if since is not None:  # else so much was written that no earlier state is reused
+                known, written = {(c.table, c.key): c for c in ahead.held_back}, since
         _read_current_state(conn, specs, tracked, window, known, written)
     window.changes.sort(key=lambda c: c.seqs[-1])
     return window
 
 
-class _Everything:
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
-def _written_since(conn: Connection, top: int, limit: int) -> Container[tuple[str, str]]:
-    """The keys with a change row written after seq ``top``; when there are more than ``limit`` such rows,
-    every key (no earlier state is reused after that many writes)."""
+def _written_since(conn: Connection, top: int, limit: int) -> set[tuple[str, str]] | None:
+    """The keys with a change row written after seq ``top``; None when there are more than ``limit`` such
+    rows (not worth reading them all)."""
     rows, _ = conn.read(f"SELECT tbl, key FROM {PENDING} WHERE seq > ? ORDER BY seq LIMIT ?", (top, limit + 1))
     found = rows.fetchall()
-    return _Everything() if len(found) > limit else {(table, key) for table, key in found}
+    return None if len(found) > limit else {(table, key) for table, key in found}
 
 
 def _row_count(changes: Iterable[Change]) -> int:
