@@ -8,20 +8,26 @@ Two measurements of the same backlog of bench rows (``d1sync.bench.data``, 8 col
    everything else in its snapshot), coalescing, reading the current rows, ``encode_row``, planning, the
    request (JSON body, HTTP client, response parsing) and acknowledging; once with reading ahead off (the
    stages run one after another on one thread), once on (the request goes from a helper thread while the
-   next window is read). The per-call wrapper of ``encode_row`` adds ~0.2 µs a row.
+   next window is read). The per-call wrapper of ``encode_row`` adds ~0.2 µs a row. The time the cyclic
+   garbage collector takes (``gc.callbacks``) is shown apart: it runs inside whichever stage allocates.
 2. **Timeline**, against the emulator in a process of its own at the given latency and rate limit, as
    ``d1sync bench`` runs drain (c): wall time, the client's CPU (``time.process_time()``), and per request the
    time from sending to the answer, with reading ahead on and off.
 
-.venv/bin/python benchmarks/drain_profile.py --rows 200000
+Rounds are interleaved (off, on, off, on, ...) and the medians printed: this machine's noise is tens of
+percent between runs.
+
+.venv/bin/python benchmarks/drain_profile.py --rows 200000 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
 import sqlite3
+import statistics
 import tempfile
 import time
 from collections import defaultdict
@@ -106,7 +112,38 @@ def _drain(worker: SyncWorker) -> None:
             return
 
 
-def profile_stages(template: Path, workdir: Path, rows: int, read_ahead: bool) -> None:
+STAGES = [
+    "reading the change-log window (query, snapshot, specs)",
+    "coalescing per key",
+    "reading the current rows",
+    "encoding rows (encode_row)",
+    "planning (statements packed into requests)",
+    "the request: JSON body, HTTP client, response",
+    "acknowledging (deleting the sent change rows)",
+]
+
+
+@contextmanager
+def collector_timed(spent: Spent) -> Iterator[None]:
+    """Time the cyclic garbage collector's passes (``gc.callbacks``), which run inside whichever stage
+    allocates when they fall due."""
+    started: list[float] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            spent["gc"] += time.perf_counter() - started[0]
+
+    gc.callbacks.append(note)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(note)
+
+
+def profile_stages(template: Path, workdir: Path, rows: int, read_ahead: bool) -> dict[str, float]:
+    """One drain into a D1 that applies no batch: µs per row by stage (see the module docstring)."""
     path = workdir / f"stages-{read_ahead}.db"
     shutil.copyfile(template, path)
     spent: Spent = defaultdict(float)
@@ -116,32 +153,33 @@ def profile_stages(template: Path, workdir: Path, rows: int, read_ahead: bool) -
     client.rate_limiter = None
     request_time = _timed(spent, "request", client.batch)
     client.batch = request_time  # type: ignore[method-assign]
-    with client, SyncWorker(path, client, read_ahead=read_ahead) as worker, stages_timed(spent):
-        cpu, wall = time.process_time(), time.perf_counter()
-        _drain(worker)
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    with client, SyncWorker(path, client, read_ahead=read_ahead) as worker:
+        with stages_timed(spent), collector_timed(spent):
+            cpu, wall = time.process_time(), time.perf_counter()
+            _drain(worker)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     per_row = {name: seconds / rows * 1e6 for name, seconds in spent.items()}
     inner = per_row["coalesce"] + per_row["current rows"] + per_row["encode"]
-    table = [
-        ("reading the change-log window (query, snapshot, specs)", per_row["window"] - inner),
-        ("coalescing per key", per_row["coalesce"]),
-        ("reading the current rows", per_row["current rows"]),
-        ("encoding rows (encode_row)", per_row["encode"]),
-        ("planning (statements packed into requests)", per_row["plan"]),
-        ("the request: JSON body, HTTP client, response", per_row["request"] - per_row["fake D1"]),
-        ("acknowledging (deleting the sent change rows)", per_row["acknowledge"]),
+    values = [
+        per_row["window"] - inner,
+        per_row["coalesce"],
+        per_row["current rows"],
+        per_row["encode"],
+        per_row["plan"],
+        per_row["request"] - per_row["fake D1"],
+        per_row["acknowledge"],
     ]
-    print(f"\nStages: {rows:,} rows into a D1 that applies no batch, reading ahead {'on' if read_ahead else 'off'}")
-    print("| stage | µs per row |\n|---|---|")
-    for name, value in table:
-        print(f"| {name} | {value:.1f} |")
-    accounted = sum(value for _, value in table)
-    print(f"| **the stages** | **{accounted:.1f}** |")
-    print(f"| the whole drain: wall / CPU (fake D1's {per_row['fake D1']:.1f} out) | ", end="")
-    print(f"{wall / rows * 1e6 - per_row['fake D1']:.1f} / {cpu / rows * 1e6 - per_row['fake D1']:.1f} |")
+    result = dict(zip(STAGES, values, strict=True))
+    result["the stages"] = sum(values)
+    result["of which the garbage collector"] = per_row.get("gc", 0.0)
+    result["the whole drain's CPU"] = cpu / rows * 1e6 - per_row["fake D1"]
+    return result
 
 
-def timeline(template: Path, workdir: Path, rows: int, latency_ms: float, rate: float, read_ahead: bool) -> None:
+def timeline(
+    template: Path, workdir: Path, rows: int, latency_ms: float, rate: float, read_ahead: bool
+) -> dict[str, float]:
+    """One drain into the emulator in its own process, as ``d1sync bench`` runs (c)."""
     path = workdir / f"timeline-{read_ahead}.db"
     shutil.copyfile(template, path)
     with BenchEmulator(workdir / f"emulator-{read_ahead}", latency=latency_ms / 1000, own_process=True) as emulator:
@@ -164,13 +202,18 @@ def timeline(template: Path, workdir: Path, rows: int, latency_ms: float, rate: 
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             requests = worker.counters.requests
         count, different = compare_with_remote(path, emulator.database_path(database_id))
-    answered.sort()
-    median = answered[len(answered) // 2] * 1000 if answered else 0.0
-    state = "remote equals local" if count == rows and not different else f"REMOTE MISMATCH ({count}, {different})"
-    print(
-        f"| {'on' if read_ahead else 'off'} | {wall:.2f} s | {cpu:.2f} s ({cpu / rows * 1e6:.1f} µs/row) | "
-        f"{requests} | {median:.0f} ms | {requests / rate:.2f} s | {state} |"
-    )
+    if count != rows or different:
+        raise SystemExit(f"REMOTE MISMATCH: {count:,} rows on the remote, {different:,} differ")
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "requests": requests,
+        "request p50": statistics.median(answered) * 1000,
+    }
+
+
+def _median(runs: list[dict[str, float]], name: str) -> float:
+    return statistics.median(run[name] for run in runs)
 
 
 def main() -> None:
@@ -178,20 +221,38 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000, help="backlog size (default 200,000: the bench's)")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="emulator round-trip latency (default 50)")
     parser.add_argument("--rate-limit", type=float, default=4.0, help="requests per second (default 4)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are printed (default 3)")
     args = parser.parse_args()
+    modes = (False, True)
     with tempfile.TemporaryDirectory(prefix="d1sync-profile-") as tmp:
         workdir = Path(tmp)
         template = make_backlog(workdir / "template.db", args.rows)
-        for read_ahead in (False, True):
-            profile_stages(template, workdir, args.rows, read_ahead)
+        stages: dict[bool, list[dict[str, float]]] = {mode: [] for mode in modes}
+        drains: dict[bool, list[dict[str, float]]] = {mode: [] for mode in modes}
+        for _ in range(args.rounds):
+            for mode in modes:
+                stages[mode].append(profile_stages(template, workdir, args.rows, mode))
+        for round_ in range(args.rounds):
+            for mode in modes:
+                here = workdir / f"round-{round_}"
+                here.mkdir(exist_ok=True)
+                drains[mode].append(timeline(template, here, args.rows, args.latency_ms, args.rate_limit, mode))
+    print(f"\nStages: {args.rows:,} rows into a D1 that applies no batch; medians of {args.rounds} interleaved rounds")
+    print("| stage | µs per row, reading ahead off | on |\n|---|---|---|")
+    for name in [*STAGES, "the stages", "of which the garbage collector", "the whole drain's CPU"]:
+        print(f"| {name} | {_median(stages[False], name):.1f} | {_median(stages[True], name):.1f} |")
+    print(
+        f"\nTimeline: {args.rows:,} rows into the emulator (own process), {args.latency_ms:g} ms latency, "
+        f"{args.rate_limit:g} req/s; medians of {args.rounds} interleaved rounds; every remote equal to local"
+    )
+    print("| read ahead | wall | client CPU | requests | request p50 (send to answer) |\n|---|---|---|---|---|")
+    for mode in modes:
+        cpu = _median(drains[mode], "cpu")
         print(
-            f"\nTimeline: {args.rows:,} rows into the emulator (own process), {args.latency_ms:g} ms latency, "
-            f"{args.rate_limit:g} req/s"
+            f"| {'on' if mode else 'off'} | {_median(drains[mode], 'wall'):.2f} s | {cpu:.2f} s "
+            f"({cpu / args.rows * 1e6:.1f} µs/row) | {_median(drains[mode], 'requests'):.0f} | "
+            f"{_median(drains[mode], 'request p50'):.0f} ms |"
         )
-        print("| read ahead | wall | client CPU | requests | request p50 | rate-limit floor | check |")
-        print("|---|---|---|---|---|---|---|")
-        for read_ahead in (False, True):
-            timeline(template, workdir, args.rows, args.latency_ms, args.rate_limit, read_ahead)
 
 
 if __name__ == "__main__":
