@@ -41,7 +41,7 @@ import httpx
 from d1sync.bench.data import CREATE_TABLE, make_backlog
 from d1sync.bench.remote import BenchEmulator, compare_with_remote, pacing_limiter
 from d1sync.client import D1Client
-from d1sync.outbox import SyncWorker, changes, delivery
+from d1sync.outbox import SyncWorker, ahead, changes, delivery
 from d1sync.outbox import worker as worker_module
 
 Spent = dict[str, float]
@@ -63,10 +63,12 @@ def stages_timed(spent: Spent) -> Iterator[None]:
     """Wrap each stage of the worker (module attributes, restored after)."""
     wrapped = [
         (worker_module, "read_window", "window"),
+        (ahead, "read_window", "window"),  # the windows read ahead
         (changes, "_coalesce", "coalesce"),
         (changes, "_current_rows", "current rows"),
         (changes, "encode_row", "encode"),
         (worker_module, "plan", "plan"),
+        (ahead, "plan", "plan"),
         (delivery, "acknowledge", "acknowledge"),
     ]
     saved = [(module, attribute, getattr(module, attribute)) for module, attribute, _ in wrapped]

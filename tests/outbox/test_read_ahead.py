@@ -22,8 +22,8 @@ import pytest
 from d1sync.errors import SQLError, TransientError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, Outbox, drain
+from d1sync.outbox import ahead as ahead_module
 from d1sync.outbox import changes as changes_module
-from d1sync.outbox import worker as worker_module
 from d1sync.outbox.changes import Change, ReadAhead, Window, read_window, seq_param
 from d1sync.sqlite import Connection
 
@@ -173,7 +173,7 @@ def test_ddl_during_a_send_ends_the_pass_so_the_next_one_follows_the_change(
     read (the wrapper only orders the two; the read is the real one): that window is of a schema the pass's
     preflight never saw, so it is dropped and the next pass reads afresh, with the new column."""
     path, _, remote = backlog
-    real = worker_module.read_window
+    real = ahead_module.read_window
     altered = []
 
     def alter_then_read(conn: Any, limit: int, **options: Any) -> Any:
@@ -183,7 +183,7 @@ def test_ddl_during_a_send_ends_the_pass_so_the_next_one_follows_the_change(
             altered.append(True)
         return real(conn, limit, **options)
 
-    monkeypatch.setattr(worker_module, "read_window", alter_then_read)
+    monkeypatch.setattr(ahead_module, "read_window", alter_then_read)
     target = RecordingTarget(remote)
     worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
     first = worker.sync_once()
@@ -205,14 +205,14 @@ def test_a_failing_read_ahead_costs_only_the_overlap(
     """A local error while reading ahead (here injected: it cannot be produced on demand) must not lose the
     request in flight: it is acknowledged, and the next window is read in the next pass."""
     path, _, remote = backlog
-    real = worker_module.read_window
+    real = ahead_module.read_window
 
     def failing(conn: Any, limit: int, **options: Any) -> Any:
         if options.get("ahead"):
             raise sqlite3.OperationalError("disk I/O error")
         return real(conn, limit, **options)
 
-    monkeypatch.setattr(worker_module, "read_window", failing)
+    monkeypatch.setattr(ahead_module, "read_window", failing)
     target = RecordingTarget(remote)
     worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
     with caplog.at_level(logging.WARNING, logger="d1sync.sync"):

@@ -1,4 +1,5 @@
-"""Delivery of one pass's planned requests: send in order, isolate refused rows, survive a lost lease.
+"""Delivery of one window's planned requests: settle the window, send in order, isolate refused rows, survive a
+lost lease.
 
 The rule for refusals (what each costs, in requests, is in docs/sync.md):
 
@@ -31,17 +32,17 @@ from d1sync.database import Database
 from d1sync.errors import D1Error, D1SyncError, SQLError, TransientError
 from d1sync.outbox import lease
 from d1sync.outbox.capture import TableSpec
-from d1sync.outbox.changes import Change, acknowledge, requeue
+from d1sync.outbox.changes import Change, Window, acknowledge, requeue
 from d1sync.outbox.dead import dead_letter, resolve_dead
 from d1sync.outbox.metrics import Counters
-from d1sync.outbox.planner import Limits, PlannedRequest, plan
+from d1sync.outbox.planner import Limits, Plan, PlannedRequest, plan
 from d1sync.outbox.results import SyncResult
 from d1sync.outbox.schema import TableState, load_table_states, save_table_state
 from d1sync.outbox.swap import swap_request
 from d1sync.outbox.tables import pause
 from d1sync.sqlite import Connection
 
-__all__ = ["Worker", "deliver"]
+__all__ = ["Worker", "deliver", "settle_window"]
 
 log = logging.getLogger("d1sync.sync")
 
@@ -117,6 +118,24 @@ def deliver(
         outcome = sender.swap_remaining()
     plain = outcome is None and not sender.refused and ahead
     return outcome, ahead[0] if plain else None
+
+
+def settle_window(conn: Connection, window: Window, planned: Plan, result: SyncResult) -> None:
+    """What a window settles before its requests go: superseded keys acknowledged (their newer changes stay
+    pending and send the state), orphans, invalid rows and rows the planner rejected dead-lettered."""
+    if window.changes or window.orphans or window.superseded or window.invalid:
+        result.state = "synced"
+    if window.superseded:
+        acknowledge(conn, window.superseded)
+    if window.orphans:
+        reason = "table is not synced any more (untracked while changes were pending)"
+        result.dead += dead_letter(conn, [(c, reason) for c in window.orphans])
+    if window.invalid:
+        result.dead += dead_letter(conn, window.invalid)
+        for change, reason in window.invalid:
+            log.error("dead-lettered %s key %s: %s", change.table, change.key, reason)
+    if planned.rejected:
+        result.dead += dead_letter(conn, planned.rejected)
 
 
 class _Sender:

@@ -23,7 +23,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,10 +30,10 @@ from d1sync.backoff import Backoff
 from d1sync.database import Database
 from d1sync.errors import D1Error, D1SyncError, RateLimitedError, TransientError
 from d1sync.outbox import lease
+from d1sync.outbox.ahead import READ_AHEAD_SECONDS, Aside, window_reader
 from d1sync.outbox.capture import load_specs
-from d1sync.outbox.changes import Change, ReadAhead, Window, acknowledge, read_window
-from d1sync.outbox.dead import dead_letter
-from d1sync.outbox.delivery import deliver
+from d1sync.outbox.changes import Window, read_window
+from d1sync.outbox.delivery import deliver, settle_window
 from d1sync.outbox.log import stamp
 from d1sync.outbox.loop import WorkerLoop
 from d1sync.outbox.metrics import Counters
@@ -64,9 +63,6 @@ __all__ = ["State", "SyncResult", "SyncWorker"]
 log = logging.getLogger("d1sync.sync")
 
 T = TypeVar("T")
-
-READ_AHEAD_SECONDS = 5.0
-"""A pass reads windows ahead only this long, so a long backlog still ends passes (state, stamps) regularly."""
 
 
 class SyncWorker(WorkerLoop):
@@ -162,7 +158,7 @@ class SyncWorker(WorkerLoop):
         self.pull = pull
         self.puller = Puller(self, pull_options or PullOptions())
         self.read_ahead = read_ahead
-        self._sender: ThreadPoolExecutor | None = None
+        self._aside = Aside()
 
     def __repr__(self) -> str:
         return f"SyncWorker({os.fspath(self.path)!r}, target={self.target!r})"
@@ -374,28 +370,8 @@ class SyncWorker(WorkerLoop):
         """Settle one window (superseded keys, dead letters) and deliver its requests. With ``ready`` (the
         pass's preflight), the next window is read while the last request is in flight and returned with its
         plan, if the delivery was plain and no DDL ran since the preflight."""
-        if window.changes or window.orphans or window.superseded or window.invalid:
-            result.state = "synced"
-        if window.superseded:
-            acknowledge(self.conn, window.superseded)  # their newer changes stay pending and send the state
-        if window.orphans:
-            reason = "table is not synced any more (untracked while changes were pending)"
-            result.dead += dead_letter(self.conn, [(c, reason) for c in window.orphans])
-        if window.invalid:
-            result.dead += dead_letter(self.conn, window.invalid)
-            for change, reason in window.invalid:
-                log.error("dead-lettered %s key %s: %s", change.table, change.key, reason)
-        if planned.rejected:
-            result.dead += dead_letter(self.conn, planned.rejected)
-
-        def read_next(in_flight: list[Change], held_back: list[Change]) -> tuple[Window, Plan] | None:
-            assert ready is not None
-            carry = ReadAhead(window.high, window.top, in_flight, held_back)
-            ahead = read_window(self.conn, self.window, skip=ready.waiting, ahead=carry)
-            if ahead.schema_version != ready.schema_version:
-                return None  # the next pass follows the change first (a rename, a new column)
-            return ahead, plan(ahead.changes, ahead.specs, self.limits)
-
+        settle_window(self.conn, window, planned, result)
+        read_next = None if ready is None else window_reader(self.conn, self.window, self.limits, ready, window)
         return deliver(
             self,
             planned.requests,
@@ -403,7 +379,7 @@ class SyncWorker(WorkerLoop):
             result,
             window_full=window.full,
             progressed=bool(window.superseded),
-            read_ahead=read_next if ready is not None else None,
+            read_ahead=read_next,
         )
 
     def send(self, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None) -> T | None:
@@ -425,16 +401,7 @@ class SyncWorker(WorkerLoop):
         if meanwhile is None:
             db.batch(statements)
             return None
-        if self._sender is None:
-            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d1sync-send")
-        sending = self._sender.submit(db.batch, statements)
-        try:
-            done: T | None = meanwhile()
-        except Exception:
-            log.warning("reading the next window ahead failed; it is read after this request", exc_info=True)
-            done = None
-        sending.result()
-        return done
+        return self._aside.run(lambda: db.batch(statements), meanwhile)
 
     def pending(self, *, flowing: bool = False) -> int:
         """Change rows not yet acknowledged (safe to call from another thread while the loop runs).
@@ -495,9 +462,7 @@ class SyncWorker(WorkerLoop):
         if self.conn.closed:
             return
         try:
-            if self._sender is not None:
-                self._sender.shutdown(wait=True)
-                self._sender = None
+            self._aside.close()
             self.release_lease()
         finally:
             self.conn.close()
