@@ -6,14 +6,14 @@ import json
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any, Literal
+from typing import Literal
 
 from d1sync.outbox.capture import TableSpec, load_specs
 from d1sync.outbox.codec import column_expr, encode_row, has_undecodable_text, key_sql, utf8_length
 from d1sync.outbox.lease import holds_lease
 from d1sync.outbox.log import PENDING, append_changes, delete_changes
 from d1sync.sql import quote_identifier
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, Rows
 
 __all__ = ["Change", "Op", "ReadAhead", "Window", "acknowledge", "read_window", "requeue", "seq_param"]
 
@@ -204,8 +204,8 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead
 
     With ``ahead``, the window is read while a request of the window before is in flight: it never holds a
     change row in flight, and it takes up that window's held-back changes as they are (their rows' states
-    are reused where their keys were not written since, see :func:`_read_current_state`) with the rows after its
-    highest seq. When some other pending row lies below that seq (not expected; a row is never lost for
+    are reused where their keys were not written since, see :func:`_read_current_state`) with the rows
+    after its highest seq. When some other pending row lies below that seq (not expected; a row is never lost for
     it), the rows in flight are left out by seq instead.
     """
     skipped = json.dumps(sorted(skip)) if skip else None
@@ -218,7 +218,8 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead
             rows, lenient_log = _read_log(conn, limit, skipped)
         elif _only_these_below(conn, ahead, skipped):
             carried = ahead.held_back
-            rows, lenient_log = _read_log(conn, limit - _row_count(carried), skipped, after=ahead.high)
+            rest = max(0, limit - _row_count(carried))  # SQLite reads a negative LIMIT as none
+            rows, lenient_log = _read_log(conn, rest, skipped, after=ahead.high)
         else:
             rows, lenient_log = _read_log(conn, limit, skipped, exclude=ahead.in_flight)
         log = rows.fetchall()
@@ -275,7 +276,7 @@ def _row_count(changes: Iterable[Change]) -> int:
 
 def _read_log(
     conn: Connection, limit: int, skipped: str | None, *, after: int = 0, exclude: Sequence[Change] = ()
-) -> tuple[Any, bool]:
+) -> tuple[Rows, bool]:
     """The next ``limit`` pending change rows in seq order: after ``after``, not in the tables of ``skipped``
     (a JSON array), not those of ``exclude``."""
     conditions = ["seq > ?"]
