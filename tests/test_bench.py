@@ -22,6 +22,7 @@ TINY = [
     "--rate-limit", "20",
     "--capture-transactions", "50",
     "--latency-samples", "5",
+    "--idle-seconds", "1",
     "--memory-rows", "500",
     "--recovery-rows", "30000",
 ]  # fmt: skip
@@ -47,6 +48,7 @@ EXPECTED_FIGURES = {
     "latency.p50_ms",
     "latency.p95_ms",
     "latency.p99_ms",
+    "idle.cpu_percent",
     "memory.peak_rss_mb",
     "recovery.seconds_to_first_ack",
     *(f"tasks.file.{mode}.tasks_per_second" for mode in ("claim", "batched")),
@@ -85,6 +87,8 @@ def test_tiny_bench_writes_every_figure_with_its_conditions_and_the_machine(tmp_
     # Every task the queue benchmark completed is done exactly once, in one attempt.
     assert all(d["exact"] and d["tasks"] > 0 for d in data["details"]["tasks"]), data["details"]["tasks"]
     assert all(d["drained"] for d in data["details"]["tasks"] if d["board"] == "file")
+    idle = data["details"]["idle"]  # the run sent its backlog, then was watched doing nothing
+    assert idle["verified"] and idle["seconds"] >= 1 and 0 <= idle["cpu_percent"] <= 100 * data["machine"]["cpu_count"]
     latency = next(f for f in data["figures"] if f["key"] == "latency.p99_ms")
     assert latency["conditions"]["samples"] == 5
     assert {"cpu_count", "python", "sqlite", "platform"} <= set(data["machine"])
@@ -101,7 +105,7 @@ def test_the_recorded_command_reproduces_the_settings() -> None:
     assert custom.command == "d1sync bench --rows 5000 --latency-ms 100 --only drain"
 
 
-@pytest.mark.parametrize("args", [["--rows", "0"], ["--budget", "0"], ["--latency-ms", "-1"]])
+@pytest.mark.parametrize("args", [["--rows", "0"], ["--budget", "0"], ["--latency-ms", "-1"], ["--idle-seconds", "0"]])
 def test_impossible_settings_fail_with_one_line_and_usage_exit_code(args: list[str], tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["bench", *args, "--json", str(tmp_path / "x.json")])
     assert result.exit_code == 2

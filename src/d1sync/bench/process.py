@@ -1,4 +1,5 @@
-"""Benchmarks 4 and 5 run the real ``d1sync sync`` command in a child process: peak memory and crash recovery."""
+"""Benchmarks that run the real command in a child process: the CPU of an idle ``d1sync run``, and the peak
+memory and crash recovery of ``d1sync sync``."""
 
 from __future__ import annotations
 
@@ -20,18 +21,28 @@ from d1sync.emulator import TOKEN_ENV
 from d1sync.errors import D1SyncError
 from d1sync.outbox.log import LIVE
 
-__all__ = ["MemoryOutcome", "RecoveryOutcome", "SyncProcess", "run_memory", "run_recovery", "sync_command"]
+__all__ = [
+    "IdleOutcome",
+    "MemoryOutcome",
+    "RecoveryOutcome",
+    "SyncProcess",
+    "run_idle",
+    "run_memory",
+    "run_recovery",
+    "sync_command",
+]
 
 Clock = Callable[[], float]
 
 
-def sync_command(db: Path, emulator: BenchEmulator, database_id: str) -> list[str]:
-    """``d1sync sync DB --emulator URL --database-id ID``, run by this interpreter (no PATH lookup)."""
+def sync_command(db: Path, emulator: BenchEmulator, database_id: str, *, command: str = "sync") -> list[str]:
+    """``d1sync sync DB --emulator URL --database-id ID`` (or ``run``), run by this interpreter (no PATH
+    lookup)."""
     return [
         sys.executable,
         "-m",
         "d1sync.cli",
-        "sync",
+        command,
         os.fspath(db),
         "--emulator",
         emulator.url,
@@ -106,6 +117,76 @@ class SyncProcess:
 
     def close(self) -> None:
         self.kill()
+
+
+@dataclass
+class IdleOutcome:
+    seconds: float
+    cpu_seconds: float
+    rows_synced_first: int
+    remote_rows: int
+
+    @property
+    def cpu_percent(self) -> float:
+        """Of one core, over the watched time."""
+        return 100.0 * self.cpu_seconds / self.seconds
+
+    @property
+    def verified(self) -> bool:
+        return self.remote_rows == self.rows_synced_first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "cpu_percent": self.cpu_percent, "verified": self.verified}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far, from ``/proc/PID/stat`` (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        raise D1SyncError(f"process {pid} is gone (no /proc/{pid}/stat to read its CPU time from)") from None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; the command may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def run_idle(
+    emulator: BenchEmulator,
+    workdir: Path,
+    *,
+    seconds: float,
+    rows: int = 100,
+    timeout: float = 60.0,
+    progress: Callable[[str], None] | None = None,
+) -> IdleOutcome:
+    """The CPU ``d1sync run`` uses while idle: it first sends a small backlog (so the loop has run and gone
+    idle), then it is watched for ``seconds`` with nothing to do."""
+    if not Path(f"/proc/{os.getpid()}/stat").exists():
+        raise D1SyncError("the idle benchmark reads CPU time from /proc/PID/stat, which this system lacks")
+    path = make_backlog(workdir / "idle.db", rows)
+    database_id = emulator.fresh_database("idle")
+    conn = sqlite3.connect(path, isolation_level=None)
+    child = SyncProcess(sync_command(path, emulator, database_id, command="run"), emulator.token, workdir / "idle.log")
+    try:
+        deadline = time.monotonic() + timeout
+        while _oldest_pending(conn) is not None:
+            if child.poll() or time.monotonic() > deadline:
+                raise D1SyncError(f"`d1sync run` did not send its first {rows} rows: {child.stderr_tail()}")
+            time.sleep(0.01)
+        time.sleep(1.0)  # let the pass that emptied the outbox end
+        if progress:
+            progress(f"idle: watching `d1sync run` for {seconds:g} s with nothing to send")
+        cpu, started = _cpu_seconds(child.proc.pid), time.perf_counter()
+        time.sleep(seconds)
+        cpu, watched = _cpu_seconds(child.proc.pid) - cpu, time.perf_counter() - started
+        if child.poll():
+            raise D1SyncError(f"`d1sync run` exited while idle: {child.stderr_tail()}")
+    finally:
+        child.close()
+        conn.close()
+    remote_rows, _ = compare_with_remote(path, emulator.database_path(database_id))
+    path.unlink()
+    return IdleOutcome(watched, cpu, rows, remote_rows)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from d1sync.bench.capture import CaptureOutcome, run_capture
 from d1sync.bench.data import COLUMNS
 from d1sync.bench.drain import STRATEGIES, DrainOutcome, run_drain
 from d1sync.bench.latency import run_latency
-from d1sync.bench.process import run_memory, run_recovery
+from d1sync.bench.process import run_idle, run_memory, run_recovery
 from d1sync.bench.remote import BenchEmulator
 from d1sync.bench.report import Figure, Report
 from d1sync.bench.settings import BENCHMARKS, QUICK, BenchSettings
@@ -203,6 +203,30 @@ def _run_latency(
         )
 
 
+def _run_idle(emulator: BenchEmulator, workdir: Path, settings: BenchSettings, report: Report, say: Progress) -> None:
+    say("idle: `d1sync run` sends a small backlog, then has nothing to do")
+    outcome = run_idle(emulator, workdir, seconds=settings.idle_seconds, progress=say)
+    report.details["idle"] = outcome.to_dict()
+    report.figures.append(
+        Figure(
+            key="idle.cpu_percent",
+            name="CPU of an idle `d1sync run`",
+            value=outcome.cpu_percent,
+            unit="% of a core",
+            conditions={
+                "command": "d1sync run DB --emulator URL --database-id ID (a child process, default intervals)",
+                "watched_seconds": round(outcome.seconds, 1),
+                "measured_by": "utime + stime from /proc/PID/stat, before and after",
+                "before": f"it sent {outcome.rows_synced_first} rows and went idle",
+                "emulator_latency_ms": settings.latency_ms,
+            },
+            measured=outcome.to_dict(),
+            summary=f"{outcome.cpu_seconds:.2f} s of CPU in {outcome.seconds:.0f} s with nothing to send"
+            + ("" if outcome.verified else "; REMOTE MISMATCH"),
+        )
+    )
+
+
 def _run_memory(emulator: BenchEmulator, workdir: Path, settings: BenchSettings, report: Report, say: Progress) -> None:
     outcome = run_memory(emulator, workdir, rows=settings.memory_rows, progress=say)
     report.details["memory"] = outcome.to_dict()
@@ -280,6 +304,7 @@ def run_bench(
                 "drain": lambda: _run_drain(emulator, root, settings, report, say),
                 "capture": lambda: _run_capture(root, settings, report, say),
                 "latency": lambda: _run_latency(emulator, root, settings, report, say),
+                "idle": lambda: _run_idle(emulator, root, settings, report, say),
                 "memory": lambda: _run_memory(emulator, root, settings, report, say),
                 "recovery": lambda: _run_recovery(emulator, root, settings, report, say),
                 "tasks": lambda: run_task_bench(emulator, root, settings, report, say),

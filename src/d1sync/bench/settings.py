@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 __all__ = ["BENCHMARKS", "QUICK", "BenchSettings"]
 
-BENCHMARKS = ("drain", "capture", "latency", "memory", "recovery", "tasks")
+BENCHMARKS = ("drain", "capture", "latency", "idle", "memory", "recovery", "tasks")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class BenchSettings:
     capture_transactions: int = 20_000
     """Single-row transactions per table in the capture benchmark (100-row transactions: a tenth of it)."""
     latency_samples: int = 300
+    idle_seconds: float = 60.0
+    """Seconds an idle ``d1sync run`` is watched for the CPU it uses."""
     memory_rows: int = 1_000_000
     recovery_rows: int = 200_000
     benchmarks: tuple[str, ...] = BENCHMARKS
@@ -36,8 +38,8 @@ class BenchSettings:
             raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
         if min(self.rows, self.capture_transactions, self.latency_samples, self.memory_rows, self.recovery_rows) < 1:
             raise ValueError("sizes must be at least 1")
-        if self.latency_ms < 0 or self.rate_limit < 0 or self.budget <= 0:
-            raise ValueError("latency and rate limit must not be negative; the budget must be positive")
+        if self.latency_ms < 0 or self.rate_limit < 0 or self.budget <= 0 or self.idle_seconds <= 0:
+            raise ValueError("latency and rate limit must not be negative; the budget and idle time must be positive")
 
     @property
     def command(self) -> str:
@@ -51,6 +53,7 @@ class BenchSettings:
             "budget": "--budget",
             "capture_transactions": "--capture-transactions",
             "latency_samples": "--latency-samples",
+            "idle_seconds": "--idle-seconds",
             "memory_rows": "--memory-rows",
             "recovery_rows": "--recovery-rows",
         }
@@ -69,6 +72,7 @@ QUICK = BenchSettings(
     budget=5.0,
     capture_transactions=5_000,
     latency_samples=200,
+    idle_seconds=10.0,
     memory_rows=100_000,
     recovery_rows=50_000,
     quick=True,

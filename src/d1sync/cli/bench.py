@@ -65,6 +65,11 @@ def _render(report: Report, json_path: Path | None) -> None:
 @click.option(
     "--latency-samples", type=int, help=f"Commits timed [default: {BenchSettings.latency_samples}; 200 with --quick]."
 )
+@click.option(
+    "--idle-seconds",
+    type=float,
+    help=f"Seconds an idle `d1sync run` is watched [default: {BenchSettings.idle_seconds:g}; 10 with --quick].",
+)
 @click.option("--memory-rows", type=int, help=f"Backlog for the memory run [default: {BenchSettings.memory_rows:,}].")
 @click.option(
     "--recovery-rows", type=int, help=f"Backlog for the kill -9 run [default: {BenchSettings.recovery_rows:,}]."
@@ -103,6 +108,7 @@ def bench(
     budget: float | None,
     capture_transactions: int | None,
     latency_samples: int | None,
+    idle_seconds: float | None,
     memory_rows: int | None,
     recovery_rows: int | None,
     only: tuple[str, ...],
@@ -118,9 +124,10 @@ def bench(
     1. drain rate of a backlog: (a) one request per row, (b) multi-row VALUES batches, (c) d1sync
     2. capture overhead: writes into a tracked vs an untracked table
     3. latency: commit to visible on the remote, p50/p95/p99
-    4. memory: peak RSS of `d1sync sync` draining a large backlog
-    5. recovery: restart after kill -9 to the first acknowledged batch
-    6. tasks: task-queue claims+completions per second, on a file and the emulator, with and without batches
+    4. idle: the CPU an idle `d1sync run` uses
+    5. memory: peak RSS of `d1sync sync` draining a large backlog
+    6. recovery: restart after kill -9 to the first acknowledged batch
+    7. tasks: task-queue claims+completions per second, on a file and the emulator, with and without batches
 
     Benchmarks measure, they assert nothing. Every figure is printed with the conditions that produced it.
 
@@ -137,6 +144,7 @@ def bench(
         "budget": budget,
         "capture_transactions": capture_transactions,
         "latency_samples": latency_samples,
+        "idle_seconds": idle_seconds,
         "memory_rows": memory_rows,
         "recovery_rows": recovery_rows,
     }
