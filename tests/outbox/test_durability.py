@@ -493,7 +493,7 @@ def test_dead_letters_are_made_only_for_changes_still_in_the_log(tmp_path: Path)
     with Outbox(tmp_path / "app.db") as outbox, Connection(tmp_path / "app.db") as conn:
         with conn.atomic():
             append_changes(conn, "gone", [("[1]", "upsert", None)])
-        change = Change("gone", "[1]", "upsert", seqs=[1])
+        change = Change("gone", "[1]", "upsert", seqs=(1,))
         assert dead_letter(conn, [(change, "first")]) == 1
         assert dead_letter(conn, [(change, "second")]) == 0
         assert [d.error for d in outbox.dead_letters()] == ["first"]

@@ -333,3 +333,90 @@ def test_after_more_writes_than_a_window_no_held_back_state_is_reused(
         reference = read_window(conn, WINDOW)
     assert _shape(ahead) == _shape(reference)
     assert {c.key: c.data for c in ahead.changes}["[65]"] == '[65,"rewritten",65]'
+
+
+def test_a_row_replace_removes_during_the_send_is_read_again_not_reused(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``INSERT OR REPLACE`` (recursive triggers off) removes the row holding a clashing UNIQUE value and
+    logs nothing for it. When that row was held back (read, never sent), its earlier state must not be
+    reused: read again, it is absent, so it goes as a delete, and the row that took its value is not
+    refused. (The wrapper only orders the write before the real read ahead.)"""
+    path, app, remote = local_pair
+    ddl = "CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT UNIQUE, n INTEGER)"
+    app.exec(ddl)
+    remote.exec(ddl)
+    Outbox(path).track("items")
+    with app.atomic() as conn:
+        conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, f"row {i}", i) for i in range(ROWS)])
+    real = ahead_module.read_window
+    replaced: list[int] = []
+
+    def replace_then_read(conn: Any, limit: int, **options: Any) -> Any:
+        if not replaced:
+            held_back = json.loads(options["ahead"].held_back[0].key)[0]
+            with closing(open_file(path)) as writer:
+                writer.execute("INSERT OR REPLACE INTO items VALUES (?, ?, 0)", (ROWS + 1, f"row {held_back}"))
+            replaced.append(held_back)
+        return real(conn, limit, **options)
+
+    monkeypatch.setattr(ahead_module, "read_window", replace_then_read)
+    worker = open_worker(path, RecordingTarget(remote), window=WINDOW, limits=LIMITS)
+    assert drain(worker, sleep=lambda s: None).drained
+    assert replaced and worker.status().dead_letters == 0
+    assert exact(path, remote)
+
+
+def test_ddl_after_the_window_was_read_ahead_ends_the_pass(
+    backlog: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column added after the window ahead was read, while its request is still in flight: the window is
+    of the old schema, so the pass ends there and the next one follows the change first."""
+    path, _, remote = backlog
+    real = ahead_module.read_window
+    altered = []
+
+    def read_then_alter(conn: Any, limit: int, **options: Any) -> Any:
+        window = real(conn, limit, **options)
+        if not altered:
+            with closing(open_file(path)) as other:
+                other.execute("ALTER TABLE items ADD COLUMN extra TEXT DEFAULT 'x'")
+            altered.append(True)
+        return window
+
+    monkeypatch.setattr(ahead_module, "read_window", read_then_alter)
+    target = RecordingTarget(remote)
+    worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
+    first = worker.sync_once()
+    assert altered and (first.requests, first.more) == (1, True)
+    remote.exec("ALTER TABLE items ADD COLUMN extra TEXT DEFAULT 'x'")
+    assert drain(worker, sleep=lambda s: None).drained
+    assert exact(path, remote)
+
+
+def test_a_table_declared_during_the_send_waits_for_the_next_pass(
+    backlog: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Declaring a table writes no DDL, but the window ahead would hold a table the pass's preflight never
+    checked on the remote: it is dropped, and the next pass checks the new table first."""
+    path, _, remote = backlog
+    real = ahead_module.read_window
+    declared = []
+
+    def declare_then_read(conn: Any, limit: int, **options: Any) -> Any:
+        if not declared:
+            with Outbox(path) as outbox:
+                outbox.declare("events", key=["id"], columns=["id", "body"])
+                outbox.enqueue("events", {"id": 1, "body": "first"})
+            declared.append(True)
+        return real(conn, limit, **options)
+
+    monkeypatch.setattr(ahead_module, "read_window", declare_then_read)
+    remote.exec("CREATE TABLE events (id INTEGER PRIMARY KEY, body TEXT)")
+    target = RecordingTarget(remote)
+    worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
+    first = worker.sync_once()
+    assert declared and (first.requests, first.more) == (1, True)
+    assert drain(worker, sleep=lambda s: None).drained
+    assert exact(path, remote)
+    assert remote.prepare("SELECT body FROM events").first("body") == "first"

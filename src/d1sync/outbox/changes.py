@@ -171,8 +171,9 @@ def _read_current_state(
 ) -> None:
     """State-based: a tracked key present now is an upsert of its current state; absent now, a delete.
 
-    A key in ``known`` (read and encoded by an earlier window) with the very same change rows is reused
-    when it is not in ``written`` (the keys written since that window was read): its state is still current.
+    A key in ``known`` (read and encoded by an earlier window, of a table whose every change is logged) with
+    the very same change rows is reused when it is not in ``written`` (the keys written since that window
+    was read): its state is still current.
     """
     by_table: dict[str, list[Change]] = {}
     for change in tracked:
@@ -187,7 +188,7 @@ def _read_current_state(
         for change in pending:
             row = current.get(change.key)
             if row is None:
-                change.op, change.data = "delete", None
+                change.op, change.data, change.blobs = "delete", None, frozenset()
             elif lenient and has_undecodable_text(row):
                 window.invalid.append((change, _BAD_ROW_TEXT))
                 continue
@@ -256,10 +257,26 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead
         if ahead is not None and ahead.held_back:
             since = _written_since(conn, ahead.top, limit)
             if since is not None:  # else so much was written that no earlier state is reused
-                known, written = {(c.table, c.key): c for c in ahead.held_back}, since
+                logged = {t for t in {c.table for c in ahead.held_back} if _always_logged(conn, specs.get(t))}
+                known, written = {(c.table, c.key): c for c in ahead.held_back if c.table in logged}, since
         _read_current_state(conn, specs, tracked, window, known, written)
     window.changes.sort(key=lambda c: c.seqs[-1])
     return window
+
+
+def _always_logged(conn: Connection, spec: TableSpec | None) -> bool:
+    """Whether every change to a row of this table writes a change row for its key, so that a key with none
+    since a window was read still has the state that window read. Not so for a two-way table (a pull applies
+    rows without capture), nor for a table with a UNIQUE index besides its key: ``INSERT OR REPLACE`` removes
+    the row holding a clashing value without a change row (unless ``recursive_triggers`` is on)."""
+    if spec is None or spec.replicate:
+        return False
+    unique = conn.execute('SELECT name FROM pragma_index_list(?) WHERE "unique"', (spec.name,)).fetchall()
+    for (index,) in unique:
+        columns = {row[0] for row in conn.execute("SELECT name FROM pragma_index_info(?)", (index,)).fetchall()}
+        if columns != set(spec.key):
+            return False
+    return True
 
 
 def _written_since(conn: Connection, top: int, limit: int) -> set[tuple[str, str]] | None:

@@ -30,15 +30,14 @@ from d1sync.backoff import Backoff
 from d1sync.database import Database
 from d1sync.errors import D1Error, D1SyncError, RateLimitedError, TransientError
 from d1sync.outbox import lease
-from d1sync.outbox.ahead import READ_AHEAD_SECONDS, Aside, window_reader
+from d1sync.outbox.ahead import READ_AHEAD_SECONDS, Aside, deliver_window
 from d1sync.outbox.capture import load_specs
-from d1sync.outbox.changes import Window, read_window
-from d1sync.outbox.delivery import deliver, settle_window
+from d1sync.outbox.changes import read_window
 from d1sync.outbox.log import stamp
 from d1sync.outbox.loop import WorkerLoop
 from d1sync.outbox.metrics import Counters
-from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, Plan, PlannedRequest, plan
-from d1sync.outbox.preflight import Preflight, preflight
+from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
+from d1sync.outbox.preflight import preflight
 from d1sync.outbox.pull import Puller, PullOptions, merge_pull, replicated_specs
 from d1sync.outbox.replica import clear_pull_pause, push_origin
 from d1sync.outbox.replicate import CLEAR_ORIGIN, SET_ORIGIN
@@ -350,7 +349,8 @@ class SyncWorker(WorkerLoop):
         while True:
             result.more = window.full or ready.resending
             ahead = self.read_ahead and window.full and time.monotonic() - started < READ_AHEAD_SECONDS
-            outcome, next_window = self._deliver_window(window, planned, result, ready if ahead else None)
+            reading = ready if ahead else None
+            outcome, next_window = deliver_window(self, window, planned, result, size=self.window, ready=reading)
             if outcome is not None or next_window is None:
                 break
             window, planned = next_window
@@ -363,24 +363,6 @@ class SyncWorker(WorkerLoop):
         if result.requests:
             self._record_success(self.clock(), result, time.monotonic() - started)
         return result
-
-    def _deliver_window(
-        self, window: Window, planned: Plan, result: SyncResult, ready: Preflight | None
-    ) -> tuple[SyncResult | None, tuple[Window, Plan] | None]:
-        """Settle one window (superseded keys, dead letters) and deliver its requests. With ``ready`` (the
-        pass's preflight), the next window is read while the last request is in flight and returned with its
-        plan, if the delivery was plain and no DDL ran since the preflight."""
-        settle_window(self.conn, window, planned, result)
-        read_next = None if ready is None else window_reader(self.conn, self.window, self.limits, ready, window)
-        return deliver(
-            self,
-            planned.requests,
-            window.specs,
-            result,
-            window_full=window.full,
-            progressed=bool(window.superseded),
-            read_ahead=read_next,
-        )
 
     def send(self, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None) -> T | None:
         """Send one planned request as one atomic batch (foreign keys checked at its commit).
