@@ -24,7 +24,7 @@ import httpx
 
 from d1sync.bench.data import COLUMNS, CREATE_TABLE, TABLE
 from d1sync.client import D1Client, RateLimiter
-from d1sync.emulator import DEFAULT_DATABASE_ID
+from d1sync.emulator import DEFAULT_DATABASE_ID, TOKEN_ENV
 from d1sync.emulator.app import API_PREFIX
 from d1sync.emulator.engine import database_file
 from d1sync.emulator.faults import FaultConfig
@@ -107,7 +107,7 @@ class BenchEmulator:
         if self.latency:
             command += ["--latency-ms", f"{self.latency * 1000:g}"]
         # The token goes through the environment, never the command line (which `ps` shows to everyone).
-        env = {**os.environ, "D1SYNC_EMULATOR_TOKEN": self.token}
+        env = {**os.environ, TOKEN_ENV: self.token}
         with log.open("wb") as out:
             self._process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + _START_TIMEOUT

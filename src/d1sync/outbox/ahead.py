@@ -19,6 +19,7 @@ from d1sync.outbox.changes import Change, ReadAhead, Window, read_window
 from d1sync.outbox.delivery import Worker, deliver, settle_window
 from d1sync.outbox.planner import Limits, Plan, plan
 from d1sync.outbox.preflight import Preflight
+from d1sync.outbox.reconcile import schema_version
 from d1sync.outbox.results import SyncResult
 from d1sync.sqlite import Connection
 
@@ -77,7 +78,7 @@ def deliver_window(
         progressed=bool(window.superseded),
         read_ahead=read_next,
     )
-    if ahead is not None and ready is not None and _schema_version(worker.conn) != ready.schema_version:
+    if ahead is not None and ready is not None and schema_version(worker.conn) != ready.schema_version:
         ahead = None  # DDL came during the send, after the window was read: the next pass follows it first
     return outcome, ahead
 
@@ -97,7 +98,3 @@ def window_reader(
         return ahead, plan(ahead.changes, ahead.specs, limits)
 
     return read_next
-
-
-def _schema_version(conn: Connection) -> int:
-    return int(conn.execute("PRAGMA schema_version").fetchone()[0])

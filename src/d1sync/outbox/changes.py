@@ -12,6 +12,7 @@ from d1sync.outbox.capture import TableSpec, load_specs
 from d1sync.outbox.codec import column_expr, encode_row, has_undecodable_text, key_sql, utf8_length
 from d1sync.outbox.lease import holds_lease
 from d1sync.outbox.log import PENDING, append_changes, delete_changes
+from d1sync.outbox.reconcile import schema_version
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection, Rows
 
@@ -212,7 +213,7 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead
     skipped = json.dumps(sorted(skip)) if skip else None
     carried: Sequence[Change] = ()
     with conn.snapshot():
-        version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+        version = schema_version(conn)
         top = int(conn.execute("SELECT coalesce(max(seq), 0) FROM _d1sync_changes").fetchone()[0])
         specs = load_specs(conn)
         if ahead is None:
