@@ -13,6 +13,7 @@ import logging
 import sqlite3
 import threading
 from collections import Counter
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,30 @@ def sent_ids(target: RecordingTarget) -> list[int]:
             if sql.startswith('INSERT INTO "items"'):
                 ids += [row[0] for row in json.loads(params[0])]
     return ids
+
+
+def around_first_read_ahead(
+    monkeypatch: pytest.MonkeyPatch, action: Callable[[ReadAhead], None], *, after: bool = False
+) -> list[ReadAhead]:
+    """Run ``action`` once, just before (or just after) the first window is read ahead, on the worker's thread;
+    the list returned gets the ReadAhead it ran for. The wrapper only orders the two: the read is the real one."""
+    real = ahead_module.read_window
+    ran: list[ReadAhead] = []
+
+    def wrapped(conn: Any, limit: int, **options: Any) -> Any:
+        carry = options["ahead"]
+        first = not ran
+        if first and not after:
+            action(carry)
+        window = real(conn, limit, **options)
+        if first:
+            if after:
+                action(carry)
+            ran.append(carry)
+        return window
+
+    monkeypatch.setattr(ahead_module, "read_window", wrapped)
+    return ran
 
 
 def exact(path: Path, remote: LocalDatabase) -> bool:
@@ -173,17 +198,12 @@ def test_ddl_during_a_send_ends_the_pass_so_the_next_one_follows_the_change(
     read (the wrapper only orders the two; the read is the real one): that window is of a schema the pass's
     preflight never saw, so it is dropped and the next pass reads afresh, with the new column."""
     path, _, remote = backlog
-    real = ahead_module.read_window
-    altered = []
 
-    def alter_then_read(conn: Any, limit: int, **options: Any) -> Any:
-        if options.get("ahead") and not altered:
-            with closing(open_file(path)) as other:
-                other.execute("ALTER TABLE items ADD COLUMN extra TEXT DEFAULT 'x'")
-            altered.append(True)
-        return real(conn, limit, **options)
+    def alter(_: ReadAhead) -> None:
+        with closing(open_file(path)) as other:
+            other.execute("ALTER TABLE items ADD COLUMN extra TEXT DEFAULT 'x'")
 
-    monkeypatch.setattr(ahead_module, "read_window", alter_then_read)
+    altered = around_first_read_ahead(monkeypatch, alter)
     target = RecordingTarget(remote)
     worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
     first = worker.sync_once()
@@ -349,18 +369,13 @@ def test_a_row_replace_removes_during_the_send_is_read_again_not_reused(
     Outbox(path).track("items")
     with app.atomic() as conn:
         conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, f"row {i}", i) for i in range(ROWS)])
-    real = ahead_module.read_window
-    replaced: list[int] = []
 
-    def replace_then_read(conn: Any, limit: int, **options: Any) -> Any:
-        if not replaced:
-            held_back = json.loads(options["ahead"].held_back[0].key)[0]
-            with closing(open_file(path)) as writer:
-                writer.execute("INSERT OR REPLACE INTO items VALUES (?, ?, 0)", (ROWS + 1, f"row {held_back}"))
-            replaced.append(held_back)
-        return real(conn, limit, **options)
+    def replace_a_held_back_row(carry: ReadAhead) -> None:
+        held_back = json.loads(carry.held_back[0].key)[0]
+        with closing(open_file(path)) as writer:
+            writer.execute("INSERT OR REPLACE INTO items VALUES (?, ?, 0)", (ROWS + 1, f"row {held_back}"))
 
-    monkeypatch.setattr(ahead_module, "read_window", replace_then_read)
+    replaced = around_first_read_ahead(monkeypatch, replace_a_held_back_row)
     worker = open_worker(path, RecordingTarget(remote), window=WINDOW, limits=LIMITS)
     assert drain(worker, sleep=lambda s: None).drained
     assert replaced and worker.status().dead_letters == 0
@@ -373,18 +388,12 @@ def test_ddl_after_the_window_was_read_ahead_ends_the_pass(
     """A column added after the window ahead was read, while its request is still in flight: the window is
     of the old schema, so the pass ends there and the next one follows the change first."""
     path, _, remote = backlog
-    real = ahead_module.read_window
-    altered = []
 
-    def read_then_alter(conn: Any, limit: int, **options: Any) -> Any:
-        window = real(conn, limit, **options)
-        if not altered:
-            with closing(open_file(path)) as other:
-                other.execute("ALTER TABLE items ADD COLUMN extra TEXT DEFAULT 'x'")
-            altered.append(True)
-        return window
+    def alter(_: ReadAhead) -> None:
+        with closing(open_file(path)) as other:
+            other.execute("ALTER TABLE items ADD COLUMN extra TEXT DEFAULT 'x'")
 
-    monkeypatch.setattr(ahead_module, "read_window", read_then_alter)
+    altered = around_first_read_ahead(monkeypatch, alter, after=True)
     target = RecordingTarget(remote)
     worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
     first = worker.sync_once()
@@ -400,18 +409,13 @@ def test_a_table_declared_during_the_send_waits_for_the_next_pass(
     """Declaring a table writes no DDL, but the window ahead would hold a table the pass's preflight never
     checked on the remote: it is dropped, and the next pass checks the new table first."""
     path, _, remote = backlog
-    real = ahead_module.read_window
-    declared = []
 
-    def declare_then_read(conn: Any, limit: int, **options: Any) -> Any:
-        if not declared:
-            with Outbox(path) as outbox:
-                outbox.declare("events", key=["id"], columns=["id", "body"])
-                outbox.enqueue("events", {"id": 1, "body": "first"})
-            declared.append(True)
-        return real(conn, limit, **options)
+    def declare(_: ReadAhead) -> None:
+        with Outbox(path) as outbox:
+            outbox.declare("events", key=["id"], columns=["id", "body"])
+            outbox.enqueue("events", {"id": 1, "body": "first"})
 
-    monkeypatch.setattr(ahead_module, "read_window", declare_then_read)
+    declared = around_first_read_ahead(monkeypatch, declare)
     remote.exec("CREATE TABLE events (id INTEGER PRIMARY KEY, body TEXT)")
     target = RecordingTarget(remote)
     worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
