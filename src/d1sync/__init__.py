@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         SQLError,
         TransientError,
         UndecodableTextError,
+        UnprovenResultError,
         UnsafeMigrationError,
         ValueEncodingError,
     )
@@ -123,6 +124,7 @@ __all__ = [
     "TaskQueue",
     "TransientError",
     "UndecodableTextError",
+    "UnprovenResultError",
     "UnsafeMigrationError",
     "ValueEncodingError",
     "__version__",
@@ -166,6 +168,7 @@ _LAZY = {
     "SchemaMismatchError": "d1sync.errors",
     "TransientError": "d1sync.errors",
     "UndecodableTextError": "d1sync.errors",
+    "UnprovenResultError": "d1sync.errors",
     "UnsafeMigrationError": "d1sync.errors",
     "ValueEncodingError": "d1sync.errors",
     "LocalDatabase": "d1sync.local",

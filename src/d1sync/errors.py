@@ -25,7 +25,8 @@ exception leaks out of a public call::
         └── TransientError           worth retrying: 5xx, HTML gateway pages, busy files, transient D1 messages
             ├── RateLimitedError     971/429, with .retry_after seconds
             ├── NetworkError         the connection failed or broke
-            └── RequestTimeoutError  no answer in time (a write may still have committed)
+            ├── RequestTimeoutError  no answer in time (a write may still have committed)
+            └── UnprovenResultError  an answer that says success but does not prove it (outcome unknown)
 
 ``retryable`` is True exactly for :class:`TransientError` and its subclasses.
 
@@ -62,6 +63,7 @@ __all__ = [
     "SchemaMismatchError",
     "TransientError",
     "UndecodableTextError",
+    "UnprovenResultError",
     "UnsafeMigrationError",
     "UsageError",
     "ValueEncodingError",
@@ -371,6 +373,16 @@ class NetworkError(TransientError):
 
 class RequestTimeoutError(TransientError):
     """No response in time. A write may still have been applied: only retry idempotent writes."""
+
+
+class UnprovenResultError(TransientError):
+    """D1 answered "success" but the answer does not prove it: no ``result``, a ``null`` one, fewer statement
+    results than statements sent, a statement result without ``success: true`` or without its ``meta``.
+
+    Gateways, proxies and partial outages produce such answers. The outcome is unknown, exactly as after a
+    lost response: nothing may be taken as done, and only a request that is safe to send twice is resent.
+    The message describes the answer's shape (never its data).
+    """
 
 
 # -- translation at the boundaries -------------------------------------------------------------------------

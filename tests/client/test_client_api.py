@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from d1sync.database import Database
-from d1sync.errors import ValueEncodingError
+from d1sync.errors import UnprovenResultError, ValueEncodingError
 
 from .scripted import ACCOUNT, BASE, DATABASE, ScriptedD1, envelope, ok_rows
 
@@ -169,11 +169,57 @@ def test_query_returns_every_statements_result_and_prepare_the_last() -> None:
     assert d1.bodies()[0] == {"sql": "SELECT 1 AS a; SELECT ? AS b", "params": [2]}
 
 
-def test_a_success_with_result_null_gives_an_empty_result() -> None:
-    d1 = ScriptedD1(httpx.Response(200, content=envelope(None)))
+_GOOD = {"results": [], "success": True, "meta": {"changes": 1}}
+_NO_META = {"results": [], "success": True}
+_UNSURE = {"results": [], "meta": {}}
+
+
+@pytest.mark.parametrize(
+    ("body", "shape"),
+    [
+        ({"success": True, "errors": [], "messages": []}, "no 'result'"),
+        ({"result": None, "success": True}, "'result' is null"),
+        ({"result": [], "success": True}, "'result' is a list of 0"),
+        ({"result": [_GOOD], "success": True}, "'result' is a list of 1, for 2 statement(s) sent"),
+        (
+            {"result": [_GOOD, {**_GOOD, "success": False}], "success": True},
+            "statement 2's result has 'success': false",
+        ),
+        ({"result": [_GOOD, _UNSURE], "success": True}, "statement 2's result has 'success': null"),
+        ({"result": [_GOOD, _NO_META], "success": True}, "statement 2's result has no 'meta'"),
+        ({"result": [_GOOD, [1]], "success": True}, "statement 2's result is a list of 1"),
+        ({"result": "ok", "success": True}, "'result' is a string"),
+    ],
+)
+def test_a_success_that_does_not_prove_every_statement_ran_is_an_unknown_outcome(body: object, shape: str) -> None:
+    """A 200 "success" must carry one successful result, with its meta, per statement sent; anything else is
+    an unknown outcome (like a lost response), named by the answer's shape, and a write is not resent."""
+    d1 = ScriptedD1(httpx.Response(200, content=json.dumps(body).encode()))
+    with d1.client() as client, pytest.raises(UnprovenResultError) as caught:
+        client.batch([client.prepare("INSERT INTO t VALUES (1)"), client.prepare("INSERT INTO t VALUES (2)")])
+    assert shape in str(caught.value)
+    assert caught.value.retryable and caught.value.status == 200
+    assert len(d1.requests) == 1
+
+
+def test_an_unproven_answer_to_a_read_is_retried_like_a_lost_response() -> None:
+    d1 = ScriptedD1(httpx.Response(200, content=envelope(None)), ok_rows({"a": 1}))
     with d1.client() as client:
-        assert client.prepare("SELECT 1").all().results == []
-        assert client.query("SELECT 1") == []
+        assert client.prepare("SELECT 1 AS a").all().results == [{"a": 1}]
+    assert len(d1.requests) == 2 and len(d1.sleeps) == 1
+
+
+def test_every_statement_of_a_text_needs_its_own_result() -> None:
+    d1 = ScriptedD1(elements([{"b": 2}]))
+    with d1.client() as client, pytest.raises(UnprovenResultError, match="a list of 1, for 2 statement"):
+        client.query("INSERT INTO t VALUES (1); SELECT 2 AS b")
+
+
+def test_a_created_database_is_proven_by_its_details() -> None:
+    d1 = ScriptedD1(httpx.Response(200, content=envelope(None)))
+    with d1.client() as client, pytest.raises(UnprovenResultError, match="not the database's details"):
+        client.create_database("tenant-1")
+    assert len(d1.requests) == 1  # a create is never resent: the fleet looks the name up instead
 
 
 def test_ids_are_escaped_in_the_url_path() -> None:

@@ -11,7 +11,7 @@ from d1sync.backoff import Backoff
 from d1sync.client import RateLimiter, RetryPolicy, is_read_only
 from d1sync.errors import NetworkError, RateLimitedError, RequestTimeoutError, SQLError, TransientError
 
-from .scripted import ScriptedD1, d1_error, ok_rows
+from .scripted import ScriptedD1, d1_error, envelope, ok_rows
 
 
 def overloaded() -> httpx.Response:
@@ -83,7 +83,8 @@ def test_an_unmarked_write_batch_is_not_retried_even_with_reads_in_it() -> None:
 
 
 def test_a_batch_of_reads_is_retried() -> None:
-    d1 = ScriptedD1(overloaded(), ok_rows({"a": 1}))
+    both = [{"results": [{"a": 1}], "success": True, "meta": {}}, {"results": [{"2": 2}], "success": True, "meta": {}}]
+    d1 = ScriptedD1(overloaded(), httpx.Response(200, content=envelope(both)))
     with d1.client() as client:
         client.batch([client.prepare("SELECT 1 AS a"), client.prepare("SELECT 2")])
     assert len(d1.requests) == 2

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from d1sync.client import D1Client, RetryPolicy
 from d1sync.database import Database
+from d1sync.emulator.faults import FaultConfig
+from d1sync.emulator.server import EmulatorServer
 from d1sync.migrations import (
     CHECKSUM_TABLE,
     MigrationFailedError,
@@ -18,7 +23,7 @@ from d1sync.migrations import (
     split_statements,
 )
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, TOKEN
 
 # What sqlite_master holds after wrangler 4.86.0 created the ledger (taken from the fixture dump).
 WRANGLER_STORED_DDL = re.search(
@@ -267,3 +272,27 @@ def test_module_migration_creating_an_unprefixed_table_is_flagged(db: Database, 
     _write(folder, "0001_x.sql", 'CREATE TABLE IF NOT EXISTS "orders" (id);\nCREATE TABLE trading_ok (id);')
     (plan,) = _migrator(db, tmp_path).apply(dry_run=True).planned
     assert plan.foreign_tables == ("orders",)
+
+
+@pytest.mark.parametrize("applied", ["unapplied", "applied"])
+def test_a_migration_whose_answer_proves_nothing_is_not_called_rolled_back_and_applies_once(
+    applied: Any, tmp_path: Path
+) -> None:
+    """An unproven answer leaves the outcome unknown: the error says so (not "rolled back"), and applying again
+    runs the migration exactly once, because its ledger row travels in its batch."""
+    folder = tmp_path / "migrations"
+    _write(folder, "0001_counter.sql", "CREATE TABLE hits (n INTEGER);\nINSERT INTO hits VALUES (1);")
+    with EmulatorServer(tmp_path / "emulator", token=TOKEN, auto_create=True) as server:
+        client = D1Client(
+            account_id="a", database_id=str(uuid.uuid4()), api_token=TOKEN, base_url=server.api_base,
+            retry=RetryPolicy(max_retries=0),
+        )  # fmt: skip
+        with client:
+            garble = FaultConfig(garbled_rate=1.0, garbled_mode=applied, seed=2)
+            with pytest.raises(MigrationFailedError, match="whether it was applied is unknown") as info:
+                _migrator(client, tmp_path).apply(on_start=lambda plan: server.app.state.faults.configure(garble))
+            assert "rolled back" not in str(info.value)
+            server.app.state.faults.configure(None)
+            _migrator(client, tmp_path).apply()
+            assert _ledger(client) == [(1, "0001_counter.sql")]
+            assert client.prepare("SELECT count(*) AS n FROM hits").first("n") == 1

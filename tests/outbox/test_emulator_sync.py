@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from d1sync.client import D1Client
-from d1sync.emulator.faults import FaultConfig
+from d1sync.emulator.faults import FaultConfig, Garble
 from d1sync.emulator.server import EmulatorServer
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Backoff, Limits, Outbox, drain
@@ -114,6 +114,7 @@ def test_thousands_of_small_transactions_arrive_exactly_through_every_kind_of_fa
                 timeout_rate=0.02,
                 html_rate=0.06,
                 lost_response_rate=0.08,
+                garbled_rate=0.04,
                 seed=20240601,
                 retry_after=0,
                 timeout_delay=0.3,
@@ -143,7 +144,16 @@ def test_thousands_of_small_transactions_arrive_exactly_through_every_kind_of_fa
         drain(worker, sleep=time.sleep)
 
         stats = srv.app.state.faults.stats
-        for fault in ("error_503", "error_500", "rate_limited", "timeout", "html_504", "lost_502", "lost_drop"):
+        for fault in (
+            "error_503",
+            "error_500",
+            "rate_limited",
+            "timeout",
+            "html_504",
+            "lost_502",
+            "lost_drop",
+            "garbled",
+        ):
             assert stats[fault] > 0, (fault, stats)
         status = Outbox(tmp_path / "app.db").status()
         assert (status.pending_changes, status.dead_letters) == (0, 0)
@@ -274,3 +284,40 @@ def test_a_missing_remote_table_pauses_with_its_name(
     assert status.pending_changes == 1 and not status.healthy
     table = status.table_states["audit_log"]
     assert table.state == "paused" and table.fix is not None and "CREATE TABLE audit_log" in table.fix
+
+
+@pytest.mark.parametrize("applied", ["unapplied", "applied"])
+@pytest.mark.parametrize("form", [g.value for g in Garble])
+def test_a_success_that_proves_nothing_acknowledges_nothing(
+    form: str,
+    applied: Any,
+    tmp_path: Path,
+    emulator: EmulatorServer,
+    clients: Callable[..., D1Client],
+    open_worker: OpenWorker,
+    closer: Closer[Any],
+) -> None:
+    """A 200 "success" with no result, a null one, too few results or a failed statement is an unknown outcome:
+    nothing leaves the outbox on it, the error names the answer's shape, and the next send delivers all."""
+    client = clients()
+    client.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    app = closer(LocalDatabase(tmp_path / "app.db"))
+    app.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    Outbox(tmp_path / "app.db").track("notes")
+    worker = open_worker(tmp_path / "app.db", client)
+    app.prepare("INSERT INTO notes VALUES (-1, 'checks the remote schema first')").run()
+    assert worker.sync_once().rows == 1
+    with app.atomic() as conn:
+        conn.executemany("INSERT INTO notes VALUES (?, ?)", [(i, f"note {i}") for i in range(100)])
+    emulator.app.state.faults.configure(FaultConfig(garbled_rate=1.0, garbled_mode=applied, garbled_forms=(form,)))
+
+    result = worker.sync_once()
+
+    assert result.error is not None and "proves nothing" in result.error
+    assert Outbox(tmp_path / "app.db").status().pending_changes == 100
+    assert emulator.app.state.faults.stats["garbled"] == 1
+    emulator.app.state.faults.configure(FaultConfig())
+    drain(worker, sleep=lambda s: None)
+    assert Outbox(tmp_path / "app.db").status().pending_changes == 0
+    assert_remote_equals_local(app, emulator_file(emulator), ["notes"])
+

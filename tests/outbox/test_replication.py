@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
 from d1sync.outbox import Outbox, SyncWorker, drain
 from d1sync.outbox.pull import PullOptions
@@ -92,6 +95,24 @@ def test_a_workers_direct_write_is_pulled_by_every_replica(
     remote_sql(emulator, "DELETE FROM items")
     b.sync()
     assert b.rows() == []
+
+
+@pytest.mark.parametrize("applied", ["unapplied", "applied"])
+def test_a_pull_answered_with_a_success_that_proves_nothing_skips_nothing(
+    applied: Any, pair: tuple[Replica, Replica], emulator: EmulatorServer
+) -> None:
+    """A pull whose answer is garbled (no result, a short one, a failed statement) moves no cursor and applies
+    nothing; the next pull brings every remote change."""
+    a, b = pair
+    for n in range(20):
+        a.remote.prepare("INSERT INTO items (id, name, n) VALUES (?, ?, ?)").bind(n, f"worker {n}", n).run()
+    emulator.app.state.faults.configure(FaultConfig(garbled_rate=1.0, garbled_mode=applied, seed=5))
+    for _ in range(4):
+        assert b.worker.sync_once().pulled == 0
+    assert b.rows() == []
+    emulator.app.state.faults.configure(None)
+    drain(b.worker, max_passes=50, sleep=time.sleep)  # through the back-off the failures set
+    assert b.rows() == remote_rows(emulator) and len(b.rows()) == 20
 
 
 def test_a_pending_local_change_keeps_the_local_state_and_is_pushed_next(

@@ -1,5 +1,8 @@
 """Lost responses through the real emulator over a socket: a write applied but unanswered costs nothing.
 
+"Unanswered" comes in two kinds, and each test runs with both: a 502 page or a dropped connection, and a
+200 "success" that proves nothing (no result, a null or short one, a failed statement).
+
 A claim, completion, failure, heartbeat or add whose response is lost is recognised when it is sent again
 (by the client's own retry, or by calling the queue again after the error reached the caller), so no task is
 claimed twice, burns an attempt, reports a stale claim or is added twice.
@@ -34,10 +37,37 @@ def lossy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
         yield server
 
 
-@pytest.fixture
-def faults(lossy: EmulatorServer) -> Iterator[Any]:
+LOSSES = {
+    "lost": FaultConfig(lost_response_rate=1.0, seed=1),
+    "garbled": FaultConfig(garbled_rate=1.0, garbled_mode="applied", seed=1),
+}
+
+
+class Faults:
+    """The lossy emulator's faults: ``lose_next()`` hides the outcome of what follows, ``answer()`` stops it."""
+
+    def __init__(self, injector: Any, loss: FaultConfig) -> None:
+        self.injector = injector
+        self.loss = loss
+
+    def lose_next(self) -> None:
+        self.injector.configure(self.loss)
+
+    def lose_some(self, rate: float) -> None:
+        """Hide the outcome of ``rate`` of the requests (a garbled answer applied or not), 10 % overloaded."""
+        if self.loss.garbled_rate:
+            self.injector.configure(FaultConfig(garbled_rate=rate, error_rate=0.1, seed=0))
+        else:
+            self.injector.configure(FaultConfig(lost_response_rate=rate, error_rate=0.1, seed=0))
+
+    def answer(self) -> None:
+        self.injector.configure(None)
+
+
+@pytest.fixture(params=sorted(LOSSES))
+def faults(lossy: EmulatorServer, request: pytest.FixtureRequest) -> Iterator[Faults]:
     injector = lossy.app.state.faults
-    yield injector
+    yield Faults(injector, LOSSES[request.param])
     injector.configure(None)
 
 
@@ -54,24 +84,16 @@ def board(lossy: EmulatorServer) -> Iterator[tuple[D1Client, D1Client]]:
         yield once, check
 
 
-def lose_next(faults: Any) -> None:
-    faults.configure(FaultConfig(lost_response_rate=1.0, seed=1))
-
-
-def answer(faults: Any) -> None:
-    faults.configure(None)
-
-
 def test_a_lost_claim_is_returned_by_the_next_call_and_costs_no_attempt(
-    faults: Any, board: tuple[D1Client, D1Client]
+    faults: Faults, board: tuple[D1Client, D1Client]
 ) -> None:
     db, check = board
     queue = TaskQueue(db)
     first, second = queue.add("a"), queue.add("b")
-    lose_next(faults)
+    faults.lose_next()
     with pytest.raises(TransientError):
         queue.claim("w", lease=60)
-    answer(faults)
+    faults.answer()
     task = queue.claim("w", lease=60)
     assert task is not None and task.id == first and task.attempts == 1
     assert TaskQueue(check).stats()["claimed"] == 1  # the retry claimed nothing more
@@ -79,35 +101,35 @@ def test_a_lost_claim_is_returned_by_the_next_call_and_costs_no_attempt(
     assert again is not None and again.id == second and again.claim_id != task.claim_id
 
 
-def test_a_lost_claim_many_returns_the_same_tasks(faults: Any, board: tuple[D1Client, D1Client]) -> None:
+def test_a_lost_claim_many_returns_the_same_tasks(faults: Faults, board: tuple[D1Client, D1Client]) -> None:
     db, check = board
     queue = TaskQueue(db)
     ids = queue.add_many(range(5))
-    lose_next(faults)
+    faults.lose_next()
     with pytest.raises(TransientError):
         queue.claim_many("w", 3)
-    answer(faults)
+    faults.answer()
     tasks = queue.claim_many("w", 3)
     assert [t.id for t in tasks] == ids[:3] and {t.attempts for t in tasks} == {1}
     assert len({t.claim_id for t in tasks}) == 1
     assert TaskQueue(check).stats()["claimed"] == 3
 
 
-def test_an_explicit_claim_id_is_recognised_by_another_queue(faults: Any, board: tuple[D1Client, D1Client]) -> None:
+def test_an_explicit_claim_id_is_recognised_by_another_queue(faults: Faults, board: tuple[D1Client, D1Client]) -> None:
     """A process that restarts (or the CLI's --claim-id) retries with the claim id it chose."""
     db, check = board
     TaskQueue(db).add_many(range(3))
-    lose_next(faults)
+    faults.lose_next()
     with pytest.raises(TransientError):
         TaskQueue(db, create=False).claim("w", claim_id="claim-1")
-    answer(faults)
+    faults.answer()
     task = TaskQueue(check, create=False).claim("w", claim_id="claim-1")
     assert task is not None and (task.claim_id, task.attempts) == ("claim-1", 1)
     assert TaskQueue(check).stats()["claimed"] == 1
 
 
 def test_lost_complete_fail_and_heartbeat_answer_true_when_called_again(
-    faults: Any, board: tuple[D1Client, D1Client]
+    faults: Faults, board: tuple[D1Client, D1Client]
 ) -> None:
     db, check = board
     queue = TaskQueue(db)
@@ -121,17 +143,17 @@ def test_lost_complete_fail_and_heartbeat_answer_true_when_called_again(
     tasks = [queue.claim("w") for _ in range(3)]
     for call, task in zip(calls, [tasks[0], tasks[0], tasks[1], tasks[2]], strict=True):
         assert task is not None
-        lose_next(faults)
+        faults.lose_next()
         with pytest.raises(TransientError):
             call(task)
-        answer(faults)
+        faults.answer()
         assert call(task), "a lost response turned into a stale claim"
     states = {t.payload: (t.status, t.attempts, t.error) for t in TaskQueue(check).list()}
     assert states == {"done": ("done", 1, None), "retried": ("open", 1, "boom"), "given up": ("failed", 1, "bad input")}
     assert not queue.complete(tasks[0].id, tasks[0].claim_id, result="another call")  # type: ignore[union-attr]
 
 
-def test_a_lost_hand_over_answers_true_and_posts_once(faults: Any, board: tuple[D1Client, D1Client]) -> None:
+def test_a_lost_hand_over_answers_true_and_posts_once(faults: Faults, board: tuple[D1Client, D1Client]) -> None:
     db, check = board
     db.exec("CREATE TABLE posts (n INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT)")
     queue = TaskQueue(db)
@@ -144,21 +166,21 @@ def test_a_lost_hand_over_answers_true_and_posts_once(faults: Any, board: tuple[
         _, step = queue.add_statement("next step")
         return queue.complete(task.id, task.claim_id, result="r", then=[post, step])
 
-    lose_next(faults)
+    faults.lose_next()
     with pytest.raises(TransientError):
         hand_over()
-    answer(faults)
+    faults.answer()
     assert hand_over()
     assert check.prepare("SELECT count(*) AS n FROM posts").first("n") == 1
     assert TaskQueue(check).stats()["total"] == 2  # the task and one next step
 
 
-def test_a_retried_add_many_never_duplicates(faults: Any, lossy: EmulatorServer) -> None:
+def test_a_retried_add_many_never_duplicates(faults: Faults, lossy: EmulatorServer) -> None:
     """add_many raises partway under faults; calling it again with the same payloads adds only the rest."""
     database_id = str(uuid.uuid4())
     with client(lossy, database_id, retries=0) as db, client(lossy, database_id, retries=0) as check:
         queue = TaskQueue(db)
-        faults.configure(FaultConfig(lost_response_rate=0.3, error_rate=0.1, seed=0))
+        faults.lose_some(0.3)
         payloads = [{"n": n} for n in range(1000)]
         failures = 0
         while True:
@@ -167,7 +189,7 @@ def test_a_retried_add_many_never_duplicates(faults: Any, lossy: EmulatorServer)
                 break
             except TransientError:
                 failures += 1
-        answer(faults)
+        faults.answer()
         assert failures >= 2, "the faults never interrupted add_many"
         rows = check.prepare("SELECT id, payload FROM tasks ORDER BY id").all().results
         assert [r["id"] for r in rows] == sorted(ids) and len(set(ids)) == 1000

@@ -138,6 +138,15 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     help="Share of requests applied, then answered 502 HTML or dropped.",
 )
 @click.option(
+    "--garbled-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    envvar="D1SYNC_FAULT_GARBLED_RATE",
+    show_envvar=True,
+    help="Share of requests answered 200 'success' with no proof: no result, null, too few, or a failed one"
+    " (applied or not, a seeded coin).",
+)
+@click.option(
     "--retry-after",
     type=click.IntRange(0),
     default=1,
@@ -167,6 +176,7 @@ def emulator(
     timeout_delay: float,
     html_rate: float,
     lost_rate: float,
+    garbled_rate: float,
     retry_after: int,
     seed: int | None,
     rate_limit: str | None,
@@ -193,6 +203,7 @@ def emulator(
             timeout_rate=timeout_rate,
             html_rate=html_rate,
             lost_response_rate=lost_rate,
+            garbled_rate=garbled_rate,
             seed=seed,
             retry_after=retry_after,
             timeout_delay=timeout_delay,
@@ -215,15 +226,7 @@ def emulator(
         sock = bind_socket(host, port)
     except OSError as exc:
         fail(f"cannot start the emulator on {host}:{port}: {exc.strerror or exc}", "choose another --port")
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    api_base = f"http://{shown}:{bound}/client/v4"
-    import apsw
-
-    click.echo(f"d1sync emulator serving {os.path.abspath(data_dir)} (SQLite {apsw.sqlite_lib_version()})")
-    click.echo(f"API base:            {api_base}")
-    click.echo(f"default database id: {DEFAULT_DATABASE_ID}")
-    click.echo(f"query it:            d1sync query --emulator http://{shown}:{bound} 'SELECT 1'")
+    _banner(data_dir, host, sock.getsockname()[1])
     if faults.active or limit:
         click.echo(f"faults: {_describe(faults, limit)}")
     try:
@@ -233,6 +236,17 @@ def emulator(
         if faults.active or limit:
             stats = app.state.faults.stats
             click.echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in stats.items()))
+
+
+def _banner(data_dir: str, host: str, port: int) -> None:
+    """Where the emulator serves, and how to reach it."""
+    import apsw
+
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"d1sync emulator serving {os.path.abspath(data_dir)} (SQLite {apsw.sqlite_lib_version()})")
+    click.echo(f"API base:            http://{shown}:{port}/client/v4")
+    click.echo(f"default database id: {DEFAULT_DATABASE_ID}")
+    click.echo(f"query it:            d1sync query --emulator http://{shown}:{port} 'SELECT 1'")
 
 
 def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:
@@ -245,6 +259,7 @@ def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:
             ("timeout_rate", faults.timeout_rate),
             ("html_rate", faults.html_rate),
             ("lost_rate", faults.lost_response_rate),
+            ("garbled_rate", faults.garbled_rate),
         )
         if value
     ]

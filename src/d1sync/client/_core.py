@@ -22,16 +22,17 @@ from d1sync.backoff import Backoff
 from d1sync.database import Meta, RawResult, Result
 from d1sync.errors import (
     D1Error,
-    InvalidRequestError,
     NetworkError,
     RequestTimeoutError,
     TransientError,
+    UnprovenResultError,
     ValueEncodingError,
     classify_error,
 )
 from d1sync.sql import first_keyword, split_statements
 from d1sync.values import decode_json, decode_row_value, encode_params
 
+from ._answers import non_envelope_error, unproven
 from .config import ClientConfig
 from .headers import RateLimitStatus, parse_rate_limit, parse_retry_after
 from .ratelimit import RateLimiter
@@ -119,38 +120,6 @@ class RetryPolicy:
 
 # Failures that prove the request never left this machine: safe to resend even a write.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_GATEWAY_STATUSES = frozenset({502, 503, 504})
-
-
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-
-
-def _describe_body(content: bytes, content_type: str) -> str:
-    stripped = content.strip()
-    if not stripped:
-        return "an empty body"
-    if "html" in content_type.lower() or stripped[:1] == b"<":
-        title = _TITLE.search(stripped[:4096])
-        if title:
-            text = " ".join(title.group(1).decode("utf-8", "replace").split())[:100]
-            return f"an HTML body ({text!r})"
-        return "an HTML body"
-    return "a body that is not JSON"
-
-
-def non_envelope_error(status: int, content: bytes, headers: Mapping[str, str], statement: str | None) -> D1Error:
-    """The error for a response that is not D1's JSON envelope (gateway pages, empty or truncated bodies)."""
-    body = _describe_body(content, headers.get("content-type", ""))
-    gateway = " (gateway error)" if status in _GATEWAY_STATUSES else ""
-    message = f"HTTP {status} with {body}{gateway}, not D1's JSON envelope"
-    error = classify_error(
-        status=status, code=None, message=message, statement=statement,
-        retry_after=parse_retry_after(headers.get("retry-after")),
-    )  # fmt: skip
-    if type(error) in (D1Error, InvalidRequestError) and not 400 <= status < 500:
-        # A 2xx/3xx that is not JSON is a broken or truncated answer: the next one may be fine.
-        return TransientError(message, status=status, statement=statement)
-    return error
 
 
 # -- requests ---------------------------------------------------------------------------------------------
@@ -158,7 +127,11 @@ def non_envelope_error(status: int, content: bytes, headers: Mapping[str, str], 
 
 @dataclass(frozen=True, slots=True)
 class ApiRequest:
-    """One HTTP request to the D1 API, plus what the client needs to judge its failure."""
+    """One HTTP request to the D1 API, plus what the client needs to judge its answer.
+
+    ``statements`` is how many statement results a successful answer must carry (SQL requests), and
+    ``expects_object`` says a successful answer's ``result`` must be an object (a database's details).
+    """
 
     method: str
     url: str
@@ -166,6 +139,8 @@ class ApiRequest:
     params: Mapping[str, str | int] = field(default_factory=dict)
     statement: str | None = None
     safe_to_retry: bool = False
+    statements: int | None = None
+    expects_object: bool = False
 
 
 _MIN_BARE_TOKEN_LENGTH = 8
@@ -185,6 +160,11 @@ def _header_token_pattern(token: str) -> re.Pattern[str]:
 
 def _encode_body(body: object) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _count_statements(sql: str) -> int:
+    """How many statement results D1 answers for ``sql`` (one per statement of the text, at least one)."""
+    return max(1, len(split_statements(sql)))
 
 
 def _statement_body(sql: str, params: Sequence[Any]) -> dict[str, Any]:
@@ -260,7 +240,8 @@ class ClientCore:
     ) -> ApiRequest:
         """``POST .../query`` (or ``/raw``) with a single ``{"sql", "params"}`` body."""
         body = _statement_body(sql, params)
-        return self._sql_request(body, raw=raw, statement=sql, safe=idempotent or is_read_only(sql))
+        safe = idempotent or is_read_only(sql)
+        return self._sql_request(body, raw=raw, statement=sql, safe=safe, statements=_count_statements(sql))
 
     def batch_request(
         self, statements: Sequence[tuple[str, Sequence[Any]]], *, raw: bool = False, idempotent: bool = False
@@ -274,12 +255,17 @@ class ClientCore:
                 raise ValueEncodingError(f"statement {index} of the batch: {exc}") from exc
         safe = idempotent or all(is_read_only(sql) for sql, _ in statements)
         first = statements[0][0] if statements else None
-        return self._sql_request({"batch": items}, raw=raw, statement=first, safe=safe)
+        count = sum(_count_statements(sql) for sql, _ in statements)
+        return self._sql_request({"batch": items}, raw=raw, statement=first, safe=safe, statements=count)
 
-    def _sql_request(self, body: dict[str, Any], *, raw: bool, statement: str | None, safe: bool) -> ApiRequest:
+    def _sql_request(
+        self, body: dict[str, Any], *, raw: bool, statement: str | None, safe: bool, statements: int
+    ) -> ApiRequest:
         endpoint = "raw" if raw else "query"
         url = f"{self._database_url(self.config.require_database_id())}/{endpoint}"
-        return ApiRequest("POST", url, _encode_body(body), statement=statement, safe_to_retry=safe)
+        return ApiRequest(
+            "POST", url, _encode_body(body), statement=statement, safe_to_retry=safe, statements=statements
+        )
 
     # database management
 
@@ -293,10 +279,10 @@ class ClientCore:
         body: dict[str, str] = {"name": name}
         if primary_location_hint:
             body["primary_location_hint"] = primary_location_hint
-        return ApiRequest("POST", self._account_url(), _encode_body(body))
+        return ApiRequest("POST", self._account_url(), _encode_body(body), expects_object=True)
 
     def get_request(self, database_id: str) -> ApiRequest:
-        return ApiRequest("GET", self._database_url(database_id), safe_to_retry=True)
+        return ApiRequest("GET", self._database_url(database_id), safe_to_retry=True, expects_object=True)
 
     def delete_request(self, database_id: str) -> ApiRequest:
         # Not retried: a DELETE that went through but lost its answer would come back as 7404.
@@ -323,7 +309,15 @@ class ClientCore:
         if not isinstance(data, dict) or not ("success" in data or "errors" in data):
             raise self._redacted(non_envelope_error(status, content, headers, request.statement))
         if data.get("success") is True and 200 <= status < 300:
-            return data
+            missing = unproven(data, statements=request.statements, expects_object=request.expects_object)
+            if missing is None:
+                return data
+            # Gateways and partial outages answer so: the request may or may not have been carried out.
+            raise UnprovenResultError(
+                f"D1's answer says success but proves nothing: {missing}; the outcome is unknown",
+                status=status,
+                statement=request.statement,
+            )
         errors = [e for e in data.get("errors") or [] if isinstance(e, Mapping)]
         code = errors[0].get("code") if errors else None
         messages = [str(e.get("message", "")).strip() for e in errors]

@@ -45,7 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from d1sync.emulator.endpoints import TRANSFER_PREFIX, transfer_routes
 from d1sync.emulator.engine import Engine, decode_body, internal_error, parse_database_id
-from d1sync.emulator.faults import Fault, FaultConfig, FaultInjector, Sleep
+from d1sync.emulator.faults import Fault, FaultConfig, FaultInjector, Garble, Sleep
 from d1sync.errors import ApiError
 
 __all__ = ["ConnectionDropped", "create_app", "envelope"]
@@ -265,6 +265,8 @@ class _Routes:
             )
         if fault is Fault.HTML_504:
             return HTMLResponse(_HTML_504, status_code=504)
+        if plan.garble is not None:
+            return await self._garbled(plan.garble, body, database_id, raw, applied=plan.apply_garbled)
         response = await self._execute(body, database_id, raw)
         # From here on the statements are applied: the faults below only hide that from the client.
         if fault is Fault.LOST_502:
@@ -278,14 +280,28 @@ class _Routes:
         return response
 
     async def _execute(self, body: bytes, database_id: str, raw: bool) -> Response:
+        result = await self._results(body, database_id, raw)
+        return result if isinstance(result, Response) else envelope(result)
+
+    async def _results(self, body: bytes, database_id: str, raw: bool) -> list[dict[str, Any]] | Response:
+        """The statement results of running ``body``, or the error response D1 would give."""
         try:
-            result = await run_in_threadpool(self.engine.execute, database_id, decode_body(body), raw=raw)
+            return await run_in_threadpool(self.engine.execute, database_id, decode_body(body), raw=raw)
         except ApiError as exc:
             return _api_error(exc)
         except Exception:
             logger.exception("emulator: internal error while running a query")
             return _api_error(internal_error())
-        return envelope(result)
+
+    async def _garbled(self, garble: Garble, body: bytes, database_id: str, raw: bool, *, applied: bool) -> Response:
+        """A 200 "success" that proves nothing, after running the statements or not."""
+        results: list[dict[str, Any]] = []
+        if applied:
+            outcome = await self._results(body, database_id, raw)
+            if isinstance(outcome, Response):
+                return outcome  # a refusal is answered as it is: only a success is garbled
+            results = outcome
+        return JSONResponse(garble.envelope(results))
 
     async def list_databases(self, request: Request) -> Response:
         try:

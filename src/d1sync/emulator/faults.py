@@ -14,6 +14,9 @@ What each fault does to one request (d1-contract §2):
                   than a client waits), then sent or the connection dropped (``timeout_action``)
 ``html``          504 with an HTML gateway page; nothing applied
 ``lost_response`` the statements are applied, then a 502 HTML page or a dropped connection
+``garbled``       HTTP 200 with ``"success": true`` but an answer that proves nothing: no ``result``, a
+                  ``null`` one, a list shorter than the statements sent, or a statement result with
+                  ``"success": false`` (a seeded choice); applied or not (``garbled_mode``)
 ================  ==========================================================================================
 
 Example::
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
-__all__ = ["Fault", "FaultConfig", "FaultInjector", "FaultPlan", "RateLimitState", "RateLimitWindow"]
+__all__ = ["Fault", "FaultConfig", "Garble", "FaultInjector", "FaultPlan", "RateLimitState", "RateLimitWindow"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -54,6 +57,28 @@ class Fault(Enum):
     HTML_504 = "html_504"
     LOST_502 = "lost_502"
     LOST_DROP = "lost_drop"
+    GARBLED = "garbled"
+
+
+class Garble(Enum):
+    """The shape of a garbled 200: what a gateway or a partial outage answered instead of the results."""
+
+    NO_RESULT = "no_result"
+    NULL_RESULT = "null_result"
+    SHORT_RESULT = "short_result"
+    FAILED_STATEMENT = "failed_statement"
+
+    def envelope(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """The garbled envelope, made from the real statement results (or from none, if nothing was applied)."""
+        body: dict[str, Any] = {"success": True, "errors": [], "messages": []}
+        if self is Garble.NULL_RESULT:
+            body["result"] = None
+        elif self is Garble.SHORT_RESULT:
+            body["result"] = results[:-1]
+        elif self is Garble.FAILED_STATEMENT:
+            failed = results or [{"results": [], "meta": {}}]
+            body["result"] = [{**element, "success": False} for element in failed]
+        return body
 
 
 STAT_KEYS = (
@@ -75,11 +100,15 @@ class FaultConfig:
         timeout_rate: share applied, then held ``timeout_delay`` seconds, then answered or dropped.
         html_rate: share answered 504 with an HTML body.
         lost_response_rate: share applied, then answered 502 HTML or dropped (``lost_response_mode``).
+        garbled_rate: share answered 200 "success" with an answer that proves nothing (see :class:`Garble`).
         seed: seed of the one random generator (None: unseeded, not reproducible).
         retry_after: seconds sent in ``retry-after`` for injected 429s.
         timeout_delay: how long a timed-out response is held (choose more than the client's timeout).
         timeout_action: after the hold, ``"drop"`` the connection or ``"respond"`` normally.
         lost_response_mode: ``"mixed"`` (a seeded coin), ``"html"`` (502 page) or ``"drop"`` (connection closed).
+        garbled_mode: whether a garbled answer's statements were applied: ``"mixed"`` (a seeded coin),
+            ``"applied"`` or ``"unapplied"``.
+        garbled_forms: the :class:`Garble` shapes to choose among (their values; empty: all of them).
     """
 
     latency: float = 0.0
@@ -88,11 +117,14 @@ class FaultConfig:
     timeout_rate: float = 0.0
     html_rate: float = 0.0
     lost_response_rate: float = 0.0
+    garbled_rate: float = 0.0
     seed: int | None = None
     retry_after: int = 1
     timeout_delay: float = 35.0
     timeout_action: Literal["drop", "respond"] = "drop"
     lost_response_mode: Literal["mixed", "html", "drop"] = "mixed"
+    garbled_mode: Literal["mixed", "applied", "unapplied"] = "mixed"
+    garbled_forms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         rates = self._rates()
@@ -109,6 +141,11 @@ class FaultConfig:
             raise ValueError("timeout_action must be 'drop' or 'respond'")
         if self.lost_response_mode not in ("mixed", "html", "drop"):
             raise ValueError("lost_response_mode must be 'mixed', 'html' or 'drop'")
+        if self.garbled_mode not in ("mixed", "applied", "unapplied"):
+            raise ValueError("garbled_mode must be 'mixed', 'applied' or 'unapplied'")
+        unknown = set(self.garbled_forms) - {g.value for g in Garble}
+        if unknown:
+            raise ValueError(f"unknown garbled forms {sorted(unknown)}; choose from {[g.value for g in Garble]}")
 
     def _rates(self) -> dict[str, float]:
         return {
@@ -117,6 +154,7 @@ class FaultConfig:
             "timeout_rate": self.timeout_rate,
             "html_rate": self.html_rate,
             "lost_response_rate": self.lost_response_rate,
+            "garbled_rate": self.garbled_rate,
         }
 
     @property
@@ -127,10 +165,15 @@ class FaultConfig:
 
 @dataclass(frozen=True, slots=True)
 class FaultPlan:
-    """What happens to one request: added latency, then the fault (if any)."""
+    """What happens to one request: added latency, then the fault (if any).
+
+    A garbled answer also says its shape and whether the statements are applied first.
+    """
 
     fault: Fault
     latency: float
+    garble: Garble | None = None
+    apply_garbled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +314,12 @@ class FaultInjector:
             fault = self._draw(config)
             if fault is not Fault.NONE:
                 self._stats[fault.value] += 1
-            return FaultPlan(fault, config.latency)
+            if fault is not Fault.GARBLED:
+                return FaultPlan(fault, config.latency)
+            garble = self._random.choice([Garble(f) for f in config.garbled_forms] or list(Garble))
+            mode = config.garbled_mode
+            applied = self._random.random() < 0.5 if mode == "mixed" else mode == "applied"
+            return FaultPlan(fault, config.latency, garble, applied)
 
     def _draw(self, config: FaultConfig) -> Fault:
         if not any(config._rates().values()):
@@ -283,6 +331,7 @@ class FaultInjector:
             (config.timeout_rate, Fault.TIMEOUT),
             (config.html_rate, Fault.HTML_504),
             (config.lost_response_rate, Fault.LOST_502),
+            (config.garbled_rate, Fault.GARBLED),
         ):
             if r < rate:
                 return self._variant(fault, config)

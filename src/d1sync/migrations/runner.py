@@ -342,8 +342,14 @@ class Migrator:
         else:
             number = line = None
             where = "the ledger insert (was it applied concurrently?)"
+        if exc.retryable:
+            # A lost or unproven answer: the batch may have run. Its ledger row runs with it, so applying
+            # again is safe and settles it.
+            outcome = "whether it was applied is unknown; apply again: the ledger records it only if it ran"
+        else:
+            outcome = "it was rolled back"
         return MigrationFailedError(
-            f"migration {plan.file.name} failed at {where}: {exc.message}; it was rolled back "
+            f"migration {plan.file.name} failed at {where}: {exc.message}; {outcome} "
             f"({len(applied)} earlier migration(s) of this run stay applied) [{plan.file.path}]",
             name=plan.file.name,
             path=plan.file.path,
