@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import struct
 from collections.abc import Iterator
 
+import apsw
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from d1sync.outbox.codec import column_expr, decode_row, encode_key, encode_row, key_sql
+from d1sync.outbox.codec import column_expr, decode_row, encode_key, encode_row, exact_real, key_sql
 from d1sync.sqlite import Connection
 
 values = st.one_of(
@@ -51,6 +54,48 @@ def test_sql_rebuilds_every_value_python_encodes(conn: Connection, row: list[obj
     exprs = ", ".join(column_expr(i, i in special) for i in range(len(row)))
     rebuilt = conn.execute(f"SELECT {exprs} FROM json_each(?) WHERE true", (f"[{text}]",)).fetchone()
     assert all(_same(a, b) for a, b in zip(rebuilt, row, strict=True)), (row, text, rebuilt)
+
+
+def _double(bits: int) -> float:
+    return float(struct.unpack("<d", bits.to_bytes(8, "little"))[0])
+
+
+any_double = st.integers(0, 2**64 - 1).map(_double).filter(math.isfinite)
+"""Every finite double, drawn by bit pattern: most have exponents far from 1 (where decimal text misreads)."""
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[apsw.Connection]:
+    """D1's engine: SQLite 3.47, whose text-to-double reading is not exactly rounded for large exponents."""
+    connection = apsw.Connection(":memory:")
+    yield connection
+    connection.close()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(any_double, st.floats(allow_nan=False, allow_infinity=False)), min_size=1, max_size=8))
+def test_d1s_engine_rebuilds_every_double_bit_for_bit(engine: apsw.Connection, row: list[float]) -> None:
+    text, special = encode_row(row)
+    exprs = ", ".join(column_expr(i, i in special) for i in range(len(row)))
+    rebuilt = list(engine.execute(f"SELECT {exprs} FROM json_each(?) WHERE true", (f"[{text}]",)))[0]
+    assert [struct.pack("<d", x) for x in rebuilt] == [struct.pack("<d", x) for x in row], (row, text, rebuilt)
+
+
+def test_the_issues_two_thousand_random_doubles_survive_d1s_engine(engine: apsw.Connection) -> None:
+    """The repro: 338 of 2,000 random bit patterns came back one bit off as decimal text; none may now."""
+    rng = random.Random(29)
+    doubles = [d for d in (_double(rng.getrandbits(64)) for _ in range(2_500)) if math.isfinite(d)][:2_000]
+    encoded = [encode_row([d]) for d in doubles]
+    assert sum(1 for _, special in encoded if special) > 1_000  # most of them take the exact form
+    payload = "[" + ",".join(text for text, _ in encoded) + "]"
+    rebuilt = [r[0] for r in engine.execute(f"SELECT {column_expr(0, True)} FROM json_each(?) WHERE true", (payload,))]
+    assert [struct.pack("<d", x) for x in rebuilt] == [struct.pack("<d", x) for x in doubles]
+
+
+def test_a_double_in_the_plain_range_travels_as_its_shortest_text() -> None:
+    assert encode_row([0.1, -2.5e-30, 1e30, 0.0, -0.0]) == ("[0.1,-2.5e-30,1e+30,0.0,-0.0]", frozenset())
+    assert encode_row([2.0**100, 2.0**-101]) == ('[{"r":[1,100]},{"r":[1,-101]}]', frozenset({0, 1}))
+    assert exact_real(5e-324) == [1, -1074] and exact_real(-0.75) == [-3, -2]
 
 
 @settings(max_examples=300, deadline=None)
