@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from d1sync.outbox.codec import column_expr, encode_row
+
 __all__ = ["CASES", "Case"]
 
 
@@ -965,3 +967,11 @@ add(
     setup=base + ("INSERT INTO t (v) VALUES (1); INSERT INTO nope VALUES (1)",),
     known=None,
 )
+
+# -- doubles as the sync engine pushes them: plain decimal text, and {"r": [m, e]} rebuilt as m * pow(2, e) ----------
+# D1's SQLite reads decimal text of extreme magnitudes one bit off; the exact form must come back bit for bit.
+_DOUBLES = (1e-300, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -1.989032661366619e244, 2.0**100, 7e-101)
+for _double in _DOUBLES:
+    _text, _special = encode_row([_double])
+    add("doubles", f"SELECT {column_expr(0, True)} AS x FROM json_each(?) WHERE true", f"[{_text}]")
+    add("doubles", "SELECT value AS x FROM json_each(?)", f"[{_double!r}]")
