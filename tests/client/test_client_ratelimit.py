@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ class FakeTime:
     async def async_sleep(self, seconds: float) -> None:
         self.sleep(seconds)
 
-    def limiter(self, rate: int, per: float, **kwargs: int) -> RateLimiter:
+    def limiter(self, rate: int, per: float, **kwargs: Any) -> RateLimiter:
         return RateLimiter(rate, per, clock=self.clock, sleep=self.sleep, async_sleep=self.async_sleep, **kwargs)
 
 

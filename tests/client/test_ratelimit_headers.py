@@ -1,4 +1,7 @@
-"""Rate-limit headers: read robustly, and fed to the limiter on every response, success or error, sync or async."""
+"""Rate-limit headers: read robustly, and fed to the limiter on every response, success or error, sync or async.
+
+The limiters here leave no reserve to other processes (reserve=0), so the counts read are what they hold.
+"""
 
 from __future__ import annotations
 
@@ -75,7 +78,7 @@ def test_with_both_header_families_the_lowest_remaining_wins() -> None:
 
 
 def test_a_success_reporting_few_remaining_lowers_the_clients_limiter() -> None:
-    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    limiter = FakeTime().limiter(100, 100.0, burst=10, reserve=0)
     d1 = ScriptedD1(headers(ok_rows({"a": 1}), x_ratelimit_remaining="2", x_ratelimit_reset="50"))
     with d1.client(rate_limiter=limiter) as client:
         client.prepare("SELECT 1 AS a").first()
@@ -84,7 +87,7 @@ def test_a_success_reporting_few_remaining_lowers_the_clients_limiter() -> None:
 
 def test_an_error_reporting_nothing_remaining_pauses_the_clients_limiter() -> None:
     t = FakeTime()
-    limiter = t.limiter(100, 100.0, burst=10)
+    limiter = t.limiter(100, 100.0, burst=10, reserve=0)
     no_table = d1_error(400, 7500, "no such table: t: SQLITE_ERROR")
     d1 = ScriptedD1(headers(no_table, x_ratelimit_remaining="0", x_ratelimit_reset="20"))
     with d1.client(rate_limiter=limiter) as client, pytest.raises(SQLError):
@@ -93,7 +96,7 @@ def test_an_error_reporting_nothing_remaining_pauses_the_clients_limiter() -> No
 
 
 def test_a_gateway_page_carrying_the_headers_is_observed_too() -> None:
-    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    limiter = FakeTime().limiter(100, 100.0, burst=10, reserve=0)
     page = httpx.Response(502, text="<html><title>502 Bad Gateway</title></html>")
     d1 = ScriptedD1(headers(page, x_ratelimit_remaining="1"))
     with d1.client(rate_limiter=limiter, max_retries=0) as client, pytest.raises(TransientError):
@@ -102,7 +105,7 @@ def test_a_gateway_page_carrying_the_headers_is_observed_too() -> None:
 
 
 def test_each_retry_is_observed_so_the_last_answer_counts() -> None:
-    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    limiter = FakeTime().limiter(100, 100.0, burst=10, reserve=0)
     overloaded = d1_error(503, 7500, "D1 DB is overloaded. Requests queued for too long.")
     d1 = ScriptedD1(
         headers(overloaded, x_ratelimit_remaining="6"),
@@ -114,7 +117,7 @@ def test_each_retry_is_observed_so_the_last_answer_counts() -> None:
 
 
 def test_responses_without_the_headers_leave_the_limiter_alone() -> None:
-    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    limiter = FakeTime().limiter(100, 100.0, burst=10, reserve=0)
     d1 = ScriptedD1(headers(ok_rows(), x_ratelimit_remaining="soon"), ok_rows())
     with d1.client(rate_limiter=limiter) as client:
         client.prepare("SELECT 1").all()
@@ -131,7 +134,7 @@ def test_a_client_without_a_limiter_ignores_the_headers() -> None:
 
 def test_the_async_client_observes_successes_and_errors_alike() -> None:
     t = FakeTime()
-    limiter = t.limiter(100, 100.0, burst=10)
+    limiter = t.limiter(100, 100.0, burst=10, reserve=0)
     no_table = d1_error(400, 7500, "no such table: t: SQLITE_ERROR")
     d1 = ScriptedD1(
         headers(ok_rows({"a": 1}), x_ratelimit_remaining="4", x_ratelimit_reset="50"),

@@ -1,4 +1,7 @@
-"""RateLimiter.observe: a response's count of the account's remaining requests lowers the bucket, never raises it."""
+"""RateLimiter.observe: a response's count of the account's remaining requests lowers the bucket, never raises it.
+
+Most tests set ``reserve=0`` to see the count itself; the reserve left to other processes has tests of its own.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +16,14 @@ from .test_client_ratelimit import FakeTime
 
 
 def test_fewer_remaining_than_tokens_lowers_the_bucket_to_match() -> None:
-    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    limiter = FakeTime().limiter(100, 100.0, burst=10, reserve=0)
     limiter.observe(remaining=3, reset=50.0)
     assert limiter.available() == 3.0
     assert [limiter.try_acquire() for _ in range(4)] == [True, True, True, False]
 
 
 def test_more_remaining_than_tokens_never_adds_any() -> None:
-    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    limiter = FakeTime().limiter(100, 100.0, burst=10, reserve=0)
     for _ in range(8):
         limiter.acquire()
     limiter.observe(remaining=500, reset=50.0)
@@ -29,7 +32,7 @@ def test_more_remaining_than_tokens_never_adds_any() -> None:
 
 def test_a_lowered_bucket_refills_at_its_usual_rate() -> None:
     t = FakeTime()
-    limiter = t.limiter(10, 10.0, burst=4)  # refills 0.6 tokens per second
+    limiter = t.limiter(10, 10.0, burst=4, reserve=0)  # refills 0.6 tokens per second
     limiter.observe(remaining=1)
     t.now = 5.0
     assert limiter.available() == pytest.approx(4.0)  # 1 + 5 * 0.6, capped at the burst
@@ -37,7 +40,7 @@ def test_a_lowered_bucket_refills_at_its_usual_rate() -> None:
 
 def test_nothing_remaining_pauses_every_acquirer_until_the_reset() -> None:
     t = FakeTime()
-    limiter = t.limiter(100, 100.0, burst=10)
+    limiter = t.limiter(100, 100.0, burst=10, reserve=0)
     limiter.observe(remaining=0, reset=30.0)
     assert limiter.available() == 0.0 and not limiter.try_acquire()
     assert limiter.wait_time() == pytest.approx(30.0)
@@ -47,7 +50,7 @@ def test_nothing_remaining_pauses_every_acquirer_until_the_reset() -> None:
 
 def test_nothing_remaining_without_a_reset_empties_the_bucket_without_a_pause() -> None:
     t = FakeTime()
-    limiter = t.limiter(10, 10.0, burst=4)
+    limiter = t.limiter(10, 10.0, burst=4, reserve=0)
     limiter.observe(remaining=0)
     assert limiter.wait_time() == pytest.approx(1 / 0.6)  # one refill interval, no more
     limiter.acquire()
@@ -73,14 +76,14 @@ def test_a_longer_reset_extends_a_pause() -> None:
 
 
 def test_a_reset_with_requests_remaining_does_not_pause() -> None:
-    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    limiter = FakeTime().limiter(100, 100.0, burst=10, reserve=0)
     limiter.observe(remaining=2, reset=300.0)
     assert limiter.wait_time() == 0.0 and limiter.try_acquire()
 
 
 @pytest.mark.parametrize("remaining", [-1, -0.5, math.nan, -math.inf])
 def test_a_negative_or_nan_remaining_is_ignored(remaining: float) -> None:
-    limiter = FakeTime().limiter(100, 100.0, burst=10)
+    limiter = FakeTime().limiter(100, 100.0, burst=10, reserve=0)
     limiter.observe(remaining=remaining, reset=30.0)
     assert limiter.available() == 10.0 and limiter.wait_time() == 0.0
 
@@ -88,7 +91,7 @@ def test_a_negative_or_nan_remaining_is_ignored(remaining: float) -> None:
 @pytest.mark.parametrize("reset", [-1.0, math.nan, math.inf])
 def test_a_negative_nan_or_infinite_reset_is_ignored_but_the_count_still_holds(reset: float) -> None:
     t = FakeTime()
-    limiter = t.limiter(10, 10.0, burst=4)
+    limiter = t.limiter(10, 10.0, burst=4, reserve=0)
     limiter.observe(remaining=0, reset=reset)
     assert limiter.available() == 0.0
     assert limiter.wait_time() == pytest.approx(1 / 0.6)  # no pause: only the refill
@@ -96,7 +99,7 @@ def test_a_negative_nan_or_infinite_reset_is_ignored_but_the_count_still_holds(r
 
 def test_observations_from_many_threads_never_let_more_through_than_the_lowest_count() -> None:
     """Observe and take under one lock: 8 threads saying 600 remain can take 600 tokens in all, not more."""
-    limiter = RateLimiter(1_000_000, 1e9, burst=1000, clock=lambda: 0.0)
+    limiter = RateLimiter(1_000_000, 1e9, burst=1000, reserve=0, clock=lambda: 0.0)
     taken = [0] * 8
 
     def worker(i: int) -> None:
@@ -120,3 +123,53 @@ def test_wait_time_counts_the_refill_during_a_pause() -> None:
     assert limiter.wait_time() == pytest.approx(30.0)
     limiter.acquire()
     assert sum(t.sleeps) == pytest.approx(30.0)
+
+
+def test_the_reserve_is_left_to_others_and_below_it_the_limiter_waits_for_the_reset() -> None:
+    t = FakeTime()
+    limiter = t.limiter(100, 100.0, burst=10)  # reserve: the burst, 10
+    assert limiter.reserve == 10
+    limiter.observe(remaining=13, reset=30.0)
+    assert [limiter.try_acquire() for _ in range(4)] == [True, True, True, False]
+    limiter.observe(remaining=10, reset=30.0)
+    assert limiter.wait_time() == pytest.approx(30.0)
+
+
+def test_requests_are_paced_so_what_remains_lasts_until_the_reset() -> None:
+    """60 left over for 120 s: one request every 2 s, slower than the bucket's own 0.9/s."""
+    t = FakeTime()
+    limiter = t.limiter(100, 100.0, burst=10, reserve=0)
+    limiter.observe(remaining=60, reset=120.0)
+    for _ in range(10):
+        limiter.acquire()
+    start = t.now
+    for _ in range(5):
+        limiter.acquire()
+    assert t.now - start == pytest.approx(10.0)
+    t.now = start + 200.0  # past the reset: the bucket's own rate again
+    for _ in range(10):
+        limiter.acquire()
+    before = t.now
+    limiter.acquire()
+    assert t.now - before == pytest.approx(1 / 0.9)
+
+
+def test_a_429_halves_the_rate_once_per_second_and_it_grows_back_over_a_window() -> None:
+    t = FakeTime()
+    limiter = t.limiter(100, 100.0, burst=10)
+    limiter.throttled(retry_after=5.0)
+    limiter.throttled(retry_after=5.0)  # the same overrun, seen by another request in flight
+    assert limiter.share == 0.5 and limiter.wait_time() == pytest.approx(5.0)
+    t.now = 2.0
+    limiter.throttled(retry_after=None)
+    assert limiter.share == pytest.approx((0.5 + 2 / 100) / 2)  # 2 s of growth, then halved
+    t.now = 52.0
+    assert limiter.share == pytest.approx(0.26 + 50 / 100)
+    t.now = 500.0
+    assert limiter.share == 1.0
+
+
+def test_a_limiter_that_is_not_adaptive_only_pauses_on_a_429() -> None:
+    limiter = FakeTime().limiter(100, 100.0, burst=10, adaptive=False)
+    limiter.throttled(retry_after=3.0)
+    assert limiter.share == 1.0 and limiter.wait_time() == pytest.approx(3.0)

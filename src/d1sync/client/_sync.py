@@ -130,7 +130,7 @@ class D1Client(Database):
                 return self._send_once(request)
             except D1Error as error:
                 if isinstance(error, RateLimitedError) and self.rate_limiter is not None:
-                    self.rate_limiter.pause(error.retry_after or 0.0)
+                    self.rate_limiter.throttled(error.retry_after)
                 delay = self._core.retry_delay(request, error, attempt)
                 if delay is None:
                     raise

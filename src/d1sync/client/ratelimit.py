@@ -9,7 +9,13 @@ seconds ever sees more than ``rate`` requests.
 One limiter may serve several clients, threads and event loops: pass the same instance to each client.
 Clients without an explicit limiter share one default limiter per API base URL (:func:`default_limiter`).
 Processes cannot share an instance, so each client also tells its limiter what every response reports about
-the account (:meth:`RateLimiter.observe`): a bucket holding more than the account has left drops to match.
+the account (:meth:`RateLimiter.observe`): a bucket holding more than the account has left drops to match,
+and requests are paced so the account's remaining requests last until its window resets.
+
+Where answers carry no such count, a 429 is the only signal that others share the budget: the limiter then
+halves its rate (:meth:`RateLimiter.throttled`) and grows it back linearly, a full rate's worth over one
+window without a 429 (additive increase, multiplicative decrease, as TCP does). Two daemons on one account
+settle on shares that add up to less than the budget instead of hammering it in turns.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ __all__ = ["RateLimiter", "default_limiter", "is_local_url"]
 DEFAULT_RATE = 1200
 DEFAULT_PER = 300.0
 _EPSILON = 1e-9
+_MIN_SHARE = 1 / 16
+"""The lowest share of its rate a limiter cuts to after 429s (four halvings)."""
 
 
 class RateLimiter:
@@ -36,6 +44,9 @@ class RateLimiter:
         per: window length in seconds.
         burst: tokens the bucket holds (requests that may go back to back); default ``rate // 40``, small so
             a long drain keeps ~97.5% of the budget (``(rate - burst) / per`` per second).
+        adaptive: halve the rate on each 429 (:meth:`throttled`) and grow it back over ``per`` seconds.
+        reserve: requests of the account's reported remaining count left to others (other processes, the
+            dashboard), whose spending since that answer is unknown; default ``burst``. See :meth:`observe`.
         clock: monotonic clock in seconds (injectable for tests).
         sleep: blocking sleep used by :meth:`acquire`.
         async_sleep: awaitable sleep used by :meth:`acquire_async`.
@@ -54,6 +65,8 @@ class RateLimiter:
         per: float = DEFAULT_PER,
         *,
         burst: int | None = None,
+        adaptive: bool = True,
+        reserve: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -69,6 +82,14 @@ class RateLimiter:
         # With burst == rate (or rate == 1) the bucket cannot reserve a window's budget: it falls back to the
         # classic refill of rate/per, which is only a long-run average.
         self.refill_per_second = (rate - capacity) / per if capacity < rate else rate / per
+        self.adaptive = adaptive
+        self.reserve = capacity if reserve is None else reserve
+        if self.reserve < 0:
+            raise ValueError(f"RateLimiter reserve must not be negative (got {reserve})")
+        self._share = 1.0
+        self._last_cut = float("-inf")
+        self._paced = math.inf
+        self._paced_until = float("-inf")
         self._clock = clock
         self._sleep = sleep
         self._async_sleep = async_sleep
@@ -78,11 +99,25 @@ class RateLimiter:
         self._paused_until = float("-inf")
 
     def __repr__(self) -> str:
-        return f"RateLimiter(rate={self.rate}, per={self.per}, burst={self.burst})"
+        return f"RateLimiter(rate={self.rate}, per={self.per}, burst={self.burst}, reserve={self.reserve})"
+
+    @property
+    def share(self) -> float:
+        """The share of ``rate`` the limiter allows now: 1.0, or less for a while after a 429."""
+        with self._lock:
+            self._refill(self._clock())
+            return self._share
+
+    def _rate(self, now: float) -> float:
+        """Tokens per second now: the refill, times the share left after 429s, at most the account's pace."""
+        rate = self.refill_per_second * self._share
+        return min(rate, self._paced) if now < self._paced_until else rate
 
     def _refill(self, now: float) -> None:
         elapsed = max(0.0, now - self._updated)
-        self._tokens = min(float(self.burst), self._tokens + elapsed * self.refill_per_second)
+        self._tokens = min(float(self.burst), self._tokens + elapsed * self._rate(now))
+        if self._share < 1.0:
+            self._share = min(1.0, self._share + elapsed / self.per)
         self._updated = now
 
     def _take(self) -> float:
@@ -95,7 +130,7 @@ class RateLimiter:
         if self._tokens >= 1.0 - _EPSILON:
             self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
-        return (1.0 - self._tokens) / self.refill_per_second
+        return (1.0 - self._tokens) / self._rate(now)
 
     def try_acquire(self) -> bool:
         """Take a token without waiting; False when none is available now."""
@@ -137,37 +172,64 @@ class RateLimiter:
             self._refill(now)
             paused = max(0.0, self._paused_until - now)
             # The bucket keeps refilling during a pause: only what is still missing when it ends adds a wait.
-            tokens = min(float(self.burst), self._tokens + paused * self.refill_per_second)
-            return paused + (0.0 if tokens >= 1.0 - _EPSILON else (1.0 - tokens) / self.refill_per_second)
+            rate = self._rate(now)
+            tokens = min(float(self.burst), self._tokens + paused * rate)
+            return paused + (0.0 if tokens >= 1.0 - _EPSILON else (1.0 - tokens) / rate)
 
     def pause(self, seconds: float) -> None:
         """Hold every acquirer for ``seconds`` (the server said 429 with ``retry-after``); never shortens a pause."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
 
+    def throttled(self, retry_after: float | None) -> None:
+        """The server answered 429: pause for ``retry_after`` seconds and, when adaptive, halve the rate.
+
+        Several requests in flight may all come back 429 for one overrun: the rate is cut at most once per
+        second (and never below a sixteenth), then grows back by a full rate over ``per`` seconds.
+        """
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            self._paused_until = max(self._paused_until, now + max(0.0, retry_after or 0.0))
+            if self.adaptive and now - self._last_cut >= 1.0:
+                self._share = max(_MIN_SHARE, self._share / 2)
+                self._last_cut = now
+
     def observe(self, remaining: float, reset: float | None = None) -> None:
         """Align the bucket with a response's count: ``remaining`` requests left, more in ``reset`` seconds.
 
         Cloudflare counts every process, token and the dashboard of a user together, so other processes may
-        have spent what this bucket still holds. When ``remaining`` is below the tokens here, the bucket drops
-        to ``remaining`` (an observation never adds tokens); when ``remaining`` is 0 it also pauses for
-        ``reset`` seconds, as :meth:`pause` does (never shortening a pause). A negative or NaN ``remaining``
+        have spent what this bucket still holds, and may be spending it now. Of ``remaining``, ``reserve``
+        requests are left to them: the bucket drops to what is left over (an observation never adds tokens);
+        until ``reset`` seconds have passed, requests are paced at that count over ``reset`` at most, so the
+        account's budget lasts the window whoever else spends it; when nothing is left over it also pauses
+        for ``reset`` seconds, as :meth:`pause` does (never shortening a pause). Two daemons on one account
+        then hit no 429 where a bare count would have them race for the same freed request.
+        A negative or NaN ``remaining``
         is ignored, and so is a negative, NaN or infinite ``reset``. The clients call this for every response
         that reports the account's remaining requests (see ``parse_rate_limit`` in ``_core``).
 
         Example::
 
-            limiter.observe(remaining=3, reset=42.0)    # at most 3 requests go before the refill adds more
-            limiter.observe(remaining=0, reset=42.0)    # nothing goes for 42 s
+            limiter = RateLimiter(1200, 300.0, reserve=30)
+            limiter.observe(remaining=33, reset=42.0)   # 3 go at once, then one every 14 s (3 over 42 s)
+            limiter.observe(remaining=30, reset=42.0)   # nothing goes for 42 s: 30 are left to others
         """
         if not remaining >= 0:  # also refuses NaN
             return
         with self._lock:
             now = self._clock()
             self._refill(now)
-            self._tokens = min(self._tokens, float(remaining))
-            if remaining < 1 and reset is not None and 0 <= reset < math.inf:
+            usable = max(0.0, remaining - self.reserve)
+            self._tokens = min(self._tokens, float(usable))
+            if reset is None or not 0 <= reset < math.inf:
+                return
+            if usable < 1:
+                # The window renews at the reset: an older answer's pace no longer applies after it.
                 self._paused_until = max(self._paused_until, now + reset)
+                self._paced_until = float("-inf")
+            elif reset > 0:
+                self._paced, self._paced_until = usable / reset, now + reset
 
 
 _defaults: dict[str, RateLimiter] = {}
