@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         TransientError,
         UndecodableTextError,
         UnprovenResultError,
+        UnreachableError,
         UnsafeMigrationError,
         ValueEncodingError,
     )
@@ -125,6 +126,7 @@ __all__ = [
     "TransientError",
     "UndecodableTextError",
     "UnprovenResultError",
+    "UnreachableError",
     "UnsafeMigrationError",
     "ValueEncodingError",
     "__version__",
@@ -169,6 +171,7 @@ _LAZY = {
     "TransientError": "d1sync.errors",
     "UndecodableTextError": "d1sync.errors",
     "UnprovenResultError": "d1sync.errors",
+    "UnreachableError": "d1sync.errors",
     "UnsafeMigrationError": "d1sync.errors",
     "ValueEncodingError": "d1sync.errors",
     "LocalDatabase": "d1sync.local",

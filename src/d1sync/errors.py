@@ -25,6 +25,7 @@ exception leaks out of a public call::
         └── TransientError           worth retrying: 5xx, HTML gateway pages, busy files, transient D1 messages
             ├── RateLimitedError     971/429, with .retry_after seconds
             ├── NetworkError         the connection failed or broke
+            │   └── UnreachableError nothing answers at the address (refused, unknown host)
             ├── RequestTimeoutError  no answer in time (a write may still have committed)
             └── UnprovenResultError  an answer that says success but does not prove it (outcome unknown)
 
@@ -64,6 +65,7 @@ __all__ = [
     "TransientError",
     "UndecodableTextError",
     "UnprovenResultError",
+    "UnreachableError",
     "UnsafeMigrationError",
     "UsageError",
     "ValueEncodingError",
@@ -369,6 +371,11 @@ class RateLimitedError(TransientError):
 
 class NetworkError(TransientError):
     """The connection could not be made or broke mid-request."""
+
+
+class UnreachableError(NetworkError):
+    """Nothing answers at the address: the connection was refused or the host is unknown. The request never
+    left, so it is safe to send again; a target that never answered is probably not running or misnamed."""
 
 
 class RequestTimeoutError(TransientError):

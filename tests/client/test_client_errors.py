@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from d1sync.cli import cli
+from d1sync.client import D1Client, RetryPolicy
 from d1sync.errors import (
     AuthError,
     D1Error,
@@ -19,6 +23,7 @@ from d1sync.errors import (
     RequestTimeoutError,
     SQLError,
     TransientError,
+    UnreachableError,
 )
 
 from .scripted import TOKEN, ScriptedD1, d1_error, envelope
@@ -183,7 +188,7 @@ def test_read_timeout_becomes_request_timeout_error() -> None:
     with d1.client(max_retries=0) as client, pytest.raises(RequestTimeoutError) as info:
         client.prepare(SQL).bind(1).run()
     error = info.value
-    assert error.retryable and error.statement == SQL and error.status is None
+    assert error.retryable and error.statement is None and error.status is None  # no answer: the SQL says nothing
     assert "may still have been applied" in error.message
     assert isinstance(error.__cause__, httpx.ReadTimeout)
 
@@ -193,7 +198,14 @@ def test_transport_failures_become_network_error(exc: Exception) -> None:
     d1 = ScriptedD1(exc)
     with d1.client(max_retries=0) as client, pytest.raises(NetworkError) as info:
         client.prepare(SQL).bind(1).run()
-    assert info.value.retryable and type(exc).__name__ in info.value.message and info.value.__cause__ is exc
+    assert info.value.retryable and info.value.__cause__ is exc
+    if isinstance(exc, httpx.ConnectError):  # never connected: nothing answers there
+        assert (
+            isinstance(info.value, UnreachableError)
+            and info.value.message == "nothing answers at http://mock (connection refused)"
+        )
+    else:
+        assert type(exc).__name__ in info.value.message
 
 
 def test_token_never_appears_in_wrapped_httpx_exception_text() -> None:
@@ -228,3 +240,30 @@ def test_the_token_is_sent_only_in_the_authorization_header() -> None:
     request = d1.requests[0]
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
     assert TOKEN not in str(request.url) and TOKEN.encode() not in request.content
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_nothing_listening_is_an_unreachable_error_naming_the_address_and_no_sql() -> None:
+    base = f"http://127.0.0.1:{_closed_port()}"
+    client = D1Client(account_id="a", database_id="d", api_token=TOKEN, base_url=f"{base}/client/v4",
+                      retry=RetryPolicy(max_retries=0))  # fmt: skip
+    with client, pytest.raises(UnreachableError) as caught:
+        client.prepare("SELECT json_array(1) AS internal").all()
+    assert str(caught.value) == f"nothing answers at {base} (connection refused)"
+    assert caught.value.retryable and caught.value.statement is None
+
+
+def test_a_one_shot_command_at_a_dead_emulator_says_so_with_a_hint_and_exits_1() -> None:
+    base = f"http://127.0.0.1:{_closed_port()}"
+    result = CliRunner().invoke(cli, ["query", "--emulator", base, "SELECT 1"], env={"D1SYNC_EMULATOR_TOKEN": TOKEN})
+    assert result.exit_code == 1
+    assert f"nothing answers at {base} (connection refused)" in result.output
+    assert "is `d1sync emulator` running there?" in result.output
+    assert "SELECT" not in result.output and "may pass" not in result.output

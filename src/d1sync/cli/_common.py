@@ -117,6 +117,12 @@ def hint_for(kind: str) -> str | None:
         elif target is not None and target.kind == "local":
             where = f" --local {target.path}"
         return f"apply the same migrations there: d1sync migrations apply{where}"
+    if kind == "UnreachableError":
+        if emulator:
+            return "is `d1sync emulator` running there? Start it, or pass the --emulator URL it printed"
+        if target is not None and target.kind == "remote":
+            return "check the network, and D1SYNC_API_BASE if you set it"
+        return None
     if kind == "RateLimitedError":
         return "wait a few minutes (Cloudflare locks an account out for 5 minutes) and run the command again"
     return None

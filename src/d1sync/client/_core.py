@@ -26,6 +26,7 @@ from d1sync.errors import (
     RequestTimeoutError,
     TransientError,
     UnprovenResultError,
+    UnreachableError,
     ValueEncodingError,
     classify_error,
 )
@@ -174,6 +175,16 @@ def _statement_body(sql: str, params: Sequence[Any]) -> dict[str, Any]:
     return body
 
 
+def _refused(detail: str) -> str:
+    """Why a connection failed, in words: refused, or a host name that does not resolve."""
+    lowered = detail.lower()
+    if "refused" in lowered:
+        return " (connection refused)"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered or "getaddrinfo" in lowered:
+        return " (unknown host)"
+    return f" ({detail})" if detail else ""
+
+
 class ClientCore:
     """Request building, response parsing and retry decisions for one client configuration."""
 
@@ -182,6 +193,7 @@ class ClientCore:
         self.policy = policy
         self.rng = rng or random.Random()
         self.host = urlsplit(config.base_url).netloc
+        self.base = config.base_url.removesuffix("/client/v4")
         self._token_in_header = _header_token_pattern(config.api_token)
 
     # headers and secrets
@@ -377,19 +389,24 @@ class ClientCore:
     # transport failures and retries
 
     def transport_error(self, exc: httpx.RequestError, request: ApiRequest) -> D1Error:
-        """Translate an httpx failure (no HTTP answer) into the d1sync error; the token never shows."""
+        """Translate an httpx failure (no HTTP answer) into the d1sync error; the token never shows.
+
+        The statement is left out: with no answer, the SQL says nothing about the failure.
+        """
         kind = type(exc).__name__
         detail = self.redact(str(exc)).strip()
         suffix = f": {detail}" if detail else ""
         if isinstance(exc, httpx.TimeoutException):
             if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-                message = f"could not connect to {self.host} in time ({kind})"
-            else:
-                message = f"no answer from {self.host} in time ({kind}); a write may still have been applied"
-            return RequestTimeoutError(message, statement=request.statement)
+                return RequestTimeoutError(f"could not connect to {self.host} in time ({kind})")
+            return RequestTimeoutError(
+                f"no answer from {self.host} in time ({kind}); a write may still have been applied"
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return UnreachableError(f"nothing answers at {self.base}{_refused(detail)}")
         if isinstance(exc, httpx.TransportError):
-            return NetworkError(f"connection to {self.host} failed ({kind}){suffix}", statement=request.statement)
-        return TransientError(f"request to {self.host} failed ({kind}){suffix}", statement=request.statement)
+            return NetworkError(f"connection to {self.host} failed ({kind}){suffix}")
+        return TransientError(f"request to {self.host} failed ({kind}){suffix}")
 
     def retry_delay(self, request: ApiRequest, error: D1Error, attempt: int) -> float | None:
         """Seconds to wait before retrying after failed attempt ``attempt`` (0-based), or None to give up.
