@@ -9,6 +9,7 @@ See ``docs/sync.md`` for the design; the pieces, in the order a change travels:
 - :mod:`~d1sync.outbox.planner`: ``json_each`` bulk statements packed into size-bounded requests;
 - :mod:`~d1sync.outbox.lease`: the single-drainer lease;
 - :mod:`~d1sync.outbox.delivery`: sending, bisecting refusals, dead letters (:mod:`~d1sync.outbox.dead`);
+- :mod:`~d1sync.outbox.config`: ``SyncConfig``, every knob of a worker;
 - :mod:`~d1sync.outbox.worker`: ``SyncWorker.sync_once()``; :mod:`~d1sync.outbox.loop` its loop, in a thread
   or the foreground, with ``wait_synced`` and the asyncio surface; :mod:`~d1sync.outbox.drain`;
 - :mod:`~d1sync.outbox.embed`: ``from_env``, the zero-config worker;
@@ -27,6 +28,7 @@ from d1sync.backoff import Backoff
 from d1sync.errors import SchemaMismatchError
 from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.clone import CloneReport, clone
+from d1sync.outbox.config import SyncConfig
 from d1sync.outbox.dead import DeadLetter
 from d1sync.outbox.drain import DrainReport, drain
 from d1sync.outbox.embed import from_env
@@ -47,6 +49,7 @@ __all__ = [
     "PullOptions",
     "SchemaMismatchError",
     "Status",
+    "SyncConfig",
     "SyncResult",
     "SyncWorker",
     "TableSpec",

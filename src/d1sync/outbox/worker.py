@@ -26,19 +26,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from d1sync.backoff import Backoff
 from d1sync.database import Database
 from d1sync.errors import D1Error, D1SyncError, RateLimitedError, TransientError
 from d1sync.outbox import lease
 from d1sync.outbox.ahead import READ_AHEAD_SECONDS, Aside, deliver_window
 from d1sync.outbox.capture import load_specs
 from d1sync.outbox.changes import read_window
+from d1sync.outbox.config import SyncConfig, merge_deprecated
 from d1sync.outbox.log import stamp
 from d1sync.outbox.loop import WorkerLoop
 from d1sync.outbox.metrics import Counters
-from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
+from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, PlannedRequest, plan
 from d1sync.outbox.preflight import preflight
-from d1sync.outbox.pull import Puller, PullOptions, merge_pull, replicated_specs
+from d1sync.outbox.pull import Puller, merge_pull, replicated_specs
 from d1sync.outbox.replica import clear_pull_pause, push_origin
 from d1sync.outbox.replicate import CLEAR_ORIGIN, SET_ORIGIN
 from d1sync.outbox.results import State, SyncResult
@@ -70,30 +70,18 @@ class SyncWorker(WorkerLoop):
     Args:
         path: the application's SQLite file (tables tracked with :class:`~d1sync.Outbox`).
         target: where rows go; usually a :class:`~d1sync.D1Client`.
-        limits: planner limits (bytes per value and request, statements per request).
-        window: change rows read per pass (bounds memory).
-        backoff: back-off for transient failures (default: 0.5 s doubling to 60 s, jittered).
-        pause_interval: seconds before re-checking after a pause (auth error, missing database, schema).
-        lease_ttl: seconds the drain lease lasts without renewal; must exceed a request's timeout.
+        config: sizes, timings and directions (:class:`~d1sync.outbox.config.SyncConfig`; default: its
+            defaults). The keywords that used to be the worker's own (``window=``, ``limits=``, ...) still
+            work, with a DeprecationWarning naming the SyncConfig field.
         clock: returns epoch seconds; injectable for tests.
         monotonic: a monotonic clock for in-process durations (how long a lease has gone unrenewed).
-        check_schema: verify the remote schema before the first send.
-        poll_interval: seconds between ``PRAGMA data_version`` checks while idle (other processes' writes).
-        min_interval: the floor between write-triggered passes, so a burst of small commits shares a request.
-        seed: seeds the back-off jitter (for reproducible tests).
         on_progress: called with the result of every request-level step (for progress bars).
-        push: send local changes (False: pull only; local changes wait).
-        pull: pull the remote changes of two-way tables (``Outbox.replicate``); None: when there are any.
-        pull_options: pull interval, window, log retention (:class:`~d1sync.outbox.pull.PullOptions`).
-        read_ahead: read and plan the next window while a full window's last request is in flight (the send
-            runs in a helper thread, so ``target`` must accept calls from a thread other than the one that made
-            it; D1Client and LocalDatabase do). Requests still go one at a time, in order.
 
     Close it (or use ``with``) when done: it holds a connection to the file.
 
     Example::
 
-        with SyncWorker("app.db", D1Client()) as worker:
+        with SyncWorker("app.db", D1Client(), SyncConfig(window=5_000)) as worker:
             worker.sync_once()          # one pass; or worker.run() as a daemon
     """
 
@@ -101,40 +89,31 @@ class SyncWorker(WorkerLoop):
         self,
         path: str | os.PathLike[str],
         target: Database,
+        config: SyncConfig | None = None,
         *,
-        limits: Limits | None = None,
-        window: int = 20_000,
-        backoff: Backoff | None = None,
-        pause_interval: float = 30.0,
-        lease_ttl: float = 90.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        check_schema: bool = True,
-        poll_interval: float = 0.05,
-        min_interval: float = 0.02,
-        seed: int | None = None,
         on_progress: Callable[[SyncResult], None] | None = None,
-        push: bool = True,
-        pull: bool | None = None,
-        pull_options: PullOptions | None = None,
-        read_ahead: bool = True,
+        **deprecated: Any,
     ) -> None:
+        config = merge_deprecated(config, deprecated, owner="SyncWorker")
+        self.config = config
         self.path = Path(path)
         self.target = target
-        self.limits = limits or Limits()
-        self.window = window
-        self.backoff = backoff or Backoff()
-        self.pause_interval = pause_interval
-        self.lease_ttl = lease_ttl
+        self.limits = config.limits
+        self.window = config.window
+        self.backoff = config.backoff
+        self.pause_interval = config.pause_interval
+        self.lease_ttl = config.lease_ttl
         self.clock = clock
-        self.check_schema = check_schema
-        self.poll_interval = poll_interval
-        self.min_interval = min_interval
+        self.check_schema = config.check_schema
+        self.poll_interval = config.poll_interval
+        self.min_interval = config.min_interval
         self.on_progress = on_progress
         self.owner = lease.new_owner()
         self._target_id = repr(target)
         self.counters = Counters()
-        self.rng = random.Random(seed)
+        self.rng = random.Random(config.seed)
         self.conn = Connection(self.path, notify=False)  # its own commits must not wake its loop
         try:
             ensure_schema(self.conn)
@@ -142,7 +121,7 @@ class SyncWorker(WorkerLoop):
             self.conn.close()
             raise
         self._seen_schema = -1
-        self._watch = lease.LeaseWatch(lease_ttl + lease.MAX_ALLOWANCE + 1.0, monotonic)
+        self._watch = lease.LeaseWatch(config.lease_ttl + lease.MAX_ALLOWANCE + 1.0, monotonic)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -153,10 +132,10 @@ class SyncWorker(WorkerLoop):
         self._crash: BaseException | None = None
         self._failing_since: float | None = None
         self._seen_version = -1
-        self.push = push
-        self.pull = pull
-        self.puller = Puller(self, pull_options or PullOptions())
-        self.read_ahead = read_ahead
+        self.push = config.push
+        self.pull = config.pull
+        self.puller = Puller(self, config.pull_options)
+        self.read_ahead = config.read_ahead
         self._aside = Aside()
 
     def __repr__(self) -> str:
