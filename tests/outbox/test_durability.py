@@ -18,8 +18,8 @@ from d1sync.database import Statement
 from d1sync.errors import RequestTimeoutError, SQLError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, Outbox, SyncConfig, SyncWorker, drain
-from d1sync.outbox.log import append_changes
-from d1sync.outbox.upgrade import ensure_schema
+from d1sync.outbox.store.log import append_changes
+from d1sync.outbox.store.upgrade import ensure_schema
 from d1sync.sqlite import Connection
 
 from .conftest import OpenWorker, RecordingTarget, open_file, snapshot
@@ -487,8 +487,8 @@ def test_the_upgrade_keeps_triggers_on_the_change_log(tmp_path: Path) -> None:
 
 def test_dead_letters_are_made_only_for_changes_still_in_the_log(tmp_path: Path) -> None:
     """Two workers handling the same orphans must not make two dead letters of one change."""
-    from d1sync.outbox.changes import Change
-    from d1sync.outbox.dead import dead_letter
+    from d1sync.outbox.model import Change
+    from d1sync.outbox.store.dead import dead_letter
 
     with Outbox(tmp_path / "app.db") as outbox, Connection(tmp_path / "app.db") as conn:
         with conn.atomic():

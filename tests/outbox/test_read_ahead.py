@@ -25,7 +25,8 @@ from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, Outbox, SyncConfig, drain
 from d1sync.outbox import ahead as ahead_module
 from d1sync.outbox import changes as changes_module
-from d1sync.outbox.changes import Change, ReadAhead, Window, read_window, seq_param
+from d1sync.outbox.changes import ReadAhead, Window, read_window
+from d1sync.outbox.model import Change, seq_param
 from d1sync.sqlite import Connection
 
 from .conftest import OpenWorker, RecordingTarget, open_file, snapshot
@@ -305,13 +306,13 @@ def test_a_window_read_ahead_is_the_window_the_log_gives_without_the_rows_in_fli
     way, what it rewrote is read in its newest state, never reused from the window before."""
     path, _, _ = backlog
     reads: list[dict[str, Any]] = []
-    real_read_log = changes_module._read_log
+    real_read_log = changes_module.read_log
 
     def spy(*args: Any, **options: Any) -> Any:
         reads.append(options)
         return real_read_log(*args, **options)
 
-    monkeypatch.setattr(changes_module, "_read_log", spy)
+    monkeypatch.setattr(changes_module, "read_log", spy)
     with Connection(path) as conn:
         window = read_window(conn, WINDOW)
         in_flight = window.changes[:60]

@@ -20,7 +20,7 @@ from d1sync.bench.data import COLUMNS, TABLE, create_table, fill_rows, make_back
 from d1sync.bench.remote import BenchEmulator
 from d1sync.errors import D1SyncError
 from d1sync.outbox import SyncConfig, SyncWorker
-from d1sync.outbox.log import LIVE
+from d1sync.outbox.store.log import LIVE
 from d1sync.sqlite import connect
 
 __all__ = ["LatencyOutcome", "percentile", "run_latency"]

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from d1sync.outbox.changes import Change, ReadAhead, Window, read_window
+from d1sync.outbox.changes import ReadAhead, Window, read_window
 from d1sync.outbox.delivery import Worker, deliver, settle_window
+from d1sync.outbox.model import Change
 from d1sync.outbox.planner import Limits, Plan, plan
 from d1sync.outbox.preflight import Preflight
 from d1sync.outbox.reconcile import schema_version

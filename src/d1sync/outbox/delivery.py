@@ -31,13 +31,13 @@ from typing import Protocol, TypeVar
 from d1sync.database import Database
 from d1sync.errors import D1Error, D1SyncError, SQLError, TransientError
 from d1sync.outbox import lease
-from d1sync.outbox.capture import TableSpec
-from d1sync.outbox.changes import Change, Window, acknowledge, requeue
-from d1sync.outbox.dead import dead_letter, resolve_dead
+from d1sync.outbox.changes import Window, acknowledge, requeue
 from d1sync.outbox.metrics import Counters
+from d1sync.outbox.model import Change, TableSpec
 from d1sync.outbox.planner import Limits, Plan, PlannedRequest, plan
 from d1sync.outbox.results import SyncResult
-from d1sync.outbox.schema import TableState, load_table_states, save_table_state
+from d1sync.outbox.store.dead import dead_letter, resolve_dead
+from d1sync.outbox.store.schema import TableState, load_table_states, save_table_state
 from d1sync.outbox.swap import swap_request
 from d1sync.outbox.tables import pause
 from d1sync.sqlite import Connection

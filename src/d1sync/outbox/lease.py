@@ -1,6 +1,6 @@
 """The single-drainer lease: at most one worker sends a file's changes at a time, across processes.
 
-The lease is a row of the worker state (:class:`~d1sync.outbox.schema.Lease`: owner and expiry). A worker
+The lease is a row of the worker state (:class:`~d1sync.outbox.store.schema.Lease`: owner and expiry). A worker
 takes it before a pass and renews it before every request; it is released on stop. A worker killed with
 SIGKILL cannot release it, so a successor on the same host takes it over as soon as the owner's process is
 gone (:func:`owner_is_dead`) instead of waiting for the expiry.
@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from d1sync.outbox.schema import Lease, load_state, save_state
+from d1sync.outbox.store.schema import Lease, load_state, save_state
 from d1sync.sqlite import Connection
 
 __all__ = [

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from d1sync.backoff import Backoff
 from d1sync.errors import ConfigError, D1Error
-from d1sync.outbox.log import LIVE
 from d1sync.outbox.results import SyncResult
-from d1sync.outbox.schema import LastError, save_state
+from d1sync.outbox.store.log import issued_seq, pending_through
+from d1sync.outbox.store.schema import LastError, save_state
 from d1sync.sqlite import Connection, on_commit
 
 __all__ = ["WorkerLoop"]
@@ -200,15 +200,6 @@ class WorkerLoop:
 
     # -- read-your-writes --------------------------------------------------------------------------------
 
-    def _mark(self) -> int | None:
-        """The newest change now in the log (None: nothing pending)."""
-        mark = self.conn.execute("SELECT max(seq) FROM _d1sync_changes").fetchone()[0]
-        return None if mark is None else int(mark)
-
-    def _left(self, mark: int) -> bool:
-        sql = f"SELECT EXISTS (SELECT 1 FROM _d1sync_changes WHERE seq <= ? AND {LIVE})"
-        return bool(self.conn.execute(sql, (mark,)).fetchone()[0])
-
     def wait_synced(self, timeout: float | None = None) -> bool:
         """Wait until every change committed before this call has left the outbox; False on timeout.
 
@@ -216,9 +207,9 @@ class WorkerLoop:
         letter, counted in ``status().dead_letters``). Whoever holds the drain lease sends: this worker's
         loop, another process's (``d1sync run``), or, when neither runs, this call itself.
         """
-        mark = self._mark()
+        mark = issued_seq(self.conn)  # the newest change now in the log
         deadline = None if timeout is None else time.monotonic() + timeout
-        while mark is not None and self._left(mark):
+        while pending_through(self.conn, mark):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False

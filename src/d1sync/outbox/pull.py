@@ -28,12 +28,22 @@ from typing import Any, Protocol
 from d1sync.database import Database
 from d1sync.errors import D1Error, D1SyncError, SQLError, TransientError
 from d1sync.outbox.apply import Applied, Pulled, apply_pulled
-from d1sync.outbox.capture import TableSpec, load_specs
 from d1sync.outbox.codec import column_expr
 from d1sync.outbox.lease import holds_lease
 from d1sync.outbox.metrics import Counters
+from d1sync.outbox.model import TableSpec
 from d1sync.outbox.pages import exact_columns, read_exact
-from d1sync.outbox.replica import (
+from d1sync.outbox.replicate import (
+    DEFAULT_RETENTION,
+    HEARTBEAT,
+    LOG_WINDOW,
+    PRUNED_SINCE,
+    PULL_SUMMARY,
+    log_trigger_names,
+    prune,
+)
+from d1sync.outbox.results import SyncResult
+from d1sync.outbox.store.replica import (
     PullTable,
     Replica,
     ensure_replica_schema,
@@ -43,9 +53,7 @@ from d1sync.outbox.replica import (
     save_pull_table,
     save_replica,
 )
-from d1sync.outbox.replicate import DEFAULT_RETENTION, log_trigger_names, prune
-from d1sync.outbox.results import SyncResult
-from d1sync.outbox.schema import NOW_MS_SQL
+from d1sync.outbox.store.schema import PREFIX, load_specs
 from d1sync.outbox.verify import DEFAULT_PAGE, verify_table
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
@@ -54,20 +62,6 @@ __all__ = ["PullOptions", "PullReport", "Puller", "merge_pull", "replicated_spec
 
 log = logging.getLogger("d1sync.pull")
 
-_WINDOW = "SELECT seq, tbl, key, origin, at FROM _d1sync_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-_HEARTBEAT = (
-    f"INSERT INTO _d1sync_replicas (id, cursor, seen_at) VALUES (?1, ?2, {NOW_MS_SQL}) ON CONFLICT (id) DO UPDATE "
-    "SET cursor = excluded.cursor, seen_at = excluded.seen_at WHERE _d1sync_replicas.cursor IS NOT excluded.cursor "
-    "OR _d1sync_replicas.seen_at < excluded.seen_at - 60000"
-)
-_SUMMARY = (
-    f"WITH w AS ({_WINDOW}), last AS (SELECT tbl, key, origin, max(seq) AS seq FROM w GROUP BY tbl, key) "
-    "SELECT (SELECT seq FROM sqlite_sequence WHERE name = '_d1sync_log'), (SELECT max(seq) FROM w), "
-    "(SELECT count(*) FROM w), (SELECT count(*) FROM last WHERE origin IS ?3), "
-    "(SELECT json_group_array(name) FROM sqlite_master WHERE type = 'trigger' "
-    "AND name IN (SELECT value FROM json_each(?4)))"
-)
-_PRUNED = "SELECT tbl, seq FROM _d1sync_pruned WHERE seq > ?1"
 _KEYS_PER_REQUEST = 200
 
 
@@ -142,7 +136,7 @@ def rows_sql(spec: TableSpec) -> str:
     text, the entry's ``at``, whether the row exists, then the exact row (:mod:`~d1sync.outbox.pages`)."""
     first = quote_identifier(spec.key[0])
     return (
-        f"WITH w AS ({_WINDOW}), last AS (SELECT key, origin, at, max(seq) AS seq FROM w WHERE tbl = ?3 "
+        f"WITH w AS ({LOG_WINDOW}), last AS (SELECT key, origin, at, max(seq) AS seq FROM w WHERE tbl = ?3 "
         f"GROUP BY key) SELECT l.key, l.at, t.{first} IS NOT NULL, {exact_columns(spec)} FROM last AS l "
         f"LEFT JOIN {quote_identifier(spec.name)} AS t ON {_join(spec, 'l.key')} WHERE l.origin IS NOT ?4"
     )
@@ -216,7 +210,7 @@ class Puller:
         """The remote lacks the replication log or a replicated table: pulls wait (pushes go on)."""
         conn = self.worker.conn
         assert exc.missing is not None
-        if exc.missing[1].startswith("_d1sync_"):
+        if exc.missing[1].startswith(PREFIX):
             reason = (
                 f"the remote has no replication log ({exc.message}); install it with `d1sync replicate DB "
                 "TABLE...` (or apply the migration `d1sync replicate --emit-migration DIR` writes)"
@@ -226,16 +220,16 @@ class Puller:
         log.error("pull paused: %s", reason)
         with conn.atomic():
             replica = replica_identity(conn, self.worker.path, [])
-            capture = not exc.missing[1].startswith("_d1sync_") and replica.installed
+            capture = not exc.missing[1].startswith(PREFIX) and replica.installed
             save_replica(conn, replace(replica, installed=capture, paused=reason, paused_at=now))
 
     def _statements(self, specs: dict[str, TableSpec], replica: Replica) -> list[Any]:
         db, cursor, window = self.worker.target, replica.cursor, self.options.window
         names = [n for t in sorted(specs) for n in log_trigger_names(t)]
         statements = [
-            db.prepare(_HEARTBEAT).bind(replica.id, cursor),
-            db.prepare(_SUMMARY).bind(cursor, window, replica.id, json.dumps(names)),
-            db.prepare(_PRUNED).bind(cursor),
+            db.prepare(HEARTBEAT).bind(replica.id, cursor),
+            db.prepare(PULL_SUMMARY).bind(cursor, window, replica.id, json.dumps(names)),
+            db.prepare(PRUNED_SINCE).bind(cursor),
         ]
         statements += [db.prepare(rows_sql(specs[t])).bind(cursor, window, t, replica.id) for t in sorted(specs)]
         return statements

@@ -30,30 +30,30 @@ from d1sync.database import Database
 from d1sync.errors import D1Error, D1SyncError, RateLimitedError, TransientError
 from d1sync.outbox import lease
 from d1sync.outbox.ahead import READ_AHEAD_SECONDS, Aside, deliver_window
-from d1sync.outbox.capture import load_specs
 from d1sync.outbox.changes import read_window
 from d1sync.outbox.config import SyncConfig, merge_deprecated
-from d1sync.outbox.log import stamp
 from d1sync.outbox.loop import WorkerLoop
 from d1sync.outbox.metrics import Counters
 from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, PlannedRequest, plan
 from d1sync.outbox.preflight import preflight
 from d1sync.outbox.pull import Puller, merge_pull, replicated_specs
-from d1sync.outbox.replica import clear_pull_pause, push_origin
 from d1sync.outbox.replicate import CLEAR_ORIGIN, SET_ORIGIN
 from d1sync.outbox.results import State, SyncResult
-from d1sync.outbox.schema import (
+from d1sync.outbox.status import Status, read_status
+from d1sync.outbox.store.log import pending_count, stamp
+from d1sync.outbox.store.replica import clear_pull_pause, push_origin
+from d1sync.outbox.store.schema import (
     LastError,
     LastPass,
     RateBudget,
     WorkerState,
+    load_specs,
     load_state,
     load_table_states,
     save_state,
 )
-from d1sync.outbox.status import Status, pending_count, read_status
+from d1sync.outbox.store.upgrade import ensure_schema
 from d1sync.outbox.tables import resume_all
-from d1sync.outbox.upgrade import ensure_schema
 from d1sync.outbox.verify import DEFAULT_PAGE, VerifyReport, verify
 from d1sync.sqlite import Connection
 
