@@ -281,3 +281,23 @@ def test_the_store_imports_nothing_of_the_engine_above_it() -> None:
         and target != "d1sync.outbox"
     }
     assert upward == set()
+
+
+ENGINE = "d1sync.outbox"
+
+
+def test_no_protocol_describes_the_worker_and_no_mixin_expects_its_attributes() -> None:
+    """Parts get what they need as arguments: no Protocol classes in the engine, and SyncWorker composes
+    its parts instead of inheriting them."""
+    protocols = [
+        f"{name}.{node.name}"
+        for name, path in MODULES.items()
+        if name.startswith(ENGINE)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef)
+        and any(isinstance(base, ast.Name | ast.Attribute) and "Protocol" in ast.unparse(base) for base in node.bases)
+    ]
+    assert protocols == []
+    from d1sync.outbox.worker import SyncWorker
+
+    assert SyncWorker.__bases__ == (object,)
