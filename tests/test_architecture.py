@@ -301,3 +301,17 @@ def test_no_protocol_describes_the_worker_and_no_mixin_expects_its_attributes() 
     from d1sync.outbox.worker import SyncWorker
 
     assert SyncWorker.__bases__ == (object,)
+
+
+def test_only_refusals_decides_what_a_push_refusal_means() -> None:
+    """What a D1 refusal means (retry, bisect, dead-letter, pause a table, pause all) is one table of rules in
+    refusals.py; the rest of the engine carries verdicts out. (apply.py reads local SQLite errors of pulled
+    rows, which are not D1's refusals.)"""
+    readers = sorted(
+        f"{name}:{node.lineno}"
+        for name, path in MODULES.items()
+        if name.startswith(ENGINE) and name not in (f"{ENGINE}.refusals", f"{ENGINE}.apply")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr in ("row_level", "constraint")
+    )
+    assert readers == []

@@ -1,7 +1,8 @@
 """Delivery of one window's planned requests: settle the window, send in order, isolate refused rows, survive a
 lost lease.
 
-The rule for refusals (what each costs, in requests, is in docs/sync.md):
+What a refusal means is decided by :mod:`~d1sync.outbox.refusals` (one table of rules); this module carries
+the verdicts out. In short (what each costs, in requests, is in docs/sync.md):
 
 * **Not about a row** (``no such column``, ``table t has no column named c``): the table's statements are
   split from a request holding several tables, and the table that fails is paused with D1's message. Nothing
@@ -34,6 +35,7 @@ from d1sync.outbox.changes import Window, acknowledge, requeue
 from d1sync.outbox.link import Link
 from d1sync.outbox.model import Change, TableSpec
 from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, Plan, PlannedRequest, plan
+from d1sync.outbox.refusals import PROBES, Refusal, Verdict, blames_the_table, decide, same_refusal
 from d1sync.outbox.replicate import CLEAR_ORIGIN, SET_ORIGIN
 from d1sync.outbox.results import Failure, SyncResult
 from d1sync.outbox.store.dead import dead_letter, resolve_dead
@@ -47,11 +49,6 @@ __all__ = ["deliver", "send_request", "settle_window"]
 
 log = logging.getLogger("d1sync.sync")
 
-_WAITING = frozenset({"FOREIGN KEY", "UNIQUE", "PRIMARY KEY"})
-_UNIQUE = frozenset({"UNIQUE", "PRIMARY KEY"})
-_TABLE_WIDE = frozenset({"NOT NULL", "CHECK", "DATATYPE"})
-"""Constraints that, when every probed row breaks them alike, point at the table's schema, not at rows."""
-_PROBES = 3
 T = TypeVar("T")
 _REPLACE_HINT = (
     " (another remote row holds this value; if the application writes with INSERT OR REPLACE, the rows REPLACE"
@@ -237,55 +234,69 @@ class _Sender:
                 try:
                     try:
                         outcome = self._send(request, read_ahead if last else None, ahead)
-                    except SQLError as exc:
+                    except D1Error as exc:
+                        refusal = self._refusal(exc, request, window_full=window_full, retried=retried)
+                        verdict = decide(refusal)
+                        if verdict in (Verdict.BACK_OFF, Verdict.PAUSE_ALL):
+                            raise
+                        assert refusal.sql is not None
                         self.refused = True
                         # The probes of a refusal send requests too: their failures are handled alike.
-                        rest = self._refused(exc, request, window_full, deferred, retry_later, retried)
+                        rest = self._refused(verdict, refusal.sql, request, deferred, retry_later)
                         queue.appendleft(rest + batch[i + 1 :])
                         break
-                except TransientError as exc:
-                    return self._failed(exc, request, pause=False)
-                except D1Error as exc:  # auth, a missing database, anything not about a row: pause loudly
-                    return self._failed(exc, request, pause=True)
+                except D1Error as exc:  # the pass ends: it backs off, or pauses loudly
+                    return self._failed(exc, request, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF)
                 if outcome is not None:
                     return outcome
         return None
 
+    def _refusal(self, exc: D1Error, request: PlannedRequest, *, window_full: bool, retried: bool) -> Refusal:
+        tables = {c.table for c in request.changes}
+        probed = len(tables) == 1 and not tables.isdisjoint(self.probed)
+        return Refusal(exc, len(request.changes), len(tables), window_full, retried, probed)
+
     def _refused(
         self,
+        verdict: Verdict,
         exc: SQLError,
         request: PlannedRequest,
-        window_full: bool,
         deferred: list[Change],
         retry_later: list[Change],
-        retried: bool,
     ) -> list[PlannedRequest]:
-        """Handle a refused request; the requests to send next in its place."""
+        """Carry out the verdict on a refused request; the requests to send next in its place."""
         rows = request.changes
-        tables = sorted({c.table for c in rows})
-        if len(tables) > 1:  # first find the table it is about: each table's rows on their own
+        table = rows[0].table
+        if verdict is Verdict.SPLIT_TABLES:
+            tables = sorted({c.table for c in rows})
             return [r for t in tables for r in self.plan([c for c in rows if c.table == t])]
-        table = tables[0]
-        if not exc.row_level:
+        if verdict is Verdict.PAUSE_TABLE:
             self._pause_table(table, exc)
-            return []
-        if len(rows) == 1:
-            self._refused_row(exc, rows[0], window_full, deferred, retry_later, retried)
-            return []
-        if exc.constraint in _TABLE_WIDE and table not in self.probed:
-            self.probed.add(table)
-            rest = self._probe(exc, rows)
-            if rest is None:
-                return []
-            rows = rest
-        if len(rows) <= 1:
-            return self.plan(rows)
-        half = len(rows) // 2
-        return self.plan(rows[:half]) + self.plan(rows[half:])
+        elif verdict is Verdict.DEFER:
+            log.info("deferred %s key %s: %s", table, rows[0].key, exc.message)
+            deferred.append(rows[0])
+        elif verdict is Verdict.RETRY_LATER:
+            retry_later.append(rows[0])
+        elif verdict is Verdict.SWAP:
+            self.clashing.setdefault(table, []).append((rows[0], exc))
+        elif verdict is Verdict.DEAD_LETTER:
+            self._dead(rows[0], exc.message)
+        else:
+            if verdict is Verdict.PROBE:
+                self.probed.add(table)
+                rest = self._probe(exc, rows)
+                if rest is None:
+                    return []
+                rows = rest
+            if len(rows) <= 1:
+                return self.plan(rows)
+            half = len(rows) // 2
+            return self.plan(rows[:half]) + self.plan(rows[half:])
+        return []
 
     def _probe(self, exc: SQLError, rows: list[Change]) -> list[Change] | None:
         """Send a few rows alone. None if they all fail alike (the table is paused); else the rows left."""
-        picks = sorted({0, len(rows) // 2, len(rows) - 1})[:_PROBES]
+        picks = sorted({0, len(rows) // 2, len(rows) - 1})[:PROBES]
         alike = 0
         sent: set[int] = set()
         for index in picks:
@@ -294,34 +305,11 @@ class _Sender:
                     return rows  # the lease is gone: the caller's next send finds that out
                 sent.add(index)
             except SQLError as probe_exc:
-                if probe_exc.row_level and probe_exc.message == exc.message:
-                    alike += 1
-        if alike == len(picks) and alike >= 2:
+                alike += same_refusal(probe_exc, exc)
+        if blames_the_table(alike, len(picks)):
             self._pause_table(rows[0].table, exc, probes=alike)
             return None
         return [c for i, c in enumerate(rows) if i not in sent]
-
-    def _refused_row(
-        self,
-        exc: SQLError,
-        change: Change,
-        window_full: bool,
-        deferred: list[Change],
-        retry_later: list[Change],
-        retried: bool,
-    ) -> None:
-        waits = exc.constraint in _WAITING
-        if waits and window_full:
-            # What it waits for may be in a later window: leave it pending. Once the whole backlog fits in one
-            # window, the failure is final and dead-letters the row.
-            log.info("deferred %s key %s: %s", change.table, change.key, exc.message)
-            deferred.append(change)
-        elif waits and not retried:
-            retry_later.append(change)
-        elif exc.constraint in _UNIQUE:
-            self.clashing.setdefault(change.table, []).append((change, exc))
-        else:
-            self._dead(change, exc.message)
 
     def swap_remaining(self) -> SyncResult | Failure | None:
         """Send rows still clashing on UNIQUE values together, once, then dead-letter what still fails."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from d1sync.database import Database
-from d1sync.errors import D1Error, TransientError
+from d1sync.errors import D1Error
 from d1sync.outbox.ahead import READ_AHEAD_SECONDS, deliver_window
 from d1sync.outbox.changes import read_window
 from d1sync.outbox.config import SyncConfig, merge_deprecated
@@ -38,6 +38,7 @@ from d1sync.outbox.pacing import Pacer
 from d1sync.outbox.planner import plan
 from d1sync.outbox.preflight import preflight
 from d1sync.outbox.pull import Puller, PullReport, merge_pull, replicated_specs
+from d1sync.outbox.refusals import Refusal, Verdict, decide
 from d1sync.outbox.results import Failure, State, SyncResult
 from d1sync.outbox.status import Status, read_status
 from d1sync.outbox.store.log import pending_count, stamp
@@ -234,10 +235,8 @@ class SyncWorker:
                 pause_interval=self.pause_interval,
                 chunk=max(1, self.window // 2),  # room for new writes in the same window
             )
-        except TransientError as exc:
-            return self.pacer.failed(Failure(exc, now, pause=False))
-        except D1Error as exc:  # auth, a missing database: not about one table, so the worker pauses
-            return self.pacer.failed(Failure(exc, now, pause=True))
+        except D1Error as exc:  # transient: back off; auth, a missing database: not about one table, pause
+            return self.pacer.failed(Failure(exc, now, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF))
         self._seen_schema = ready.schema_version
         result = SyncResult("idle", paused_tables=ready.paused)
         if ready.retry_soon:
