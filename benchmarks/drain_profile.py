@@ -41,7 +41,7 @@ import httpx
 from d1sync.bench.data import CREATE_TABLE, make_backlog
 from d1sync.bench.remote import BenchEmulator, compare_with_remote, pacing_limiter
 from d1sync.client import D1Client
-from d1sync.outbox import SyncWorker, ahead, changes, delivery
+from d1sync.outbox import SyncConfig, SyncWorker, ahead, changes, delivery
 from d1sync.outbox import worker as worker_module
 
 Spent = dict[str, float]
@@ -155,7 +155,7 @@ def profile_stages(template: Path, workdir: Path, rows: int, read_ahead: bool) -
     client.rate_limiter = None
     request_time = _timed(spent, "request", client.batch)
     client.batch = request_time  # type: ignore[method-assign]
-    with client, SyncWorker(path, client, read_ahead=read_ahead) as worker:
+    with client, SyncWorker(path, client, config=SyncConfig(read_ahead=read_ahead)) as worker:
         with stages_timed(spent), collector_timed(spent):
             cpu, wall = time.process_time(), time.perf_counter()
             _drain(worker)
@@ -198,7 +198,7 @@ def timeline(
                 answered.append(time.perf_counter() - started)
 
         client.batch = timed_batch  # type: ignore[method-assign]
-        with client, SyncWorker(path, client, read_ahead=read_ahead) as worker:
+        with client, SyncWorker(path, client, config=SyncConfig(read_ahead=read_ahead)) as worker:
             cpu, wall = time.process_time(), time.perf_counter()
             _drain(worker)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

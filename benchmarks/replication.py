@@ -34,7 +34,7 @@ from rich.table import Table
 from d1sync.bench import machine_info
 from d1sync.bench.remote import BenchEmulator
 from d1sync.database import Database, ExecResult, RawResult, Result, Statement
-from d1sync.outbox import Outbox, SyncWorker, drain
+from d1sync.outbox import Outbox, SyncConfig, SyncWorker, drain
 from d1sync.outbox.pull import PullOptions
 from d1sync.outbox.replicate import prune
 
@@ -83,7 +83,7 @@ def rows_written(emulator: BenchEmulator, root: Path, rows: int, two_way: bool) 
             "update": ("UPDATE notes SET body = body || ' edited', n = n + 1 WHERE id <= ?", rows),
             "delete": ("DELETE FROM notes WHERE id <= ?", rows),
         }
-        with SyncWorker(path, metered, pull=False) as worker:
+        with SyncWorker(path, metered, config=SyncConfig(pull=False)) as worker:
             assert drain(worker).drained
             for step, (sql, param) in steps.items():
                 with closing(sqlite3.connect(path)) as conn, conn:
@@ -92,7 +92,7 @@ def rows_written(emulator: BenchEmulator, root: Path, rows: int, two_way: bool) 
                 assert drain(worker).drained
                 figures[step] = (metered.written - before) / rows
         if two_way:
-            with SyncWorker(path, client, pull_options=PullOptions(interval=0.0)) as worker:
+            with SyncWorker(path, client, config=SyncConfig(pull_options=PullOptions(interval=0.0))) as worker:
                 drain(worker)
                 drain(worker)  # the heartbeat now carries the cursor past every entry
             before = metered.written
@@ -117,7 +117,7 @@ def pull_lag(emulator: BenchEmulator, root: Path, samples: int, interval: float,
     with emulator.client(database_id) as client, emulator.client(database_id) as writer:
         client.exec(SCHEMA)
         Outbox(path).replicate("notes", target=client)
-        with SyncWorker(path, client, pull_options=PullOptions(interval=interval)) as worker:
+        with SyncWorker(path, client, config=SyncConfig(pull_options=PullOptions(interval=interval))) as worker:
             worker.start(idle_interval=5.0)
             reader = sqlite3.connect(path)
             for i in range(1, samples + 1):

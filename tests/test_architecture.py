@@ -204,3 +204,114 @@ def test_help_loads_no_command_module_at_all() -> None:
     loaded = _imported_modules("--help")
     assert sorted(m for m in loaded if m.startswith("d1sync.cli.")) == []
     assert "httpx" not in loaded
+
+
+STORE = "d1sync.outbox.store"
+# Outside the store, only these name d1sync's own tables in SQL: what d1sync keeps on D1 (remote capture,
+# replica positions), a clone's plan kept in the new file, and the migrations' checksum side table.
+OWN_TABLES_ELSEWHERE = {"d1sync.outbox.replicate", "d1sync.outbox.clone_plan", "d1sync.migrations.runner"}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+        # An attribute docstring: a bare string right after an assignment.
+        if hasattr(node, "body") and isinstance(node.body, list):
+            for before, after in zip(node.body, node.body[1:], strict=False):
+                if isinstance(before, ast.Assign | ast.AnnAssign) and isinstance(after, ast.Expr):
+                    if isinstance(after.value, ast.Constant):
+                        found.add(id(after.value))
+    return found
+
+
+def _names_own_tables(path: Path) -> bool:
+    """Whether a module's code (docstrings aside) holds text naming a ``_d1sync_`` table."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = _docstrings(tree)
+    return any(
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and "_d1sync_" in node.value
+        and id(node) not in skip
+        for node in ast.walk(tree)
+    )
+
+
+def test_only_the_store_runs_sql_on_the_outbox_tables() -> None:
+    """The store owns the outbox's local state: nothing else writes SQL naming a ``_d1sync_`` table."""
+    naming = {
+        name
+        for name, path in MODULES.items()
+        if not (name == STORE or name.startswith((STORE + ".", "d1sync.bench"))) and _names_own_tables(path)
+    }
+    assert naming <= OWN_TABLES_ELSEWHERE, sorted(naming - OWN_TABLES_ELSEWHERE)
+
+
+STORE_SQL = {"PENDING", "LIVE", "APPLYING_TABLE", "SCHEMA", "CHANGE_LOG"}
+"""The store's SQL fragments: code outside the store that imports one is writing SQL on its tables."""
+
+
+def test_no_sql_fragment_of_the_store_is_used_outside_it() -> None:
+    used = {
+        f"{name}: {alias.name}"
+        for name, path in MODULES.items()
+        if not name.startswith((STORE, "d1sync.bench"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(STORE)
+        for alias in node.names
+        if alias.name in STORE_SQL
+    }
+    assert used == set()
+
+
+def test_the_store_imports_nothing_of_the_engine_above_it() -> None:
+    below = {"d1sync.outbox.codec", "d1sync.outbox.model"}
+    upward = {
+        f"{name} imports {target}"
+        for name in MODULES
+        if name.startswith(STORE)
+        for target in imports_of(name)
+        if target.startswith("d1sync.outbox")
+        and not target.startswith(STORE)
+        and target not in below
+        and target != "d1sync.outbox"
+    }
+    assert upward == set()
+
+
+ENGINE = "d1sync.outbox"
+
+
+def test_no_protocol_describes_the_worker_and_no_mixin_expects_its_attributes() -> None:
+    """Parts get what they need as arguments: no Protocol classes in the engine, and SyncWorker composes
+    its parts instead of inheriting them."""
+    protocols = [
+        f"{name}.{node.name}"
+        for name, path in MODULES.items()
+        if name.startswith(ENGINE)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef)
+        and any(isinstance(base, ast.Name | ast.Attribute) and "Protocol" in ast.unparse(base) for base in node.bases)
+    ]
+    assert protocols == []
+    from d1sync.outbox.worker import SyncWorker
+
+    assert SyncWorker.__bases__ == (object,)
+
+
+def test_only_refusals_decides_what_a_push_refusal_means() -> None:
+    """What a D1 refusal means (retry, bisect, dead-letter, pause a table, pause all) is one table of rules in
+    refusals.py; the rest of the engine carries verdicts out. (apply.py reads local SQLite errors of pulled
+    rows, which are not D1's refusals.)"""
+    readers = sorted(
+        f"{name}:{node.lineno}"
+        for name, path in MODULES.items()
+        if name.startswith(ENGINE) and name not in (f"{ENGINE}.refusals", f"{ENGINE}.apply")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr in ("row_level", "constraint")
+    )
+    assert readers == []

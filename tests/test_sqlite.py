@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from d1sync import LocalDatabase, Outbox, SyncWorker
+from d1sync import LocalDatabase, Outbox, SyncConfig, SyncWorker
 from d1sync.errors import SQLError
 from d1sync.sqlite import Connection, on_commit
 
@@ -112,7 +112,7 @@ def test_a_workers_pending_count_may_be_read_from_another_thread_while_it_drains
             outbox.track("t")
         with app.atomic() as conn:
             conn.executemany("INSERT INTO t VALUES (?, ?)", ((i, "x" * 50) for i in range(20_000)))
-        with SyncWorker(app_path, remote, window=500) as worker:
+        with SyncWorker(app_path, remote, config=SyncConfig(window=500)) as worker:
             seen: list[int] = []
             errors: list[BaseException] = []
             stop = threading.Event()

@@ -273,7 +273,7 @@ def run_demo(config: DemoConfig, *, on_tick: Callable[[dict[str, Any]], None] | 
     from d1sync.client import D1Client, RetryPolicy
     from d1sync.emulator import DEFAULT_DATABASE_ID
     from d1sync.emulator.server import EmulatorServer
-    from d1sync.outbox import Outbox, SyncWorker
+    from d1sync.outbox import Outbox, SyncConfig, SyncWorker
 
     report = DemoReport()
     with tempfile.TemporaryDirectory(prefix="d1sync-demo-") as tmp, contextlib.ExitStack() as stack:
@@ -302,7 +302,11 @@ def run_demo(config: DemoConfig, *, on_tick: Callable[[dict[str, Any]], None] | 
         with Outbox(app_db) as outbox:
             outbox.track(*TABLES)
         worker = stack.enter_context(
-            SyncWorker(app_db, remote, backoff=Backoff(base=0.05, cap=1.0), pause_interval=1.0, seed=config.seed)
+            SyncWorker(
+                app_db,
+                remote,
+                SyncConfig(backoff=Backoff(base=0.05, cap=1.0), pause_interval=1.0, seed=config.seed),
+            )
         )
         _write_while_syncing(worker, _Writer(app_db, config.rows, config.seed), report, on_tick)
         report.faults = server.app.state.faults.stats

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from d1sync import LocalDatabase, Outbox, SyncWorker
+from d1sync import LocalDatabase, Outbox, SyncConfig, SyncWorker
 from d1sync.cli import COMMANDS, cli
 from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
@@ -149,7 +149,7 @@ def test_a_pause_is_re_checked_at_once_when_a_person_runs_sync_with_the_fix(app:
 
 
 def test_sync_while_another_worker_holds_the_lease_says_who_and_exits_75(app: Path, remote: Path) -> None:
-    with LocalDatabase(remote) as target, SyncWorker(app, target, lease_ttl=60) as holder:
+    with LocalDatabase(remote) as target, SyncWorker(app, target, config=SyncConfig(lease_ttl=60)) as holder:
         assert holder.acquire_lease(time.time())
         started = time.monotonic()
         result = invoke("sync", str(app), "--local", str(remote))

@@ -9,7 +9,7 @@ from typing import Any
 from d1sync.client import D1Client
 from d1sync.emulator.server import EmulatorServer
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Outbox, SyncWorker, drain
+from d1sync.outbox import Outbox, SyncConfig, SyncWorker, drain
 from d1sync.outbox.pull import PullOptions
 
 from .conftest import emulator_client, emulator_file, open_file, snapshot
@@ -28,15 +28,21 @@ CREATE TRIGGER count_del AFTER DELETE ON items BEGIN UPDATE writes SET n = n + 1
 class Replica:
     """One replica file: the application's database, an outbox marked two-way, a worker pulling at once."""
 
-    def __init__(self, folder: Path, name: str, server: EmulatorServer, *, schema: str = SCHEMA, **options: Any):
+    def __init__(
+        self,
+        folder: Path,
+        name: str,
+        server: EmulatorServer,
+        *,
+        schema: str = SCHEMA,
+        config: SyncConfig | None = None,
+    ) -> None:
         self.path = folder / f"{name}.db"
         self.app = LocalDatabase(self.path)
         self.app.exec(schema)
         self.remote: D1Client = emulator_client(server)
         self.server = server
-        options.setdefault("pull_options", PullOptions(interval=0.0))
-        self.options = options
-        self.worker = SyncWorker(self.path, self.remote, **options)
+        self.worker = SyncWorker(self.path, self.remote, config or SyncConfig(pull_options=PullOptions(interval=0.0)))
 
     def replicate(self, *tables: str, **options: Any) -> None:
         Outbox(self.path).replicate(*tables, target=self.remote, **options)

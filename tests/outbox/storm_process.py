@@ -16,7 +16,7 @@ import time
 from d1sync.client import D1Client, RetryPolicy
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Limits, SyncWorker
+from d1sync.outbox import Limits, SyncConfig, SyncWorker
 from d1sync.outbox.pull import PullOptions
 
 KEYS = 60
@@ -63,10 +63,12 @@ def worker(app_db: str, api_base: str, token: str) -> None:
     sync = SyncWorker(
         app_db,
         client,
-        limits=Limits(max_request_bytes=6_000, max_statements=3),
-        lease_ttl=LEASE_TTL,
-        pause_interval=0.2,
-        pull_options=PullOptions(interval=0.05, window=40, page=25),
+        config=SyncConfig(
+            limits=Limits(max_request_bytes=6_000, max_statements=3),
+            lease_ttl=LEASE_TTL,
+            pause_interval=0.2,
+            pull_options=PullOptions(interval=0.05, window=40, page=25),
+        ),
     )
     print("started", flush=True)
     sync.run(idle_interval=0.05)

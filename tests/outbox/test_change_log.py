@@ -1,5 +1,5 @@
 """The change log's layout: raw keys from triggers, JSON keys from Python, the clock, and the in-place upgrade
-from the layouts of earlier builds (see d1sync.outbox.log)."""
+from the layouts of earlier builds (see d1sync.outbox.store.log)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import pytest
 from d1sync.errors import TransientError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Outbox
-from d1sync.outbox.capture import capture_of
 from d1sync.outbox.changes import read_window, requeue
 from d1sync.outbox.codec import encode_key
-from d1sync.outbox.log import stamp
 from d1sync.outbox.status import read_status
-from d1sync.outbox.upgrade import ensure_schema
+from d1sync.outbox.store.log import stamp
+from d1sync.outbox.store.triggers import capture_of
+from d1sync.outbox.store.upgrade import ensure_schema
 from d1sync.sqlite import Connection
 
 from ..conftest import Closer

@@ -17,9 +17,9 @@ from d1sync.client import RateLimiter
 from d1sync.database import Statement
 from d1sync.errors import RequestTimeoutError, SQLError
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Limits, Outbox, SyncWorker, drain
-from d1sync.outbox.log import append_changes
-from d1sync.outbox.upgrade import ensure_schema
+from d1sync.outbox import Limits, Outbox, SyncConfig, SyncWorker, drain
+from d1sync.outbox.store.log import append_changes
+from d1sync.outbox.store.upgrade import ensure_schema
 from d1sync.sqlite import Connection
 
 from .conftest import OpenWorker, RecordingTarget, open_file, snapshot
@@ -163,7 +163,7 @@ def test_a_send_that_lands_after_the_lease_passed_on_is_repaired(
     Outbox(path).track("t")
     app.exec("INSERT INTO t VALUES (1, 'old')")
     later = [10_000.0]
-    b = open_worker(path, remote, clock=lambda: later[0], lease_ttl=30)
+    b = open_worker(path, remote, clock=lambda: later[0], config=SyncConfig(lease_ttl=30))
 
     def meanwhile(statements: Sequence[Statement]) -> None:
         target.before_batch = None
@@ -173,7 +173,7 @@ def test_a_send_that_lands_after_the_lease_passed_on_is_repaired(
 
     target = target_class(remote)
     target.before_batch = meanwhile
-    a = open_worker(path, target, clock=lambda: 0.0, lease_ttl=30)
+    a = open_worker(path, target, clock=lambda: 0.0, config=SyncConfig(lease_ttl=30))
     assert a.sync_once().state == "locked"  # A's batch carried 'old' and landed after B's
     assert remote.prepare("SELECT v FROM t").first("v") == "old"
     status = Outbox(path).status()
@@ -203,7 +203,7 @@ def test_the_lease_covers_the_wait_for_the_rate_limiter(local_pair: tuple[Path, 
 
     target.before_batch = record_lease
     target.rate_limiter = limiter  # type: ignore[attr-defined]
-    with SyncWorker(path, target, clock=lambda: now[0], lease_ttl=30) as worker:
+    with SyncWorker(path, target, clock=lambda: now[0], config=SyncConfig(lease_ttl=30)) as worker:
         assert worker.sync_once().rows == 1
     assert leases == [pytest.approx(1_000.0 + 30 + 2 * (1 / 0.09))]
 
@@ -346,7 +346,7 @@ def test_run_outlives_an_unexpected_error_and_syncs_afterwards(
 
     target = RecordingTarget(remote)
     target.before_batch = break_once
-    worker = open_worker(path, target, pause_interval=0.05, poll_interval=0.01)
+    worker = open_worker(path, target, config=SyncConfig(pause_interval=0.05, poll_interval=0.01))
     thread = threading.Thread(target=worker.run, kwargs={"idle_interval": 0.05})
     with caplog.at_level(logging.ERROR, "d1sync.sync"):
         thread.start()
@@ -388,7 +388,7 @@ def test_a_row_waiting_for_the_held_back_tail_of_a_full_window_does_not_stall_it
     tracked(local_pair, ddl, "INSERT INTO users VALUES (1, 'x', '')")
     pad = "p" * 600
     limits = Limits(max_value_bytes=1000, max_request_bytes=1500)
-    with SyncWorker(path, remote, window=4, limits=limits) as worker:
+    with SyncWorker(path, remote, config=SyncConfig(window=4, limits=limits)) as worker:
         drain(worker, max_passes=3, sleep=lambda s: None)
         app.exec("UPDATE users SET email = 'tmp' WHERE id = 1")
         app.exec(f"INSERT INTO users VALUES (3, 'x', '{pad}')")
@@ -406,7 +406,7 @@ def test_a_window_of_rows_all_waiting_beyond_it_ends_in_dead_letters_not_a_stall
     path, app, remote = local_pair
     tracked(local_pair, USERS, "INSERT INTO users VALUES (1, 'x'); INSERT INTO users VALUES (2, 'y')")
     remote.exec("INSERT INTO users VALUES (99, 'x')")  # only the remote holds 'x', for good
-    with SyncWorker(path, remote, window=1) as worker:
+    with SyncWorker(path, remote, config=SyncConfig(window=1)) as worker:
         drain(worker, max_passes=5, sleep=lambda s: None)
         assert (worker.pending(), worker.counters.dead) == (0, 1)
 
@@ -447,7 +447,7 @@ def test_a_key_that_is_not_utf8_beyond_a_full_window_of_linked_tables_does_not_s
     Outbox(path).track("p", "c")
     app.exec("INSERT INTO p VALUES ('a'), ('b'), ('c')")
     app.exec("INSERT INTO p VALUES (CAST(x'ff41' AS TEXT))")
-    with SyncWorker(path, remote, window=3) as worker:
+    with SyncWorker(path, remote, config=SyncConfig(window=3)) as worker:
         drain(worker, max_passes=5, sleep=lambda s: None)
         assert (worker.pending(), worker.counters.dead) == (0, 1)
     assert remote.prepare("SELECT count(*) AS n FROM p").first("n") == 3
@@ -487,8 +487,8 @@ def test_the_upgrade_keeps_triggers_on_the_change_log(tmp_path: Path) -> None:
 
 def test_dead_letters_are_made_only_for_changes_still_in_the_log(tmp_path: Path) -> None:
     """Two workers handling the same orphans must not make two dead letters of one change."""
-    from d1sync.outbox.changes import Change
-    from d1sync.outbox.dead import dead_letter
+    from d1sync.outbox.model import Change
+    from d1sync.outbox.store.dead import dead_letter
 
     with Outbox(tmp_path / "app.db") as outbox, Connection(tmp_path / "app.db") as conn:
         with conn.atomic():

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import d1sync
-from d1sync import ConfigError, LocalDatabase, Outbox, SyncWorker
+from d1sync import ConfigError, LocalDatabase, Outbox, SyncConfig, SyncWorker
 from d1sync.database import Database, ExecResult, RawResult, Result, Statement
 from d1sync.emulator.server import EmulatorServer
 
@@ -170,7 +170,7 @@ def test_wait_synced_is_true_after_a_drain_and_false_while_the_remote_is_down(tm
     from d1sync.emulator.faults import FaultConfig
 
     with EmulatorServer(tmp_path / "emulator", token=TOKEN, auto_create=True) as server:
-        mirror = Mirror(tmp_path, server, poll_interval=0.02)
+        mirror = Mirror(tmp_path, server, config=SyncConfig(poll_interval=0.02))
         try:
             mirror.both(SCHEMA)
             mirror.track("notes")

@@ -17,7 +17,7 @@ from d1sync.client import D1Client
 from d1sync.emulator.faults import FaultConfig, Garble
 from d1sync.emulator.server import EmulatorServer
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Backoff, Limits, Outbox, drain
+from d1sync.outbox import Backoff, Limits, Outbox, SyncConfig, drain
 
 from ..conftest import Closer
 from .conftest import TOKEN, FakeClock, OpenWorker, emulator_client, emulator_file, open_file, snapshot
@@ -129,11 +129,13 @@ def test_thousands_of_small_transactions_arrive_exactly_through_every_kind_of_fa
         worker = open_worker(
             tmp_path / "app.db",
             client,
-            limits=Limits(max_value_bytes=2_000, max_request_bytes=4_000, max_statements=2),
-            window=400,
-            backoff=Backoff(base=0.005, cap=0.05),
-            poll_interval=0.01,
-            seed=3,
+            config=SyncConfig(
+                limits=Limits(max_value_bytes=2_000, max_request_bytes=4_000, max_statements=2),
+                window=400,
+                backoff=Backoff(base=0.005, cap=0.05),
+                poll_interval=0.01,
+                seed=3,
+            ),
         )
         loop = threading.Thread(target=worker.run, kwargs={"idle_interval": 0.05})
         loop.start()
@@ -197,7 +199,9 @@ def test_a_row_the_remote_refuses_is_dead_lettered_and_delivered_after_the_fix(
         conn.executemany(
             "INSERT INTO notes VALUES (?, ?, ?)", [(i, f"note {i}", -1 if i == 42 else i) for i in range(300)]
         )
-    worker = open_worker(tmp_path / "app.db", client, limits=Limits(max_value_bytes=2_000, max_statements=3))
+    worker = open_worker(
+        tmp_path / "app.db", client, config=SyncConfig(limits=Limits(max_value_bytes=2_000, max_statements=3))
+    )
     result = worker.sync_once()
     assert (result.rows, result.dead) == (299, 1)
     [dead] = outbox.dead_letters()
@@ -237,7 +241,7 @@ def test_a_wrong_token_pauses_the_worker_and_the_right_one_delivers_everything(
     with app.atomic() as conn:
         conn.executemany("INSERT INTO notes VALUES (?, ?)", [(i, f"n{i}") for i in range(50)])
     bad = clients(token="wrong-token-B")
-    worker = open_worker(tmp_path / "app.db", bad, clock=clock, pause_interval=20.0)
+    worker = open_worker(tmp_path / "app.db", bad, clock=clock, config=SyncConfig(pause_interval=20.0))
 
     result = worker.sync_once(now=clock())
     assert result.state == "paused" and result.retry_in == 20.0

@@ -12,10 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Limits, Outbox, SyncWorker
-from d1sync.outbox.capture import TableSpec
-from d1sync.outbox.changes import Change
+from d1sync.outbox import Limits, Outbox, SyncConfig, SyncWorker
 from d1sync.outbox.codec import encode_row
+from d1sync.outbox.model import Change, TableSpec
 from d1sync.outbox.planner import D1_MAX_SQL_BYTES, DEFER_FOREIGN_KEYS, plan, topological_order
 
 from .conftest import OpenWorker, RecordingTarget, snapshot
@@ -108,7 +107,7 @@ def test_plans_stay_within_every_limit_and_reproduce_the_rows_exactly(case: dict
                     conn.execute(f'DELETE FROM "t ab""le" WHERE {where}', row[:key_width])
 
             target = RecordingTarget(remote)
-            with SyncWorker(Path(tmp) / "app.db", target, limits=limits) as worker:
+            with SyncWorker(Path(tmp) / "app.db", target, config=SyncConfig(limits=limits)) as worker:
                 result = worker.sync_once()
                 assert result.state in ("synced", "idle"), result
                 assert result.dead == 0 and worker.pending() == 0

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Outbox, drain
+from d1sync.outbox import Outbox, SyncConfig, drain
 
 from ..conftest import Closer
 from .conftest import TOKEN, OpenWorker, emulator_client, emulator_file, open_file, snapshot
@@ -59,7 +59,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(
         # The backlog shrank across the kills: the workers really were sending when they died, mid-backlog.
         assert pending_at_kill[-1] < pending_at_kill[0] < BACKLOG
         assert sum(p > 0 for p in pending_at_kill) >= 20, pending_at_kill
-        final = open_worker(tmp_path / "app.db", client, limits=CRASH_LIMITS, lease_ttl=LEASE_TTL)
+        final = open_worker(tmp_path / "app.db", client, config=SyncConfig(limits=CRASH_LIMITS, lease_ttl=LEASE_TTL))
         drain(final, sleep=time.sleep)
         status = outbox.status()
         assert (status.pending_changes, status.dead_letters) == (0, 0)

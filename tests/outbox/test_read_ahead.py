@@ -22,10 +22,11 @@ import pytest
 
 from d1sync.errors import SQLError, TransientError
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Limits, Outbox, drain
+from d1sync.outbox import Limits, Outbox, SyncConfig, drain
 from d1sync.outbox import ahead as ahead_module
 from d1sync.outbox import changes as changes_module
-from d1sync.outbox.changes import Change, ReadAhead, Window, read_window, seq_param
+from d1sync.outbox.changes import ReadAhead, Window, read_window
+from d1sync.outbox.model import Change, seq_param
 from d1sync.sqlite import Connection
 
 from .conftest import OpenWorker, RecordingTarget, open_file, snapshot
@@ -92,7 +93,7 @@ def test_one_pass_sends_window_after_window_and_never_a_row_twice(
 ) -> None:
     path, _, remote = backlog
     target = RecordingTarget(remote)
-    worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
+    worker = open_worker(path, target, config=SyncConfig(window=WINDOW, limits=LIMITS))
     result = worker.sync_once()
     assert result.state == "synced" and result.rows == ROWS
     assert result.requests == len(target.batches) > ROWS // WINDOW  # many windows, in one pass
@@ -108,7 +109,7 @@ def test_without_read_ahead_a_pass_is_one_window(
 ) -> None:
     path, _, remote = backlog
     target = RecordingTarget(remote)
-    worker = open_worker(path, target, window=WINDOW, limits=LIMITS, read_ahead=False)
+    worker = open_worker(path, target, config=SyncConfig(window=WINDOW, limits=LIMITS, read_ahead=False))
     result = worker.sync_once()
     assert result.requests == 1 and result.more
     report = drain(worker, sleep=lambda s: None)
@@ -138,7 +139,7 @@ def test_writes_made_while_a_request_is_in_flight_arrive_in_their_newest_state(
         writer.execute("DELETE FROM items WHERE id = ?", ((in_flight + 7) % ROWS,))
 
     target.before_batch = write_during_send
-    worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
+    worker = open_worker(path, target, config=SyncConfig(window=WINDOW, limits=LIMITS))
     try:
         report = drain(worker, sleep=lambda s: None)
     finally:
@@ -158,7 +159,7 @@ def test_a_refusal_in_flight_discards_the_window_read_ahead(
     with app.atomic() as conn:
         conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, f"row {i}", i) for i in range(ROWS)])
     target = RecordingTarget(remote)
-    worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
+    worker = open_worker(path, target, config=SyncConfig(window=WINDOW, limits=LIMITS))
     first = worker.sync_once()
     # The first request holds row 42: it is refused, bisected, and the pass ends with that window.
     assert (first.dead, first.more) == (1, True)
@@ -179,7 +180,7 @@ def test_a_failure_in_flight_acknowledges_nothing_and_discards_the_window_read_a
     path, _, remote = backlog
     target = RecordingTarget(remote)
     target.fail_when = lambda statements: TransientError("the network went away") if len(target.batches) == 2 else None
-    worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
+    worker = open_worker(path, target, config=SyncConfig(window=WINDOW, limits=LIMITS))
     result = worker.sync_once()
     assert result.state == "backoff"
     assert result.requests == 2 == len(target.batches)
@@ -205,7 +206,7 @@ def test_ddl_during_a_send_ends_the_pass_so_the_next_one_follows_the_change(
 
     altered = around_first_read_ahead(monkeypatch, alter)
     target = RecordingTarget(remote)
-    worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
+    worker = open_worker(path, target, config=SyncConfig(window=WINDOW, limits=LIMITS))
     first = worker.sync_once()
     assert altered and (first.requests, first.more) == (1, True)
     remote.exec("ALTER TABLE items ADD COLUMN extra TEXT DEFAULT 'x'")
@@ -234,7 +235,7 @@ def test_a_failing_read_ahead_costs_only_the_overlap(
 
     monkeypatch.setattr(ahead_module, "read_window", failing)
     target = RecordingTarget(remote)
-    worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
+    worker = open_worker(path, target, config=SyncConfig(window=WINDOW, limits=LIMITS))
     with caplog.at_level(logging.WARNING, logger="d1sync.sync"):
         first = worker.sync_once()
     assert first.requests == 1 and first.rows > 0 and first.more
@@ -247,7 +248,7 @@ def test_closing_the_worker_ends_its_send_thread(
     backlog: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker
 ) -> None:
     path, _, remote = backlog
-    worker = open_worker(path, RecordingTarget(remote), window=WINDOW, limits=LIMITS)
+    worker = open_worker(path, RecordingTarget(remote), config=SyncConfig(window=WINDOW, limits=LIMITS))
     worker.sync_once()
     assert any(t.name.startswith("d1sync-send") for t in threading.enumerate())
     worker.close()
@@ -269,7 +270,7 @@ def test_an_error_from_the_in_flight_request_wins_over_the_read_ahead(
         return None
 
     target.fail_when = refuse_once
-    worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
+    worker = open_worker(path, target, config=SyncConfig(window=WINDOW, limits=LIMITS))
     report = drain(worker, sleep=lambda s: None)
     assert report.drained and exact(path, remote)
 
@@ -305,13 +306,13 @@ def test_a_window_read_ahead_is_the_window_the_log_gives_without_the_rows_in_fli
     way, what it rewrote is read in its newest state, never reused from the window before."""
     path, _, _ = backlog
     reads: list[dict[str, Any]] = []
-    real_read_log = changes_module._read_log
+    real_read_log = changes_module.read_log
 
     def spy(*args: Any, **options: Any) -> Any:
         reads.append(options)
         return real_read_log(*args, **options)
 
-    monkeypatch.setattr(changes_module, "_read_log", spy)
+    monkeypatch.setattr(changes_module, "read_log", spy)
     with Connection(path) as conn:
         window = read_window(conn, WINDOW)
         in_flight = window.changes[:60]
@@ -376,7 +377,7 @@ def test_a_row_replace_removes_during_the_send_is_read_again_not_reused(
             writer.execute("INSERT OR REPLACE INTO items VALUES (?, ?, 0)", (ROWS + 1, f"row {held_back}"))
 
     replaced = around_first_read_ahead(monkeypatch, replace_a_held_back_row)
-    worker = open_worker(path, RecordingTarget(remote), window=WINDOW, limits=LIMITS)
+    worker = open_worker(path, RecordingTarget(remote), config=SyncConfig(window=WINDOW, limits=LIMITS))
     assert drain(worker, sleep=lambda s: None).drained
     assert replaced and worker.status().dead_letters == 0
     assert exact(path, remote)
@@ -395,7 +396,7 @@ def test_ddl_after_the_window_was_read_ahead_ends_the_pass(
 
     altered = around_first_read_ahead(monkeypatch, alter, after=True)
     target = RecordingTarget(remote)
-    worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
+    worker = open_worker(path, target, config=SyncConfig(window=WINDOW, limits=LIMITS))
     first = worker.sync_once()
     assert altered and (first.requests, first.more) == (1, True)
     remote.exec("ALTER TABLE items ADD COLUMN extra TEXT DEFAULT 'x'")
@@ -418,7 +419,7 @@ def test_a_table_declared_during_the_send_waits_for_the_next_pass(
     declared = around_first_read_ahead(monkeypatch, declare)
     remote.exec("CREATE TABLE events (id INTEGER PRIMARY KEY, body TEXT)")
     target = RecordingTarget(remote)
-    worker = open_worker(path, target, window=WINDOW, limits=LIMITS)
+    worker = open_worker(path, target, config=SyncConfig(window=WINDOW, limits=LIMITS))
     first = worker.sync_once()
     assert declared and (first.requests, first.more) == (1, True)
     assert drain(worker, sleep=lambda s: None).drained

@@ -18,8 +18,8 @@ from d1sync.emulator import DEFAULT_DATABASE_ID, EmulatorServer
 from d1sync.emulator.faults import FaultConfig
 from d1sync.errors import TransientError
 from d1sync.local import LocalDatabase
-from d1sync.outbox import drain
-from d1sync.outbox.schema import Lease, load_state, save_state
+from d1sync.outbox import SyncConfig, drain
+from d1sync.outbox.store.schema import Lease, load_state, save_state
 from d1sync.sqlite import Connection
 
 from ..support import TOKEN, FakeClock
@@ -98,7 +98,7 @@ def test_a_lease_ending_implausibly_far_ahead_is_taken_over_once_the_longest_lea
     with Connection(mirror.path) as conn:  # a worker on another host, clock an hour fast, then gone
         save_state(conn, lease=Lease("elsewhere/boot/ns:1:dead", time.time() + 3600))
     ticks = [0.0]
-    worker = open_worker(mirror.path, mirror.remote, lease_ttl=10.0, monotonic=lambda: ticks[0])
+    worker = open_worker(mirror.path, mirror.remote, config=SyncConfig(lease_ttl=10.0), monotonic=lambda: ticks[0])
     assert worker.sync_once().state == "locked"
     ticks[0] += worker.lease_ttl + 300  # not yet: the longest a live lease can run
     assert worker.sync_once().state == "locked"
@@ -128,7 +128,9 @@ def test_an_acknowledged_request_resets_the_backoff(
     target.fail_when = every_second_fails
     from d1sync.outbox import Limits
 
-    worker = open_worker(path, target, clock=clock, limits=Limits(max_request_bytes=4_000, max_statements=2))
+    worker = open_worker(
+        path, target, clock=clock, config=SyncConfig(limits=Limits(max_request_bytes=4_000, max_statements=2))
+    )
     with Connection(path) as conn:
         save_state(conn, failures=6)
     worker.sync_once()
@@ -173,9 +175,11 @@ def test_a_backlog_drains_exactly_through_eighty_percent_failing_requests(tmp_pa
             with SyncWorker(
                 tmp_path / "app.db",
                 remote,
-                limits=Limits(max_request_bytes=3_000, max_statements=5),
-                backoff=Backoff(base=0.005, cap=0.05),
-                seed=seed,
+                config=SyncConfig(
+                    limits=Limits(max_request_bytes=3_000, max_statements=5),
+                    backoff=Backoff(base=0.005, cap=0.05),
+                    seed=seed,
+                ),
             ) as worker:
                 report = drain(worker, deadline=time.monotonic() + 120)
             assert report.drained, report

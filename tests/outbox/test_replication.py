@@ -11,7 +11,7 @@ import pytest
 
 from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
-from d1sync.outbox import Outbox, SyncWorker, drain
+from d1sync.outbox import Outbox, SyncConfig, SyncWorker, drain
 from d1sync.outbox.pull import PullOptions
 from d1sync.outbox.replicate import capture_ddl, migration_text, prune, write_migration
 
@@ -344,7 +344,7 @@ def test_a_replica_silent_past_retention_resyncs_exactly_after_the_log_is_pruned
 
 
 def test_the_worker_prunes_on_its_own_schedule(make: MakeReplica, emulator: EmulatorServer) -> None:
-    a = make("a", pull_options=PullOptions(interval=0.0, prune_every=0.0))
+    a = make("a", config=SyncConfig(pull_options=PullOptions(interval=0.0, prune_every=0.0)))
     a.remote.exec(SCHEMA)
     a.replicate("items")
     a.app.exec("INSERT INTO items (id) VALUES (1), (2)")

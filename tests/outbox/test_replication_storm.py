@@ -14,7 +14,7 @@ import pytest
 
 from d1sync.emulator.server import EmulatorServer
 from d1sync.errors import D1SyncError
-from d1sync.outbox import Outbox, SyncWorker, drain
+from d1sync.outbox import Outbox, SyncConfig, SyncWorker, drain
 from d1sync.outbox.pull import PullOptions
 
 from .conftest import TOKEN, emulator_client, emulator_file, open_file, snapshot
@@ -92,7 +92,10 @@ def _storm(tmp_path: Path, seconds: float, seed: int) -> None:
         origins = {r[0] for r in client.prepare("SELECT DISTINCT origin FROM _d1sync_log").raw()}
 
         # Everything drains: each replica pushes what it has, then pulls, until no round changes anything.
-        finals = [SyncWorker(p, client, lease_ttl=LEASE_TTL, pull_options=PullOptions(interval=0.0)) for p in paths]
+        finals = [
+            SyncWorker(p, client, config=SyncConfig(lease_ttl=LEASE_TTL, pull_options=PullOptions(interval=0.0)))
+            for p in paths
+        ]
         try:
             for _ in range(4):
                 for worker in finals:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from d1sync.emulator.server import EmulatorServer
+from d1sync.outbox import SyncConfig
 
 from .conftest import Mirror
 
@@ -40,7 +41,7 @@ def test_add_column_sends_the_new_columns_values_once_the_remote_has_it(mirror: 
 def test_a_re_send_longer_than_one_chunk_goes_on_until_every_row_is_sent(
     tmp_path: Path, emulator: EmulatorServer
 ) -> None:
-    mirror = Mirror(tmp_path, emulator, window=20)  # chunks of 10 keys: the table takes 30 of them
+    mirror = Mirror(tmp_path, emulator, config=SyncConfig(window=20))  # chunks of 10 keys: the table takes 30 of them
     try:
         mirror.both(NOTES)
         mirror.track("notes")

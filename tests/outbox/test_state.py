@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from d1sync.outbox.schema import LastError, Lease, WorkerState, load_state, save_state
-from d1sync.outbox.upgrade import ensure_schema
+from d1sync.outbox.store.schema import LastError, Lease, WorkerState, load_state, save_state
+from d1sync.outbox.store.upgrade import ensure_schema
 from d1sync.sqlite import Connection
 
 

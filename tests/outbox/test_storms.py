@@ -17,7 +17,7 @@ import pytest
 from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Outbox, drain
+from d1sync.outbox import Outbox, SyncConfig, drain
 
 from ..conftest import Closer
 from .conftest import TOKEN, OpenWorker, emulator_client, emulator_file, open_file, snapshot
@@ -56,7 +56,7 @@ def _assert_exact(app: LocalDatabase, server: EmulatorServer, open_worker: OpenW
     server.app.state.faults.update(latency=0.0, lost_response_rate=0.0, error_rate=0.0)
     client = emulator_client(server)
     try:
-        final = open_worker(app.path, client, lease_ttl=LEASE_TTL, pause_interval=0.2)
+        final = open_worker(app.path, client, config=SyncConfig(lease_ttl=LEASE_TTL, pause_interval=0.2))
         final.resume()
         report = drain(final, deadline=time.monotonic() + 120, sleep=time.sleep)
         assert report.drained, report

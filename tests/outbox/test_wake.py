@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Outbox, SyncWorker
+from d1sync.outbox import Outbox, SyncConfig, SyncWorker
 
 from .conftest import OpenWorker, open_file
 
@@ -39,7 +39,7 @@ def running(
     remote.exec(DDL)
     Outbox(path).track("notes")
     poll = getattr(request, "param", 60.0)
-    worker = open_worker(path, remote, poll_interval=poll)
+    worker = open_worker(path, remote, config=SyncConfig(poll_interval=poll))
     loop = threading.Thread(target=worker.run, kwargs={"idle_interval": 120.0})
     loop.start()
     # The first pass has run once the worker holds the lease; from then on it is waiting.

@@ -15,7 +15,7 @@ import pytest
 
 from d1sync.errors import AuthError, RateLimitedError, TransientError
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Backoff, Limits, Outbox, Status, SyncWorker, drain
+from d1sync.outbox import Backoff, Limits, Outbox, Status, SyncConfig, SyncWorker, drain
 from d1sync.outbox.status import read_status
 from d1sync.sqlite import Connection
 
@@ -54,7 +54,7 @@ def test_one_poison_row_among_many_is_the_only_one_dead_lettered(
     insert(app, [(i, f"row {i}", i % 100) for i in range(500)])
     insert(app, [(137, "poison", 5_000)])
     target = RecordingTarget(remote)
-    worker = open_worker(path, target, limits=Limits(max_statements=4, max_value_bytes=2_000))
+    worker = open_worker(path, target, config=SyncConfig(limits=Limits(max_statements=4, max_value_bytes=2_000)))
     result = worker.sync_once()
     assert result.state == "synced"
     assert (result.rows, result.dead) == (499, 1)
@@ -75,7 +75,7 @@ def test_several_poison_rows_in_several_requests_are_each_isolated(
     path, app, remote = local_pair
     setup_notes(app, remote, path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, n INTEGER)")
     insert(app, [(i, None if i in (3, 250, 251, 999) else "ok", i) for i in range(1_000)])  # type: ignore[misc]
-    worker = open_worker(path, remote, limits=Limits(max_statements=2, max_value_bytes=1_000))
+    worker = open_worker(path, remote, config=SyncConfig(limits=Limits(max_statements=2, max_value_bytes=1_000)))
     result = worker.sync_once()
     assert (result.rows, result.dead) == (996, 4)
     dead = Outbox(path).dead_letters()
@@ -89,7 +89,7 @@ def test_an_error_about_the_statement_pauses_that_table_instead_of_dead_letterin
     path, app, remote = local_pair
     setup_notes(app, remote, path)
     insert(app, [(1, "a", 1), (2, "b", 2)])
-    worker = open_worker(path, remote, clock=clock, check_schema=False)
+    worker = open_worker(path, remote, clock=clock, config=SyncConfig(check_schema=False))
     remote.exec("DROP TABLE notes")
     result = worker.sync_once()
     assert "no such table: notes" in result.paused_tables["notes"]
@@ -131,7 +131,7 @@ def test_transient_failures_back_off_exponentially_and_the_schedule_survives_a_r
     failing = target.fail_when = Failing()
     failing.error = TransientError("D1 DB is overloaded", code=7500, status=503)
     backoff = Backoff(base=1.0, cap=1_000.0)
-    worker = open_worker(path, target, clock=clock, backoff=backoff, seed=7)
+    worker = open_worker(path, target, clock=clock, config=SyncConfig(backoff=backoff, seed=7))
 
     delays = []
     for failures in (1, 2, 3):
@@ -154,7 +154,7 @@ def test_transient_failures_back_off_exponentially_and_the_schedule_survives_a_r
     worker.sync_once(now=clock())  # failure 4: ceiling 8
     worker.release_lease()
     worker.close()
-    restarted = open_worker(path, target, clock=clock, backoff=backoff, seed=8)
+    restarted = open_worker(path, target, clock=clock, config=SyncConfig(backoff=backoff, seed=8))
     waiting = restarted.sync_once(now=clock())
     assert waiting.state == "backoff" and waiting.retry_in is not None and 4.0 <= waiting.retry_in <= 8.0
     assert status_at(path, clock()).backoff_remaining == pytest.approx(waiting.retry_in)
@@ -188,7 +188,7 @@ def test_retry_after_wins_over_the_backoff_schedule(
     insert(app, [(1, "a", 1)])
     target = RecordingTarget(remote)
     failing = target.fail_when = Failing()
-    worker = open_worker(path, target, clock=clock, backoff=Backoff(base=1.0, cap=600.0))
+    worker = open_worker(path, target, clock=clock, config=SyncConfig(backoff=Backoff(base=1.0, cap=600.0)))
     failing.error = TransientError("overloaded", status=503)
     for _ in range(earlier_failures):
         result = worker.sync_once(now=clock())
@@ -214,7 +214,7 @@ def test_auth_errors_pause_without_dropping_anything(
     target = RecordingTarget(remote)
     failing = target.fail_when = Failing()
     failing.error = AuthError("Authentication error", code=10000, status=401)
-    worker = open_worker(path, target, clock=clock, pause_interval=30.0)
+    worker = open_worker(path, target, clock=clock, config=SyncConfig(pause_interval=30.0))
     result = worker.sync_once(now=clock())
     assert result.state == "paused" and result.retry_in == 30.0
     status = status_at(path, clock())
@@ -254,7 +254,7 @@ def test_a_missing_remote_table_or_column_pauses_with_a_message_naming_it(
     remote.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")  # no column n, no table tags
     Outbox(path).track("notes", "tags")
     insert(app, [(1, "a", 1)])
-    worker = open_worker(path, remote, clock=clock, pause_interval=10.0)
+    worker = open_worker(path, remote, clock=clock, config=SyncConfig(pause_interval=10.0))
     result = worker.sync_once(now=clock())
     assert "table 'tags' is missing on the remote" in result.paused_tables["tags"]
     assert "table 'notes' on the remote lacks column(s) n" in result.paused_tables["notes"]
@@ -284,7 +284,8 @@ def test_two_workers_on_one_file_never_send_at_the_same_time(
     setup_notes(app, remote, path)
     target = RecordingTarget(remote)
     workers = [
-        closer(SyncWorker(path, target, limits=Limits(max_statements=1, max_value_bytes=1_000))) for _ in range(2)
+        closer(SyncWorker(path, target, config=SyncConfig(limits=Limits(max_statements=1, max_value_bytes=1_000))))
+        for _ in range(2)
     ]
     done = threading.Event()
     errors: list[BaseException] = []
@@ -326,8 +327,8 @@ def test_a_worker_that_lost_its_lease_mid_pass_does_not_send_its_stale_window(
     insert(app, [(1, "v1" + "x" * 600, 1), (2, "v1" + "x" * 600, 1)])  # one request per row with these limits
     limits = Limits(max_value_bytes=1_000, max_statements=1)
     target = RecordingTarget(remote)
-    stalled = open_worker(path, target, clock=clock, lease_ttl=10.0, limits=limits)
-    other = open_worker(path, remote, clock=clock, lease_ttl=10.0, limits=limits)
+    stalled = open_worker(path, target, clock=clock, config=SyncConfig(lease_ttl=10.0, limits=limits))
+    other = open_worker(path, remote, clock=clock, config=SyncConfig(lease_ttl=10.0, limits=limits))
 
     def stall_once(statements: Any) -> None:
         target.before_batch = None
@@ -379,7 +380,7 @@ def test_a_backlog_of_related_tables_longer_than_the_window_drains_even_when_eve
     for round_ in range(5):  # every post is edited again and again: each key has changes far beyond a window
         with app.atomic() as conn:
             conn.executemany("UPDATE posts SET title = ? WHERE id = ?", [(f"edit {round_}", p) for p in range(100)])
-    worker = open_worker(path, remote, window=50)
+    worker = open_worker(path, remote, config=SyncConfig(window=50))
     drain(worker, max_passes=100, sleep=lambda s: None)
     assert worker.pending() == 0
     assert Outbox(path).dead_letters() == []
@@ -401,7 +402,7 @@ def test_a_pass_that_only_skips_superseded_changes_reports_progress(
     remote.exec(schema)
     Outbox(path).track("authors", "posts")
     app.exec("INSERT INTO authors VALUES (1, 'a')")
-    worker = open_worker(path, remote, window=10)
+    worker = open_worker(path, remote, config=SyncConfig(window=10))
     assert worker.sync_once().rows == 1
     for i in range(30):
         app.prepare("INSERT OR REPLACE INTO posts VALUES (1, 1, ?)").bind(f"v{i}").run()
@@ -466,3 +467,19 @@ def test_a_live_lease_holder_is_never_taken_over(tmp_path: Path) -> None:
     with LocalDatabase(remote) as target, SyncWorker(app, target) as first, SyncWorker(app, target) as second:
         assert first.sync_once().state == "idle"
         assert second.sync_once().state == "locked"  # same host, and the holder (this process) is alive
+
+
+# -- configuration -----------------------------------------------------------------------------------------
+
+
+def test_the_old_keywords_still_configure_the_worker_with_a_warning_naming_the_syncconfig_field(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+    open_worker: OpenWorker,
+) -> None:
+    path, _, remote = local_pair
+    with pytest.warns(DeprecationWarning, match=r"SyncWorker\((\w+)=\.\.\.\) is deprecated.*SyncConfig\(\1=") as caught:
+        worker = open_worker(path, remote, SyncConfig(lease_ttl=12.0), window=7, limits=None)
+    assert [str(w.message).split("(")[1].split("=")[0] for w in caught] == ["limits", "window"]
+    assert worker.config == SyncConfig(window=7, lease_ttl=12.0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'windw'"):
+        open_worker(path, remote, windw=7)

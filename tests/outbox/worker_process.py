@@ -26,7 +26,7 @@ from d1sync.client import D1Client, RetryPolicy
 from d1sync.database import Database, ExecResult, RawResult, Result, Statement
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Limits, SyncResult, SyncWorker
+from d1sync.outbox import Limits, SyncConfig, SyncResult, SyncWorker
 
 CRASH_LIMITS = Limits(max_value_bytes=2_000, max_request_bytes=4_500, max_statements=2)
 
@@ -54,16 +54,11 @@ def run(app_db: str, api_base: str, token: str, lease_ttl: float, *, announce: b
     def progress(result: SyncResult) -> None:
         print(f"progress {result.rows}", flush=True)
 
+    backoff = Backoff(base=0.05, cap=1.0) if announce else Backoff()
     worker = SyncWorker(
         app_db,
         client,
-        limits=CRASH_LIMITS,
-        window=2_000,
-        lease_ttl=lease_ttl,
-        pause_interval=0.2,
-        # Storms inject failures on purpose: a short back-off keeps a streak of them from idling the child
-        # for most of its short life (the back-off is persisted, so it would carry over to the next child).
-        backoff=Backoff(base=0.05, cap=1.0) if announce else None,
+        config=SyncConfig(limits=CRASH_LIMITS, window=2_000, lease_ttl=lease_ttl, pause_interval=0.2, backoff=backoff),
         on_progress=progress,
     )
     print("started", flush=True)
@@ -96,7 +91,7 @@ class TimedTarget(Database):
 
 
 def contend(app_db: str, remote_db: str, log_path: str, seconds: float) -> None:
-    worker = SyncWorker(app_db, TimedTarget(LocalDatabase(remote_db), log_path), limits=CRASH_LIMITS)
+    worker = SyncWorker(app_db, TimedTarget(LocalDatabase(remote_db), log_path), config=SyncConfig(limits=CRASH_LIMITS))
     print("started", flush=True)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -108,7 +103,7 @@ def contend(app_db: str, remote_db: str, log_path: str, seconds: float) -> None:
 def embed(app_db: str) -> None:
     import d1sync
 
-    worker = d1sync.from_env(app_db, lease_ttl=1.0, poll_interval=0.02)
+    worker = d1sync.from_env(app_db, config=SyncConfig(lease_ttl=1.0, poll_interval=0.02))
     assert worker is not None, "D1 is not configured in this process's environment"
     worker.start(idle_interval=0.05)
     print("started", flush=True)

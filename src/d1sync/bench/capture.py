@@ -17,7 +17,7 @@ from typing import Any
 
 from d1sync.bench.data import COLUMNS, create_table, fill_rows
 from d1sync.outbox import Outbox
-from d1sync.outbox.log import LIVE
+from d1sync.outbox.store.log import LIVE
 from d1sync.sqlite import connect, remove_database
 
 __all__ = ["CaptureOutcome", "CaptureTable", "run_capture"]

@@ -26,7 +26,7 @@ from d1sync.bench.data import COLUMNS, TABLE, make_backlog
 from d1sync.bench.remote import BenchEmulator, CountingTransport, compare_with_remote, pacing_limiter
 from d1sync.client import D1Client
 from d1sync.errors import ConfigError
-from d1sync.outbox import Limits, SyncWorker
+from d1sync.outbox import Limits, SyncConfig, SyncWorker
 from d1sync.sqlite import connect
 from d1sync.values import encode_params
 
@@ -183,7 +183,7 @@ def _multi_values(path: Path, client: D1Client, budget: float, clock: Clock, max
 
 
 def _d1sync(path: Path, client: D1Client, budget: float, clock: Clock, limits: Limits) -> tuple[int, int, bool]:
-    worker = SyncWorker(path, client, limits=limits)
+    worker = SyncWorker(path, client, SyncConfig(limits=limits))
     start = clock()
     try:
         while clock() - start < budget:

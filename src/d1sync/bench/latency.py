@@ -19,8 +19,8 @@ from typing import Any
 from d1sync.bench.data import COLUMNS, TABLE, create_table, fill_rows, make_backlog
 from d1sync.bench.remote import BenchEmulator
 from d1sync.errors import D1SyncError
-from d1sync.outbox import SyncWorker
-from d1sync.outbox.log import LIVE
+from d1sync.outbox import SyncConfig, SyncWorker
+from d1sync.outbox.store.log import LIVE
 from d1sync.sqlite import connect
 
 __all__ = ["LatencyOutcome", "percentile", "run_latency"]
@@ -104,7 +104,7 @@ def run_latency(
     row_source.close()
     rng = random.Random(seed)
     client = emulator.client(database_id)
-    worker = SyncWorker(path, client, poll_interval=poll_interval)
+    worker = SyncWorker(path, client, SyncConfig(poll_interval=poll_interval))
     thread = threading.Thread(target=worker.run, kwargs={"idle_interval": 5.0}, name="bench-latency-worker")
     thread.start()
     measured: list[float] = []

@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from d1sync.outbox import DrainReport, Limits, SyncWorker, drain
+from d1sync.outbox import DrainReport, Limits, SyncConfig, SyncWorker, drain
 from d1sync.outbox.lease import describe_holder, live_holder
 from d1sync.outbox.metrics import MetricsServer, metrics_text
 
@@ -157,7 +157,7 @@ def run(
     directions = _directions(push_only, pull_only)
     remote = open_target(target, default="remote")
     try:
-        worker = SyncWorker(db, remote, limits=_limits(max_request_bytes, max_statements), **directions)
+        worker = SyncWorker(db, remote, SyncConfig(limits=_limits(max_request_bytes, max_statements), **directions))
     except BaseException:
         remote.close()  # DB could not be opened: nothing else holds the target
         raise
@@ -277,7 +277,9 @@ def sync(
     remote = open_target(target, default="remote")
     report = DrainReport()
     try:
-        with SyncWorker(db, remote, limits=_limits(max_request_bytes, max_statements), **directions) as worker:
+        with SyncWorker(
+            db, remote, SyncConfig(limits=_limits(max_request_bytes, max_statements), **directions)
+        ) as worker:
             worker.resume()  # asked by a person: what paused the outbox is checked again now
             lease = live_holder(worker.conn, worker.owner, time.time())
             if lease is not None and not wait:

@@ -4,7 +4,7 @@ A pull hands over, per key, the remote row as it is now (or None: the remote no 
 
 * runs in one write transaction, together with the new cursor, so a crash leaves all of it or none;
 * is never captured: the transaction holds a row in ``_d1sync_applying``, which the capture triggers of
-  replicated tables skip on (:mod:`~d1sync.outbox.replica`);
+  replicated tables skip on (:mod:`~d1sync.outbox.store.replica`);
 * keeps the local state of a key with a change pending ("last push wins": that change is pushed next). With a
   ``version_column`` the higher version wins on both sides: a remote row with a higher version is applied
   even over a pending change (whose push D1's version guard would refuse anyway); a local row with a higher
@@ -17,27 +17,27 @@ A pull hands over, per key, the remote row as it is now (or None: the remote no 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from d1sync.errors import SQLError
-from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.codec import column_expr, key_sql
 from d1sync.outbox.lease import holds_lease
-from d1sync.outbox.log import PENDING
+from d1sync.outbox.model import TableSpec
 from d1sync.outbox.planner import delete_sql, topological_order
-from d1sync.outbox.replica import (
-    APPLYING_TABLE,
+from d1sync.outbox.resend import queue_keys
+from d1sync.outbox.store.log import pending_keys_of
+from d1sync.outbox.store.replica import (
     PullTable,
     load_pull_tables,
     load_replica,
     save_pull_table,
     save_replica,
+    start_applying,
+    stop_applying,
 )
-from d1sync.outbox.resend import queue_keys
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 
@@ -102,11 +102,6 @@ def _rank(value: Any) -> tuple[int, Any]:
     return (3, bytes(value))
 
 
-def _pending(conn: Connection, table: str, keys: list[str]) -> set[str]:
-    sql = f"SELECT DISTINCT key FROM {PENDING} WHERE tbl = ? AND key IN (SELECT value FROM json_each(?))"
-    return {str(r[0]) for r in conn.execute(sql, (table, json.dumps(keys)))}
-
-
 def _local_versions(conn: Connection, spec: TableSpec, keys: list[str]) -> dict[str, Any]:
     assert spec.version_column is not None
     join = " AND ".join(f"t.{quote_identifier(c)} IS {column_expr(i, True, 'j.value')}" for i, c in enumerate(spec.key))
@@ -119,7 +114,7 @@ def _local_versions(conn: Connection, spec: TableSpec, keys: list[str]) -> dict[
 
 def _decide(spec: TableSpec, rows: list[Pulled], conn: Connection) -> dict[str, Decision]:
     keys = [p.key for p in rows]
-    pending = _pending(conn, spec.name, keys)
+    pending = pending_keys_of(conn, spec.name, keys)
     decisions: dict[str, Decision] = {}
     versions = _local_versions(conn, spec, keys) if spec.version_column else {}
     index = spec.columns.index(spec.version_column) if spec.version_column else -1
@@ -229,9 +224,9 @@ def _transaction(
             return None
         if deferred:
             conn.execute("PRAGMA defer_foreign_keys = ON")
-        conn.execute(f"INSERT OR REPLACE INTO {APPLYING_TABLE} (id) VALUES (1)")
+        start_applying(conn)
         _apply_all(conn, specs, by_table, applied)
-        conn.execute(f"DELETE FROM {APPLYING_TABLE}")
+        stop_applying(conn)
         replica = load_replica(conn)
         if replica is not None and cursor is not None and cursor > replica.cursor:
             save_replica(conn, replace(replica, cursor=cursor))

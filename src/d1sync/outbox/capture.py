@@ -1,90 +1,25 @@
-"""Capture: triggers that append every write of a tracked table to the change log.
+"""Capture: which tables can be tracked, and how (their key and columns, read from the local schema).
 
-The triggers run inside the writer's own transaction, so a write and its change record commit or roll back
-together: there is no window in which a committed write is not in the outbox. The change log records only
-``(table, key, op)``; the worker reads the row's current state when it sends (state-based sync), which makes
-every send idempotent and collapses repeated updates of one row into one upsert.
+The capture triggers themselves are the store's (:mod:`d1sync.outbox.store.triggers`): they write the change
+log, whose layout only the store knows. They run inside the writer's own transaction, so a write and its
+change record commit or roll back together: there is no window in which a committed write is not in the
+outbox. The change log records only ``(table, key, op)``; the worker reads the row's current state when it
+sends (state-based sync), which makes every send idempotent and collapses repeated updates of one row into
+one upsert.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from dataclasses import dataclass, replace
 
 from d1sync.errors import ConfigError
-from d1sync.outbox.codec import key_sql
-from d1sync.outbox.log import DELETE, JSON_KEY, UPSERT, table_id
-from d1sync.outbox.replica import skip_while_applying
+from d1sync.outbox.model import TableSpec
+from d1sync.outbox.store.schema import PREFIX
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 
-__all__ = [
-    "Column",
-    "TableSpec",
-    "all_columns",
-    "backfill",
-    "capture_of",
-    "create_sql",
-    "derive_spec",
-    "inspect_table",
-    "install_triggers",
-    "load_specs",
-    "remove_triggers",
-    "save_spec",
-    "table_columns",
-    "trigger_names",
-]
-
-Mode = Literal["track", "enqueue", "purge"]
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """How one table is synced.
-
-    Attributes:
-        name: the table name (the same locally and remotely).
-        key: the key columns (primary key, or a UNIQUE index on NOT NULL columns).
-        columns: the synced columns in order, key columns included.
-        version_column: if set, a remote row is only overwritten by a row whose version is >= its own.
-        parents: tracked tables this one references by foreign key (parents are upserted first).
-        mode: ``track`` (triggers on a local table), ``enqueue`` (rows given to ``Outbox.enqueue``) or
-            ``purge`` (untracked with ``delete_remote``: the worker deletes its remote rows, then forgets it).
-        include, exclude: the column choice ``track`` was given, kept so that the columns can be derived again
-            when the local table changes (None: every column).
-        replicate: two-way: the worker also pulls the table's remote changes (``Outbox.replicate``), and its
-            capture triggers skip the rows a pull applies.
-    """
-
-    name: str
-    key: tuple[str, ...]
-    columns: tuple[str, ...]
-    version_column: str | None = None
-    parents: tuple[str, ...] = field(default_factory=tuple)
-    mode: Mode = "track"
-    include: tuple[str, ...] | None = None
-    exclude: tuple[str, ...] | None = None
-    replicate: bool = False
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> TableSpec:
-        data = json.loads(text)
-        return cls(
-            name=data["name"],
-            key=tuple(data["key"]),
-            columns=tuple(data["columns"]),
-            version_column=data.get("version_column"),
-            parents=tuple(data.get("parents", ())),
-            mode=data.get("mode", "track"),
-            include=tuple(data["include"]) if data.get("include") is not None else None,
-            exclude=tuple(data["exclude"]) if data.get("exclude") is not None else None,
-            replicate=bool(data.get("replicate", False)),
-        )
+__all__ = ["Column", "all_columns", "create_sql", "derive_spec", "inspect_table", "table_columns"]
 
 
 @dataclass(frozen=True)
@@ -194,7 +129,7 @@ def inspect_table(
     ``lenient`` drops included or excluded columns the table no longer has (re-deriving a spec after a local
     ``DROP COLUMN``) instead of refusing them.
     """
-    if table.startswith(("_d1sync_", "sqlite_")):
+    if table.startswith((PREFIX, "sqlite_")):
         raise ConfigError(f"table {table!r} is internal and cannot be tracked")
     if not _table_exists(conn, table):
         raise ConfigError(f"no table {table!r} in the database; create it first (or check the spelling)")
@@ -247,103 +182,7 @@ def derive_spec(conn: Connection, spec: TableSpec, table: str | None = None) -> 
     return replace(derived, replicate=spec.replicate)
 
 
-def trigger_names(table: str) -> tuple[str, str, str]:
-    """The capture triggers' names for ``table`` (kept by SQLite when the table is renamed)."""
-    return (f"_d1sync_{table}_ins", f"_d1sync_{table}_upd", f"_d1sync_{table}_del")
-
-
-def capture_of(conn: Connection, table: str) -> tuple[int, set[str]]:
-    """How many of ``table``'s capture triggers exist, and on which tables they sit now (a renamed table takes
-    its triggers along)."""
-    names = trigger_names(table)
-    rows = conn.execute(
-        "SELECT tbl_name FROM main.sqlite_master WHERE type = 'trigger' AND name IN (?, ?, ?)", names
-    ).fetchall()
-    return len(rows), {str(r[0]) for r in rows}
-
-
 def create_sql(conn: Connection, table: str) -> str | None:
     """The ``CREATE TABLE`` statement of a local table, as SQLite keeps it."""
     row = conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
     return str(row[0]) if row and row[0] else None
-
-
-def _logged(spec: TableSpec, alias: str) -> tuple[str, int]:
-    """How a capture trigger writes ``spec``'s key from row ``alias``, and what it adds to the op: the value
-    itself for a one-column key, the codec's JSON text for a composite one (see d1sync.outbox.log)."""
-    if len(spec.key) == 1:
-        return f"{alias}.{quote_identifier(spec.key[0])}", 0
-    return key_sql(alias, spec.key), JSON_KEY
-
-
-def install_triggers(conn: Connection, spec: TableSpec, *, all_columns: Sequence[str], on: str | None = None) -> None:
-    """(Re)create the three capture triggers of ``spec`` (on table ``on``, default ``spec.name``). Call inside
-    a transaction.
-
-    Each trigger appends one small row to the change log, with literals for the table id and the op and the
-    key as the table holds it: all a tracked write costs (see d1sync.outbox.log).
-    """
-    q = quote_identifier(on or spec.name)
-    tid = table_id(conn, spec.name)
-    ins, upd, delete = (quote_identifier(n) for n in trigger_names(spec.name))
-    remove_triggers(conn, spec.name)
-    (new_key, form), (old_key, _) = _logged(spec, "NEW"), _logged(spec, "OLD")
-    upsert, deleted = UPSERT + form, DELETE + form
-    insert = "INSERT INTO _d1sync_changes (tid, key, op) VALUES ({tid}, {key}, {op})"
-    # Only updates of synced columns matter; narrowing the trigger saves a change row for the others.
-    of = ""
-    if set(spec.columns) != set(all_columns):
-        of = " OF " + ", ".join(quote_identifier(c) for c in spec.columns)
-    # Keys compare exactly: byte for byte whatever the column's collation ('a' -> 'A' under NOCASE is a key
-    # change), and by type (1 -> 1.0 in an untyped column is one too), as the key texts differ.
-    # A replicated table's triggers skip the rows a pull applies (see d1sync.outbox.replica).
-    when = skip_while_applying() if spec.replicate else ""
-    key_changed = " OR ".join(
-        f"OLD.{c} IS NOT NEW.{c} COLLATE BINARY OR typeof(OLD.{c}) IS NOT typeof(NEW.{c})"
-        for c in map(quote_identifier, spec.key)
-    )
-    conn.execute(
-        f"CREATE TRIGGER {ins} AFTER INSERT ON {q}{when} BEGIN "
-        + insert.format(tid=tid, key=new_key, op=upsert)
-        + "; END"
-    )
-    conn.execute(
-        f"CREATE TRIGGER {upd} AFTER UPDATE{of} ON {q}{when} BEGIN "
-        # A key change is a delete of the old key and an upsert of the new one.
-        + f"INSERT INTO _d1sync_changes (tid, key, op) SELECT {tid}, {old_key}, {deleted} WHERE {key_changed}; "
-        + insert.format(tid=tid, key=new_key, op=upsert)
-        + "; END"
-    )
-    conn.execute(
-        f"CREATE TRIGGER {delete} AFTER DELETE ON {q}{when} BEGIN "
-        + insert.format(tid=tid, key=old_key, op=deleted)
-        + "; END"
-    )
-
-
-def remove_triggers(conn: Connection, table: str) -> None:
-    for name in trigger_names(table):
-        conn.execute(f"DROP TRIGGER IF EXISTS {quote_identifier(name)}")
-
-
-def save_spec(conn: Connection, spec: TableSpec) -> None:
-    conn.execute(
-        "INSERT INTO _d1sync_tables (tbl, spec) VALUES (?, ?) ON CONFLICT (tbl) DO UPDATE SET spec = excluded.spec",
-        (spec.name, spec.to_json()),
-    )
-
-
-def load_specs(conn: Connection) -> dict[str, TableSpec]:
-    """Every synced table's spec, by name (the outbox schema must exist: see ``ensure_schema``)."""
-    rows = conn.execute("SELECT tbl, spec FROM _d1sync_tables")
-    return {str(t): TableSpec.from_json(str(s)) for t, s in rows}
-
-
-def backfill(conn: Connection, spec: TableSpec) -> int:
-    """Queue an upsert for every existing row of ``spec`` (so tracking a full table syncs its rows too)."""
-    key, form = _logged(spec, "t")
-    cur = conn.execute(
-        f"INSERT INTO _d1sync_changes (tid, key, op) "
-        f"SELECT {table_id(conn, spec.name)}, {key}, {UPSERT + form} FROM {quote_identifier(spec.name)} AS t"
-    )
-    return cur.rowcount

@@ -6,19 +6,25 @@ import json
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Literal
 
-from d1sync.outbox.capture import TableSpec, load_specs
-from d1sync.outbox.codec import column_expr, encode_row, has_undecodable_text, key_sql, utf8_length
+from d1sync.outbox.codec import column_expr, encode_row, has_undecodable_text, key_sql
 from d1sync.outbox.lease import holds_lease
-from d1sync.outbox.log import PENDING, append_changes, delete_changes
+from d1sync.outbox.model import Change, Op, TableSpec, seq_param
 from d1sync.outbox.reconcile import schema_version
+from d1sync.outbox.store.log import (
+    append_changes,
+    delete_changes,
+    issued_seq,
+    keys_changed_after,
+    keys_written_after,
+    read_log,
+    rows_through,
+)
+from d1sync.outbox.store.schema import load_specs
 from d1sync.sql import quote_identifier
-from d1sync.sqlite import Connection, Rows
+from d1sync.sqlite import Connection
 
-__all__ = ["Change", "Op", "ReadAhead", "Window", "acknowledge", "read_window", "requeue", "seq_param"]
-
-Op = Literal["upsert", "delete"]
+__all__ = ["ReadAhead", "Window", "acknowledge", "read_window", "requeue"]
 
 _KEYS_PER_QUERY = 5_000
 _BAD_ROW_TEXT = (
@@ -26,40 +32,6 @@ _BAD_ROW_TEXT = (
     "fix the row locally (e.g. UPDATE with CAST(... AS BLOB)) and retry the dead letter"
 )
 _BAD_KEY_TEXT = "its key or payload is not valid UTF-8 text, which D1 cannot store"
-
-
-@dataclass(slots=True)
-class Change:
-    """One coalesced change: the newest state of one key, and every change-log row it acknowledges.
-
-    A window holds tens of thousands of these (two while the next is read ahead): with slots, each is one
-    object for the garbage collector to scan instead of two (no ``__dict__``), and smaller.
-    """
-
-    table: str
-    key: str
-    op: Op
-    data: str | None = None
-    blobs: frozenset[int] = frozenset()
-    """Indexes of values sent in object form (BLOBs, text with NUL); see :func:`~d1sync.outbox.codec.encode_row`."""
-    seqs: tuple[int, ...] = ()
-    """The change-log rows it stands for, oldest first (a tuple of ints: the garbage collector stops scanning
-    it once it has seen it)."""
-
-    @property
-    def payload(self) -> str:
-        return self.data if self.op == "upsert" and self.data is not None else self.key
-
-    @property
-    def size(self) -> int:
-        """Bytes of the payload as UTF-8 (computed once: the planner asks several times per row)."""
-        payload = self.payload
-        if self._size_of is not payload:
-            self._size_of, self._size = payload, utf8_length(payload)
-        return self._size
-
-    _size_of: str | None = field(default=None, repr=False, compare=False)
-    _size: int = field(default=0, repr=False, compare=False)
 
 
 @dataclass
@@ -131,10 +103,7 @@ def _defer_moving_keys(
     related |= {parent for name in related for parent in specs[name].parents}
     if not related or not any(table in related for table, _ in latest):
         return []
-    moving, _ = conn.read(
-        f"SELECT DISTINCT tbl, key FROM {PENDING} WHERE seq > ? AND tbl IN (SELECT value FROM json_each(?))",
-        (high, json.dumps(sorted(related))),
-    )
+    moving = keys_changed_after(conn, high, related)
     return [latest.pop((table, key)) for table, key in moving if (table, key) in latest]
 
 
@@ -214,16 +183,16 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead
     carried: Sequence[Change] = ()
     with conn.snapshot():
         version = schema_version(conn)
-        top = int(conn.execute("SELECT coalesce(max(seq), 0) FROM _d1sync_changes").fetchone()[0])
+        top = issued_seq(conn)
         specs = load_specs(conn)
         if ahead is None:
-            rows, lenient_log = _read_log(conn, limit, skipped)
+            rows, lenient_log = read_log(conn, limit, skipped)
         elif _only_these_below(conn, ahead, skipped):
             carried = ahead.held_back
             rest = max(0, limit - _row_count(carried))  # SQLite reads a negative LIMIT as none
-            rows, lenient_log = _read_log(conn, rest, skipped, after=ahead.high)
+            rows, lenient_log = read_log(conn, rest, skipped, after=ahead.high)
         else:
-            rows, lenient_log = _read_log(conn, limit, skipped, exclude=ahead.in_flight)
+            rows, lenient_log = read_log(conn, limit, skipped, exclude=ahead.in_flight)
         log = rows.fetchall()
         latest = _coalesce(log, carried)
         full = len(log) + _row_count(carried) >= limit
@@ -256,7 +225,7 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead
         known: dict[tuple[str, str], Change] = {}
         written: Container[tuple[str, str]] = ()
         if ahead is not None and ahead.held_back:
-            since = _written_since(conn, ahead.top, limit)
+            since = keys_written_after(conn, ahead.top, limit)
             if since is not None:  # else so much was written that no earlier state is reused
                 logged = {t for t in {c.table for c in ahead.held_back} if _always_logged(conn, specs.get(t))}
                 known, written = {(c.table, c.key): c for c in ahead.held_back if c.table in logged}, since
@@ -280,52 +249,15 @@ def _always_logged(conn: Connection, spec: TableSpec | None) -> bool:
     return True
 
 
-def _written_since(conn: Connection, top: int, limit: int) -> set[tuple[str, str]] | None:
-    """The keys with a change row written after seq ``top``; None when there are more than ``limit`` such
-    rows (not worth reading them all)."""
-    rows, _ = conn.read(f"SELECT tbl, key FROM {PENDING} WHERE seq > ? ORDER BY seq LIMIT ?", (top, limit + 1))
-    found = rows.fetchall()
-    return None if len(found) > limit else {(table, key) for table, key in found}
-
-
 def _row_count(changes: Iterable[Change]) -> int:
     return sum(len(c.seqs) for c in changes)
-
-
-def _read_log(
-    conn: Connection, limit: int, skipped: str | None, *, after: int = 0, exclude: Sequence[Change] = ()
-) -> tuple[Rows, bool]:
-    """The next ``limit`` pending change rows in seq order: after ``after``, not in the tables of ``skipped``
-    (a JSON array), not those of ``exclude``."""
-    conditions = ["seq > ?"]
-    params: list[object] = [after]
-    if skipped is not None:
-        conditions.append("tbl NOT IN (SELECT value FROM json_each(?))")
-        params.append(skipped)
-    if exclude:
-        conditions.append("seq NOT IN (SELECT value FROM json_each(?))")
-        params.append(seq_param(exclude))
-    query = f"SELECT seq, tbl, key, op, payload FROM {PENDING} WHERE {' AND '.join(conditions)} ORDER BY seq LIMIT ?"
-    return conn.read(query, (*params, limit))
 
 
 def _only_these_below(conn: Connection, ahead: ReadAhead, skipped: str | None) -> bool:
     """Whether the pending rows up to ``ahead.high`` (but those of the skipped tables) are exactly the rows in
     flight and held back, as they are after a plain delivery (the rest of that window was acknowledged or
     dead-lettered before its requests went). Seqs only grow, so nothing written since lies below."""
-    tables = "SELECT tid FROM _d1sync_table_ids"
-    params: list[object] = [ahead.high]
-    if skipped is not None:
-        tables += " WHERE tbl NOT IN (SELECT value FROM json_each(?))"
-        params.append(skipped)
-    query = f"SELECT count(*) FROM _d1sync_changes WHERE seq <= ? AND tid IN ({tables})"
-    count = conn.execute(query, params).fetchone()[0]
-    return int(count) == _row_count(ahead.in_flight) + _row_count(ahead.held_back)
-
-
-def seq_param(changes: Iterable[Change]) -> str:
-    """The seqs behind ``changes`` as one JSON parameter."""
-    return json.dumps([s for c in changes for s in c.seqs])
+    return rows_through(conn, ahead.high, skipped) == _row_count(ahead.in_flight) + _row_count(ahead.held_back)
 
 
 def acknowledge(

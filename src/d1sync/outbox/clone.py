@@ -43,7 +43,6 @@ from typing import Any
 
 from d1sync.database import Database
 from d1sync.errors import ConfigError, SQLError
-from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.clone_plan import (
     STATE_TABLE,
     PlanEntry,
@@ -54,6 +53,7 @@ from d1sync.outbox.clone_plan import (
     select_objects,
     table_spec,
 )
+from d1sync.outbox.model import TableSpec
 from d1sync.outbox.pages import exact_columns, key_columns, keyset, read_exact, row_size
 from d1sync.outbox.verify import DEFAULT_PAGE, PAGE_BYTES, TableDiff, verify_table
 from d1sync.sql import quote_identifier

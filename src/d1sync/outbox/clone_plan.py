@@ -25,7 +25,9 @@ from typing import Literal
 from d1sync.database import Database
 from d1sync.errors import ConfigError
 from d1sync.migrations.runner import CHECKSUM_TABLE
-from d1sync.outbox.capture import TableSpec, table_columns
+from d1sync.outbox.capture import table_columns
+from d1sync.outbox.model import TableSpec
+from d1sync.outbox.store.schema import PREFIX
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 
@@ -55,7 +57,7 @@ _STATE_DDL = f"""CREATE TABLE {STATE_TABLE} (
     after  TEXT,
     done   INTEGER NOT NULL DEFAULT 0
 )"""
-_SKIPPED_PREFIXES = ("sqlite_", "_cf_", "_d1sync_")
+_SKIPPED_PREFIXES = ("sqlite_", "_cf_", PREFIX)
 """SQLite's own objects, D1's internal tables, and d1sync's outbox and capture machinery are never cloned."""
 _KEPT = frozenset({CHECKSUM_TABLE})
 """...except the migration checksums, which belong with ``d1_migrations`` (so `migrations list` agrees)."""

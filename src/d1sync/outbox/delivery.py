@@ -1,7 +1,8 @@
 """Delivery of one window's planned requests: settle the window, send in order, isolate refused rows, survive a
 lost lease.
 
-The rule for refusals (what each costs, in requests, is in docs/sync.md):
+What a refusal means is decided by :mod:`~d1sync.outbox.refusals` (one table of rules); this module carries
+the verdicts out. In short (what each costs, in requests, is in docs/sync.md):
 
 * **Not about a row** (``no such column``, ``table t has no column named c``): the table's statements are
   split from a request holding several tables, and the table that fails is paused with D1's message. Nothing
@@ -26,31 +27,28 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-from d1sync.database import Database
-from d1sync.errors import D1Error, D1SyncError, SQLError, TransientError
+from d1sync.errors import D1Error, SQLError, TransientError
 from d1sync.outbox import lease
-from d1sync.outbox.capture import TableSpec
-from d1sync.outbox.changes import Change, Window, acknowledge, requeue
-from d1sync.outbox.dead import dead_letter, resolve_dead
-from d1sync.outbox.metrics import Counters
-from d1sync.outbox.planner import Limits, Plan, PlannedRequest, plan
-from d1sync.outbox.results import SyncResult
-from d1sync.outbox.schema import TableState, load_table_states, save_table_state
+from d1sync.outbox.changes import Window, acknowledge, requeue
+from d1sync.outbox.link import Link
+from d1sync.outbox.model import Change, TableSpec
+from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, Plan, PlannedRequest, plan
+from d1sync.outbox.refusals import PROBES, Refusal, Verdict, blames_the_table, decide, same_refusal
+from d1sync.outbox.replicate import CLEAR_ORIGIN, SET_ORIGIN
+from d1sync.outbox.results import Failure, SyncResult
+from d1sync.outbox.store.dead import dead_letter, resolve_dead
+from d1sync.outbox.store.replica import push_origin
+from d1sync.outbox.store.schema import TableState, load_table_states, save_table_state
 from d1sync.outbox.swap import swap_request
 from d1sync.outbox.tables import pause
 from d1sync.sqlite import Connection
 
-__all__ = ["Worker", "deliver", "settle_window"]
+__all__ = ["deliver", "send_request", "settle_window"]
 
 log = logging.getLogger("d1sync.sync")
 
-_WAITING = frozenset({"FOREIGN KEY", "UNIQUE", "PRIMARY KEY"})
-_UNIQUE = frozenset({"UNIQUE", "PRIMARY KEY"})
-_TABLE_WIDE = frozenset({"NOT NULL", "CHECK", "DATATYPE"})
-"""Constraints that, when every probed row breaks them alike, point at the table's schema, not at rows."""
-_PROBES = 3
 T = TypeVar("T")
 _REPLACE_HINT = (
     " (another remote row holds this value; if the application writes with INSERT OR REPLACE, the rows REPLACE"
@@ -58,37 +56,21 @@ _REPLACE_HINT = (
 )
 
 
-class Worker(Protocol):
-    """What delivery needs of a :class:`~d1sync.outbox.worker.SyncWorker`."""
-
-    conn: Connection
-    target: Database
-    owner: str
-    limits: Limits
-    lease_ttl: float
-    counters: Counters
-    clock: Callable[[], float]
-    on_progress: Callable[[SyncResult], None] | None
-
-    def acquire_lease(self, now: float, *, renew: bool = False, extra: float = 0.0) -> bool: ...
-
-    def send(self, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None) -> T | None: ...
-
-    def record_failure(self, exc: D1SyncError, now: float, *, pause: bool, progressed: bool = False) -> SyncResult: ...
-
-
 def deliver(
-    worker: Worker,
+    link: Link,
     requests: list[PlannedRequest],
     specs: dict[str, TableSpec],
     result: SyncResult,
     *,
+    limits: Limits,
+    on_progress: Callable[[SyncResult], None] | None = None,
     window_full: bool,
     progressed: bool = False,
     read_ahead: Callable[[list[Change], list[Change]], T] | None = None,
-) -> tuple[SyncResult | None, T | None]:
+) -> tuple[SyncResult | Failure | None, T | None]:
     """Deliver a window's requests. The first item is None when everything went (or was dead-lettered or
-    paused with its table), else the pass's outcome (a back-off, a global pause, a lost lease).
+    paused with its table), else the pass's outcome: a lost lease, or a :class:`Failure` for the engine to
+    record (a back-off, a global pause). ``on_progress`` hears of every acknowledged request.
 
     ``progressed`` says the pass already moved something before delivery (keys acknowledged as superseded).
 
@@ -101,7 +83,7 @@ def deliver(
         # A full window's last request is usually short: its rows stay pending and the next window, read
         # right away, fills a request with them. Under a rate limit, full requests are throughput.
         requests, held_back = requests[:-1], requests[-1:]
-    sender = _Sender(worker, specs, result)
+    sender = _Sender(link, specs, result, limits, on_progress)
     deferred: list[Change] = []
     ahead: list[T] = []
     tail = [c for r in held_back for c in r.changes]
@@ -138,11 +120,42 @@ def settle_window(conn: Connection, window: Window, planned: Plan, result: SyncR
         result.dead += dead_letter(conn, planned.rejected)
 
 
+def send_request(link: Link, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None) -> T | None:
+    """Send one planned request as one atomic batch (foreign keys checked at its commit).
+
+    A replica's batch sets the remote origin to its id first and clears it last, so the remote log knows
+    these writes as its own (see :mod:`~d1sync.outbox.replicate`).
+
+    With ``meanwhile``, the batch goes from the link's helper thread while ``meanwhile()`` runs on this one,
+    and its result is returned once the batch is answered. The send's error, if any, is raised; an error of
+    ``meanwhile`` only costs its result (None), since what it prepares is read again next pass.
+    """
+    db = link.target
+    origin = push_origin(link.conn)
+    statements = [db.prepare(DEFER_FOREIGN_KEYS)]
+    statements += [db.prepare(SET_ORIGIN).bind(origin)] if origin else []
+    statements += [db.prepare(s.sql).bind(s.param) for s in request.statements]
+    statements += [db.prepare(CLEAR_ORIGIN)] if origin else []
+    if meanwhile is None:
+        db.batch(statements)
+        return None
+    return link.aside.run(lambda: db.batch(statements), meanwhile)
+
+
 class _Sender:
-    def __init__(self, worker: Worker, specs: dict[str, TableSpec], result: SyncResult) -> None:
-        self.worker = worker
+    def __init__(
+        self,
+        link: Link,
+        specs: dict[str, TableSpec],
+        result: SyncResult,
+        limits: Limits,
+        on_progress: Callable[[SyncResult], None] | None,
+    ) -> None:
+        self.link = link
         self.specs = specs
         self.result = result
+        self.limits = limits
+        self.on_progress = on_progress
         self.paused: set[str] = set()
         self.probed: set[str] = set()
         self.clashing: dict[str, list[tuple[Change, SQLError]]] = {}
@@ -150,11 +163,11 @@ class _Sender:
         """D1 refused a request of this delivery (whatever followed: a bisection, a dead letter, a pause)."""
 
     def plan(self, changes: list[Change]) -> list[PlannedRequest]:
-        return plan([c for c in changes if c.table not in self.paused], self.specs, self.worker.limits).requests
+        return plan([c for c in changes if c.table not in self.paused], self.specs, self.limits).requests
 
     def _allowance(self) -> float:
         """Seconds a send may spend waiting for the client's rate limiter, added to the lease before it."""
-        limiter = getattr(self.worker.target, "rate_limiter", None)  # a D1Client's; other targets have none
+        limiter = getattr(self.link.target, "rate_limiter", None)  # a D1Client's; other targets have none
         wait = 2 * limiter.wait_time() if limiter is not None else 0.0  # a shared limiter serves others first
         return min(wait, lease.MAX_ALLOWANCE)
 
@@ -163,22 +176,22 @@ class _Sender:
         request: PlannedRequest,
         read_ahead: Callable[[list[Change]], T] | None = None,
         ahead: list[T] | None = None,
-    ) -> SyncResult | None:
+    ) -> SyncResult | Failure | None:
         """Send one request and acknowledge it; the pass's outcome if it cannot go on, else None.
 
         With ``read_ahead``, it runs while the request is in flight and what it returns goes into ``ahead``.
         """
-        worker = self.worker
-        if not worker.acquire_lease(worker.clock(), renew=True, extra=self._allowance()):
-            return _locked(worker)
+        link = self.link
+        if not link.lease.acquire(link.clock(), renew=True, extra=self._allowance()):
+            return _locked(link)
         started = time.monotonic()
         changes = request.changes
         if read_ahead is None or ahead is None:
-            worker.send(request)
+            send_request(link, request)
         else:
-            read = worker.send(request, meanwhile=lambda: read_ahead(changes))
+            read = send_request(link, request, meanwhile=lambda: read_ahead(changes))
             ahead[:] = [] if read is None else [read]
-        if acknowledge(worker.conn, changes, owner=worker.owner, then=resolve_dead) is None:
+        if acknowledge(link.conn, changes, owner=link.lease.owner, then=resolve_dead) is None:
             return self._lost_lease(request)
         log.debug(
             "request acknowledged: %d row(s), %d bytes, %.0f ms",
@@ -188,10 +201,10 @@ class _Sender:
         )
         self.result.rows += request.rows
         self.result.requests += 1
-        worker.counters.rows += request.rows
-        worker.counters.requests += 1
-        if worker.on_progress is not None:
-            worker.on_progress(self.result)
+        link.counters.rows += request.rows
+        link.counters.requests += 1
+        if self.on_progress is not None:
+            self.on_progress(self.result)
         return None
 
     def run(
@@ -202,7 +215,7 @@ class _Sender:
         deferred: list[Change],
         read_ahead: Callable[[list[Change]], T] | None = None,
         ahead: list[T] | None = None,
-    ) -> SyncResult | None:
+    ) -> SyncResult | Failure | None:
         """Send ``requests`` in order, handling refusals as the module docstring says. ``read_ahead`` runs
         during the last one, if nothing was refused before it (see :func:`deliver`)."""
         queue: deque[list[PlannedRequest]] = deque([requests])
@@ -221,55 +234,69 @@ class _Sender:
                 try:
                     try:
                         outcome = self._send(request, read_ahead if last else None, ahead)
-                    except SQLError as exc:
+                    except D1Error as exc:
+                        refusal = self._refusal(exc, request, window_full=window_full, retried=retried)
+                        verdict = decide(refusal)
+                        if verdict in (Verdict.BACK_OFF, Verdict.PAUSE_ALL):
+                            raise
+                        assert refusal.sql is not None
                         self.refused = True
                         # The probes of a refusal send requests too: their failures are handled alike.
-                        rest = self._refused(exc, request, window_full, deferred, retry_later, retried)
+                        rest = self._refused(verdict, refusal.sql, request, deferred, retry_later)
                         queue.appendleft(rest + batch[i + 1 :])
                         break
-                except TransientError as exc:
-                    return self._failed(exc, request, pause=False)
-                except D1Error as exc:  # auth, a missing database, anything not about a row: pause loudly
-                    return self._failed(exc, request, pause=True)
+                except D1Error as exc:  # the pass ends: it backs off, or pauses loudly
+                    return self._failed(exc, request, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF)
                 if outcome is not None:
                     return outcome
         return None
 
+    def _refusal(self, exc: D1Error, request: PlannedRequest, *, window_full: bool, retried: bool) -> Refusal:
+        tables = {c.table for c in request.changes}
+        probed = len(tables) == 1 and not tables.isdisjoint(self.probed)
+        return Refusal(exc, len(request.changes), len(tables), window_full, retried, probed)
+
     def _refused(
         self,
+        verdict: Verdict,
         exc: SQLError,
         request: PlannedRequest,
-        window_full: bool,
         deferred: list[Change],
         retry_later: list[Change],
-        retried: bool,
     ) -> list[PlannedRequest]:
-        """Handle a refused request; the requests to send next in its place."""
+        """Carry out the verdict on a refused request; the requests to send next in its place."""
         rows = request.changes
-        tables = sorted({c.table for c in rows})
-        if len(tables) > 1:  # first find the table it is about: each table's rows on their own
+        table = rows[0].table
+        if verdict is Verdict.SPLIT_TABLES:
+            tables = sorted({c.table for c in rows})
             return [r for t in tables for r in self.plan([c for c in rows if c.table == t])]
-        table = tables[0]
-        if not exc.row_level:
+        if verdict is Verdict.PAUSE_TABLE:
             self._pause_table(table, exc)
-            return []
-        if len(rows) == 1:
-            self._refused_row(exc, rows[0], window_full, deferred, retry_later, retried)
-            return []
-        if exc.constraint in _TABLE_WIDE and table not in self.probed:
-            self.probed.add(table)
-            rest = self._probe(exc, rows)
-            if rest is None:
-                return []
-            rows = rest
-        if len(rows) <= 1:
-            return self.plan(rows)
-        half = len(rows) // 2
-        return self.plan(rows[:half]) + self.plan(rows[half:])
+        elif verdict is Verdict.DEFER:
+            log.info("deferred %s key %s: %s", table, rows[0].key, exc.message)
+            deferred.append(rows[0])
+        elif verdict is Verdict.RETRY_LATER:
+            retry_later.append(rows[0])
+        elif verdict is Verdict.SWAP:
+            self.clashing.setdefault(table, []).append((rows[0], exc))
+        elif verdict is Verdict.DEAD_LETTER:
+            self._dead(rows[0], exc.message)
+        else:
+            if verdict is Verdict.PROBE:
+                self.probed.add(table)
+                rest = self._probe(exc, rows)
+                if rest is None:
+                    return []
+                rows = rest
+            if len(rows) <= 1:
+                return self.plan(rows)
+            half = len(rows) // 2
+            return self.plan(rows[:half]) + self.plan(rows[half:])
+        return []
 
     def _probe(self, exc: SQLError, rows: list[Change]) -> list[Change] | None:
         """Send a few rows alone. None if they all fail alike (the table is paused); else the rows left."""
-        picks = sorted({0, len(rows) // 2, len(rows) - 1})[:_PROBES]
+        picks = sorted({0, len(rows) // 2, len(rows) - 1})[:PROBES]
         alike = 0
         sent: set[int] = set()
         for index in picks:
@@ -278,40 +305,17 @@ class _Sender:
                     return rows  # the lease is gone: the caller's next send finds that out
                 sent.add(index)
             except SQLError as probe_exc:
-                if probe_exc.row_level and probe_exc.message == exc.message:
-                    alike += 1
-        if alike == len(picks) and alike >= 2:
+                alike += same_refusal(probe_exc, exc)
+        if blames_the_table(alike, len(picks)):
             self._pause_table(rows[0].table, exc, probes=alike)
             return None
         return [c for i, c in enumerate(rows) if i not in sent]
 
-    def _refused_row(
-        self,
-        exc: SQLError,
-        change: Change,
-        window_full: bool,
-        deferred: list[Change],
-        retry_later: list[Change],
-        retried: bool,
-    ) -> None:
-        waits = exc.constraint in _WAITING
-        if waits and window_full:
-            # What it waits for may be in a later window: leave it pending. Once the whole backlog fits in one
-            # window, the failure is final and dead-letters the row.
-            log.info("deferred %s key %s: %s", change.table, change.key, exc.message)
-            deferred.append(change)
-        elif waits and not retried:
-            retry_later.append(change)
-        elif exc.constraint in _UNIQUE:
-            self.clashing.setdefault(change.table, []).append((change, exc))
-        else:
-            self._dead(change, exc.message)
-
-    def swap_remaining(self) -> SyncResult | None:
+    def swap_remaining(self) -> SyncResult | Failure | None:
         """Send rows still clashing on UNIQUE values together, once, then dead-letter what still fails."""
         for table, clashes in sorted(self.clashing.items()):
             changes = [c for c, _ in clashes]
-            request = swap_request(self.worker.conn, self.specs[table], changes, self.worker.limits)
+            request = swap_request(self.link.conn, self.specs[table], changes, self.limits)
             if request is not None and len(changes) > 1 and table not in self.paused:
                 try:
                     outcome = self._send(request)
@@ -329,7 +333,7 @@ class _Sender:
         return None
 
     def _dead(self, change: Change, reason: str) -> None:
-        self.result.dead += dead_letter(self.worker.conn, [(change, reason)])
+        self.result.dead += dead_letter(self.link.conn, [(change, reason)])
         log.error("dead-lettered %s key %s: %s", change.table, change.key, reason)
 
     def _pause_table(self, table: str, exc: SQLError, *, probes: int = 0) -> None:
@@ -337,20 +341,20 @@ class _Sender:
         self.paused.add(table)
         shared = f" (every one of {probes} rows sent alone was refused alike)" if probes else ""
         reason = f"D1 refused the rows of {table!r}: {exc.message}{shared}"
-        conn = self.worker.conn
+        conn = self.link.conn
         with conn.atomic():
             state = load_table_states(conn).get(table, TableState())
             fix = (
                 "make the remote table match the local one (`d1sync verify DB` compares them), then `d1sync resume DB`"
             )
-            state = replace(pause(state, "refused", reason, fix, self.worker.clock()), remote_columns=None)
+            state = replace(pause(state, "refused", reason, fix, self.link.clock()), remote_columns=None)
             save_table_state(conn, table, state)
 
-    def _failed(self, exc: D1Error, request: PlannedRequest, *, pause: bool) -> SyncResult:
+    def _failed(self, exc: D1Error, request: PlannedRequest, *, pause: bool) -> SyncResult | Failure:
         """A send failed with no verdict on its rows: D1 may still have applied it (a lost response)."""
-        if not lease.holds_lease(self.worker.conn, self.worker.owner):
+        if not self.link.lease.held():
             return self._lost_lease(request)
-        return self.worker.record_failure(exc, self.worker.clock(), pause=pause, progressed=self.result.requests > 0)
+        return Failure(exc, self.link.clock(), pause=pause, progressed=self.result.requests > 0)
 
     def _lost_lease(self, request: PlannedRequest) -> SyncResult:
         """A send landed after another worker took the lease: it may have overwritten newer states.
@@ -360,14 +364,14 @@ class _Sender:
         the log and cannot be restored here (a ``version_column`` makes D1 itself keep the newer one).
         """
         tracked = [c for c in request.changes if self.specs[c.table].mode == "track"]
-        requeue(self.worker.conn, tracked)
+        requeue(self.link.conn, tracked)
         log.warning(
             "the drain lease passed to another worker during a send of %d row(s); %d tracked row(s) queued again",
             request.rows,
             len(tracked),
         )
-        return _locked(self.worker)
+        return _locked(self.link)
 
 
-def _locked(worker: Worker) -> SyncResult:
-    return SyncResult("locked", retry_in=worker.lease_ttl / 3)
+def _locked(link: Link) -> SyncResult:
+    return SyncResult("locked", retry_in=link.lease.ttl / 3)

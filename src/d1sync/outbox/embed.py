@@ -52,7 +52,7 @@ def from_env(
     Args:
         path: the application's SQLite file.
         env: the environment (default ``os.environ``); cwd: where to look for wrangler.toml / d1sync.toml.
-        options: passed to :class:`SyncWorker` (``limits``, ``window``, ``lease_ttl``, ...).
+        options: passed to :class:`SyncWorker` (``config=SyncConfig(...)``, ``clock``, ``on_progress``).
 
     Raises:
         ConfigError: D1 is configured halfway (a token but no database id, or an id but no token, no account

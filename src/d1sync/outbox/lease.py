@@ -1,6 +1,6 @@
 """The single-drainer lease: at most one worker sends a file's changes at a time, across processes.
 
-The lease is a row of the worker state (:class:`~d1sync.outbox.schema.Lease`: owner and expiry). A worker
+The lease is a row of the worker state (:class:`~d1sync.outbox.store.schema.Lease`: owner and expiry). A worker
 takes it before a pass and renews it before every request; it is released on stop. A worker killed with
 SIGKILL cannot release it, so a successor on the same host takes it over as soon as the owner's process is
 gone (:func:`owner_is_dead`) instead of waiting for the expiry.
@@ -18,11 +18,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from d1sync.outbox.schema import Lease, load_state, save_state
+from d1sync.outbox.store.schema import Lease, load_state, save_state
 from d1sync.sqlite import Connection
 
 __all__ = [
     "MAX_ALLOWANCE",
+    "DrainLease",
     "LeaseWatch",
     "acquire",
     "describe_holder",
@@ -62,6 +63,39 @@ class LeaseWatch:
             self._seen = (lease, self._clock())
             return False
         return self._clock() - self._seen[1] >= self.longest
+
+
+class DrainLease:
+    """The lease as one worker holds it: who it is (``owner``), how long a taking lasts (``ttl``), and the
+    watch for leases that lie implausibly far ahead. What push and pull are given to take and renew it.
+
+    Example::
+
+        held = DrainLease(conn, new_owner(), ttl=90.0)
+        if held.acquire(time.time()):
+            ...                     # send; held.acquire(now, renew=True) before every request
+            held.release()
+    """
+
+    def __init__(
+        self, conn: Connection, owner: str, ttl: float, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.conn = conn
+        self.owner = owner
+        self.ttl = ttl
+        self.watch = LeaseWatch(ttl + MAX_ALLOWANCE + 1.0, monotonic)
+
+    def acquire(self, now: float, *, renew: bool = False, extra: float = 0.0) -> bool:
+        """Take (or renew) the lease until ``now + ttl + extra``; False if another worker has it."""
+        return acquire(self.conn, self.owner, now, self.ttl + extra, renew=renew, watch=self.watch)
+
+    def release(self) -> None:
+        """Give up the lease now (another worker may take it at once)."""
+        release(self.conn, self.owner)
+
+    def held(self) -> bool:
+        """Whether this owner holds the lease (live, or expired but not taken by another)."""
+        return holds_lease(self.conn, self.owner)
 
 
 def new_owner() -> str:

@@ -11,24 +11,17 @@ from typing import Any
 
 from d1sync.database import Database
 from d1sync.errors import ConfigError, ValueEncodingError
-from d1sync.outbox.capture import (
-    TableSpec,
-    all_columns,
-    backfill,
-    inspect_table,
-    install_triggers,
-    load_specs,
-    remove_triggers,
-    save_spec,
-)
+from d1sync.outbox.capture import all_columns, inspect_table
 from d1sync.outbox.codec import canonical_key_value, encode_key, encode_row
-from d1sync.outbox.dead import DeadLetter, drop_dead, list_dead, retry_dead
-from d1sync.outbox.log import PENDING, append_changes, delete_changes, table_changes
+from d1sync.outbox.model import TableSpec
 from d1sync.outbox.replicate import mark_replicated
-from d1sync.outbox.schema import has_outbox
 from d1sync.outbox.status import Status, read_status
+from d1sync.outbox.store.dead import DeadLetter, dead_of, drop_dead, list_dead, retry_dead
+from d1sync.outbox.store.log import append_changes, delete_changes, pending_of, table_changes
+from d1sync.outbox.store.schema import forget_spec, has_outbox, load_specs, save_spec, save_table_state
+from d1sync.outbox.store.triggers import backfill, install_triggers, remove_triggers
+from d1sync.outbox.store.upgrade import ensure_schema
 from d1sync.outbox.tables import resume_all
-from d1sync.outbox.upgrade import ensure_schema
 from d1sync.sqlite import Connection
 from d1sync.values import encode_param
 
@@ -153,11 +146,11 @@ class Outbox:
                     raise ConfigError(f"table {table!r} is not synced; synced tables: {', '.join(known) or 'none'}")
             for table in tables:
                 remove_triggers(conn, table)
-                conn.execute("DELETE FROM _d1sync_table_state WHERE tbl = ?", (table,))
+                save_table_state(conn, table, None)
                 if delete_remote:
                     save_spec(conn, replace(known[table], mode="purge"))
                 else:
-                    conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ?", (table,))
+                    forget_spec(conn, table)
                 if drop_pending or delete_remote:
                     delete_changes(conn, *table_changes(table))
 
@@ -348,8 +341,8 @@ def _enqueue_spec(conn: Connection, table: str) -> TableSpec:
 def _refuse_stored_changes(conn: Connection, spec: TableSpec, known: TableSpec | None) -> None:
     """Raise if changes of ``spec.name`` are stored: each holds its row in the earlier column order."""
     table = spec.name
-    pending = conn.execute(f"SELECT count(*) FROM {PENDING} WHERE tbl = ?", (table,)).fetchone()[0]
-    dead = conn.execute("SELECT count(*) FROM _d1sync_dead WHERE tbl = ?", (table,)).fetchone()[0]
+    pending = pending_of(conn, table)
+    dead = dead_of(conn, table)
     if not pending and not dead:
         return
     stored = " and ".join(

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.codec import column_expr, key_sql
+from d1sync.outbox.model import TableSpec
 from d1sync.sql import quote_identifier
 
 __all__ = [

@@ -22,9 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 
-from d1sync.outbox.capture import TableSpec
-from d1sync.outbox.changes import Change, Op
 from d1sync.outbox.codec import column_expr, utf8_length
+from d1sync.outbox.model import Change, Op, TableSpec
 from d1sync.sql import quote_identifier
 
 __all__ = [

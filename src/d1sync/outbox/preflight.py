@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, replace
 
 from d1sync.database import Database
 from d1sync.errors import D1Error, SQLError, TransientError
-from d1sync.outbox.capture import TableSpec, create_sql, load_specs, table_columns
+from d1sync.outbox.capture import create_sql, table_columns
+from d1sync.outbox.model import TableSpec
 from d1sync.outbox.reconcile import reconcile, schema_version
 from d1sync.outbox.resend import queue_chunk
-from d1sync.outbox.schema import TableState, load_table_states, save_table_state
+from d1sync.outbox.store.schema import TableState, forget_spec, load_specs, load_table_states, save_table_state
 from d1sync.outbox.tables import pause, recheck_due, resume
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
@@ -152,9 +153,7 @@ def _purge(
     except D1Error:
         raise
     with conn.atomic():
-        conn.execute(
-            "DELETE FROM _d1sync_tables WHERE tbl = ? AND json_extract(spec, '$.mode') = 'purge'", (spec.name,)
-        )
+        forget_spec(conn, spec.name, mode="purge")
         save_table_state(conn, spec.name, None)
     log.info("deleted the remote rows of %s, untracked with delete_remote", spec.name)
     result.specs.pop(spec.name, None)

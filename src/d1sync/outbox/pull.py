@@ -21,19 +21,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
-from d1sync.database import Database
-from d1sync.errors import D1Error, D1SyncError, SQLError, TransientError
+from d1sync.errors import D1Error, SQLError, TransientError
 from d1sync.outbox.apply import Applied, Pulled, apply_pulled
-from d1sync.outbox.capture import TableSpec, load_specs
 from d1sync.outbox.codec import column_expr
-from d1sync.outbox.lease import holds_lease
-from d1sync.outbox.metrics import Counters
+from d1sync.outbox.link import Link
+from d1sync.outbox.model import TableSpec
 from d1sync.outbox.pages import exact_columns, read_exact
-from d1sync.outbox.replica import (
+from d1sync.outbox.replicate import (
+    DEFAULT_RETENTION,
+    HEARTBEAT,
+    LOG_WINDOW,
+    PRUNED_SINCE,
+    PULL_SUMMARY,
+    log_trigger_names,
+    prune,
+)
+from d1sync.outbox.results import Failure, SyncResult
+from d1sync.outbox.store.replica import (
     PullTable,
     Replica,
     ensure_replica_schema,
@@ -43,9 +51,7 @@ from d1sync.outbox.replica import (
     save_pull_table,
     save_replica,
 )
-from d1sync.outbox.replicate import DEFAULT_RETENTION, log_trigger_names, prune
-from d1sync.outbox.results import SyncResult
-from d1sync.outbox.schema import NOW_MS_SQL
+from d1sync.outbox.store.schema import PREFIX, load_specs
 from d1sync.outbox.verify import DEFAULT_PAGE, verify_table
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
@@ -54,20 +60,6 @@ __all__ = ["PullOptions", "PullReport", "Puller", "merge_pull", "replicated_spec
 
 log = logging.getLogger("d1sync.pull")
 
-_WINDOW = "SELECT seq, tbl, key, origin, at FROM _d1sync_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-_HEARTBEAT = (
-    f"INSERT INTO _d1sync_replicas (id, cursor, seen_at) VALUES (?1, ?2, {NOW_MS_SQL}) ON CONFLICT (id) DO UPDATE "
-    "SET cursor = excluded.cursor, seen_at = excluded.seen_at WHERE _d1sync_replicas.cursor IS NOT excluded.cursor "
-    "OR _d1sync_replicas.seen_at < excluded.seen_at - 60000"
-)
-_SUMMARY = (
-    f"WITH w AS ({_WINDOW}), last AS (SELECT tbl, key, origin, max(seq) AS seq FROM w GROUP BY tbl, key) "
-    "SELECT (SELECT seq FROM sqlite_sequence WHERE name = '_d1sync_log'), (SELECT max(seq) FROM w), "
-    "(SELECT count(*) FROM w), (SELECT count(*) FROM last WHERE origin IS ?3), "
-    "(SELECT json_group_array(name) FROM sqlite_master WHERE type = 'trigger' "
-    "AND name IN (SELECT value FROM json_each(?4)))"
-)
-_PRUNED = "SELECT tbl, seq FROM _d1sync_pruned WHERE seq > ?1"
 _KEYS_PER_REQUEST = 200
 
 
@@ -112,22 +104,6 @@ class PullReport:
     failed: int = 0
 
 
-class PullWorker(Protocol):
-    """What a pull needs of a :class:`~d1sync.outbox.worker.SyncWorker`."""
-
-    conn: Connection
-    target: Database
-    owner: str
-    path: Any
-    counters: Counters
-    clock: Callable[[], float]
-    pause_interval: float
-
-    def acquire_lease(self, now: float, *, renew: bool = False, extra: float = 0.0) -> bool: ...
-
-    def record_failure(self, exc: D1SyncError, now: float, *, pause: bool, progressed: bool = False) -> SyncResult: ...
-
-
 def replicated_specs(conn: Connection) -> dict[str, TableSpec]:
     """The tracked tables marked two-way."""
     return {n: s for n, s in load_specs(conn).items() if s.replicate and s.mode == "track"}
@@ -142,7 +118,7 @@ def rows_sql(spec: TableSpec) -> str:
     text, the entry's ``at``, whether the row exists, then the exact row (:mod:`~d1sync.outbox.pages`)."""
     first = quote_identifier(spec.key[0])
     return (
-        f"WITH w AS ({_WINDOW}), last AS (SELECT key, origin, at, max(seq) AS seq FROM w WHERE tbl = ?3 "
+        f"WITH w AS ({LOG_WINDOW}), last AS (SELECT key, origin, at, max(seq) AS seq FROM w WHERE tbl = ?3 "
         f"GROUP BY key) SELECT l.key, l.at, t.{first} IS NOT NULL, {exact_columns(spec)} FROM last AS l "
         f"LEFT JOIN {quote_identifier(spec.name)} AS t ON {_join(spec, 'l.key')} WHERE l.origin IS NOT ?4"
     )
@@ -165,8 +141,7 @@ def _values(raw: list[Any]) -> tuple[Any, ...]:
 class Puller:
     """The pull half of a worker (see the module docstring)."""
 
-    def __init__(self, worker: PullWorker, options: PullOptions) -> None:
-        self.worker = worker
+    def __init__(self, options: PullOptions) -> None:
         self.options = options
         self.last: float | None = None
         """``time.monotonic()`` of the last pass that reached the remote."""
@@ -177,46 +152,57 @@ class Puller:
             return 0.0
         return max(0.0, self.last + self.options.interval - time.monotonic())
 
-    def _replica(self, specs: dict[str, TableSpec] | None = None) -> Replica:
-        """This file's replica state (a new identity, every table owing a resync, if it has none here)."""
-        conn = self.worker.conn
-        if not has_replica_schema(conn):
-            ensure_replica_schema(conn)
-        with conn.atomic():
-            return replica_identity(conn, self.worker.path, sorted(specs or replicated_specs(conn)))
-
-    def pull(self, now: float) -> PullReport | SyncResult:
-        """One pass; a :class:`SyncResult` when it cannot run (the lease is elsewhere, a failure)."""
-        worker = self.worker
-        specs = replicated_specs(worker.conn)
+    def pull(self, link: Link, path: Path, *, pause_interval: float, now: float) -> PullReport | SyncResult | Failure:
+        """One pass over ``link`` for the file at ``path``; a :class:`SyncResult` when it cannot run (the lease
+        is elsewhere), a :class:`Failure` for the engine to record. A pull paused for a fix waits
+        ``pause_interval`` seconds before it tries again."""
+        run = _Pass(link, path, self.options)
+        specs = replicated_specs(link.conn)
         if not specs:
             return PullReport()
-        replica = self._replica(specs)
-        if replica.paused and replica.paused_at is not None and 0 <= now - replica.paused_at < worker.pause_interval:
+        replica = run.replica(specs)
+        if replica.paused and replica.paused_at is not None and 0 <= now - replica.paused_at < pause_interval:
             return PullReport()
-        if not worker.acquire_lease(now):
+        if not link.lease.acquire(now):
             return SyncResult("locked", retry_in=1.0)
         report = PullReport()
         try:
-            self._pass(specs, replica, now, report)
-            self._resync(specs, now, report)
-            self._prune(now, report)
+            run.fetch(specs, replica, now, report)
+            run.resync(specs, now, report)
+            run.prune(now, report)
         except TransientError as exc:
-            return worker.record_failure(exc, now, pause=False)
+            return Failure(exc, now, pause=False)
         except SQLError as exc:
             if exc.missing is None:
-                return worker.record_failure(exc, now, pause=True)
-            self._missing(exc, now)
+                return Failure(exc, now, pause=True)
+            run.missing(exc, now)
         except D1Error as exc:
-            return worker.record_failure(exc, now, pause=True)
+            return Failure(exc, now, pause=True)
         self.last = None if report.more else time.monotonic()  # a full window: the next pass pulls at once
         return report
 
-    def _missing(self, exc: SQLError, now: float) -> None:
+
+class _Pass:
+    """One pull pass: what it is given (the link, the file's path, the options) and its steps."""
+
+    def __init__(self, link: Link, path: Path, options: PullOptions) -> None:
+        self.link = link
+        self.path = path
+        self.options = options
+
+    def replica(self, specs: dict[str, TableSpec] | None = None) -> Replica:
+        """This file's replica state (a new identity, every table owing a resync, if it has none here)."""
+        conn = self.link.conn
+        if not has_replica_schema(conn):
+            ensure_replica_schema(conn)
+        with conn.atomic():
+            return replica_identity(conn, self.path, sorted(specs or replicated_specs(conn)))
+
+    def missing(self, exc: SQLError, now: float) -> None:
         """The remote lacks the replication log or a replicated table: pulls wait (pushes go on)."""
-        conn = self.worker.conn
+        conn = self.link.conn
         assert exc.missing is not None
-        if exc.missing[1].startswith("_d1sync_"):
+        if exc.missing[1].startswith(PREFIX):
             reason = (
                 f"the remote has no replication log ({exc.message}); install it with `d1sync replicate DB "
                 "TABLE...` (or apply the migration `d1sync replicate --emit-migration DIR` writes)"
@@ -225,29 +211,29 @@ class Puller:
             reason = f"the remote refused the pull: {exc.message}; create the table there, or untrack it here"
         log.error("pull paused: %s", reason)
         with conn.atomic():
-            replica = replica_identity(conn, self.worker.path, [])
-            capture = not exc.missing[1].startswith("_d1sync_") and replica.installed
+            replica = replica_identity(conn, self.path, [])
+            capture = not exc.missing[1].startswith(PREFIX) and replica.installed
             save_replica(conn, replace(replica, installed=capture, paused=reason, paused_at=now))
 
     def _statements(self, specs: dict[str, TableSpec], replica: Replica) -> list[Any]:
-        db, cursor, window = self.worker.target, replica.cursor, self.options.window
+        db, cursor, window = self.link.target, replica.cursor, self.options.window
         names = [n for t in sorted(specs) for n in log_trigger_names(t)]
         statements = [
-            db.prepare(_HEARTBEAT).bind(replica.id, cursor),
-            db.prepare(_SUMMARY).bind(cursor, window, replica.id, json.dumps(names)),
-            db.prepare(_PRUNED).bind(cursor),
+            db.prepare(HEARTBEAT).bind(replica.id, cursor),
+            db.prepare(PULL_SUMMARY).bind(cursor, window, replica.id, json.dumps(names)),
+            db.prepare(PRUNED_SINCE).bind(cursor),
         ]
         statements += [db.prepare(rows_sql(specs[t])).bind(cursor, window, t, replica.id) for t in sorted(specs)]
         return statements
 
-    def _pass(self, specs: dict[str, TableSpec], replica: Replica, now: float, report: PullReport) -> None:
-        worker = self.worker
-        results = worker.target.batch_raw(self._statements(specs, replica))
+    def fetch(self, specs: dict[str, TableSpec], replica: Replica, now: float, report: PullReport) -> None:
+        link = self.link
+        results = link.target.batch_raw(self._statements(specs, replica))
         report.requests += 1
-        worker.counters.pull_requests += 1
+        link.counters.pull_requests += 1
         ever, last, count, echoes, found = results[1].rows[0]
         report.entries, report.echoes = int(count or 0), int(echoes or 0)
-        worker.counters.echoes += report.echoes
+        link.counters.echoes += report.echoes
         report.more = report.entries >= self.options.window
         cursor = int(last) if last is not None else replica.cursor
         present = set(json.loads(found or "[]"))
@@ -263,27 +249,27 @@ class Puller:
             cursor = max(cursor, *behind.values())
         pulled = self._pulled(specs, results[3:])
         missing = set() if reset else {t for t in specs if not set(log_trigger_names(t)) <= present}
-        with worker.conn.atomic():
-            states = load_pull_tables(worker.conn)
+        with link.conn.atomic():
+            states = load_pull_tables(link.conn)
             # Saved before the cursor moves past what these tables missed: a crash in between resyncs them.
             for table in specs:
                 state = states.get(table, PullTable())
                 new = replace(state, resync=state.resync or table in owed or table in behind)
                 new = replace(new, capture_missing=table in missing)
                 if new != state:
-                    save_pull_table(worker.conn, table, new)
+                    save_pull_table(link.conn, table, new)
                     states[table] = new
             if all(states[t].resync for t in specs if t in states) and set(specs) <= set(states):
                 cursor = max(cursor, int(ever or 0))  # every table is compared next: the whole log is covered
-            replica = replica_identity(worker.conn, worker.path, [])
+            replica = replica_identity(link.conn, self.path, [])
             if not replica.installed or replica.paused:
-                save_replica(worker.conn, replace(replica, installed=True, paused=None, paused_at=None))
-        applied = apply_pulled(worker.conn, specs, pulled, owner=worker.owner, now=now, cursor=cursor)
+                save_replica(link.conn, replace(replica, installed=True, paused=None, paused_at=None))
+        applied = apply_pulled(link.conn, specs, pulled, owner=link.lease.owner, now=now, cursor=cursor)
         if applied is None:
             return
         self._count(applied, report)
-        with worker.conn.atomic():
-            save_replica(worker.conn, replace(replica_identity(worker.conn, worker.path, []), last_pull=now))
+        with link.conn.atomic():
+            save_replica(link.conn, replace(replica_identity(link.conn, self.path, []), last_pull=now))
 
     @staticmethod
     def _pulled(specs: dict[str, TableSpec], results: list[Any]) -> list[Pulled]:
@@ -296,7 +282,7 @@ class Puller:
         return pulled
 
     def _count(self, applied: Applied, report: PullReport) -> None:
-        counters = self.worker.counters
+        counters = self.link.counters
         report.rows += applied.rows
         report.kept_local += applied.kept_local
         report.failed += len(applied.failed)
@@ -304,7 +290,7 @@ class Puller:
         counters.kept_local += applied.kept_local
         counters.pull_failed += len(applied.failed)
         if applied.failed:
-            conn = self.worker.conn
+            conn = self.link.conn
             with conn.atomic():
                 states = load_pull_tables(conn)
                 for table in {p.table for p, _ in applied.failed}:
@@ -312,10 +298,10 @@ class Puller:
                     note = f"{len(reasons)} remote row(s) could not be applied here: {reasons[0]}"
                     save_pull_table(conn, table, replace(states.get(table, PullTable()), note=note))
 
-    def _resync(self, specs: dict[str, TableSpec], now: float, report: PullReport) -> None:
+    def resync(self, specs: dict[str, TableSpec], now: float, report: PullReport) -> None:
         """Make each table owing a resync equal to the remote (verify's pages, the conflict rule)."""
-        worker = self.worker
-        for table, state in sorted(load_pull_tables(worker.conn).items()):
+        link = self.link
+        for table, state in sorted(load_pull_tables(link.conn).items()):
             if not state.resync or table not in specs or state.capture_missing:
                 continue
             spec = specs[table]
@@ -324,43 +310,43 @@ class Puller:
             def apply_keys(keys: list[str], spec: TableSpec = spec) -> int:
                 return self._apply_keys(spec, keys, report)
 
-            _, requests = verify_table(worker.conn, worker.target, spec, self.options.page, None, apply_keys, True)
+            _, requests = verify_table(link.conn, link.target, spec, self.options.page, None, apply_keys, True)
             report.requests += requests
-            worker.counters.pull_requests += requests
-            with worker.conn.atomic():
-                if not holds_lease(worker.conn, worker.owner):
+            link.counters.pull_requests += requests
+            with link.conn.atomic():
+                if not link.lease.held():
                     return
-                current = load_pull_tables(worker.conn).get(table, PullTable())
-                save_pull_table(worker.conn, table, replace(current, resync=False, note=None, last_pull=now))
-            worker.counters.resyncs += 1
+                current = load_pull_tables(link.conn).get(table, PullTable())
+                save_pull_table(link.conn, table, replace(current, resync=False, note=None, last_pull=now))
+            link.counters.resyncs += 1
             report.resynced.append(table)
 
     def _apply_keys(self, spec: TableSpec, keys: list[str], report: PullReport) -> int:
-        worker = self.worker
+        link = self.link
         done = 0
         for start in range(0, len(keys), _KEYS_PER_REQUEST):
             chunk = keys[start : start + _KEYS_PER_REQUEST]
-            rows = worker.target.prepare(keys_sql(spec)).bind("[" + ",".join(chunk) + "]").raw()
+            rows = link.target.prepare(keys_sql(spec)).bind("[" + ",".join(chunk) + "]").raw()
             report.requests += 1
             pulled = [Pulled(spec.name, chunk[int(r[0])], _values(list(r[2:])) if r[1] else None) for r in rows]
-            now = worker.clock()
-            if not worker.acquire_lease(now, renew=True):
+            now = link.clock()
+            if not link.lease.acquire(now, renew=True):
                 return done
-            applied = apply_pulled(worker.conn, {spec.name: spec}, pulled, owner=worker.owner, now=now)
+            applied = apply_pulled(link.conn, {spec.name: spec}, pulled, owner=link.lease.owner, now=now)
             if applied is not None:
                 self._count(applied, report)
                 done += applied.rows
         return done
 
-    def _prune(self, now: float, report: PullReport) -> None:
-        conn = self.worker.conn
-        replica = self._replica()
+    def prune(self, now: float, report: PullReport) -> None:
+        conn = self.link.conn
+        replica = self.replica()
         if replica.last_prune is not None and 0 <= now - replica.last_prune < self.options.prune_every:
             return
-        report.pruned = prune(self.worker.target, retention=self.options.retention)
+        report.pruned = prune(self.link.target, retention=self.options.retention)
         report.requests += 1
         with conn.atomic():
-            save_replica(conn, replace(replica_identity(conn, self.worker.path, []), last_prune=now))
+            save_replica(conn, replace(replica_identity(conn, self.path, []), last_prune=now))
         log.info("pruned %d remote log entries every live replica has passed", report.pruned)
 
 

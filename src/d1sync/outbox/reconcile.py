@@ -28,18 +28,12 @@ import shlex
 from dataclasses import dataclass, field, replace
 
 from d1sync.errors import ConfigError
-from d1sync.outbox.capture import (
-    TableSpec,
-    all_columns,
-    capture_of,
-    derive_spec,
-    install_triggers,
-    load_specs,
-    remove_triggers,
-    save_spec,
-)
-from d1sync.outbox.log import table_id
-from d1sync.outbox.schema import TableState, save_table_state
+from d1sync.outbox.capture import all_columns, derive_spec
+from d1sync.outbox.model import TableSpec
+from d1sync.outbox.store.dead import rename_dead
+from d1sync.outbox.store.log import rename_changes
+from d1sync.outbox.store.schema import TableState, forget_spec, load_specs, save_spec, save_table_state
+from d1sync.outbox.store.triggers import capture_of, install_triggers, remove_triggers
 from d1sync.outbox.tables import pause, resume
 from d1sync.sqlite import Connection
 
@@ -109,11 +103,9 @@ def _follow(conn: Connection, spec: TableSpec, table: str, state: TableState, no
 def _rename(conn: Connection, spec: TableSpec, new_name: str, states: dict[str, TableState]) -> None:
     """Move capture, pending changes and the spec from ``spec.name`` to ``new_name``."""
     remove_triggers(conn, spec.name)  # they sit on the new table now, writing the old name
-    conn.execute(
-        "UPDATE _d1sync_changes SET tid = ? WHERE tid = ?", (table_id(conn, new_name), table_id(conn, spec.name))
-    )
-    conn.execute("UPDATE _d1sync_dead SET tbl = ? WHERE tbl = ?", (new_name, spec.name))
-    conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ?", (spec.name,))
+    rename_changes(conn, spec.name, new_name)
+    rename_dead(conn, spec.name, new_name)
+    forget_spec(conn, spec.name)
     save_table_state(conn, spec.name, None)
     save_spec(conn, replace(spec, name=new_name))
     states[new_name] = states.pop(spec.name, TableState())

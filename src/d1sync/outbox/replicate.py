@@ -28,9 +28,10 @@ from pathlib import Path
 
 from d1sync.database import Database
 from d1sync.errors import ConfigError
-from d1sync.outbox.capture import TableSpec, all_columns, inspect_table, install_triggers, load_specs, save_spec
+from d1sync.outbox.capture import all_columns, inspect_table
 from d1sync.outbox.codec import key_sql
-from d1sync.outbox.replica import (
+from d1sync.outbox.model import TableSpec
+from d1sync.outbox.store.replica import (
     PullTable,
     ensure_replica_schema,
     load_pull_tables,
@@ -38,14 +39,19 @@ from d1sync.outbox.replica import (
     save_pull_table,
     save_replica,
 )
-from d1sync.outbox.schema import NOW_MS_SQL
-from d1sync.outbox.upgrade import ensure_schema
+from d1sync.outbox.store.schema import NOW_MS_SQL, load_specs, save_spec
+from d1sync.outbox.store.triggers import install_triggers
+from d1sync.outbox.store.upgrade import ensure_schema
 from d1sync.sql import quote_identifier, quote_literal
 from d1sync.sqlite import Connection
 
 __all__ = [
     "CLEAR_ORIGIN",
     "DEFAULT_RETENTION",
+    "HEARTBEAT",
+    "LOG_WINDOW",
+    "PRUNED_SINCE",
+    "PULL_SUMMARY",
     "SET_ORIGIN",
     "capture_ddl",
     "log_trigger_names",
@@ -61,6 +67,22 @@ SET_ORIGIN = "UPDATE _d1sync_origin SET origin = ? WHERE id = 1"
 CLEAR_ORIGIN = "UPDATE _d1sync_origin SET origin = NULL WHERE id = 1"
 _ORIGIN_NOW = "(SELECT origin FROM _d1sync_origin WHERE id = 1)"
 
+# What a pull pass asks the remote (see d1sync.outbox.pull): the log window after a cursor, the replica's
+# heartbeat, a summary of the window, and the tables pruned past the cursor.
+LOG_WINDOW = "SELECT seq, tbl, key, origin, at FROM _d1sync_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+HEARTBEAT = (
+    f"INSERT INTO _d1sync_replicas (id, cursor, seen_at) VALUES (?1, ?2, {NOW_MS_SQL}) ON CONFLICT (id) DO UPDATE "
+    "SET cursor = excluded.cursor, seen_at = excluded.seen_at WHERE _d1sync_replicas.cursor IS NOT excluded.cursor "
+    "OR _d1sync_replicas.seen_at < excluded.seen_at - 60000"
+)
+PULL_SUMMARY = (
+    f"WITH w AS ({LOG_WINDOW}), last AS (SELECT tbl, key, origin, max(seq) AS seq FROM w GROUP BY tbl, key) "
+    "SELECT (SELECT seq FROM sqlite_sequence WHERE name = '_d1sync_log'), (SELECT max(seq) FROM w), "
+    "(SELECT count(*) FROM w), (SELECT count(*) FROM last WHERE origin IS ?3), "
+    "(SELECT json_group_array(name) FROM sqlite_master WHERE type = 'trigger' "
+    "AND name IN (SELECT value FROM json_each(?4)))"
+)
+PRUNED_SINCE = "SELECT tbl, seq FROM _d1sync_pruned WHERE seq > ?1"
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS _d1sync_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, "
     "key TEXT NOT NULL, op TEXT NOT NULL, origin TEXT, at INTEGER NOT NULL)",

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.codec import decode_row, key_sql
-from d1sync.outbox.log import append_changes
-from d1sync.outbox.schema import TableState, save_table_state
+from d1sync.outbox.model import TableSpec
+from d1sync.outbox.store.log import append_changes
+from d1sync.outbox.store.schema import TableState, save_table_state
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 

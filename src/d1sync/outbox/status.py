@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from d1sync.outbox.capture import load_specs
-from d1sync.outbox.log import LIVE, PENDING, oldest_pending_at
-from d1sync.outbox.replica import PullTable, Replica, load_pull_tables, load_replica
-from d1sync.outbox.schema import TableState, load_state, load_table_states
+from d1sync.outbox.store.dead import dead_count
+from d1sync.outbox.store.log import oldest_pending_at, pending_count, pending_keys, pending_per_table
+from d1sync.outbox.store.replica import PullTable, Replica, load_pull_tables, load_replica
+from d1sync.outbox.store.schema import TableState, load_specs, load_state, load_table_states
 from d1sync.sqlite import Connection
 
-__all__ = ["Status", "TableStatus", "pending_count", "read_status"]
+__all__ = ["Status", "TableStatus", "read_status"]
 
 
 TableStateName = Literal["synced", "pending", "paused"]
@@ -99,39 +97,27 @@ class Status:
         return data
 
 
-def pending_count(conn: Connection, *, skip: Iterable[str] = ()) -> int:
-    """Change-log rows not yet acknowledged (leaving out the tables in ``skip``)."""
-    tables = sorted(skip)
-    if not tables:
-        return int(conn.execute(f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE}").fetchone()[0])
-    sql = (
-        f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE} AND tid NOT IN "
-        "(SELECT tid FROM _d1sync_table_ids WHERE tbl IN (SELECT value FROM json_each(?)))"
-    )
-    return int(conn.execute(sql, (json.dumps(tables),)).fetchone()[0])
-
-
 def read_status(conn: Connection, *, now: float | None = None) -> Status:
     """The status of the outbox in ``conn``'s file, read in one snapshot."""
     now = time.time() if now is None else now
     with conn.snapshot():
-        pending = conn.execute(f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE}").fetchone()[0]
+        pending = pending_count(conn)
         _, oldest = oldest_pending_at(conn)
-        keys = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {PENDING} GROUP BY tbl, key)").fetchone()[0]
-        dead = conn.execute("SELECT count(*) FROM _d1sync_dead WHERE retrying = 0").fetchone()[0]
-        tables = [str(r[0]) for r in conn.execute("SELECT tbl FROM _d1sync_tables ORDER BY tbl")]
-        per_table = dict(conn.execute(f"SELECT tbl, count(*) FROM {PENDING} GROUP BY tbl").fetchall())
+        keys = pending_keys(conn)
+        dead = dead_count(conn)
+        per_table = pending_per_table(conn)
         table_states = load_table_states(conn)
         state = load_state(conn)
         specs = load_specs(conn)
+        tables = sorted(specs)
         replica = load_replica(conn)
         pulls = load_pull_tables(conn)
     last_pass = state.last_pass
     return Status(
-        pending_changes=int(pending),
-        pending_keys=int(keys),
+        pending_changes=pending,
+        pending_keys=keys,
         oldest_pending_age=None if oldest is None else max(0.0, now - oldest / 1000),
-        dead_letters=int(dead),
+        dead_letters=dead,
         tables=tables,
         last_success=state.last_success,
         last_error=dataclasses.asdict(state.last_error) if state.last_error else None,
@@ -142,7 +128,7 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
         rate_budget=dataclasses.asdict(state.rate_budget) if state.rate_budget else None,
         table_states={
             name: _pull_status(
-                _table_status(table_states.get(name), int(per_table.get(name, 0))),
+                _table_status(table_states.get(name), per_table.get(name, 0)),
                 replica if name in specs and specs[name].replicate else None,
                 pulls.get(name),
             )

@@ -15,9 +15,9 @@ Anything else cannot be sent atomically, and the rows are dead-lettered with the
 
 from __future__ import annotations
 
-from d1sync.outbox.capture import TableSpec, table_columns
-from d1sync.outbox.changes import Change
+from d1sync.outbox.capture import table_columns
 from d1sync.outbox.codec import column_expr
+from d1sync.outbox.model import Change, TableSpec
 from d1sync.outbox.planner import Limits, PlannedRequest, PlannedStatement, delete_sql, plan
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection

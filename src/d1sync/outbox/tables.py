@@ -1,6 +1,6 @@
 """Per-table pauses: one table's problem never stops the others.
 
-A table pauses for a cause (:data:`~d1sync.outbox.schema.PauseCause`) with a reason and, where there is one,
+A table pauses for a cause (:data:`~d1sync.outbox.store.schema.PauseCause`) with a reason and, where there is one,
 the exact fix; each cause is cleared by what can tell it was fixed: the local schema check (``local``), the
 remote schema check (``remote``), or a retry after ``pause_interval`` (``refused``). ``d1sync resume`` (and an
 explicit ``d1sync sync``) clears them all at once, so a fix is tried at once.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from d1sync.outbox.schema import PauseCause, TableState, load_table_states, save_state, save_table_state
+from d1sync.outbox.store.schema import PauseCause, TableState, load_table_states, save_state, save_table_state
 from d1sync.sqlite import Connection
 
 __all__ = ["pause", "recheck_due", "resume", "resume_all"]

@@ -25,12 +25,12 @@ from typing import Any
 
 from d1sync.database import Database
 from d1sync.errors import ConfigError, SQLError
-from d1sync.outbox.capture import TableSpec
 from d1sync.outbox.codec import decode_row, key_sql
-from d1sync.outbox.log import PENDING
+from d1sync.outbox.model import TableSpec
 from d1sync.outbox.pages import ExactRow, keyset, read_exact, row_size, select_exact
 from d1sync.outbox.resend import queue_keys
-from d1sync.outbox.schema import has_outbox
+from d1sync.outbox.store.log import pending_keys_of
+from d1sync.outbox.store.schema import has_outbox
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 
@@ -144,7 +144,7 @@ def _pending_keys(conn: Connection, table: str) -> set[str]:
     """Keys with a change pending locally; none in a file without an outbox (a clone being verified)."""
     if not has_outbox(conn):
         return set()
-    return {str(r[0]) for r in conn.execute(f"SELECT DISTINCT key FROM {PENDING} WHERE tbl = ?", (table,))}
+    return pending_keys_of(conn, table)
 
 
 def _compare(diff: TableDiff, local: dict[str, tuple[Any, ...]], remote: dict[str, tuple[Any, ...]]) -> list[str]:

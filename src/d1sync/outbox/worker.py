@@ -17,43 +17,41 @@ One pass (``sync_once``):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import random
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self
 
-from d1sync.backoff import Backoff
 from d1sync.database import Database
-from d1sync.errors import D1Error, D1SyncError, RateLimitedError, TransientError
-from d1sync.outbox import lease
-from d1sync.outbox.ahead import READ_AHEAD_SECONDS, Aside, deliver_window
-from d1sync.outbox.capture import load_specs
+from d1sync.errors import D1Error
+from d1sync.outbox.ahead import READ_AHEAD_SECONDS, deliver_window
 from d1sync.outbox.changes import read_window
-from d1sync.outbox.log import stamp
-from d1sync.outbox.loop import WorkerLoop
+from d1sync.outbox.config import SyncConfig, merge_deprecated
+from d1sync.outbox.lease import DrainLease, new_owner
+from d1sync.outbox.link import Aside, Link
+from d1sync.outbox.loop import DEFAULT_FLUSH_TIMEOUT, Loop
 from d1sync.outbox.metrics import Counters
-from d1sync.outbox.planner import DEFER_FOREIGN_KEYS, Limits, PlannedRequest, plan
+from d1sync.outbox.pacing import Pacer
+from d1sync.outbox.planner import plan
 from d1sync.outbox.preflight import preflight
-from d1sync.outbox.pull import Puller, PullOptions, merge_pull, replicated_specs
-from d1sync.outbox.replica import clear_pull_pause, push_origin
-from d1sync.outbox.replicate import CLEAR_ORIGIN, SET_ORIGIN
-from d1sync.outbox.results import State, SyncResult
-from d1sync.outbox.schema import (
-    LastError,
-    LastPass,
-    RateBudget,
+from d1sync.outbox.pull import Puller, PullReport, merge_pull, replicated_specs
+from d1sync.outbox.refusals import Refusal, Verdict, decide
+from d1sync.outbox.results import Failure, State, SyncResult
+from d1sync.outbox.status import Status, read_status
+from d1sync.outbox.store.log import pending_count, stamp
+from d1sync.outbox.store.replica import clear_pull_pause
+from d1sync.outbox.store.schema import (
     WorkerState,
+    load_specs,
     load_state,
     load_table_states,
     save_state,
 )
-from d1sync.outbox.status import Status, pending_count, read_status
+from d1sync.outbox.store.upgrade import ensure_schema
 from d1sync.outbox.tables import resume_all
-from d1sync.outbox.upgrade import ensure_schema
 from d1sync.outbox.verify import DEFAULT_PAGE, VerifyReport, verify
 from d1sync.sqlite import Connection
 
@@ -61,39 +59,25 @@ __all__ = ["State", "SyncResult", "SyncWorker"]
 
 log = logging.getLogger("d1sync.sync")
 
-T = TypeVar("T")
 
-
-class SyncWorker(WorkerLoop):
+class SyncWorker:
     """Carries the outbox of one SQLite file to a target Database (D1, the emulator, or another file).
 
     Args:
         path: the application's SQLite file (tables tracked with :class:`~d1sync.Outbox`).
         target: where rows go; usually a :class:`~d1sync.D1Client`.
-        limits: planner limits (bytes per value and request, statements per request).
-        window: change rows read per pass (bounds memory).
-        backoff: back-off for transient failures (default: 0.5 s doubling to 60 s, jittered).
-        pause_interval: seconds before re-checking after a pause (auth error, missing database, schema).
-        lease_ttl: seconds the drain lease lasts without renewal; must exceed a request's timeout.
+        config: sizes, timings and directions (:class:`~d1sync.outbox.config.SyncConfig`; default: its
+            defaults). The keywords that used to be the worker's own (``window=``, ``limits=``, ...) still
+            work, with a DeprecationWarning naming the SyncConfig field.
         clock: returns epoch seconds; injectable for tests.
         monotonic: a monotonic clock for in-process durations (how long a lease has gone unrenewed).
-        check_schema: verify the remote schema before the first send.
-        poll_interval: seconds between ``PRAGMA data_version`` checks while idle (other processes' writes).
-        min_interval: the floor between write-triggered passes, so a burst of small commits shares a request.
-        seed: seeds the back-off jitter (for reproducible tests).
         on_progress: called with the result of every request-level step (for progress bars).
-        push: send local changes (False: pull only; local changes wait).
-        pull: pull the remote changes of two-way tables (``Outbox.replicate``); None: when there are any.
-        pull_options: pull interval, window, log retention (:class:`~d1sync.outbox.pull.PullOptions`).
-        read_ahead: read and plan the next window while a full window's last request is in flight (the send
-            runs in a helper thread, so ``target`` must accept calls from a thread other than the one that made
-            it; D1Client and LocalDatabase do). Requests still go one at a time, in order.
 
     Close it (or use ``with``) when done: it holds a connection to the file.
 
     Example::
 
-        with SyncWorker("app.db", D1Client()) as worker:
+        with SyncWorker("app.db", D1Client(), SyncConfig(window=5_000)) as worker:
             worker.sync_once()          # one pass; or worker.run() as a daemon
     """
 
@@ -101,40 +85,30 @@ class SyncWorker(WorkerLoop):
         self,
         path: str | os.PathLike[str],
         target: Database,
+        config: SyncConfig | None = None,
         *,
-        limits: Limits | None = None,
-        window: int = 20_000,
-        backoff: Backoff | None = None,
-        pause_interval: float = 30.0,
-        lease_ttl: float = 90.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        check_schema: bool = True,
-        poll_interval: float = 0.05,
-        min_interval: float = 0.02,
-        seed: int | None = None,
         on_progress: Callable[[SyncResult], None] | None = None,
-        push: bool = True,
-        pull: bool | None = None,
-        pull_options: PullOptions | None = None,
-        read_ahead: bool = True,
+        **deprecated: Any,
     ) -> None:
+        config = merge_deprecated(config, deprecated, owner="SyncWorker")
+        self.config = config
         self.path = Path(path)
         self.target = target
-        self.limits = limits or Limits()
-        self.window = window
-        self.backoff = backoff or Backoff()
-        self.pause_interval = pause_interval
-        self.lease_ttl = lease_ttl
+        self.limits = config.limits
+        self.window = config.window
+        self.backoff = config.backoff
+        self.pause_interval = config.pause_interval
+        self.lease_ttl = config.lease_ttl
         self.clock = clock
-        self.check_schema = check_schema
-        self.poll_interval = poll_interval
-        self.min_interval = min_interval
+        self.check_schema = config.check_schema
+        self.poll_interval = config.poll_interval
+        self.min_interval = config.min_interval
         self.on_progress = on_progress
-        self.owner = lease.new_owner()
+        self.owner = new_owner()
         self._target_id = repr(target)
         self.counters = Counters()
-        self.rng = random.Random(seed)
         self.conn = Connection(self.path, notify=False)  # its own commits must not wake its loop
         try:
             ensure_schema(self.conn)
@@ -142,57 +116,33 @@ class SyncWorker(WorkerLoop):
             self.conn.close()
             raise
         self._seen_schema = -1
-        self._watch = lease.LeaseWatch(lease_ttl + lease.MAX_ALLOWANCE + 1.0, monotonic)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._stopped = threading.Event()
-        self._flush_deadline: float | None = None
-        self._thread: threading.Thread | None = None
+        self.lease = DrainLease(self.conn, self.owner, config.lease_ttl, monotonic)
+        self.pacer = Pacer(self.conn, self.lease, config, self.counters)
+        self.loop = Loop(self.path, self.conn, config, step=self.sync_once, release=self.lease.release)
         self.owned: list[Callable[[], None]] = []
         """Closed with the worker: what it opened itself (the client made by ``from_env``)."""
-        self._crash: BaseException | None = None
-        self._failing_since: float | None = None
-        self._seen_version = -1
-        self.push = push
-        self.pull = pull
-        self.puller = Puller(self, pull_options or PullOptions())
-        self.read_ahead = read_ahead
+        self.push = config.push
+        self.pull = config.pull
+        self.puller = Puller(config.pull_options)
+        self.read_ahead = config.read_ahead
         self._aside = Aside()
+
+    def _link(self) -> Link:
+        """What this pass's parts are given (built afresh: ``target`` and ``clock`` may be replaced)."""
+        return Link(self.conn, self.target, self.lease, self.clock, self.counters, self._aside)
 
     def __repr__(self) -> str:
         return f"SyncWorker({os.fspath(self.path)!r}, target={self.target!r})"
 
     # -- persisted state ---------------------------------------------------------------------------------
 
-    def write_state(self, **values: Any) -> bool:
-        """Write shared worker state, only while this worker holds the lease (False, nothing written, if not):
-        a worker that lost it must not make the new holder back off or pause."""
-        with self.conn.atomic():
-            if not lease.holds_lease(self.conn, self.owner):
-                return False
-            save_state(self.conn, **values)
-        return True
-
     def acquire_lease(self, now: float, *, renew: bool = False, extra: float = 0.0) -> bool:
         """Take (or renew) the drain lease until ``now + lease_ttl + extra``; False if another worker has it."""
-        return lease.acquire(self.conn, self.owner, now, self.lease_ttl + extra, renew=renew, watch=self._watch)
+        return self.lease.acquire(now, renew=renew, extra=extra)
 
     def release_lease(self) -> None:
         """Give up the drain lease now (another worker may take it at once)."""
-        lease.release(self.conn, self.owner)
-
-    def _waiting(self, state: WorkerState, now: float) -> SyncResult | None:
-        """The persisted back-off or pause that holds this pass, if any.
-
-        A persisted deadline further ahead than its longest possible length was written by a clock that has
-        since jumped back: it is ignored, so a clock jump delays sync by at most one back-off cap.
-        """
-        remaining = state.backoff_until - now
-        longest = self.pause_interval if state.paused else self.backoff.cap
-        if remaining <= 0 or remaining > longest + 1.0:
-            return None
-        kind: State = "paused" if state.paused else "backoff"
-        return SyncResult(kind, retry_in=remaining, error=state.paused)
+        self.lease.release()
 
     def _switch_target(self, state: WorkerState) -> WorkerState:
         """A pause, a back-off and the remote checks belong to the target that caused them: another one
@@ -219,64 +169,13 @@ class SyncWorker(WorkerLoop):
         self.resume_pull()
         self.wake()
 
-    def record_failure(self, exc: D1SyncError, now: float, *, pause: bool, progressed: bool = False) -> SyncResult:
-        """Persist a failed pass (back-off or pause, last error) and say when to try again.
+    def _recorded(self, outcome: SyncResult | Failure) -> SyncResult:
+        """A part's outcome, with a failure recorded (a back-off or a pause)."""
+        return self.pacer.failed(outcome) if isinstance(outcome, Failure) else outcome
 
-        ``progressed``: the pass delivered requests before it failed. An acknowledged request resets the
-        back-off, so this failure counts as the first.
-        """
-        failures = 1 if progressed else load_state(self.conn).failures + 1
-        if pause:
-            delay = self.pause_interval
-        elif isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-            delay = exc.retry_after  # the server knows best: retry-after wins over our own schedule
-        else:
-            delay = self.backoff.delay(failures, self.rng)
-        # The batch's first statement is the foreign-key prelude, never the culprit: leave SQL out.
-        text = exc.describe(statement=False) if isinstance(exc, D1Error) else str(exc)
-        error = LastError(
-            at=now,
-            message=text,
-            kind=type(exc).__name__,
-            code=getattr(exc, "code", None),
-            status=getattr(exc, "status", None),
-        )
-        if not self.write_state(
-            failures=failures, backoff_until=now + delay, last_error=error, paused=text if pause else None
-        ):
-            return SyncResult("locked", retry_in=self.lease_ttl / 3, error=text)
-        self.counters.retries += 0 if pause else 1
-        if self._failing_since is None:
-            self._failing_since = now
-        # Log the first failure and then at most one line per back-off step, never a storm.
-        log.log(
-            logging.ERROR if pause else logging.WARNING,
-            "sync %s: %s (failure %d, next attempt in %.1fs)",
-            "paused" if pause else "failed",
-            text,
-            failures,
-            delay,
-        )
-        return SyncResult("paused" if pause else "backoff", retry_in=delay, error=text)
-
-    def _record_success(self, now: float, result: SyncResult, seconds: float) -> None:
-        state = load_state(self.conn)
-        if state.failures or state.paused:
-            since = self._failing_since
-            log.info("sync recovered%s", f" after {now - since:.1f}s" if since else "")
-        self._failing_since = None
-        values: dict[str, Any] = {
-            "failures": 0,
-            "backoff_until": 0,
-            "paused": None,
-            "last_success": now,
-            "last_pass": LastPass(rows=result.rows, requests=result.requests, seconds=round(seconds, 3)),
-        }
-        limiter = getattr(self.target, "rate_limiter", None)
-        if limiter is not None:
-            # `d1sync status` runs in another process: leave it the budget this worker's client sees.
-            values["rate_budget"] = RateBudget(limiter.available(), limiter.rate, limiter.per)
-        self.write_state(**values)
+    def _pulled(self, now: float) -> PullReport | SyncResult:
+        outcome = self.puller.pull(self._link(), self.path, pause_interval=self.pause_interval, now=now)
+        return outcome if isinstance(outcome, PullReport) else self._recorded(outcome)
 
     # -- one pass ----------------------------------------------------------------------------------------
 
@@ -294,19 +193,19 @@ class SyncWorker(WorkerLoop):
             stamp(self.conn, int(now * 1000))
             result = self._push_once(now)
         else:
-            result = self._waiting(load_state(self.conn), now) or SyncResult("idle")
+            result = self.pacer.waiting(load_state(self.conn), now) or SyncResult("idle")
         if not self.pulling:
             return result
         if result.state in ("idle", "synced") and self.puller.due_in() <= 0:
-            result = merge_pull(result, self.puller.pull(now))
+            result = merge_pull(result, self._pulled(now))
         result.next_pull = self.puller.due_in() or self.puller.options.interval
         return result
 
     def pull_once(self, now: float | None = None) -> SyncResult:
         """Pull now, whether or not a pull is due (what ``d1sync sync`` runs once the push is drained)."""
         now = self.clock() if now is None else now
-        waiting = self._waiting(load_state(self.conn), now)
-        return waiting or merge_pull(SyncResult("idle"), self.puller.pull(now))
+        waiting = self.pacer.waiting(load_state(self.conn), now)
+        return waiting or merge_pull(SyncResult("idle"), self._pulled(now))
 
     def resume_pull(self) -> None:
         """Pull at the next pass even if pulls wait for a fix (the remote capture was missing)."""
@@ -319,13 +218,13 @@ class SyncWorker(WorkerLoop):
         state = load_state(self.conn)
         if state.target != self._target_id:
             state = self._switch_target(state)
-        waiting = self._waiting(state, now)
+        waiting = self.pacer.waiting(state, now)
         if waiting is not None:
             return waiting
         if not self.acquire_lease(now):
             return SyncResult("locked", retry_in=self.lease_ttl / 3)
-        # Taken before the window is read: a commit after this point must wake the loop (see _wait).
-        self._seen_version = self.conn.data_version()
+        # Taken before the window is read: a commit after this point must wake the loop.
+        self.loop.seen_version = self.conn.data_version()
         try:
             ready = preflight(
                 self.conn,
@@ -336,21 +235,29 @@ class SyncWorker(WorkerLoop):
                 pause_interval=self.pause_interval,
                 chunk=max(1, self.window // 2),  # room for new writes in the same window
             )
-        except TransientError as exc:
-            return self.record_failure(exc, now, pause=False)
-        except D1Error as exc:  # auth, a missing database: not about one table, so the worker pauses
-            return self.record_failure(exc, now, pause=True)
+        except D1Error as exc:  # transient: back off; auth, a missing database: not about one table, pause
+            return self.pacer.failed(Failure(exc, now, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF))
         self._seen_schema = ready.schema_version
         result = SyncResult("idle", paused_tables=ready.paused)
         if ready.retry_soon:
             result.retry_in = self.backoff.base
         window = read_window(self.conn, self.window, skip=ready.waiting)
         planned = plan(window.changes, window.specs, self.limits)
+        link = self._link()
         while True:
             result.more = window.full or ready.resending
             ahead = self.read_ahead and window.full and time.monotonic() - started < READ_AHEAD_SECONDS
-            reading = ready if ahead else None
-            outcome, next_window = deliver_window(self, window, planned, result, size=self.window, ready=reading)
+            delivered, next_window = deliver_window(
+                link,
+                window,
+                planned,
+                result,
+                limits=self.limits,
+                on_progress=self.on_progress,
+                size=self.window,
+                ready=ready if ahead else None,
+            )
+            outcome = None if delivered is None else self._recorded(delivered)
             if outcome is not None or next_window is None:
                 break
             window, planned = next_window
@@ -361,29 +268,8 @@ class SyncWorker(WorkerLoop):
             outcome.paused_tables = result.paused_tables
             return outcome
         if result.requests:
-            self._record_success(self.clock(), result, time.monotonic() - started)
+            self.pacer.succeeded(self.clock(), result, time.monotonic() - started, self.target)
         return result
-
-    def send(self, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None) -> T | None:
-        """Send one planned request as one atomic batch (foreign keys checked at its commit).
-
-        A replica's batch sets the remote origin to its id first and clears it last, so the remote log knows
-        these writes as its own (see :mod:`~d1sync.outbox.replicate`).
-
-        With ``meanwhile``, the batch goes from a helper thread while ``meanwhile()`` runs on this one, and its
-        result is returned once the batch is answered. The send's error, if any, is raised; an error of
-        ``meanwhile`` only costs its result (None), since what it prepares is read again next pass.
-        """
-        db = self.target
-        origin = push_origin(self.conn)
-        statements = [db.prepare(DEFER_FOREIGN_KEYS)]
-        statements += [db.prepare(SET_ORIGIN).bind(origin)] if origin else []
-        statements += [db.prepare(s.sql).bind(s.param) for s in request.statements]
-        statements += [db.prepare(CLEAR_ORIGIN)] if origin else []
-        if meanwhile is None:
-            db.batch(statements)
-            return None
-        return self._aside.run(lambda: db.batch(statements), meanwhile)
 
     def pending(self, *, flowing: bool = False) -> int:
         """Change rows not yet acknowledged (safe to call from another thread while the loop runs).
@@ -445,8 +331,91 @@ class SyncWorker(WorkerLoop):
             return
         try:
             self._aside.close()
-            self.release_lease()
+            self.lease.release()
         finally:
             self.conn.close()
             for close in self.owned:
                 close()
+
+    # -- the loop (:class:`~d1sync.outbox.loop.Loop`) --------------------------------------------------------
+
+    def wake(self) -> None:
+        """Ask a running loop to look for changes now."""
+        self.loop.wake()
+
+    def run(self, *, idle_interval: float = 5.0) -> None:
+        """Sync until :meth:`stop` is called. New writes wake it at once; failures back off on a timer."""
+        self.loop.run(idle_interval=idle_interval)
+
+    def safe_sync_once(self) -> SyncResult:
+        """:meth:`sync_once`, but a local error or a bug becomes a back-off instead of an exception."""
+        return self.loop.safe_step()
+
+    @property
+    def running(self) -> bool:
+        """True while a loop started by :meth:`start` is running."""
+        return self.loop.running
+
+    def start(self, *, idle_interval: float = 5.0) -> Self:
+        """Run the loop in a daemon thread and return at once (the worker itself, for ``with``).
+
+        ``with worker.start():`` stops it (with a flush) when the block ends. A loop that crashed (a
+        ``BaseException`` escaped it) leaves its error in :meth:`status` and may be started again.
+
+        Raises:
+            ConfigError: the loop is already running.
+        """
+        self.loop.start(idle_interval=idle_interval)
+        return self
+
+    def stop(self, flush_timeout: float = DEFAULT_FLUSH_TIMEOUT, *, wait: bool = True) -> None:
+        """Stop the loop after a last drain that may take up to ``flush_timeout`` seconds.
+
+        With ``wait``, return once the loop has ended (and, for :meth:`start`'s thread, it is joined).
+        """
+        self.loop.stop(flush_timeout, wait=wait)
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        """Wait until every change committed before this call has left the outbox; False on timeout.
+
+        A change leaves the outbox when D1 acknowledges it (or refuses it for good: it is then a dead
+        letter, counted in ``status().dead_letters``). Whoever holds the drain lease sends: this worker's
+        loop, another process's (``d1sync run``), or, when neither runs, this call itself.
+        """
+        return self.loop.wait_synced(timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop a started loop (with a flush), then close the worker."""
+        try:
+            if self.running:
+                self.stop()
+        finally:
+            self.close()
+
+    # -- asyncio -------------------------------------------------------------------------------------------
+
+    async def start_async(self, *, idle_interval: float = 5.0) -> Self:
+        """:meth:`start` for asyncio programs (starting a thread does not block)."""
+        return self.start(idle_interval=idle_interval)
+
+    async def stop_async(self, flush_timeout: float = DEFAULT_FLUSH_TIMEOUT) -> None:
+        """:meth:`stop` without blocking the event loop: the last drain and the join run in a thread."""
+        await asyncio.to_thread(self.stop, flush_timeout)
+
+    async def wait_synced_async(self, timeout: float | None = None) -> bool:
+        """:meth:`wait_synced` without blocking the event loop."""
+        return await asyncio.to_thread(self.wait_synced, timeout)
+
+    async def __aenter__(self) -> Self:
+        """``async with worker:`` starts the loop; leaving the block stops it with a flush and closes."""
+        return await self.start_async()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            if self.running:
+                await self.stop_async()
+        finally:
+            await asyncio.to_thread(self.close)

@@ -14,13 +14,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from d1sync.errors import ConfigError
-from d1sync.outbox.changes import Change, seq_param
 from d1sync.outbox.codec import decode_row, stored_text
-from d1sync.outbox.log import delete_changes, json_op_sql
-from d1sync.outbox.schema import now_ms
+from d1sync.outbox.model import Change, seq_param
+from d1sync.outbox.store.log import delete_changes, json_op_sql
+from d1sync.outbox.store.schema import now_ms
 from d1sync.sqlite import Connection
 
-__all__ = ["DeadLetter", "dead_letter", "drop_dead", "list_dead", "resolve_dead", "retry_dead"]
+__all__ = [
+    "DeadLetter",
+    "dead_count",
+    "dead_letter",
+    "dead_of",
+    "drop_dead",
+    "list_dead",
+    "rename_dead",
+    "resolve_dead",
+    "retry_dead",
+]
 
 
 @dataclass(frozen=True)
@@ -177,3 +187,18 @@ def drop_dead(conn: Connection, ids: Sequence[int] | None = None) -> int:
         _check_ids(conn, ids)
         cur = conn.execute(f"DELETE FROM _d1sync_dead{where}", params)
     return cur.rowcount
+
+
+def dead_count(conn: Connection) -> int:
+    """Dead letters not being retried (what ``status`` counts)."""
+    return int(conn.execute("SELECT count(*) FROM _d1sync_dead WHERE retrying = 0").fetchone()[0])
+
+
+def dead_of(conn: Connection, table: str) -> int:
+    """Dead letters of ``table``, retried ones included."""
+    return int(conn.execute("SELECT count(*) FROM _d1sync_dead WHERE tbl = ?", (table,)).fetchone()[0])
+
+
+def rename_dead(conn: Connection, old: str, new: str) -> None:
+    """The letters of table ``old`` now name ``new`` (a local RENAME TABLE). Call inside a write transaction."""
+    conn.execute("UPDATE _d1sync_dead SET tbl = ? WHERE tbl = ?", (new, old))

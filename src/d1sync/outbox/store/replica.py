@@ -39,6 +39,8 @@ __all__ = [
     "save_pull_table",
     "save_replica",
     "skip_while_applying",
+    "start_applying",
+    "stop_applying",
 ]
 
 APPLYING_TABLE = "_d1sync_applying"
@@ -104,6 +106,16 @@ def ensure_replica_schema(conn: Connection) -> None:
 def has_replica_schema(conn: Connection) -> bool:
     row = conn.execute("SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = '_d1sync_replica'")
     return row.fetchone() is not None
+
+
+def start_applying(conn: Connection) -> None:
+    """Mark this write transaction as applying pulled rows: capture triggers skip until :func:`stop_applying`."""
+    conn.execute(f"INSERT OR REPLACE INTO {APPLYING_TABLE} (id) VALUES (1)")
+
+
+def stop_applying(conn: Connection) -> None:
+    """End what :func:`start_applying` began (inside the same transaction: no other connection sees it)."""
+    conn.execute(f"DELETE FROM {APPLYING_TABLE}")
 
 
 def skip_while_applying() -> str:

@@ -1,7 +1,7 @@
 """The outbox's own tables inside the application's SQLite file, and the worker's typed state.
 
 ``_d1sync_changes``  the change log: one row per captured write, appended by triggers inside the writer's
-                     transaction. Its layout, and what it guarantees, are :mod:`d1sync.outbox.log`'s.
+                     transaction. Its layout, and what it guarantees, are :mod:`d1sync.outbox.store.log`'s.
 ``_d1sync_table_ids`` a small integer id per table name that ever had changes (the log stores the id).
 ``_d1sync_clock``    when the worker first saw the log reach a seq (for "oldest pending age").
 ``_d1sync_pending``  a view of the change log as readers want it: table names, key texts, ``'upsert'`` or
@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from d1sync.outbox.codec import key_sql
+from d1sync.outbox.model import TableSpec
 from d1sync.sqlite import Connection
 
 __all__ = [
     "CHANGE_LOG",
+    "PREFIX",
     "NOW_MS_SQL",
     "SCHEMA",
     "has_outbox",
@@ -37,14 +39,21 @@ __all__ = [
     "RateBudget",
     "TableState",
     "WorkerState",
+    "forget_spec",
+    "load_specs",
     "load_state",
     "load_table_states",
     "now_ms",
+    "save_spec",
     "save_state",
     "save_table_state",
 ]
 
-# The key column has no declared type, so it keeps each key value as the table held it (see d1sync.outbox.log).
+PREFIX = "_d1sync_"
+"""What every name d1sync keeps in a database starts with (tables, views, triggers), locally and on D1: code
+that walks a database's tables skips these."""
+
+# The key column has no declared type, so it keeps each key value as the table held it (see d1sync.outbox.store.log).
 CHANGE_LOG = """
 CREATE TABLE IF NOT EXISTS _d1sync_changes (
     seq     INTEGER PRIMARY KEY,
@@ -275,3 +284,27 @@ def save_table_state(conn: Connection, table: str, state: TableState | None) -> 
         "INSERT INTO _d1sync_table_state (tbl, v) VALUES (?, ?) ON CONFLICT (tbl) DO UPDATE SET v = excluded.v",
         (table, json.dumps(dataclasses.asdict(state))),
     )
+
+
+# -- synced tables -----------------------------------------------------------------------------------------
+
+
+def save_spec(conn: Connection, spec: TableSpec) -> None:
+    conn.execute(
+        "INSERT INTO _d1sync_tables (tbl, spec) VALUES (?, ?) ON CONFLICT (tbl) DO UPDATE SET spec = excluded.spec",
+        (spec.name, spec.to_json()),
+    )
+
+
+def load_specs(conn: Connection) -> dict[str, TableSpec]:
+    """Every synced table's spec, by name (the outbox schema must exist: see ``ensure_schema``)."""
+    rows = conn.execute("SELECT tbl, spec FROM _d1sync_tables")
+    return {str(t): TableSpec.from_json(str(s)) for t, s in rows}
+
+
+def forget_spec(conn: Connection, table: str, *, mode: str | None = None) -> None:
+    """Stop syncing ``table`` (only if its spec has ``mode``, when given). Call inside a write transaction."""
+    if mode is None:
+        conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ?", (table,))
+    else:
+        conn.execute("DELETE FROM _d1sync_tables WHERE tbl = ? AND json_extract(spec, '$.mode') = ?", (table, mode))

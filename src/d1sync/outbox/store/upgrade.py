@@ -3,7 +3,7 @@ everything pending.
 
 Two earlier layouts of the change log exist: ``(seq AUTOINCREMENT, tbl, key, op, payload, created_at)`` and
 the same with a plain rowid and a ``'mark'`` row. Both hold table names and key texts; today's log holds table
-ids and raw keys (see :mod:`d1sync.outbox.log`). The upgrade, in one transaction:
+ids and raw keys (see :mod:`d1sync.outbox.store.log`). The upgrade, in one transaction:
 
 * copies every pending row, in seq order, with its key text as it was (ops 3 and 4 say "JSON key");
 * keeps the highest seq ever issued (a mark holds it), so no late acknowledgement can delete a new change;
@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 
 from d1sync.errors import D1SyncError
-from d1sync.outbox.capture import all_columns, install_triggers, load_specs, remove_triggers, trigger_names
-from d1sync.outbox.log import insert_mark, json_op_sql
-from d1sync.outbox.schema import SCHEMA
+from d1sync.outbox.store.log import insert_mark, json_op_sql
+from d1sync.outbox.store.schema import SCHEMA, load_specs
+from d1sync.outbox.store.triggers import install_triggers, remove_triggers, trigger_names
 from d1sync.sql import split_statements
 from d1sync.sqlite import Connection
 
@@ -139,7 +139,7 @@ def _reinstall_capture(conn: Connection) -> None:
             continue  # the table is gone (the worker pauses it), or its capture was removed
         on = str(row[0])
         try:
-            install_triggers(conn, spec, all_columns=all_columns(conn, on), on=on)
+            install_triggers(conn, spec, on=on)
         except D1SyncError as exc:  # a renamed table whose columns changed too: the worker re-sends it
             remove_triggers(conn, spec.name)
             log.warning("capture of %s (now %s) could not be upgraded, the worker re-sends it: %s", spec.name, on, exc)

@@ -34,11 +34,13 @@ pending) still names its table, and the worker dead-letters it by that name.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from d1sync.outbox.schema import load_state, save_state
-from d1sync.sqlite import Connection
+from d1sync.outbox.model import Change, seq_param
+from d1sync.outbox.store.schema import load_state, save_state
+from d1sync.sqlite import Connection, Rows
 
 __all__ = [
     "DELETE",
@@ -49,8 +51,20 @@ __all__ = [
     "append_changes",
     "delete_changes",
     "insert_mark",
+    "issued_seq",
     "json_op_sql",
+    "keys_changed_after",
+    "keys_written_after",
     "oldest_pending_at",
+    "pending_count",
+    "pending_keys",
+    "pending_keys_of",
+    "pending_of",
+    "pending_per_table",
+    "pending_through",
+    "read_log",
+    "rename_changes",
+    "rows_through",
     "stamp",
     "table_changes",
     "table_id",
@@ -121,6 +135,112 @@ def insert_mark(conn: Connection, seq: int) -> None:
 def table_changes(table: str) -> tuple[str, tuple[str]]:
     """The :func:`delete_changes` condition for every change row of ``table``."""
     return "tid IN (SELECT tid FROM _d1sync_table_ids WHERE tbl = ?)", (table,)
+
+
+def rename_changes(conn: Connection, old: str, new: str) -> None:
+    """Pending changes of table ``old`` now belong to ``new`` (a local RENAME TABLE). Call inside a write
+    transaction."""
+    conn.execute("UPDATE _d1sync_changes SET tid = ? WHERE tid = ?", (table_id(conn, new), table_id(conn, old)))
+
+
+# -- windows -----------------------------------------------------------------------------------------------
+
+
+def issued_seq(conn: Connection) -> int:
+    """The highest seq issued so far (the mark's, when it holds it); 0 for a log never written."""
+    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM _d1sync_changes").fetchone()[0])
+
+
+def read_log(
+    conn: Connection, limit: int, skipped: str | None, *, after: int = 0, exclude: Sequence[Change] = ()
+) -> tuple[Rows, bool]:
+    """The next ``limit`` pending change rows ``(seq, tbl, key, op, payload)`` in seq order: after ``after``,
+    not in the tables of ``skipped`` (a JSON array), not those of ``exclude``."""
+    conditions = ["seq > ?"]
+    params: list[object] = [after]
+    if skipped is not None:
+        conditions.append("tbl NOT IN (SELECT value FROM json_each(?))")
+        params.append(skipped)
+    if exclude:
+        conditions.append("seq NOT IN (SELECT value FROM json_each(?))")
+        params.append(seq_param(exclude))
+    query = f"SELECT seq, tbl, key, op, payload FROM {PENDING} WHERE {' AND '.join(conditions)} ORDER BY seq LIMIT ?"
+    return conn.read(query, (*params, limit))
+
+
+def keys_written_after(conn: Connection, seq: int, limit: int) -> set[tuple[str, str]] | None:
+    """The keys with a change row written after ``seq``; None when there are more than ``limit`` such rows
+    (not worth reading them all)."""
+    rows, _ = conn.read(f"SELECT tbl, key FROM {PENDING} WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit + 1))
+    found = rows.fetchall()
+    return None if len(found) > limit else {(table, key) for table, key in found}
+
+
+def keys_changed_after(conn: Connection, seq: int, tables: Iterable[str]) -> list[tuple[str, str]]:
+    """The distinct ``(table, key)`` of ``tables`` with a pending change after ``seq``."""
+    moving, _ = conn.read(
+        f"SELECT DISTINCT tbl, key FROM {PENDING} WHERE seq > ? AND tbl IN (SELECT value FROM json_each(?))",
+        (seq, json.dumps(sorted(tables))),
+    )
+    return [(str(table), key) for table, key in moving]
+
+
+def rows_through(conn: Connection, seq: int, skipped: str | None) -> int:
+    """How many change rows (the mark aside) lie at or below ``seq``, leaving out the tables of ``skipped``
+    (a JSON array)."""
+    tables = "SELECT tid FROM _d1sync_table_ids"
+    params: list[object] = [seq]
+    if skipped is not None:
+        tables += " WHERE tbl NOT IN (SELECT value FROM json_each(?))"
+        params.append(skipped)
+    query = f"SELECT count(*) FROM _d1sync_changes WHERE seq <= ? AND tid IN ({tables})"
+    return int(conn.execute(query, params).fetchone()[0])
+
+
+# -- counts ------------------------------------------------------------------------------------------------
+
+
+def pending_count(conn: Connection, *, skip: Iterable[str] = ()) -> int:
+    """Change-log rows not yet acknowledged (leaving out the tables in ``skip``)."""
+    tables = sorted(skip)
+    if not tables:
+        return int(conn.execute(f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE}").fetchone()[0])
+    sql = (
+        f"SELECT count(*) FROM _d1sync_changes WHERE {LIVE} AND tid NOT IN "
+        "(SELECT tid FROM _d1sync_table_ids WHERE tbl IN (SELECT value FROM json_each(?)))"
+    )
+    return int(conn.execute(sql, (json.dumps(tables),)).fetchone()[0])
+
+
+def pending_keys(conn: Connection) -> int:
+    """Distinct ``(table, key)`` with a pending change."""
+    return int(conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {PENDING} GROUP BY tbl, key)").fetchone()[0])
+
+
+def pending_per_table(conn: Connection) -> dict[str, int]:
+    """Pending change rows by table name (tables with none are absent)."""
+    return {str(t): int(n) for t, n in conn.execute(f"SELECT tbl, count(*) FROM {PENDING} GROUP BY tbl").fetchall()}
+
+
+def pending_of(conn: Connection, table: str) -> int:
+    """Pending change rows of ``table``."""
+    return int(conn.execute(f"SELECT count(*) FROM {PENDING} WHERE tbl = ?", (table,)).fetchone()[0])
+
+
+def pending_keys_of(conn: Connection, table: str, keys: Sequence[str] | None = None) -> set[str]:
+    """The key texts of ``table`` with a pending change (only among ``keys``, when given)."""
+    if keys is None:
+        rows = conn.execute(f"SELECT DISTINCT key FROM {PENDING} WHERE tbl = ?", (table,))
+    else:
+        sql = f"SELECT DISTINCT key FROM {PENDING} WHERE tbl = ? AND key IN (SELECT value FROM json_each(?))"
+        rows = conn.execute(sql, (table, json.dumps(list(keys))))
+    return {str(r[0]) for r in rows}
+
+
+def pending_through(conn: Connection, seq: int) -> bool:
+    """Whether a change row at or below ``seq`` is still pending (read-your-writes waits on it)."""
+    sql = f"SELECT EXISTS (SELECT 1 FROM _d1sync_changes WHERE seq <= ? AND {LIVE})"
+    return bool(conn.execute(sql, (seq,)).fetchone()[0])
 
 
 # -- the clock ---------------------------------------------------------------------------------------------
