@@ -124,6 +124,42 @@ def _with_headers(send: Send, headers: dict[str, str]) -> Send:
     return wrapped
 
 
+class _Envelopes:
+    """Pure ASGI middleware, outermost: whatever a route did not answer is still D1's envelope.
+
+    An :class:`ApiError` that escapes a route is answered with its own code and status; any other exception
+    is logged and answered 7500/500 "internal error; reference = ..." as D1 does, never with Starlette's
+    plain-text page or a traceback. Once a response has started (an injected drop) the exception goes on.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except ApiError as exc:
+            if started:
+                raise
+            await _api_error(exc)(scope, receive, send)
+        except Exception:
+            if started:
+                raise
+            error = internal_error()
+            logger.exception("emulator: %s (%s %s)", error.message, scope["method"], scope["path"][:200])
+            await _api_error(error)(scope, receive, send)
+
+
 class _Gatekeeper:
     """Pure ASGI middleware: bearer token on every request, then the optional rate limit.
 
@@ -213,6 +249,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(_Gatekeeper, token=token, faults=injector)
+    app.add_middleware(_Envelopes)  # added last: the outermost
     app.state.engine = engine
     app.state.faults = injector
     return app

@@ -118,7 +118,7 @@ class _Endpoints:
         try:
             etag = self.transfers.receive(request.path_params["token"], await request.body())
         except ApiError as exc:
-            return Response(exc.message, status_code=exc.status)
+            return self.error(exc)
         return Response(b"", status_code=200, headers={"etag": f'"{etag}"'})
 
     # -- export --------------------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ class _Endpoints:
         try:
             data = self.transfers.download(request.path_params["token"])
         except ApiError as exc:
-            return Response(exc.message, status_code=exc.status)
+            return self.error(exc)
         return Response(data, media_type="application/sql")
 
     # -- time travel ---------------------------------------------------------------------------------------

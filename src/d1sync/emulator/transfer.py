@@ -143,7 +143,7 @@ class Transfers:
         with self._lock:
             upload = self._uploads.get(token)
         if upload is None:
-            raise ApiError(7404, 404, "No such upload")
+            raise ApiError(7003, 404, "No upload was issued for this URL")
         upload.path.write_bytes(body)
         upload.done = True
         return hashlib.md5(body, usedforsecurity=False).hexdigest()
@@ -172,5 +172,5 @@ class Transfers:
         with self._lock:
             path = self._downloads.get(token)
         if path is None or not os.path.exists(path):
-            raise ApiError(7404, 404, "No such export")
+            raise ApiError(7003, 404, "No export was issued for this URL")
         return path.read_bytes()
