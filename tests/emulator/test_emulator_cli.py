@@ -22,6 +22,7 @@ from d1sync.emulator import DEFAULT_DATABASE_ID, TOKEN_ENV
 FAULT_ENV = [name for name in os.environ if name.startswith("D1SYNC_FAULT_")] + [
     TOKEN_ENV,
     "D1SYNC_EMULATOR_RATE_LIMIT",
+    "D1SYNC_EMULATOR_MAX_BODY",
 ]
 
 

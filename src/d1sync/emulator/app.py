@@ -43,12 +43,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from d1sync.emulator import DEFAULT_MAX_BODY
 from d1sync.emulator.endpoints import TRANSFER_PREFIX, transfer_routes
 from d1sync.emulator.engine import Engine, decode_body, internal_error, parse_database_id
 from d1sync.emulator.faults import Fault, FaultConfig, FaultInjector, Sleep
 from d1sync.errors import ApiError
 
-__all__ = ["ConnectionDropped", "create_app", "envelope"]
+__all__ = ["BodyTooLarge", "ConnectionDropped", "create_app", "envelope"]
 
 logger = logging.getLogger("d1sync.emulator")
 
@@ -122,6 +123,63 @@ def _with_headers(send: Send, headers: dict[str, str]) -> Send:
         await send(message)
 
     return wrapped
+
+
+class BodyTooLarge(ApiError):
+    """A request body over the emulator's ``max_body``: HTTP 413, D1 code 7400.
+
+    Cloudflare's edge refuses such a body with 413 before D1 sees it (an HTML page, no documented code). The
+    emulator answers in D1's envelope, and 7400 ("the request is malformed") is the code D1 gives any request
+    it refuses as sent, before running it. The client classifies HTTP 413 as a
+    :class:`~d1sync.errors.LimitError` whatever the code: never retried as is, only ever sent smaller.
+    """
+
+    def __init__(self, limit: int, size: int | None = None) -> None:
+        got = f"{size} bytes" if size is not None else "more"
+        super().__init__(7400, 413, f"The request is too large: {got}, over the limit of {limit} bytes per body")
+
+
+class _BodyLimit:
+    """Pure ASGI middleware: no route reads more than ``max_body`` bytes of a request body.
+
+    A ``Content-Length`` over the limit is refused before anything is read. Otherwise the body is counted as
+    the route reads it, and the read that passes the limit raises :class:`BodyTooLarge` (a 413 envelope)
+    instead of returning: the route reads no further. The server discards what the client still sends.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body:
+            raise BodyTooLarge(self.max_body, declared)
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge(self.max_body)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server refuses such a request before the app sees it
+    return None
 
 
 class _Envelopes:
@@ -206,6 +264,7 @@ def create_app(
     faults: FaultConfig | None = None,
     rate_limit: tuple[int, float] | None = None,
     auto_create: bool = False,
+    max_body: int = DEFAULT_MAX_BODY,
     clock: Callable[[], float] = time.monotonic,
     sleep: Sleep | None = None,
 ) -> Starlette:
@@ -219,6 +278,9 @@ def create_app(
         rate_limit: ``(requests, window_seconds)``; over it, 429 with code 971 and ``retry-after``. Every
             authenticated response then carries ``x-ratelimit-limit``, ``-remaining`` and ``-reset``.
         auto_create: create unknown (valid UUID) database ids on first use instead of answering 7404.
+        max_body: the largest request body read, in bytes, on every route (uploads included). A larger one
+            is answered HTTP 413, code 7400 (see :class:`BodyTooLarge`), as soon as its ``Content-Length``
+            or the bytes read so far pass the limit.
         clock, sleep: time sources for the rate limit and injected delays (tests pass fakes).
 
     The app exposes ``app.state.engine`` (:class:`~d1sync.emulator.engine.Engine`) and ``app.state.faults``
@@ -226,6 +288,8 @@ def create_app(
     """
     if not token:
         raise ValueError("the emulator needs a non-empty token")
+    if max_body < 1:
+        raise ValueError(f"max_body must be a positive number of bytes, not {max_body}")
     engine = Engine(data_dir, auto_create=auto_create)
     injector = FaultInjector(faults, rate_limit, clock=clock, **({"sleep": sleep} if sleep else {}))
     routes = _Routes(engine, injector)
@@ -248,8 +312,10 @@ def create_app(
         exception_handlers=handlers,
         lifespan=lifespan,
     )
+    # The last added runs first: envelopes for whatever escapes, then auth, then the body limit.
+    app.add_middleware(_BodyLimit, max_body=max_body)
     app.add_middleware(_Gatekeeper, token=token, faults=injector)
-    app.add_middleware(_Envelopes)  # added last: the outermost
+    app.add_middleware(_Envelopes)
     app.state.engine = engine
     app.state.faults = injector
     return app
