@@ -142,9 +142,11 @@ class BodyTooLarge(ApiError):
 class _BodyLimit:
     """Pure ASGI middleware: no route reads more than ``max_body`` bytes of a request body.
 
-    A ``Content-Length`` over the limit is refused before anything is read. Otherwise the body is counted as
-    the route reads it, and the read that passes the limit raises :class:`BodyTooLarge` (a 413 envelope)
-    instead of returning: the route reads no further. The server discards what the client still sends.
+    The route's first read raises :class:`BodyTooLarge` (a 413 envelope) when ``Content-Length`` is over the
+    limit, before a byte is read; so what a route checks first (an upload URL's token, a database id) is
+    still answered first. Otherwise the body is counted as the route reads it, and the read that passes the
+    limit raises instead of returning: the route reads no further. The server discards what the client
+    still sends.
     """
 
     def __init__(self, app: ASGIApp, *, max_body: int) -> None:
@@ -156,12 +158,12 @@ class _BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body:
-            raise BodyTooLarge(self.max_body, declared)
         received = 0
 
         async def counted() -> Message:
             nonlocal received
+            if declared is not None and declared > self.max_body:
+                raise BodyTooLarge(self.max_body, declared)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
