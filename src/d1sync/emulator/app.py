@@ -43,6 +43,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from d1sync.client.config import clean_token
 from d1sync.emulator import DEFAULT_MAX_BODY
 from d1sync.emulator.endpoints import TRANSFER_PREFIX, transfer_routes
 from d1sync.emulator.engine import Engine, decode_body, internal_error, parse_database_id
@@ -275,7 +276,8 @@ def create_app(
     Args:
         data_dir: folder of SQLite files, one per database id; created if missing. The database
             ``DEFAULT_DATABASE_ID`` is created at start.
-        token: the bearer token every request must carry.
+        token: the bearer token every request must carry (ASCII without control characters, else a
+            :class:`~d1sync.errors.ConfigError`; surrounding whitespace is dropped).
         faults: faults to inject into ``/query`` and ``/raw`` (see :mod:`d1sync.emulator.faults`).
         rate_limit: ``(requests, window_seconds)``; over it, 429 with code 971 and ``retry-after``. Every
             authenticated response then carries ``x-ratelimit-limit``, ``-remaining`` and ``-reset``.
@@ -288,6 +290,7 @@ def create_app(
     The app exposes ``app.state.engine`` (:class:`~d1sync.emulator.engine.Engine`) and ``app.state.faults``
     (:class:`~d1sync.emulator.faults.FaultInjector`: ``.stats``, ``.update(...)``, ``.set_rate_limit(...)``).
     """
+    token = clean_token(token, "create_app(token=...)")  # one no client could send is a ConfigError here
     if not token:
         raise ValueError("the emulator needs a non-empty token")
     if max_body < 1:
