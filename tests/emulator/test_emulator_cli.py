@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -21,42 +18,7 @@ from d1sync.emulator import DEFAULT_DATABASE_ID, TOKEN_ENV
 from d1sync.emulator.app import create_app
 from d1sync.errors import ConfigError
 
-FAULT_ENV = [name for name in os.environ if name.startswith("D1SYNC_FAULT_")] + [
-    TOKEN_ENV,
-    "D1SYNC_EMULATOR_RATE_LIMIT",
-    "D1SYNC_EMULATOR_MAX_BODY",
-]
-
-
-def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], str]:
-    """Start ``d1sync emulator``; return the process, the lines printed before serving, and the API base."""
-    clean = {k: v for k, v in os.environ.items() if k not in FAULT_ENV}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from d1sync.cli import cli; cli()", "emulator", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**clean, **env},
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    for line in proc.stdout:
-        lines.append(line.rstrip("\n"))
-        if line.startswith("default database id:"):
-            [api_base] = [entry.split()[-1] for entry in lines if entry.startswith("API base:")]
-            return proc, lines, api_base
-    proc.communicate(timeout=10)
-    raise AssertionError(f"the emulator did not start: {lines} {proc.stderr.read() if proc.stderr else ''}")
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)  # reap it and close its pipes
+from .conftest import start
 
 
 def test_the_command_serves_the_api_and_stops_cleanly_on_sigterm(

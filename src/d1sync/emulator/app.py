@@ -136,8 +136,11 @@ class BodyTooLarge(ApiError):
     """
 
     def __init__(self, limit: int, size: int | None = None) -> None:
-        got = f"{size} bytes" if size is not None else "more"
-        super().__init__(7400, 413, f"The request is too large: {got}, over the limit of {limit} bytes per body")
+        if size is None:
+            message = f"The request is too large: its body passed the limit of {limit} bytes"
+        else:
+            message = f"The request is too large: {size} bytes, over the limit of {limit} bytes per body"
+        super().__init__(7400, 413, message)
 
 
 class _BodyLimit:
