@@ -3,6 +3,7 @@ strings and transfer URLs. Every answer is D1's JSON envelope with a 4xx status,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from d1sync.emulator import DEFAULT_DATABASE_ID
-from d1sync.emulator.app import _Envelopes
+from d1sync.emulator.app import _Envelopes, create_app
 from d1sync.emulator.server import EmulatorServer
 from d1sync.emulator.testing import SyncASGITransport
 
@@ -212,3 +213,32 @@ def test_an_exception_no_route_handled_is_a_7500_envelope_not_a_plain_text_page(
     assert "KeyError" not in response.text
     assert any("internal error" in r.getMessage() for r in caplog.records)
     caplog.clear()  # expected here: the autouse check is about the real routes
+
+
+def test_a_client_that_hangs_up_mid_body_gets_nothing_and_is_no_internal_error(tmp_path: Path) -> None:
+    app = create_app(tmp_path, token=TOKEN)
+    arriving = iter([{"type": "http.request", "body": b'{"na', "more_body": True}, {"type": "http.disconnect"}])
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return next(arriving)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"/client/v4{ACCOUNTS}",
+        "raw_path": f"/client/v4{ACCOUNTS}".encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+    asyncio.run(app(scope, receive, send))  # the autouse check: nothing logged as an internal error
+    assert sent == []
+    app.state.engine.close()

@@ -193,7 +193,8 @@ class _Envelopes:
 
     An :class:`ApiError` that escapes a route is answered with its own code and status; any other exception
     is logged and answered 7500/500 "internal error; reference = ..." as D1 does, never with Starlette's
-    plain-text page or a traceback. Once a response has started (an injected drop) the exception goes on.
+    plain-text page or a traceback. Once a response has started (an injected drop) the exception goes on;
+    a client that hung up mid-body gets nothing.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -212,6 +213,8 @@ class _Envelopes:
 
         try:
             await self.app(scope, receive, tracking)
+        except ClientDisconnect:
+            logger.debug("emulator: the client hung up before its request arrived; nothing applied")
         except ApiError as exc:
             if started:
                 raise
