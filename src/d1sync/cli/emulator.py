@@ -229,15 +229,7 @@ def emulator(
         sock = bind_socket(host, port)
     except OSError as exc:
         fail(f"cannot start the emulator on {host}:{port}: {exc.strerror or exc}", "choose another --port")
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    api_base = f"http://{shown}:{bound}/client/v4"
-    import apsw
-
-    click.echo(f"d1sync emulator serving {os.path.abspath(data_dir)} (SQLite {apsw.sqlite_lib_version()})")
-    click.echo(f"API base:            {api_base}")
-    click.echo(f"default database id: {DEFAULT_DATABASE_ID}")
-    click.echo(f"query it:            d1sync query --emulator http://{shown}:{bound} 'SELECT 1'")
+    _banner(data_dir, host, sock.getsockname()[1])
     if faults.active or limit:
         click.echo(f"faults: {_describe(faults, limit)}")
     try:
@@ -247,6 +239,17 @@ def emulator(
         if faults.active or limit:
             stats = app.state.faults.stats
             click.echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in stats.items()))
+
+
+def _banner(data_dir: str, host: str, port: int) -> None:
+    """Where the emulator serves, and how to reach it."""
+    import apsw
+
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"d1sync emulator serving {os.path.abspath(data_dir)} (SQLite {apsw.sqlite_lib_version()})")
+    click.echo(f"API base:            http://{shown}:{port}/client/v4")
+    click.echo(f"default database id: {DEFAULT_DATABASE_ID}")
+    click.echo(f"query it:            d1sync query --emulator http://{shown}:{port} 'SELECT 1'")
 
 
 def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:
