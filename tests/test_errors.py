@@ -12,6 +12,7 @@ from d1sync import LocalDatabase, Outbox
 from d1sync.errors import (
     ApiError,
     D1Error,
+    LimitError,
     SQLError,
     TransientError,
     UndecodableTextError,
@@ -118,6 +119,13 @@ def test_d1_failures_are_classified_by_code_and_status() -> None:
     assert isinstance(classify_error(status=400, code=7500, message="Network connection lost."), TransientError)
     refused = classify_error(status=400, code=7500, message="no such table: x: SQLITE_ERROR")
     assert type(refused) is SQLError and refused.result_code == "SQLITE_ERROR"
+
+
+def test_a_body_too_large_is_a_limit_error_never_retried_whatever_the_code() -> None:
+    edge = classify_error(status=413, code=None, message="<html><title>413 Request Entity Too Large</title></html>")
+    emulator = classify_error(status=413, code=7400, message="The request is too large: over the limit")
+    for error in (edge, emulator):
+        assert type(error) is LimitError and error.status == 413 and not error.retryable
 
 
 def test_the_emulators_answers_are_d1_errors_with_their_code_and_status() -> None:

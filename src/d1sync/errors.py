@@ -322,7 +322,8 @@ class SQLError(D1Error):
 
 
 class LimitError(SQLError):
-    """A D1 limit was exceeded: bound parameters, statement length, or value size."""
+    """A D1 limit was exceeded: bound parameters, statement length, value size, or the size of a request
+    body (HTTP 413)."""
 
 
 class UndecodableTextError(SQLError):
@@ -453,6 +454,10 @@ def classify_error(
     lowered = message.lower()
     if code == 971 or status == 429:
         return RateLimitedError(message, retry_after=retry_after, **kwargs)
+    if status == 413:
+        # The body is over a size limit (Cloudflare's edge sends an HTML page, the emulator 7400): a retry
+        # cannot pass, a smaller request can.
+        return LimitError(message, **kwargs)
     if any(m in lowered for m in _TRANSIENT_MESSAGES):
         # D1 reports some infrastructure hiccups as 7500/400; they pass on retry.
         return TransientError(message, **kwargs)

@@ -309,6 +309,17 @@ def test_a_token_with_a_nul_is_refused_without_showing_it(emulator_server: Emula
     assert "holds a control character (U+0000" in str(caught.value) and TOKEN not in str(caught.value)
 
 
+def test_a_token_beyond_ascii_is_one_line_saying_it_is_not_valid(emulator_server: EmulatorServer) -> None:
+    token = "caf\u00e9-" + TOKEN
+    target = ["--emulator", emulator_server.url, "--database-id", str(uuid.uuid4())]
+    result = CliRunner().invoke(cli, ["query", *target, "SELECT 1"], env={"D1SYNC_EMULATOR_TOKEN": token})
+    assert result.exit_code not in (0, None)
+    line = one_error(result)
+    assert "is not valid" in line and "D1SYNC_EMULATOR_TOKEN" in line
+    assert "internal error" not in result.output and "UnicodeEncodeError" not in result.output
+    assert TOKEN not in result.output
+
+
 # -- signals and exit codes of the process -------------------------------------------------------------
 
 

@@ -104,3 +104,27 @@ def test_repr_shows_account_database_and_base_but_never_the_token() -> None:
     async_client = d1.async_client()
     assert repr(async_client).startswith("AsyncD1Client(account_id='acct-1', database_id='db-1'")
     asyncio.run(async_client.aclose())
+
+
+NOT_ASCII = ["tok\u00e9n-0123456789abcdef", "\u2018copied-with-smart-quotes\u2019", "token-\U0001f511"]
+
+
+@pytest.mark.parametrize("token", NOT_ASCII, ids=["accent", "smart quotes", "emoji"])
+def test_a_token_beyond_ascii_is_not_valid_at_construction_and_never_shown(
+    token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from d1sync.client import AsyncD1Client
+
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", token)
+    attempts = [
+        lambda: D1Client(account_id="a", database_id="d", api_token=token),
+        lambda: AsyncD1Client(account_id="a", database_id="d", api_token=token),
+        lambda: D1Client(account_id="a", database_id="d"),  # from the environment
+    ]
+    for attempt in attempts:
+        with pytest.raises(ConfigError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert "is not valid" in message and "not ASCII" in message
+        assert token not in message and token.strip("\u2018\u2019") not in message
+    assert "CLOUDFLARE_API_TOKEN" in message

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from d1sync.emulator import DEFAULT_DATABASE_ID
+from d1sync.emulator import DEFAULT_DATABASE_ID, TOKEN_ENV
 from d1sync.emulator.app import create_app
 from d1sync.emulator.testing import SyncASGITransport
 
@@ -92,3 +95,43 @@ def app(make_app: AppFactory) -> Starlette:
 @pytest.fixture
 def api(app: Starlette, connect: Callable[[Starlette], Api]) -> Api:
     return connect(app)
+
+
+# -- `d1sync emulator` as a real process ----------------------------------------------------------------------
+
+FAULT_ENV = [name for name in os.environ if name.startswith("D1SYNC_FAULT_")] + [
+    TOKEN_ENV,
+    "D1SYNC_EMULATOR_RATE_LIMIT",
+    "D1SYNC_EMULATOR_MAX_BODY",
+]
+
+
+def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], str]:
+    """Start ``d1sync emulator``; return the process, the lines printed before serving, and the API base."""
+    clean = {k: v for k, v in os.environ.items() if k not in FAULT_ENV}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from d1sync.cli import cli; cli()", "emulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**clean, **env},
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("default database id:"):
+            [api_base] = [entry.split()[-1] for entry in lines if entry.startswith("API base:")]
+            return proc, lines, api_base
+    proc.communicate(timeout=10)
+    raise AssertionError(f"the emulator did not start: {lines} {proc.stderr.read() if proc.stderr else ''}")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)  # reap it and close its pipes

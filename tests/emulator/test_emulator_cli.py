@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -18,42 +15,10 @@ from click.testing import CliRunner
 from d1sync.cli import cli
 from d1sync.cli.emulator import _is_loopback, parse_rate_limit
 from d1sync.emulator import DEFAULT_DATABASE_ID, TOKEN_ENV
+from d1sync.emulator.app import create_app
+from d1sync.errors import ConfigError
 
-FAULT_ENV = [name for name in os.environ if name.startswith("D1SYNC_FAULT_")] + [
-    TOKEN_ENV,
-    "D1SYNC_EMULATOR_RATE_LIMIT",
-]
-
-
-def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], str]:
-    """Start ``d1sync emulator``; return the process, the lines printed before serving, and the API base."""
-    clean = {k: v for k, v in os.environ.items() if k not in FAULT_ENV}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from d1sync.cli import cli; cli()", "emulator", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**clean, **env},
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    for line in proc.stdout:
-        lines.append(line.rstrip("\n"))
-        if line.startswith("default database id:"):
-            [api_base] = [entry.split()[-1] for entry in lines if entry.startswith("API base:")]
-            return proc, lines, api_base
-    proc.communicate(timeout=10)
-    raise AssertionError(f"the emulator did not start: {lines} {proc.stderr.read() if proc.stderr else ''}")
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)  # reap it and close its pipes
+from .conftest import start
 
 
 def test_the_command_serves_the_api_and_stops_cleanly_on_sigterm(
@@ -101,6 +66,20 @@ def test_an_invalid_rate_limit_is_one_line_with_a_hint(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["emulator", "--data-dir", str(tmp_path), "--token", "t", "--rate-limit", "x/y"])
     assert result.exit_code == 2
     assert "invalid --rate-limit" in result.output and "Try: write N/SECONDS" in result.output
+
+
+def test_a_token_beyond_ascii_is_refused_in_one_line_without_showing_it(tmp_path: Path) -> None:
+    secret = "s\u00e9cret-emulator-token"
+    result = CliRunner().invoke(cli, ["emulator", "--data-dir", str(tmp_path), "--port", "0", "--token", secret])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "is not valid" in errors[0] and "--token" in errors[0], result.output
+    assert secret not in result.output and "Traceback" not in result.output
+
+
+def test_the_app_refuses_a_token_no_client_could_send(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not ASCII"):
+        create_app(tmp_path, token="t\u00f6ken")
 
 
 def test_fault_rates_adding_up_to_more_than_one_are_refused(tmp_path: Path) -> None:

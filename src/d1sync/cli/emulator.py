@@ -9,7 +9,7 @@ import secrets
 import click
 
 from d1sync.client.config import clean_token
-from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_PORT, TOKEN_ENV
+from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_BODY, DEFAULT_PORT, TOKEN_ENV
 from d1sync.emulator.faults import FaultConfig
 
 from ._common import EXIT_USAGE, Command, fail
@@ -80,6 +80,16 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     help="Bearer token clients must send (default: $D1SYNC_EMULATOR_TOKEN, else a random one is printed).",
 )
 @click.option("--auto-create", is_flag=True, help="Create unknown database ids on first use instead of 7404.")
+@click.option(
+    "--max-body",
+    metavar="BYTES",
+    type=click.IntRange(1),
+    default=DEFAULT_MAX_BODY,
+    show_default=True,
+    envvar="D1SYNC_EMULATOR_MAX_BODY",
+    show_envvar=True,
+    help="Largest request body read, uploads included; a larger one is answered HTTP 413 (code 7400) unread.",
+)
 @click.option(
     "--latency-ms",
     type=click.FloatRange(0.0),
@@ -169,6 +179,7 @@ def emulator(
     data_dir: str,
     token: str | None,
     auto_create: bool,
+    max_body: int,
     latency_ms: float,
     error_rate: float,
     rate_limit_rate: float,
@@ -189,6 +200,7 @@ def emulator(
     \b
     Examples:
       d1sync emulator --data-dir .d1 --auto-create
+      d1sync emulator --max-body 10_000_000
       d1sync emulator --port 0 --error-rate 0.05 --lost-rate 0.02 --seed 7
       D1SYNC_FAULT_LATENCY_MS=50 d1sync emulator --rate-limit 1200/300
     """
@@ -222,7 +234,9 @@ def emulator(
             f"Warning: binding {host}: the emulator is reachable from other machines (token-protected).", err=True
         )
     try:
-        app = create_app(data_dir, token=token, faults=faults, rate_limit=limit, auto_create=auto_create)
+        app = create_app(
+            data_dir, token=token, faults=faults, rate_limit=limit, auto_create=auto_create, max_body=max_body
+        )
         sock = bind_socket(host, port)
     except OSError as exc:
         fail(f"cannot start the emulator on {host}:{port}: {exc.strerror or exc}", "choose another --port")

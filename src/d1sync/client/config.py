@@ -3,7 +3,8 @@
 A missing value is a :class:`~d1sync.errors.ConfigError` that names exactly what to set. The token is kept
 out of every repr. Tokens are cleaned where they are configured: surrounding whitespace (a trailing newline
 from ``$(cat token.txt)``, a CR from a Windows file) is stripped, and a token with any other control
-character is refused, so no token can turn into an illegal header whose error text would carry it.
+character, or any character beyond ASCII, is refused, so no token can turn into an illegal header whose error
+text would carry it.
 
 The names of every environment variable d1sync reads are defined here, once.
 """
@@ -46,16 +47,22 @@ DEFAULT_EMULATOR_PORT = 8787
 
 
 def clean_token(token: str, source: str) -> str:
-    """``token`` without surrounding whitespace; a ConfigError naming ``source`` if it holds a control character.
+    """``token`` without surrounding whitespace; a ConfigError naming ``source`` if it holds a control character
+    or a character that is not ASCII (an HTTP header cannot carry it, and no API token has one).
 
     The error never shows the token itself, only where the offending character sits.
     """
     cleaned = token.strip()
     for index, char in enumerate(cleaned):
+        where = f"(U+{ord(char):04X} at position {index + 1} of {len(cleaned)})"
         if ord(char) < 0x20 or ord(char) == 0x7F:
             raise ConfigError(
-                f"the API token from {source} holds a control character (U+{ord(char):04X} at position "
-                f"{index + 1} of {len(cleaned)}); copy the token again without it"
+                f"the API token from {source} holds a control character {where}; copy the token again without it"
+            )
+        if ord(char) > 0x7F:
+            raise ConfigError(
+                f"the API token from {source} is not valid: it holds a character that is not ASCII {where}; "
+                "API tokens are ASCII letters, digits and punctuation: copy the token again"
             )
     return cleaned
 

@@ -19,12 +19,24 @@ from d1sync.client.config import DEFAULT_EMULATOR_DATABASE_ID as DEFAULT_DATABAS
 from d1sync.client.config import DEFAULT_EMULATOR_PORT as DEFAULT_PORT
 from d1sync.client.config import EMULATOR_TOKEN_ENV as TOKEN_ENV
 
+DEFAULT_MAX_BODY = 100_000_000
+"""The largest request body the emulator reads, in bytes (``d1sync emulator --max-body``): Cloudflare's
+smallest plans refuse bodies over 100 MB at the edge with HTTP 413."""
+
 if TYPE_CHECKING:
     from d1sync.emulator.app import create_app
     from d1sync.emulator.faults import FaultConfig
     from d1sync.emulator.server import EmulatorServer
 
-__all__ = ["DEFAULT_DATABASE_ID", "DEFAULT_PORT", "TOKEN_ENV", "EmulatorServer", "FaultConfig", "create_app"]
+__all__ = [
+    "DEFAULT_DATABASE_ID",
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_PORT",
+    "TOKEN_ENV",
+    "EmulatorServer",
+    "FaultConfig",
+    "create_app",
+]
 
 _LAZY = {
     "create_app": "d1sync.emulator.app",

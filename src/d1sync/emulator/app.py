@@ -43,12 +43,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from d1sync.client.config import clean_token
+from d1sync.emulator import DEFAULT_MAX_BODY
 from d1sync.emulator.endpoints import TRANSFER_PREFIX, transfer_routes
 from d1sync.emulator.engine import Engine, decode_body, internal_error, parse_database_id
 from d1sync.emulator.faults import Fault, FaultConfig, FaultInjector, Garble, Sleep
 from d1sync.errors import ApiError
 
-__all__ = ["ConnectionDropped", "create_app", "envelope"]
+__all__ = ["BodyTooLarge", "ConnectionDropped", "create_app", "envelope"]
 
 logger = logging.getLogger("d1sync.emulator")
 
@@ -124,6 +126,107 @@ def _with_headers(send: Send, headers: dict[str, str]) -> Send:
     return wrapped
 
 
+class BodyTooLarge(ApiError):
+    """A request body over the emulator's ``max_body``: HTTP 413, D1 code 7400.
+
+    Cloudflare's edge refuses such a body with 413 before D1 sees it (an HTML page, no documented code). The
+    emulator answers in D1's envelope, and 7400 ("the request is malformed") is the code D1 gives any request
+    it refuses as sent, before running it. The client classifies HTTP 413 as a
+    :class:`~d1sync.errors.LimitError` whatever the code: never retried as is, only ever sent smaller.
+    """
+
+    def __init__(self, limit: int, size: int | None = None) -> None:
+        if size is None:
+            message = f"The request is too large: its body passed the limit of {limit} bytes"
+        else:
+            message = f"The request is too large: {size} bytes, over the limit of {limit} bytes per body"
+        super().__init__(7400, 413, message)
+
+
+class _BodyLimit:
+    """Pure ASGI middleware: no route reads more than ``max_body`` bytes of a request body.
+
+    The route's first read raises :class:`BodyTooLarge` (a 413 envelope) when ``Content-Length`` is over the
+    limit, before a byte is read; so what a route checks first (an upload URL's token, a database id) is
+    still answered first. Otherwise the body is counted as the route reads it, and the read that passes the
+    limit raises instead of returning: the route reads no further. The server discards what the client
+    still sends.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            if declared is not None and declared > self.max_body:
+                raise BodyTooLarge(self.max_body, declared)
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge(self.max_body)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server refuses such a request before the app sees it
+    return None
+
+
+class _Envelopes:
+    """Pure ASGI middleware, outermost: whatever a route did not answer is still D1's envelope.
+
+    An :class:`ApiError` that escapes a route is answered with its own code and status; any other exception
+    is logged and answered 7500/500 "internal error; reference = ..." as D1 does, never with Starlette's
+    plain-text page or a traceback. Once a response has started (an injected drop) the exception goes on;
+    a client that hung up mid-body gets nothing.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except ClientDisconnect:
+            logger.debug("emulator: the client hung up before its request arrived; nothing applied")
+        except ApiError as exc:
+            if started:
+                raise
+            await _api_error(exc)(scope, receive, send)
+        except Exception:
+            if started:
+                raise
+            error = internal_error()
+            logger.exception("emulator: %s (%s %s)", error.message, scope["method"], scope["path"][:200])
+            await _api_error(error)(scope, receive, send)
+
+
 class _Gatekeeper:
     """Pure ASGI middleware: bearer token on every request, then the optional rate limit.
 
@@ -170,6 +273,7 @@ def create_app(
     faults: FaultConfig | None = None,
     rate_limit: tuple[int, float] | None = None,
     auto_create: bool = False,
+    max_body: int = DEFAULT_MAX_BODY,
     clock: Callable[[], float] = time.monotonic,
     sleep: Sleep | None = None,
 ) -> Starlette:
@@ -178,18 +282,25 @@ def create_app(
     Args:
         data_dir: folder of SQLite files, one per database id; created if missing. The database
             ``DEFAULT_DATABASE_ID`` is created at start.
-        token: the bearer token every request must carry.
+        token: the bearer token every request must carry (ASCII without control characters, else a
+            :class:`~d1sync.errors.ConfigError`; surrounding whitespace is dropped).
         faults: faults to inject into ``/query`` and ``/raw`` (see :mod:`d1sync.emulator.faults`).
         rate_limit: ``(requests, window_seconds)``; over it, 429 with code 971 and ``retry-after``. Every
             authenticated response then carries ``x-ratelimit-limit``, ``-remaining`` and ``-reset``.
         auto_create: create unknown (valid UUID) database ids on first use instead of answering 7404.
+        max_body: the largest request body read, in bytes, on every route (uploads included). A larger one
+            is answered HTTP 413, code 7400 (see :class:`BodyTooLarge`), as soon as its ``Content-Length``
+            or the bytes read so far pass the limit.
         clock, sleep: time sources for the rate limit and injected delays (tests pass fakes).
 
     The app exposes ``app.state.engine`` (:class:`~d1sync.emulator.engine.Engine`) and ``app.state.faults``
     (:class:`~d1sync.emulator.faults.FaultInjector`: ``.stats``, ``.update(...)``, ``.set_rate_limit(...)``).
     """
+    token = clean_token(token, "create_app(token=...)")  # one no client could send is a ConfigError here
     if not token:
         raise ValueError("the emulator needs a non-empty token")
+    if max_body < 1:
+        raise ValueError(f"max_body must be a positive number of bytes, not {max_body}")
     engine = Engine(data_dir, auto_create=auto_create)
     injector = FaultInjector(faults, rate_limit, clock=clock, **({"sleep": sleep} if sleep else {}))
     routes = _Routes(engine, injector)
@@ -212,7 +323,10 @@ def create_app(
         exception_handlers=handlers,
         lifespan=lifespan,
     )
+    # The last added runs first: envelopes for whatever escapes, then auth, then the body limit.
+    app.add_middleware(_BodyLimit, max_body=max_body)
     app.add_middleware(_Gatekeeper, token=token, faults=injector)
+    app.add_middleware(_Envelopes)
     app.state.engine = engine
     app.state.faults = injector
     return app

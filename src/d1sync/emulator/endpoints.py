@@ -4,7 +4,8 @@ the official SDK's ``DatabaseImportResponse``, ``DatabaseExportResponse`` and ``
 ::
 
     POST /accounts/{a}/d1/database/{id}/import              {"action": "init", "etag": md5}  -> upload_url
-    PUT  /d1-transfer/upload/{token}                        the SQL file (no auth: the token is the credential)
+    PUT  /d1-transfer/upload/{token}                        the SQL file (no auth: the token is the credential;
+                                                            an unknown one is 404 before the body is read)
     POST /accounts/{a}/d1/database/{id}/import              {"action": "ingest", "filename", "etag"}
     POST /accounts/{a}/d1/database/{id}/import              {"action": "poll", "current_bookmark"}
     POST /accounts/{a}/d1/database/{id}/export              {"output_format": "polling", "dump_options": {...}}
@@ -12,7 +13,8 @@ the official SDK's ``DatabaseImportResponse``, ``DatabaseExportResponse`` and ``
     GET  /accounts/{a}/d1/database/{id}/time_travel/bookmark[?timestamp=]
     POST /accounts/{a}/d1/database/{id}/time_travel/restore?bookmark=|timestamp=
 
-An import runs the whole file in one transaction while holding the database, so other queries wait, as they
+An upload is written to disk as it arrives, and like every body it may not pass the app's ``max_body``
+(413). An import runs the whole file in one transaction while holding the database, so other queries wait, as they
 do on D1; it completes within the ``ingest`` call, so the first poll already says ``complete``.
 """
 
@@ -25,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -115,11 +117,20 @@ class _Endpoints:
         return answer
 
     async def upload(self, request: Request) -> Response:
+        # The token is the only credential: check it before reading a byte of the body.
         try:
-            etag = self.transfers.receive(request.path_params["token"], await request.body())
+            upload = self.transfers.issued(request.path_params["token"])
         except ApiError as exc:
-            return Response(exc.message, status_code=exc.status)
-        return Response(b"", status_code=200, headers={"etag": f'"{etag}"'})
+            return self.error(exc)
+        try:
+            with self.transfers.receiving(upload) as sink:
+                # Chunks of at most 64 KB: writing one to the page cache is quick enough for the event loop.
+                async for chunk in request.stream():
+                    sink.write(chunk)
+        except ClientDisconnect:
+            logger.debug("emulator: the client hung up during an upload; nothing kept")
+            return Response(status_code=499)
+        return Response(b"", status_code=200, headers={"etag": f'"{sink.etag}"'})
 
     # -- export --------------------------------------------------------------------------------------------
 
@@ -158,7 +169,7 @@ class _Endpoints:
         try:
             data = self.transfers.download(request.path_params["token"])
         except ApiError as exc:
-            return Response(exc.message, status_code=exc.status)
+            return self.error(exc)
         return Response(data, media_type="application/sql")
 
     # -- time travel ---------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ MAX_VALUE_BYTES = D1_LIMITS["LENGTH"]
 DEFAULT_DATABASE_NAME = "default"
 NO_STATEMENTS = "No SQL statements detected."
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _SERVED_BY = {
     "served_by_region": "LOCAL",
     "served_by_colo": "LOCAL",
@@ -79,7 +79,8 @@ def internal_error() -> ApiError:
 
 def parse_database_id(value: str) -> str:
     """Validate a database id as a hyphenated UUID and return it in canonical lower case (else 7400)."""
-    if not _UUID.match(value):
+    # fullmatch, not match: ``$`` also matches before a trailing newline, and an id ending in %0A got through.
+    if not _UUID.fullmatch(value):
         raise ApiError(7400, 400, f"The database identifier is invalid: expected a UUID, got {value[:64]!r}")
     return str(uuid.UUID(value))
 
@@ -150,7 +151,11 @@ def _bind_value(value: Any, index: int) -> Any:
         if not math.isfinite(number):
             raise ApiError(7500, 400, f"D1_TYPE_ERROR: parameter {index} is not a finite number")
         return number
-    raise ApiError(7500, 400, f"D1_TYPE_ERROR: Type 'object' not supported for value '{_js_string(value)}'")
+    try:
+        shown = _js_string(value)
+    except RecursionError:  # arrays nested about as deep as the JSON parser allows
+        shown = "[nested arrays]"
+    raise ApiError(7500, 400, f"D1_TYPE_ERROR: Type 'object' not supported for value '{shown}'")
 
 
 def _check_statement(sql: Any, params: Any) -> tuple[str, list[Any]]:
@@ -285,6 +290,8 @@ class Engine:
         """Create a database called ``name`` (D1's ``POST .../d1/database``)."""
         if not isinstance(name, str) or not name.strip():
             raise ApiError(7400, 400, "The request is malformed: 'name' must be a non-empty string")
+        if not name.isprintable():  # a lone surrogate (valid JSON) cannot be stored: it is not printable
+            raise ApiError(7400, 400, "The request is malformed: 'name' must be printable text")
         database_id = str(uuid.uuid4())
         with self._lock:
             self._register(database_id, name)
@@ -311,7 +318,7 @@ class Engine:
     def list_databases(self, name: str | None = None) -> list[dict[str, Any]]:
         """Every database in the folder, oldest first, optionally only those called ``name``."""
         with self._lock:
-            ids = {p.stem for p in self.data_dir.glob("*.sqlite3") if _UUID.match(p.stem)}
+            ids = {p.stem for p in self.data_dir.glob("*.sqlite3") if _UUID.fullmatch(p.stem)}
             ids.update(self._open)
             described = [self.describe(i) for i in ids]
         described.sort(key=lambda d: (d["created_at"], d["uuid"]))
@@ -379,7 +386,8 @@ def _result(result: RawResult, *, raw: bool) -> dict[str, Any]:
 
 
 def decode_body(data: bytes) -> Any:
-    """Parse a request body as JavaScript would: NaN/Infinity are not JSON (7400 on anything invalid)."""
+    """Parse a request body as JavaScript would: NaN/Infinity are not JSON (7400 on anything invalid, nesting
+    deeper than Python's parser goes included)."""
 
     def refuse(constant: str) -> Any:
         raise ValueError(f"{constant} is not valid JSON")
@@ -388,3 +396,5 @@ def decode_body(data: bytes) -> Any:
         return json.loads(data, parse_constant=refuse)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(7400, 400, f"The request is malformed: invalid JSON body ({exc})") from exc
+    except RecursionError as exc:
+        raise ApiError(7400, 400, "The request is malformed: the JSON body is nested too deeply") from exc

@@ -91,7 +91,8 @@ class History:
     def _version_of(self, bookmark: str) -> int:
         head = bookmark.split("-", 1)[0]
         try:
-            version = int(head, 16)
+            # At most 16 hex digits: a longer number would not even print in decimal for the check below.
+            version = int(head, 16) if len(head) <= 16 else -1
         except ValueError:
             version = -1
         if version < 0 or self.bookmark(version) != bookmark:

@@ -20,9 +20,10 @@ import re
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from d1sync.emulator.store import Store
 from d1sync.errors import ApiError
@@ -105,6 +106,22 @@ def dump_sql(store: Store, *, no_schema: bool = False, no_data: bool = False, ta
     return "\n".join(lines)
 
 
+class UploadSink:
+    """Where an upload's chunks go: a file, and the MD5 of what was written (the ETag the PUT answers)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self._md5 = hashlib.md5(usedforsecurity=False)
+
+    def write(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+        self._md5.update(chunk)
+
+    @property
+    def etag(self) -> str:
+        return self._md5.hexdigest()
+
+
 @dataclass
 class Upload:
     database_id: str
@@ -138,15 +155,32 @@ class Transfers:
             self._uploads[token] = upload
             return upload
 
-    def receive(self, token: str, body: bytes) -> str:
-        """Store a PUT body; its MD5 (the ETag the PUT answers with)."""
+    def issued(self, token: str) -> Upload:
+        """The upload ``init`` issued ``token`` for (7003/404 for any other token): ask before reading a body."""
         with self._lock:
             upload = self._uploads.get(token)
         if upload is None:
-            raise ApiError(7404, 404, "No such upload")
-        upload.path.write_bytes(body)
+            raise ApiError(7003, 404, "No upload was issued for this URL")
+        return upload
+
+    @contextmanager
+    def receiving(self, upload: Upload) -> Iterator[UploadSink]:
+        """A sink the PUT body of ``upload`` is written to chunk by chunk, never held whole in memory.
+
+        The file takes the upload's place only when the block ends without an error (a body over the size
+        limit, a client that hung up): until then, and after a failure, the upload is as it was.
+        """
+        part = upload.path.with_name(f"{upload.path.name}.{secrets.token_hex(4)}.part")
+        sink = UploadSink(part.open("wb"))
+        try:
+            yield sink
+            sink.file.close()
+            os.replace(part, upload.path)
+        except BaseException:
+            sink.file.close()
+            part.unlink(missing_ok=True)
+            raise
         upload.done = True
-        return hashlib.md5(body, usedforsecurity=False).hexdigest()
 
     def uploaded(self, database_id: str, filename: str, etag: str) -> bytes:
         """The content of an upload ``init`` named ``filename`` (7400 if it was never PUT or differs)."""
@@ -172,5 +206,5 @@ class Transfers:
         with self._lock:
             path = self._downloads.get(token)
         if path is None or not os.path.exists(path):
-            raise ApiError(7404, 404, "No such export")
+            raise ApiError(7003, 404, "No export was issued for this URL")
         return path.read_bytes()
