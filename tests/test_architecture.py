@@ -1,5 +1,5 @@
 """The shape of the tree: imports run one way with no cycles, modules and functions stay small, only
-errors.py reads error messages, and the command line loads no server or benchmark code it does not need."""
+the errors package reads error messages, and the command line loads no server or benchmark code it does not need."""
 
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ def test_only_errors_py_reads_error_messages() -> None:
     found = {
         name: _message_matches(ast.parse(path.read_text(encoding="utf-8")))
         for name, path in MODULES.items()
-        if name != "d1sync.errors"
+        if name.partition("._")[0] != "d1sync.errors"  # the package and its private modules
     }
     assert {name: lines for name, lines in found.items() if lines} == {}
 
