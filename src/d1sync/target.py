@@ -172,13 +172,16 @@ class Target:
         """One line per setting and its source (what ``-v`` prints)."""
         return [f"{name}: {source}" for name, source in self.sources.items()]
 
-    def open(self, **client_options: Any) -> Database:
-        """The Database for this target: a LocalDatabase, or a D1Client (``client_options`` go to it)."""
+    def open(self, *, wal: bool = True, **client_options: Any) -> Database:
+        """The Database for this target: a LocalDatabase, or a D1Client (``client_options`` go to it).
+
+        ``wal=False``: a local file keeps its journal mode (a read leaves an empty file empty).
+        """
         if self.kind == "local":
             from d1sync.local import LocalDatabase
 
             assert self.path is not None
-            return LocalDatabase(self.path)
+            return LocalDatabase(self.path, wal=wal)
         from d1sync.client import D1Client
 
         if not self.database_id:

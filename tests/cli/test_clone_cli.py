@@ -96,9 +96,9 @@ def test_clone_of_a_missing_database_is_one_line_and_creates_no_file(tmp_path: P
     assert not Path("x.db").exists() and not (tmp_path / "x.db").exists()
 
 
-def test_clone_from_a_missing_local_file_is_a_usage_error(tmp_path: Path) -> None:
+def test_clone_from_a_missing_local_file_is_refused_naming_it(tmp_path: Path) -> None:
     code, _, stderr = invoke("clone", "--local", str(tmp_path / "nope.db"), str(tmp_path / "x.db"))
-    assert code == 2 and "no source file" in stderr
+    assert code == 1 and f"no such file: {tmp_path / 'nope.db'}" in stderr and "Try: check the path" in stderr
     assert not (tmp_path / "nope.db").exists()
 
 

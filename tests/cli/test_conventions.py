@@ -251,6 +251,7 @@ def test_track_refuses_include_with_exclude_as_usage(app: Path) -> None:
 
 def test_query_reads_a_file_or_stdin_and_runs_several_statements_as_one_batch(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
+    db.touch()  # an empty file is an empty database; a missing one is refused
     sql = tmp_path / "init.sql"
     sql.write_text(
         SCHEMA + ";\nINSERT INTO notes VALUES (1, 'x', 1);\n-- a comment\nSELECT count(*) AS n FROM notes;\n"

@@ -13,6 +13,8 @@ import click
 
 from d1sync._version import __version__
 
+from ._common import Group
+
 __all__ = ["COMMANDS", "cli"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -52,7 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 """Every command: its module (which defines a click command of the same name) and its one-line help."""
 
 
-class LazyGroup(click.Group):
+class LazyGroup(Group):
     """A group that imports a command's module only when that command runs (or its own help is asked for)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -78,5 +80,6 @@ def cli() -> None:
     """d1sync: write to SQLite at local speed; a durable outbox carries every write to Cloudflare D1.
 
     Start with `d1sync demo`, which runs the whole job on the embedded emulator. Every command takes
-    -v/--verbose, -q/--quiet, --log-level and --traceback.
+    -v/--verbose, -q/--quiet, --log-level and --traceback, before or after its name (`d1sync -q status
+    app.db` is `d1sync status app.db -q`), and so does --json where the command offers it.
     """

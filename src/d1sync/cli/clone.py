@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any
 
 import click
@@ -122,10 +121,8 @@ def clone(file: str, tables: tuple[str, ...], force: bool, page: int, as_json: b
     Exit codes: 0 cloned and equal; 1 failed or a table differs (the source changed meanwhile); 2 bad usage.
     """
     resolved = target_from(target, default="remote")
-    if resolved.kind == "local":
+    if resolved.kind == "local":  # an existing file: target_from checked
         assert resolved.path is not None
-        if not Path(resolved.path).is_file():
-            fail(f"no source file {resolved.path}", "pass --local with an existing SQLite file", EXIT_USAGE)
         if os.path.abspath(resolved.path) == os.path.abspath(file):
             fail("the source and FILE are the same file", "clone into another path", EXIT_USAGE)
     source = resolved.open()

@@ -12,7 +12,7 @@ from d1sync.client.config import clean_token
 from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_PORT, TOKEN_ENV
 from d1sync.emulator.faults import FaultConfig
 
-from ._common import EXIT_USAGE, Command, fail
+from ._common import EXIT_USAGE, Command, echo, fail
 
 __all__ = ["emulator", "parse_rate_limit"]
 
@@ -203,13 +203,17 @@ def emulator(
     if token is not None:
         token = clean_token(token, "--token / $" + TOKEN_ENV) or None
     if not token:
+        if click.get_current_context().meta.get("d1sync.quiet"):
+            fail(
+                "-q would hide the generated token that clients need",
+                f"give one: --token or ${TOKEN_ENV} (then -q prints nothing)",
+                EXIT_USAGE,
+            )
         token = secrets.token_urlsafe(24)
         # The only place a token is ever printed: it was generated here and the user needs it.
-        click.echo(f"No token given; generated one. Clients need:\n  export {TOKEN_ENV}={token}")
+        echo(f"No token given; generated one. Clients need:\n  export {TOKEN_ENV}={token}")
     if not _is_loopback(host):
-        click.echo(
-            f"Warning: binding {host}: the emulator is reachable from other machines (token-protected).", err=True
-        )
+        echo(f"Warning: binding {host}: the emulator is reachable from other machines (token-protected).", err=True)
     try:
         app = create_app(data_dir, token=token, faults=faults, rate_limit=limit, auto_create=auto_create)
         sock = bind_socket(host, port)
@@ -220,19 +224,19 @@ def emulator(
     api_base = f"http://{shown}:{bound}/client/v4"
     import apsw
 
-    click.echo(f"d1sync emulator serving {os.path.abspath(data_dir)} (SQLite {apsw.sqlite_lib_version()})")
-    click.echo(f"API base:            {api_base}")
-    click.echo(f"default database id: {DEFAULT_DATABASE_ID}")
-    click.echo(f"query it:            d1sync query --emulator http://{shown}:{bound} 'SELECT 1'")
+    echo(f"d1sync emulator serving {os.path.abspath(data_dir)} (SQLite {apsw.sqlite_lib_version()})")
+    echo(f"API base:            {api_base}")
+    echo(f"default database id: {DEFAULT_DATABASE_ID}")
+    echo(f"query it:            d1sync query --emulator http://{shown}:{bound} 'SELECT 1'")
     if faults.active or limit:
-        click.echo(f"faults: {_describe(faults, limit)}")
+        echo(f"faults: {_describe(faults, limit)}")
     try:
         run_foreground(app, sock)
     finally:
         sock.close()
         if faults.active or limit:
             stats = app.state.faults.stats
-            click.echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in stats.items()))
+            echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in stats.items()))
 
 
 def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:

@@ -180,7 +180,7 @@ def list_command(as_json: bool, check: bool, **options: Any) -> None:
     """
     project = _project(options)
     target = target_from(options)
-    with target.open() as db:
+    with target.open(wal=False) as db:
         statuses = _migrator(db, project).status()
     pending = [s for s in statuses if s.state == "pending"]
     changed = [s for s in statuses if s.drift == "changed"]
@@ -240,7 +240,8 @@ def apply_command(dry_run: bool, as_json: bool, yes: bool, **options: Any) -> No
 
     Every pending file is checked first: BEGIN/COMMIT/ROLLBACK/SAVEPOINT statements (which fail on D1)
     stop the run before anything is written. The first failing migration is rolled back and stops the
-    run; earlier ones stay applied.
+    run; earlier ones stay applied. A --local file that does not exist is created, as wrangler does, and
+    a note on stderr says so (not with --dry-run, which writes nothing).
 
     \b
     Examples:
@@ -249,7 +250,7 @@ def apply_command(dry_run: bool, as_json: bool, yes: bool, **options: Any) -> No
       d1sync migrations apply --remote --database DB --json
     """
     project = _project(options)
-    target = target_from(options)
+    target = target_from(options, create=not dry_run)
     applied: list[AppliedMigration] = []
     plans: list[MigrationPlan] | None = None
 

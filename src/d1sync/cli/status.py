@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,11 +12,9 @@ from rich.table import Table
 
 from d1sync.outbox import Outbox, Status
 
-from ._common import EXIT_FAILURE, Command, Group, console, open_outbox, print_json
+from ._common import DB_ARG, EXIT_FAILURE, EXIT_USAGE, Command, Group, console, fail, open_outbox, print_json
 
 __all__ = ["dead", "status"]
-
-DB_ARG = click.argument("db", type=click.Path(dir_okay=False, exists=True))
 
 
 def _when(epoch: float | None) -> str:
@@ -102,7 +101,20 @@ def _print_tables(st: Status) -> None:
     console.print(table)
 
 
-@click.group(cls=Group, invoke_without_command=True)
+class _DeadGroup(Group):
+    """``dead DB ACTION``: an action named where DB goes (``dead list --help``) shows that action's help, or
+    says that DB comes first."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] in self.commands and not os.path.exists(args[0]):
+            action = self.commands[args[0]]
+            if any(arg in ctx.help_option_names for arg in args[1:]):
+                action.make_context(args[0], ["--help"], parent=ctx)  # prints `d1sync dead DB list` help, exits
+            fail(f"`{ctx.command_path} {args[0]}` needs DB first", f"d1sync dead DB {args[0]}", EXIT_USAGE)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DeadGroup, invoke_without_command=True)
 @DB_ARG
 @click.pass_context
 def dead(ctx: click.Context, db: str) -> None:
@@ -118,7 +130,7 @@ def dead(ctx: click.Context, db: str) -> None:
     """
     if ctx.invoked_subcommand is None:
         assert dead_list.callback is not None
-        ctx.invoke(dead_list.callback)
+        ctx.invoke(dead_list.callback, as_json=bool(ctx.meta.get("d1sync.json")))
 
 
 def _printable(value: str) -> str:
