@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -22,6 +22,7 @@ import click
 from rich.console import Console
 
 from d1sync.errors import (
+    ConfigError,
     D1SyncError,
     SQLError,
     TransientError,
@@ -45,6 +46,7 @@ __all__ = [
     "hint_for",
     "need_file",
     "need_outbox",
+    "need_tracked",
     "open_outbox",
     "print_json",
     "remember_target",
@@ -125,6 +127,19 @@ def need_outbox(db: str) -> None:
     need_file(db)
     if not Outbox.exists(db):
         fail(f"{db} has no outbox: nothing in it is tracked", f"d1sync track {db} TABLE")
+
+
+def need_tracked(db: str, tables: Sequence[str], tracked: Sequence[str]) -> None:
+    """Refuse (exit 1) names that are not synced tables of ``db``, suggesting the one that was meant."""
+    for table in tables:
+        if table not in tracked:
+            close = difflib.get_close_matches(table, tracked, n=1)
+            listed = (
+                f"synced tables: {', '.join(tracked)}" if tracked else f"nothing is tracked: d1sync track {db} TABLE"
+            )
+            fail(
+                f"table {table!r} is not synced in {db}", f"did you mean {close[0]!r}? ({listed})" if close else listed
+            )
 
 
 def open_outbox(db: str) -> Outbox:
@@ -273,6 +288,9 @@ def _error_as_json(ctx: click.Context) -> bool:
 
 
 def _one_line(exc: Exception, ctx: click.Context) -> CLIError:
+    if isinstance(exc, ConfigError) and exc.hint:  # the error knows its fix
+        code = EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILURE
+        return CLIError(exc.message, exc.hint, code, kind=type(exc).__name__)
     if isinstance(exc, UsageError):
         return CLIError(str(exc), _hint(exc, ctx), EXIT_USAGE)
     if isinstance(exc, D1SyncError):

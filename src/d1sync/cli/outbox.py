@@ -6,7 +6,18 @@ import click
 
 from d1sync.outbox import Outbox
 
-from ._common import DB_ARG, EXIT_USAGE, Command, console, err_console, fail, need_file, open_outbox, print_json
+from ._common import (
+    DB_ARG,
+    EXIT_USAGE,
+    Command,
+    console,
+    err_console,
+    fail,
+    need_file,
+    need_tracked,
+    open_outbox,
+    print_json,
+)
 
 __all__ = ["resume", "track", "untrack"]
 
@@ -73,6 +84,7 @@ def untrack(db: str, tables: tuple[str, ...], drop_pending: bool, delete_remote:
     """
     with open_outbox(db) as outbox:
         before = outbox.status().table_states
+        need_tracked(db, tables, list(before))
         outbox.untrack(*tables, drop_pending=drop_pending, delete_remote=delete_remote)
     pending = {t: before[t].pending for t in tables if t in before and before[t].pending}
     if as_json:

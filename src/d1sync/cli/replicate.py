@@ -15,6 +15,15 @@ from ._target import open_target, target_options
 __all__ = ["replicate"]
 
 
+def _target_flags(target: dict[str, Any]) -> str:
+    """The target flags as given (the migration goes where the tables sync), or --remote, the default."""
+    if target.get("emulator"):
+        return f"--emulator {target['emulator']}"
+    if target.get("local"):
+        return f"--local {target['local']}"
+    return "--remote"
+
+
 @click.command(cls=Command)
 @DB_ARG
 @click.argument("tables", nargs=-1)
@@ -71,7 +80,8 @@ def replicate(
         done["migration"] = str(path)
         done["replicated"] = [s.name for s in specs]
         if not as_json:
-            console.print(f"wrote {path}; apply it (`d1sync migrations apply --remote`), then `d1sync run {db}`")
+            where = _target_flags(target)
+            console.print(f"wrote {path}; apply it (`d1sync migrations apply {where}`), then `d1sync run {db} {where}`")
     else:
         remote = open_target(target, default="remote")
         try:
