@@ -230,7 +230,7 @@ def _settle(command: click.Command, ctx: click.Context) -> None:
     quiet = bool(ctx.meta.get("d1sync.quiet"))
     ctx.meta["d1sync.traceback"] = bool(ctx.meta.get("d1sync.traceback")) or verbose
     level = ctx.meta.get("d1sync.log_level")
-    configure_logging(level or ("DEBUG" if verbose else "CRITICAL" if quiet else "INFO"))
+    configure_logging(level or ("CRITICAL" if quiet else "DEBUG" if verbose else "INFO"))  # -q beats -v
 
 
 def _run(command: click.Command, ctx: click.Context, call: Callable[[], Any]) -> Any:
