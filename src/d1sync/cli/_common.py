@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
+from d1sync.cli import global_options
 from d1sync.errors import (
     ConfigError,
     D1SyncError,
@@ -50,6 +51,7 @@ __all__ = [
     "open_outbox",
     "print_json",
     "remember_target",
+    "run_with_flags",
 ]
 
 if TYPE_CHECKING:
@@ -233,7 +235,7 @@ def _settle(command: click.Command, ctx: click.Context) -> None:
     configure_logging(level or ("CRITICAL" if quiet else "DEBUG" if verbose else "INFO"))  # -q beats -v
 
 
-def _run(command: click.Command, ctx: click.Context, call: Callable[[], Any]) -> Any:
+def run_with_flags(command: click.Command, ctx: click.Context, call: Callable[[], Any]) -> Any:
     """Run ``call`` with the global flags applied: with -q nothing is printed but errors (and --json)."""
     _take_flags(ctx)
     quiet = console.quiet, err_console.quiet
@@ -251,10 +253,10 @@ class Command(click.Command):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.params.extend(_common_options())
+        self.params.extend(global_options())
 
     def invoke(self, ctx: click.Context) -> Any:
-        return _run(self, ctx, lambda: super(Command, self).invoke(ctx))
+        return run_with_flags(self, ctx, lambda: super(Command, self).invoke(ctx))
 
 
 def _guarded(call: Callable[[], Any], ctx: click.Context) -> Any:
@@ -315,13 +317,10 @@ class Group(click.Group):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.params.extend(_common_options())
-        self.params.append(
-            click.Option(["--json"], is_flag=True, help="JSON output, for the subcommands that offer --json.")
-        )
+        self.params.extend(global_options(group=True))
 
     def invoke(self, ctx: click.Context) -> Any:
-        return _run(self, ctx, lambda: super(Group, self).invoke(ctx))
+        return run_with_flags(self, ctx, lambda: super(Group, self).invoke(ctx))
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """A group with arguments of its own (``dead DB``) also takes the global flags between those and the
@@ -336,21 +335,6 @@ class Group(click.Group):
                 moved, rest = moved + rest[:take], rest[take:]
             args = moved + args[:positional] + rest
         return super().parse_args(ctx, args)
-
-
-def _common_options() -> list[click.Parameter]:
-    return [
-        click.Option(["-v", "--verbose"], is_flag=True, help="Debug logging; show where settings came from."),
-        click.Option(
-            ["-q", "--quiet"], is_flag=True, help="Print nothing but errors (and --json output); the exit code tells."
-        ),
-        click.Option(
-            ["--log-level"],
-            type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-            help="Log level of d1sync's own logs (default INFO; -v DEBUG; -q none).",
-        ),
-        click.Option(["--traceback"], is_flag=True, help="Show the full stack of an error (for bug reports)."),
-    ]
 
 
 def echo(text: str, *, err: bool = False) -> None:

@@ -200,18 +200,7 @@ def emulator(
     except ValueError as exc:
         fail(str(exc), "lower the fault rates so they add up to at most 1", exit_code=EXIT_USAGE)
     limit = parse_rate_limit(rate_limit)
-    if token is not None:
-        token = clean_token(token, "--token / $" + TOKEN_ENV) or None
-    if not token:
-        if click.get_current_context().meta.get("d1sync.quiet"):
-            fail(
-                "-q would hide the generated token that clients need",
-                f"give one: --token or ${TOKEN_ENV} (then -q prints nothing)",
-                EXIT_USAGE,
-            )
-        token = secrets.token_urlsafe(24)
-        # The only place a token is ever printed: it was generated here and the user needs it.
-        echo(f"No token given; generated one. Clients need:\n  export {TOKEN_ENV}={token}")
+    token = _token(token)
     if not _is_loopback(host):
         echo(f"Warning: binding {host}: the emulator is reachable from other machines (token-protected).", err=True)
     try:
@@ -237,6 +226,23 @@ def emulator(
         if faults.active or limit:
             stats = app.state.faults.stats
             echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in stats.items()))
+
+
+def _token(given: str | None) -> str:
+    """The token clients must send: the one given, or a new one that is printed (so -q needs one given)."""
+    token = clean_token(given, "--token / $" + TOKEN_ENV) if given is not None else None
+    if token:
+        return token
+    if click.get_current_context().meta.get("d1sync.quiet"):
+        fail(
+            "-q would hide the generated token that clients need",
+            f"give one: --token or ${TOKEN_ENV} (then -q prints nothing)",
+            EXIT_USAGE,
+        )
+    token = secrets.token_urlsafe(24)
+    # The only place a token is ever printed: it was generated here and the user needs it.
+    echo(f"No token given; generated one. Clients need:\n  export {TOKEN_ENV}={token}")
+    return token
 
 
 def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:
