@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "docs" / "cli.md"
 
 JSON = {
-    "status": '`{"healthy", "health", "pending_changes", "pending_keys", "oldest_pending_age", "dead_letters", "tables", '
-    '"last_success", "last_error", "backoff_remaining", "paused", "lease_owner", "rows_per_second", "rate_budget", '
+    "status": '`{"healthy", "health", "pending_changes", "pending_keys", "oldest_pending_age", "dead_letters", '
+    '"tables", "last_success", "last_error", "backoff_remaining", "paused", "lease_owner", "rows_per_second", '
+    '"rate_budget", '
     '"table_states": {TABLE: {"state", "pending", "reason", "fix", "note", "resending"}}}`',
     "sync": '`{"state", "rows", "requests", "dead", "retries", "seconds", "pending", "error", "drained"}`',
     "verify": '`{"equal", "queued", "seconds", "requests", "rows", "tables": [{"table", "equal", "local_rows", '
