@@ -18,20 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from d1sync import LocalDatabase, Outbox, SyncWorker
+from d1sync import LocalDatabase, SyncWorker
 from d1sync.cli import COMMANDS, cli
 from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
 
 from ..support import TOKEN
-
-SCHEMA = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)"
-
-
-def invoke(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Any:
-    return CliRunner().invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
+from .conftest import SCHEMA, invoke
 
 
 def one_error(result: Any) -> str:
@@ -40,17 +34,6 @@ def one_error(result: Any) -> str:
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, result.output
     return errors[0]
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Path:
-    """A file with 20 tracked notes, not synced yet."""
-    path = tmp_path / "app.db"
-    with LocalDatabase(path) as db:
-        db.exec(SCHEMA)
-        db.batch([db.prepare("INSERT INTO notes VALUES (?, ?, ?)").bind(i, f"n{i}", i) for i in range(20)])
-    Outbox(path).track("notes")
-    return path
 
 
 @pytest.fixture

@@ -7,29 +7,12 @@ import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from d1sync import LocalDatabase, Outbox
-from d1sync.cli import cli
+from d1sync import LocalDatabase
 
-SCHEMA = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)"
-
-
-def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False, prog_name="d1sync")
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Path:
-    path = tmp_path / "app.db"
-    with LocalDatabase(path) as db:
-        db.exec(SCHEMA)
-        db.batch([db.prepare("INSERT INTO notes VALUES (?, ?, ?)").bind(i, f"n{i}", i) for i in range(10)])
-    Outbox(path).track("notes")
-    return path
+from .conftest import SCHEMA, invoke
 
 
 def _remote(path: Path, schema: str | None) -> Path:
@@ -135,7 +118,8 @@ def test_a_typo_in_untrack_names_the_table_meant(app: Path) -> None:
 
 
 def test_emit_migration_names_the_target_it_was_given(app: Path, tmp_path: Path) -> None:
-    result = invoke("replicate", str(app), "notes", "--emulator", "http://127.0.0.1:9", "--emit-migration", "m")
+    folder = str(tmp_path / "two-way")
+    result = invoke("replicate", str(app), "notes", "--emulator", "http://127.0.0.1:9", "--emit-migration", folder)
     assert result.exit_code == 0
     assert "migrations apply --emulator http://127.0.0.1:9" in result.stdout and "--remote" not in result.stdout
 
