@@ -139,7 +139,6 @@ def test_dead_list_help_is_the_help_of_dead_db_list() -> None:
     [
         ["query", "--local", "{typo}", "SELECT 1"],
         ["migrations", "list", "--local", "{typo}"],
-        ["migrations", "apply", "--local", "{typo}", "--dry-run"],
         ["tasks", "stats", "--local", "{typo}"],
         ["status", "{typo}"],
         ["track", "{typo}", "notes"],
@@ -159,6 +158,8 @@ def test_migrations_apply_creates_a_new_local_file_and_says_so(tmp_path: Path, m
     monkeypatch.chdir(tmp_path)
     (tmp_path / "migrations").mkdir()
     (tmp_path / "migrations" / "0001_init.sql").write_text(SCHEMA + ";\n")
+    result = invoke("migrations", "apply", "--local", "new.db", "--dry-run")
+    assert result.exit_code == 0 and "would apply 0001_init.sql" in result.stdout and not Path("new.db").exists()
     result = invoke("migrations", "apply", "--local", "new.db")
     assert result.exit_code == 0 and "created new.db: a new, empty SQLite database" in result.stderr
     assert "applied 0001_init.sql" in result.stdout

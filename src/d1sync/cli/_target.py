@@ -9,7 +9,7 @@ never come from the command line (it leaks into shell history and ``ps``): token
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 from rich.markup import escape
@@ -63,12 +63,15 @@ def target_options(func: F) -> F:
     return func
 
 
-def target_from(options: dict[str, Any], *, default: Kind | None = None, create: bool = False) -> Target:
+def target_from(
+    options: dict[str, Any], *, default: Kind | None = None, missing: Literal["refuse", "create", "allow"] = "refuse"
+) -> Target:
     """Resolve the target from a command's target options (popped from ``options``).
 
     Under ``-v`` it prints where each setting came from. A wrong combination raises UsageError (exit 2). A
-    ``--local`` file that does not exist is refused (exit 1), unless ``create``: then a note says the
-    command creates it (as `wrangler d1 migrations apply --local` does).
+    ``--local`` file that does not exist is refused (exit 1), unless ``missing`` is ``"create"`` (a note says
+    the command creates it, as `wrangler d1 migrations apply --local` does) or ``"allow"`` (the caller
+    handles it).
     """
     given = {name: options.pop(name, None) for name in TARGET_PARAMS}
     target = resolve_target(
@@ -83,9 +86,10 @@ def target_from(options: dict[str, Any], *, default: Kind | None = None, create:
     )
     remember_target(target)
     if target.kind == "local" and target.path is not None and not target.path.exists():
-        if not create:
+        if missing == "refuse":
             need_file(target.path)
-        err_console.print(f"created {escape(str(target.path))}: a new, empty SQLite database")
+        if missing == "create" and target.path.absolute().parent.is_dir():  # else opening it fails, naming the path
+            err_console.print(f"created {escape(str(target.path))}: a new, empty SQLite database")
     ctx = click.get_current_context(silent=True)
     if ctx is not None and ctx.meta.get("d1sync.verbose"):
         err_console.print(f"[dim]target: {escape(target.describe())}[/dim]")

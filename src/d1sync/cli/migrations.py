@@ -250,7 +250,7 @@ def apply_command(dry_run: bool, as_json: bool, yes: bool, **options: Any) -> No
       d1sync migrations apply --remote --database DB --json
     """
     project = _project(options)
-    target = target_from(options, create=not dry_run)
+    target = target_from(options, missing="allow" if dry_run else "create")
     applied: list[AppliedMigration] = []
     plans: list[MigrationPlan] | None = None
 
@@ -271,7 +271,7 @@ def apply_command(dry_run: bool, as_json: bool, yes: bool, **options: Any) -> No
                 f"{done.duration_ms:.0f} ms)"
             )
 
-    with target.open() as db:
+    with _open_for_apply(target, dry_run) as db:
         if target.kind == "remote" and not (dry_run or yes) and sys.stdin.isatty():
             _confirm_remote(db, project, target)
         try:
@@ -296,6 +296,15 @@ def apply_command(dry_run: bool, as_json: bool, yes: bool, **options: Any) -> No
         console.print(escape(f"No pending migrations on {target.describe()}."))
     else:
         console.print(escape(f"Applied {len(applied)} migration(s) to {target.describe()}."))
+
+
+def _open_for_apply(target: Target, dry_run: bool) -> Database:
+    """The target's Database; a dry run on a missing --local file plans for an empty one and creates none."""
+    if dry_run and target.kind == "local" and target.path is not None and not target.path.exists():
+        from d1sync.local import LocalDatabase
+
+        return LocalDatabase(":memory:")  # what would run on the new, empty file
+    return target.open()
 
 
 def _print_apply_json(

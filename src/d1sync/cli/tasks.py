@@ -53,7 +53,7 @@ def _note_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
 def open_queue(queue_name: str | None, *, create: bool = False, **options: Any) -> Iterator[TaskQueue]:
     """The queue on the target; ``create``: the board (and a missing --local file) is made if needed, in WAL
     mode for concurrent agents. Otherwise a local file must exist and keeps its journal mode."""
-    target = target_from(options, create=create)
+    target = target_from(options, missing="create" if create else "refuse")
     with target.open(wal=create) as db:
         queue = TaskQueue(db, name=queue_name, create=create)
         try:
