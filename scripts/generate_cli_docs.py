@@ -18,23 +18,15 @@ from pathlib import Path
 import click
 
 from d1sync.cli import COMMANDS, cli
+from d1sync.cli._exits import exit_codes
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "docs" / "cli.md"
 
-COMMON_EXITS = "0 done; 1 failed (the one-line error says why); 2 bad usage; 130 interrupted"
-EXITS = {
-    "sync": "0 drained; 1 stopped early (a pause, `--timeout`); 2 bad usage; 3 drained, but D1 refused some rows "
-    "for good (`d1sync dead DB`); 75 another worker holds the drain lease (`--wait` waits for it); 130 interrupted",
-    "verify": "0 equal; 1 different, or a table could not be compared; 2 bad usage; 130 interrupted",
-    "status": "0 (with `--check`: 0 healthy, 1 something is paused); 1 no outbox in DB, or DB unreadable",
-    "run": "0 stopped by SIGINT/SIGTERM (after the last drain, or when `--flush-timeout` passed); 1 failed to start; "
-    "2 bad usage; 130 a second signal",
-    "demo": "0 the remote equals the local file; 1 it does not (a bug: please report it); 2 bad usage",
-}
 JSON = {
-    "status": '`{"healthy", "pending_changes", "pending_keys", "oldest_pending_age", "dead_letters", "tables", '
-    '"last_success", "last_error", "backoff_remaining", "paused", "lease_owner", "rows_per_second", "rate_budget", '
+    "status": '`{"healthy", "health", "pending_changes", "pending_keys", "oldest_pending_age", "dead_letters", '
+    '"tables", "last_success", "last_error", "backoff_remaining", "paused", "lease_owner", "rows_per_second", '
+    '"rate_budget", '
     '"table_states": {TABLE: {"state", "pending", "reason", "fix", "note", "resending"}}}`',
     "sync": '`{"state", "rows", "requests", "dead", "retries", "seconds", "pending", "error", "drained"}`',
     "verify": '`{"equal", "queued", "seconds", "requests", "rows", "tables": [{"table", "equal", "local_rows", '
@@ -51,11 +43,18 @@ JSON = {
 CONVENTIONS = """\
 Every command:
 
-- takes `-v/--verbose` (debug logs, and where each target setting came from), `-q/--quiet` (errors only),
-  `--log-level LEVEL` and `--traceback` (the stack of an error, for bug reports);
+- takes `-v/--verbose` (debug logs, and where each target setting came from), `-q/--quiet`, `--log-level
+  LEVEL` and `--traceback` (the stack of an error, for bug reports), before or after its name
+  (`d1sync -q status app.db`, `d1sync migrations -q list`, `d1sync dead app.db -q`), and so does `--json`
+  where the command offers it;
+- with `-q` prints nothing when it succeeds (the exit code is the answer) and only the error when it fails;
+  with `--json`, stdout holds the JSON only, `-q` or not;
 - writes results to stdout and progress bars, logs, warnings and errors to stderr;
 - reports an error as one `Error: ...` line, usually followed by a `Try: ...` line that names the flag,
-  variable or command that applies to this invocation, and exits non-zero;
+  variable or command that applies to this invocation, and exits non-zero (2 for bad usage); under `--json`
+  the error is also printed on stdout as `{"error": {"type", "message", "hint"}}`;
+- never creates or changes a file it only reads: a missing DB or `--local` file is refused (exit 1), but
+  `migrations apply --local` (and `tasks add --local`) create a new one, and say so;
 - prints times in JSON as epoch seconds, and keys as lists of their values.
 
 Targets (`--local FILE`, `--emulator URL`, `--remote`, `--database-id`, `--database`, `-c/--config`,
@@ -92,7 +91,8 @@ def _section(path: list[str], command: click.Command, parent: click.Context) -> 
     options = _options(command, ctx)
     if options:
         lines += ["| option | |", "|---|---|", *options, ""]
-    lines += [f"**Exit codes:** {EXITS.get(name, COMMON_EXITS)}", ""]
+    codes = "; ".join(f"{code} {meaning}" for code, meaning in sorted(exit_codes(name).items()))
+    lines += [f"**Exit codes:** {codes}", ""]
     if name in JSON:
         lines += [f"**JSON** (`--json`): {JSON[name]}", ""]
     return lines

@@ -71,17 +71,22 @@ class LocalDatabase(Database):
     With ``d1_rules=True`` the statements run through this API also meet D1's authorizer and limits (PRAGMA
     allow-list, refused functions, no TEMP tables, 100 columns, 50-byte LIKE patterns...; see
     docs/emulator.md), so code tested against a plain file fails here where it would fail on D1. The
-    default stays plain SQLite.
+    default stays plain SQLite. ``wal=False`` keeps the file's journal mode (WAL by default).
 
     Raises:
         SQLError: the file cannot be opened or is not a SQLite database.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, d1_rules: bool = False
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        d1_rules: bool = False,
+        wal: bool = True,
     ) -> None:
         self.path = Path(path)
-        self._conn = Connection(path, busy_timeout=busy_timeout)
+        self._conn = Connection(path, busy_timeout=busy_timeout, wal=wal)
         self.d1_rules = d1_rules
         self._authorizer: D1Authorizer | None = None
         if d1_rules:

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 from d1sync.errors import LimitError, UndecodableTextError, from_sqlite
 
@@ -162,22 +163,38 @@ def remove_database(path: str | os.PathLike[str]) -> None:
         Path(f"{os.fspath(path)}{suffix}").unlink(missing_ok=True)
 
 
-def connect(path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sqlite3.Connection:
+def connect(
+    path: str | os.PathLike[str],
+    *,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    wal: bool = True,
+    read_only: bool = False,
+) -> sqlite3.Connection:
     """A plain ``sqlite3`` connection with d1sync's pragmas (see the module docstring), in autocommit mode.
 
     For code that wants ``sqlite3`` itself, as an application's own writer does (the benchmarks time
     exactly that). d1sync's own code uses :class:`Connection`.
 
+    ``wal=False`` keeps the file's journal mode (a read then leaves an empty file empty). ``read_only``
+    opens an existing file only (never creates one), keeps its journal mode and refuses every write.
+
     Raises:
         SQLError: the file cannot be opened, or is not a SQLite database (the message names the file).
     """
+    name = os.fspath(path)
+    # mode=rw, not ro: only a writable connection removes a WAL file's -wal and -shm when it closes.
+    target = f"file:{quote(os.path.abspath(name))}?mode=rw" if read_only else name
     try:
-        raw = sqlite3.connect(os.fspath(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        raw = sqlite3.connect(
+            target, timeout=busy_timeout, isolation_level=None, check_same_thread=False, uri=read_only
+        )
     except sqlite3.Error as exc:
-        raise from_sqlite(exc, path=os.fspath(path)) from exc
+        raise from_sqlite(exc, path=name) from exc
     try:
         raw.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        if os.fspath(path) != ":memory:":
+        if read_only:
+            raw.execute("PRAGMA query_only = ON")
+        elif wal and name != ":memory:":
             raw.execute("PRAGMA journal_mode = WAL")
         raw.execute("PRAGMA synchronous = NORMAL")
         raw.execute("PRAGMA foreign_keys = ON")
@@ -195,6 +212,7 @@ class Connection:
     Args:
         path: the file (created if missing), or ``":memory:"``.
         busy_timeout: seconds to wait for another connection's write lock before a ``TransientError``.
+        wal, read_only: see :func:`connect` (a read-only connection writes nothing, not even WAL mode).
         notify: run the file's :func:`on_commit` callbacks after this connection's commits. The sync worker's
             own connection does not: its bookkeeping (the lease, acknowledgements) must not wake itself.
 
@@ -203,11 +221,17 @@ class Connection:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, notify: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        notify: bool = True,
+        wal: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self._key = "" if os.fspath(path) == ":memory:" or not notify else _file_key(path)  # "": nobody listens
-        self._raw = connect(path, busy_timeout=busy_timeout)
+        self._raw = connect(path, busy_timeout=busy_timeout, wal=wal, read_only=read_only)
         self._lock = threading.RLock()
         self._depth = 0
         self._reading = 0

@@ -172,13 +172,16 @@ class Target:
         """One line per setting and its source (what ``-v`` prints)."""
         return [f"{name}: {source}" for name, source in self.sources.items()]
 
-    def open(self, **client_options: Any) -> Database:
-        """The Database for this target: a LocalDatabase, or a D1Client (``client_options`` go to it)."""
+    def open(self, *, wal: bool = True, **client_options: Any) -> Database:
+        """The Database for this target: a LocalDatabase, or a D1Client (``client_options`` go to it).
+
+        ``wal=False``: a local file keeps its journal mode (a read leaves an empty file empty).
+        """
         if self.kind == "local":
             from d1sync.local import LocalDatabase
 
             assert self.path is not None
-            return LocalDatabase(self.path)
+            return LocalDatabase(self.path, wal=wal)
         from d1sync.client import D1Client
 
         if not self.database_id:
@@ -226,7 +229,10 @@ def wrangler_entry(
     path = Path(config_path) if config_path else find_wrangler_config(cwd)
     if path is None:
         if database:
-            raise UsageError(f"--database {database!r} needs a wrangler config (wrangler.toml/json/jsonc); none found")
+            raise UsageError(
+                f"--database {database!r} needs a wrangler config (wrangler.toml/json/jsonc); none found",
+                hint="pass -c/--config, or run it in the folder of wrangler.toml (or below)",
+            )
         return None, None
     config = load_wrangler_config(path, env=env_name)
     if not config.databases and not database:
@@ -353,7 +359,10 @@ def _remote_target(
     )
     token = environ.get(TOKEN_ENV, "").strip()
     if not token:
-        raise ConfigError(f"no Cloudflare API token: set {TOKEN_ENV} to a token with D1 edit permission")
+        raise ConfigError(
+            "no Cloudflare API token",
+            hint=f"export {TOKEN_ENV}=<a token with D1 edit permission>, or choose --local FILE or --emulator URL",
+        )
     look.sources["token"] = TOKEN_ENV
     if account_id is None:
         raise ConfigError(

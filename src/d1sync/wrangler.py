@@ -133,14 +133,20 @@ class WranglerConfig:
             if not self.databases:
                 raise ConfigError(f"{where} has no [[d1_databases]] entry")
             names = ", ".join(d.label for d in self.databases)
-            raise UsageError(f"{where} has several D1 databases ({names}): choose one with --database NAME")
+            raise UsageError(f"{where} has several D1 databases", hint=f"choose one: --database one of: {names}")
         for entry in self.databases:
             if name in (entry.binding, entry.database_name):
                 return entry
         if self.path is None:
-            raise UsageError(f"--database {name!r} needs a wrangler config (wrangler.toml/json/jsonc); none found")
-        names = ", ".join(d.label for d in self.databases) or "none"
-        raise UsageError(f"no D1 database with binding or database_name {name!r} in {where} (found: {names})")
+            raise UsageError(
+                f"--database {name!r} needs a wrangler config (wrangler.toml/json/jsonc); none found",
+                hint="pass -c/--config, or run it in the folder of wrangler.toml (or below)",
+            )
+        names = ", ".join(d.label for d in self.databases)
+        raise UsageError(
+            f"no D1 database with binding or database_name {name!r} in {where}",
+            hint=f"--database one of: {names}" if names else "add a [[d1_databases]] entry to it",
+        )
 
 
 def find_wrangler_config(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -193,7 +199,11 @@ def load_wrangler_config(path: str | os.PathLike[str], *, env: str | None = None
     if env is not None:
         section = (data.get("env") or {}).get(env)
         if not isinstance(section, dict):
-            raise ConfigError(f"{config_path} has no environment {env!r} ([env.{env}])")
+            named = ", ".join(sorted(data.get("env") or {}))
+            raise UsageError(
+                f"{config_path} has no environment {env!r} ([env.{env}])",
+                hint=f"--env one of: {named}" if named else f"add [env.{env}] to it, or leave out --env",
+            )
     raw = section.get("d1_databases") or []
     if not isinstance(raw, list):
         raise ConfigError(f"{config_path}: d1_databases must be a list of tables")

@@ -75,14 +75,18 @@ def test_clone_json_reports_each_table(tmp_path: Path, remote: list[str]) -> Non
     assert [(t["table"], t["local_rows"], t["remote_rows"]) for t in report["tables"]] == [("tags", 3, 3)]
 
 
-def test_clone_refuses_a_non_empty_file_in_one_line(tmp_path: Path, remote: list[str]) -> None:
+def test_clone_refuses_a_non_empty_file_in_one_line_with_the_flag_that_replaces_it(
+    tmp_path: Path, remote: list[str]
+) -> None:
     out = tmp_path / "taken.db"
     with closing(sqlite3.connect(out)) as conn:
         conn.execute("CREATE TABLE mine (x)")
+    before = out.read_bytes()
     code, _, stderr = invoke("clone", *remote, str(out))
-    assert code == 1
-    assert stderr.startswith("Error: ") and "exists and is not empty" in stderr and "--force" in stderr
-    assert len(stderr.strip().splitlines()) == 1
+    assert code == 1 and out.read_bytes() == before
+    error, hint = stderr.strip().splitlines()
+    assert error == f"Error: {out} exists and is not empty"
+    assert hint.startswith("Try: ") and "pass --force to replace it" in hint and "force=True" not in hint
     assert invoke("clone", *remote, str(out), "--force")[0] == 0
 
 
@@ -96,9 +100,9 @@ def test_clone_of_a_missing_database_is_one_line_and_creates_no_file(tmp_path: P
     assert not Path("x.db").exists() and not (tmp_path / "x.db").exists()
 
 
-def test_clone_from_a_missing_local_file_is_a_usage_error(tmp_path: Path) -> None:
+def test_clone_from_a_missing_local_file_is_refused_naming_it(tmp_path: Path) -> None:
     code, _, stderr = invoke("clone", "--local", str(tmp_path / "nope.db"), str(tmp_path / "x.db"))
-    assert code == 2 and "no source file" in stderr
+    assert code == 1 and f"no such file: {tmp_path / 'nope.db'}" in stderr and "Try: check the path" in stderr
     assert not (tmp_path / "nope.db").exists()
 
 

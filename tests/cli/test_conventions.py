@@ -18,20 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from d1sync import LocalDatabase, Outbox, SyncConfig, SyncWorker
+from d1sync import LocalDatabase, SyncConfig, SyncWorker
 from d1sync.cli import COMMANDS, cli
 from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
 
 from ..support import TOKEN
-
-SCHEMA = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)"
-
-
-def invoke(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Any:
-    return CliRunner().invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
+from .conftest import SCHEMA, invoke
 
 
 def one_error(result: Any) -> str:
@@ -40,17 +34,6 @@ def one_error(result: Any) -> str:
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, result.output
     return errors[0]
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Path:
-    """A file with 20 tracked notes, not synced yet."""
-    path = tmp_path / "app.db"
-    with LocalDatabase(path) as db:
-        db.exec(SCHEMA)
-        db.batch([db.prepare("INSERT INTO notes VALUES (?, ?, ?)").bind(i, f"n{i}", i) for i in range(20)])
-    Outbox(path).track("notes")
-    return path
 
 
 @pytest.fixture
@@ -251,6 +234,7 @@ def test_track_refuses_include_with_exclude_as_usage(app: Path) -> None:
 
 def test_query_reads_a_file_or_stdin_and_runs_several_statements_as_one_batch(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
+    db.touch()  # an empty file is an empty database; a missing one is refused
     sql = tmp_path / "init.sql"
     sql.write_text(
         SCHEMA + ";\nINSERT INTO notes VALUES (1, 'x', 1);\n-- a comment\nSELECT count(*) AS n FROM notes;\n"
@@ -312,7 +296,7 @@ def test_a_token_with_a_nul_is_refused_without_showing_it(emulator_server: Emula
 def test_a_token_beyond_ascii_is_one_line_saying_it_is_not_valid(emulator_server: EmulatorServer) -> None:
     token = "caf\u00e9-" + TOKEN
     target = ["--emulator", emulator_server.url, "--database-id", str(uuid.uuid4())]
-    result = CliRunner().invoke(cli, ["query", *target, "SELECT 1"], env={"D1SYNC_EMULATOR_TOKEN": token})
+    result = invoke("query", *target, "SELECT 1", env={"D1SYNC_EMULATOR_TOKEN": token})
     assert result.exit_code not in (0, None)
     line = one_error(result)
     assert "is not valid" in line and "D1SYNC_EMULATOR_TOKEN" in line

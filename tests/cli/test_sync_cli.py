@@ -53,7 +53,8 @@ def test_track_refuses_a_table_without_a_key_with_one_line_and_exit_1(tmp_path: 
         db.exec("CREATE TABLE logs (line TEXT)")
     code, out = invoke("track", str(app), "logs")
     assert code == 1
-    assert "has no PRIMARY KEY" in out and len(out.strip().splitlines()) == 1
+    error, hint = out.strip().splitlines()
+    assert "has no PRIMARY KEY" in error and hint.startswith("Try: recreate it with a primary key")
 
 
 def test_sync_drains_to_a_local_target_and_dead_letters_the_rows_the_target_refuses(files: tuple[Path, Path]) -> None:

@@ -95,7 +95,7 @@ def test_verify_finds_a_type_change_a_missing_and_an_extra_row_then_repair_conve
 def test_verify_refuses_an_unknown_table_and_delete_extra_without_repair(synced: tuple[Path, list[str]]) -> None:
     app, target = synced
     code, out = invoke("verify", str(app), "nope", *target)
-    assert code == 1 and "not synced: nope; synced tables: notes" in out
+    assert code == 1 and f"table 'nope' is not synced in {app}" in out and "synced tables: notes" in out
     code, out = invoke("verify", str(app), *target, "--delete-extra")
     assert code == 2 and "--delete-extra only works with --repair" in out
 

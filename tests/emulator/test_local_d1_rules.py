@@ -70,6 +70,7 @@ def test_with_d1_rules_what_d1_allows_still_runs(ruled: LocalDatabase) -> None:
 
 def test_query_local_d1_rules_refuses_what_d1_refuses(tmp_path: Path) -> None:
     path = str(tmp_path / "app.db")
+    (tmp_path / "app.db").touch()  # query reads an existing file: an empty one is an empty database
     plain = CliRunner().invoke(cli, ["query", "--local", path, "--json", "PRAGMA user_version"])
     assert plain.exit_code == 0, plain.output
     ruled = CliRunner().invoke(cli, ["query", "--local", path, "--d1-rules", "PRAGMA user_version"])

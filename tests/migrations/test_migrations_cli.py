@@ -79,6 +79,8 @@ def test_list_apply_list_on_a_local_file_with_check_exit_codes(
     wrangler_project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(wrangler_project)
+    assert run("list", "--local", "app.db").exit_code == 1  # a missing file is refused, not created
+    (wrangler_project / "app.db").touch()
     result = run("list", "--local", "app.db", "--json", "--check")
     assert result.exit_code == 3
     listed = json.loads(result.stdout)
@@ -188,7 +190,7 @@ def test_several_databases_need_database_and_it_picks_dir_and_table(
     (tmp_path / "logs-sql" / "0001_events.sql").write_text("CREATE TABLE events (id);")
     monkeypatch.chdir(tmp_path)
     result = run("apply", "--local", "app.db")
-    assert result.exit_code == 2 and "several D1 databases (DB, LOGS)" in result.stderr
+    assert result.exit_code == 2 and "several D1 databases" in result.stderr and "one of: DB, LOGS" in result.stderr
     assert run("apply", "--local", "app.db", "--database", "logs").exit_code == 0
     with closing(sqlite3.connect(tmp_path / "app.db")) as conn:
         assert conn.execute("SELECT name FROM logs_migrations").fetchall() == [("0001_events.sql",)]

@@ -141,9 +141,11 @@ def test_named_queue_uses_its_own_table(board: list[str]) -> None:
 def test_bad_input_gets_one_line_and_a_hint(board: list[str]) -> None:
     code, _, err = run("add", "{not json", *board)
     assert code == 1 and "PAYLOAD is not valid JSON" in err and "Try:" in err
+    code, _, err = run("get", "01ARZ3NDEKTSV4RRFFQ69G5FAV", *board)
+    assert code == 1 and f"no such file: {board[1]}" in err and "Try: check the path" in err  # reading creates none
+    run("add", "1", *board)
     code, _, err = run("get", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "--queue", "x", *board)
     assert code == 1 and "no task table" in err
-    run("add", "1", *board)
     code, _, err = run("get", "01ARZ3NDEKTSV4RRFFQ69G5FAV", *board)
     assert code == 1 and "no task 01ARZ3NDEKTSV4RRFFQ69G5FAV" in err
     code, _, err = run("stats")

@@ -8,12 +8,13 @@ commands that use them). A test checks that each line here matches the command's
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
 from d1sync._version import __version__
 
-__all__ = ["COMMANDS", "cli"]
+__all__ = ["COMMANDS", "cli", "global_options"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("d1sync.cli.bench", "Measure d1sync on the embedded emulator over a real loopback socket."),
@@ -52,8 +53,37 @@ COMMANDS: dict[str, tuple[str, str]] = {
 """Every command: its module (which defines a click command of the same name) and its one-line help."""
 
 
+def global_options(*, group: bool = False) -> list[click.Parameter]:
+    """The flags every command takes (after its name, or before it as a group's): -v, -q, --log-level,
+    --traceback; a group also takes --json for the subcommands that offer it."""
+    options: list[click.Parameter] = [
+        click.Option(["-v", "--verbose"], is_flag=True, help="Debug logging; show where settings came from."),
+        click.Option(
+            ["-q", "--quiet"], is_flag=True, help="Print nothing but errors (and --json output); the exit code tells."
+        ),
+        click.Option(
+            ["--log-level"],
+            type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+            help="Log level of d1sync's own logs (default INFO; -v DEBUG; -q none).",
+        ),
+        click.Option(["--traceback"], is_flag=True, help="Show the full stack of an error (for bug reports)."),
+    ]
+    if group:
+        options.append(click.Option(["--json"], is_flag=True, help="JSON output, for subcommands that offer --json."))
+    return options
+
+
 class LazyGroup(click.Group):
     """A group that imports a command's module only when that command runs (or its own help is asked for)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(global_options(group=True))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from ._common import run_with_flags  # not for --help, which stops before invoke
+
+        return run_with_flags(self, ctx, lambda: super(LazyGroup, self).invoke(ctx))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -78,5 +108,6 @@ def cli() -> None:
     """d1sync: write to SQLite at local speed; a durable outbox carries every write to Cloudflare D1.
 
     Start with `d1sync demo`, which runs the whole job on the embedded emulator. Every command takes
-    -v/--verbose, -q/--quiet, --log-level and --traceback.
+    -v/--verbose, -q/--quiet, --log-level and --traceback, before or after its name (`d1sync -q status
+    app.db` is `d1sync status app.db -q`), and so does --json where the command offers it.
     """

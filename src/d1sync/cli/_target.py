@@ -9,7 +9,7 @@ never come from the command line (it leaks into shell history and ``ps``): token
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 from rich.markup import escape
@@ -17,7 +17,7 @@ from rich.markup import escape
 from d1sync.client.config import DEFAULT_EMULATOR_PORT, EMULATOR_TOKEN_ENV
 from d1sync.target import Kind, Target, resolve_target
 
-from ._common import err_console, remember_target
+from ._common import err_console, need_file, remember_target
 
 __all__ = ["TARGET_PARAMS", "open_target", "target_from", "target_options"]
 
@@ -63,10 +63,15 @@ def target_options(func: F) -> F:
     return func
 
 
-def target_from(options: dict[str, Any], *, default: Kind | None = None) -> Target:
+def target_from(
+    options: dict[str, Any], *, default: Kind | None = None, missing: Literal["refuse", "create", "allow"] = "refuse"
+) -> Target:
     """Resolve the target from a command's target options (popped from ``options``).
 
-    Under ``-v`` it prints where each setting came from. A wrong combination raises UsageError (exit 2).
+    Under ``-v`` it prints where each setting came from. A wrong combination raises UsageError (exit 2). A
+    ``--local`` file that does not exist is refused (exit 1), unless ``missing`` is ``"create"`` (a note says
+    the command creates it, as `wrangler d1 migrations apply --local` does) or ``"allow"`` (the caller
+    handles it).
     """
     given = {name: options.pop(name, None) for name in TARGET_PARAMS}
     target = resolve_target(
@@ -80,6 +85,11 @@ def target_from(options: dict[str, Any], *, default: Kind | None = None) -> Targ
         default=default,
     )
     remember_target(target)
+    if target.kind == "local" and target.path is not None and not target.path.exists():
+        if missing == "refuse":
+            need_file(target.path)
+        if missing == "create" and target.path.absolute().parent.is_dir():  # else opening it fails, naming the path
+            err_console.print(f"created {escape(str(target.path))}: a new, empty SQLite database")
     ctx = click.get_current_context(silent=True)
     if ctx is not None and ctx.meta.get("d1sync.verbose"):
         err_console.print(f"[dim]target: {escape(target.describe())}[/dim]")
@@ -89,5 +99,5 @@ def target_from(options: dict[str, Any], *, default: Kind | None = None) -> Targ
 
 
 def open_target(options: dict[str, Any], *, default: Kind | None = None, **client_options: Any) -> Any:
-    """Resolve the target (:func:`target_from`) and open its Database."""
+    """Resolve the target (:func:`target_from`: an existing ``--local`` file) and open its Database."""
     return target_from(options, default=default).open(**client_options)

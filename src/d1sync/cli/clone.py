@@ -22,9 +22,12 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from d1sync.errors import SQLError
 from d1sync.outbox.clone import CloneProgress, CloneReport
 from d1sync.outbox.clone import clone as clone_database
+from d1sync.outbox.clone_plan import has_plan
 from d1sync.outbox.verify import DEFAULT_PAGE
+from d1sync.sqlite import Connection
 
 from ._common import EXIT_USAGE, Command, console, err_console, fail, print_json
 from ._target import target_from, target_options
@@ -91,6 +94,23 @@ def _render(report: CloneReport) -> None:
     )
 
 
+def _refuse_occupied(file: str) -> None:
+    """A FILE with data in it is replaced only with --force (an interrupted clone there is resumed)."""
+    path = Path(file)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with Connection(path, read_only=True) as conn:
+            if has_plan(conn):
+                return
+    except SQLError:
+        pass  # not a database: still not ours to overwrite
+    fail(
+        f"{file} exists and is not empty",
+        "clone into a new or empty file, or pass --force to replace it (its contents are deleted)",
+    )
+
+
 @click.command("clone", cls=Command)
 @click.argument("file", type=click.Path(dir_okay=False))
 @target_options
@@ -122,12 +142,12 @@ def clone(file: str, tables: tuple[str, ...], force: bool, page: int, as_json: b
     Exit codes: 0 cloned and equal; 1 failed or a table differs (the source changed meanwhile); 2 bad usage.
     """
     resolved = target_from(target, default="remote")
-    if resolved.kind == "local":
+    if resolved.kind == "local":  # an existing file: target_from checked
         assert resolved.path is not None
-        if not Path(resolved.path).is_file():
-            fail(f"no source file {resolved.path}", "pass --local with an existing SQLite file", EXIT_USAGE)
         if os.path.abspath(resolved.path) == os.path.abspath(file):
             fail("the source and FILE are the same file", "clone into another path", EXIT_USAGE)
+    if not force:
+        _refuse_occupied(file)
     source = resolved.open()
     try:
         with _progress() as progress:

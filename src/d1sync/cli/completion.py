@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from click.shell_completion import get_completion_class
 
-from ._common import Command
+from ._common import Command, echo
 
 __all__ = ["completion"]
 
@@ -25,4 +25,4 @@ def completion(shell: str) -> None:
 
     kind = get_completion_class(shell)
     assert kind is not None  # click ships all three
-    click.echo(kind(cli, {}, "d1sync", "_D1SYNC_COMPLETE").source())
+    echo(kind(cli, {}, "d1sync", "_D1SYNC_COMPLETE").source())

@@ -12,7 +12,7 @@ from d1sync.client.config import clean_token
 from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_BODY, DEFAULT_PORT, TOKEN_ENV
 from d1sync.emulator.faults import FaultConfig
 
-from ._common import EXIT_USAGE, Command, fail
+from ._common import EXIT_USAGE, Command, echo, fail
 
 __all__ = ["emulator", "parse_rate_limit"]
 
@@ -223,16 +223,9 @@ def emulator(
     except ValueError as exc:
         fail(str(exc), "lower the fault rates so they add up to at most 1", exit_code=EXIT_USAGE)
     limit = parse_rate_limit(rate_limit)
-    if token is not None:
-        token = clean_token(token, "--token / $" + TOKEN_ENV) or None
-    if not token:
-        token = secrets.token_urlsafe(24)
-        # The only place a token is ever printed: it was generated here and the user needs it.
-        click.echo(f"No token given; generated one. Clients need:\n  export {TOKEN_ENV}={token}")
+    token = _token(token)
     if not _is_loopback(host):
-        click.echo(
-            f"Warning: binding {host}: the emulator is reachable from other machines (token-protected).", err=True
-        )
+        echo(f"Warning: binding {host}: the emulator is reachable from other machines (token-protected).", err=True)
     try:
         app = create_app(
             data_dir, token=token, faults=faults, rate_limit=limit, auto_create=auto_create, max_body=max_body
@@ -242,14 +235,31 @@ def emulator(
         fail(f"cannot start the emulator on {host}:{port}: {exc.strerror or exc}", "choose another --port")
     _banner(data_dir, host, sock.getsockname()[1])
     if faults.active or limit:
-        click.echo(f"faults: {_describe(faults, limit)}")
+        echo(f"faults: {_describe(faults, limit)}")
     try:
         run_foreground(app, sock)
     finally:
         sock.close()
         if faults.active or limit:
             stats = app.state.faults.stats
-            click.echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in stats.items()))
+            echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in stats.items()))
+
+
+def _token(given: str | None) -> str:
+    """The token clients must send: the one given, or a new one that is printed (so -q needs one given)."""
+    token = clean_token(given, "--token / $" + TOKEN_ENV) if given is not None else None
+    if token:
+        return token
+    if click.get_current_context().meta.get("d1sync.quiet"):
+        fail(
+            "-q would hide the generated token that clients need",
+            f"give one: --token or ${TOKEN_ENV} (then -q prints nothing)",
+            EXIT_USAGE,
+        )
+    token = secrets.token_urlsafe(24)
+    # The only place a token is ever printed: it was generated here and the user needs it.
+    echo(f"No token given; generated one. Clients need:\n  export {TOKEN_ENV}={token}")
+    return token
 
 
 def _banner(data_dir: str, host: str, port: int) -> None:
@@ -257,10 +267,10 @@ def _banner(data_dir: str, host: str, port: int) -> None:
     import apsw
 
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"d1sync emulator serving {os.path.abspath(data_dir)} (SQLite {apsw.sqlite_lib_version()})")
-    click.echo(f"API base:            http://{shown}:{port}/client/v4")
-    click.echo(f"default database id: {DEFAULT_DATABASE_ID}")
-    click.echo(f"query it:            d1sync query --emulator http://{shown}:{port} 'SELECT 1'")
+    echo(f"d1sync emulator serving {os.path.abspath(data_dir)} (SQLite {apsw.sqlite_lib_version()})")
+    echo(f"API base:            http://{shown}:{port}/client/v4")
+    echo(f"default database id: {DEFAULT_DATABASE_ID}")
+    echo(f"query it:            d1sync query --emulator http://{shown}:{port} 'SELECT 1'")
 
 
 def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:

@@ -180,7 +180,7 @@ def list_command(as_json: bool, check: bool, **options: Any) -> None:
     """
     project = _project(options)
     target = target_from(options)
-    with target.open() as db:
+    with target.open(wal=False) as db:
         statuses = _migrator(db, project).status()
     pending = [s for s in statuses if s.state == "pending"]
     changed = [s for s in statuses if s.drift == "changed"]
@@ -240,7 +240,8 @@ def apply_command(dry_run: bool, as_json: bool, yes: bool, **options: Any) -> No
 
     Every pending file is checked first: BEGIN/COMMIT/ROLLBACK/SAVEPOINT statements (which fail on D1)
     stop the run before anything is written. The first failing migration is rolled back and stops the
-    run; earlier ones stay applied.
+    run; earlier ones stay applied. A --local file that does not exist is created, as wrangler does, and
+    a note on stderr says so (not with --dry-run, which writes nothing).
 
     \b
     Examples:
@@ -249,7 +250,7 @@ def apply_command(dry_run: bool, as_json: bool, yes: bool, **options: Any) -> No
       d1sync migrations apply --remote --database DB --json
     """
     project = _project(options)
-    target = target_from(options)
+    target = target_from(options, missing="allow" if dry_run else "create")
     applied: list[AppliedMigration] = []
     plans: list[MigrationPlan] | None = None
 
@@ -270,7 +271,7 @@ def apply_command(dry_run: bool, as_json: bool, yes: bool, **options: Any) -> No
                 f"{done.duration_ms:.0f} ms)"
             )
 
-    with target.open() as db:
+    with _open_for_apply(target, dry_run) as db:
         if target.kind == "remote" and not (dry_run or yes) and sys.stdin.isatty():
             _confirm_remote(db, project, target)
         try:
@@ -295,6 +296,15 @@ def apply_command(dry_run: bool, as_json: bool, yes: bool, **options: Any) -> No
         console.print(escape(f"No pending migrations on {target.describe()}."))
     else:
         console.print(escape(f"Applied {len(applied)} migration(s) to {target.describe()}."))
+
+
+def _open_for_apply(target: Target, dry_run: bool) -> Database:
+    """The target's Database; a dry run on a missing --local file plans for an empty one and creates none."""
+    if dry_run and target.kind == "local" and target.path is not None and not target.path.exists():
+        from d1sync.local import LocalDatabase
+
+        return LocalDatabase(":memory:")  # what would run on the new, empty file
+    return target.open()
 
 
 def _print_apply_json(

@@ -6,11 +6,20 @@ import click
 
 from d1sync.outbox import Outbox
 
-from ._common import EXIT_USAGE, Command, console, err_console, fail, open_outbox, print_json
+from ._common import (
+    DB_ARG,
+    EXIT_USAGE,
+    Command,
+    console,
+    err_console,
+    fail,
+    need_file,
+    need_tracked,
+    open_outbox,
+    print_json,
+)
 
 __all__ = ["resume", "track", "untrack"]
-
-DB_ARG = click.argument("db", type=click.Path(dir_okay=False, exists=True))
 
 
 def _columns(value: str | None) -> list[str] | None:
@@ -37,6 +46,7 @@ def track(
     """Capture every write to TABLES of DB in the outbox (installs triggers)."""
     if include and exclude:
         fail("--include and --exclude cannot be combined", "list the columns to sync with --include", EXIT_USAGE)
+    need_file(db)
     with Outbox(db) as outbox:
         specs = outbox.track(
             *tables,
@@ -74,6 +84,7 @@ def untrack(db: str, tables: tuple[str, ...], drop_pending: bool, delete_remote:
     """
     with open_outbox(db) as outbox:
         before = outbox.status().table_states
+        need_tracked(db, tables, list(before))
         outbox.untrack(*tables, drop_pending=drop_pending, delete_remote=delete_remote)
     pending = {t: before[t].pending for t in tables if t in before and before[t].pending}
     if as_json:

@@ -61,15 +61,18 @@ def _read_sql(sql: str | None, file: str | None) -> str:
 
 
 def _open(target: dict[str, Any], *, d1_rules: bool) -> Any:
-    """The target's Database; with ``d1_rules``, a local file under D1's authorizer and limits."""
+    """The target's Database; with ``d1_rules``, a local file under D1's authorizer and limits.
+
+    A local file keeps its journal mode: query runs the SQL it is given and writes nothing else.
+    """
     resolved = target_from(target)
-    if not d1_rules:
-        return resolved.open()
     if resolved.kind != "local" or resolved.path is None:
-        fail("--d1-rules applies to --local files only", "the emulator and D1 apply them already", exit_code=EXIT_USAGE)
+        if d1_rules:
+            fail("--d1-rules applies to --local files only", "the emulator and D1 apply them already", EXIT_USAGE)
+        return resolved.open()
     from d1sync.local import LocalDatabase
 
-    return LocalDatabase(resolved.path, d1_rules=True)
+    return LocalDatabase(resolved.path, d1_rules=d1_rules, wal=False)
 
 
 @click.command(cls=Command)

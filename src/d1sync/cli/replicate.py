@@ -9,14 +9,23 @@ import click
 from d1sync.outbox import Outbox
 from d1sync.outbox.replicate import DEFAULT_RETENTION, prune, write_migration
 
-from ._common import EXIT_USAGE, Command, console, fail, print_json
+from ._common import DB_ARG, EXIT_USAGE, Command, console, fail, need_file, print_json
 from ._target import open_target, target_options
 
 __all__ = ["replicate"]
 
 
+def _target_flags(target: dict[str, Any]) -> str:
+    """The target flags as given (the migration goes where the tables sync), or --remote, the default."""
+    if target.get("emulator"):
+        return f"--emulator {target['emulator']}"
+    if target.get("local"):
+        return f"--local {target['local']}"
+    return "--remote"
+
+
 @click.command(cls=Command)
-@click.argument("db", type=click.Path(dir_okay=False, exists=True))
+@DB_ARG
 @click.argument("tables", nargs=-1)
 @target_options
 @click.option("--version-column", metavar="COL", help="The higher version wins on both sides (else last push wins).")
@@ -63,6 +72,7 @@ def replicate(
             f"`d1sync replicate {db} TABLE... --emit-migration DIR`; prune in a separate call",
             EXIT_USAGE,
         )
+    need_file(db)
     done: dict[str, Any] = {}
     if migrations_dir is not None:
         specs = Outbox(db).replicate(*tables, version_column=version_column)
@@ -70,7 +80,8 @@ def replicate(
         done["migration"] = str(path)
         done["replicated"] = [s.name for s in specs]
         if not as_json:
-            console.print(f"wrote {path}; apply it (`d1sync migrations apply --remote`), then `d1sync run {db}`")
+            where = _target_flags(target)
+            console.print(f"wrote {path}; apply it (`d1sync migrations apply {where}`), then `d1sync run {db} {where}`")
     else:
         remote = open_target(target, default="remote")
         try:

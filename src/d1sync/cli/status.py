@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,11 +12,20 @@ from rich.table import Table
 
 from d1sync.outbox import Outbox, Status
 
-from ._common import EXIT_FAILURE, Command, Group, console, open_outbox, print_json
+from ._common import (
+    DB_ARG,
+    EXIT_DEAD_LETTERS,
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    Command,
+    Group,
+    console,
+    fail,
+    open_outbox,
+    print_json,
+)
 
 __all__ = ["dead", "status"]
-
-DB_ARG = click.argument("db", type=click.Path(dir_okay=False, exists=True))
 
 
 def _when(epoch: float | None) -> str:
@@ -27,25 +37,60 @@ def _when(epoch: float | None) -> str:
 @click.command(cls=Command)
 @DB_ARG
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@click.option("--check", is_flag=True, help="Exit 1 unless healthy (nothing paused), for health checks and scripts.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 0 only when healthy: 1 something is paused or failing, 3 dead letters (for health checks).",
+)
 def status(db: str, as_json: bool, check: bool) -> None:
     """Show DB's outbox: pending changes, dead letters, last success/error.
 
     Also the oldest pending age, the back-off, a pause and its reason, and the worker holding the lease.
+    Healthy means nothing is paused, the last attempt did not fail, and there are no dead letters.
     """
     with open_outbox(db) as outbox:
         st = outbox.status()
+    code, health = _health(st)
     if as_json:
-        print_json(st.to_dict())
+        print_json({**st.to_dict(), "healthy": code == 0, "health": health})
     else:
-        _print_status(st)
-    if check and not st.healthy:
-        raise click.exceptions.Exit(EXIT_FAILURE)
+        _print_status(st, health)
+    if check and code:
+        raise click.exceptions.Exit(code)
 
 
-def _print_status(st: Status) -> None:
+def _paused(st: Status) -> list[str]:
+    """What is paused: the worker, the pull, each table."""
+    paused = [f"the worker ({st.paused})"] if st.paused else []
+    if st.replica is not None and st.replica.get("paused"):
+        paused.append(f"the pull ({st.replica['paused']})")
+    return paused + [name for name, ts in st.table_states.items() if ts.state == "paused"]
+
+
+def _health(st: Status) -> tuple[int, str]:
+    """The exit code of ``status --check`` and the word for it: a pause or a failing last attempt needs a fix
+    (1); dead letters are changes D1 refused for good (3, as ``sync`` exits)."""
+    if _paused(st):
+        return EXIT_FAILURE, "paused"
+    failed_at = (st.last_error or {}).get("at")
+    if failed_at is not None and (st.last_success is None or failed_at > st.last_success):
+        return EXIT_FAILURE, "failing"
+    if st.dead_letters:
+        return EXIT_DEAD_LETTERS, "dead letters"
+    return 0, "healthy"
+
+
+_HEALTH_TEXT = {
+    "healthy": "[green]healthy[/green]",
+    "paused": "[red]paused: needs a fix (see below)[/red]",
+    "failing": "[red]failing: the last attempt failed (see last error)[/red]",
+    "dead letters": "[red]dead letters: D1 refused changes for good (d1sync dead DB)[/red]",
+}
+
+
+def _print_status(st: Status, health: str) -> None:
     table = Table(show_header=False, box=None)
-    table.add_row("health", "[green]healthy[/green]" if st.healthy else "[red]needs a fix (see below)[/red]")
+    table.add_row("health", _HEALTH_TEXT[health])
     table.add_row("pending changes", f"{st.pending_changes:,} ({st.pending_keys:,} rows)")
     age = st.oldest_pending_age
     table.add_row("oldest pending", "-" if age is None else f"{age:,.1f}s ago")
@@ -54,7 +99,7 @@ def _print_status(st: Status) -> None:
     if st.last_error:
         table.add_row("last error", f"{_when(st.last_error.get('at'))}: {st.last_error.get('message')}")
     table.add_row("back-off", f"{st.backoff_remaining:.1f}s" if st.backoff_remaining else "none")
-    table.add_row("paused", st.paused or "no")
+    table.add_row("paused", escape("; ".join(_paused(st))) or "no")
     if st.rows_per_second is not None:
         table.add_row("last pass", f"{st.rows_per_second:,.0f} rows/s")
     if st.rate_budget:
@@ -102,7 +147,20 @@ def _print_tables(st: Status) -> None:
     console.print(table)
 
 
-@click.group(cls=Group, invoke_without_command=True)
+class _DeadGroup(Group):
+    """``dead DB ACTION``: an action named where DB goes (``dead list --help``) shows that action's help, or
+    says that DB comes first."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] in self.commands and not os.path.exists(args[0]):
+            action = self.commands[args[0]]
+            if any(arg in ctx.help_option_names for arg in args[1:]):
+                action.make_context(args[0], ["--help"], parent=ctx)  # prints `d1sync dead DB list` help, exits
+            fail(f"`{ctx.command_path} {args[0]}` needs DB first", f"d1sync dead DB {args[0]}", EXIT_USAGE)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DeadGroup, invoke_without_command=True)
 @DB_ARG
 @click.pass_context
 def dead(ctx: click.Context, db: str) -> None:
@@ -118,7 +176,7 @@ def dead(ctx: click.Context, db: str) -> None:
     """
     if ctx.invoked_subcommand is None:
         assert dead_list.callback is not None
-        ctx.invoke(dead_list.callback)
+        ctx.invoke(dead_list.callback, as_json=bool(ctx.meta.get("d1sync.json")))
 
 
 def _printable(value: str) -> str:

@@ -22,6 +22,7 @@ from d1sync.outbox.lease import describe_holder, live_holder
 from d1sync.outbox.metrics import MetricsServer, metrics_text
 
 from ._common import (
+    DB_ARG,
     EXIT_DEAD_LETTERS,
     EXIT_INTERRUPTED,
     EXIT_TEMPFAIL,
@@ -33,13 +34,12 @@ from ._common import (
     err_console,
     fail,
     hint_for,
+    need_outbox,
     print_json,
 )
 from ._target import open_target, target_options
 
 __all__ = ["run", "sync"]
-
-DB_ARG = click.argument("db", type=click.Path(dir_okay=False, exists=True))
 log = logging.getLogger("d1sync.run")
 
 
@@ -155,6 +155,7 @@ def run(
     if log_format == "json":
         configure_logging(logging.getLevelName(logging.getLogger("d1sync").level), "json")
     directions = _directions(push_only, pull_only)
+    need_outbox(db)
     remote = open_target(target, default="remote")
     try:
         worker = SyncWorker(db, remote, SyncConfig(limits=_limits(max_request_bytes, max_statements), **directions))
@@ -274,6 +275,7 @@ def sync(
     130 interrupted.
     """
     directions = _directions(push_only, pull_only)
+    need_outbox(db)
     remote = open_target(target, default="remote")
     report = DrainReport()
     try:

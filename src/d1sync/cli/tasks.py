@@ -28,6 +28,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 def board_options(func: F) -> F:
     """``--queue`` plus the target options (``--local/--emulator/--remote/--database-id``)."""
     func = target_options(func)
+    func = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        expose_value=False,
+        callback=_note_json,
+        help="Print the JSON result even with -q (it is always JSON).",
+    )(func)
     return click.option(
         "--queue",
         "queue_name",
@@ -36,10 +44,17 @@ def board_options(func: F) -> F:
     )(func)
 
 
+def _note_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta["d1sync.json"] = True
+
+
 @contextmanager
 def open_queue(queue_name: str | None, *, create: bool = False, **options: Any) -> Iterator[TaskQueue]:
-    target = target_from(options)
-    with target.open() as db:
+    """The queue on the target; ``create``: the board (and a missing --local file) is made if needed, in WAL
+    mode for concurrent agents. Otherwise a local file must exist and keeps its journal mode."""
+    target = target_from(options, missing="create" if create else "refuse")
+    with target.open(wal=create) as db:
         queue = TaskQueue(db, name=queue_name, create=create)
         try:
             yield queue

@@ -11,10 +11,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from d1sync.outbox import SyncWorker, drain
+from d1sync.outbox import Outbox, SyncWorker, drain
 from d1sync.outbox.verify import DEFAULT_PAGE, VerifyReport
 
-from ._common import EXIT_USAGE, Command, console, err_console, fail, print_json
+from ._common import DB_ARG, EXIT_USAGE, Command, console, err_console, fail, need_outbox, need_tracked, print_json
 from ._target import open_target, target_options
 
 __all__ = ["verify"]
@@ -78,7 +78,7 @@ def _to_dict(report: VerifyReport, queued: int) -> dict[str, Any]:
 
 
 @click.command(cls=Command)
-@click.argument("db", type=click.Path(dir_okay=False, exists=True))
+@DB_ARG
 @click.argument("tables", nargs=-1)
 @target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (stdout); progress stays on stderr.")
@@ -117,6 +117,9 @@ def verify(
     """
     if delete_extra and not repair:
         fail("--delete-extra only works with --repair", f"d1sync verify {db} --repair --delete-extra", EXIT_USAGE)
+    need_outbox(db)
+    with Outbox(db) as outbox:
+        need_tracked(db, tables, outbox.status().tables)
     remote = open_target(target, default="remote")
     queued = 0
     try:

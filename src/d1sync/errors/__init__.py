@@ -95,7 +95,18 @@ class D1SyncError(Exception):
 
 
 class ConfigError(D1SyncError):
-    """Configuration is missing or invalid; the message says what and how to set it."""
+    """Configuration is missing or invalid; the message says what and how to set it.
+
+    Attributes:
+        message: what is wrong (the text before the hint).
+        hint: how to fix it, when one fix applies (the command line prints it as ``Try:``); also at the end
+            of ``str(error)``.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{message}; {hint}" if hint else message)
+        self.message = message
+        self.hint = hint
 
 
 class UsageError(ConfigError):

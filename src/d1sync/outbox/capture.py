@@ -18,6 +18,7 @@ from d1sync.outbox.model import TableSpec
 from d1sync.outbox.store.schema import PREFIX
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
+from d1sync.wrangler import DEFAULT_MIGRATIONS_TABLE
 
 __all__ = ["Column", "all_columns", "create_sql", "derive_spec", "inspect_table", "table_columns"]
 
@@ -63,7 +64,8 @@ def _find_key(conn: Connection, table: str, columns: list[Column]) -> tuple[str,
             return tuple(cols)
     raise ConfigError(
         f"table {table!r} has no PRIMARY KEY and no UNIQUE index on NOT NULL columns, so its rows cannot be "
-        "identified on D1; recreate it with a primary key (or add CREATE UNIQUE INDEX on NOT NULL columns)"
+        "identified on D1",
+        hint="recreate it with a primary key (or add CREATE UNIQUE INDEX on NOT NULL columns), then track it",
     )
 
 
@@ -129,8 +131,14 @@ def inspect_table(
     ``lenient`` drops included or excluded columns the table no longer has (re-deriving a spec after a local
     ``DROP COLUMN``) instead of refusing them.
     """
-    if table.startswith((PREFIX, "sqlite_")):
+    if table.startswith((PREFIX, "sqlite_", "_cf_")):
         raise ConfigError(f"table {table!r} is internal and cannot be tracked")
+    if table == DEFAULT_MIGRATIONS_TABLE:  # each side's ledger records what was applied there
+        raise ConfigError(
+            f"table {table!r} is the migrations ledger and cannot be tracked: the local one would overwrite the "
+            "remote's",
+            hint="apply the migrations on each side instead (d1sync migrations apply)",
+        )
     if not _table_exists(conn, table):
         raise ConfigError(f"no table {table!r} in the database; create it first (or check the spelling)")
     info = table_columns(conn, table)

@@ -60,8 +60,12 @@ class Outbox:
 
     @staticmethod
     def exists(path: str | os.PathLike[str]) -> bool:
-        """Whether ``path`` holds an outbox (a table was tracked or declared there). Creates nothing."""
-        with Connection(path) as conn:
+        """Whether ``path`` holds an outbox (a table was tracked or declared there). Writes nothing.
+
+        Raises:
+            SQLError: ``path`` is missing or not a SQLite database.
+        """
+        with Connection(path, read_only=True) as conn:
             return has_outbox(conn)
 
     @contextmanager

@@ -1,0 +1,57 @@
+"""Every command's exit codes: docs/cli.md states them (scripts/generate_cli_docs.py) and a test holds each
+command to them. A command not named here uses :data:`COMMON`."""
+
+from __future__ import annotations
+
+from ._common import EXIT_DEAD_LETTERS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TEMPFAIL, EXIT_USAGE
+
+__all__ = ["COMMON", "EXIT_CODES", "exit_codes"]
+
+COMMON: dict[int, str] = {
+    0: "done",
+    EXIT_FAILURE: "failed (the one-line error says why)",
+    EXIT_USAGE: "bad usage",
+    EXIT_INTERRUPTED: "interrupted",
+}
+
+EXIT_CODES: dict[str, dict[int, str]] = {
+    "sync": {
+        0: "drained",
+        EXIT_FAILURE: "stopped early (a pause, `--timeout`), or nothing is tracked in DB",
+        EXIT_USAGE: "bad usage",
+        EXIT_DEAD_LETTERS: "drained, but D1 refused some rows for good (`d1sync dead DB`)",
+        EXIT_TEMPFAIL: "another worker holds the drain lease (`--wait` waits for it)",
+        EXIT_INTERRUPTED: "interrupted",
+    },
+    "verify": {
+        0: "equal",
+        EXIT_FAILURE: "different, or a table could not be compared, or nothing is tracked in DB",
+        EXIT_USAGE: "bad usage",
+        EXIT_INTERRUPTED: "interrupted",
+    },
+    "status": {
+        0: "shown (with `--check`: healthy)",
+        EXIT_FAILURE: "no outbox in DB, or DB unreadable; with `--check`: something is paused or failing",
+        EXIT_USAGE: "bad usage",
+        EXIT_DEAD_LETTERS: "with `--check`: dead letters (D1 refused changes for good; `d1sync dead DB`)",
+        EXIT_INTERRUPTED: "interrupted",
+    },
+    "run": {
+        0: "stopped by SIGINT/SIGTERM (after the last drain, or when `--flush-timeout` passed)",
+        EXIT_FAILURE: "failed to start (nothing is tracked in DB, say)",
+        EXIT_USAGE: "bad usage",
+        EXIT_INTERRUPTED: "a second signal",
+    },
+    "demo": {
+        0: "the remote equals the local file",
+        EXIT_FAILURE: "it does not (a bug: please report it)",
+        EXIT_USAGE: "bad usage",
+        EXIT_INTERRUPTED: "interrupted",
+    },
+    "migrations list": {**COMMON, 3: "`--check` found pending or edited migrations"},
+}
+
+
+def exit_codes(path: str) -> dict[int, str]:
+    """The exit codes of ``d1sync PATH`` (``"migrations list"``), by code."""
+    return EXIT_CODES.get(path, COMMON)
