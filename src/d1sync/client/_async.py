@@ -189,9 +189,15 @@ class AsyncD1Client(AsyncDatabase):
             pager.feed(await self._send(request))
         return pager.items
 
-    async def create_database(self, name: str, *, primary_location_hint: str | None = None) -> dict[str, Any]:
-        """Create a database; the returned dict has its ``uuid``. Never retried (it is not idempotent)."""
-        request = self._core.create_request(name, primary_location_hint)
+    async def create_database(
+        self, name: str, *, primary_location_hint: str | None = None, jurisdiction: str | None = None
+    ) -> dict[str, Any]:
+        """Create a database; the returned dict has its ``uuid``. Never retried (it is not idempotent).
+
+        ``jurisdiction`` (``eu``, ``fedramp``) keeps its data there; ``primary_location_hint`` (``weur``,
+        ``enam``, ...) places its primary near its users.
+        """
+        request = self._core.create_request(name, primary_location_hint, jurisdiction)
         return dict(self._core.json_result(await self._send(request)) or {})
 
     async def get_database(self, database_id: str) -> dict[str, Any]:

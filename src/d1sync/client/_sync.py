@@ -190,9 +190,15 @@ class D1Client(Database):
             pager.feed(self._send(request))
         return pager.items
 
-    def create_database(self, name: str, *, primary_location_hint: str | None = None) -> dict[str, Any]:
-        """Create a database; the returned dict has its ``uuid``. Never retried (it is not idempotent)."""
-        request = self._core.create_request(name, primary_location_hint)
+    def create_database(
+        self, name: str, *, primary_location_hint: str | None = None, jurisdiction: str | None = None
+    ) -> dict[str, Any]:
+        """Create a database; the returned dict has its ``uuid``. Never retried (it is not idempotent).
+
+        ``jurisdiction`` (``eu``, ``fedramp``) keeps its data there; ``primary_location_hint`` (``weur``,
+        ``enam``, ...) places its primary near its users.
+        """
+        request = self._core.create_request(name, primary_location_hint, jurisdiction)
         return dict(self._core.json_result(self._send(request)) or {})
 
     def get_database(self, database_id: str) -> dict[str, Any]:
