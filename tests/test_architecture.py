@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("d1sync.database", "d1sync.wrangler"),
     ("d1sync.sqlite", "d1sync.local", "d1sync.client", "d1sync.target"),
     ("d1sync.outbox", "d1sync.migrations", "d1sync.tasks", "d1sync.modules"),
+    ("d1sync.fleet",),
     ("d1sync.emulator",),
     ("d1sync.demo", "d1sync.bench"),
     ("d1sync.cli", "d1sync.__main__"),
@@ -209,7 +210,13 @@ def test_help_loads_no_command_module_at_all() -> None:
 STORE = "d1sync.outbox.store"
 # Outside the store, only these name d1sync's own tables in SQL: what d1sync keeps on D1 (remote capture,
 # replica positions), a clone's plan kept in the new file, and the migrations' checksum side table.
-OWN_TABLES_ELSEWHERE = {"d1sync.outbox.replicate", "d1sync.outbox.clone_plan", "d1sync.migrations.runner"}
+OWN_TABLES_ELSEWHERE = {
+    "d1sync.outbox.replicate",
+    "d1sync.outbox.clone_plan",
+    "d1sync.migrations.runner",
+    "d1sync.fleet.provision",  # its own table: a tenant's database binding
+    "d1sync.fleet.tenants",  # names the prefix only to leave d1sync's tables untracked
+}
 
 
 def _docstrings(tree: ast.AST) -> set[int]:

@@ -1,0 +1,170 @@
+"""Bind a tenant file to one D1 database: adopt the one with its name, or create it, and record the binding
+in the file itself.
+
+The binding lives in the tenant file (``_d1sync_fleet_binding``, one row per account: the API base and the
+account id), so a file that is moved or renamed keeps its database, and one file can be bound on the
+emulator and on D1 alike. Binding a file that has no row:
+
+1. look the name up (``list_databases(name=...)``): one database of that name is adopted;
+2. otherwise create it (with the location hint and jurisdiction). The create is never retried blindly: if
+   it fails in any way but a refusal of the token, the name is looked up again first, since a create whose
+   answer was lost (a dropped connection, a timeout, D1's "already exists" to a second try) may have made
+   it. A kill -9 between the create and the record is the same case on the next start;
+3. record the binding, then give the database the tenant's schema (:func:`~d1sync.fleet.schema.copy_schema`,
+   one atomic batch) and record that too, before any row is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from d1sync.client import D1Client
+from d1sync.database import Database
+from d1sync.errors import AuthError, ConfigError, D1Error
+from d1sync.fleet.schema import copy_schema
+from d1sync.local import LocalDatabase
+from d1sync.sqlite import Connection
+
+__all__ = ["ANYWHERE", "BINDING_TABLE", "Binding", "Placement", "bind", "find_database", "place_of", "read_binding"]
+
+log = logging.getLogger("d1sync.fleet")
+
+BINDING_TABLE = "_d1sync_fleet_binding"
+_DDL = f"""CREATE TABLE IF NOT EXISTS {BINDING_TABLE} (
+    place         TEXT PRIMARY KEY,
+    database_id   TEXT NOT NULL,
+    database_name TEXT NOT NULL,
+    schema_ready  INTEGER NOT NULL DEFAULT 0,
+    bound_at      REAL NOT NULL
+)"""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A tenant's database on one account: its id and name, and whether it has the tenant's schema."""
+
+    database_id: str
+    database_name: str
+    schema_ready: bool = False
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where new databases go: ``location_hint`` (``weur``, ``enam``, ...) and ``jurisdiction`` (``eu``,
+    ``fedramp``); None lets D1 choose."""
+
+    location_hint: str | None = None
+    jurisdiction: str | None = None
+
+
+ANYWHERE = Placement()
+"""No hint, no jurisdiction: D1 places the database."""
+
+
+def place_of(account: D1Client) -> str:
+    """The key of ``account``'s bindings: its API base and account id."""
+    return f"{account.base_url}#{account.account_id}"
+
+
+def read_binding(path: Path, place: str) -> Binding | None:
+    """The binding recorded in ``path`` for ``place``, if any. Reads only."""
+    with Connection(path, read_only=True) as conn:
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BINDING_TABLE,)).fetchone()
+        if exists is None:
+            return None
+        row = conn.execute(
+            f"SELECT database_id, database_name, schema_ready FROM {BINDING_TABLE} WHERE place = ?", (place,)
+        ).fetchone()
+    return None if row is None else Binding(str(row[0]), str(row[1]), bool(row[2]))
+
+
+def _record(path: Path, place: str, binding: Binding) -> None:
+    with Connection(path, notify=False) as conn, conn.atomic():
+        conn.execute(_DDL)
+        conn.execute(
+            f"INSERT OR REPLACE INTO {BINDING_TABLE} (place, database_id, database_name, schema_ready, bound_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (place, binding.database_id, binding.database_name, int(binding.schema_ready), time.time()),
+        )
+
+
+def find_database(account: D1Client, name: str) -> dict[str, Any] | None:
+    """The account's database called exactly ``name`` (D1's ``?name=`` filter is not promised to be exact).
+
+    Raises:
+        ConfigError: several databases have that name (made outside d1sync): which one is the tenant's?
+    """
+    found = [d for d in account.list_databases(name=name) if d.get("name") == name]
+    if len(found) > 1:
+        ids = ", ".join(str(d.get("uuid")) for d in found)
+        raise ConfigError(f"{len(found)} D1 databases are named {name!r} ({ids}); delete or rename all but one")
+    return found[0] if found else None
+
+
+def _create(account: D1Client, name: str, placement: Placement) -> dict[str, Any]:
+    try:
+        return account.create_database(
+            name, primary_location_hint=placement.location_hint, jurisdiction=placement.jurisdiction
+        )
+    except AuthError:
+        raise
+    except D1Error as exc:
+        # The create may have gone through with its answer lost: never create twice, look first.
+        made = find_database(account, name)
+        if made is None:
+            raise
+        log.info("the create of %s lost its answer (%s), but the database exists: adopting it", name, exc)
+        return made
+
+
+def bind(
+    path: Path,
+    name: str,
+    account: D1Client,
+    database: Callable[[str], Database],
+    *,
+    placement: Placement = ANYWHERE,
+    tables: Sequence[str] | None = None,
+) -> tuple[Binding, str]:
+    """The tenant's database, adopted or created, recorded in ``path``, with the tenant's schema.
+
+    Args:
+        path: the tenant file.
+        name: the database name (:func:`~d1sync.fleet.naming.database_name`).
+        account: a client of the account (its database id is not used).
+        database: returns the (caller-owned) client of a database id, which gets the schema.
+        placement: where a new database goes.
+        tables: the synced tables whose schema the database gets (None: every table).
+
+    Returns:
+        The binding and how it came: ``recorded`` (already in the file), ``adopted`` or ``created``.
+
+    Raises:
+        D1Error: the account refused or could not be reached (nothing recorded; call again later).
+        ConfigError: several databases have the name.
+
+    Example::
+
+        binding, how = bind(Path("acme.db"), "acme", account, lambda id: clients.for_database(id))
+    """
+    place = place_of(account)
+    binding = read_binding(path, place)
+    how = "recorded"
+    if binding is None:
+        existing = find_database(account, name)
+        how = "adopted" if existing is not None else "created"
+        made = existing if existing is not None else _create(account, name, placement)
+        binding = Binding(str(made["uuid"]), str(made.get("name") or name))
+        _record(path, place, binding)
+        log.info("%s: %s D1 database %s (%s)", path.name, how, binding.database_name, binding.database_id)
+    if not binding.schema_ready:
+        with LocalDatabase(path, wal=False) as local:
+            copy_schema(local, database(binding.database_id), tables)
+        binding = Binding(binding.database_id, binding.database_name, schema_ready=True)
+        _record(path, place, binding)
+    return binding, how
