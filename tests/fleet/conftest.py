@@ -48,7 +48,10 @@ def database_file(server: EmulatorServer, database_id: str) -> Path:
 def equal(server: EmulatorServer, path: Path, database_id: str, table: str = "notes") -> bool:
     """Whether ``table`` of the tenant file equals its database's, row by row with storage classes."""
     with closing(open_file(path)) as local, closing(open_file(database_file(server, database_id))) as remote:
-        return snapshot(local, table) == snapshot(remote, table)
+        try:
+            return snapshot(local, table) == snapshot(remote, table)
+        except sqlite3.OperationalError:  # the database has no such table yet
+            return False
 
 
 def database_names(server: EmulatorServer) -> list[str]:

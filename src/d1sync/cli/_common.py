@@ -49,6 +49,7 @@ __all__ = [
     "need_outbox",
     "need_tracked",
     "open_outbox",
+    "parse_rate_limit",
     "print_json",
     "remember_target",
     "run_with_flags",
@@ -119,6 +120,21 @@ def need_file(path: str | os.PathLike[str]) -> None:
 
 
 _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
+
+
+def parse_rate_limit(text: str | None) -> tuple[int, float] | None:
+    """``"1200/300"`` -> ``(1200, 300.0)``: at most N requests per SECONDS (``--rate-limit`` of ``emulator``
+    and ``fleet``)."""
+    if not text:
+        return None
+    requests, sep, seconds = text.partition("/")
+    try:
+        value = (int(requests), float(seconds) if sep else 1.0)
+    except ValueError:
+        value = (0, 0.0)
+    if value[0] < 1 or value[1] <= 0:
+        fail(f"invalid --rate-limit {text!r}", "write N/SECONDS, e.g. --rate-limit 1200/300", exit_code=EXIT_USAGE)
+    return value
 
 
 def need_outbox(db: str) -> None:

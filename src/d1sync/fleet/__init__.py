@@ -7,17 +7,18 @@ account budget (docs/fleet.md).
   or created, never twice) and giving it the tenant's schema;
 - :mod:`~d1sync.fleet.engine`: one tenant (binding, worker, status row);
 - :mod:`~d1sync.fleet.scheduler`: whose turn it is, fairly;
-- :mod:`~d1sync.fleet.fleet`: :class:`Fleet`, the many;
+- :mod:`~d1sync.fleet.fleet`: :class:`Fleet`, the many; :mod:`~d1sync.fleet.status`: its status;
 - :mod:`~d1sync.fleet.migrate`: migrations applied to every tenant.
 """
 
 from __future__ import annotations
 
 from d1sync.fleet.engine import TenantEngine, TenantRow
-from d1sync.fleet.fleet import Fleet, FleetStatus, connector
+from d1sync.fleet.fleet import Fleet, connector
 from d1sync.fleet.naming import database_name
 from d1sync.fleet.provision import Binding, Placement, bind
 from d1sync.fleet.schema import copy_schema, schema_statements
+from d1sync.fleet.status import FleetStatus, read_fleet_status
 from d1sync.fleet.tenants import discover, track_tables
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "copy_schema",
     "database_name",
     "discover",
+    "read_fleet_status",
     "schema_statements",
     "track_tables",
 ]

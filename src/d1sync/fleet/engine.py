@@ -18,7 +18,7 @@ from typing import Any
 
 from d1sync.client import D1Client
 from d1sync.errors import D1SyncError
-from d1sync.fleet.provision import ANYWHERE, Binding, Placement, bind, place_of, read_binding
+from d1sync.fleet.provision import ANYWHERE, Binding, Placement, bind, place_of, read_binding, record_size
 from d1sync.fleet.tenants import track_tables
 from d1sync.outbox import Outbox, SyncConfig, SyncResult, SyncWorker
 
@@ -149,6 +149,8 @@ class TenantEngine:
             self.row.database_id, self.row.database_name = self.binding.database_id, self.binding.database_name
             if how != "recorded":
                 self._note_size(account)
+            elif self.binding.size_bytes is not None:
+                self.row.size_bytes = self.binding.size_bytes
         client = self._database(self.binding.database_id)
         self.worker = SyncWorker(self.path, client, self._config)
         return self.worker
@@ -171,6 +173,7 @@ class TenantEngine:
             return
         if isinstance(info.get("file_size"), int):
             self.row.size_bytes = int(info["file_size"])
+            record_size(self.path, place_of(account), self.row.size_bytes)
 
     def load_binding(self, account: D1Client) -> None:
         """Read the binding recorded in the file (no request), for status before the first pass."""
@@ -181,6 +184,7 @@ class TenantEngine:
                 return
             if self.binding is not None:
                 self.row.database_id, self.row.database_name = self.binding.database_id, self.binding.database_name
+                self.row.size_bytes = self.binding.size_bytes
 
     def step(self, account: D1Client, now: float | None = None) -> SyncResult:
         """One pass: open (track, bind, schema) if needed, then ``sync_once``. Never raises for the tenant's

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -31,6 +30,7 @@ from d1sync.fleet.engine import Connect, TenantEngine, TenantRow
 from d1sync.fleet.naming import DEFAULT_TEMPLATE, check_template, database_name
 from d1sync.fleet.provision import ANYWHERE, Placement
 from d1sync.fleet.scheduler import Scheduler
+from d1sync.fleet.status import FleetStatus, totals
 from d1sync.fleet.tenants import DEFAULT_PATTERN, discover
 from d1sync.outbox import SyncConfig, SyncResult
 from d1sync.target import Target
@@ -54,17 +54,6 @@ def connector(target: Target, limiter: RateLimiter | None, **client_options: Any
         )
 
     return connect
-
-
-@dataclass
-class FleetStatus:
-    """Every tenant's row (sorted by file name) and the totals."""
-
-    tenants: list[TenantRow] = field(default_factory=list)
-    totals: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"tenants": [t.to_dict() for t in self.tenants], "totals": self.totals}
 
 
 class Fleet:
@@ -326,19 +315,11 @@ class Fleet:
             engines = list(self.engines.values())
             missing = list(self.missing.values())
         rows = sorted([e.refresh() for e in engines] + missing, key=lambda r: r.file)
-        totals: dict[str, Any] = {
-            "tenants": len(rows),
-            "pending": sum(r.pending for r in rows),
-            "dead": sum(r.dead for r in rows),
-            "paused": sum(1 for r in rows if r.paused),
-            "failed": sum(1 for r in rows if r.state == "failed"),
-            "missing": sum(1 for r in rows if r.state == "missing"),
-            "not_tenants": sorted(p.name for p in self.rejected),
-        }
+        summary = totals(rows, [p.name for p in self.rejected])
         if self.rate_limiter is not None:
             limiter = self.rate_limiter
-            totals["budget"] = {"rate": limiter.rate, "per": limiter.per, "available": round(limiter.available(), 1)}
-        return FleetStatus(rows, totals)
+            summary["budget"] = {"rate": limiter.rate, "per": limiter.per, "available": round(limiter.available(), 1)}
+        return FleetStatus(rows, summary)
 
     def close(self) -> None:
         """Stop, close every tenant and the pool."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,18 @@ from d1sync.fleet.schema import copy_schema
 from d1sync.local import LocalDatabase
 from d1sync.sqlite import Connection
 
-__all__ = ["ANYWHERE", "BINDING_TABLE", "Binding", "Placement", "bind", "find_database", "place_of", "read_binding"]
+__all__ = [
+    "ANYWHERE",
+    "BINDING_TABLE",
+    "Binding",
+    "Placement",
+    "bind",
+    "find_database",
+    "place_of",
+    "read_binding",
+    "read_bindings",
+    "record_size",
+]
 
 log = logging.getLogger("d1sync.fleet")
 
@@ -40,7 +51,8 @@ _DDL = f"""CREATE TABLE IF NOT EXISTS {BINDING_TABLE} (
     database_id   TEXT NOT NULL,
     database_name TEXT NOT NULL,
     schema_ready  INTEGER NOT NULL DEFAULT 0,
-    bound_at      REAL NOT NULL
+    bound_at      REAL NOT NULL,
+    size_bytes    INTEGER
 )"""
 
 
@@ -51,6 +63,8 @@ class Binding:
     database_id: str
     database_name: str
     schema_ready: bool = False
+    size_bytes: int | None = None
+    """D1's ``file_size`` of the database, as last seen."""
 
 
 @dataclass(frozen=True)
@@ -71,25 +85,43 @@ def place_of(account: D1Client) -> str:
     return f"{account.base_url}#{account.account_id}"
 
 
-def read_binding(path: Path, place: str) -> Binding | None:
-    """The binding recorded in ``path`` for ``place``, if any. Reads only."""
+def read_bindings(path: Path) -> dict[str, Binding]:
+    """Every binding recorded in ``path``, by place, the most recent last. Reads only."""
     with Connection(path, read_only=True) as conn:
         exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BINDING_TABLE,)).fetchone()
         if exists is None:
-            return None
-        row = conn.execute(
-            f"SELECT database_id, database_name, schema_ready FROM {BINDING_TABLE} WHERE place = ?", (place,)
-        ).fetchone()
-    return None if row is None else Binding(str(row[0]), str(row[1]), bool(row[2]))
+            return {}
+        rows = conn.execute(
+            f"SELECT place, database_id, database_name, schema_ready, size_bytes FROM {BINDING_TABLE} ORDER BY bound_at"
+        ).fetchall()
+    return {str(r[0]): Binding(str(r[1]), str(r[2]), bool(r[3]), None if r[4] is None else int(r[4])) for r in rows}
+
+
+def read_binding(path: Path, place: str) -> Binding | None:
+    """The binding recorded in ``path`` for ``place``, if any. Reads only."""
+    return read_bindings(path).get(place)
+
+
+def record_size(path: Path, place: str, size_bytes: int) -> None:
+    """Keep D1's ``file_size`` of the tenant's database beside its binding (``fleet status`` shows it)."""
+    with Connection(path, notify=False) as conn, conn.atomic():
+        conn.execute(f"UPDATE {BINDING_TABLE} SET size_bytes = ? WHERE place = ?", (size_bytes, place))
 
 
 def _record(path: Path, place: str, binding: Binding) -> None:
     with Connection(path, notify=False) as conn, conn.atomic():
         conn.execute(_DDL)
         conn.execute(
-            f"INSERT OR REPLACE INTO {BINDING_TABLE} (place, database_id, database_name, schema_ready, bound_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (place, binding.database_id, binding.database_name, int(binding.schema_ready), time.time()),
+            f"INSERT OR REPLACE INTO {BINDING_TABLE}"
+            " (place, database_id, database_name, schema_ready, bound_at, size_bytes) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                place,
+                binding.database_id,
+                binding.database_name,
+                int(binding.schema_ready),
+                time.time(),
+                binding.size_bytes,
+            ),
         )
 
 
@@ -159,12 +191,14 @@ def bind(
         existing = find_database(account, name)
         how = "adopted" if existing is not None else "created"
         made = existing if existing is not None else _create(account, name, placement)
-        binding = Binding(str(made["uuid"]), str(made.get("name") or name))
+        size = made.get("file_size")
+        known = size if isinstance(size, int) else None
+        binding = Binding(str(made["uuid"]), str(made.get("name") or name), size_bytes=known)
         _record(path, place, binding)
         log.info("%s: %s D1 database %s (%s)", path.name, how, binding.database_name, binding.database_id)
     if not binding.schema_ready:
         with LocalDatabase(path, wal=False) as local:
             copy_schema(local, database(binding.database_id), tables)
-        binding = Binding(binding.database_id, binding.database_name, schema_ready=True)
+        binding = replace(binding, schema_ready=True)
         _record(path, place, binding)
     return binding, how

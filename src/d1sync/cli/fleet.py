@@ -1,0 +1,294 @@
+"""``d1sync fleet run / sync / status``: a folder of tenant files, each synced to its own D1 database, by one
+process under one account budget (docs/fleet.md). ``fleet migrate`` is in :mod:`d1sync.cli.fleet_migrate`.
+
+The account is the usual target (``--remote``, the default, or ``--emulator URL``); the database ids come
+from the fleet: each tenant's is recorded in its file.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from d1sync.client import RateLimiter
+from d1sync.fleet import Fleet, FleetStatus, Placement, connector, read_fleet_status
+from d1sync.fleet.naming import DEFAULT_TEMPLATE, check_template
+from d1sync.fleet.provision import place_of
+from d1sync.fleet.tenants import DEFAULT_PATTERN
+from d1sync.target import Target, resolve_target
+
+from ._common import (
+    EXIT_DEAD_LETTERS,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CLIError,
+    Group,
+    console,
+    err_console,
+    fail,
+    parse_rate_limit,
+    print_json,
+    remember_target,
+)
+
+__all__ = ["account_options", "fleet", "fleet_from", "need_folder", "tenant_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("d1sync.fleet")
+
+DIR_ARG = click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
+
+
+def need_folder(folder: str) -> Path:
+    """The tenant folder, or exit 1 with a hint when there is none."""
+    path = Path(folder)
+    if not path.is_dir():
+        fail(f"no such folder: {folder}", "check the path: DIR is the folder that holds the tenant files")
+    return path
+
+
+def account_options(func: F) -> F:
+    """``--emulator URL`` / ``--remote``: the account whose databases the tenants get (default: remote)."""
+    func = click.option("--remote", is_flag=True, help="Real D1 (CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID).")(func)
+    return click.option("--emulator", metavar="URL", help="A d1sync emulator (token: $D1SYNC_EMULATOR_TOKEN).")(func)
+
+
+def tenant_options(func: F) -> F:
+    """Which files are tenants and which tables they sync."""
+    func = click.option(
+        "--tables", metavar="A,B", help="Sync only these tables of each tenant (default: every user table)."
+    )(func)
+    return click.option(
+        "--pattern", default=DEFAULT_PATTERN, show_default=True, help="Which file names in DIR are tenants."
+    )(func)
+
+
+def budget_options(func: F) -> F:
+    """The database name, placement, and the account budget."""
+    options = [
+        click.option(
+            "--concurrency", type=click.IntRange(1, 64), default=4, show_default=True, help="Requests in flight."
+        ),
+        click.option(
+            "--rate-limit",
+            default="1200/300",
+            show_default=True,
+            metavar="N/SECONDS",
+            help="The account budget this process spends (Cloudflare's: 1200/300, for all your tokens together).",
+        ),
+        click.option("--jurisdiction", type=click.Choice(["eu", "fedramp"]), help="Where new databases keep data."),
+        click.option("--location-hint", metavar="HINT", help="Where new databases live (weur, enam, apac, ...)."),
+        click.option(
+            "--name",
+            "name_template",
+            default=DEFAULT_TEMPLATE,
+            show_default=True,
+            help="Database name template: {stem}, {name}, {folder}; made a valid D1 name (docs/fleet.md).",
+        ),
+    ]
+    for option in options:
+        func = option(func)
+    return func
+
+
+def account_target(emulator: str | None, remote: bool) -> Target:
+    target = resolve_target(emulator=emulator, remote=remote, default="remote")
+    remember_target(target)
+    return target
+
+
+def fleet_from(folder: Path, options: dict[str, Any]) -> Fleet:
+    """The Fleet the options describe (the account, the budget, the tenants)."""
+    try:
+        check_template(options["name_template"])
+    except Exception as exc:
+        fail(str(exc), "use {stem}, {name} or {folder}, e.g. --name 'app-{stem}'", EXIT_USAGE)
+    limit = parse_rate_limit(options["rate_limit"]) or (1200, 300.0)
+    limiter = RateLimiter(*limit)
+    target = account_target(options["emulator"], options["remote"])
+    tables = [t.strip() for t in options["tables"].split(",") if t.strip()] if options["tables"] else None
+    return Fleet(
+        folder,
+        connector(target, limiter),
+        pattern=options["pattern"],
+        tables=tables,
+        name=options["name_template"],
+        placement=Placement(options["location_hint"], options["jurisdiction"]),
+        concurrency=options["concurrency"],
+        rate_limiter=limiter,
+    )
+
+
+@click.group(cls=Group)
+def fleet() -> None:
+    """Sync a folder of tenant files, each to its own D1 database, under one account budget.
+
+    \b
+    A tenant is a SQLite file in DIR matching --pattern. Its database is named from --name, created or
+    adopted, and recorded in the file (a renamed file keeps it). docs/fleet.md explains the budget,
+    fairness and migrations.
+    """
+
+
+@fleet.command("run")
+@DIR_ARG
+@account_options
+@tenant_options
+@budget_options
+def run_command(folder: str, **options: Any) -> None:
+    """Run the fleet daemon for DIR in the foreground; SIGINT/SIGTERM stop it after the passes in flight.
+
+    New files are picked up within seconds; a vanished one is dropped (its database is kept).
+    """
+    path = need_folder(folder)
+    with fleet_from(path, options) as running:
+        stop = lambda signum, frame: running.stop(timeout=0)  # noqa: E731  # run() returns after the round
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        limiter = running.rate_limiter
+        assert limiter is not None
+        log.info("fleet of %s: syncing (budget %d requests/%gs)", path, limiter.rate, limiter.per)
+        running.run()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]fleet"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} tenants drained"),
+        TextColumn("{task.fields[requests]} requests"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def _drain(running: Fleet, timeout: float | None) -> FleetStatus:
+    if not err_console.is_terminal or err_console.quiet:
+        return running.drain(timeout)
+    running.sweep()
+    requests = 0
+    with _progress() as progress:
+        task = progress.add_task("fleet", total=len(running.engines), requests=0)
+
+        def update(engine: Any, result: Any) -> None:
+            nonlocal requests
+            requests += result.requests
+            waiting = running.schedule.waiting
+            progress.update(task, completed=max(0, len(running.engines) - waiting), requests=requests)
+
+        running.on_pass = update
+        return running.drain(timeout)
+
+
+def _not_drained(status: FleetStatus) -> list[str]:
+    return [r.file for r in status.tenants if r.pending or r.state in ("failed", "paused") or r.paused]
+
+
+@fleet.command("sync")
+@DIR_ARG
+@account_options
+@tenant_options
+@budget_options
+@click.option("--timeout", "give_up", type=float, help="Give up after this many seconds (exit 1 if not drained).")
+@click.option("--json", "as_json", is_flag=True, help="Print the fleet's status as JSON (as `fleet status --json`).")
+def sync_command(folder: str, give_up: float | None, as_json: bool, **options: Any) -> None:
+    """Drain every tenant of DIR once (binding new ones to their databases), then exit.
+
+    Exit codes: 0 every tenant drained; 1 some tenant not drained (paused, failed, --timeout), named;
+    2 bad usage; 3 drained, but D1 refused some rows for good; 130 interrupted.
+    """
+    path = need_folder(folder)
+    try:
+        with fleet_from(path, options) as running:
+            status = _drain(running, give_up)
+    except KeyboardInterrupt:
+        raise CLIError("interrupted; unsent changes stay in each tenant's outbox", exit_code=EXIT_INTERRUPTED) from None
+    _finish(status, as_json, folder)
+
+
+def _finish(status: FleetStatus, as_json: bool, folder: str) -> None:
+    stuck = _not_drained(status)
+    status.totals["not_drained"] = stuck
+    if as_json:
+        print_json(status.to_dict())
+    else:
+        _render(status, warn=False)  # the fleet warned as it swept
+    if stuck:
+        rows = {r.file: r for r in status.tenants}
+        why = "; ".join(f"{f}: {rows[f].last_error or rows[f].paused or f'{rows[f].pending} pending'}" for f in stuck)
+        fail(f"{len(stuck)} tenant(s) not drained: {why}", f"`d1sync fleet status {folder}` shows each one")
+    if status.totals["dead"]:
+        dead = [r.file for r in status.tenants if r.dead]
+        fail(
+            f"D1 refused rows of {', '.join(dead)} for good ({status.totals['dead']} dead letter(s))",
+            "`d1sync dead FILE` lists them",
+            EXIT_DEAD_LETTERS,
+        )
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return ""
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size = int(size / 1000)
+    return str(size)
+
+
+def _render(status: FleetStatus, *, warn: bool = True) -> None:
+    table = Table("file", "database", "state", "pending", "dead", "oldest", "size", "paused / error")
+    for row in status.tenants:
+        oldest = "" if row.oldest_pending_seconds is None else f"{row.oldest_pending_seconds:.0f}s"
+        trouble = row.paused or row.last_error or "; ".join(f"{t}: {w}" for t, w in row.warnings.items())
+        table.add_row(
+            escape(row.file),
+            escape(row.database_name or ""),
+            row.state,
+            f"{row.pending:,}",
+            f"{row.dead:,}",
+            oldest,
+            _size(row.size_bytes),
+            escape(trouble or ""),
+        )
+    totals = status.totals
+    if status.tenants:
+        console.print(table)
+    console.print(
+        f"{totals['tenants']} tenant(s): {totals['pending']:,} pending, {totals['dead']:,} dead letter(s), "
+        f"{totals['paused']} paused, {totals['failed']} failed, {totals['missing']} missing"
+    )
+    for name in totals.get("not_tenants", []) if warn else ():
+        err_console.print(f"[yellow]warning:[/yellow] {escape(name)} is not a SQLite database: not a tenant")
+
+
+@fleet.command("status")
+@DIR_ARG
+@account_options
+@click.option("--pattern", default=DEFAULT_PATTERN, show_default=True, help="Which file names in DIR are tenants.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"tenants": [...], "totals": {...}} as JSON.')
+def status_command(folder: str, emulator: str | None, remote: bool, pattern: str, as_json: bool) -> None:
+    """Show each tenant of DIR (its database, pending changes, dead letters, pause, size), then totals.
+
+    Read from the files alone: no daemon needed, no request sent, nothing written. With --emulator or
+    --remote, each file's binding to that account is shown (default: its most recent one).
+    """
+    path = need_folder(folder)
+    place = None
+    if emulator or remote:
+        with connector(account_target(emulator, remote), None)(None) as account:
+            place = place_of(account)
+    status = read_fleet_status(path, pattern, place)
+    if as_json:
+        print_json(status.to_dict())
+    else:
+        _render(status)
