@@ -118,6 +118,7 @@ SUCCEEDS: dict[str, str] = {
     "dead retry": "dead {app} retry",
     "demo": "demo --rows 20 --dir {tmp}/demo",
     "emulator": "",  # a server until stopped: test_emulator_and_run_are_quiet_until_stopped
+    "fleet migrate": "fleet migrate {tenants} --emulator {emulator} --migrations-dir {tmp}/fleet-migrations",
     "fleet run": "",  # a daemon until stopped: tests/fleet/test_fleet_cli.py
     "fleet status": "fleet status {tenants}",
     "fleet sync": "fleet sync {tenants} --emulator {emulator}",

@@ -1,5 +1,5 @@
-"""``d1sync fleet run / sync / status``: a folder of tenant files, each synced to its own D1 database, by one
-process under one account budget (docs/fleet.md). ``fleet migrate`` is in :mod:`d1sync.cli.fleet_migrate`.
+"""``d1sync fleet run / sync / status / migrate``: a folder of tenant files, each synced to its own D1
+database, by one process under one account budget (docs/fleet.md).
 
 The account is the usual target (``--remote``, the default, or ``--emulator URL``); the database ids come
 from the fleet: each tenant's is recorded in its file.
@@ -7,9 +7,11 @@ from the fleet: each tenant's is recorded in its file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,10 +21,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from d1sync.client import RateLimiter
-from d1sync.fleet import Fleet, FleetStatus, Placement, connector, read_fleet_status
+from d1sync.errors import ConfigError
+from d1sync.fleet import Fleet, FleetStatus, MigrationRow, Placement, connector, migrate_fleet, read_fleet_status
+from d1sync.fleet.engine import Connect
 from d1sync.fleet.naming import DEFAULT_TEMPLATE, check_template
 from d1sync.fleet.provision import place_of
-from d1sync.fleet.tenants import DEFAULT_PATTERN
+from d1sync.fleet.tenants import DEFAULT_PATTERN, discover
+from d1sync.migrations import MigrationSource
 from d1sync.target import Target, resolve_target
 
 from ._common import (
@@ -105,26 +110,37 @@ def account_target(emulator: str | None, remote: bool) -> Target:
     return target
 
 
-def fleet_from(folder: Path, options: dict[str, Any]) -> Fleet:
-    """The Fleet the options describe (the account, the budget, the tenants)."""
+@dataclass(frozen=True)
+class _Settings:
+    """What the options say: the account's clients on one shared limiter, and the tenants' settings."""
+
+    connect: Connect
+    limiter: RateLimiter
+    tenants: dict[str, Any]
+
+
+def _settings(options: dict[str, Any]) -> _Settings:
     try:
         check_template(options["name_template"])
-    except Exception as exc:
+    except ConfigError as exc:
         fail(str(exc), "use {stem}, {name} or {folder}, e.g. --name 'app-{stem}'", EXIT_USAGE)
-    limit = parse_rate_limit(options["rate_limit"]) or (1200, 300.0)
-    limiter = RateLimiter(*limit)
+    limiter = RateLimiter(*(parse_rate_limit(options["rate_limit"]) or (1200, 300.0)))
     target = account_target(options["emulator"], options["remote"])
     tables = [t.strip() for t in options["tables"].split(",") if t.strip()] if options["tables"] else None
-    return Fleet(
-        folder,
-        connector(target, limiter),
-        pattern=options["pattern"],
-        tables=tables,
-        name=options["name_template"],
-        placement=Placement(options["location_hint"], options["jurisdiction"]),
-        concurrency=options["concurrency"],
-        rate_limiter=limiter,
-    )
+    tenants = {
+        "pattern": options["pattern"],
+        "tables": tables,
+        "name": options["name_template"],
+        "placement": Placement(options["location_hint"], options["jurisdiction"]),
+        "concurrency": options["concurrency"],
+    }
+    return _Settings(connector(target, limiter), limiter, tenants)
+
+
+def fleet_from(folder: Path, options: dict[str, Any]) -> Fleet:
+    """The Fleet the options describe (the account, the budget, the tenants)."""
+    settings = _settings(options)
+    return Fleet(folder, settings.connect, rate_limiter=settings.limiter, **settings.tenants)
 
 
 @click.group(cls=Group)
@@ -292,3 +308,99 @@ def status_command(folder: str, emulator: str | None, remote: bool, pattern: str
         print_json(status.to_dict())
     else:
         _render(status)
+
+
+def _migration_progress(total: int) -> tuple[Progress | None, Callable[[Any], None] | None]:
+    if not err_console.is_terminal or err_console.quiet:
+        return None, None
+    progress = Progress(
+        TextColumn("[bold]migrating"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} tenants"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    task = progress.add_task("migrate", total=total)
+    return progress, lambda row: progress.advance(task)
+
+
+@fleet.command("migrate")
+@DIR_ARG
+@account_options
+@tenant_options
+@budget_options
+@click.option(
+    "--migrations-dir",
+    type=click.Path(file_okay=False),
+    default="migrations",
+    show_default=True,
+    help="The wrangler-format migrations folder (NNNN_name.sql).",
+)
+@click.option(
+    "--canary", type=click.IntRange(0), default=0, help="Migrate the first N tenants first; stop if one fails."
+)
+@click.option("--dry-run", is_flag=True, help="List what would run on each tenant; write nothing.")
+@click.option("--stop-on-error", is_flag=True, help="Halt at the first failed tenant (default: the rest go on).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per tenant.")
+def migrate_command(
+    folder: str, migrations_dir: str, canary: int, dry_run: bool, stop_on_error: bool, as_json: bool, **options: Any
+) -> None:
+    """Apply the pending migrations to every tenant of DIR: its D1 database, then its file.
+
+    \b
+    Per tenant: take its sync lease, drain its outbox, apply to D1, apply locally, track new tables; each
+    side keeps its d1_migrations ledger, so a re-run resumes where a crash or a failure stopped.
+    Exit codes: 0 every tenant migrated or already current (and any --dry-run); 1 some tenant failed, or
+    the canary stopped the run (each failure named); 2 bad usage.
+    """
+    path = need_folder(folder)
+    source = Path(migrations_dir)
+    if not source.is_dir():
+        fail(f"no such migrations folder: {migrations_dir}", "pass --migrations-dir (default ./migrations)", EXIT_USAGE)
+    files = MigrationSource(Path.cwd(), migrations_dir=source.resolve(), modules_glob=None).discover()
+    settings = _settings(options)
+    progress, advance = _migration_progress(len(discover(path, options["pattern"]).tenants))
+    with progress or contextlib.nullcontext():
+        rows = migrate_fleet(
+            path,
+            settings.connect,
+            files,
+            canary=canary,
+            dry_run=dry_run,
+            stop_on_error=stop_on_error,
+            on_tenant=advance,
+            **settings.tenants,
+        )
+    if as_json:
+        print_json([row.to_dict() for row in rows])
+    else:
+        _render_migrations(rows, dry_run)
+    failed = [r for r in rows if r.status == "failed"]
+    if failed:
+        canary_failed = any(r.status == "failed" for r in rows[:canary])
+        stopped = " (the canary stopped the run)" if canary_failed else ""
+        names = "; ".join(f"{r.file}: {r.error}" for r in failed)
+        fail(
+            f"{len(failed)} tenant(s) failed{stopped}: {names}",
+            f"fix them, then run `d1sync fleet migrate {folder}` again: it resumes",
+        )
+
+
+def _render_migrations(rows: list[MigrationRow], dry_run: bool) -> None:
+    table = Table("file", "database", "status", "applied" if not dry_run else "would apply", "error")
+    for row in rows:
+        names = row.pending if dry_run else row.applied
+        table.add_row(
+            escape(row.file), row.database_id or "", row.status, escape(", ".join(names)), escape(row.error or "")
+        )
+    if rows:
+        console.print(table)
+    counts = {
+        status: sum(1 for r in rows if r.status == status) for status in ("migrated", "current", "failed", "skipped")
+    }
+    what = "would migrate" if dry_run else "migrated"
+    console.print(
+        f"{what} {counts['migrated'] if not dry_run else counts['skipped']}, already current {counts['current']}, "
+        f"failed {counts['failed']}" + ("" if dry_run else f", skipped {counts['skipped']}")
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from d1sync.fleet.engine import TenantEngine, TenantRow
 from d1sync.fleet.fleet import Fleet, connector
+from d1sync.fleet.migrate import MigrationRow, migrate_fleet
 from d1sync.fleet.naming import database_name
 from d1sync.fleet.provision import Binding, Placement, bind
 from d1sync.fleet.schema import copy_schema, schema_statements
@@ -25,6 +26,7 @@ __all__ = [
     "Binding",
     "Fleet",
     "FleetStatus",
+    "MigrationRow",
     "Placement",
     "TenantEngine",
     "TenantRow",
@@ -33,6 +35,7 @@ __all__ = [
     "copy_schema",
     "database_name",
     "discover",
+    "migrate_fleet",
     "read_fleet_status",
     "schema_statements",
     "track_tables",

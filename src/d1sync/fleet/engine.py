@@ -19,7 +19,9 @@ from typing import Any
 from d1sync.client import D1Client
 from d1sync.errors import D1SyncError
 from d1sync.fleet.provision import ANYWHERE, Binding, Placement, bind, place_of, read_binding, record_size
-from d1sync.fleet.tenants import track_tables
+from d1sync.fleet.schema import copy_schema
+from d1sync.fleet.tenants import Tracking, track_tables
+from d1sync.local import LocalDatabase
 from d1sync.outbox import Outbox, SyncConfig, SyncResult, SyncWorker
 
 __all__ = ["Connect", "TenantEngine", "TenantRow"]
@@ -75,6 +77,11 @@ def read_row(path: Path, row: TenantRow) -> TenantRow:
     return row
 
 
+def _schema_version(worker: SyncWorker) -> int:
+    """The file's ``PRAGMA schema_version``: it moves with every CREATE, ALTER and DROP."""
+    return int(worker.conn.execute("PRAGMA schema_version").fetchone()[0])
+
+
 class TenantEngine:
     """One tenant file synced to its own database (see the module docstring).
 
@@ -110,6 +117,7 @@ class TenantEngine:
         self.worker: SyncWorker | None = None
         self._client: D1Client | None = None
         self._seen_version: int | None = None
+        self._schema_seen: int | None = None
         self._failures = 0
         self.last_used = monotonic()
         self.row = TenantRow(file=path.name, database_name=name)
@@ -131,13 +139,16 @@ class TenantEngine:
         except D1SyncError:
             return True
 
-    def _open(self, account: D1Client) -> SyncWorker:
-        tracking = track_tables(self.path, self._tables)
-        self.row.tables, self.row.warnings = tracking.tables, tracking.warnings
-        for table, why in tracking.warnings.items():
-            log.warning("%s: table %s: %s", self.path.name, table, why)
-        client = self._client
-        if self.binding is None or not self.binding.schema_ready:
+    def open_worker(self, account: D1Client) -> SyncWorker:
+        """Track the tenant's tables, bind its database (adopt or create, with its schema) and open its worker;
+        the open worker if it is open. Raises what fails (the caller decides what a failure means)."""
+        if self.worker is not None:
+            return self.worker
+        tracking = self._track()
+        self.load_binding(account)
+        if self.binding is not None and self.binding.schema_ready:
+            self._create_remote(tracking.new)  # tables made while no worker watched (by the app, a migration)
+        else:
             self.binding, how = bind(
                 self.path,
                 self.name,
@@ -153,7 +164,37 @@ class TenantEngine:
                 self.row.size_bytes = self.binding.size_bytes
         client = self._database(self.binding.database_id)
         self.worker = SyncWorker(self.path, client, self._config)
+        self._schema_seen = _schema_version(self.worker)
         return self.worker
+
+    def _track(self) -> Tracking:
+        tracking = track_tables(self.path, self._tables)
+        fresh = {t: why for t, why in tracking.warnings.items() if self.row.warnings.get(t) != why}
+        for table, why in fresh.items():
+            log.warning("%s: table %s: %s", self.path.name, table, why)
+        self.row.tables, self.row.warnings = tracking.tables, tracking.warnings
+        return tracking
+
+    def follow_tables(self) -> list[str]:
+        """Track the tables created since the worker opened (by the application or a migration), with their
+        rows, and create them in the database (one request, only when there are new ones); their names."""
+        new = self._track().new
+        self._create_remote(new)
+        if self.worker is not None:
+            self._schema_seen = _schema_version(self.worker)
+        return new
+
+    def _create_remote(self, tables: list[str]) -> None:
+        """Give the database the newly tracked ``tables`` (IF NOT EXISTS: one a migration made stays)."""
+        if not tables or self.binding is None:
+            return
+        with LocalDatabase(self.path, wal=False) as local:
+            copy_schema(local, self._database(self.binding.database_id), tables)
+        log.info("%s: now syncing the new table(s) %s", self.path.name, ", ".join(tables))
+
+    def client(self, database_id: str) -> D1Client:
+        """A new client of ``database_id`` on the fleet's shared limiter (the caller closes it)."""
+        return self._connect(database_id)
 
     def _database(self, database_id: str) -> D1Client:
         if self._client is None or self._client.database_id != database_id:
@@ -191,7 +232,9 @@ class TenantEngine:
         own trouble: it becomes a ``failed`` row and a back-off (``retry_in``)."""
         self.last_used = self._monotonic()
         try:
-            worker = self.worker or self._open(account)
+            worker = self.open_worker(account)
+            if _schema_version(worker) != self._schema_seen:
+                self.follow_tables()
             self._seen_version = worker.conn.data_version()
             result = worker.sync_once(now)
         except Exception as exc:  # one tenant's trouble, whatever it is, stays in its row

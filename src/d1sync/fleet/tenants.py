@@ -77,6 +77,8 @@ class Tracking:
 
     tables: list[str] = field(default_factory=list)
     warnings: dict[str, str] = field(default_factory=dict)
+    new: list[str] = field(default_factory=list)
+    """The tables this call tracked (the others were tracked before)."""
 
 
 def user_tables(conn: Connection) -> list[str]:
@@ -114,4 +116,5 @@ def track_tables(path: Path, only: Sequence[str] | None = None) -> Tracking:
                 done.warnings[table] = f"not synced: {exc.message}"
                 continue
             done.tables.append(table)
+            done.new.append(table)
     return done
