@@ -206,7 +206,7 @@ def _drain(running: Fleet, timeout: float | None) -> FleetStatus:
 
 
 def _not_drained(status: FleetStatus) -> list[str]:
-    return [r.file for r in status.tenants if r.pending or r.state in ("failed", "paused") or r.paused]
+    return [r.file for r in status.tenants if r.pending or r.state == "failed"]
 
 
 @fleet.command("sync")

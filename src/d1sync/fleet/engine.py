@@ -158,10 +158,9 @@ class TenantEngine:
                 tables=tracking.tables if self._tables is not None else None,
             )
             self.row.database_id, self.row.database_name = self.binding.database_id, self.binding.database_name
-            if how != "recorded":
-                self._note_size(account)
-            elif self.binding.size_bytes is not None:
-                self.row.size_bytes = self.binding.size_bytes
+            self.row.size_bytes = self.binding.size_bytes
+            if how != "recorded" and self.binding.size_bytes is None:
+                self._note_size(account)  # the create's answer had no size: one request more
         client = self._database(self.binding.database_id)
         self.worker = SyncWorker(self.path, client, self._config)
         self._schema_seen = _schema_version(self.worker)
@@ -250,6 +249,8 @@ class TenantEngine:
         self.row.rows += result.rows
         self.row.requests += result.requests
         self.row.last_error = result.error
+        if result.state == "locked":
+            self.row.last_error = "another worker holds its sync lease (`fleet run`, `run` or the application's)"
         return result
 
     def refresh(self) -> TenantRow:

@@ -306,8 +306,9 @@ class Fleet:
         return self.status()
 
     def _stuck(self) -> set[Path]:
-        """Tenants whose work waits for a person: paused or failed (not merely backing off)."""
-        return {p for p, e in self.engines.items() if e.row.state in ("paused", "failed")}
+        """Tenants whose work waits for a person: paused, failed, or sent by another worker holding its lease
+        (not merely backing off)."""
+        return {p for p, e in self.engines.items() if e.row.state in ("paused", "failed", "locked")}
 
     def status(self) -> FleetStatus:
         """Every tenant's row, read from its file now, and the totals."""
