@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from d1sync.outbox import Outbox
+    from d1sync.sync import Outbox
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,9 +81,9 @@ def fail(message: str, hint: str | None = None, exit_code: int = EXIT_FAILURE) -
 
 
 def open_outbox(db: str) -> Outbox:
-    """The :class:`~d1sync.outbox.Outbox` of ``db`` for commands that only read or manage it: a file where
+    """The :class:`~d1sync.sync.Outbox` of ``db`` for commands that only read or manage it: a file where
     nothing was ever tracked is an error, and gets no outbox tables created by asking."""
-    from d1sync.outbox import Outbox
+    from d1sync.sync import Outbox
 
     if not Outbox.exists(db):
         fail(f"{db} has no outbox: no table of it was ever tracked", f"d1sync track {db} TABLE...")
