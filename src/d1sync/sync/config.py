@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,8 @@ class SyncConfig:
         read_ahead: read and plan the next window while a full window's last request is in flight (the send
             runs in a helper thread, so the target must accept calls from a thread other than the one that made
             it; D1Client and LocalDatabase do). Requests still go one at a time, in order.
+        pool: where those sends run: an executor that engines of one process share (the scheduler that drives
+            them owns it); None: each engine starts one helper thread of its own when it first reads ahead.
 
     Example::
 
@@ -125,9 +128,11 @@ class SyncConfig:
     pull: bool | None = None
     pull_options: PullOptions = field(default_factory=PullOptions)
     read_ahead: bool = True
+    pool: Executor | None = field(default=None, compare=False, repr=False)
 
 
-FIELDS = frozenset(f.name for f in dataclasses.fields(SyncConfig))
+FIELDS = frozenset(f.name for f in dataclasses.fields(SyncConfig)) - {"pool"}
+"""The keywords SyncWorker used to take itself."""
 
 
 def merge_deprecated(config: SyncConfig | None, keywords: Mapping[str, Any], *, owner: str) -> SyncConfig:

@@ -120,7 +120,7 @@ class SyncWorker:
         self.pull = config.pull
         self.puller = Puller(config.pull_options)
         self.read_ahead = config.read_ahead
-        self._aside = Aside()
+        self._aside = Aside(config.pool)
 
     def _link(self) -> Link:
         """What this pass's parts are given (built afresh: ``target`` and ``clock`` may be replaced)."""
@@ -340,6 +340,23 @@ class SyncWorker:
     def safe_sync_once(self) -> SyncResult:
         """:meth:`sync_once`, but a local error or a bug becomes a back-off instead of an exception."""
         return self.loop.safe_step()
+
+    def step(self, now: float | None = None) -> SyncResult:
+        """One pass for an outside scheduler that drives many engines (no thread of the engine's own):
+        :meth:`sync_once`, with a local error or a bug turned into a back-off as the loop does. The result
+        says when to call again: at once when ``more``, after ``retry_in`` seconds, or on the next write (and
+        after ``next_pull`` for an engine that pulls).
+
+        Example::
+
+            pool = ThreadPoolExecutor(2)
+            config = SyncConfig(pool=pool)
+            engines = [SyncWorker(path, client, config) for path in paths]   # one client, one rate limiter
+            while any(e.pending() for e in engines):
+                for engine in engines:
+                    engine.step()
+        """
+        return self.loop.safe_step(lambda: self.sync_once(now))
 
     @property
     def running(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -47,18 +47,21 @@ class Link:
 
 
 class Aside:
-    """One helper thread (``d1sync-send``, started on first use) that sends while the caller does more."""
+    """Where a send goes while the caller does more: ``pool`` (an executor several engines may share), or else
+    a helper thread of its own (``d1sync-send``, started on first use)."""
 
-    def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
+    def __init__(self, pool: Executor | None = None) -> None:
+        self._shared = pool
+        self._pool: Executor | None = None
 
     def run(self, send: Callable[[], object], meanwhile: Callable[[], T]) -> T | None:
         """Run ``send`` on the helper thread and ``meanwhile`` on this one; return what ``meanwhile`` returned
         once ``send`` is done. The send's error, if any, is raised; an error of ``meanwhile`` only costs its
         result (None), since what it prepares is read again."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d1sync-send")
-        sending = self._pool.submit(send)
+        pool = self._shared or self._pool
+        if pool is None:
+            pool = self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d1sync-send")
+        sending = pool.submit(send)
         try:
             done: T | None = meanwhile()
         except Exception:
@@ -68,7 +71,7 @@ class Aside:
         return done
 
     def close(self) -> None:
-        """Wait for a send under way, and stop the helper thread."""
+        """Wait for a send under way, and stop the helper thread (a shared pool is its owner's to stop)."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)

@@ -113,10 +113,11 @@ class Loop:
             self._release()
             self._stopped.set()
 
-    def safe_step(self) -> SyncResult:
-        """The step (``sync_once``), but a local error or a bug becomes a back-off instead of an exception."""
+    def safe_step(self, step: Callable[[], SyncResult] | None = None) -> SyncResult:
+        """The step (``sync_once``, or ``step``), but a local error or a bug becomes a back-off instead of an
+        exception."""
         try:
-            return self._step()
+            return (step or self._step)()
         except D1Error as exc:
             # Remote failures are handled inside the pass: this is the local file, busy or unreadable for now.
             log.warning("local database error, retrying: %s", exc)
