@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from d1sync.outbox import Outbox
+    from d1sync.sync import Outbox
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -161,9 +161,9 @@ def need_tracked(db: str, tables: Sequence[str], tracked: Sequence[str]) -> None
 
 
 def open_outbox(db: str) -> Outbox:
-    """The :class:`~d1sync.outbox.Outbox` of ``db`` for commands that only read or manage it: a file where
+    """The :class:`~d1sync.sync.Outbox` of ``db`` for commands that only read or manage it: a file where
     nothing was ever tracked is an error, and gets no outbox tables created by asking."""
-    from d1sync.outbox import Outbox
+    from d1sync.sync import Outbox
 
     need_outbox(db)
     return Outbox(db)

@@ -143,6 +143,31 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     " (applied or not, a seeded coin).",
 )
 @click.option(
+    "--late-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    envvar="D1SYNC_FAULT_LATE_RATE",
+    show_envvar=True,
+    help="Share of requests dropped unanswered, then applied --late-delay seconds later (after newer ones).",
+)
+@click.option(
+    "--late-delay",
+    type=click.FloatRange(0.0),
+    default=2.0,
+    show_default=True,
+    envvar="D1SYNC_FAULT_LATE_DELAY",
+    show_envvar=True,
+    help="Seconds after which a --late-rate request is applied.",
+)
+@click.option(
+    "--block-seconds",
+    type=click.FloatRange(0.0),
+    default=0.0,
+    envvar="D1SYNC_EMULATOR_BLOCK_SECONDS",
+    show_envvar=True,
+    help="With --rate-limit: an overrun blocks every request this long (Cloudflare: 300).",
+)
+@click.option(
     "--retry-after",
     type=click.IntRange(0),
     default=1,
@@ -174,6 +199,9 @@ def emulator(
     html_rate: float,
     lost_rate: float,
     garbled_rate: float,
+    late_rate: float,
+    late_delay: float,
+    block_seconds: float,
     retry_after: int,
     seed: int | None,
     rate_limit: str | None,
@@ -202,6 +230,9 @@ def emulator(
             html_rate=html_rate,
             lost_response_rate=lost_rate,
             garbled_rate=garbled_rate,
+            late_rate=late_rate,
+            late_delay=late_delay,
+            block_seconds=block_seconds,
             seed=seed,
             retry_after=retry_after,
             timeout_delay=timeout_delay,
@@ -270,6 +301,8 @@ def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:
             ("html_rate", faults.html_rate),
             ("lost_rate", faults.lost_response_rate),
             ("garbled_rate", faults.garbled_rate),
+            ("late_rate", faults.late_rate),
+            ("block_seconds", faults.block_seconds),
         )
         if value
     ]

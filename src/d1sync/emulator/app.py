@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -345,6 +346,7 @@ class _Routes:
     def __init__(self, engine: Engine, injector: FaultInjector) -> None:
         self.engine = engine
         self.injector = injector
+        self._late: set[asyncio.Task[None]] = set()
 
     async def query(self, request: Request) -> Response:
         return await self._run_query(request, raw=False)
@@ -379,6 +381,9 @@ class _Routes:
             )
         if fault is Fault.HTML_504:
             return HTMLResponse(_HTML_504, status_code=504)
+        if fault is Fault.LATE:
+            self._apply_later(body, database_id, raw, injector.config.late_delay)
+            return _Dropped()
         if plan.garble is not None:
             return await self._garbled(plan.garble, body, database_id, raw, applied=plan.apply_garbled)
         response = await self._execute(body, database_id, raw)
@@ -396,6 +401,19 @@ class _Routes:
     async def _execute(self, body: bytes, database_id: str, raw: bool) -> Response:
         result = await self._results(body, database_id, raw)
         return result if isinstance(result, Response) else envelope(result)
+
+    def _apply_later(self, body: bytes, database_id: str, raw: bool, delay: float) -> None:
+        """Apply ``body`` ``delay`` seconds from now, answering no one (the client was already dropped)."""
+
+        async def later() -> None:
+            await self.injector.sleep(delay)
+            outcome = await self._results(body, database_id, raw)
+            if not isinstance(outcome, Response):
+                self.injector.count("late_applied")
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._late.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._late.discard)
 
     async def _results(self, body: bytes, database_id: str, raw: bool) -> list[dict[str, Any]] | Response:
         """The statement results of running ``body``, or the error response D1 would give."""
@@ -420,7 +438,7 @@ class _Routes:
     async def list_databases(self, request: Request) -> Response:
         try:
             page = max(1, int(request.query_params.get("page", "1")))
-            per_page = max(1, min(10_000, int(request.query_params.get("per_page", "1000"))))
+            per_page = max(10, min(10_000, int(request.query_params.get("per_page", "1000"))))  # D1's bounds
         except ValueError:
             return error_response(7400, 400, "The request is malformed: page and per_page must be integers")
         everything = await run_in_threadpool(self.engine.list_databases, request.query_params.get("name"))

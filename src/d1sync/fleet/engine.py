@@ -22,7 +22,7 @@ from d1sync.fleet.provision import ANYWHERE, Binding, Placement, bind, place_of,
 from d1sync.fleet.schema import copy_schema
 from d1sync.fleet.tenants import Tracking, track_tables
 from d1sync.local import LocalDatabase
-from d1sync.outbox import Outbox, SyncConfig, SyncResult, SyncWorker
+from d1sync.sync import Outbox, SyncConfig, SyncResult, SyncWorker
 
 __all__ = ["Connect", "TenantEngine", "TenantRow"]
 
@@ -227,7 +227,7 @@ class TenantEngine:
                 self.row.size_bytes = self.binding.size_bytes
 
     def step(self, account: D1Client, now: float | None = None) -> SyncResult:
-        """One pass: open (track, bind, schema) if needed, then ``sync_once``. Never raises for the tenant's
+        """One pass: open (track, bind, schema) if needed, then the engine's ``step()``. Never raises for the tenant's
         own trouble: it becomes a ``failed`` row and a back-off (``retry_in``)."""
         self.last_used = self._monotonic()
         try:
@@ -235,7 +235,7 @@ class TenantEngine:
             if _schema_version(worker) != self._schema_seen:
                 self.follow_tables()
             self._seen_version = worker.conn.data_version()
-            result = worker.sync_once(now)
+            result = worker.step(now)  # a local error or a bug in the pass becomes a back-off
         except Exception as exc:  # one tenant's trouble, whatever it is, stays in its row
             self._failures += 1
             first, longest = _FAILURE_BACKOFF

@@ -32,7 +32,7 @@ from d1sync.fleet.provision import ANYWHERE, Placement
 from d1sync.fleet.scheduler import Scheduler
 from d1sync.fleet.status import FleetStatus, totals
 from d1sync.fleet.tenants import DEFAULT_PATTERN, discover
-from d1sync.outbox import SyncConfig, SyncResult
+from d1sync.sync import SyncConfig, SyncResult
 from d1sync.target import Target
 
 __all__ = ["Fleet", "FleetStatus", "connector"]

@@ -31,7 +31,7 @@ from d1sync.fleet.provision import ANYWHERE, Placement, place_of, read_binding
 from d1sync.fleet.tenants import DEFAULT_PATTERN, discover
 from d1sync.local import LocalDatabase
 from d1sync.migrations import MigrationFile, Migrator
-from d1sync.outbox import SyncConfig, drain
+from d1sync.sync import SyncConfig, drain
 
 __all__ = ["MigrationRow", "migrate_fleet"]
 

@@ -2,7 +2,7 @@
 
 One function (:func:`copy_schema`) for one file and for a fleet: the tables, then their indexes, then the
 views, each in the order the source created them (``sqlite_master`` as
-:func:`~d1sync.outbox.clone_plan.read_source_schema` reads it, without SQLite's, D1's and d1sync's own
+:func:`~d1sync.sync.compare.clone_plan.read_source_schema` reads it, without SQLite's, D1's and d1sync's own
 objects), in one atomic batch. Every statement is made ``IF NOT EXISTS``, so a copy that ran but whose
 answer was lost can run again, and an adopted database that already has the tables keeps them. FTS5 shadow
 tables are left to their virtual table. Triggers are not copied: their effects reach D1 as synced rows, and
@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 
 from d1sync.database import Database
-from d1sync.outbox.clone_plan import read_source_schema, select_objects
+from d1sync.sync.compare.clone_plan import read_source_schema, select_objects
 
 __all__ = ["copy_schema", "schema_statements"]
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d1sync.errors import ConfigError
-from d1sync.outbox import Outbox
 from d1sync.sqlite import Connection
+from d1sync.sync import Outbox
 from d1sync.wrangler import DEFAULT_MIGRATIONS_TABLE
 
 __all__ = ["COMPANIONS", "DEFAULT_PATTERN", "Discovery", "Tracking", "discover", "sqlite_header", "track_tables"]
