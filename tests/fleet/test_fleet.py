@@ -69,13 +69,15 @@ def test_a_running_fleet_picks_up_new_files_and_drops_vanished_ones(
 
 
 def test_one_tenants_trouble_stays_in_its_row(account: EmulatorServer, tenants: Path, make_fleet: MakeFleet) -> None:
-    """A refused token on one database, a table without a key, a file that is not SQLite: the rest converge."""
+    """A refused token on one database, a table without a key, a file that is not SQLite, a corrupt one: the
+    rest converge."""
     good = [make_tenant(tenants / f"ok{i}.db") for i in range(3)]
     keyless = make_tenant(tenants / "keyless.db")
     with closing(sqlite3.connect(keyless)) as conn:
         conn.execute("CREATE TABLE log (line TEXT)")
     make_tenant(tenants / "locked-out.db")
     (tenants / "junk.db").write_text("this is not sqlite")
+    (tenants / "corrupt.db").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)  # a header, then garbage
     fine = connect_to(account)
     refused = connect_to(account, token="wrong-token")
     names: dict[str, str] = {}
@@ -104,6 +106,7 @@ def test_one_tenants_trouble_stays_in_its_row(account: EmulatorServer, tenants: 
     assert equal(account, keyless, str(rows["keyless.db"].database_id))
     assert rows["locked-out.db"].state == "failed" and "AuthError" in str(rows["locked-out.db"].last_error)
     assert status.totals["not_tenants"] == ["junk.db"]
+    assert rows["corrupt.db"].state == "failed" and rows["corrupt.db"].last_error
 
 
 def test_a_hot_tenant_does_not_starve_the_others(account: EmulatorServer, tenants: Path, make_fleet: MakeFleet) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from d1sync.client import D1Client, RetryPolicy
 from d1sync.emulator.server import EmulatorServer
-from d1sync.errors import NetworkError
-from d1sync.fleet import bind, copy_schema, schema_statements
+from d1sync.errors import InvalidRequestError, NetworkError
+from d1sync.fleet import Placement, bind, copy_schema, schema_statements
 from d1sync.fleet.provision import place_of, read_binding
 from d1sync.local import LocalDatabase
 
@@ -143,3 +143,17 @@ def test_schema_statements_are_tables_then_indexes_then_views_each_if_not_exists
         with LocalDatabase(tmp_path / "copy.db") as copy:
             assert copy_schema(db, copy) == 5
             assert copy_schema(db, copy) == 5  # again: harmless
+
+
+def test_a_create_refused_as_a_duplicate_adopts_the_database_another_process_made(
+    account: EmulatorServer, tenants: Path, clients
+) -> None:
+    """Between our look-up and our create, another process created the name: D1 (and the emulator) answer
+    7502 "already exists", and the binding is that database, not an error and not a second one."""
+    from d1sync.fleet.provision import _create
+
+    theirs = clients().create_database("acme")
+    with pytest.raises(InvalidRequestError, match="already exists"):
+        clients().create_database("acme")  # what the emulator answers a second create
+    made = _create(clients(), "acme", Placement())
+    assert made["uuid"] == theirs["uuid"] and database_names(account) == ["acme"]

@@ -27,6 +27,7 @@ from d1sync.fleet.engine import Connect
 from d1sync.fleet.naming import DEFAULT_TEMPLATE, check_template
 from d1sync.fleet.provision import place_of
 from d1sync.fleet.tenants import DEFAULT_PATTERN, discover
+from d1sync.fleet.web import FleetServer
 from d1sync.migrations import MigrationSource
 from d1sync.target import Target, resolve_target
 
@@ -159,13 +160,28 @@ def fleet() -> None:
 @account_options
 @tenant_options
 @budget_options
-def run_command(folder: str, **options: Any) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve /metrics (Prometheus), /status.json and a status page / on 127.0.0.1:PORT (0: a free port).",
+)
+def run_command(folder: str, metrics_port: int | None, **options: Any) -> None:
     """Run the fleet daemon for DIR in the foreground; SIGINT/SIGTERM stop it after the passes in flight.
 
-    New files are picked up within seconds; a vanished one is dropped (its database is kept).
+    New files are picked up within seconds; a vanished one is dropped (its database is kept). It applies
+    no migration by itself (`fleet migrate` does).
     """
     path = need_folder(folder)
-    with fleet_from(path, options) as running:
+    with fleet_from(path, options) as running, contextlib.ExitStack() as serving:
+        if metrics_port is not None:
+            try:
+                server = serving.enter_context(FleetServer(running.status, port=metrics_port))
+            except OSError as exc:
+                fail(
+                    f"cannot serve on 127.0.0.1:{metrics_port}: {exc.strerror or exc}",
+                    "choose another --metrics-port, or --metrics-port 0 for a free one",
+                )
+            log.info("fleet status at %s (metrics: %smetrics)", server.url, server.url)
         stop = lambda signum, frame: running.stop(timeout=0)  # noqa: E731  # run() returns after the round
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)

@@ -8,7 +8,8 @@ account budget (docs/fleet.md).
 - :mod:`~d1sync.fleet.engine`: one tenant (binding, worker, status row);
 - :mod:`~d1sync.fleet.scheduler`: whose turn it is, fairly;
 - :mod:`~d1sync.fleet.fleet`: :class:`Fleet`, the many; :mod:`~d1sync.fleet.status`: its status;
-- :mod:`~d1sync.fleet.migrate`: migrations applied to every tenant.
+- :mod:`~d1sync.fleet.migrate`: migrations applied to every tenant;
+- :mod:`~d1sync.fleet.web`: ``/metrics``, ``/status.json`` and the status page of a running fleet.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from d1sync.fleet.provision import Binding, Placement, bind
 from d1sync.fleet.schema import copy_schema, schema_statements
 from d1sync.fleet.status import FleetStatus, read_fleet_status
 from d1sync.fleet.tenants import discover, track_tables
+from d1sync.fleet.web import FleetServer
 
 __all__ = [
     "Binding",
     "Fleet",
+    "FleetServer",
     "FleetStatus",
     "MigrationRow",
     "Placement",
