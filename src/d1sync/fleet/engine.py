@@ -71,7 +71,9 @@ def read_row(path: Path, row: TenantRow) -> TenantRow:
     row.oldest_pending_seconds = None if status.oldest_pending_age is None else round(status.oldest_pending_age, 3)
     paused_tables = {t: s.reason for t, s in status.table_states.items() if s.state == "paused"}
     row.paused = status.paused or ("; ".join(f"{t}: {why}" for t, why in sorted(paused_tables.items())) or None)
-    if status.last_error and row.last_error is None:
+    # The file keeps its last failure after recovery: it is the tenant's trouble only while it waits on it.
+    waiting = status.paused is not None or status.backoff_remaining > 0
+    if status.last_error and row.last_error is None and waiting:
         row.last_error = str(status.last_error.get("message"))
     row.tables = status.tables
     return row

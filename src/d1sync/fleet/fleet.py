@@ -91,7 +91,7 @@ class Fleet:
         max_open: int = 256,
         idle_close: float = 60.0,
         sweep_interval: float = 2.0,
-        tick: float = 0.25,
+        tick: float = 0.5,
         full_check_interval: float = 600.0,
         rate_limiter: RateLimiter | None = None,
         monotonic: Callable[[], float] = time.monotonic,
