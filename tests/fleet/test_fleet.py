@@ -147,3 +147,21 @@ def test_a_table_created_later_in_a_tenant_is_tracked_and_created_remotely(
     [row] = status.tenants
     assert row.tables == ["notes", "tags"] and row.pending == 0
     assert equal(account, path, str(row.database_id), "tags")
+
+
+def test_a_write_the_stat_cannot_see_still_wakes_an_open_tenant(
+    account: EmulatorServer, tenants: Path, make_fleet: MakeFleet
+) -> None:
+    """A WAL reused from its start keeps its size, and two commits in one tick keep its mtime: an open tenant
+    is asked PRAGMA data_version, which always moves."""
+    from d1sync.fleet.scheduler import file_signature
+
+    path = make_tenant(tenants / "quiet.db")
+    fleet = make_fleet()
+    fleet.drain(timeout=30)
+    write(path, "UPDATE notes SET body = 'seen' WHERE id = 0")
+    fleet.schedule.slots[path].signature = file_signature(path)  # as if the stat had not moved
+    for _ in range(3):
+        fleet.sync_once()
+    [row] = fleet.status().tenants
+    assert row.pending == 0 and equal(account, path, str(row.database_id))

@@ -150,10 +150,10 @@ def test_a_create_refused_as_a_duplicate_adopts_the_database_another_process_mad
 ) -> None:
     """Between our look-up and our create, another process created the name: D1 (and the emulator) answer
     7502 "already exists", and the binding is that database, not an error and not a second one."""
-    from d1sync.fleet.provision import _create
+    from d1sync.fleet.provision import _create_or_adopt
 
     theirs = clients().create_database("acme")
     with pytest.raises(InvalidRequestError, match="already exists"):
         clients().create_database("acme")  # what the emulator answers a second create
-    made = _create(clients(), "acme", Placement())
-    assert made["uuid"] == theirs["uuid"] and database_names(account) == ["acme"]
+    made, how = _create_or_adopt(clients(), "acme", Placement())
+    assert (made["uuid"], how) == (theirs["uuid"], "adopted") and database_names(account) == ["acme"]

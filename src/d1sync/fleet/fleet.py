@@ -29,7 +29,7 @@ from d1sync.client import D1Client, RateLimiter
 from d1sync.fleet.engine import Connect, TenantEngine, TenantRow
 from d1sync.fleet.naming import DEFAULT_TEMPLATE, check_template, database_name
 from d1sync.fleet.provision import ANYWHERE, Placement
-from d1sync.fleet.scheduler import Scheduler
+from d1sync.fleet.scheduler import Scheduler, file_signature
 from d1sync.fleet.status import FleetStatus, totals
 from d1sync.fleet.tenants import DEFAULT_PATTERN, discover
 from d1sync.sync import SyncConfig, SyncResult
@@ -200,16 +200,19 @@ class Fleet:
         return result
 
     def _look(self) -> None:
-        """Wake the tenants whose file changed, and all of them on the slow full check; close idle ones."""
+        """Wake the tenants that were written to, and all of them on the slow full check; close idle ones."""
         now = self._monotonic()
         if now - self._last_sweep >= self.sweep_interval:
             self.sweep()
         with self._lock:
-            changed = self.schedule.stat_changed()
             full = now - self._last_full >= self.full_check_interval
-            for path in self.schedule.slots if full else changed:
+            for path, slot in self.schedule.quiet():
                 engine = self.engines.get(path)
-                if engine is not None and (full or engine.changed()):
+                if engine is None:
+                    continue
+                # An open engine's data_version is exact; a closed one has only its file's stat.
+                written = engine.changed() if engine.open else self.schedule.stat_moved(path, slot)
+                if full or written:
                     self.schedule.wake(path, now)
             if full:
                 self._last_full = now
@@ -217,16 +220,19 @@ class Fleet:
 
     def _close_idle(self, now: float) -> None:
         with self._lock:
-            idle = [
-                e
-                for p, e in self.engines.items()
-                if e.open and not self.schedule.slots[p].busy and self.schedule.slots[p].waiting_since is None
-            ]
-            idle.sort(key=lambda e: e.last_used)
+            idle = [(p, e) for p, e in self.engines.items() if e.open and self.schedule.is_quiet(p)]
+            idle.sort(key=lambda item: item[1].last_used)
             over = sum(1 for e in self.engines.values() if e.open) - self.max_open
-            closing = [e for i, e in enumerate(idle) if i < over or now - e.last_used >= self.idle_close]
-        for engine in closing:
-            engine.close()
+            for index, (path, engine) in enumerate(idle):
+                if index >= over and now - engine.last_used < self.idle_close:
+                    continue
+                # Stat first, then data_version: a write after the stat moves the stat, one before it is seen.
+                slot = self.schedule.slots[path]
+                slot.signature = file_signature(path)
+                if engine.changed():
+                    self.schedule.wake(path, now)
+                    continue
+                engine.close()
 
     def sync_once(self) -> dict[Path, SyncResult]:
         """One round: a pass of every tenant that has work and is due, ``concurrency`` at a time, the longest

@@ -5,11 +5,13 @@ The binding lives in the tenant file (``_d1sync_fleet_binding``, one row per acc
 account id), so a file that is moved or renamed keeps its database, and one file can be bound on the
 emulator and on D1 alike. Binding a file that has no row:
 
-1. look the name up (``list_databases(name=...)``): one database of that name is adopted;
-2. otherwise create it (with the location hint and jurisdiction). The create is never retried blindly: if
-   it fails in any way but a refusal of the token, the name is looked up again first, since a create whose
-   answer was lost (a dropped connection, a timeout, D1's "already exists" to a second try) may have made
-   it. A kill -9 between the create and the record is the same case on the next start;
+1. create it (with the location hint and jurisdiction): one request for a new tenant. D1 keeps names unique
+   in an account and refuses a second database of a name (the emulator answers 7502, "already exists"), so
+   the create cannot make a second one;
+2. if the create fails in any way but a refusal of the token, look the name up (``list_databases(name=...)``):
+   one database of that name is adopted (made earlier by hand, by another process, or by this create
+   whose answer was lost: a dropped connection, a timeout). A create is never sent twice blindly. A kill -9
+   between the create and the record is the same case on the next start;
 3. record the binding, then give the database the tenant's schema (:func:`~d1sync.fleet.schema.copy_schema`,
    one atomic batch) and record that too, before any row is sent.
 """
@@ -138,20 +140,22 @@ def find_database(account: D1Client, name: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def _create(account: D1Client, name: str, placement: Placement) -> dict[str, Any]:
+def _create_or_adopt(account: D1Client, name: str, placement: Placement) -> tuple[dict[str, Any], str]:
+    """The database called ``name``, created, or adopted when it exists; and which (the module docstring)."""
     try:
-        return account.create_database(
+        made = account.create_database(
             name, primary_location_hint=placement.location_hint, jurisdiction=placement.jurisdiction
         )
+        return made, "created"
     except AuthError:
         raise
     except D1Error as exc:
-        # The create may have gone through with its answer lost: never create twice, look first.
-        made = find_database(account, name)
-        if made is None:
+        # It exists, or this create went through with its answer lost: look it up, never create twice.
+        found = find_database(account, name)
+        if found is None:
             raise
-        log.info("the create of %s lost its answer (%s), but the database exists: adopting it", name, exc)
-        return made
+        log.debug("the create of %s failed (%s), but the database exists: adopting it", name, exc)
+        return found, "adopted"
 
 
 def bind(
@@ -188,9 +192,7 @@ def bind(
     binding = read_binding(path, place)
     how = "recorded"
     if binding is None:
-        existing = find_database(account, name)
-        how = "adopted" if existing is not None else "created"
-        made = existing if existing is not None else _create(account, name, placement)
+        made, how = _create_or_adopt(account, name, placement)
         size = made.get("file_size")
         known = size if isinstance(size, int) else None
         binding = Binding(str(made["uuid"]), str(made.get("name") or name), size_bytes=known)

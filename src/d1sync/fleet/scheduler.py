@@ -7,8 +7,11 @@ back of the line (its ``waiting_since`` becomes now), so tenants with work take 
 hot tenant cannot starve the others: with N tenants that have work and R requests/s, each gets a pass
 within about N/R seconds.
 
-At rest nothing runs SQL: a tenant is looked at again only when the stat of its file or its ``-wal``
-changes (a ``stat`` per file per tick), or on the slow full check that catches what a stat cannot see.
+At rest nothing runs SQL: a closed tenant is looked at again only when the stat of its file or its ``-wal``
+changes (a ``stat`` per file per tick), or on the slow full check that catches what a stat cannot see. An
+open tenant (one that ran lately; idle ones are closed) is asked ``PRAGMA data_version`` instead, which a
+stat cannot match: a WAL reused from its start keeps its size, and two commits within one tick of the
+file system's clock keep its mtime.
 """
 
 from __future__ import annotations
@@ -65,17 +68,21 @@ class Scheduler:
         if slot is not None and slot.waiting_since is None:
             slot.waiting_since = now
 
-    def stat_changed(self) -> list[Path]:
-        """The quiet tenants whose file or WAL changed since they were last looked at (their new stat is kept)."""
-        changed = []
-        for path, slot in self.slots.items():
-            if slot.busy or slot.waiting_since is not None:
-                continue
-            signature = file_signature(path)
-            if signature != slot.signature:
-                slot.signature = signature
-                changed.append(path)
-        return changed
+    def quiet(self) -> list[tuple[Path, Slot]]:
+        """The tenants with no work and no pass running: the ones to look at for writes."""
+        return [(p, s) for p, s in self.slots.items() if not s.busy and s.waiting_since is None]
+
+    def stat_moved(self, path: Path, slot: Slot) -> bool:
+        """Whether the stat of ``path`` moved since it was last kept (the new one is kept)."""
+        signature = file_signature(path)
+        if signature == slot.signature:
+            return False
+        slot.signature = signature
+        return True
+
+    def is_quiet(self, path: Path) -> bool:
+        slot = self.slots.get(path)
+        return slot is not None and not slot.busy and slot.waiting_since is None
 
     def due(self, now: float, limit: int) -> list[Path]:
         """Up to ``limit`` tenants to pass now, the longest waiting first; they are marked busy."""
