@@ -42,7 +42,7 @@ def test_a_running_fleet_picks_up_new_files_and_drops_vanished_ones(
     account: EmulatorServer, tenants: Path, make_fleet: MakeFleet
 ) -> None:
     first = make_tenant(tenants / "first.db", rows=2)
-    fleet = make_fleet(sweep_interval=0.2, tick=0.05).start()
+    fleet = make_fleet(sweep_interval=0.2, tick=0.05, scan_interval=0.1).start()
     second = make_tenant(tenants / "second.db", rows=3)
     deadline = time.monotonic() + 15  # generous: the machine is shared
     while time.monotonic() < deadline:
@@ -165,3 +165,22 @@ def test_a_write_the_stat_cannot_see_still_wakes_an_open_tenant(
         fleet.sync_once()
     [row] = fleet.status().tenants
     assert row.pending == 0 and equal(account, path, str(row.database_id))
+
+
+def test_open_files_stay_bounded_while_many_new_tenants_converge(
+    account: EmulatorServer, tenants: Path, make_fleet: MakeFleet
+) -> None:
+    paths = [make_tenant(tenants / f"n{i:02}.db", rows=3) for i in range(12)]
+    fleet = make_fleet(max_open=3, concurrency=2)
+    most = 0
+
+    def count(engine: object, result: object) -> None:
+        nonlocal most
+        most = max(most, sum(1 for e in fleet.engines.values() if e.open))
+
+    fleet.on_pass = count
+    status = fleet.drain(timeout=60)
+    assert status.totals["pending"] == 0 and all(
+        equal(account, p, str(r.database_id)) for p, r in zip(paths, status.tenants, strict=True)
+    )
+    assert most <= 3 + 2  # max_open, plus the passes in flight that opened one before the next close

@@ -71,7 +71,8 @@ class Fleet:
         max_open: tenant files held open at once; the least recently used idle one is closed beyond it.
         idle_close: seconds after which an idle tenant's file and client are closed.
         sweep_interval: seconds between looks at the folder for new or vanished files.
-        tick: seconds between stats of the files for writes, while nothing else wakes the fleet.
+        tick: seconds between looks at the open tenants for writes (``PRAGMA data_version``).
+        scan_interval: seconds between stats of the closed (idle) tenants' files for writes.
         full_check_interval: seconds between passes of every tenant, the safety net for what a stat misses.
         rate_limiter: the shared limiter, reported in status (the clients ``connect`` makes should use it).
         monotonic: the clock of the schedule.
@@ -92,6 +93,7 @@ class Fleet:
         idle_close: float = 60.0,
         sweep_interval: float = 2.0,
         tick: float = 0.5,
+        scan_interval: float = 2.0,
         full_check_interval: float = 600.0,
         rate_limiter: RateLimiter | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -109,6 +111,7 @@ class Fleet:
         self.idle_close = idle_close
         self.sweep_interval = sweep_interval
         self.tick = tick
+        self.scan_interval = scan_interval
         self.full_check_interval = full_check_interval
         self.rate_limiter = rate_limiter
         self._connect = connect
@@ -124,6 +127,7 @@ class Fleet:
         self._thread: threading.Thread | None = None
         self._last_sweep = float("-inf")
         self._last_full = monotonic()
+        self._last_scan = float("-inf")
         self.on_pass: Callable[[TenantEngine, SyncResult], None] | None = None
         """Called after every pass (from a pool thread), for progress bars."""
 
@@ -206,33 +210,44 @@ class Fleet:
             self.sweep()
         with self._lock:
             full = now - self._last_full >= self.full_check_interval
+            scan = now - self._last_scan >= self.scan_interval
             for path, slot in self.schedule.quiet():
                 engine = self.engines.get(path)
                 if engine is None:
                     continue
-                # An open engine's data_version is exact; a closed one has only its file's stat.
-                written = engine.changed() if engine.open else self.schedule.stat_moved(path, slot)
+                # An open engine's data_version is exact; a closed one has only its file's stat, looked at
+                # less often (it has been idle a while: a second more of latency is cheaper than the stats).
+                if engine.open:
+                    written = engine.changed()
+                else:
+                    written = scan and self.schedule.stat_moved(path, slot)
                 if full or written:
                     self.schedule.wake(path, now)
             if full:
                 self._last_full = now
+            if scan:
+                self._last_scan = now
         self._close_idle(now)
 
     def _close_idle(self, now: float) -> None:
         with self._lock:
             idle = [(p, e) for p, e in self.engines.items() if e.open and self.schedule.is_quiet(p)]
             idle.sort(key=lambda item: item[1].last_used)
-            over = sum(1 for e in self.engines.values() if e.open) - self.max_open
+            over = self._open_count() - self.max_open
             for index, (path, engine) in enumerate(idle):
                 if index >= over and now - engine.last_used < self.idle_close:
                     continue
-                # Stat first, then data_version: a write after the stat moves the stat, one before it is seen.
-                slot = self.schedule.slots[path]
-                slot.signature = file_signature(path)
                 if engine.changed():
                     self.schedule.wake(path, now)
                     continue
                 engine.close()
+                # Its stat from now on, taken after the close: closing the last connection checkpoints the
+                # WAL (the worker's own lease and acks), which must not read as a write. A write that lands
+                # within the close itself is left to the full check.
+                self.schedule.slots[path].signature = file_signature(path)
+
+    def _open_count(self) -> int:
+        return sum(1 for e in self.engines.values() if e.open)
 
     def sync_once(self) -> dict[Path, SyncResult]:
         """One round: a pass of every tenant that has work and is due, ``concurrency`` at a time, the longest
@@ -254,6 +269,8 @@ class Fleet:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 results[running.pop(future)] = future.result()
+            if self._open_count() > self.max_open:  # a round of many new tenants opens them one by one
+                self._close_idle(self._monotonic())
 
     @property
     def pending_work(self) -> bool:
