@@ -54,12 +54,17 @@ def test_fleet_sync_drains_and_status_reads_the_same_from_the_files(account: Emu
     assert [r["database_id"] for r in data["tenants"]] == [r["database_id"] for r in synced["tenants"]]
 
 
+def made_by_hand(account: EmulatorServer, name: str, schema: str) -> None:
+    """A database of the account, created and given ``schema`` outside d1sync (the fleet adopts it)."""
+    with connect_to(account)(None) as acct:
+        made = acct.create_database(name)
+    with connect_to(account)(str(made["uuid"])) as db:
+        db.exec(schema)
+
+
 def test_a_tenant_that_cannot_drain_is_named_and_exit_1(account: EmulatorServer, tenants: Path) -> None:
     """Its database was made by hand without a column: its table pauses, the other tenant drains."""
-    with connect_to(account)(None) as acct:
-        made = acct.create_database("stale")
-    with connect_to(account)(str(made["uuid"])) as db:
-        db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    made_by_hand(account, "stale", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
     make_tenant(tenants / "stale.db")
     fine = make_tenant(tenants / "fine.db")
     result = invoke("fleet", "sync", str(tenants), "--emulator", account.url)
@@ -72,10 +77,11 @@ def test_a_tenant_that_cannot_drain_is_named_and_exit_1(account: EmulatorServer,
 
 
 def test_rows_refused_for_good_are_exit_3(account: EmulatorServer, tenants: Path) -> None:
-    with connect_to(account)(None) as acct:
-        made = acct.create_database("strict")
-    with connect_to(account)(str(made["uuid"])) as db:
-        db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT CHECK (body NOT LIKE 'strict-3'), n INTEGER)")
+    made_by_hand(
+        account,
+        "strict",
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT CHECK (body NOT LIKE 'strict-3'), n INTEGER)",
+    )
     make_tenant(tenants / "strict.db")
     result = invoke("fleet", "sync", str(tenants), "--emulator", account.url)
     assert result.exit_code == 3, result.output

@@ -53,6 +53,7 @@ __all__ = [
     "print_json",
     "remember_target",
     "run_with_flags",
+    "serve_on",
 ]
 
 if TYPE_CHECKING:
@@ -135,6 +136,20 @@ def parse_rate_limit(text: str | None) -> tuple[int, float] | None:
     if value[0] < 1 or value[1] <= 0:
         fail(f"invalid --rate-limit {text!r}", "write N/SECONDS, e.g. --rate-limit 1200/300", exit_code=EXIT_USAGE)
     return value
+
+
+T = TypeVar("T")
+
+
+def serve_on(port: int, start: Callable[[int], T]) -> T:
+    """``start(port)`` (a server on 127.0.0.1), or exit 1 naming the busy port and the way out (``--metrics-port``)."""
+    try:
+        return start(port)
+    except OSError as exc:
+        fail(
+            f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}",
+            "choose another --metrics-port, or --metrics-port 0 for a free one",
+        )
 
 
 def need_outbox(db: str) -> None:

@@ -43,6 +43,7 @@ from ._common import (
     parse_rate_limit,
     print_json,
     remember_target,
+    serve_on,
 )
 
 __all__ = ["account_options", "fleet", "fleet_from", "need_folder", "tenant_options"]
@@ -174,13 +175,7 @@ def run_command(folder: str, metrics_port: int | None, **options: Any) -> None:
     path = need_folder(folder)
     with fleet_from(path, options) as running, contextlib.ExitStack() as serving:
         if metrics_port is not None:
-            try:
-                server = serving.enter_context(FleetServer(running.status, port=metrics_port))
-            except OSError as exc:
-                fail(
-                    f"cannot serve on 127.0.0.1:{metrics_port}: {exc.strerror or exc}",
-                    "choose another --metrics-port, or --metrics-port 0 for a free one",
-                )
+            server = serving.enter_context(serve_on(metrics_port, lambda p: FleetServer(running.status, port=p)))
             log.info("fleet status at %s (metrics: %smetrics)", server.url, server.url)
         stop = lambda signum, frame: running.stop(timeout=0)  # noqa: E731  # run() returns after the round
         signal.signal(signal.SIGINT, stop)
