@@ -17,7 +17,7 @@ from d1sync.sync.codec import encode_row
 from d1sync.sync.model import Change, TableSpec
 from d1sync.sync.push.planner import D1_MAX_SQL_BYTES, DEFER_FOREIGN_KEYS, plan, topological_order
 
-from .conftest import OpenWorker, RecordingTarget, snapshot
+from .conftest import OpenWorker, RecordingTarget, data_statements, snapshot
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 # Every code point UTF-8 holds, astral ones and NUL included (NUL travels in object form: see encode_row).
@@ -115,7 +115,7 @@ def test_plans_stay_within_every_limit_and_reproduce_the_rows_exactly(case: dict
             sent_rows = 0
             for batch in target.batches:
                 assert batch[0] == (DEFER_FOREIGN_KEYS, ())
-                statements = batch[1:]
+                statements = data_statements(batch)
                 assert 1 <= len(statements) <= limits.max_statements
                 for sql, (param,) in statements:
                     assert len(sql.encode()) < D1_MAX_SQL_BYTES

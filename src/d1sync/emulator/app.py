@@ -408,8 +408,7 @@ class _Routes:
         async def later() -> None:
             await self.injector.sleep(delay)
             outcome = await self._results(body, database_id, raw)
-            if not isinstance(outcome, Response):
-                self.injector.count("late_applied")
+            self.injector.count("late_refused" if isinstance(outcome, Response) else "late_applied")
 
         task = asyncio.get_running_loop().create_task(later())
         self._late.add(task)  # held until done: the loop keeps only weak references to tasks

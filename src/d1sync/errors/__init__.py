@@ -18,6 +18,7 @@ exception leaks out of a public call::
         │   ├── LimitError           a D1 limit was exceeded (params, statement size, value size)
         │   └── UndecodableTextError a TEXT value in a local file is not valid UTF-8
         ├── AuthError                10000/9109/7403: bad token or account not authorized (pause, never drop)
+        ├── FileRewoundError         D1 took a newer send from this file than the file has made (restored?)
         ├── NotFoundError            7003: no route
         │   └── DatabaseNotFoundError 7404: the database id does not exist
         ├── InvalidRequestError      7400 and other 4xx: the request itself is wrong
@@ -58,13 +59,14 @@ from ._codes import (
 )
 
 __all__ = [
-    "FENCE_MARKER",
     "ApiError",
     "AuthError",
     "ConfigError",
     "D1Error",
     "D1SyncError",
     "DatabaseNotFoundError",
+    "FENCE_MARKER",
+    "FileRewoundError",
     "InvalidRequestError",
     "LimitError",
     "MigrationError",
@@ -283,6 +285,13 @@ class UndecodableTextError(SQLError):
 
 class AuthError(D1Error):
     """The API token is invalid or lacks permission. Fix the token; nothing is dropped meanwhile."""
+
+
+class FileRewoundError(D1Error):
+    """D1 has already taken a newer send from this file than the file itself has made: the file went back in
+    time (restored from a backup or a snapshot), or another file carries its identity. Nothing is sent until
+    D1 is made equal to the file (``verify --repair --delete-extra``) or the file is restored from D1
+    (``clone``); nothing is dropped."""
 
 
 class NotFoundError(D1Error):

@@ -37,14 +37,15 @@ from d1sync.sync.pull.puller import Puller, PullReport, merge_pull, replicated_s
 from d1sync.sync.push.planner import plan
 from d1sync.sync.push.readahead import READ_AHEAD_SECONDS, still_current, window_reader
 from d1sync.sync.push.refusals import Refusal, Verdict, decide
-from d1sync.sync.push.sender import deliver_window
+from d1sync.sync.push.sender import deliver_window, rewound
 from d1sync.sync.push.window import read_window
+from d1sync.sync.remote import read_position
 from d1sync.sync.run.loop import DEFAULT_FLUSH_TIMEOUT, Loop
 from d1sync.sync.status import Status, read_status
 from d1sync.sync.store.lease import DrainLease, new_owner
 from d1sync.sync.store.log import pending_count, stamp
 from d1sync.sync.store.specs import load_specs
-from d1sync.sync.store.state import WorkerState, load_state, load_table_states, save_state
+from d1sync.sync.store.state import WorkerState, catch_up, load_state, load_table_states, save_state
 from d1sync.sync.store.twoway import clear_pull_pause
 from d1sync.sync.store.upgrade import ensure_schema
 from d1sync.sync.tables.pauses import resume_all
@@ -111,6 +112,7 @@ class SyncWorker:
             self.conn.close()
             raise
         self._seen_schema = -1
+        self._position_checked = False
         self.lease = DrainLease(self.conn, self.owner, config.lease_ttl, monotonic)
         self.pacer = Pacer(self.conn, self.lease, config, self.counters)
         self.loop = Loop(self.path, self.conn, config, step=self.sync_once, release=self.lease.release)
@@ -152,6 +154,20 @@ class SyncWorker:
                 resume_all(self.conn)
             save_state(self.conn, target=self._target_id)
         return load_state(self.conn)
+
+    def _remote_position(self) -> int | None:
+        """The number of the newest send D1 took from this file, or None (no send yet, or no fence there)."""
+        identity = load_state(self.conn).identity
+        return None if identity is None else read_position(self.target, identity)
+
+    def _check_position(self) -> None:
+        """Once per worker (and after a pause): is this file behind what D1 already took from it? A file
+        restored from a backup is, and sending from it would mix two pasts: raise FileRewoundError."""
+        sent = load_state(self.conn).sent
+        position = self._remote_position() if sent else None
+        if position is not None and position > sent:
+            raise rewound(self.path, sent + 1)
+        self._position_checked = True
 
     def resume(self) -> None:
         """Try everything again now: clear the back-off, the pause and every table's pause.
@@ -221,6 +237,8 @@ class SyncWorker:
         # Taken before the window is read: a commit after this point must wake the loop.
         self.loop.seen_version = self.conn.data_version()
         try:
+            if not self._position_checked:
+                self._check_position()
             ready = preflight(
                 self.conn,
                 self.target,
@@ -290,6 +308,8 @@ class SyncWorker:
                 worker.verify(repair=True)
                 drain(worker)
         """
+        if repair and delete_extra:
+            self._take_over()
         report = verify(
             self.conn,
             self.target,
@@ -303,6 +323,18 @@ class SyncWorker:
         if repair:
             self.wake()
         return report
+
+    def _take_over(self) -> None:
+        """This file is the truth from now on (``verify --repair --delete-extra``): its sends continue after the
+        newest D1 took, and a pause for having gone back in time is lifted (the repair makes D1 equal to it)."""
+        position = self._remote_position()
+        if position is not None:
+            catch_up(self.conn, position)
+        state = load_state(self.conn)
+        if state.paused is not None and state.last_error is not None and state.last_error.kind == "FileRewoundError":
+            with self.conn.atomic():
+                save_state(self.conn, paused=None, failures=0, backoff_until=0.0)
+        self._position_checked = False
 
     def paused_tables(self) -> dict[str, str]:
         """The tables paused on their own, and why (see ``d1sync status``)."""
