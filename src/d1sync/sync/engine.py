@@ -160,6 +160,16 @@ class SyncWorker:
         identity = load_state(self.conn).identity
         return None if identity is None else read_position(self.target, identity)
 
+    def _reopen(self) -> None:
+        """Another file was put in the file's place while the worker ran (a restore, a copy moved over it):
+        sync that one from now on, checked afresh (its schema, and whether it is behind what D1 took)."""
+        log.warning("%s was replaced by another file while the worker ran: reopening it", self.path)
+        self.conn.reopen()
+        ensure_schema(self.conn)
+        self._seen_schema = -1
+        self._position_checked = False
+        self.loop.seen_version = -1  # whatever the new file holds is news
+
     def _check_position(self) -> None:
         """Once per worker (and after a pause): is this file behind what D1 already took from it? A file
         restored from a backup is, and sending from it would mix two pasts: raise FileRewoundError."""
@@ -199,6 +209,8 @@ class SyncWorker:
         """Send what is pending (one window), then pull when a pull is due (two-way tables), unless backing off
         or another worker holds the lease."""
         now = self.clock() if now is None else now
+        if self.conn.replaced():
+            self._reopen()
         if self.push:
             # Even while backing off: the oldest pending age is how long a change has waited, to within a pass.
             stamp(self.conn, int(now * 1000))
