@@ -18,6 +18,7 @@ One pass (``sync_once``):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -355,8 +356,14 @@ class SyncWorker:
         return {name: state.paused for name, state in states.items() if state.paused and name in specs}
 
     def status(self) -> Status:
-        """The outbox's status (see :class:`~d1sync.sync.status.Status`)."""
-        return read_status(self.conn)
+        """The outbox's status (see :class:`~d1sync.sync.status.Status`), with a local failure the file could
+        not record (a full disk) from memory."""
+        status = read_status(self.conn)
+        error = self.loop.local_error
+        recorded = (status.last_error or {}).get("at")
+        if error is not None and (recorded is None or recorded < error.at):
+            status = dataclasses.replace(status, last_error=dataclasses.asdict(error))
+        return status
 
     def close(self) -> None:
         """Release the lease (if held) and close the worker's connection to the file (and the target, when

@@ -16,6 +16,7 @@ never blocks the loop.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,11 @@ class Loop:
         self._thread: threading.Thread | None = None
         self.crash: BaseException | None = None
         """What ended a loop started by :meth:`start`, if something did."""
+        self.local_failures = 0
+        """Passes in a row that failed on the local file (a full disk, a locked or damaged file)."""
+        self.local_error: LastError | None = None
+        """The last of them, kept here too: with a full disk it cannot be written into the file."""
+        self._rng = random.Random()
         self.seen_version = -1
         """``PRAGMA data_version`` when the last pass read the change log: another connection's commit
         since changes it, which wakes the loop (the engine sets it before reading a window)."""
@@ -117,15 +123,35 @@ class Loop:
         """The step (``sync_once``, or ``step``), but a local error or a bug becomes a back-off instead of an
         exception."""
         try:
-            return (step or self._step)()
+            result = (step or self._step)()
         except D1Error as exc:
-            # Remote failures are handled inside the pass: this is the local file, busy or unreadable for now.
-            log.warning("local database error, retrying: %s", exc)
-            return SyncResult("backoff", retry_in=self.config.backoff.base, error=str(exc))
+            # Remote failures are handled inside the pass: this is the local file (full, busy, damaged).
+            return self._local_failure(exc)
         except Exception as exc:
             # A bug must not end the daemon silently with writes pending: say it loudly and try again later.
             log.exception("unexpected error in a sync pass; retrying in %.0fs", self.config.pause_interval)
             return SyncResult("backoff", retry_in=self.config.pause_interval, error=f"{type(exc).__name__}: {exc}")
+        if self.local_failures:
+            log.info("the local file works again after %d failed pass(es)", self.local_failures)
+            self.local_failures, self.local_error = 0, None
+        return result
+
+    def _local_failure(self, exc: D1Error) -> SyncResult:
+        """A pass failed on the local file: back off like a remote failure (growing, jittered) and record it
+        where ``status`` reads it, if the file takes the write (a full disk does not: the log still says it)."""
+        self.local_failures += 1
+        delay = self.config.backoff.delay(self.local_failures, self._rng)
+        self.local_error = LastError(at=time.time(), message=f"local file: {exc.message}", kind=type(exc).__name__)
+        if self.local_failures == 1 or self.local_failures % 20 == 0:  # not one line per retry
+            log.warning(
+                "local database error (%d in a row), retrying in %.1fs: %s", self.local_failures, delay, exc.message
+            )
+        try:
+            with self.conn.atomic():
+                save_state(self.conn, last_error=self.local_error)
+        except D1Error:
+            pass
+        return SyncResult("backoff", retry_in=delay, error=str(exc))
 
     def _flush(self) -> None:
         deadline = self._flush_deadline
