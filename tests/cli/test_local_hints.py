@@ -31,4 +31,3 @@ def test_a_full_d1_database_is_not_told_to_match_the_table() -> None:
     with click.Context(cli) as ctx:
         hint = _hint(error, ctx)
     assert hint is not None and "D1's database is full" in hint and "schema" not in hint
-
