@@ -217,3 +217,26 @@ def test_dead_list_shows_bytes_that_are_not_utf8_escaped_and_keeps_json_valid(fi
     letters = json.loads(result.stdout.decode("utf-8"))  # strict UTF-8: raises if raw bytes leaked
     bad = [d for d in letters if "not valid UTF-8" in d["error"]]
     assert [d["key"] for d in bad] == [[10]]
+
+
+def _closed_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("timeout", [["--timeout", "2"], []], ids=["--timeout", "default"])
+def test_sync_at_a_target_that_never_answers_says_so_and_exits_1(
+    app: Path, monkeypatch: pytest.MonkeyPatch, timeout: list[str]
+) -> None:
+    """Not "1 change(s) still pending" after retrying for ever: nothing answers there, and what to do."""
+    monkeypatch.setattr("d1sync.cli.sync.NEVER_ANSWERED", 2.0)  # the default is 60 s: the same path, sooner
+    url = _closed_url()
+    result = CliRunner().invoke(
+        cli, ["sync", str(app), "--emulator", url, *timeout], env={"D1SYNC_EMULATOR_TOKEN": "t0ken"}
+    )
+    assert result.exit_code == 1
+    assert f"Error: nothing answers at {url} (connection refused)" in result.output
+    assert "is `d1sync emulator` running there?" in result.output
+    assert "SELECT" not in result.output and "json_array" not in result.output

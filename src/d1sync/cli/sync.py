@@ -17,6 +17,8 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from d1sync.database import Database
+from d1sync.errors import D1Error, UnreachableError
 from d1sync.sync import DrainReport, Limits, SyncConfig, SyncWorker, drain
 from d1sync.sync.metrics import MetricsServer, metrics_text
 from d1sync.sync.store.lease import describe_holder, live_holder
@@ -292,7 +294,11 @@ def sync(
                 )
             if wait:
                 _wait_for_holder(worker, db, give_up, as_json)
-            report = _drain(worker, give_up, report)
+            report = _drain(worker, give_up if give_up is not None else NEVER_ANSWERED, report)
+            if report.pending and not report.requests and report.state not in ("paused", "locked"):
+                _stop_if_unreachable(remote)  # a target that never answered: say so, do not retry for ever
+            if give_up is None and report.pending and report.state not in ("paused", "locked"):
+                report = _more(report, _drain(worker, None, DrainReport()))  # it answers: carry on as ever
             if wait and report.state == "locked" and report.pending:
                 _wait_for_holder(worker, db, give_up, as_json, held=True)  # another worker took the lease meanwhile
             st = worker.status()  # the worker paused (not only tables): its last error's kind picks the hint
@@ -303,6 +309,27 @@ def sync(
     finally:
         remote.close()
     _finish(db, report, as_json, kind, pull_only=pull_only)
+
+
+NEVER_ANSWERED = 60.0
+"""Seconds ``sync`` tries a target that has not answered at all before it checks whether anything listens."""
+
+
+def _stop_if_unreachable(remote: Database) -> None:
+    """Exit 1 with the cause when nothing answers at the target (it never did during the drain)."""
+    try:
+        remote.prepare("SELECT 1").raw()
+    except UnreachableError as exc:
+        fail(exc.message, hint_for("UnreachableError"))
+    except D1Error:
+        return  # it answers, with an error the drain reports on its own
+
+
+def _more(first: DrainReport, then: DrainReport) -> DrainReport:
+    """Two drains as one: the counts added, the state and what is left from the second."""
+    for name in ("rows", "requests", "dead", "retries", "seconds", "pulled"):
+        setattr(then, name, getattr(first, name) + getattr(then, name))
+    return then
 
 
 def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None, *, pull_only: bool = False) -> None:
