@@ -26,6 +26,7 @@ from d1sync.sync.store.lease import describe_holder, live_holder
 from ._common import (
     DB_ARG,
     EXIT_DEAD_LETTERS,
+    EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_TEMPFAIL,
     EXIT_USAGE,
@@ -103,14 +104,21 @@ class _Shutdown:
     def __init__(self, worker: SyncWorker, flush_timeout: float) -> None:
         self.worker = worker
         self.flush_timeout = flush_timeout
-        self.signalled = False
+        self.signalled: int | None = None
+
+    def exit_code(self, pending: int) -> int:
+        """How ``run`` ends: 0 when the last drain sent everything; with changes left, 130 after Ctrl-C (as a
+        shell expects of an interrupted command) and 1 after SIGTERM (a service manager's stop)."""
+        if not pending:
+            return 0
+        return EXIT_INTERRUPTED if self.signalled == signal.SIGINT else EXIT_FAILURE
 
     def __call__(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if self.signalled:
+        if self.signalled is not None:
             log.warning("received %s again: exiting now; unsent changes stay in the outbox", name)
             os._exit(EXIT_INTERRUPTED)
-        self.signalled = True
+        self.signalled = signum
         log.info("received %s: stopping after a last drain (up to %gs; again to exit now)", name, self.flush_timeout)
         self.worker.stop(self.flush_timeout, wait=False)
         watchdog = threading.Timer(self.flush_timeout + 1.0, self._deadline)
@@ -119,7 +127,7 @@ class _Shutdown:
 
     def _deadline(self) -> None:
         log.warning("the flush deadline passed: exiting now; unsent changes stay in the outbox")
-        os._exit(0)
+        os._exit(self.exit_code(pending=1))  # the flush did not finish: something is left
 
 
 @click.command(cls=Command)
@@ -183,6 +191,9 @@ def run(
     log.info(
         "stopped; %d row(s) sent in %d request(s), %d pending", worker.counters.rows, worker.counters.requests, pending
     )
+    code = shutdown.exit_code(pending)
+    if code:
+        raise click.exceptions.Exit(code)
 
 
 def _progress_bar() -> Progress:
