@@ -41,7 +41,7 @@ from d1sync.sync.push.refusals import Refusal, Verdict, decide
 from d1sync.sync.push.sender import deliver_window, rewound
 from d1sync.sync.push.window import read_window
 from d1sync.sync.remote import read_position
-from d1sync.sync.run.loop import DEFAULT_FLUSH_TIMEOUT, Loop
+from d1sync.sync.run.loop import DEFAULT_FLUSH_TIMEOUT, Loop, make_warnings_visible
 from d1sync.sync.status import Status, read_status
 from d1sync.sync.store.lease import DrainLease, new_owner
 from d1sync.sync.store.log import pending_count, stamp
@@ -423,6 +423,7 @@ class SyncWorker:
         Raises:
             ConfigError: the loop is already running.
         """
+        make_warnings_visible()  # embedded: a pause must reach a person even with no logging configured
         self.loop.start(idle_interval=idle_interval)
         return self
 
@@ -439,6 +440,10 @@ class SyncWorker:
         A change leaves the outbox when D1 acknowledges it (or refuses it for good: it is then a dead
         letter, counted in ``status().dead_letters``). Whoever holds the drain lease sends: this worker's
         loop, another process's (``d1sync run``), or, when neither runs, this call itself.
+
+        Raises:
+            SyncPausedError: some of those changes wait for a pause that needs a fix (a table missing on D1,
+                a bad token): it ends the wait at once with ``table``, ``reason`` and ``fix``.
         """
         return self.loop.wait_synced(timeout)
 

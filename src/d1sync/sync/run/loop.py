@@ -22,14 +22,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from d1sync.errors import ConfigError, D1Error
+from d1sync.errors import ConfigError, D1Error, SyncPausedError
 from d1sync.sqlite import Connection, on_commit
 from d1sync.sync.config import SyncConfig
 from d1sync.sync.model import SyncResult
-from d1sync.sync.store.log import issued_seq, pending_through
-from d1sync.sync.store.state import LastError, save_state
+from d1sync.sync.store.log import issued_seq, pending_tables_through, pending_through
+from d1sync.sync.store.state import LastError, load_state, load_table_states, save_state
 
-__all__ = ["DEFAULT_FLUSH_TIMEOUT", "Loop"]
+__all__ = ["DEFAULT_FLUSH_TIMEOUT", "Loop", "make_warnings_visible", "raise_if_held"]
 
 log = logging.getLogger("d1sync.sync")
 
@@ -222,10 +222,15 @@ class Loop:
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         """Wait until every change committed before this call has left the outbox (see
-        :meth:`SyncWorker.wait_synced <d1sync.sync.engine.SyncWorker.wait_synced>`); False on timeout."""
+        :meth:`SyncWorker.wait_synced <d1sync.sync.engine.SyncWorker.wait_synced>`); False on timeout.
+
+        Raises:
+            SyncPausedError: some of those changes wait for a pause that needs a fix.
+        """
         mark = issued_seq(self.conn)  # the newest change now in the log
         deadline = None if timeout is None else time.monotonic() + timeout
         while pending_through(self.conn, mark):
+            raise_if_held(self.conn, mark)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
@@ -238,3 +243,34 @@ class Loop:
                 pause = result.retry_in or self.config.poll_interval
                 time.sleep(max(0.0, min(pause, self.config.poll_interval * 4, remaining or pause)))
         return True
+
+
+def raise_if_held(conn: Connection, mark: int) -> None:
+    """Raise SyncPausedError when changes up to ``mark`` wait for a pause: the worker's, or their table's."""
+    state = load_state(conn)
+    if state.paused is not None:
+        raise SyncPausedError(state.paused)
+    waiting = pending_tables_through(conn, mark)
+    for name, table in sorted(load_table_states(conn).items()):
+        if table.paused is not None and name in waiting:
+            raise SyncPausedError(table.paused, table=name, fix=table.fix)
+
+
+_visible = threading.Lock()
+
+
+def make_warnings_visible() -> None:
+    """An embedded worker's warnings (a pause, a failing target) must reach a person even where the program
+    configured no logging for d1sync (uvicorn's default configuration, a bare script): then they go to
+    stderr. Where any handler would take them, nothing changes."""
+    logger = logging.getLogger("d1sync")
+    with _visible:
+        chain: logging.Logger | None = logger
+        while chain is not None:
+            if any(not isinstance(h, logging.NullHandler) for h in chain.handlers):
+                return
+            chain = chain.parent if chain.propagate else None
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("d1sync %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
