@@ -35,11 +35,9 @@ from d1sync.sync.link import Aside, Link
 from d1sync.sync.model import Counters, Failure, State, SyncResult
 from d1sync.sync.pacing import Pacer
 from d1sync.sync.pull.puller import Puller, PullReport, merge_pull, replicated_specs
-from d1sync.sync.push.planner import plan
-from d1sync.sync.push.readahead import READ_AHEAD_SECONDS, still_current, window_reader
+from d1sync.sync.push.pusher import Pusher
 from d1sync.sync.push.refusals import Refusal, Verdict, decide
-from d1sync.sync.push.sender import deliver_window, rewound
-from d1sync.sync.push.window import read_window
+from d1sync.sync.push.sender import rewound
 from d1sync.sync.remote import read_position
 from d1sync.sync.run.loop import DEFAULT_FLUSH_TIMEOUT, Loop, make_warnings_visible
 from d1sync.sync.status import Status, read_status
@@ -50,7 +48,6 @@ from d1sync.sync.store.state import WorkerState, catch_up, load_state, load_tabl
 from d1sync.sync.store.twoway import clear_pull_pause
 from d1sync.sync.store.upgrade import ensure_schema
 from d1sync.sync.tables.pauses import resume_all
-from d1sync.sync.tables.preflight import preflight
 
 __all__ = ["State", "SyncResult", "SyncWorker"]
 
@@ -112,7 +109,6 @@ class SyncWorker:
         except BaseException:
             self.conn.close()
             raise
-        self._seen_schema = -1
         self._position_checked = False
         self.lease = DrainLease(self.conn, self.owner, config.lease_ttl, monotonic)
         self.pacer = Pacer(self.conn, self.lease, config, self.counters)
@@ -122,6 +118,7 @@ class SyncWorker:
         self.push = config.push
         self.pull = config.pull
         self.puller = Puller(config.pull_options)
+        self.pusher = Pusher(config)
         self.read_ahead = config.read_ahead
         self._aside = Aside(config.pool)
 
@@ -167,7 +164,7 @@ class SyncWorker:
         log.warning("%s was replaced by another file while the worker ran: reopening it", self.path)
         self.conn.reopen()
         ensure_schema(self.conn)
-        self._seen_schema = -1
+        self.pusher.recheck()
         self._position_checked = False
         self.loop.seen_version = -1  # whatever the new file holds is news
 
@@ -187,7 +184,7 @@ class SyncWorker:
         the next re-check. A cause that is still there pauses again at once, with its message.
         """
         resume_all(self.conn)
-        self._seen_schema = -1
+        self.pusher.recheck()
         self.resume_pull()
         self.wake()
 
@@ -249,39 +246,16 @@ class SyncWorker:
             return SyncResult("locked", retry_in=self.lease_ttl / 3)
         # Taken before the window is read: a commit after this point must wake the loop.
         self.loop.seen_version = self.conn.data_version()
-        try:
-            if not self._position_checked:
+        if not self._position_checked:
+            try:
                 self._check_position()
-            ready = preflight(
-                self.conn,
-                self.target,
-                now=now,
-                seen_schema=self._seen_schema,
-                check_schema=self.check_schema,
-                pause_interval=self.pause_interval,
-                chunk=max(1, self.window // 2),  # room for new writes in the same window
-            )
-        except D1Error as exc:  # transient: back off; auth, a missing database: not about one table, pause
-            return self.pacer.failed(Failure(exc, now, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF))
-        self._seen_schema = ready.schema_version
-        result = SyncResult("idle", paused_tables=ready.paused)
-        if ready.retry_soon:
-            result.retry_in = self.backoff.base
-        window = read_window(self.conn, self.window, skip=ready.waiting)
-        planned = plan(window.changes, window.specs, self.limits)
-        link = self._link()
-        while True:
-            result.more = window.full or ready.resending
-            ahead = self.read_ahead and window.full and time.monotonic() - started < READ_AHEAD_SECONDS
-            reader = window_reader(self.conn, self.window, self.limits, ready, window) if ahead else None
-            delivered, next_window = deliver_window(
-                link, window, planned, result, limits=self.limits, on_progress=self.on_progress, read_ahead=reader
-            )
-            next_window = still_current(self.conn, ready, next_window)
-            outcome = None if delivered is None else self._recorded(delivered)
-            if outcome is not None or next_window is None:
-                break
-            window, planned = next_window
+            except D1Error as exc:  # transient: back off; a file behind D1 (or auth): pause
+                return self.pacer.failed(Failure(exc, now, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF))
+        result, delivered = self.pusher.push(self._link(), now, started=started, on_progress=self.on_progress)
+        outcome = None if delivered is None else self._recorded(delivered)
+        if result is None:  # the tables could not be checked: nothing was read
+            assert outcome is not None
+            return outcome
         self.counters.dead += result.dead
         result.paused_tables = self.paused_tables()
         if outcome is not None:
