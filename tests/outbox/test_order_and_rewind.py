@@ -1,6 +1,6 @@
-"""What D1's lack of order and a file that went back in time can do, against the emulator over a real socket:
-a request applied late changes nothing (the fence), and a file restored from a backup pauses loudly until
-D1 is made equal to it or it is restored from D1."""
+"""The file is what it was, against the emulator over a real socket: a request D1 applies late changes nothing
+(the fence), a file restored from a backup pauses loudly until D1 is made equal to it or it is restored from
+D1, and a file replaced under a running daemon is reopened."""
 
 from __future__ import annotations
 
@@ -156,3 +156,34 @@ def test_the_fence_adds_no_request_and_a_restarted_worker_keeps_counting(
             assert worker.sync_once().requests == 1
     position = client.prepare("SELECT seq FROM _d1sync_fence").raw()
     assert position == [[3]]
+
+
+def test_a_file_replaced_under_a_running_daemon_is_reopened_and_synced(
+    kv: tuple[Path, LocalDatabase, D1Client],
+    emulator: EmulatorServer,
+    open_worker: OpenWorker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Remove app.db, -wal and -shm, and move a copy into place while ``run`` runs: the daemon notices the new
+    file (another inode), says so, and syncs what is written to it."""
+    path, app, client = kv
+    app.prepare("INSERT INTO kv VALUES (1, 'before')").run()
+    worker = open_worker(path, client, SyncConfig(poll_interval=0.02, min_interval=0.0))
+    drain(worker, sleep=time.sleep)
+    copy = tmp_path / "copy.db"
+    with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+    app.close()
+    with worker.start(idle_interval=0.05):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        copy.replace(path)
+        with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.executemany("INSERT INTO kv VALUES (?, 'after')", [(i,) for i in range(100, 200)])
+        deadline = time.monotonic() + 25
+        while (worker.pending() or len(remote_rows(emulator)) < 101) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker.pending() == 0
+    assert remote_rows(emulator) == local_rows(path) and len(local_rows(path)) == 101
+    assert any("was replaced by another file while the worker ran" in r.getMessage() for r in caplog.records)

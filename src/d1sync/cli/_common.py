@@ -191,6 +191,15 @@ def hint_for(kind: str) -> str | None:
     return None
 
 
+_LOCAL_HINTS = {
+    "SQLITE_FULL": "free space on the disk holding the file; nothing is lost, and syncing resumes by itself",
+    "SQLITE_IOERR": "the disk failed to read or write the file: check the disk and the file system",
+    "SQLITE_CORRUPT": "the file is damaged: restore it from a backup, or from D1 with `d1sync clone`",
+    "SQLITE_READONLY": "the file or its folder is read-only here: d1sync writes its outbox into the file",
+}
+"""Hints for failures of a local file (an error with no HTTP status), by SQLite's result code."""
+
+
 def _hint(exc: BaseException, ctx: click.Context) -> str | None:
     """A hint that fits the error *and* this invocation (its target, its flags)."""
     for kind in type(exc).__mro__:
@@ -199,6 +208,10 @@ def _hint(exc: BaseException, ctx: click.Context) -> str | None:
             return hint
     if isinstance(exc, TransientError):
         return "the failure may pass: run the command again"
+    if isinstance(exc, SQLError) and exc.result_code in _LOCAL_HINTS and exc.status is None:
+        return _LOCAL_HINTS[exc.result_code]
+    if isinstance(exc, SQLError) and exc.result_code == "SQLITE_FULL":
+        return "D1's database is full (10 GB; 500 MB on the free plan): delete rows there or move tables to another"
     if isinstance(exc, SQLError) and exc.result_code in ("SQLITE_NOTADB", "SQLITE_CANTOPEN"):
         return "check the path: it must be a SQLite database file (or a new file in a folder that exists)"
     if isinstance(exc, SQLError):

@@ -9,6 +9,7 @@ exception leaks out of a public call::
     │   ├── UsageError               the invocation is incomplete or contradictory (a choice to make, two flags)
     │   └── SchemaMismatchError      the remote lacks a synced table, column or key
     ├── ValueEncodingError           a Python value that cannot travel to D1 (NaN, int beyond 64 bits, ...)
+    ├── SyncPausedError              wait_synced: the changes wait for a pause that needs a fix (.table, .fix)
     ├── MigrationError               a migration file could not be applied (.name, .path)
     │   ├── UnsafeMigrationError     it holds BEGIN/COMMIT/...; refused before anything ran (.line)
     │   └── MigrationFailedError     the database refused it; rolled back (.cause, .statement_number, .line)
@@ -77,6 +78,7 @@ __all__ = [
     "RequestTimeoutError",
     "SQLError",
     "SchemaMismatchError",
+    "SyncPausedError",
     "TransientError",
     "UndecodableTextError",
     "UnprovenResultError",
@@ -125,6 +127,24 @@ class ValueEncodingError(D1SyncError, ValueError):
 
 
 # -- migrations --------------------------------------------------------------------------------------------
+
+
+class SyncPausedError(D1SyncError):
+    """The changes waited for cannot leave: a pause holds them that does not clear by itself (a table missing on
+    D1, a bad token, a file that went back in time). Nothing is dropped; fix the cause and they go.
+
+    Attributes:
+        table: the paused table, or None when the whole worker is paused.
+        reason: why, as the worker recorded it.
+        fix: the step that resumes it, when one is known.
+    """
+
+    def __init__(self, reason: str, *, table: str | None = None, fix: str | None = None) -> None:
+        self.table = table
+        self.reason = reason
+        self.fix = fix
+        where = f"table {table!r}" if table is not None else "the sync worker"
+        super().__init__(f"{where} is paused: {reason}" + (f"; fix: {fix}" if fix else ""))
 
 
 class MigrationError(D1SyncError):

@@ -103,6 +103,11 @@ RULES: tuple[Rule, ...] = (
         "D1 took a newer send from this file: the file went back in time; sending more would mix two pasts",
     ),
     Rule(lambda r: r.sql is None, Verdict.PAUSE_ALL, "auth, a missing database: not about one table or row"),
+    Rule(
+        lambda r: r.sql is not None and r.sql.result_code == "SQLITE_FULL",
+        Verdict.PAUSE_ALL,
+        "D1's database is full: no table or row is at fault, and nothing fits until space is freed there",
+    ),
     Rule(lambda r: r.tables > 1, Verdict.SPLIT_TABLES, "first find the table the refusal is about"),
     Rule(lambda r: not r.row_level, Verdict.PAUSE_TABLE, "no such column and the like: the table's schema"),
     Rule(

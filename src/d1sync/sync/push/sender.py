@@ -393,8 +393,10 @@ class _Sender:
         conn = self.link.conn
         with conn.atomic():
             state = load_table_states(conn).get(table, TableState())
+            path = self.link.conn.path
             fix = (
-                "make the remote table match the local one (`d1sync verify DB` compares them), then `d1sync resume DB`"
+                f"make the remote table match the local one (`d1sync verify {path}` compares them), "
+                f"then `d1sync resume {path}`"
             )
             state = replace(pause(state, "refused", reason, fix, self.link.clock()), remote_columns=None)
             save_table_state(conn, table, state)
