@@ -154,3 +154,11 @@ def test_a_missing_row_that_is_a_dead_letter_is_named_so_and_repair_does_not_pro
     assert f"d1sync dead {app} list" in out and "--repair (add" not in out
     code, report = invoke_json("verify", str(app), *target)
     assert (report["tables"][0]["missing"], report["tables"][0]["dead"], report["queued"]) == (1, 1, 0)
+
+
+def test_sync_with_a_wrong_token_says_so_and_never_nothing_to_sync(synced: tuple[Path, list[str]]) -> None:
+    app, target = synced
+    result = CliRunner().invoke(cli, ["sync", str(app), *target], env={"D1SYNC_EMULATOR_TOKEN": "not-the-token"})
+    assert result.exit_code == 1
+    assert "nothing to sync" not in result.output
+    assert "D1SYNC_EMULATOR_TOKEN must equal the token the emulator was started with" in result.output
