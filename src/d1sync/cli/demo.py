@@ -109,7 +109,7 @@ def demo(
         report = run_demo(config, on_tick=tick)
         done = f"{report.requests} requests, {report.retries} retries"
         progress.update(synced, completed=report.rows_sent, total=report.rows_sent, info=done, elapsed=report.seconds)
-        progress.update(written, elapsed=report.seconds)
+        progress.update(written, completed=rows, elapsed=report.seconds)
 
     console.print(
         f"applied {report.migrations} migration file(s) to the local file and to the emulator, with one Migrator"
