@@ -23,6 +23,11 @@ DEFAULT_MAX_BODY = 100_000_000
 """The largest request body the emulator reads, in bytes (``d1sync emulator --max-body``): Cloudflare's
 smallest plans refuse bodies over 100 MB at the edge with HTTP 413."""
 
+DEFAULT_MAX_DURATION = 30.0
+"""Seconds one request may run (``d1sync emulator --max-duration``): D1's "Maximum SQL query duration". Past
+it, the request is rolled back and answered ``D1 DB storage operation exceeded timeout which caused object to
+be reset.`` (code 7429), as D1 answers."""
+
 if TYPE_CHECKING:
     from d1sync.emulator.app import create_app
     from d1sync.emulator.faults import FaultConfig
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_DATABASE_ID",
     "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_DURATION",
     "DEFAULT_PORT",
     "TOKEN_ENV",
     "EmulatorServer",

@@ -44,7 +44,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from d1sync.client.config import clean_token
-from d1sync.emulator import DEFAULT_MAX_BODY
+from d1sync.emulator import DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION
 from d1sync.emulator.endpoints import TRANSFER_PREFIX, transfer_routes
 from d1sync.emulator.engine import Engine, decode_body, internal_error, parse_database_id
 from d1sync.emulator.faults import Fault, FaultConfig, FaultInjector, Garble, Sleep
@@ -274,6 +274,7 @@ def create_app(
     rate_limit: tuple[int, float] | None = None,
     auto_create: bool = False,
     max_body: int = DEFAULT_MAX_BODY,
+    max_duration: float = DEFAULT_MAX_DURATION,
     clock: Callable[[], float] = time.monotonic,
     sleep: Sleep | None = None,
 ) -> Starlette:
@@ -291,6 +292,9 @@ def create_app(
         max_body: the largest request body read, in bytes, on every route (uploads included). A larger one
             is answered HTTP 413, code 7400 (see :class:`BodyTooLarge`), as soon as its ``Content-Length``
             or the bytes read so far pass the limit.
+        max_duration: seconds one ``/query`` or ``/raw`` request may run (D1's 30 s). A longer one is stopped
+            (SQLite's progress handler interrupts the running statement), rolled back and answered D1's
+            ``D1 DB storage operation exceeded timeout which caused object to be reset.``, code 7429, HTTP 429.
         clock, sleep: time sources for the rate limit and injected delays (tests pass fakes).
 
     The app exposes ``app.state.engine`` (:class:`~d1sync.emulator.engine.Engine`) and ``app.state.faults``
@@ -301,7 +305,9 @@ def create_app(
         raise ValueError("the emulator needs a non-empty token")
     if max_body < 1:
         raise ValueError(f"max_body must be a positive number of bytes, not {max_body}")
-    engine = Engine(data_dir, auto_create=auto_create)
+    if not max_duration > 0:
+        raise ValueError(f"max_duration must be a positive number of seconds, not {max_duration}")
+    engine = Engine(data_dir, auto_create=auto_create, max_duration=max_duration)
     injector = FaultInjector(faults, rate_limit, clock=clock, **({"sleep": sleep} if sleep else {}))
     routes = _Routes(engine, injector)
 

@@ -27,6 +27,7 @@ exception leaks out of a public call::
             ├── NetworkError         the connection failed or broke
             │   └── UnreachableError nothing answers at the address (refused, unknown host)
             ├── RequestTimeoutError  no answer in time (a write may still have committed)
+            ├── ExecutionTimeoutError D1 stopped the request at its 30 s limit and rolled it back (send less)
             └── UnprovenResultError  an answer that says success but does not prove it (outcome unknown)
 
 ``retryable`` is True exactly for :class:`TransientError` and its subclasses.
@@ -65,6 +66,7 @@ __all__ = [
     "D1Error",
     "D1SyncError",
     "DatabaseNotFoundError",
+    "ExecutionTimeoutError",
     "InvalidRequestError",
     "LimitError",
     "MigrationError",
@@ -334,6 +336,15 @@ class RequestTimeoutError(TransientError):
     """No response in time. A write may still have been applied: only retry idempotent writes."""
 
 
+class ExecutionTimeoutError(TransientError):
+    """D1 ran the request past its execution limit (30 s), reset the database and rolled the request back
+    (``D1 DB storage operation exceeded timeout which caused object to be reset.``, code 7429).
+
+    Nothing of the request was applied. D1 counts it among the errors worth retrying (a busy machine can cause
+    it), but a request that is simply too much work fails again: send less per request.
+    """
+
+
 class UnprovenResultError(TransientError):
     """D1 answered "success" but the answer does not prove it: no ``result``, a ``null`` one, fewer statement
     results than statements sent, a statement result without ``success: true`` or without its ``meta``.
@@ -388,6 +399,7 @@ _TRANSIENT_MESSAGES = (
     "d1 db is overloaded",
     "cannot resolve d1 db due to transient issue",
 )
+_EXECUTION_TIMEOUT = "storage operation exceeded timeout which caused object to be reset"
 _LIMIT_MESSAGES = ("sqlite_toobig", "too many sql variables", "string or blob too big")
 _AUTH_CODES = frozenset({7403, 9109, 10000})
 
@@ -403,6 +415,9 @@ def classify_error(
     """The d1sync error for a D1 failure, from its error code, HTTP status and message (d1-contract §2)."""
     kwargs: dict[str, Any] = {"code": code, "status": status, "statement": statement}
     lowered = message.lower()
+    if _EXECUTION_TIMEOUT in lowered:
+        # Before the 429 test: this is one request's own time, not the account's rate limit.
+        return ExecutionTimeoutError(message, **kwargs)
     if code == 971 or status == 429:
         return RateLimitedError(message, retry_after=retry_after, **kwargs)
     if status == 413:
