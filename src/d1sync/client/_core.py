@@ -287,14 +287,23 @@ class ClientCore:
             params["name"] = name
         return ApiRequest("GET", self._account_url(), params=params, safe_to_retry=True)
 
-    def create_request(self, name: str, primary_location_hint: str | None) -> ApiRequest:
+    def create_request(
+        self, name: str, primary_location_hint: str | None, jurisdiction: str | None = None
+    ) -> ApiRequest:
         body: dict[str, str] = {"name": name}
         if primary_location_hint:
             body["primary_location_hint"] = primary_location_hint
+        if jurisdiction:
+            body["jurisdiction"] = jurisdiction
         return ApiRequest("POST", self._account_url(), _encode_body(body), expects_object=True)
 
     def get_request(self, database_id: str) -> ApiRequest:
         return ApiRequest("GET", self._database_url(database_id), safe_to_retry=True, expects_object=True)
+
+    def import_request(self, database_id: str, content: bytes, *, safe: bool) -> ApiRequest:
+        """``POST .../import`` (init, ingest or poll; see :mod:`~d1sync.client.imports`): answers an object."""
+        url = f"{self._database_url(database_id)}/import"
+        return ApiRequest("POST", url, content, safe_to_retry=safe, expects_object=True)
 
     def delete_request(self, database_id: str) -> ApiRequest:
         # Not retried: a DELETE that went through but lost its answer would come back as 7404.
