@@ -81,6 +81,7 @@ class D1Client(Database):
         self.rate_limiter = rate_limiter if rate_limiter is not None else default_limiter(config.base_url)
         self._sleep = sleep or time.sleep
         self._transport = transport
+        self._rng = rng
         self._http = httpx.Client(
             headers=self._core.headers,
             timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
@@ -106,6 +107,23 @@ class D1Client(Database):
 
     def __repr__(self) -> str:
         return self._core.describe(type(self).__name__)
+
+    def for_database(self, database_id: str) -> D1Client:
+        """A new client with this one's account, token, API base, timeout, retries, rate limiter and transport,
+        bound to ``database_id`` (a database just created, say). Close it too."""
+        config = self._core.config
+        return D1Client(
+            account_id=config.account_id,
+            database_id=database_id,
+            api_token=config.api_token,
+            base_url=config.base_url,
+            timeout=self._http.timeout,
+            retry=self._core.policy,
+            rate_limiter=self.rate_limiter,
+            transport=self._transport,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
