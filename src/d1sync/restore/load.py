@@ -71,6 +71,14 @@ def _require_empty(db: D1Client, database_id: str) -> None:
         )
 
 
+def _create(d1: D1Client, name: str, location_hint: str | None, jurisdiction: str | None) -> str:
+    made: dict[str, Any] = d1.create_database(name, primary_location_hint=location_hint, jurisdiction=jurisdiction)
+    database_id = str(made.get("uuid") or "")
+    if not database_id:
+        raise ConfigError(f"D1 created the database {name!r} but did not say its id")
+    return database_id
+
+
 def restore(
     path: str | os.PathLike[str],
     d1: D1Client,
@@ -81,12 +89,14 @@ def restore(
     jurisdiction: str | None = None,
     page: int = DEFAULT_PAGE,
     on_import: Callable[[ImportHandle], None] | None = None,
+    on_created: Callable[[str], None] | None = None,
 ) -> RestoreReport:
     """Restore the SQLite file ``path`` into D1 through ``d1`` (module docstring).
 
     Give ``name`` to create a new database (``location_hint``, ``jurisdiction``), or ``into`` the id of an
-    existing empty one. ``on_import`` gets the import's handle after each step (see
-    :meth:`D1Client.import_sql`).
+    existing empty one. ``on_created`` gets a new database's id as soon as D1 gives it (a failure later
+    leaves that database behind, empty when the import failed), ``on_import`` the import's handle after each
+    step (see :meth:`D1Client.import_sql`).
 
     Raises:
         ConfigError: no such file; neither or both of ``name`` and ``into``; ``into`` is not empty; a virtual
@@ -102,26 +112,20 @@ def restore(
             for statement in iter_dump(dump):
                 out.write(statement)
         if into is not None:
-            target = d1.for_database(into)
-            _require_empty(target, into)
             database_id, created = into, False
         else:
             assert name is not None
-            made: dict[str, Any] = d1.create_database(
-                name, primary_location_hint=location_hint, jurisdiction=jurisdiction
-            )
-            database_id, created = str(made.get("uuid") or ""), True
-            if not database_id:
-                raise ConfigError(f"D1 created the database {name!r} but did not say its id")
-            target = d1.for_database(database_id)
-        try:
+            database_id, created = _create(d1, name, location_hint, jurisdiction), True
+            if on_created is not None:
+                on_created(database_id)
+        with d1.for_database(database_id) as target:
+            if not created:
+                _require_empty(target, database_id)
             result = target.import_sql(text.read_bytes(), on_progress=on_import)
             diffs = [
                 verify_table(dump.source.connection, target, dump.spec(entry), page, None, None, False)[0]
                 for entry in dump.copied()
             ]
-        finally:
-            target.close()
         notes = [
             f"{e.name}: a contentless FTS5 table holds no content to restore; it is created empty"
             for e in dump.plan
