@@ -84,8 +84,7 @@ class Scene:
 @pytest.fixture
 def scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator_server: EmulatorServer) -> Scene:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("D1SYNC_EMULATOR_TOKEN", TOKEN)  # restore needs D1: the session's emulator stands in
-    return Scene(tmp_path, emulator_server.url)
+    return Scene(tmp_path, emulator_server.url)  # restore needs D1: the session's emulator stands in
 
 
 SUCCEEDS: dict[str, str] = {
@@ -125,7 +124,8 @@ SUCCEEDS: dict[str, str] = {
 
 
 def invoke(words: list[str]) -> Any:
-    return CliRunner().invoke(cli, words, catch_exceptions=False)
+    # The token of the session's emulator, for the commands that need D1 (restore); only while one runs.
+    return CliRunner(env={"D1SYNC_EMULATOR_TOKEN": TOKEN}).invoke(cli, words, catch_exceptions=False)
 
 
 def test_every_command_has_a_recipe_here() -> None:

@@ -13,16 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from d1sync.client import AsyncD1Client, D1Client, RetryPolicy
+from d1sync.client import AsyncD1Client, D1Client
 from d1sync.client.imports import ImportHandle
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.emulator.server import EmulatorServer
 from d1sync.errors import SQLError, TransientError, UnprovenResultError
 
+from ..support import TOKEN as EMULATOR_TOKEN
+from ..support import socket_client
 from .scripted import DATABASE, TOKEN, ScriptedD1, envelope
 
 SEED = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);\nINSERT INTO t VALUES (1, 'a'), (2, x'00ff');\n"
-EMULATOR_TOKEN = "import-test-token"
 
 
 @pytest.fixture
@@ -32,13 +33,7 @@ def server(tmp_path: Path) -> Iterator[EmulatorServer]:
 
 
 def client(server: EmulatorServer) -> D1Client:
-    return D1Client(
-        account_id="a",
-        database_id=DEFAULT_DATABASE_ID,
-        api_token=EMULATOR_TOKEN,
-        base_url=server.api_base,
-        retry=RetryPolicy(max_retries=0),
-    )
+    return socket_client(server.api_base, DEFAULT_DATABASE_ID)
 
 
 def test_a_file_is_imported_and_every_step_is_reported(server: EmulatorServer) -> None:

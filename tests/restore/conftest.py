@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from d1sync.client import D1Client, RetryPolicy
+from d1sync.client import D1Client
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.emulator.server import EmulatorServer
 
-TOKEN = "restore-test-token"
+from ..support import TOKEN, socket_client
 
 
 @pytest.fixture
@@ -25,13 +25,7 @@ def server(tmp_path: Path) -> Iterator[EmulatorServer]:
 
 
 def client_of(server: EmulatorServer, database_id: str = DEFAULT_DATABASE_ID) -> D1Client:
-    return D1Client(
-        account_id="a",
-        database_id=database_id,
-        api_token=TOKEN,
-        base_url=server.api_base,
-        retry=RetryPolicy(max_retries=0),
-    )
+    return socket_client(server.api_base, database_id)
 
 
 def exact(value: Any) -> Any:

@@ -7,27 +7,20 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from d1sync.client import D1Client
 from d1sync.errors import D1SyncError
 from d1sync.restore import RestoreReport
 from d1sync.restore import restore as restore_file
 
-from ._common import EXIT_USAGE, Command, console, fail, need_file, print_json
+from ._common import EXIT_USAGE, Command, console, diff_table, fail, need_file, print_json
 from ._target import target_from, target_options
 
 __all__ = ["restore"]
 
 
 def _render(file: str, report: RestoreReport) -> None:
-    table = Table("table", "rows", "in D1", "result")
-    for diff in report.tables:
-        result = "[green]equal[/green]" if diff.equal else f"[red]different[/red] ({diff.missing} missing, "
-        if not diff.equal:
-            result += f"{diff.extra} extra, {diff.different} different)"
-        table.add_row(diff.table, f"{diff.local_rows:,}", f"{diff.remote_rows:,}", result)
-    console.print(table)
+    console.print(diff_table(report.tables, "in D1"))
     for note in report.notes:
         console.print(f"[yellow]note: {escape(note)}[/yellow]")
     where = f"the new database {escape(report.name or '')}" if report.created else "the database"
