@@ -4,20 +4,22 @@ longer is stopped mid-statement, rolled back, and answered with D1's error for i
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 
-from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_DURATION
+from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_DURATION, TOKEN_ENV
 from d1sync.emulator.app import create_app
 from d1sync.emulator.server import EmulatorServer
 from d1sync.errors import ExecutionTimeoutError, RateLimitedError, TransientError, classify_error
 
 from ..support import socket_client
-from .conftest import TOKEN, Api
+from .conftest import TOKEN, Api, start
 
 LIMIT = 0.3
 # Counts to a billion: minutes of work, so only the limit can end it.
@@ -75,3 +77,16 @@ def test_over_a_socket_the_client_gets_an_execution_timeout_and_nothing_applied(
                 db.batch([db.prepare("INSERT INTO t VALUES (?)").bind(1), db.prepare(SLOW)])
             assert (info.value.code, info.value.status) == (7429, 429)
             assert db.prepare("SELECT count(*) AS n FROM t").first("n") == 0
+
+
+def test_the_command_takes_max_duration_from_its_flag_or_the_environment(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    for args, env in ((["--max-duration", "0.3"], {}), ([], {"D1SYNC_EMULATOR_MAX_DURATION": "0.3"})):
+        proc, _, api_base = start(["--data-dir", str(tmp_path / "data"), *args], {TOKEN_ENV: TOKEN, **env})
+        processes.append(proc)
+        with httpx.Client(base_url=api_base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
+            answer = http.post(f"/accounts/a/d1/database/{DEFAULT_DATABASE_ID}/query", json={"sql": SLOW})
+        assert (answer.status_code, answer.json()["errors"][0]["code"]) == (429, 7429)
+        proc.terminate()
+        proc.communicate(timeout=15)
