@@ -69,15 +69,26 @@ def test_a_caller_that_crashed_after_ingest_polls_and_gets_the_result_without_im
         assert db.prepare("SELECT count(*) AS n FROM t").first("n") == 2
 
 
-def test_the_async_client_imports_too(server: EmulatorServer) -> None:
+def test_a_file_path_is_streamed_from_disk(server: EmulatorServer, tmp_path: Path) -> None:
+    (tmp_path / "seed.sql").write_text(SEED)
+    with client(server) as db:
+        result = db.import_sql(tmp_path / "seed.sql")
+        assert db.prepare("SELECT count(*) AS n FROM t").first("n") == 2
+    assert result.handle.etag == hashlib.md5(SEED.encode()).hexdigest()
+
+
+def test_the_async_client_imports_bytes_and_files_too(server: EmulatorServer, tmp_path: Path) -> None:
+    (tmp_path / "more.sql").write_text("INSERT INTO t VALUES (3, 'c');\n")
+
     async def run() -> int:
         async with AsyncD1Client(
             account_id="a", database_id=DEFAULT_DATABASE_ID, api_token=EMULATOR_TOKEN, base_url=server.api_base
         ) as db:
             await db.import_sql(SEED.encode())
+            await db.import_sql(tmp_path / "more.sql")
             return int(await db.prepare("SELECT count(*) AS n FROM t").first("n"))
 
-    assert asyncio.run(run()) == 2
+    assert asyncio.run(run()) == 3
 
 
 # -- what wrangler sends, and answers that prove nothing (scripted) ---------------------------------------------

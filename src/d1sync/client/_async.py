@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +25,17 @@ from d1sync.sql import split_statements
 
 from ._core import ApiRequest, AsyncSleep, ClientCore, DatabasePager, RetryPolicy
 from .config import resolve_config
-from .imports import ImportHandle, ImportResult, import_body, md5_hex, read_answer, still_running, upload_problem
+from .imports import (
+    UPLOAD_CHUNK,
+    ImportHandle,
+    ImportResult,
+    import_body,
+    md5_file,
+    md5_hex,
+    read_answer,
+    still_running,
+    upload_problem,
+)
 from .ratelimit import RateLimiter, default_limiter
 
 __all__ = ["AsyncD1Client"]
@@ -31,6 +43,13 @@ __all__ = ["AsyncD1Client"]
 logger = logging.getLogger("d1sync.client")
 
 Timeout = float | httpx.Timeout | None
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """The file at ``path`` in chunks, so an upload never holds it whole (a chunk read blocks only briefly)."""
+    with path.open("rb") as file:
+        while chunk := file.read(UPLOAD_CHUNK):
+            yield chunk
 
 
 class AsyncD1Client(AsyncDatabase):
@@ -231,15 +250,16 @@ class AsyncD1Client(AsyncDatabase):
 
     async def import_sql(
         self,
-        sql: str | bytes,
+        sql: str | bytes | os.PathLike[str],
         *,
         database_id: str | None = None,
         poll_interval: float = 1.0,
         timeout: float = 3600.0,
         on_progress: Callable[[ImportHandle], None] | None = None,
     ) -> ImportResult:
-        """Run the SQL text ``sql`` through D1's import, as ``wrangler d1 execute --file --remote`` does: init,
-        upload to the signed URL D1 returns (outside the API's request budget), ingest, poll until done.
+        """Run the SQL text ``sql`` (or the file at the path ``sql``, streamed from disk) through D1's import, as
+        ``wrangler d1 execute --file --remote`` does: init, upload to the signed URL D1 returns (outside the
+        API's request budget), ingest, poll until done.
 
         D1 runs the whole file as one transaction and is briefly unavailable to other queries meanwhile. Every
         answer is checked (:mod:`~d1sync.client.imports`). ``on_progress`` gets the :class:`ImportHandle`
@@ -256,9 +276,15 @@ class AsyncD1Client(AsyncDatabase):
             proved nothing (the outcome is unknown: poll the handle). TransientError: still running after
             ``timeout`` seconds (poll the handle later).
         """
-        data = sql.encode() if isinstance(sql, str) else bytes(sql)
+        body: bytes | Path
+        if isinstance(sql, os.PathLike):
+            body = Path(sql)
+            etag = md5_file(body)
+        else:
+            body = sql.encode() if isinstance(sql, str) else bytes(sql)
+            etag = md5_hex(body)
         target = database_id or self._core.config.require_database_id()
-        handle = ImportHandle(target, md5_hex(data))
+        handle = ImportHandle(target, etag)
         # Not retried: an init for a file D1 already holds starts its import.
         request = self._core.import_request(target, import_body("init", handle), safe=False)
         answer = read_answer(self._core.json_result(await self._send(request)), handle, init=True)
@@ -271,7 +297,7 @@ class AsyncD1Client(AsyncDatabase):
             return await self.poll_import(handle, poll_interval=poll_interval, timeout=timeout)
         handle = ImportHandle(target, handle.etag, str(answer.filename))
         self._progress(on_progress, handle)
-        await self._upload(answer.upload_url, data, handle.etag)
+        await self._upload(answer.upload_url, body, handle.etag)
         handle = ImportHandle(target, handle.etag, handle.filename, None, "uploaded")
         self._progress(on_progress, handle)
         # Recorded before it is sent: once ingest may have reached D1, the import must only be polled.
@@ -314,15 +340,18 @@ class AsyncD1Client(AsyncDatabase):
         if callback is not None:
             callback(handle)
 
-    async def _upload(self, url: str, data: bytes, etag: str) -> None:
-        """PUT ``data`` to a signed upload URL: no bearer token (it belongs to the API, not the bucket) and no
-        rate limiter (the upload is not an API request). Retried as an idempotent request."""
+    async def _upload(self, url: str, body: bytes | Path, etag: str) -> None:
+        """PUT ``body`` (bytes, or a file read chunk by chunk) to a signed upload URL: no bearer token (it belongs
+        to the API, not the bucket) and no rate limiter (the upload is not an API request). Retried as an
+        idempotent request."""
         attempt = 0
         async with httpx.AsyncClient(transport=self._transport, timeout=self._http.timeout) as bare:
             while True:
                 error: D1Error
                 try:
-                    response = await bare.put(url, content=data, headers={"Content-Length": str(len(data))})
+                    size = len(body) if isinstance(body, bytes) else body.stat().st_size
+                    content = body if isinstance(body, bytes) else _file_chunks(body)
+                    response = await bare.put(url, content=content, headers={"Content-Length": str(size)})
                 except httpx.RequestError as exc:
                     error = NetworkError(f"the upload of the import failed ({type(exc).__name__})")
                 else:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -44,6 +45,19 @@ __all__ = [
 ]
 
 Stage = Literal["init", "uploaded", "ingesting", "complete"]
+
+
+UPLOAD_CHUNK = 1 << 20
+"""Bytes read from a file at a time, to hash it and to upload it."""
+
+
+def md5_file(path: str | os.PathLike[str]) -> str:
+    """:func:`md5_hex` of a file's content, read chunk by chunk."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as file:
+        while chunk := file.read(UPLOAD_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def md5_hex(data: bytes) -> str:

@@ -121,7 +121,7 @@ def restore(
         with d1.for_database(database_id) as target:
             if not created:
                 _require_empty(target, database_id)
-            result = target.import_sql(text.read_bytes(), on_progress=on_import)
+            result = target.import_sql(text, on_progress=on_import)
             diffs = [
                 verify_table(dump.source.connection, target, dump.spec(entry), page, None, None, False)[0]
                 for entry in dump.copied()
