@@ -128,3 +128,11 @@ def test_literals_are_exact_and_stay_on_one_line() -> None:
     assert sql_literal(2.0**-1074) == "(1 * pow(2.0, -1074))"
     assert sql_literal(0.1) == "0.1" and sql_literal(-math.inf) == "-1e999"
     assert sql_literal(b"\x00") == "x'00'" and sql_literal(None) == "NULL" and sql_literal(-(2**63)) == str(-(2**63))
+
+
+def test_statements_stay_under_d1s_100_kb_counted_in_bytes(tmp_path: Path) -> None:
+    make_file(tmp_path / "app.db", [["😀" * 1000, i, None] for i in range(300)])  # 4,000 bytes a row
+    out = io.StringIO()
+    write_dump(tmp_path / "app.db", out)
+    inserts = [line for line in out.getvalue().splitlines() if line.startswith("INSERT")]
+    assert len(inserts) > 1 and all(len(line.encode()) <= 100_000 for line in inserts)

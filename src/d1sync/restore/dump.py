@@ -43,7 +43,7 @@ from typing import IO, Any
 from d1sync.errors import ConfigError
 from d1sync.local import LocalDatabase
 from d1sync.outbox.clone_plan import PlanEntry, create_plan, read_source_schema, table_spec
-from d1sync.outbox.codec import exact_real
+from d1sync.outbox.codec import exact_real, utf8_length
 from d1sync.outbox.model import TableSpec
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
@@ -149,11 +149,12 @@ def _rows(dump: DumpPlan, entry: PlanEntry) -> Iterator[str]:
     size = 0
     for row in cursor:
         tuple_text = "(" + ",".join(sql_literal(v) for v in row) + ")"
-        if values and size + len(tuple_text) > STATEMENT_BYTES:
+        length = utf8_length(tuple_text)  # D1's limit counts bytes: 90,000 emoji are 360,000 of them
+        if values and size + length > STATEMENT_BYTES:
             yield head + ",".join(values) + ";\n"
             values, size = [], 0
         values.append(tuple_text)
-        size += len(tuple_text) + 1
+        size += length + 1
     if values:
         yield head + ",".join(values) + ";\n"
 
