@@ -21,7 +21,7 @@ from d1sync.restore import sql_literal, write_dump
 from .conftest import client_of, emulator_path, snapshot
 
 EXTREMES: list[Any] = [
-    None, 0, 1, -1, 2**53 + 1, 2**63 - 1, -(2**63), 0.0, 1.0, -2.5, 0.1, 1e308, -1e-308, 5e-324, 2.0**-1074,
+    None, 0, 1, -1, 2**53 + 1, 2**63 - 1, -(2**63), 0.0, -0.0, 1.0, -2.5, 0.1, 1e308, -1e-308, 5e-324, 2.0**-1074,
     2.0**-100, 2.0**100, 1.7976931348623157e308, math.inf, -math.inf, "", "it's", "a\x00b", "line\nbreak\r\n",
     "\u2028 é 😀", "\\n stays", b"", b"\x00\xff", "NULL",
 ]  # fmt: skip
