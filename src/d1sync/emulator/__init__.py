@@ -7,8 +7,12 @@
     with EmulatorServer("data", token="secret", faults=FaultConfig(error_rate=0.05, seed=1)) as server:
         server.api_base        # http://127.0.0.1:PORT/client/v4, for D1Client(base_url=...)
 
-See ``docs/emulator.md``. Kept out of ``import d1sync``, and imported lazily here: the constants are cheap,
-and the web stack (Starlette, uvicorn) loads only when the app or the server is asked for.
+D1's limits hold: ``max_body`` bytes per request body (413), and ``max_duration`` seconds per request (D1's
+30 s): past it, a request is interrupted, rolled back and answered ``D1 DB storage operation exceeded timeout
+which caused object to be reset.`` with code 7429, as D1 answers. See ``docs/emulator.md``.
+
+Kept out of ``import d1sync``, and imported lazily here: the constants are cheap, and the web stack
+(Starlette, uvicorn) loads only when the app or the server is asked for.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Routes (d1-contract §1), under ``/client/v4``; any account id is accepted::
     POST   .../{database_id}/import, /export, GET .../time_travel/bookmark, POST .../time_travel/restore
                                                                     (d1sync.emulator.endpoints)
 
+A ``/query`` or ``/raw`` request runs at most ``max_duration`` seconds (D1's 30 s); a longer one is rolled back
+and answered 7429/429 ``D1 DB storage operation exceeded timeout which caused object to be reset.``.
+
 Every response is D1's envelope with all four keys (``result``, ``success``, ``errors``, ``messages``),
 except the HTML pages of injected gateway faults. Every request needs ``Authorization: Bearer <token>``, but
 the upload and download URLs that import and export hand out (``/d1-transfer/...``), whose random token is
