@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from d1sync.emulator.server import EmulatorServer
-from d1sync.restore import sql_literal, write_dump
+from d1sync.restore import iter_dump, open_plan, sql_literal, write_dump
 
 from .conftest import client_of, emulator_path, snapshot
 
@@ -136,3 +136,13 @@ def test_statements_stay_under_d1s_100_kb_counted_in_bytes(tmp_path: Path) -> No
     write_dump(tmp_path / "app.db", out)
     inserts = [line for line in out.getvalue().splitlines() if line.startswith("INSERT")]
     assert len(inserts) > 1 and all(len(line.encode()) <= 100_000 for line in inserts)
+
+
+def test_the_dump_reads_one_state_of_the_file_while_the_application_writes(tmp_path: Path) -> None:
+    make_file(tmp_path / "app.db", [[1, 2, 3]])
+    with closing(sqlite3.connect(tmp_path / "app.db", isolation_level=None)) as app:
+        app.execute("PRAGMA journal_mode = WAL")
+        with open_plan(tmp_path / "app.db") as dump:
+            app.execute("INSERT INTO v VALUES (4, 5, 6)")  # committed while the dump runs
+            text = "".join(iter_dump(dump))
+    assert "(1,1,2,3)" in text and "4,5,6" not in text  # rowid first

@@ -119,7 +119,8 @@ class DumpPlan:
 
 @contextmanager
 def open_plan(path: str | os.PathLike[str]) -> Iterator[DumpPlan]:
-    """Open the SQLite file ``path`` and plan its dump with clone's plan (module docstring).
+    """Open the SQLite file ``path`` and plan its dump with clone's plan (module docstring); the block runs in
+    one read transaction of the file.
 
     Raises:
         ConfigError: no such file; a virtual table other than FTS5 (D1 allows no other).
@@ -131,7 +132,11 @@ def open_plan(path: str | os.PathLike[str]) -> Iterator[DumpPlan]:
     try:
         objects, sequence = read_source_schema(source)
         plan = create_plan(shape, source, objects, sequence)
-        yield DumpPlan(source, shape, plan, sequence)
+        # One read transaction from here on: the rows dumped (and a restore's verify) see one state of the file,
+        # however the application writes meanwhile.
+        with source.connection.snapshot() as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master")  # SQLite takes the snapshot at the first read
+            yield DumpPlan(source, shape, plan, sequence)
     finally:
         shape.close()
         source.close()
