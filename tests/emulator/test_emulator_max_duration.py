@@ -13,6 +13,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from d1sync.client import D1Client, RetryPolicy
 from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_DURATION, TOKEN_ENV
 from d1sync.emulator.app import create_app
 from d1sync.emulator.server import EmulatorServer
@@ -90,3 +91,23 @@ def test_the_command_takes_max_duration_from_its_flag_or_the_environment(
         assert (answer.status_code, answer.json()["errors"][0]["code"]) == (429, 7429)
         proc.terminate()
         proc.communicate(timeout=15)
+
+
+def test_the_client_does_not_resend_a_request_that_ran_out_of_time(make_app: Callable[..., Starlette]) -> None:
+    """Sent again, it would run 30 s again: the caller gets the error at once and decides to send less."""
+    from d1sync.emulator.testing import SyncASGITransport
+
+    app = make_app(max_duration=LIMIT)
+    sleeps: list[float] = []
+    with D1Client(
+        account_id="acct",
+        database_id=DEFAULT_DATABASE_ID,
+        api_token=TOKEN,
+        base_url="http://emulator/client/v4",
+        transport=SyncASGITransport(app),
+        retry=RetryPolicy(max_retries=3),
+        sleep=sleeps.append,
+    ) as db:
+        with pytest.raises(ExecutionTimeoutError):
+            db.prepare(SLOW).all()  # a read: any other transient error would be retried
+    assert sleeps == []

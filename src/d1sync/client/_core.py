@@ -22,6 +22,7 @@ from d1sync.backoff import Backoff
 from d1sync.database import Meta, RawResult, Result
 from d1sync.errors import (
     D1Error,
+    ExecutionTimeoutError,
     NetworkError,
     RequestTimeoutError,
     TransientError,
@@ -421,9 +422,13 @@ class ClientCore:
         """Seconds to wait before retrying after failed attempt ``attempt`` (0-based), or None to give up.
 
         Retries happen only for retryable errors, within ``max_retries``, and only when resending is safe:
-        the request is read-only or marked idempotent, or it provably never left (connection refused).
+        the request is read-only or marked idempotent, or it provably never left (connection refused). An
+        :class:`~d1sync.errors.ExecutionTimeoutError` is not resent as is: it goes to the caller at once.
         """
         if not error.retryable or attempt >= self.policy.max_retries:
+            return None
+        if isinstance(error, ExecutionTimeoutError):
+            # The same request would most likely run past D1's 30 s again: its caller decides (send less).
             return None
         if not (request.safe_to_retry or isinstance(error.__cause__, _NOT_SENT)):
             return None
