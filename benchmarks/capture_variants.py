@@ -4,7 +4,7 @@ Each variant is the same AFTER INSERT trigger writing one change row, differing 
 AUTOINCREMENT or a plain rowid, a CHECK on the op, a per-row timestamp, the table as its name or an integer
 id, and the key as the codec's JSON or the raw value. Transactions of ``--per-tx`` rows into one file per
 variant (WAL, synchronous=NORMAL), in interleaved rounds; medians. This is how d1sync chose today's log: a
-plain rowid, an integer table id, an integer op and the raw key, no timestamp (d1sync.outbox.store.log says how seqs
+plain rowid, an integer table id, an integer op and the raw key, no timestamp (d1sync.sync.store.log says how seqs
 still never repeat and where the oldest pending age comes from).
 
 .venv/bin/python benchmarks/capture_variants.py --table bench --rows 5000 --rounds 5 --per-tx 1

@@ -24,7 +24,7 @@ from d1sync import clone
 from d1sync.bench import machine_info
 from d1sync.bench.data import make_backlog
 from d1sync.bench.remote import BenchEmulator, CountingTransport, pacing_limiter
-from d1sync.outbox import SyncWorker, drain
+from d1sync.sync import SyncWorker, drain
 
 console = Console()
 

@@ -26,7 +26,7 @@ from d1sync.bench import machine_info
 from d1sync.bench.data import TABLE, make_backlog
 from d1sync.bench.remote import BenchEmulator, CountingTransport, pacing_limiter
 from d1sync.client import D1Client
-from d1sync.outbox import SyncWorker, drain
+from d1sync.sync import SyncWorker, drain
 
 console = Console()
 

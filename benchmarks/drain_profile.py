@@ -41,8 +41,11 @@ import httpx
 from d1sync.bench.data import CREATE_TABLE, make_backlog
 from d1sync.bench.remote import BenchEmulator, compare_with_remote, pacing_limiter
 from d1sync.client import D1Client
-from d1sync.outbox import SyncConfig, SyncWorker, ahead, changes, delivery
-from d1sync.outbox import worker as worker_module
+from d1sync.sync import SyncConfig, SyncWorker
+from d1sync.sync import engine as worker_module
+from d1sync.sync.push import readahead as ahead
+from d1sync.sync.push import sender as delivery
+from d1sync.sync.push import window as changes
 
 Spent = dict[str, float]
 

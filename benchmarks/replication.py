@@ -34,9 +34,9 @@ from rich.table import Table
 from d1sync.bench import machine_info
 from d1sync.bench.remote import BenchEmulator
 from d1sync.database import Database, ExecResult, RawResult, Result, Statement
-from d1sync.outbox import Outbox, SyncConfig, SyncWorker, drain
-from d1sync.outbox.pull import PullOptions
-from d1sync.outbox.replicate import prune
+from d1sync.sync import Outbox, SyncConfig, SyncWorker, drain
+from d1sync.sync.config import PullOptions
+from d1sync.sync.remote import prune
 
 console = Console()
 SCHEMA = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)"

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("d1sync._version", "d1sync.errors", "d1sync.values", "d1sync.sql", "d1sync.backoff"),
     ("d1sync.database", "d1sync.wrangler"),
     ("d1sync.sqlite", "d1sync.local", "d1sync.client", "d1sync.target"),
-    ("d1sync.outbox", "d1sync.migrations", "d1sync.tasks", "d1sync.modules", "d1sync.restore"),
+    ("d1sync.sync", "d1sync.outbox", "d1sync.migrations", "d1sync.tasks", "d1sync.modules", "d1sync.restore"),
     ("d1sync.emulator",),
     ("d1sync.demo", "d1sync.bench"),
     ("d1sync.cli", "d1sync.__main__"),
@@ -206,10 +206,11 @@ def test_help_loads_no_command_module_at_all() -> None:
     assert "httpx" not in loaded
 
 
-STORE = "d1sync.outbox.store"
+ENGINE = "d1sync.sync"
+STORE = "d1sync.sync.store"
 # Outside the store, only these name d1sync's own tables in SQL: what d1sync keeps on D1 (remote capture,
 # replica positions), a clone's plan kept in the new file, and the migrations' checksum side table.
-OWN_TABLES_ELSEWHERE = {"d1sync.outbox.replicate", "d1sync.outbox.clone_plan", "d1sync.migrations.runner"}
+OWN_TABLES_ELSEWHERE = {"d1sync.sync.remote", "d1sync.sync.compare.clone_plan", "d1sync.migrations.runner"}
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -269,21 +270,15 @@ def test_no_sql_fragment_of_the_store_is_used_outside_it() -> None:
 
 
 def test_the_store_imports_nothing_of_the_engine_above_it() -> None:
-    below = {"d1sync.outbox.codec", "d1sync.outbox.model"}
+    below = {"d1sync.sync.codec", "d1sync.sync.model"}
     upward = {
         f"{name} imports {target}"
         for name in MODULES
         if name.startswith(STORE)
         for target in imports_of(name)
-        if target.startswith("d1sync.outbox")
-        and not target.startswith(STORE)
-        and target not in below
-        and target != "d1sync.outbox"
+        if target.startswith(ENGINE + ".") and not target.startswith(STORE) and target not in below
     }
     assert upward == set()
-
-
-ENGINE = "d1sync.outbox"
 
 
 def test_no_protocol_describes_the_worker_and_no_mixin_expects_its_attributes() -> None:
@@ -298,7 +293,7 @@ def test_no_protocol_describes_the_worker_and_no_mixin_expects_its_attributes() 
         and any(isinstance(base, ast.Name | ast.Attribute) and "Protocol" in ast.unparse(base) for base in node.bases)
     ]
     assert protocols == []
-    from d1sync.outbox.worker import SyncWorker
+    from d1sync.sync.engine import SyncWorker
 
     assert SyncWorker.__bases__ == (object,)
 
@@ -310,8 +305,66 @@ def test_only_refusals_decides_what_a_push_refusal_means() -> None:
     readers = sorted(
         f"{name}:{node.lineno}"
         for name, path in MODULES.items()
-        if name.startswith(ENGINE) and name not in (f"{ENGINE}.refusals", f"{ENGINE}.apply")
+        if name.startswith(ENGINE) and name not in (f"{ENGINE}.push.refusals", f"{ENGINE}.pull.apply")
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.Attribute) and node.attr in ("row_level", "constraint")
     )
     assert readers == []
+
+
+def _engine_graph() -> dict[str, set[str]]:
+    """The engine's modules and what each imports of the engine (a package's __init__ included)."""
+    graph: dict[str, set[str]] = {}
+    for name in MODULES:
+        if name == ENGINE or name.startswith(ENGINE + "."):
+            targets = {t for t in imports_of(name) if t.startswith(ENGINE + ".")}
+            for target in list(targets):
+                parent = target.rpartition(".")[0]
+                while parent.startswith(ENGINE + ".") and not name.startswith(parent + "."):
+                    targets.add(parent)
+                    parent = parent.rpartition(".")[0]
+            graph[name] = targets
+    return graph
+
+
+def test_no_folder_of_the_engine_holds_more_than_twelve_modules() -> None:
+    folders: dict[Path, int] = {}
+    for path in (SRC / "sync").rglob("*.py"):
+        folders[path.parent] = folders.get(path.parent, 0) + 1
+    assert {str(f.relative_to(SRC)): n for f, n in folders.items() if n > 12} == {}
+
+
+def test_the_engines_import_chain_is_at_most_eight_deep() -> None:
+    graph = _engine_graph()
+    depth: dict[str, int] = {}
+
+    def deepest(name: str) -> int:
+        if name not in depth:
+            depth[name] = 1 + max((deepest(t) for t in graph.get(name, ())), default=0)
+        return depth[name]
+
+    worst = max(graph, key=deepest)
+    assert deepest(worst) <= 8, (worst, deepest(worst))
+
+
+def _reaches(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        for target in graph.get(stack.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                stack.append(target)
+    return seen
+
+
+@pytest.mark.parametrize("start", [f"{ENGINE}.push", f"{ENGINE}.store.triggers", f"{ENGINE}.capture"])
+def test_push_and_capture_import_nothing_named_pull_or_replica(start: str) -> None:
+    """Pull sits beside push, never below it: capture learns "this write is an apply" from the store."""
+    graph = _engine_graph()
+    starts = [name for name in graph if name == start or name.startswith(start + ".")]
+    assert starts
+    reached = {target for name in starts for target in _reaches(graph, name) | {name}}
+    named = sorted(t for t in reached if any(part in t.rpartition(".")[2] for part in ("pull", "replica")))
+    named += sorted(t for t in reached if ".pull." in t + ".")
+    assert named == []

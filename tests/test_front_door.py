@@ -15,6 +15,15 @@ def test_all_is_sorted_and_every_name_exists() -> None:
         assert hasattr(d1sync, name), name
 
 
+def test_the_engines_former_home_still_exports_every_public_name_of_the_engine() -> None:
+    import d1sync.outbox
+    import d1sync.sync
+
+    assert d1sync.outbox.__all__ == d1sync.sync.__all__ == sorted(d1sync.sync.__all__)
+    for name in d1sync.sync.__all__:
+        assert getattr(d1sync.outbox, name) is getattr(d1sync.sync, name), name
+
+
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
     found: list[tuple[tuple[str, ...], click.Command]] = []
     ctx = click.Context(group)

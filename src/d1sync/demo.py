@@ -29,8 +29,8 @@ from d1sync.sqlite import remove_database
 
 if TYPE_CHECKING:
     from d1sync.emulator.faults import FaultConfig
-    from d1sync.outbox import SyncWorker
-    from d1sync.outbox.verify import VerifyReport
+    from d1sync.sync import SyncWorker
+    from d1sync.sync.compare.verify import VerifyReport
 
 __all__ = ["DEMO_SCHEMA", "DemoConfig", "DemoReport", "run_demo", "table_checksum"]
 
@@ -273,7 +273,7 @@ def run_demo(config: DemoConfig, *, on_tick: Callable[[dict[str, Any]], None] | 
     from d1sync.client import D1Client, RetryPolicy
     from d1sync.emulator import DEFAULT_DATABASE_ID
     from d1sync.emulator.server import EmulatorServer
-    from d1sync.outbox import Outbox, SyncConfig, SyncWorker
+    from d1sync.sync import Outbox, SyncConfig, SyncWorker
 
     report = DemoReport()
     with tempfile.TemporaryDirectory(prefix="d1sync-demo-") as tmp, contextlib.ExitStack() as stack:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from d1sync.outbox.codec import column_expr, encode_row
+from d1sync.sync.codec import column_expr, encode_row
 
 __all__ = ["CASES", "Case"]
 

@@ -194,13 +194,13 @@ def test_create_list_get_and_delete_databases(api: Api) -> None:
 
 
 def test_list_pages_through_databases(api: Api) -> None:
-    for i in range(3):
+    for i in range(19):
         api.http.post(ACCOUNTS, json={"name": f"db{i}"}, headers=AUTH)
     pages = [
-        api.http.get(ACCOUNTS, params={"page": p, "per_page": 2}, headers=AUTH).json()["result"] for p in (1, 2, 3)
+        api.http.get(ACCOUNTS, params={"page": p, "per_page": 10}, headers=AUTH).json()["result"] for p in (1, 2, 3)
     ]
-    assert [len(p) for p in pages] == [2, 2, 0]
-    assert len({d["uuid"] for p in pages for d in p}) == 4
+    assert [len(p) for p in pages] == [10, 10, 0]
+    assert len({d["uuid"] for p in pages for d in p}) == 20  # 19 and the default database
 
 
 def test_creating_a_database_with_a_taken_name_is_an_error(api: Api) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
 from d1sync.emulator.faults import FaultConfig, FaultInjector, RateLimitWindow
+from d1sync.emulator.server import EmulatorServer
 
-from .conftest import ACCOUNTS, AUTH, Api, AppFactory
+from .conftest import ACCOUNTS, AUTH, TOKEN, Api, AppFactory
 
 
 class FakeTime:
@@ -220,3 +223,51 @@ def test_an_injector_without_faults_never_moves_its_generator() -> None:
     injector.update(error_rate=1.0)
     fresh = FaultInjector(FaultConfig(seed=5, error_rate=1.0))
     assert [injector.plan().fault for _ in range(20)] == [fresh.plan().fault for _ in range(20)]
+
+
+def test_a_late_request_is_dropped_then_applied_after_a_newer_one(tmp_path: Path) -> None:
+    """D1 promises no order between requests: the late fault applies a request after the client gave up on
+    it and sent another, so old state lands over new (what the sync engine must guard against)."""
+    with EmulatorServer(tmp_path, token=TOKEN, faults=FaultConfig(), auto_create=True) as server:
+        api = Api(httpx.Client(base_url=server.url, timeout=5.0), server.app)
+        with api.http:
+            api.ok("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)")
+            server.app.state.faults.configure(FaultConfig(late_rate=1.0, late_delay=0.5))
+            with pytest.raises(httpx.RemoteProtocolError):
+                api.sql("INSERT INTO kv VALUES (1, 'old') ON CONFLICT (k) DO UPDATE SET v = excluded.v")
+            server.app.state.faults.update(late_rate=0.0)
+            api.ok("INSERT INTO kv VALUES (1, 'new') ON CONFLICT (k) DO UPDATE SET v = excluded.v")
+            assert api.ok("SELECT v FROM kv") == [{"v": "new"}]
+            deadline = time.monotonic() + 10
+            while server.app.state.faults.stats["late_applied"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert api.ok("SELECT v FROM kv") == [{"v": "old"}]
+            assert server.app.state.faults.stats["late"] == 1
+
+
+def test_with_a_block_an_overrun_refuses_every_request_until_the_block_ends(
+    faulty: Callable[..., Api], fake_time: FakeTime
+) -> None:
+    """Cloudflare answers an overrun with minutes of 429s for the whole account, not one refusal."""
+    api = faulty(FaultConfig(block_seconds=300.0), rate_limit=(3, 60.0))
+    api.app.state.faults.set_rate_limit((3, 60.0))
+    assert [api.sql("SELECT 1").status_code for _ in range(3)] == [200, 200, 200]
+    refused = api.sql("SELECT 1")
+    assert api.error(refused)[:2] == (429, 971) and refused.headers["retry-after"] == "300"
+    fake_time.now += 120  # the window has passed, the block has not
+    blocked = api.sql("SELECT 1")
+    assert blocked.status_code == 429 and blocked.headers["retry-after"] == "180"
+    assert blocked.headers["x-ratelimit-remaining"] == "0"
+    fake_time.now += 180
+    assert api.sql("SELECT 1").status_code == 200
+    stats = api.app.state.faults.stats
+    assert (stats["rate_limit_rejections"], stats["rate_limit_blocked"]) == (1, 1)
+
+
+@pytest.mark.parametrize(("asked", "served"), [("1", 10), ("5", 10), ("50", 50), ("20000", 10_000)])
+def test_list_pages_hold_between_10_and_10000_databases_as_on_d1(
+    make_app: AppFactory, connect: Callable[..., Api], asked: str, served: int
+) -> None:
+    api = connect(make_app())
+    response = api.http.get(ACCOUNTS, params={"per_page": asked}, headers=AUTH)
+    assert response.json()["result_info"]["per_page"] == served

@@ -10,7 +10,7 @@ from d1sync.client import D1Client
 from d1sync.emulator.server import EmulatorServer
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Outbox, SyncConfig, SyncWorker, drain
-from d1sync.outbox.pull import PullOptions
+from d1sync.sync.config import PullOptions
 
 from .conftest import emulator_client, emulator_file, open_file, snapshot
 

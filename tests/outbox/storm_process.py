@@ -17,7 +17,7 @@ from d1sync.client import D1Client, RetryPolicy
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, SyncConfig, SyncWorker
-from d1sync.outbox.pull import PullOptions
+from d1sync.sync.config import PullOptions
 
 KEYS = 60
 """Keys every participant writes: few enough that they collide all the time."""

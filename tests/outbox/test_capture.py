@@ -12,8 +12,8 @@ import pytest
 from d1sync.errors import ConfigError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Outbox
-from d1sync.outbox.changes import read_window
 from d1sync.sqlite import Connection
+from d1sync.sync.push.window import read_window
 
 from ..conftest import Closer
 from .conftest import OpenWorker, RecordingTarget, snapshot

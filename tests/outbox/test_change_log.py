@@ -1,5 +1,5 @@
 """The change log's layout: raw keys from triggers, JSON keys from Python, the clock, and the in-place upgrade
-from the layouts of earlier builds (see d1sync.outbox.store.log)."""
+from the layouts of earlier builds (see d1sync.sync.store.log)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import pytest
 from d1sync.errors import TransientError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Outbox
-from d1sync.outbox.changes import read_window, requeue
-from d1sync.outbox.codec import encode_key
-from d1sync.outbox.status import read_status
-from d1sync.outbox.store.log import stamp
-from d1sync.outbox.store.triggers import capture_of
-from d1sync.outbox.store.upgrade import ensure_schema
 from d1sync.sqlite import Connection
+from d1sync.sync.codec import encode_key
+from d1sync.sync.push.window import read_window, requeue
+from d1sync.sync.status import read_status
+from d1sync.sync.store.log import stamp
+from d1sync.sync.store.triggers import capture_of
+from d1sync.sync.store.upgrade import ensure_schema
 
 from ..conftest import Closer
 from .conftest import OpenWorker, RecordingTarget, open_file

@@ -16,7 +16,7 @@ from d1sync import ConfigError, D1Client, clone
 from d1sync.database import RawResult, Statement
 from d1sync.emulator.server import EmulatorServer
 from d1sync.local import LocalDatabase
-from d1sync.outbox.clone import CloneProgress
+from d1sync.sync.compare.clone import CloneProgress
 
 from .conftest import RecordingTarget, emulator_client, emulator_file, open_file, snapshot
 

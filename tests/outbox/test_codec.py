@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from d1sync.outbox.codec import column_expr, decode_row, encode_key, encode_row, exact_real, key_sql
 from d1sync.sqlite import Connection
+from d1sync.sync.codec import column_expr, decode_row, encode_key, encode_row, exact_real, key_sql
 
 values = st.one_of(
     st.none(),

@@ -18,9 +18,9 @@ from d1sync.database import Statement
 from d1sync.errors import RequestTimeoutError, SQLError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, Outbox, SyncConfig, SyncWorker, drain
-from d1sync.outbox.store.log import append_changes
-from d1sync.outbox.store.upgrade import ensure_schema
 from d1sync.sqlite import Connection
+from d1sync.sync.store.log import append_changes
+from d1sync.sync.store.upgrade import ensure_schema
 
 from .conftest import OpenWorker, RecordingTarget, open_file, snapshot
 
@@ -70,7 +70,7 @@ def test_a_seq_is_never_reused_after_the_log_was_emptied(local_pair: tuple[Path,
 def test_a_late_acknowledgement_after_the_log_was_emptied_removes_nothing_newer(tmp_path: Path) -> None:
     """The request's seqs were dropped by untrack(drop_pending=True), and new writes came: the late
     acknowledgement of that request must not take the new changes with it."""
-    from d1sync.outbox.changes import acknowledge, read_window
+    from d1sync.sync.push.window import acknowledge, read_window
 
     path = tmp_path / "app.db"
     with LocalDatabase(path) as app:
@@ -119,7 +119,7 @@ def test_a_change_log_of_an_earlier_build_is_upgraded_with_its_pending_rows(
 
 
 def test_the_log_keeps_at_most_one_mark_and_seqs_only_grow(tmp_path: Path) -> None:
-    from d1sync.outbox.changes import acknowledge, read_window
+    from d1sync.sync.push.window import acknowledge, read_window
 
     path = tmp_path / "app.db"
     with LocalDatabase(path) as app:
@@ -487,8 +487,8 @@ def test_the_upgrade_keeps_triggers_on_the_change_log(tmp_path: Path) -> None:
 
 def test_dead_letters_are_made_only_for_changes_still_in_the_log(tmp_path: Path) -> None:
     """Two workers handling the same orphans must not make two dead letters of one change."""
-    from d1sync.outbox.model import Change
-    from d1sync.outbox.store.dead import dead_letter
+    from d1sync.sync.model import Change
+    from d1sync.sync.store.dead import dead_letter
 
     with Outbox(tmp_path / "app.db") as outbox, Connection(tmp_path / "app.db") as conn:
         with conn.atomic():

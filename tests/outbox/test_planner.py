@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, Outbox, SyncConfig, SyncWorker
-from d1sync.outbox.codec import encode_row
-from d1sync.outbox.model import Change, TableSpec
-from d1sync.outbox.planner import D1_MAX_SQL_BYTES, DEFER_FOREIGN_KEYS, plan, topological_order
+from d1sync.sync.codec import encode_row
+from d1sync.sync.model import Change, TableSpec
+from d1sync.sync.push.planner import D1_MAX_SQL_BYTES, DEFER_FOREIGN_KEYS, plan, topological_order
 
 from .conftest import OpenWorker, RecordingTarget, snapshot
 

@@ -23,11 +23,11 @@ import pytest
 from d1sync.errors import SQLError, TransientError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, Outbox, SyncConfig, drain
-from d1sync.outbox import ahead as ahead_module
-from d1sync.outbox import changes as changes_module
-from d1sync.outbox.changes import ReadAhead, Window, read_window
-from d1sync.outbox.model import Change, seq_param
 from d1sync.sqlite import Connection
+from d1sync.sync.model import Change, seq_param
+from d1sync.sync.push import readahead as ahead_module
+from d1sync.sync.push import window as changes_module
+from d1sync.sync.push.window import ReadAhead, Window, read_window
 
 from .conftest import OpenWorker, RecordingTarget, open_file, snapshot
 

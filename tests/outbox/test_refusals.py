@@ -1,11 +1,11 @@
-"""What a failed push request means (d1sync.outbox.refusals), rule by rule, without sending anything."""
+"""What a failed push request means (d1sync.sync.push.refusals), rule by rule, without sending anything."""
 
 from __future__ import annotations
 
 import pytest
 
 from d1sync.errors import AuthError, D1Error, DatabaseNotFoundError, RateLimitedError, SQLError, TransientError
-from d1sync.outbox.refusals import RULES, Refusal, Verdict, blames_the_table, decide, same_refusal
+from d1sync.sync.push.refusals import RULES, Refusal, Verdict, blames_the_table, decide, same_refusal
 
 UNIQUE = SQLError("UNIQUE constraint failed: t.email: SQLITE_CONSTRAINT", code=7500, status=400)
 FOREIGN_KEY = SQLError("FOREIGN KEY constraint failed: SQLITE_CONSTRAINT", code=7500, status=400)

@@ -19,8 +19,8 @@ from d1sync.emulator.faults import FaultConfig
 from d1sync.errors import TransientError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import SyncConfig, drain
-from d1sync.outbox.store.schema import Lease, load_state, save_state
 from d1sync.sqlite import Connection
+from d1sync.sync.store.state import Lease, load_state, save_state
 
 from ..support import TOKEN, FakeClock
 from .conftest import Mirror, OpenWorker, RecordingTarget, emulator_file, open_file, snapshot

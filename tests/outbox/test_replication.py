@@ -12,8 +12,8 @@ import pytest
 from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
 from d1sync.outbox import Outbox, SyncConfig, SyncWorker, drain
-from d1sync.outbox.pull import PullOptions
-from d1sync.outbox.replicate import capture_ddl, migration_text, prune, write_migration
+from d1sync.sync.config import PullOptions
+from d1sync.sync.remote import capture_ddl, migration_text, prune, write_migration
 
 from .conftest import RecordingTarget
 from .replicas import SCHEMA, WRITES, Replica, remote_rows, remote_sql

@@ -15,7 +15,7 @@ import pytest
 from d1sync.emulator.server import EmulatorServer
 from d1sync.errors import D1SyncError
 from d1sync.outbox import Outbox, SyncConfig, SyncWorker, drain
-from d1sync.outbox.pull import PullOptions
+from d1sync.sync.config import PullOptions
 
 from .conftest import TOKEN, emulator_client, emulator_file, open_file, snapshot
 from .crash import Child

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from d1sync.outbox.store.schema import LastError, Lease, WorkerState, load_state, save_state
-from d1sync.outbox.store.upgrade import ensure_schema
 from d1sync.sqlite import Connection
+from d1sync.sync.store.state import LastError, Lease, WorkerState, load_state, save_state
+from d1sync.sync.store.upgrade import ensure_schema
 
 
 def test_state_round_trips_through_the_file_typed(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def test_equal_tables_verify_equal_in_pages(synced: Mirror) -> None:
 
 
 def test_pages_shrink_for_large_rows_so_memory_stays_bounded(synced: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
-    from d1sync.outbox import verify
+    from d1sync.sync.compare import verify
 
     synced.remote.exec("UPDATE t SET b = zeroblob(20000) WHERE id > 1000")
     synced.app.exec("UPDATE t SET b = zeroblob(20000) WHERE id > 1000")

@@ -16,8 +16,8 @@ import pytest
 from d1sync.errors import AuthError, RateLimitedError, TransientError
 from d1sync.local import LocalDatabase
 from d1sync.outbox import Backoff, Limits, Outbox, Status, SyncConfig, SyncWorker, drain
-from d1sync.outbox.status import read_status
 from d1sync.sqlite import Connection
+from d1sync.sync.status import read_status
 
 from ..conftest import Closer
 from .conftest import FakeClock, OpenWorker, RecordingTarget, snapshot

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from d1sync.bench.data import COLUMNS, create_table, fill_rows
-from d1sync.outbox import Outbox
-from d1sync.outbox.store.log import LIVE
 from d1sync.sqlite import connect, remove_database
+from d1sync.sync import Outbox
+from d1sync.sync.store.log import LIVE
 
 __all__ = ["CaptureOutcome", "CaptureTable", "run_capture"]
 

@@ -11,8 +11,8 @@ import os
 import sqlite3
 from pathlib import Path
 
-from d1sync.outbox import Outbox
 from d1sync.sqlite import connect
+from d1sync.sync import Outbox
 
 __all__ = ["COLUMNS", "CREATE_TABLE", "TABLE", "create_table", "fill_rows", "make_backlog"]
 

@@ -4,7 +4,7 @@
 (b) ``multi_values``: ``INSERT ... VALUES (?,...),(?,...) ON CONFLICT DO UPDATE`` statements of as many rows
     as fit D1's 100 bound parameters, packed into one batch request up to the same byte budget d1sync's
     planner uses (no statement cap: the strongest honest version of that design).
-(c) ``d1sync``: the outbox and :class:`~d1sync.outbox.SyncWorker` with default limits.
+(c) ``d1sync``: the outbox and :class:`~d1sync.sync.SyncWorker` with default limits.
 
 (a) and (b) keep a durable cursor (the last acknowledged id) in the local file, as a real syncer must; (c)
 acknowledges change rows. Every strategy stops when its backlog is drained or its time budget is spent, and
@@ -26,8 +26,8 @@ from d1sync.bench.data import COLUMNS, TABLE, make_backlog
 from d1sync.bench.remote import BenchEmulator, CountingTransport, compare_with_remote, pacing_limiter
 from d1sync.client import D1Client
 from d1sync.errors import ConfigError
-from d1sync.outbox import Limits, SyncConfig, SyncWorker
 from d1sync.sqlite import connect
+from d1sync.sync import Limits, SyncConfig, SyncWorker
 from d1sync.values import encode_params
 
 __all__ = ["STRATEGIES", "DrainOutcome", "multi_values_sql", "run_drain"]

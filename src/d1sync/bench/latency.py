@@ -1,5 +1,5 @@
 """Benchmark 3: commit-to-visibility latency. A writer commits one row at a time through its own sqlite3
-connection (as application code does); an idle :class:`~d1sync.outbox.SyncWorker` running its loop in a
+connection (as application code does); an idle :class:`~d1sync.sync.SyncWorker` running its loop in a
 thread notices the commit (``PRAGMA data_version`` polling), sends it, and the row becomes visible on the
 remote. Visibility is read straight from the emulator's SQLite file, so observing costs no request.
 """
@@ -19,9 +19,9 @@ from typing import Any
 from d1sync.bench.data import COLUMNS, TABLE, create_table, fill_rows, make_backlog
 from d1sync.bench.remote import BenchEmulator
 from d1sync.errors import D1SyncError
-from d1sync.outbox import SyncConfig, SyncWorker
-from d1sync.outbox.store.log import LIVE
 from d1sync.sqlite import connect
+from d1sync.sync import SyncConfig, SyncWorker
+from d1sync.sync.store.log import LIVE
 
 __all__ = ["LatencyOutcome", "percentile", "run_latency"]
 

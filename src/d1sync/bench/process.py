@@ -19,7 +19,7 @@ from d1sync.bench.data import make_backlog
 from d1sync.bench.remote import BenchEmulator, compare_with_remote
 from d1sync.emulator import TOKEN_ENV
 from d1sync.errors import D1SyncError
-from d1sync.outbox.store.log import LIVE
+from d1sync.sync.store.log import LIVE
 
 __all__ = [
     "IdleOutcome",

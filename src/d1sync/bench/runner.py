@@ -18,7 +18,7 @@ from d1sync.bench.report import Figure, Report
 from d1sync.bench.settings import BENCHMARKS, QUICK, BenchSettings
 from d1sync.bench.tasks import run_task_bench
 from d1sync.errors import D1SyncError
-from d1sync.outbox import Limits
+from d1sync.sync import Limits
 
 __all__ = ["BENCHMARKS", "QUICK", "BenchSettings", "run_bench"]
 

@@ -57,8 +57,8 @@ __all__ = [
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from d1sync.outbox import Outbox
-    from d1sync.outbox.verify import TableDiff
+    from d1sync.sync import Outbox
+    from d1sync.sync.compare.verify import TableDiff
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -148,9 +148,9 @@ def need_tracked(db: str, tables: Sequence[str], tracked: Sequence[str]) -> None
 
 
 def open_outbox(db: str) -> Outbox:
-    """The :class:`~d1sync.outbox.Outbox` of ``db`` for commands that only read or manage it: a file where
+    """The :class:`~d1sync.sync.Outbox` of ``db`` for commands that only read or manage it: a file where
     nothing was ever tracked is an error, and gets no outbox tables created by asking."""
-    from d1sync.outbox import Outbox
+    from d1sync.sync import Outbox
 
     need_outbox(db)
     return Outbox(db)

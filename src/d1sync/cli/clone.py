@@ -22,11 +22,11 @@ from rich.progress import (
 from rich.text import Text
 
 from d1sync.errors import SQLError
-from d1sync.outbox.clone import CloneProgress, CloneReport
-from d1sync.outbox.clone import clone as clone_database
-from d1sync.outbox.clone_plan import has_plan
-from d1sync.outbox.verify import DEFAULT_PAGE
 from d1sync.sqlite import Connection
+from d1sync.sync.compare.clone import CloneProgress, CloneReport
+from d1sync.sync.compare.clone import clone as clone_database
+from d1sync.sync.compare.clone_plan import has_plan
+from d1sync.sync.config import DEFAULT_PAGE
 
 from ._common import EXIT_USAGE, Command, console, diff_table, err_console, fail, print_json
 from ._target import target_from, target_options

@@ -167,6 +167,31 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     " (applied or not, a seeded coin).",
 )
 @click.option(
+    "--late-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    envvar="D1SYNC_FAULT_LATE_RATE",
+    show_envvar=True,
+    help="Share of requests dropped unanswered, then applied --late-delay seconds later (after newer ones).",
+)
+@click.option(
+    "--late-delay",
+    type=click.FloatRange(0.0),
+    default=2.0,
+    show_default=True,
+    envvar="D1SYNC_FAULT_LATE_DELAY",
+    show_envvar=True,
+    help="Seconds after which a --late-rate request is applied.",
+)
+@click.option(
+    "--block-seconds",
+    type=click.FloatRange(0.0),
+    default=0.0,
+    envvar="D1SYNC_EMULATOR_BLOCK_SECONDS",
+    show_envvar=True,
+    help="With --rate-limit: an overrun blocks every request this long (Cloudflare: 300).",
+)
+@click.option(
     "--retry-after",
     type=click.IntRange(0),
     default=1,
@@ -199,6 +224,9 @@ def emulator(
     html_rate: float,
     lost_rate: float,
     garbled_rate: float,
+    late_rate: float,
+    late_delay: float,
+    block_seconds: float,
     retry_after: int,
     seed: int | None,
     rate_limit: str | None,
@@ -211,8 +239,7 @@ def emulator(
     \b
     Examples:
       d1sync emulator --data-dir .d1 --auto-create
-      d1sync emulator --max-body 10_000_000
-      d1sync emulator --max-duration 0.5
+      d1sync emulator --max-body 10_000_000 --max-duration 0.5
       d1sync emulator --port 0 --error-rate 0.05 --lost-rate 0.02 --seed 7
       D1SYNC_FAULT_LATENCY_MS=50 d1sync emulator --rate-limit 1200/300
     """
@@ -228,6 +255,9 @@ def emulator(
             html_rate=html_rate,
             lost_response_rate=lost_rate,
             garbled_rate=garbled_rate,
+            late_rate=late_rate,
+            late_delay=late_delay,
+            block_seconds=block_seconds,
             seed=seed,
             retry_after=retry_after,
             timeout_delay=timeout_delay,
@@ -251,16 +281,13 @@ def emulator(
         sock = bind_socket(host, port)
     except OSError as exc:
         fail(f"cannot start the emulator on {host}:{port}: {exc.strerror or exc}", "choose another --port")
-    _banner(data_dir, host, sock.getsockname()[1])
-    if faults.active or limit:
-        echo(f"faults: {_describe(faults, limit)}")
+    _banner(data_dir, host, sock.getsockname()[1], _describe(faults, limit) if faults.active or limit else "")
     try:
         run_foreground(app, sock)
     finally:
         sock.close()
         if faults.active or limit:
-            stats = app.state.faults.stats
-            echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in stats.items()))
+            echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in app.state.faults.stats.items()))
 
 
 def _token(given: str | None) -> str:
@@ -280,8 +307,8 @@ def _token(given: str | None) -> str:
     return token
 
 
-def _banner(data_dir: str, host: str, port: int) -> None:
-    """Where the emulator serves, and how to reach it."""
+def _banner(data_dir: str, host: str, port: int, faults: str) -> None:
+    """Where the emulator serves, how to reach it, and the faults it injects (if any)."""
     import apsw
 
     shown = f"[{host}]" if ":" in host else host
@@ -289,6 +316,8 @@ def _banner(data_dir: str, host: str, port: int) -> None:
     echo(f"API base:            http://{shown}:{port}/client/v4")
     echo(f"default database id: {DEFAULT_DATABASE_ID}")
     echo(f"query it:            d1sync query --emulator http://{shown}:{port} 'SELECT 1'")
+    if faults:
+        echo(f"faults: {faults}")
 
 
 def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:
@@ -302,6 +331,8 @@ def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:
             ("html_rate", faults.html_rate),
             ("lost_rate", faults.lost_response_rate),
             ("garbled_rate", faults.garbled_rate),
+            ("late_rate", faults.late_rate),
+            ("block_seconds", faults.block_seconds),
         )
         if value
     ]

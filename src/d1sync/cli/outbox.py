@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from d1sync.outbox import Outbox
+from d1sync.sync import Outbox
 
 from ._common import (
     DB_ARG,

@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
-from d1sync.outbox import Outbox
-from d1sync.outbox.replicate import DEFAULT_RETENTION, prune, write_migration
+from d1sync.sync import Outbox
+from d1sync.sync.config import DEFAULT_RETENTION
+from d1sync.sync.remote import prune, write_migration
 
 from ._common import DB_ARG, EXIT_USAGE, Command, console, fail, need_file, print_json
 from ._target import open_target, target_options

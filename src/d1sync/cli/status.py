@@ -10,7 +10,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from d1sync.outbox import Outbox, Status
+from d1sync.sync import Outbox, Status
 
 from ._common import (
     DB_ARG,

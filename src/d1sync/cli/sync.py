@@ -17,9 +17,9 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from d1sync.outbox import DrainReport, Limits, SyncConfig, SyncWorker, drain
-from d1sync.outbox.lease import describe_holder, live_holder
-from d1sync.outbox.metrics import MetricsServer, metrics_text
+from d1sync.sync import DrainReport, Limits, SyncConfig, SyncWorker, drain
+from d1sync.sync.metrics import MetricsServer, metrics_text
+from d1sync.sync.store.lease import describe_holder, live_holder
 
 from ._common import (
     DB_ARG,

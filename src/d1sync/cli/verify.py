@@ -11,8 +11,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from d1sync.outbox import Outbox, SyncWorker, drain
-from d1sync.outbox.verify import DEFAULT_PAGE, VerifyReport
+from d1sync.sync import Outbox, SyncWorker, drain
+from d1sync.sync.compare.verify import VerifyReport
+from d1sync.sync.config import DEFAULT_PAGE
 
 from ._common import DB_ARG, EXIT_USAGE, Command, console, err_console, fail, need_outbox, need_tracked, print_json
 from ._target import open_target, target_options

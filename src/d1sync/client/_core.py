@@ -288,9 +288,7 @@ class ClientCore:
             params["name"] = name
         return ApiRequest("GET", self._account_url(), params=params, safe_to_retry=True)
 
-    def create_request(
-        self, name: str, primary_location_hint: str | None, jurisdiction: str | None = None
-    ) -> ApiRequest:
+    def create_request(self, name: str, primary_location_hint: str | None, jurisdiction: str | None) -> ApiRequest:
         body: dict[str, str] = {"name": name}
         if primary_location_hint:
             body["primary_location_hint"] = primary_location_hint

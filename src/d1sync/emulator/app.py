@@ -11,9 +11,6 @@ Routes (d1-contract §1), under ``/client/v4``; any account id is accepted::
     POST   .../{database_id}/import, /export, GET .../time_travel/bookmark, POST .../time_travel/restore
                                                                     (d1sync.emulator.endpoints)
 
-A ``/query`` or ``/raw`` request runs at most ``max_duration`` seconds (D1's 30 s); a longer one is rolled back
-and answered 7429/429 ``D1 DB storage operation exceeded timeout which caused object to be reset.``.
-
 Every response is D1's envelope with all four keys (``result``, ``success``, ``errors``, ``messages``),
 except the HTML pages of injected gateway faults. Every request needs ``Authorization: Bearer <token>``, but
 the upload and download URLs that import and export hand out (``/d1-transfer/...``), whose random token is
@@ -29,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -295,9 +293,8 @@ def create_app(
         max_body: the largest request body read, in bytes, on every route (uploads included). A larger one
             is answered HTTP 413, code 7400 (see :class:`BodyTooLarge`), as soon as its ``Content-Length``
             or the bytes read so far pass the limit.
-        max_duration: seconds one ``/query`` or ``/raw`` request may run (D1's 30 s). A longer one is stopped
-            (SQLite's progress handler interrupts the running statement), rolled back and answered D1's
-            ``D1 DB storage operation exceeded timeout which caused object to be reset.``, code 7429, HTTP 429.
+        max_duration: seconds a ``/query`` or ``/raw`` request may run (D1's 30 s); a longer one is interrupted,
+            rolled back and answered D1's 7429 ``D1 DB storage operation exceeded timeout ...`` (a ValueError if 0).
         clock, sleep: time sources for the rate limit and injected delays (tests pass fakes).
 
     The app exposes ``app.state.engine`` (:class:`~d1sync.emulator.engine.Engine`) and ``app.state.faults``
@@ -308,8 +305,6 @@ def create_app(
         raise ValueError("the emulator needs a non-empty token")
     if max_body < 1:
         raise ValueError(f"max_body must be a positive number of bytes, not {max_body}")
-    if not max_duration > 0:
-        raise ValueError(f"max_duration must be a positive number of seconds, not {max_duration}")
     engine = Engine(data_dir, auto_create=auto_create, max_duration=max_duration)
     injector = FaultInjector(faults, rate_limit, clock=clock, **({"sleep": sleep} if sleep else {}))
     routes = _Routes(engine, injector)
@@ -354,6 +349,7 @@ class _Routes:
     def __init__(self, engine: Engine, injector: FaultInjector) -> None:
         self.engine = engine
         self.injector = injector
+        self._late: set[asyncio.Task[None]] = set()
 
     async def query(self, request: Request) -> Response:
         return await self._run_query(request, raw=False)
@@ -388,6 +384,9 @@ class _Routes:
             )
         if fault is Fault.HTML_504:
             return HTMLResponse(_HTML_504, status_code=504)
+        if fault is Fault.LATE:
+            self._apply_later(body, database_id, raw, injector.config.late_delay)
+            return _Dropped()
         if plan.garble is not None:
             return await self._garbled(plan.garble, body, database_id, raw, applied=plan.apply_garbled)
         response = await self._execute(body, database_id, raw)
@@ -405,6 +404,19 @@ class _Routes:
     async def _execute(self, body: bytes, database_id: str, raw: bool) -> Response:
         result = await self._results(body, database_id, raw)
         return result if isinstance(result, Response) else envelope(result)
+
+    def _apply_later(self, body: bytes, database_id: str, raw: bool, delay: float) -> None:
+        """Apply ``body`` ``delay`` seconds from now, answering no one (the client was already dropped)."""
+
+        async def later() -> None:
+            await self.injector.sleep(delay)
+            outcome = await self._results(body, database_id, raw)
+            if not isinstance(outcome, Response):
+                self.injector.count("late_applied")
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._late.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._late.discard)
 
     async def _results(self, body: bytes, database_id: str, raw: bool) -> list[dict[str, Any]] | Response:
         """The statement results of running ``body``, or the error response D1 would give."""
@@ -429,7 +441,7 @@ class _Routes:
     async def list_databases(self, request: Request) -> Response:
         try:
             page = max(1, int(request.query_params.get("page", "1")))
-            per_page = max(1, min(10_000, int(request.query_params.get("per_page", "1000"))))
+            per_page = max(10, min(10_000, int(request.query_params.get("per_page", "1000"))))  # D1's bounds
         except ValueError:
             return error_response(7400, 400, "The request is malformed: page and per_page must be integers")
         everything = await run_in_threadpool(self.engine.list_databases, request.query_params.get("name"))

@@ -219,6 +219,8 @@ class Engine:
         auto_create: bool = False,
         max_duration: float = DEFAULT_MAX_DURATION,
     ) -> None:
+        if not max_duration > 0:  # before any file is opened
+            raise ValueError(f"max_duration must be a positive number of seconds, not {max_duration}")
         self.data_dir = Path(data_dir)
         self.max_duration = max_duration
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,9 @@ What each fault does to one request (d1-contract §2):
                   than a client waits), then sent or the connection dropped (``timeout_action``)
 ``html``          504 with an HTML gateway page; nothing applied
 ``lost_response`` the statements are applied, then a 502 HTML page or a dropped connection
+``late``          the connection is dropped at once, unanswered; the statements are applied ``late_delay``
+                  seconds later, after whatever the client sent meanwhile (D1 promises no order between
+                  requests: one that timed out may still be applied after a newer one)
 ``garbled``       HTTP 200 with ``"success": true`` but an answer that proves nothing: no ``result``, a
                   ``null`` one, a list shorter than the statements sent, or a statement result with
                   ``"success": false`` (a seeded choice); applied or not (``garbled_mode``)
@@ -58,6 +61,7 @@ class Fault(Enum):
     LOST_502 = "lost_502"
     LOST_DROP = "lost_drop"
     GARBLED = "garbled"
+    LATE = "late"
 
 
 class Garble(Enum):
@@ -85,7 +89,9 @@ STAT_KEYS = (
     "requests",
     "latency_seconds",
     *(f.value for f in Fault if f is not Fault.NONE),
+    "late_applied",
     "rate_limit_rejections",
+    "rate_limit_blocked",
 )
 
 
@@ -101,6 +107,7 @@ class FaultConfig:
         html_rate: share answered 504 with an HTML body.
         lost_response_rate: share applied, then answered 502 HTML or dropped (``lost_response_mode``).
         garbled_rate: share answered 200 "success" with an answer that proves nothing (see :class:`Garble`).
+        late_rate: share dropped unanswered, then applied ``late_delay`` seconds later.
         seed: seed of the one random generator (None: unseeded, not reproducible).
         retry_after: seconds sent in ``retry-after`` for injected 429s.
         timeout_delay: how long a timed-out response is held (choose more than the client's timeout).
@@ -109,6 +116,9 @@ class FaultConfig:
         garbled_mode: whether a garbled answer's statements were applied: ``"mixed"`` (a seeded coin),
             ``"applied"`` or ``"unapplied"``.
         garbled_forms: the :class:`Garble` shapes to choose among (their values; empty: all of them).
+        late_delay: seconds after which a ``late`` request is applied.
+        block_seconds: with a rate limit, a refusal blocks every request for this long, as Cloudflare
+            answers an overrun with 5 minutes of 429s (0: only the refused request).
     """
 
     latency: float = 0.0
@@ -118,6 +128,7 @@ class FaultConfig:
     html_rate: float = 0.0
     lost_response_rate: float = 0.0
     garbled_rate: float = 0.0
+    late_rate: float = 0.0
     seed: int | None = None
     retry_after: int = 1
     timeout_delay: float = 35.0
@@ -125,6 +136,8 @@ class FaultConfig:
     lost_response_mode: Literal["mixed", "html", "drop"] = "mixed"
     garbled_mode: Literal["mixed", "applied", "unapplied"] = "mixed"
     garbled_forms: tuple[str, ...] = ()
+    late_delay: float = 2.0
+    block_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         rates = self._rates()
@@ -133,8 +146,8 @@ class FaultConfig:
                 raise ValueError(f"{name} must be between 0 and 1, got {rate}")
         if sum(rates.values()) > 1.0 + 1e-9:
             raise ValueError(f"fault rates add up to {sum(rates.values()):.3f}; they must not exceed 1")
-        if self.latency < 0 or self.timeout_delay < 0:
-            raise ValueError("latency and timeout_delay must not be negative")
+        if min(self.latency, self.timeout_delay, self.late_delay, self.block_seconds) < 0:
+            raise ValueError("latency, timeout_delay, late_delay and block_seconds must not be negative")
         if self.retry_after < 0:
             raise ValueError("retry_after must not be negative")
         if self.timeout_action not in ("drop", "respond"):
@@ -155,6 +168,7 @@ class FaultConfig:
             "html_rate": self.html_rate,
             "lost_response_rate": self.lost_response_rate,
             "garbled_rate": self.garbled_rate,
+            "late_rate": self.late_rate,
         }
 
     @property
@@ -257,6 +271,7 @@ class FaultInjector:
         self.config = config or FaultConfig()
         self._random = random.Random(self.config.seed)
         self._limit = RateLimitWindow(*rate_limit, clock=clock) if rate_limit else None
+        self._blocked_until = float("-inf")
         self._stats: dict[str, float] = dict.fromkeys(STAT_KEYS, 0)
 
     # -- configuration ---------------------------------------------------------------------------------
@@ -296,14 +311,33 @@ class FaultInjector:
     # -- per request -----------------------------------------------------------------------------------
 
     def check_rate_limit(self) -> RateLimitState | None:
-        """Count a request against the rate limit: its verdict and the window after it (None: no limit)."""
+        """Count a request against the rate limit: its verdict and the window after it (None: no limit).
+
+        With ``block_seconds``, a refusal blocks every request until the block ends, counted apart.
+        """
         with self._lock:
-            if self._limit is None:
+            limit = self._limit
+            if limit is None:
                 return None
-            state = self._limit.admit()
+            now = self._clock()
+            if now < self._blocked_until:
+                self._stats["rate_limit_blocked"] += 1
+                wait = max(1, math.ceil(self._blocked_until - now))
+                return RateLimitState(limit.requests, 0, wait, wait)
+            state = limit.admit()
             if state.retry_after is not None:
                 self._stats["rate_limit_rejections"] += 1
+                block = self.config.block_seconds
+                if block > 0:
+                    self._blocked_until = now + block
+                    wait = max(state.retry_after, math.ceil(block))
+                    state = dataclasses.replace(state, remaining=0, reset=wait, retry_after=wait)
             return state
+
+    def count(self, key: str) -> None:
+        """Add one to the counter ``key`` (one of :data:`STAT_KEYS`)."""
+        with self._lock:
+            self._stats[key] += 1
 
     def plan(self) -> FaultPlan:
         """Draw the fault for the next ``/query`` or ``/raw`` request and count it."""
@@ -332,6 +366,7 @@ class FaultInjector:
             (config.html_rate, Fault.HTML_504),
             (config.lost_response_rate, Fault.LOST_502),
             (config.garbled_rate, Fault.GARBLED),
+            (config.late_rate, Fault.LATE),
         ):
             if r < rate:
                 return self._variant(fault, config)

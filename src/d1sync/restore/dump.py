@@ -7,7 +7,7 @@
     with open("app.sql", "w", encoding="utf-8") as out:
         write_dump("app.db", out)
 
-What it holds, in order (the plan is clone's: :mod:`d1sync.outbox.clone_plan`, so both directions agree on
+What it holds, in order (the plan is clone's: :mod:`d1sync.sync.compare.clone_plan`, so both directions agree on
 what a database is made of):
 
 * ``PRAGMA defer_foreign_keys=TRUE;`` (rows arrive in key order, not parents first; checked at the end);
@@ -25,7 +25,7 @@ Values are written exactly: NULL; integers as decimal (all 64 bits); TEXT quoted
 NUL, a line break or another control character as ``CAST(x'<UTF-8>' AS TEXT)`` (every statement stays on one
 line, and no escape convention can change the text); BLOBs as ``x'<hex>'``; REALs as ``repr()`` between 2^-100
 and 2^100, where SQLite reads that text back to the same double, and as ``(m * pow(2.0, e))`` outside (from
-:func:`~d1sync.outbox.codec.exact_real`: SQLite 3.47, D1's, reads such decimal text one bit off about a third
+:func:`~d1sync.sync.codec.exact_real`: SQLite 3.47, D1's, reads such decimal text one bit off about a third
 of the time), infinities as ``1e999``/``-1e999``. Rows are read with a cursor and written as they come, so
 memory stays bounded whatever the file's size.
 """
@@ -42,11 +42,11 @@ from typing import IO, Any
 
 from d1sync.errors import ConfigError
 from d1sync.local import LocalDatabase
-from d1sync.outbox.clone_plan import PlanEntry, create_plan, read_source_schema, table_spec
-from d1sync.outbox.codec import exact_real, utf8_length
-from d1sync.outbox.model import TableSpec
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
+from d1sync.sync.codec import exact_real
+from d1sync.sync.compare.clone_plan import PlanEntry, create_plan, read_source_schema, table_spec
+from d1sync.sync.model import TableSpec, utf8_length
 
 __all__ = ["DumpPlan", "iter_dump", "open_plan", "sql_literal", "write_dump"]
 

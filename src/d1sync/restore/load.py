@@ -10,7 +10,7 @@ import, then a verify of every table.
         report = restore("app.db", d1, name="app-restored")
     report.database_id, report.equal
 
-Together with :func:`~d1sync.outbox.clone.clone` (D1 to a file, read page by page, no export, no lock) this
+Together with :func:`~d1sync.sync.compare.clone.clone` (D1 to a file, read page by page, no export, no lock) this
 is a backup and restore cycle that works on FTS5 tables, where D1's own export fails.
 
 The import runs the whole dump as one transaction: it applies completely or not at all, and D1 holds the
@@ -31,8 +31,9 @@ from typing import Any
 from d1sync.client import D1Client
 from d1sync.client.imports import ImportHandle
 from d1sync.errors import ConfigError
-from d1sync.outbox.verify import DEFAULT_PAGE, TableDiff, verify_table
 from d1sync.restore.dump import iter_dump, open_plan
+from d1sync.sync.compare.verify import TableDiff, verify_table
+from d1sync.sync.config import DEFAULT_PAGE
 
 __all__ = ["RestoreReport", "restore"]
 

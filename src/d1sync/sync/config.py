@@ -1,0 +1,158 @@
+"""SyncConfig: every knob of a :class:`~d1sync.sync.engine.SyncWorker`, in one frozen value.
+
+A worker is built from a file, a target and one config (plus the clocks and a progress callback), so the
+constructor stays small and a fleet can build many engines from one shared config. Keywords that used to
+be the worker's own (``SyncWorker(path, target, window=500)``) still work for one release, with a
+DeprecationWarning naming the field (:func:`merge_deprecated`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from d1sync.backoff import Backoff
+
+__all__ = [
+    "D1_MAX_VALUE_BYTES",
+    "DEFAULT_PAGE",
+    "DEFAULT_RETENTION",
+    "Limits",
+    "PullOptions",
+    "SyncConfig",
+    "merge_deprecated",
+]
+
+
+D1_MAX_VALUE_BYTES = 2_000_000
+"""D1's limit on one string/BLOB value or row (d1-contract §3)."""
+DEFAULT_PAGE = 10_000
+"""Rows per page at most: about one remote request each. Requests are what D1's rate limit counts."""
+DEFAULT_RETENTION = 7 * 86_400.0
+"""Seconds a replica may stay silent and still hold the remote log back (pruning waits for it)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits for planning. The defaults stay well inside D1's documented limits.
+
+    Attributes:
+        max_value_bytes: bytes of one JSON parameter (D1 refuses values over 2,000,000 bytes).
+        max_request_bytes: estimated bytes of one request body (D1 does not document a limit; 2 MB is
+            conservative and still carries ~10,000 typical rows).
+        max_statements: statements per request (each request is one atomic batch).
+    """
+
+    max_value_bytes: int = 1_000_000
+    max_request_bytes: int = 2_000_000
+    max_statements: int = 50
+
+    def __post_init__(self) -> None:
+        if not 1_000 <= self.max_value_bytes <= D1_MAX_VALUE_BYTES:
+            raise ValueError(f"max_value_bytes must be between 1,000 and {D1_MAX_VALUE_BYTES:,}")
+        if self.max_request_bytes < 1_000:
+            raise ValueError("max_request_bytes must be at least 1,000")
+        if self.max_statements < 1:
+            raise ValueError("max_statements must be at least 1")
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    """How a worker pulls.
+
+    Attributes:
+        interval: seconds between pulls while nothing else wakes the worker (pull lag is about this plus one
+            round trip).
+        window: remote log entries read per pass.
+        retention: seconds a silent replica still holds the remote log back.
+        prune_every: seconds between this replica's prunes of the remote log.
+        page: rows per page of a resync.
+    """
+
+    interval: float = 1.0
+    window: int = 2_000
+    retention: float = DEFAULT_RETENTION
+    prune_every: float = 86_400.0
+    page: int = DEFAULT_PAGE
+
+    def __post_init__(self) -> None:
+        if self.interval < 0 or self.window < 1 or self.retention < 0 or self.page < 1:
+            raise ValueError("pull interval and retention must be >= 0, window and page >= 1")
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """How a SyncWorker syncs: sizes, timings and directions. Frozen: derive variants with
+    :func:`dataclasses.replace`.
+
+    Attributes:
+        limits: planner limits (bytes per value and request, statements per request).
+        window: change rows read per pass (bounds memory).
+        backoff: back-off for transient failures (default: 0.5 s doubling to 60 s, jittered).
+        pause_interval: seconds before re-checking after a pause (auth error, missing database, schema).
+        lease_ttl: seconds the drain lease lasts without renewal; must exceed a request's timeout.
+        check_schema: verify the remote schema before the first send.
+        poll_interval: seconds between ``PRAGMA data_version`` checks while idle (other processes' writes).
+        min_interval: the floor between write-triggered passes, so a burst of small commits shares a request.
+        seed: seeds the back-off jitter (for reproducible tests).
+        push: send local changes (False: pull only; local changes wait).
+        pull: pull the remote changes of two-way tables (``Outbox.replicate``); None: when there are any.
+        pull_options: pull interval, window, log retention (:class:`~d1sync.sync.pull.puller.PullOptions`).
+        read_ahead: read and plan the next window while a full window's last request is in flight (the send
+            runs in a helper thread, so the target must accept calls from a thread other than the one that made
+            it; D1Client and LocalDatabase do). Requests still go one at a time, in order.
+        pool: where those sends run: an executor that engines of one process share (the scheduler that drives
+            them owns it); None: each engine starts one helper thread of its own when it first reads ahead.
+
+    Example::
+
+        config = SyncConfig(window=5_000, limits=Limits(max_statements=20))
+        with SyncWorker("app.db", D1Client(), config) as worker:
+            worker.sync_once()
+    """
+
+    limits: Limits = field(default_factory=Limits)
+    window: int = 20_000
+    backoff: Backoff = field(default_factory=Backoff)
+    pause_interval: float = 30.0
+    lease_ttl: float = 90.0
+    check_schema: bool = True
+    poll_interval: float = 0.05
+    min_interval: float = 0.02
+    seed: int | None = None
+    push: bool = True
+    pull: bool | None = None
+    pull_options: PullOptions = field(default_factory=PullOptions)
+    read_ahead: bool = True
+    pool: Executor | None = field(default=None, compare=False, repr=False)
+
+
+FIELDS = frozenset(f.name for f in dataclasses.fields(SyncConfig)) - {"pool"}
+"""The keywords SyncWorker used to take itself."""
+
+
+def merge_deprecated(config: SyncConfig | None, keywords: Mapping[str, Any], *, owner: str) -> SyncConfig:
+    """``config`` with the old keyword arguments of ``owner`` applied, each with a DeprecationWarning.
+
+    ``None`` for ``limits``, ``backoff`` or ``pull_options`` meant "the default", as it did before.
+
+    Raises:
+        TypeError: a keyword that is no SyncConfig field (as Python says for any unknown argument).
+    """
+    config = config or SyncConfig()
+    unknown = sorted(set(keywords) - FIELDS)
+    if unknown:
+        raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}")
+    for name in sorted(keywords):
+        warnings.warn(
+            f"{owner}({name}=...) is deprecated and will be removed in the next release: "
+            f"pass SyncConfig({name}=...) as config",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    values = {name: value for name, value in keywords.items() if value is not None or name in ("seed", "pull")}
+    return dataclasses.replace(config, **values) if values else config

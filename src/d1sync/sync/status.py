@@ -1,0 +1,168 @@
+"""Status of an outbox, readable from the file alone: no running worker is needed."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from d1sync.sqlite import Connection
+from d1sync.sync.store.dead import dead_count
+from d1sync.sync.store.log import oldest_pending_at, pending_count, pending_keys, pending_per_table
+from d1sync.sync.store.specs import load_specs
+from d1sync.sync.store.state import TableState, load_state, load_table_states
+from d1sync.sync.store.twoway import PullTable, Replica, load_pull_tables, load_replica
+
+__all__ = ["Status", "TableStatus", "read_status"]
+
+
+TableStateName = Literal["synced", "pending", "paused"]
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """One synced table: ``synced`` (nothing pending), ``pending`` (changes on their way) or ``paused`` (its
+    changes wait for ``fix``; the other tables flow)."""
+
+    state: TableStateName
+    pending: int
+    reason: str | None = None
+    fix: str | None = None
+    note: str | None = None
+    resending: bool = False
+    """Every row of the table is being queued again (after ADD COLUMN, a recreated table, a repair)."""
+    replicated: bool = False
+    """Two-way (``Outbox.replicate``): the fields below describe its pull."""
+    cursor: int | None = None
+    """The replica's position in the remote log (the same for every table of the file)."""
+    last_pull: float | None = None
+    """Epoch seconds of the last pull that applied rows of this table."""
+    pull_lag: float | None = None
+    """Seconds from a remote commit to its local apply, for the newest entry of the last such pull."""
+    pulled: int = 0
+    resync: bool = False
+    """The table owes a resync (compared with the remote and made equal, key by key)."""
+    pull_note: str | None = None
+    """Remote rows that could not be applied here, or the remote capture triggers missing."""
+
+
+@dataclass(frozen=True)
+class Status:
+    """A snapshot of the outbox.
+
+    Attributes:
+        pending_changes: change-log rows not yet acknowledged.
+        pending_keys: distinct rows (table, key) those changes touch.
+        oldest_pending_age: seconds since a worker first saw the oldest pending change (within one pass of
+            its capture); None if nothing is pending, or no worker has run since it was written.
+        dead_letters: changes D1 refused permanently (see ``d1sync dead``), not counting retried ones.
+        tables: synced tables.
+        last_success: epoch seconds of the last acknowledged request, if any.
+        last_error: the last failure (message, kind, code, status, at), if any.
+        backoff_remaining: seconds until the next attempt after a failure (0 if none).
+        paused: why the worker is paused (auth error, missing database, schema mismatch), if it is.
+        lease_owner: the worker currently holding the drain lease, if its lease is live.
+        rows_per_second: throughput of the last successful pass (rows sent / its duration).
+        rate_budget: the API requests the worker's client could still send at its last success
+            (``available``, out of ``rate`` per ``per`` seconds), if its client has a rate limiter.
+        table_states: each synced table's :class:`TableStatus`.
+        replica: for a file with two-way tables: its replica ``id``, ``cursor``, ``last_pull`` and why pulls
+            wait (``paused``), if they do.
+    """
+
+    pending_changes: int
+    pending_keys: int
+    oldest_pending_age: float | None
+    dead_letters: int
+    tables: list[str]
+    last_success: float | None
+    last_error: dict[str, Any] | None
+    backoff_remaining: float
+    paused: str | None
+    lease_owner: str | None
+    rows_per_second: float | None = None
+    rate_budget: dict[str, float] | None = None
+    table_states: dict[str, TableStatus] = dataclasses.field(default_factory=dict)
+    replica: dict[str, Any] | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """False while the worker, any table or the pull is paused: something waits for a fix."""
+        pull_paused = self.replica is not None and self.replica.get("paused") is not None
+        return self.paused is None and not pull_paused and all(t.state != "paused" for t in self.table_states.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["healthy"] = self.healthy
+        return data
+
+
+def read_status(conn: Connection, *, now: float | None = None) -> Status:
+    """The status of the outbox in ``conn``'s file, read in one snapshot."""
+    now = time.time() if now is None else now
+    with conn.snapshot():
+        pending = pending_count(conn)
+        _, oldest = oldest_pending_at(conn)
+        keys = pending_keys(conn)
+        dead = dead_count(conn)
+        per_table = pending_per_table(conn)
+        table_states = load_table_states(conn)
+        state = load_state(conn)
+        specs = load_specs(conn)
+        tables = sorted(specs)
+        replica = load_replica(conn)
+        pulls = load_pull_tables(conn)
+    last_pass = state.last_pass
+    return Status(
+        pending_changes=pending,
+        pending_keys=keys,
+        oldest_pending_age=None if oldest is None else max(0.0, now - oldest / 1000),
+        dead_letters=dead,
+        tables=tables,
+        last_success=state.last_success,
+        last_error=dataclasses.asdict(state.last_error) if state.last_error else None,
+        backoff_remaining=max(0.0, state.backoff_until - now),
+        paused=state.paused,
+        lease_owner=state.lease.owner if state.lease and state.lease.expires > now else None,
+        rows_per_second=round(last_pass.rows / last_pass.seconds, 1) if last_pass and last_pass.seconds else None,
+        rate_budget=dataclasses.asdict(state.rate_budget) if state.rate_budget else None,
+        table_states={
+            name: _pull_status(
+                _table_status(table_states.get(name), per_table.get(name, 0)),
+                replica if name in specs and specs[name].replicate else None,
+                pulls.get(name),
+            )
+            for name in tables
+        },
+        replica=_replica_status(replica) if any(s.replicate for s in specs.values()) else None,
+    )
+
+
+def _table_status(state: TableState | None, pending: int) -> TableStatus:
+    state = state or TableState()
+    kind: TableStateName = "paused" if state.paused else "pending" if pending else "synced"
+    return TableStatus(kind, pending, state.paused, state.fix, state.note, state.resend_after is not None)
+
+
+def _pull_status(status: TableStatus, replica: Replica | None, pull: PullTable | None) -> TableStatus:
+    if replica is None:
+        return status
+    pull = pull or PullTable()
+    note = "the remote capture triggers are missing: run `d1sync replicate DB TABLE`" if pull.capture_missing else None
+    return dataclasses.replace(
+        status,
+        replicated=True,
+        cursor=replica.cursor,
+        last_pull=pull.last_pull,
+        pull_lag=pull.lag,
+        pulled=pull.rows,
+        resync=pull.resync,
+        pull_note=note or pull.note,
+    )
+
+
+def _replica_status(replica: Replica | None) -> dict[str, Any]:
+    if replica is None:
+        return {"id": None, "cursor": 0, "last_pull": None, "paused": None}
+    return {"id": replica.id, "cursor": replica.cursor, "last_pull": replica.last_pull, "paused": replica.paused}

@@ -1,0 +1,226 @@
+"""The worker's typed state in the outbox's own tables, and the names d1sync gives what it keeps.
+
+``_d1sync_meta`` holds what must survive restarts, one JSON value per key, read and written only as
+:class:`WorkerState` (the drain lease, back-off, pause, last error, last pass); ``_d1sync_table_state`` one
+JSON value per synced table (:class:`TableState`: a pause with its reason and fix, a re-send in progress, the
+remote schema as checked). The tables themselves are created by :mod:`~d1sync.sync.store.upgrade`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from d1sync.sqlite import Connection
+
+__all__ = [
+    "PREFIX",
+    "NOW_MS_SQL",
+    "has_outbox",
+    "LastError",
+    "LastPass",
+    "Lease",
+    "PauseCause",
+    "RateBudget",
+    "TableState",
+    "WorkerState",
+    "load_state",
+    "load_table_states",
+    "now_ms",
+    "save_state",
+    "save_table_state",
+    "schema_version",
+]
+
+PREFIX = "_d1sync_"
+"""What every name d1sync keeps in a database starts with (tables, views, triggers), locally and on D1: code
+that walks a database's tables skips these."""
+
+# The SQL expression triggers use for "now" in epoch milliseconds (unixepoch('subsec') needs SQLite 3.42).
+NOW_MS_SQL = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def schema_version(conn: Connection) -> int:
+    """``PRAGMA schema_version``: moves with every DDL statement on the file (by any connection)."""
+    return int(conn.execute("PRAGMA schema_version").fetchone()[0])
+
+
+def has_outbox(conn: Connection) -> bool:
+    """Whether the file holds an outbox (some table was tracked or declared there); reads only."""
+    row = conn.execute("SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = '_d1sync_changes'")
+    return row.fetchone() is not None
+
+
+# -- typed worker state ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The single-drainer lease: which worker (``host:pid:nonce``) may send, until when, and since when it
+    has held it (epoch seconds)."""
+
+    owner: str
+    expires: float
+    since: float = 0.0
+
+
+@dataclass(frozen=True)
+class LastError:
+    """The last failure the worker recorded."""
+
+    at: float
+    message: str
+    kind: str
+    code: int | None = None
+    status: int | None = None
+
+
+@dataclass(frozen=True)
+class LastPass:
+    """The last pass that delivered something: rows, requests, and how long it took."""
+
+    rows: int
+    requests: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RateBudget:
+    """What the worker's rate limiter had left at its last success (for ``status`` in another process)."""
+
+    available: float
+    rate: float
+    per: float
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """Everything ``_d1sync_meta`` holds, typed. Times are epoch seconds."""
+
+    lease: Lease | None = None
+    failures: int = 0
+    backoff_until: float = 0.0
+    paused: str | None = None
+    last_success: float | None = None
+    last_error: LastError | None = None
+    last_pass: LastPass | None = None
+    rate_budget: RateBudget | None = None
+    target: str | None = None
+    """The target (its repr, never a token) the worker last synced to: pauses and remote checks belong to it."""
+    log_mark: int | None = None
+    """The seq of the change log's mark, if it has one (see :func:`delete_changes`)."""
+
+
+_NESTED: dict[str, type[Any]] = {
+    "lease": Lease,
+    "last_error": LastError,
+    "last_pass": LastPass,
+    "rate_budget": RateBudget,
+}
+_FIELDS = {f.name for f in dataclasses.fields(WorkerState)}
+
+
+def load_state(conn: Connection) -> WorkerState:
+    """The worker state stored in the file (defaults for anything missing or unreadable)."""
+    values: dict[str, Any] = {}
+    for key, text in conn.execute("SELECT k, v FROM _d1sync_meta").fetchall():
+        if key not in _FIELDS or text is None:
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue  # a corrupt value must not stop the worker: the default stands in
+        kind = _NESTED.get(key)
+        if kind is not None:
+            if not isinstance(value, dict):
+                continue
+            names = {f.name for f in dataclasses.fields(kind)}
+            try:
+                value = kind(**{k: v for k, v in value.items() if k in names})
+            except TypeError:
+                continue
+        values[key] = value
+    return WorkerState(**values)
+
+
+def save_state(conn: Connection, **changes: Any) -> None:
+    """Write some fields of the worker state (``save_state(conn, failures=0, paused=None)``).
+
+    Call it inside :meth:`Connection.atomic <d1sync.sqlite.Connection.atomic>` when it must agree with
+    another read or write.
+    """
+    unknown = set(changes) - _FIELDS
+    if unknown:
+        raise TypeError(f"unknown worker state field(s): {', '.join(sorted(unknown))}")
+    for key, value in changes.items():
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        conn.execute(
+            "INSERT INTO _d1sync_meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            (key, json.dumps(value)),
+        )
+
+
+# -- per-table state ---------------------------------------------------------------------------------------
+
+PauseCause = Literal["local", "remote", "refused"]
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What the worker knows about one synced table beyond its spec.
+
+    Attributes:
+        paused: why this table is paused (the others keep flowing), or None.
+        cause: what paused it: ``local`` (the local table changed in a way the worker cannot follow),
+            ``remote`` (the remote table lacks it or a column) or ``refused`` (D1 refused every row of it).
+        fix: the exact step that resumes it (a remote ``ALTER TABLE``, a command), when there is one.
+        paused_at: epoch seconds of the pause.
+        resend_after: while every row of the table is being queued again (after ADD COLUMN, a recreated or
+            renamed table, a repair), the key text after which the next chunk starts; ``""`` before the first.
+            None when no re-send is in progress.
+        remote_columns: the remote table's columns as last checked; None until checked (or after a change).
+        note: something the user should know that needs no action now (e.g. remote rows a recreated local
+            table no longer holds).
+    """
+
+    paused: str | None = None
+    cause: PauseCause | None = None
+    fix: str | None = None
+    paused_at: float | None = None
+    resend_after: str | None = None
+    remote_columns: tuple[str, ...] | None = None
+    note: str | None = None
+
+
+def load_table_states(conn: Connection) -> dict[str, TableState]:
+    """Every table's state, by name (tables without one have the default)."""
+    names = {f.name for f in dataclasses.fields(TableState)}
+    states: dict[str, TableState] = {}
+    for table, text in conn.execute("SELECT tbl, v FROM _d1sync_table_state").fetchall():
+        try:
+            data = json.loads(text)
+            if isinstance(data.get("remote_columns"), list):
+                data["remote_columns"] = tuple(data["remote_columns"])
+            states[str(table)] = TableState(**{k: v for k, v in data.items() if k in names})
+        except (ValueError, TypeError, AttributeError):
+            continue  # a damaged state is the default state: the worker checks the table again
+    return states
+
+
+def save_table_state(conn: Connection, table: str, state: TableState | None) -> None:
+    """Store ``table``'s state (None or the default state: forget it)."""
+    if state is None or state == TableState():
+        conn.execute("DELETE FROM _d1sync_table_state WHERE tbl = ?", (table,))
+        return
+    conn.execute(
+        "INSERT INTO _d1sync_table_state (tbl, v) VALUES (?, ?) ON CONFLICT (tbl) DO UPDATE SET v = excluded.v",
+        (table, json.dumps(dataclasses.asdict(state))),
+    )
