@@ -49,9 +49,9 @@ def open_database(kind: str, tmp_path: Path, request: pytest.FixtureRequest, **c
     raise ValueError(f"unknown backend {kind!r}")
 
 
-def socket_client(base_url: str, database_id: str, *, token: str = TOKEN, **options: Any) -> D1Client:
-    """A D1Client of an emulator served at ``base_url`` (its ``api_base``), without retries: a test sees every
-    failure as it comes."""
+def client_at(base_url: str, database_id: str, *, token: str = TOKEN, **options: Any) -> D1Client:
+    """A D1Client of the emulator at ``base_url`` (a server's ``api_base``, or :data:`IN_PROCESS_BASE` with a
+    ``transport``), without retries unless ``retry`` says: a test sees every failure as it comes."""
     options.setdefault("retry", RetryPolicy(max_retries=0))
     return D1Client(account_id="acct", database_id=database_id, api_token=token, base_url=base_url, **options)
 

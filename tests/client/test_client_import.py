@@ -20,7 +20,7 @@ from d1sync.emulator.server import EmulatorServer
 from d1sync.errors import SQLError, TransientError, UnprovenResultError
 
 from ..support import TOKEN as EMULATOR_TOKEN
-from ..support import socket_client
+from ..support import client_at
 from .scripted import DATABASE, TOKEN, ScriptedD1, envelope
 
 SEED = "CREATE TABLE t (id INTEGER PRIMARY KEY, v);\nINSERT INTO t VALUES (1, 'a'), (2, x'00ff');\n"
@@ -33,7 +33,7 @@ def server(tmp_path: Path) -> Iterator[EmulatorServer]:
 
 
 def client(server: EmulatorServer) -> D1Client:
-    return socket_client(server.api_base, DEFAULT_DATABASE_ID)
+    return client_at(server.api_base, DEFAULT_DATABASE_ID)
 
 
 def test_a_file_is_imported_and_every_step_is_reported(server: EmulatorServer) -> None:

@@ -13,13 +13,13 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from d1sync.client import D1Client, RetryPolicy
+from d1sync.client import RetryPolicy
 from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_DURATION, TOKEN_ENV
 from d1sync.emulator.app import create_app
 from d1sync.emulator.server import EmulatorServer
 from d1sync.errors import ExecutionTimeoutError, RateLimitedError, TransientError, classify_error
 
-from ..support import socket_client
+from ..support import IN_PROCESS_BASE, client_at
 from .conftest import TOKEN, Api, start
 
 LIMIT = 0.3
@@ -72,7 +72,7 @@ def test_the_client_reads_it_as_an_execution_timeout_not_a_rate_limit() -> None:
 
 def test_over_a_socket_the_client_gets_an_execution_timeout_and_nothing_applied(tmp_path: Path) -> None:
     with EmulatorServer(tmp_path / "data", token=TOKEN, max_duration=LIMIT) as server:
-        with socket_client(server.api_base, DEFAULT_DATABASE_ID, token=TOKEN) as db:
+        with client_at(server.api_base, DEFAULT_DATABASE_ID, token=TOKEN) as db:
             db.exec("CREATE TABLE t (v)")
             with pytest.raises(ExecutionTimeoutError) as info:
                 db.batch([db.prepare("INSERT INTO t VALUES (?)").bind(1), db.prepare(SLOW)])
@@ -99,11 +99,10 @@ def test_the_client_does_not_resend_a_request_that_ran_out_of_time(make_app: Cal
 
     app = make_app(max_duration=LIMIT)
     sleeps: list[float] = []
-    with D1Client(
-        account_id="acct",
-        database_id=DEFAULT_DATABASE_ID,
-        api_token=TOKEN,
-        base_url="http://emulator/client/v4",
+    with client_at(
+        IN_PROCESS_BASE,
+        DEFAULT_DATABASE_ID,
+        token=TOKEN,
         transport=SyncASGITransport(app),
         retry=RetryPolicy(max_retries=3),
         sleep=sleeps.append,

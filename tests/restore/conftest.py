@@ -15,7 +15,7 @@ from d1sync.client import D1Client
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.emulator.server import EmulatorServer
 
-from ..support import TOKEN, socket_client
+from ..support import TOKEN, client_at
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def server(tmp_path: Path) -> Iterator[EmulatorServer]:
 
 
 def client_of(server: EmulatorServer, database_id: str = DEFAULT_DATABASE_ID) -> D1Client:
-    return socket_client(server.api_base, database_id)
+    return client_at(server.api_base, database_id)
 
 
 def exact(value: Any) -> Any:
