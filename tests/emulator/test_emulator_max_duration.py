@@ -17,6 +17,7 @@ from d1sync.client import RetryPolicy
 from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_DURATION, TOKEN_ENV
 from d1sync.emulator.app import create_app
 from d1sync.emulator.server import EmulatorServer
+from d1sync.emulator.testing import SyncASGITransport
 from d1sync.errors import ExecutionTimeoutError, RateLimitedError, TransientError, classify_error
 
 from ..support import IN_PROCESS_BASE, client_at
@@ -95,8 +96,6 @@ def test_the_command_takes_max_duration_from_its_flag_or_the_environment(
 
 def test_the_client_does_not_resend_a_request_that_ran_out_of_time(make_app: Callable[..., Starlette]) -> None:
     """Sent again, it would run 30 s again: the caller gets the error at once and decides to send less."""
-    from d1sync.emulator.testing import SyncASGITransport
-
     app = make_app(max_duration=LIMIT)
     sleeps: list[float] = []
     with client_at(
