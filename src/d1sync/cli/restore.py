@@ -42,7 +42,7 @@ def _render(file: str, report: RestoreReport) -> None:
 )
 @click.option(
     "--jurisdiction",
-    type=click.Choice(["eu", "fedramp"]),
+    type=click.Choice(["eu", "fedramp", "us"]),
     help="Keep a new database's data in this jurisdiction.",
 )
 @target_options

@@ -232,7 +232,7 @@ class AsyncD1Client(AsyncDatabase):
     async def create_database(
         self, name: str, *, primary_location_hint: str | None = None, jurisdiction: str | None = None
     ) -> dict[str, Any]:
-        """Create a database (``jurisdiction``: ``eu`` or ``fedramp`` keeps its data there); the returned dict
+        """Create a database (``jurisdiction``: ``eu``, ``fedramp`` or ``us`` keeps its data there); the returned dict
         has its ``uuid``. Never retried (it is not idempotent)."""
         request = self._core.create_request(name, primary_location_hint, jurisdiction)
         return dict(self._core.json_result(await self._send(request)) or {})
