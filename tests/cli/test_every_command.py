@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from d1sync import LocalDatabase, Outbox, SyncWorker, drain
 from d1sync.cli import cli
 from d1sync.cli._exits import exit_codes
+from d1sync.emulator.server import EmulatorServer
 from d1sync.tasks import TaskQueue
 
 from ..support import TOKEN
@@ -52,8 +53,9 @@ class Scene:
     tracks, in rollback-journal mode), ``board`` (tasks t1 and t2, claimed as c1 and c2), and a project
     folder ``tmp`` with one migration, applied to ``remote``."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, emulator: str = "") -> None:
         self.tmp = tmp
+        self.emulator = emulator
         self.app, self.remote, self.plain, self.board = (tmp / n for n in ("app.db", "remote.db", "plain.db", "b.db"))
         (tmp / "migrations").mkdir()
         (tmp / "migrations" / "0001_init.sql").write_text(SCHEMA + ";\n")
@@ -75,13 +77,14 @@ class Scene:
 
     def words(self, template: str) -> list[str]:
         names = {"app": self.app, "remote": self.remote, "plain": self.plain, "board": self.board, "tmp": self.tmp}
+        names |= {"emu": self.emulator, "uniq": self.tmp.name}  # a new database's name, unique per test
         return [word.format(**names) for word in shlex.split(template)]
 
 
 @pytest.fixture
-def scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Scene:
+def scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator_server: EmulatorServer) -> Scene:
     monkeypatch.chdir(tmp_path)
-    return Scene(tmp_path)
+    return Scene(tmp_path, emulator_server.url)  # restore needs D1: the session's emulator stands in
 
 
 SUCCEEDS: dict[str, str] = {
@@ -99,6 +102,7 @@ SUCCEEDS: dict[str, str] = {
     "migrations list": "migrations list --local {remote}",
     "query": "query --local {app} 'SELECT count(*) FROM notes'",
     "replicate": "replicate {app} notes --emit-migration {tmp}/two-way",
+    "restore": "restore --emulator {emu} {app} --to {uniq}",
     "resume": "resume {app}",
     "run": "",  # a daemon until stopped: test_emulator_and_run_are_quiet_until_stopped
     "status": "status {app} --check",
@@ -120,7 +124,8 @@ SUCCEEDS: dict[str, str] = {
 
 
 def invoke(words: list[str]) -> Any:
-    return CliRunner().invoke(cli, words, catch_exceptions=False)
+    # The token of the session's emulator, for the commands that need D1 (restore); only while one runs.
+    return CliRunner(env={"D1SYNC_EMULATOR_TOKEN": TOKEN}).invoke(cli, words, catch_exceptions=False)
 
 
 def test_every_command_has_a_recipe_here() -> None:
@@ -203,6 +208,7 @@ FAILS: dict[str, str] = {
     "untrack": "untrack {app} nots",
     "track": "track {app} d1_migrations",
     "clone": "clone --local {remote} {app}",
+    "restore": "restore --emulator {emu} {tmp}/nope.db --to nope",
 }
 """A failure of each kind of command: exit 1, one error line and a Try: hint, and with -q only that."""
 

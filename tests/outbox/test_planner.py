@@ -15,7 +15,8 @@ from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, Outbox, SyncConfig, SyncWorker
 from d1sync.sync.codec import encode_row
 from d1sync.sync.model import Change, TableSpec
-from d1sync.sync.push.planner import D1_MAX_SQL_BYTES, DEFER_FOREIGN_KEYS, plan, topological_order
+from d1sync.sync.push.planner import D1_MAX_SQL_BYTES, DEFER_FOREIGN_KEYS, FENCE_BYTES, plan, topological_order
+from d1sync.sync.remote import fence_statements
 
 from .conftest import OpenWorker, RecordingTarget, data_statements, snapshot
 
@@ -217,3 +218,8 @@ def test_text_with_nul_characters_survives_the_trip(
         conn.executemany("INSERT INTO t VALUES (?, ?)", [("plain", "a\x00b"), ("nul\x00key", "v")])
     open_worker(path, remote).sync_once()
     assert snapshot(remote.connection, "t") == snapshot(app.connection, "t")
+
+
+def test_the_planner_reserves_room_for_the_fence_every_request_opens_with() -> None:
+    fence = fence_statements("f" * 32, 2**63 - 1)  # the longest identity and number a file can send
+    assert sum(len(json.dumps(sql)) + len(json.dumps(list(params))) + 32 for sql, params in fence) <= FENCE_BYTES

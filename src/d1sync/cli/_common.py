@@ -55,7 +55,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from d1sync.sync import Outbox
+    from d1sync.sync.compare.verify import TableDiff
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -418,3 +421,16 @@ def print_json(data: Any) -> None:
         raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
     sys.stdout.write(json.dumps(data, default=default, ensure_ascii=False, indent=2) + "\n")
+
+
+def diff_table(diffs: Sequence[TableDiff], other: str) -> Table:
+    """The verify of copied tables (clone, restore): rows here, rows on the ``other`` side, equal or how not."""
+    from rich.table import Table
+
+    table = Table("table", "rows", other, "result")
+    for diff in diffs:
+        result = "[green]equal[/green]" if diff.equal else f"[red]different[/red] ({diff.missing} missing, "
+        if not diff.equal:
+            result += f"{diff.extra} extra, {diff.different} different)"
+        table.add_row(diff.table, f"{diff.local_rows:,}", f"{diff.remote_rows:,}", result)
+    return table

@@ -348,7 +348,7 @@ def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None, *, pu
         print_json({**dataclasses.asdict(report), "drained": report.drained})
     elif report.rows or report.dead or report.pending or report.pulled:
         console.print(_summary(report))
-    else:
+    elif report.state not in ("paused", "locked"):  # a pause is not "nothing to sync": it says why below
         console.print("nothing to sync")
     if report.state == "locked" and report.pending:
         fail("another worker took the lease and is sending the changes", f"`d1sync sync {db} --wait`", EXIT_TEMPFAIL)

@@ -29,6 +29,7 @@ exception leaks out of a public call::
             ├── NetworkError         the connection failed or broke
             │   └── UnreachableError nothing answers at the address (refused, unknown host)
             ├── RequestTimeoutError  no answer in time (a write may still have committed)
+            ├── ExecutionTimeoutError D1 stopped the request at its 30 s limit and rolled it back (send less)
             └── UnprovenResultError  an answer that says success but does not prove it (outcome unknown)
 
 ``retryable`` is True exactly for :class:`TransientError` and its subclasses.
@@ -66,6 +67,7 @@ __all__ = [
     "D1Error",
     "D1SyncError",
     "DatabaseNotFoundError",
+    "ExecutionTimeoutError",
     "FENCE_MARKER",
     "FileRewoundError",
     "InvalidRequestError",
@@ -130,14 +132,8 @@ class ValueEncodingError(D1SyncError, ValueError):
 
 
 class SyncPausedError(D1SyncError):
-    """The changes waited for cannot leave: a pause holds them that does not clear by itself (a table missing on
-    D1, a bad token, a file that went back in time). Nothing is dropped; fix the cause and they go.
-
-    Attributes:
-        table: the paused table, or None when the whole worker is paused.
-        reason: why, as the worker recorded it.
-        fix: the step that resumes it, when one is known.
-    """
+    """The changes waited for are held by a pause that needs a fix (a table missing on D1, a bad token, a file
+    that went back in time); nothing is dropped. ``table`` (None: the whole worker), ``reason``, ``fix``."""
 
     def __init__(self, reason: str, *, table: str | None = None, fix: str | None = None) -> None:
         self.table = table
@@ -363,14 +359,19 @@ class RequestTimeoutError(TransientError):
     """No response in time. A write may still have been applied: only retry idempotent writes."""
 
 
-class UnprovenResultError(TransientError):
-    """D1 answered "success" but the answer does not prove it: no ``result``, a ``null`` one, fewer statement
-    results than statements sent, a statement result without ``success: true`` or without its ``meta``.
+class ExecutionTimeoutError(TransientError):
+    """D1 ran the request past its execution limit (30 s), reset the database and rolled the request back
+    (``D1 DB storage operation exceeded timeout which caused object to be reset.``, code 7429).
 
-    Gateways, proxies and partial outages produce such answers. The outcome is unknown, exactly as after a
-    lost response: nothing may be taken as done, and only a request that is safe to send twice is resent.
-    The message describes the answer's shape (never its data).
+    Nothing of the request was applied. D1 counts it among the errors worth retrying (a busy machine can cause
+    it), but a request that is simply too much work fails again: send less per request.
     """
+
+
+class UnprovenResultError(TransientError):
+    """D1 said "success" without proof: no ``result``, a ``null`` or short one, a statement result without
+    ``success: true`` or its ``meta``. The outcome is unknown, as after a lost response (the message tells the
+    answer's shape, never its data)."""
 
 
 # -- translation at the boundaries -------------------------------------------------------------------------
@@ -417,6 +418,7 @@ _TRANSIENT_MESSAGES = (
     "d1 db is overloaded",
     "cannot resolve d1 db due to transient issue",
 )
+_EXECUTION_TIMEOUT = "storage operation exceeded timeout which caused object to be reset"
 _LIMIT_MESSAGES = ("sqlite_toobig", "too many sql variables", "string or blob too big")
 _AUTH_CODES = frozenset({7403, 9109, 10000})
 
@@ -432,6 +434,9 @@ def classify_error(
     """The d1sync error for a D1 failure, from its error code, HTTP status and message (d1-contract §2)."""
     kwargs: dict[str, Any] = {"code": code, "status": status, "statement": statement}
     lowered = message.lower()
+    if _EXECUTION_TIMEOUT in lowered:
+        # Before the 429 test: this is one request's own time, not the account's rate limit.
+        return ExecutionTimeoutError(message, **kwargs)
     if code == 971 or status == 429:
         return RateLimitedError(message, retry_after=retry_after, **kwargs)
     if status == 413:

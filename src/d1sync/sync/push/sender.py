@@ -164,7 +164,7 @@ def send_request(link: Link, request: PlannedRequest, *, meanwhile: Callable[[],
     statements = [db.prepare(DEFER_FOREIGN_KEYS)]
     statements += [db.prepare(sql).bind(*params) for sql, params in fence_statements(identity, number)]
     statements += [db.prepare(SET_ORIGIN).bind(origin)] if origin else []
-    statements += [db.prepare(s.sql).bind(s.param) for s in request.statements]
+    statements += [db.prepare(s.sql).bind(*s.params) for s in request.statements]
     statements += [db.prepare(CLEAR_ORIGIN)] if origin else []
 
     def send() -> None:
