@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("d1sync.database", "d1sync.wrangler"),
     ("d1sync.sqlite", "d1sync.local", "d1sync.client", "d1sync.target"),
     ("d1sync.sync", "d1sync.outbox", "d1sync.migrations", "d1sync.tasks", "d1sync.modules", "d1sync.restore"),
+    ("d1sync.fleet",),
     ("d1sync.emulator",),
     ("d1sync.demo", "d1sync.bench"),
     ("d1sync.cli", "d1sync.__main__"),
@@ -210,7 +211,13 @@ ENGINE = "d1sync.sync"
 STORE = "d1sync.sync.store"
 # Outside the store, only these name d1sync's own tables in SQL: what d1sync keeps on D1 (remote capture,
 # replica positions), a clone's plan kept in the new file, and the migrations' checksum side table.
-OWN_TABLES_ELSEWHERE = {"d1sync.sync.remote", "d1sync.sync.compare.clone_plan", "d1sync.migrations.runner"}
+OWN_TABLES_ELSEWHERE = {
+    "d1sync.sync.remote",
+    "d1sync.sync.compare.clone_plan",
+    "d1sync.migrations.runner",
+    "d1sync.fleet.provision",  # its own table: a tenant's database binding
+    "d1sync.fleet.tenants",  # names the prefix only to leave d1sync's tables untracked
+}
 
 
 def _docstrings(tree: ast.AST) -> set[int]:

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         UnsafeMigrationError,
         ValueEncodingError,
     )
+    from d1sync.fleet import Fleet, FleetStatus
     from d1sync.local import LocalDatabase
     from d1sync.migrations import MigrationSource, Migrator
     from d1sync.sync import (
@@ -99,6 +100,8 @@ __all__ = [
     "ExecResult",
     "ExecutionTimeoutError",
     "FileRewoundError",
+    "Fleet",
+    "FleetStatus",
     "InvalidRequestError",
     "LimitError",
     "Limits",
@@ -185,6 +188,8 @@ _LAZY = {
     "UnreachableError": "d1sync.errors",
     "UnsafeMigrationError": "d1sync.errors",
     "ValueEncodingError": "d1sync.errors",
+    "Fleet": "d1sync.fleet",
+    "FleetStatus": "d1sync.fleet",
     "LocalDatabase": "d1sync.local",
     "MigrationSource": "d1sync.migrations",
     "Migrator": "d1sync.migrations",

@@ -25,7 +25,6 @@ from click.testing import CliRunner
 from d1sync import LocalDatabase, Outbox, SyncWorker, drain
 from d1sync.cli import cli
 from d1sync.cli._exits import exit_codes
-from d1sync.emulator.server import EmulatorServer
 from d1sync.tasks import TaskQueue
 
 from ..support import TOKEN
@@ -53,9 +52,18 @@ class Scene:
     tracks, in rollback-journal mode), ``board`` (tasks t1 and t2, claimed as c1 and c2), and a project
     folder ``tmp`` with one migration, applied to ``remote``."""
 
-    def __init__(self, tmp: Path, emulator: str = "") -> None:
+    def __init__(self, tmp: Path, emulator: Any = None) -> None:
         self.tmp = tmp
-        self.emulator = emulator
+        self._emulator = emulator
+        self.tenants = tmp / "tenants"
+        self.tenants.mkdir()
+        with LocalDatabase(self.tenants / "tenant-a.db") as db:
+            db.exec(SCHEMA)
+            db.prepare("INSERT INTO notes VALUES (1, 'one')").run()
+        (tmp / "fleet-migrations").mkdir()
+        (tmp / "fleet-migrations" / "0001_tags.sql").write_text(
+            "CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY);\n"
+        )
         self.app, self.remote, self.plain, self.board = (tmp / n for n in ("app.db", "remote.db", "plain.db", "b.db"))
         (tmp / "migrations").mkdir()
         (tmp / "migrations" / "0001_init.sql").write_text(SCHEMA + ";\n")
@@ -76,15 +84,29 @@ class Scene:
                 assert queue.claim("agent", task_id=task, claim_id=claim) is not None
 
     def words(self, template: str) -> list[str]:
-        names = {"app": self.app, "remote": self.remote, "plain": self.plain, "board": self.board, "tmp": self.tmp}
-        names |= {"emu": self.emulator, "uniq": self.tmp.name}  # a new database's name, unique per test
+        names: dict[str, Any] = {
+            "app": self.app,
+            "remote": self.remote,
+            "plain": self.plain,
+            "board": self.board,
+            "tmp": self.tmp,
+            "tenants": self.tenants,
+            "uniq": self.tmp.name,  # a new database's name, unique per test
+        }
+        if "{emulator}" in template:  # the session's emulator, started only for the commands that need one
+            names["emulator"] = self._emulator()
         return [word.format(**names) for word in shlex.split(template)]
 
 
 @pytest.fixture
-def scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator_server: EmulatorServer) -> Scene:
+def scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Scene:
     monkeypatch.chdir(tmp_path)
-    return Scene(tmp_path, emulator_server.url)  # restore needs D1: the session's emulator stands in
+
+    def emulator() -> str:
+        monkeypatch.setenv("D1SYNC_EMULATOR_TOKEN", TOKEN)
+        return str(request.getfixturevalue("emulator_server").url)
+
+    return Scene(tmp_path, emulator)
 
 
 SUCCEEDS: dict[str, str] = {
@@ -97,12 +119,16 @@ SUCCEEDS: dict[str, str] = {
     "dead retry": "dead {app} retry",
     "demo": "demo --rows 20 --dir {tmp}/demo",
     "emulator": "",  # a server until stopped: test_emulator_and_run_are_quiet_until_stopped
+    "fleet migrate": "fleet migrate {tenants} --emulator {emulator} --migrations-dir {tmp}/fleet-migrations",
+    "fleet run": "",  # a daemon until stopped: tests/fleet/test_fleet_cli.py
+    "fleet status": "fleet status {tenants}",
+    "fleet sync": "fleet sync {tenants} --emulator {emulator}",
     "migrations apply": "migrations apply --local {tmp}/new.db",
     "migrations create": "migrations create second",
     "migrations list": "migrations list --local {remote}",
     "query": "query --local {app} 'SELECT count(*) FROM notes'",
     "replicate": "replicate {app} notes --emit-migration {tmp}/two-way",
-    "restore": "restore --emulator {emu} {app} --to {uniq}",
+    "restore": "restore --emulator {emulator} {app} --to {uniq}",
     "resume": "resume {app}",
     "run": "",  # a daemon until stopped: test_emulator_and_run_are_quiet_until_stopped
     "status": "status {app} --check",
@@ -208,7 +234,8 @@ FAILS: dict[str, str] = {
     "untrack": "untrack {app} nots",
     "track": "track {app} d1_migrations",
     "clone": "clone --local {remote} {app}",
-    "restore": "restore --emulator {emu} {tmp}/nope.db --to nope",
+    "restore": "restore --emulator {emulator} {tmp}/nope.db --to nope",
+    "fleet status": "fleet status {tmp}/nope",
 }
 """A failure of each kind of command: exit 1, one error line and a Try: hint, and with -q only that."""
 

@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dead": ("d1sync.cli.status", "Inspect, retry or drop DB's dead letters (changes D1 refused permanently)."),
     "demo": ("d1sync.cli.demo", "Write an agent daemon's state locally while syncing it to the emulator under faults."),
     "emulator": ("d1sync.cli.emulator", "Serve a local D1: the Cloudflare REST API over SQLite files."),
+    "fleet": (
+        "d1sync.cli.fleet",
+        "Sync a folder of tenant files, each to its own D1 database, under one account budget.",
+    ),
     "migrations": (
         "d1sync.cli.migrations",
         "wrangler-compatible migrations: same files, same d1_migrations ledger, same order.",

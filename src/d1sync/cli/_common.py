@@ -49,9 +49,11 @@ __all__ = [
     "need_outbox",
     "need_tracked",
     "open_outbox",
+    "parse_rate_limit",
     "print_json",
     "remember_target",
     "run_with_flags",
+    "serve_on",
 ]
 
 if TYPE_CHECKING:
@@ -122,6 +124,35 @@ def need_file(path: str | os.PathLike[str]) -> None:
 
 
 _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
+
+
+def parse_rate_limit(text: str | None) -> tuple[int, float] | None:
+    """``"1200/300"`` -> ``(1200, 300.0)``: at most N requests per SECONDS (``--rate-limit`` of ``emulator``
+    and ``fleet``)."""
+    if not text:
+        return None
+    requests, sep, seconds = text.partition("/")
+    try:
+        value = (int(requests), float(seconds) if sep else 1.0)
+    except ValueError:
+        value = (0, 0.0)
+    if value[0] < 1 or value[1] <= 0:
+        fail(f"invalid --rate-limit {text!r}", "write N/SECONDS, e.g. --rate-limit 1200/300", exit_code=EXIT_USAGE)
+    return value
+
+
+T = TypeVar("T")
+
+
+def serve_on(port: int, start: Callable[[int], T]) -> T:
+    """``start(port)`` (a server on 127.0.0.1), or exit 1 naming the busy port and the way out (``--metrics-port``)."""
+    try:
+        return start(port)
+    except OSError as exc:
+        fail(
+            f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}",
+            "choose another --metrics-port, or --metrics-port 0 for a free one",
+        )
 
 
 def need_outbox(db: str) -> None:

@@ -49,6 +49,25 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         EXIT_INTERRUPTED: "interrupted",
     },
     "migrations list": {**COMMON, 3: "`--check` found pending or edited migrations"},
+    "fleet sync": {
+        0: "every tenant drained",
+        EXIT_FAILURE: "some tenant not drained (paused, failed, `--timeout`): each is named",
+        EXIT_USAGE: "bad usage",
+        EXIT_DEAD_LETTERS: "drained, but D1 refused some rows for good (`d1sync dead FILE`)",
+        EXIT_INTERRUPTED: "interrupted",
+    },
+    "fleet migrate": {
+        0: "every tenant migrated or already current (and any `--dry-run`)",
+        EXIT_FAILURE: "some tenant failed, or the canary stopped the run: each failure is named",
+        EXIT_USAGE: "bad usage",
+        EXIT_INTERRUPTED: "interrupted",
+    },
+    "fleet run": {
+        0: "stopped by SIGINT/SIGTERM (after the passes in flight)",
+        EXIT_FAILURE: "failed to start (no such DIR, no account)",
+        EXIT_USAGE: "bad usage",
+        EXIT_INTERRUPTED: "interrupted",
+    },
 }
 
 

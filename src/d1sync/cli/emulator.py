@@ -12,25 +12,11 @@ from d1sync.client.config import clean_token
 from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION, DEFAULT_PORT, TOKEN_ENV
 from d1sync.emulator.faults import FaultConfig
 
-from ._common import EXIT_USAGE, Command, echo, fail
+from ._common import EXIT_USAGE, Command, echo, fail, parse_rate_limit
 
 __all__ = ["emulator", "parse_rate_limit"]
 
 DEFAULT_DATA_DIR = os.path.join(".d1sync", "emulator")
-
-
-def parse_rate_limit(text: str | None) -> tuple[int, float] | None:
-    """``"1200/300"`` -> ``(1200, 300.0)``: at most N requests per SECONDS."""
-    if not text:
-        return None
-    requests, sep, seconds = text.partition("/")
-    try:
-        value = (int(requests), float(seconds) if sep else 1.0)
-    except ValueError:
-        value = (0, 0.0)
-    if value[0] < 1 or value[1] <= 0:
-        fail(f"invalid --rate-limit {text!r}", "write N/SECONDS, e.g. --rate-limit 1200/300", exit_code=EXIT_USAGE)
-    return value
 
 
 def _is_loopback(host: str) -> bool:

@@ -39,6 +39,7 @@ from ._common import (
     hint_for,
     need_outbox,
     print_json,
+    serve_on,
 )
 from ._target import open_target, target_options
 
@@ -87,13 +88,7 @@ def limit_options(func: Any) -> Any:
 def _metrics(db: str, worker: SyncWorker, port: int | None) -> MetricsServer | None:
     if port is None:
         return None
-    try:
-        return MetricsServer(lambda: metrics_text(db, worker.counters), port=port)
-    except OSError as exc:
-        fail(
-            f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}",
-            "choose another --metrics-port, or --metrics-port 0 for a free one",
-        )
+    return serve_on(port, lambda free: MetricsServer(lambda: metrics_text(db, worker.counters), port=free))
 
 
 class _Shutdown:

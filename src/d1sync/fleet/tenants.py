@@ -1,0 +1,120 @@
+"""Which files in a folder are tenants, and which of a tenant's tables are synced.
+
+A tenant is a file in the folder (not below it) whose name matches the pattern (default ``*.db``) and that
+is a SQLite database. SQLite's own companions (``-wal``, ``-shm``, ``-journal``) are never tenants, even
+under a pattern such as ``*``. A file that is not SQLite is set aside with a reason (the fleet warns once);
+an empty file is not a tenant yet (a program may be creating it): it is looked at again on the next sweep.
+
+A tenant syncs every user table, or the ``--tables`` named; never SQLite's (``sqlite_*``), D1's (``_cf_*``),
+d1sync's own (``_d1sync_*``) or the migrations ledger (``d1_migrations``), nor virtual tables (FTS5 and the
+like: capture triggers cannot be put on them) and their shadow tables. A table without a primary key (or a
+UNIQUE index over NOT NULL columns) cannot be synced: it is skipped, with a warning for the tenant's status.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from d1sync.errors import ConfigError
+from d1sync.sqlite import Connection
+from d1sync.sync import Outbox
+from d1sync.wrangler import DEFAULT_MIGRATIONS_TABLE
+
+__all__ = ["COMPANIONS", "DEFAULT_PATTERN", "Discovery", "Tracking", "discover", "sqlite_header", "track_tables"]
+
+DEFAULT_PATTERN = "*.db"
+COMPANIONS = ("-wal", "-shm", "-journal")
+_HEADER = b"SQLite format 3\x00"
+_INTERNAL = ("sqlite_", "_cf_", "_d1sync_")
+
+
+@dataclass
+class Discovery:
+    """One sweep of the folder: the tenant files (sorted by name) and the files set aside, with why."""
+
+    tenants: list[Path] = field(default_factory=list)
+    rejected: dict[Path, str] = field(default_factory=dict)
+
+
+def sqlite_header(path: Path) -> bool | None:
+    """True: a SQLite file; False: something else; None: empty or unreadable for now (look again later)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_HEADER))
+    except OSError:
+        return None
+    if not head:
+        return None
+    return head == _HEADER
+
+
+def discover(folder: Path, pattern: str = DEFAULT_PATTERN) -> Discovery:
+    """The tenant files of ``folder`` (see the module docstring). Reads 16 bytes of each candidate."""
+    found = Discovery()
+    try:
+        entries = sorted(folder.iterdir())
+    except FileNotFoundError:
+        return found
+    for path in entries:
+        if path.name.endswith(COMPANIONS) or not fnmatch.fnmatchcase(path.name, pattern):
+            continue
+        if not path.is_file():
+            continue
+        kind = sqlite_header(path)
+        if kind is True:
+            found.tenants.append(path)
+        elif kind is False:
+            found.rejected[path] = "not a SQLite database (its first bytes are not SQLite's header)"
+    return found
+
+
+@dataclass
+class Tracking:
+    """What :func:`track_tables` did: the synced tables, and a warning per table it could not sync."""
+
+    tables: list[str] = field(default_factory=list)
+    warnings: dict[str, str] = field(default_factory=dict)
+    new: list[str] = field(default_factory=list)
+    """The tables this call tracked (the others were tracked before)."""
+
+
+def user_tables(conn: Connection) -> list[str]:
+    """The ordinary tables a tenant may sync, in creation order (see the module docstring)."""
+    rows = conn.execute(
+        "SELECT m.name FROM sqlite_master AS m JOIN pragma_table_list AS t ON t.name = m.name AND t.schema = 'main'"
+        " WHERE m.type = 'table' AND t.type = 'table' ORDER BY m.rowid"
+    ).fetchall()
+    names = [str(r[0]) for r in rows]
+    return [n for n in names if not n.lower().startswith(_INTERNAL) and n != DEFAULT_MIGRATIONS_TABLE]
+
+
+def track_tables(path: Path, only: Sequence[str] | None = None) -> Tracking:
+    """Track the tenant's tables (all user tables, or ``only``) that are not tracked yet; idempotent.
+
+    A table created since the last call is tracked now (with its existing rows). A named table the file lacks,
+    and a table without a usable key, get a warning and are skipped; the others are tracked.
+    """
+    done = Tracking()
+    with Connection(path, read_only=True) as conn:
+        present = user_tables(conn)
+    wanted = list(only) if only is not None else present
+    with Outbox(path) as outbox:
+        tracked = outbox.tables()
+        for table in wanted:
+            if table in tracked:
+                done.tables.append(table)
+                continue
+            if table not in present:
+                done.warnings[table] = f"no table {table!r} in this file (named by --tables)"
+                continue
+            try:
+                outbox.track(table)
+            except ConfigError as exc:
+                done.warnings[table] = f"not synced: {exc.message}"
+                continue
+            done.tables.append(table)
+            done.new.append(table)
+    return done

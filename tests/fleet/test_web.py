@@ -1,0 +1,107 @@
+"""What a running fleet serves: Prometheus totals and the worst tenants only, /status.json, and the page."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from d1sync.emulator.server import EmulatorServer
+from d1sync.fleet import FleetStatus, TenantRow
+from d1sync.fleet.status import totals
+from d1sync.fleet.web import FleetServer, fleet_metrics, fleet_page
+
+from ..support import TOKEN
+from .conftest import MakeFleet, make_tenant
+
+
+def fetch(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, "", ""
+
+
+def many(count: int) -> FleetStatus:
+    rows = [TenantRow(file=f"t{i:03}.db", pending=i, oldest_pending_seconds=float(i)) for i in range(count)]
+    rows.append(TenantRow(file='odd "name"\n.db', pending=1000, oldest_pending_seconds=9999.0))
+    return FleetStatus(rows, totals(rows, []))
+
+
+def test_metrics_carry_totals_and_only_the_worst_tenants() -> None:
+    text = fleet_metrics(many(500), count=10)
+    assert "d1sync_fleet_tenants 501" in text and "d1sync_fleet_pending " in text
+    series = [line for line in text.splitlines() if line.startswith("d1sync_fleet_tenant_pending{")]
+    assert len(series) == 10
+    assert series[0] == 'd1sync_fleet_tenant_pending{file="odd \\"name\\"\\n.db"} 1000'
+    assert 'file="t499.db"' in series[1] and 'file="t000.db"' not in text
+
+
+def test_the_page_lists_tenants_by_lag_and_refreshes_itself() -> None:
+    page = fleet_page(many(3))
+    assert "http-equiv='refresh'" in page and "&quot;name&quot;" in page
+    assert page.index("odd") < page.index("t002.db") < page.index("t001.db") < page.index("t000.db")
+
+
+def test_a_fleet_serves_metrics_status_json_and_its_page(
+    account: EmulatorServer, tenants: Path, make_fleet: MakeFleet
+) -> None:
+    for name in ("a", "b"):
+        make_tenant(tenants / f"{name}.db")
+    fleet = make_fleet()
+    fleet.drain(timeout=30)
+    with FleetServer(fleet.status, port=0) as server:
+        code, kind, body = fetch(server.url + "status.json")
+        assert code == 200 and kind == "application/json"
+        data = json.loads(body)
+        assert [r["file"] for r in data["tenants"]] == ["a.db", "b.db"] and data["totals"]["pending"] == 0
+        code, kind, body = fetch(server.url + "metrics")
+        assert code == 200 and kind.startswith("text/plain") and "d1sync_fleet_tenants 2" in body
+        code, kind, body = fetch(server.url)
+        assert code == 200 and kind.startswith("text/html") and "a.db" in body
+        assert fetch(server.url + "nope")[0] == 404
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_fleet_run_serves_them_on_metrics_port(account: EmulatorServer, tenants: Path) -> None:
+    make_tenant(tenants / "a.db")
+    port = _free_port()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "d1sync", "fleet", "run", str(tenants), "--emulator", account.url, "-q"]
+        + ["--metrics-port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "D1SYNC_EMULATOR_TOKEN": TOKEN},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                code, _, body = fetch(f"http://127.0.0.1:{port}/status.json")
+            except OSError:
+                code, body = 0, ""
+            if code == 200 and json.loads(body)["tenants"][0]["database_id"]:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("no status served in time")
+            time.sleep(0.1)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=30)
+    assert (daemon.returncode, out, err) == (0, "", "")
