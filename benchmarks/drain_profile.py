@@ -42,7 +42,7 @@ from d1sync.bench.data import CREATE_TABLE, make_backlog
 from d1sync.bench.remote import BenchEmulator, compare_with_remote, pacing_limiter
 from d1sync.client import D1Client
 from d1sync.sync import SyncConfig, SyncWorker
-from d1sync.sync import engine as worker_module
+from d1sync.sync.push import pusher as pusher_module
 from d1sync.sync.push import readahead as ahead
 from d1sync.sync.push import sender as delivery
 from d1sync.sync.push import window as changes
@@ -65,12 +65,12 @@ def _timed(spent: Spent, name: str, function: Callable[..., Any]) -> Callable[..
 def stages_timed(spent: Spent) -> Iterator[None]:
     """Wrap each stage of the worker (module attributes, restored after)."""
     wrapped = [
-        (worker_module, "read_window", "window"),
+        (pusher_module, "read_window", "window"),
         (ahead, "read_window", "window"),  # the windows read ahead
         (changes, "_coalesce", "coalesce"),
         (changes, "_current_rows", "current rows"),
         (changes, "encode_row", "encode"),
-        (worker_module, "plan", "plan"),
+        (pusher_module, "plan", "plan"),
         (ahead, "plan", "plan"),
         (delivery, "acknowledge", "acknowledge"),
     ]

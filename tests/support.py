@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from d1sync.client import D1Client
+from d1sync.client import D1Client, RetryPolicy
 from d1sync.database import Database
 from d1sync.local import LocalDatabase
 
@@ -47,6 +47,13 @@ def open_database(kind: str, tmp_path: Path, request: pytest.FixtureRequest, **c
     if kind == "emulator-socket":
         return D1Client(**common, base_url=request.getfixturevalue("emulator_server").api_base)
     raise ValueError(f"unknown backend {kind!r}")
+
+
+def client_at(base_url: str, database_id: str, *, token: str = TOKEN, **options: Any) -> D1Client:
+    """A D1Client of the emulator at ``base_url`` (a server's ``api_base``, or :data:`IN_PROCESS_BASE` with a
+    ``transport``), without retries unless ``retry`` says: a test sees every failure as it comes."""
+    options.setdefault("retry", RetryPolicy(max_retries=0))
+    return D1Client(account_id="acct", database_id=database_id, api_token=token, base_url=base_url, **options)
 
 
 def race(threads: int, body: Callable[[int], None]) -> None:

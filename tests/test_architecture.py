@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("d1sync._version", "d1sync.errors", "d1sync.values", "d1sync.sql", "d1sync.backoff"),
     ("d1sync.database", "d1sync.wrangler"),
     ("d1sync.sqlite", "d1sync.local", "d1sync.client", "d1sync.target"),
-    ("d1sync.sync", "d1sync.outbox", "d1sync.migrations", "d1sync.tasks", "d1sync.modules"),
+    ("d1sync.sync", "d1sync.outbox", "d1sync.migrations", "d1sync.tasks", "d1sync.modules", "d1sync.restore"),
     ("d1sync.fleet",),
     ("d1sync.emulator",),
     ("d1sync.demo", "d1sync.bench"),

@@ -54,6 +54,17 @@ def _file_key(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(Path(path))
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``: what tells one file from another put in its place."""
+    if os.fspath(path) == ":memory:":
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 def on_commit(path: str | os.PathLike[str], callback: Callable[[], None]) -> Callable[[], None]:
     """Call ``callback`` after every commit that changed rows of the file ``path`` through a d1sync Connection
     in this process. Returns the function that unsubscribes it. Callbacks must be quick (set an event)."""
@@ -231,7 +242,9 @@ class Connection:
     ) -> None:
         self.path = Path(path)
         self._key = "" if os.fspath(path) == ":memory:" or not notify else _file_key(path)  # "": nobody listens
-        self._raw = connect(path, busy_timeout=busy_timeout, wal=wal, read_only=read_only)
+        self._options = {"busy_timeout": busy_timeout, "wal": wal, "read_only": read_only}
+        self._raw = connect(path, **self._options)  # type: ignore[arg-type]
+        self._file = _file_identity(self.path)
         self._lock = threading.RLock()
         self._depth = 0
         self._reading = 0
@@ -262,6 +275,21 @@ class Connection:
     @property
     def total_changes(self) -> int:
         return self._raw.total_changes
+
+    def replaced(self) -> bool:
+        """Whether another file now sits at :attr:`path` (a restore, a copy moved into place) than the one this
+        connection opened; False while the path holds no file at all, or for ``:memory:``."""
+        now = _file_identity(self.path)
+        return self._file is not None and now is not None and now != self._file
+
+    def reopen(self) -> None:
+        """Open the file at :attr:`path` anew (after :meth:`replaced`); not inside a transaction."""
+        with self._lock:
+            if self._depth or self._raw.in_transaction:
+                raise RuntimeError("cannot reopen a connection inside a transaction")
+            self._raw.close()
+            self._raw = connect(self.path, **self._options)  # type: ignore[arg-type]
+            self._file = _file_identity(self.path)
 
     def close(self) -> None:
         """Close the connection (idempotent). An open transaction is rolled back by SQLite."""

@@ -91,6 +91,7 @@ class Scene:
             "board": self.board,
             "tmp": self.tmp,
             "tenants": self.tenants,
+            "uniq": self.tmp.name,  # a new database's name, unique per test
         }
         if "{emulator}" in template:  # the session's emulator, started only for the commands that need one
             names["emulator"] = self._emulator()
@@ -127,6 +128,7 @@ SUCCEEDS: dict[str, str] = {
     "migrations list": "migrations list --local {remote}",
     "query": "query --local {app} 'SELECT count(*) FROM notes'",
     "replicate": "replicate {app} notes --emit-migration {tmp}/two-way",
+    "restore": "restore --emulator {emulator} {app} --to {uniq}",
     "resume": "resume {app}",
     "run": "",  # a daemon until stopped: test_emulator_and_run_are_quiet_until_stopped
     "status": "status {app} --check",
@@ -148,7 +150,8 @@ SUCCEEDS: dict[str, str] = {
 
 
 def invoke(words: list[str]) -> Any:
-    return CliRunner().invoke(cli, words, catch_exceptions=False)
+    # The token of the session's emulator, for the commands that need D1 (restore); only while one runs.
+    return CliRunner(env={"D1SYNC_EMULATOR_TOKEN": TOKEN}).invoke(cli, words, catch_exceptions=False)
 
 
 def test_every_command_has_a_recipe_here() -> None:
@@ -231,6 +234,7 @@ FAILS: dict[str, str] = {
     "untrack": "untrack {app} nots",
     "track": "track {app} d1_migrations",
     "clone": "clone --local {remote} {app}",
+    "restore": "restore --emulator {emulator} {tmp}/nope.db --to nope",
     "fleet status": "fleet status {tmp}/nope",
 }
 """A failure of each kind of command: exit 1, one error line and a Try: hint, and with -q only that."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import socket
 import subprocess
@@ -217,3 +219,63 @@ def test_dead_list_shows_bytes_that_are_not_utf8_escaped_and_keeps_json_valid(fi
     letters = json.loads(result.stdout.decode("utf-8"))  # strict UTF-8: raises if raw bytes leaked
     bad = [d for d in letters if "not valid UTF-8" in d["error"]]
     assert [d["key"] for d in bad] == [[10]]
+
+
+def _closed_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("timeout", [["--timeout", "2"], []], ids=["--timeout", "default"])
+def test_sync_at_a_target_that_never_answers_says_so_and_exits_1(
+    app: Path, monkeypatch: pytest.MonkeyPatch, timeout: list[str]
+) -> None:
+    """Not "1 change(s) still pending" after retrying for ever: nothing answers there, and what to do."""
+    monkeypatch.setattr("d1sync.cli.sync.NEVER_ANSWERED", 2.0)  # the default is 60 s: the same path, sooner
+    url = _closed_url()
+    result = CliRunner().invoke(
+        cli, ["sync", str(app), "--emulator", url, *timeout], env={"D1SYNC_EMULATOR_TOKEN": "t0ken"}
+    )
+    assert result.exit_code == 1
+    assert f"Error: nothing answers at {url} (connection refused)" in result.output
+    assert "is `d1sync emulator` running there?" in result.output
+    assert "SELECT" not in result.output and "json_array" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("sig", "reachable", "code"),
+    [(signal.SIGINT, True, 0), (signal.SIGINT, False, 130), (signal.SIGTERM, False, 1), (signal.SIGTERM, True, 0)],
+    ids=["SIGINT-drained", "SIGINT-pending", "SIGTERM-pending", "SIGTERM-drained"],
+)
+def test_run_exits_by_what_it_left_unsent(files: tuple[Path, Path], sig: int, reachable: bool, code: int) -> None:
+    """0 when the last drain sent everything; with changes left, 130 after Ctrl-C and 1 after SIGTERM."""
+    app, remote = files
+    with LocalDatabase(app) as db:
+        db.prepare("UPDATE notes SET n = 5 WHERE n < 0").run()  # the remote's CHECK would refuse them
+    invoke("track", str(app), "notes")
+    target = ["--local", str(remote)] if reachable else ["--emulator", _closed_url()]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "d1sync.cli", "run", str(app), *target, "--flush-timeout", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "D1SYNC_EMULATOR_TOKEN": "t0ken"},
+    )
+    seen = ""
+    try:
+        deadline = time.monotonic() + 30
+        assert proc.stderr is not None
+        while "syncing" not in seen:  # its signal handlers are in place once it says so
+            assert time.monotonic() < deadline, f"daemon did not start: {seen}"
+            if select.select([proc.stderr], [], [], 1.0)[0]:
+                seen += proc.stderr.readline()
+        if reachable:
+            with LocalDatabase(remote) as db:
+                while db.prepare("SELECT count(*) AS n FROM notes").first("n") < 50:
+                    assert time.monotonic() < deadline, "daemon did not sync the backlog"
+                    time.sleep(0.1)
+    finally:
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, seen + err

@@ -136,3 +136,29 @@ def test_untrack_delete_remote_empties_the_remote_table_on_the_next_sync(synced:
     assert code == 0, out
     assert invoke_json("query", *target, "SELECT count(*) AS n FROM notes")[1]["results"] == [{"n": 0}]
     assert invoke_json("status", str(app))[1]["tables"] == []
+
+
+@pytest.mark.parametrize("repair", [[], ["--repair"]], ids=["verify", "verify --repair"])
+def test_a_missing_row_that_is_a_dead_letter_is_named_so_and_repair_does_not_promise_it(
+    synced: tuple[Path, list[str]], repair: list[str]
+) -> None:
+    """A 3 MB BLOB is over D1's own limit: verify says the missing row is a dead letter, and why, instead of
+    telling to run --repair again for ever."""
+    app, target = synced
+    with LocalDatabase(app) as db:
+        db.prepare("INSERT INTO notes VALUES (1000, 'too big', ?)").bind(b"\x01" * 3_000_000).run()
+    assert invoke("sync", str(app), *target)[0] == 3  # drained, with a dead letter
+    code, out = invoke("verify", str(app), *target, *repair)
+    assert code == 1
+    assert "1 of them are dead letters, refused by D1 for good" in out and "2,000,000" in out
+    assert f"d1sync dead {app} list" in out and "--repair (add" not in out
+    code, report = invoke_json("verify", str(app), *target)
+    assert (report["tables"][0]["missing"], report["tables"][0]["dead"], report["queued"]) == (1, 1, 0)
+
+
+def test_sync_with_a_wrong_token_says_so_and_never_nothing_to_sync(synced: tuple[Path, list[str]]) -> None:
+    app, target = synced
+    result = CliRunner().invoke(cli, ["sync", str(app), *target], env={"D1SYNC_EMULATOR_TOKEN": "not-the-token"})
+    assert result.exit_code == 1
+    assert "nothing to sync" not in result.output
+    assert "D1SYNC_EMULATOR_TOKEN must equal the token the emulator was started with" in result.output

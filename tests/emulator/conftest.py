@@ -103,6 +103,7 @@ FAULT_ENV = [name for name in os.environ if name.startswith("D1SYNC_FAULT_")] + 
     TOKEN_ENV,
     "D1SYNC_EMULATOR_RATE_LIMIT",
     "D1SYNC_EMULATOR_MAX_BODY",
+    "D1SYNC_EMULATOR_MAX_DURATION",
 ]
 
 

@@ -49,6 +49,11 @@ def open_file(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def data_statements(batch: Sequence[tuple[str, tuple[Any, ...]]]) -> list[tuple[str, tuple[Any, ...]]]:
+    """A push batch without what every batch opens with (deferred foreign keys, the fence, the origin)."""
+    return [(sql, params) for sql, params in batch if "_d1sync_" not in sql and not sql.startswith("PRAGMA")]
+
+
 class RecordingTarget(Database):
     """A Database that forwards to another one and records every ``batch``: how many ran at once, and what.
 

@@ -16,7 +16,7 @@ from d1sync.sqlite import Connection
 from d1sync.sync.push.window import read_window
 
 from ..conftest import Closer
-from .conftest import OpenWorker, RecordingTarget, snapshot
+from .conftest import OpenWorker, RecordingTarget, data_statements, snapshot
 
 DDL = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)"
 
@@ -53,7 +53,7 @@ def test_many_updates_of_one_key_coalesce_into_one_upsert_of_the_current_state(
     worker = open_worker(path, target)
     assert worker.sync_once().rows == 1
     [batch] = target.batches
-    upserts = [params for sql, params in batch if sql.startswith("INSERT")]
+    upserts = [params for sql, params in data_statements(batch) if sql.startswith("INSERT")]
     assert [json.loads(p[0]) for p in upserts] == [[[1, "v49", 49]]]
     assert worker.pending() == 0
     assert remote.prepare("SELECT * FROM notes").all().results == [{"id": 1, "body": "v49", "n": 49}]

@@ -152,11 +152,11 @@ class AppliedButUnanswered(RecordingTarget):
 def test_a_send_that_lands_after_the_lease_passed_on_is_repaired(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase], target_class: type[RecordingTarget], open_worker: OpenWorker
 ) -> None:
-    """Worker A's send outlives its lease; B takes over and sends a newer state; then A's stale send lands,
+    """Worker A's send outlives its lease; B takes over and sends a newer state; then A's stale send arrives,
     answered or not.
 
-    A must not acknowledge, must queue the rows again so the remote ends with the newest state, and must not
-    write the shared back-off the new holder reads.
+    The fence refuses it as a whole (its number is older than B's), so 'old' never lands over 'new'. A must
+    not acknowledge, must queue the rows again, and must not write the shared back-off the new holder reads.
     """
     path, app, remote = local_pair
     both(app, remote, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
@@ -174,8 +174,8 @@ def test_a_send_that_lands_after_the_lease_passed_on_is_repaired(
     target = target_class(remote)
     target.before_batch = meanwhile
     a = open_worker(path, target, clock=lambda: 0.0, config=SyncConfig(lease_ttl=30))
-    assert a.sync_once().state == "locked"  # A's batch carried 'old' and landed after B's
-    assert remote.prepare("SELECT v FROM t").first("v") == "old"
+    assert a.sync_once().state == "locked"  # A's batch carried 'old' and arrived after B's
+    assert remote.prepare("SELECT v FROM t").first("v") == "new"
     status = Outbox(path).status()
     assert status.last_error is None and status.backoff_remaining == 0
     later[0] += 60

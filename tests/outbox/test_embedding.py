@@ -338,3 +338,41 @@ def _wait_for_count(remote: Any, count: int, app: Path) -> int:
                 return int(owner.split(":")[-2])
         time.sleep(0.1)
     raise AssertionError(f"the remote never reached {count} notes; {Outbox(app).status()}")
+
+
+def test_wait_synced_ends_at_once_with_the_pause_that_holds_the_changes(mirror: Mirror) -> None:
+    """A table missing on D1 cannot clear by itself: waiting ends with its name and fix, not a timeout."""
+    mirror.app.exec("CREATE TABLE audit (id INTEGER PRIMARY KEY, line TEXT)")  # local only
+    mirror.track("audit")
+    mirror.app.prepare("INSERT INTO audit VALUES (1, 'x')").run()
+    started = time.monotonic()
+    with mirror.worker.start(idle_interval=0.05), pytest.raises(d1sync.SyncPausedError) as caught:
+        mirror.worker.wait_synced(timeout=60)
+    assert time.monotonic() - started < 30
+    error = caught.value
+    assert error.table == "audit" and "missing on the remote" in error.reason
+    assert error.fix is not None and "CREATE TABLE audit" in error.fix
+
+
+def test_an_embedded_workers_pause_reaches_stderr_with_no_logging_configured(
+    tmp_path: Path, emulator_server: EmulatorServer
+) -> None:
+    """As under uvicorn's default configuration: nothing set up for d1sync, yet the pause is seen."""
+    script = f"""
+import d1sync
+from d1sync import D1Client, LocalDatabase, Outbox, SyncWorker
+app = LocalDatabase({str(tmp_path / "app.db")!r})
+app.exec("CREATE TABLE audit (id INTEGER PRIMARY KEY, line TEXT)")
+Outbox({str(tmp_path / "app.db")!r}).track("audit")
+app.prepare("INSERT INTO audit VALUES (1, 'x')").run()
+client = D1Client(account_id="a", database_id={str(uuid.uuid4())!r}, api_token={TOKEN!r},
+                  base_url={emulator_server.api_base!r})
+with SyncWorker({str(tmp_path / "app.db")!r}, client) as worker, worker.start(idle_interval=0.05):
+    try:
+        worker.wait_synced(timeout=30)
+    except d1sync.SyncPausedError as exc:
+        print("paused:", exc.table)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+    assert "paused: audit" in done.stdout, done.stderr
+    assert "d1sync ERROR: sync of one table paused: table 'audit' is missing on the remote" in done.stderr

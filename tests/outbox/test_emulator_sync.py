@@ -8,6 +8,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +353,40 @@ def test_every_double_arrives_bit_for_bit_and_verify_agrees(
     assert [struct.pack("<d", x) for _, x in rows] == [struct.pack("<d", x) for x in doubles]
     report = worker.verify()
     assert report.equal, report
+
+
+def test_values_d1_accepts_arrive_whatever_their_json_form_and_only_rows_over_its_limit_are_dead(
+    tmp_path: Path,
+    emulator: EmulatorServer,
+    clients: Callable[..., D1Client],
+    open_worker: OpenWorker,
+    closer: Closer[Any],
+) -> None:
+    """1.1 MB of quotes or of newlines doubles as JSON, and a 1.5 MB BLOB triples as hex: all under D1's
+    2,000,000 bytes, so they must arrive. A 2.5 MB BLOB is over it: the one dead letter, saying so."""
+    schema = "CREATE TABLE big (id INTEGER PRIMARY KEY, t TEXT, b BLOB, n INTEGER)"
+    client = clients()
+    client.exec(schema)
+    app = closer(LocalDatabase(tmp_path / "app.db"))
+    app.exec(schema)
+    Outbox(tmp_path / "app.db").track("big")
+    rng = random.Random(7)
+    rows = [
+        (1, '"' * 1_100_000, None, 1),
+        (2, "\n" * 1_100_000, b"\x00small", 2**62),
+        (3, "é", rng.randbytes(1_500_000), -1),
+        (4, "a\x00b" * 200_000, rng.randbytes(600_000), 4),
+        (5, "ok", rng.randbytes(2_500_000), 5),
+        (6, "plain", b"", 6),
+    ]
+    with app.atomic() as conn:
+        conn.executemany("INSERT INTO big VALUES (?, ?, ?, ?)", rows)
+    worker = open_worker(tmp_path / "app.db", client)
+    drain(worker, sleep=lambda s: None)
+    status = Outbox(tmp_path / "app.db").status()
+    assert (status.pending_changes, status.dead_letters) == (0, 1)
+    [letter] = Outbox(tmp_path / "app.db").dead_letters()
+    assert letter.key == "[5]" and "2,000,000" in letter.error
+    with closing(open_file(emulator_file(emulator))) as remote:
+        local = [row for row in snapshot(app.connection, "big") if row[1] != 5]  # all but what D1 cannot hold
+        assert snapshot(remote, "big") == local

@@ -15,9 +15,10 @@ from d1sync.local import LocalDatabase
 from d1sync.outbox import Limits, Outbox, SyncConfig, SyncWorker
 from d1sync.sync.codec import encode_row
 from d1sync.sync.model import Change, TableSpec
-from d1sync.sync.push.planner import D1_MAX_SQL_BYTES, DEFER_FOREIGN_KEYS, plan, topological_order
+from d1sync.sync.push.planner import D1_MAX_SQL_BYTES, DEFER_FOREIGN_KEYS, FENCE_BYTES, plan, topological_order
+from d1sync.sync.remote import fence_statements
 
-from .conftest import OpenWorker, RecordingTarget, snapshot
+from .conftest import OpenWorker, RecordingTarget, data_statements, snapshot
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 # Every code point UTF-8 holds, astral ones and NUL included (NUL travels in object form: see encode_row).
@@ -115,7 +116,7 @@ def test_plans_stay_within_every_limit_and_reproduce_the_rows_exactly(case: dict
             sent_rows = 0
             for batch in target.batches:
                 assert batch[0] == (DEFER_FOREIGN_KEYS, ())
-                statements = batch[1:]
+                statements = data_statements(batch)
                 assert 1 <= len(statements) <= limits.max_statements
                 for sql, (param,) in statements:
                     assert len(sql.encode()) < D1_MAX_SQL_BYTES
@@ -217,3 +218,8 @@ def test_text_with_nul_characters_survives_the_trip(
         conn.executemany("INSERT INTO t VALUES (?, ?)", [("plain", "a\x00b"), ("nul\x00key", "v")])
     open_worker(path, remote).sync_once()
     assert snapshot(remote.connection, "t") == snapshot(app.connection, "t")
+
+
+def test_the_planner_reserves_room_for_the_fence_every_request_opens_with() -> None:
+    fence = fence_statements("f" * 32, 2**63 - 1)  # the longest identity and number a file can send
+    assert sum(len(json.dumps(sql)) + len(json.dumps(list(params))) + 32 for sql, params in fence) <= FENCE_BYTES

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from d1sync.errors import AuthError, D1Error, DatabaseNotFoundError, RateLimitedError, SQLError, TransientError
+from d1sync.errors import (
+    AuthError,
+    D1Error,
+    DatabaseNotFoundError,
+    FileRewoundError,
+    RateLimitedError,
+    SQLError,
+    TransientError,
+)
 from d1sync.sync.push.refusals import RULES, Refusal, Verdict, blames_the_table, decide, same_refusal
 
 UNIQUE = SQLError("UNIQUE constraint failed: t.email: SQLITE_CONSTRAINT", code=7500, status=400)
@@ -13,6 +21,7 @@ NOT_NULL = SQLError("NOT NULL constraint failed: t.body: SQLITE_CONSTRAINT", cod
 CHECK = SQLError("CHECK constraint failed: n < 1000: SQLITE_CONSTRAINT", code=7500, status=400)
 TOO_BIG = SQLError("string or blob too big: SQLITE_TOOBIG", code=7500, status=400)
 NO_COLUMN = SQLError("table t has no column named c: SQLITE_ERROR", code=7500, status=400)
+D1_FULL = SQLError("Exceeded maximum DB size: SQLITE_FULL", code=7500, status=400)
 
 
 @pytest.mark.parametrize(
@@ -23,6 +32,9 @@ NO_COLUMN = SQLError("table t has no column named c: SQLITE_ERROR", code=7500, s
         (Refusal(AuthError("invalid token", code=10000, status=403)), Verdict.PAUSE_ALL),
         (Refusal(DatabaseNotFoundError("no such database", code=7404, status=404)), Verdict.PAUSE_ALL),
         (Refusal(D1Error("something else")), Verdict.PAUSE_ALL),
+        (Refusal(FileRewoundError("app.db is older than what it already sent")), Verdict.PAUSE_ALL),
+        (Refusal(D1_FULL, rows=500, tables=3), Verdict.PAUSE_ALL),
+        (Refusal(D1_FULL), Verdict.PAUSE_ALL),
         (Refusal(UNIQUE, rows=10, tables=2), Verdict.SPLIT_TABLES),
         (Refusal(NO_COLUMN, rows=10), Verdict.PAUSE_TABLE),
         (Refusal(NO_COLUMN), Verdict.PAUSE_TABLE),

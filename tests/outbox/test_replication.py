@@ -217,8 +217,10 @@ def test_a_push_only_file_sends_no_origin_and_never_pulls(tmp_path: Path, emulat
             drain(worker, max_passes=5, sleep=lambda s: None)
             assert not worker.pulling
         sent = [sql for batch in recording.batches for sql, _ in batch]
-        assert sent and not any("_d1sync" in sql for sql in sent)
-        assert remote_sql(emulator, "SELECT name FROM sqlite_master WHERE name LIKE '%d1sync%'") == []
+        assert sent and not any("_d1sync_origin" in sql or "_d1sync_log" in sql for sql in sent)
+        # Only the fence every push passes (see d1sync.sync.remote); no capture, no log.
+        names = remote_sql(emulator, "SELECT name FROM sqlite_master WHERE name LIKE '%d1sync%'")
+        assert names == [("_d1sync_fence",), ("sqlite_autoindex__d1sync_fence_1",)]
 
 
 def test_installing_twice_is_harmless_and_the_migration_holds_the_same_ddl(

@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "d1sync.cli.replicate",
         "Make TABLES of DB two-way: `d1sync run` and `sync` also pull their remote changes.",
     ),
+    "restore": (
+        "d1sync.cli.restore",
+        "Restore the SQLite file FILE into a new D1 database (or an empty one), exactly.",
+    ),
     "resume": ("d1sync.cli.outbox", "Clear DB's pauses and back-off so the next sync tries at once (after a fix)."),
     "run": ("d1sync.cli.sync", "Run the sync daemon for DB in the foreground (both ways for two-way tables)."),
     "status": ("d1sync.cli.status", "Show DB's outbox: pending changes, dead letters, last success/error."),

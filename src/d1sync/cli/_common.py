@@ -57,7 +57,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from d1sync.sync import Outbox
+    from d1sync.sync.compare.verify import TableDiff
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -222,6 +225,15 @@ def hint_for(kind: str) -> str | None:
     return None
 
 
+_LOCAL_HINTS = {
+    "SQLITE_FULL": "free space on the disk holding the file; nothing is lost, and syncing resumes by itself",
+    "SQLITE_IOERR": "the disk failed to read or write the file: check the disk and the file system",
+    "SQLITE_CORRUPT": "the file is damaged: restore it from a backup, or from D1 with `d1sync clone`",
+    "SQLITE_READONLY": "the file or its folder is read-only here: d1sync writes its outbox into the file",
+}
+"""Hints for failures of a local file (an error with no HTTP status), by SQLite's result code."""
+
+
 def _hint(exc: BaseException, ctx: click.Context) -> str | None:
     """A hint that fits the error *and* this invocation (its target, its flags)."""
     for kind in type(exc).__mro__:
@@ -230,6 +242,10 @@ def _hint(exc: BaseException, ctx: click.Context) -> str | None:
             return hint
     if isinstance(exc, TransientError):
         return "the failure may pass: run the command again"
+    if isinstance(exc, SQLError) and exc.result_code in _LOCAL_HINTS and exc.status is None:
+        return _LOCAL_HINTS[exc.result_code]
+    if isinstance(exc, SQLError) and exc.result_code == "SQLITE_FULL":
+        return "D1's database is full (10 GB; 500 MB on the free plan): delete rows there or move tables to another"
     if isinstance(exc, SQLError) and exc.result_code in ("SQLITE_NOTADB", "SQLITE_CANTOPEN"):
         return "check the path: it must be a SQLite database file (or a new file in a folder that exists)"
     if isinstance(exc, SQLError):
@@ -436,3 +452,16 @@ def print_json(data: Any) -> None:
         raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
     sys.stdout.write(json.dumps(data, default=default, ensure_ascii=False, indent=2) + "\n")
+
+
+def diff_table(diffs: Sequence[TableDiff], other: str) -> Table:
+    """The verify of copied tables (clone, restore): rows here, rows on the ``other`` side, equal or how not."""
+    from rich.table import Table
+
+    table = Table("table", "rows", other, "result")
+    for diff in diffs:
+        result = "[green]equal[/green]" if diff.equal else f"[red]different[/red] ({diff.missing} missing, "
+        if not diff.equal:
+            result += f"{diff.extra} extra, {diff.different} different)"
+        table.add_row(diff.table, f"{diff.local_rows:,}", f"{diff.remote_rows:,}", result)
+    return table

@@ -37,10 +37,10 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         EXIT_INTERRUPTED: "interrupted",
     },
     "run": {
-        0: "stopped by SIGINT/SIGTERM (after the last drain, or when `--flush-timeout` passed)",
-        EXIT_FAILURE: "failed to start (nothing is tracked in DB, say)",
+        0: "stopped by SIGINT/SIGTERM with every change sent (the last drain emptied the outbox)",
+        EXIT_FAILURE: "stopped by SIGTERM with changes still pending, or failed to start (nothing tracked in DB)",
         EXIT_USAGE: "bad usage",
-        EXIT_INTERRUPTED: "a second signal",
+        EXIT_INTERRUPTED: "stopped by SIGINT with changes still pending, or a second signal",
     },
     "demo": {
         0: "the remote equals the local file",

@@ -19,7 +19,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 from d1sync.errors import SQLError
@@ -29,7 +28,7 @@ from d1sync.sync.compare.clone import clone as clone_database
 from d1sync.sync.compare.clone_plan import has_plan
 from d1sync.sync.config import DEFAULT_PAGE
 
-from ._common import EXIT_USAGE, Command, console, err_console, fail, print_json
+from ._common import EXIT_USAGE, Command, console, diff_table, err_console, fail, print_json
 from ._target import target_from, target_options
 
 __all__ = ["clone"]
@@ -78,13 +77,7 @@ def _progress() -> Progress:
 
 
 def _render(report: CloneReport) -> None:
-    table = Table("table", "rows", "source rows", "result")
-    for diff in report.tables:
-        result = "[green]equal[/green]" if diff.equal else f"[red]different[/red] ({diff.missing} missing, "
-        if not diff.equal:
-            result += f"{diff.extra} extra, {diff.different} different)"
-        table.add_row(diff.table, f"{diff.local_rows:,}", f"{diff.remote_rows:,}", result)
-    console.print(table)
+    console.print(diff_table(report.tables, "source rows"))
     for note in report.notes:
         console.print(f"[yellow]note: {escape(note)}[/yellow]")
     resumed = " (resumed)" if report.resumed else ""

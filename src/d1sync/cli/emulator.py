@@ -9,7 +9,7 @@ import secrets
 import click
 
 from d1sync.client.config import clean_token
-from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_BODY, DEFAULT_PORT, TOKEN_ENV
+from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION, DEFAULT_PORT, TOKEN_ENV
 from d1sync.emulator.faults import FaultConfig
 
 from ._common import EXIT_USAGE, Command, echo, fail, parse_rate_limit
@@ -75,6 +75,16 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     envvar="D1SYNC_EMULATOR_MAX_BODY",
     show_envvar=True,
     help="Largest request body read, uploads included; a larger one is answered HTTP 413 (code 7400) unread.",
+)
+@click.option(
+    "--max-duration",
+    metavar="SECONDS",
+    type=click.FloatRange(0.0, min_open=True),
+    default=DEFAULT_MAX_DURATION,
+    show_default=True,
+    envvar="D1SYNC_EMULATOR_MAX_DURATION",
+    show_envvar=True,
+    help="Longest a /query or /raw request may run; a longer one is rolled back and answered D1's 7429 timeout.",
 )
 @click.option(
     "--latency-ms",
@@ -191,6 +201,7 @@ def emulator(
     token: str | None,
     auto_create: bool,
     max_body: int,
+    max_duration: float,
     latency_ms: float,
     error_rate: float,
     rate_limit_rate: float,
@@ -214,7 +225,7 @@ def emulator(
     \b
     Examples:
       d1sync emulator --data-dir .d1 --auto-create
-      d1sync emulator --max-body 10_000_000
+      d1sync emulator --max-body 10_000_000 --max-duration 0.5
       d1sync emulator --port 0 --error-rate 0.05 --lost-rate 0.02 --seed 7
       D1SYNC_FAULT_LATENCY_MS=50 d1sync emulator --rate-limit 1200/300
     """
@@ -245,21 +256,24 @@ def emulator(
         echo(f"Warning: binding {host}: the emulator is reachable from other machines (token-protected).", err=True)
     try:
         app = create_app(
-            data_dir, token=token, faults=faults, rate_limit=limit, auto_create=auto_create, max_body=max_body
+            data_dir,
+            token=token,
+            faults=faults,
+            rate_limit=limit,
+            auto_create=auto_create,
+            max_body=max_body,
+            max_duration=max_duration,
         )
         sock = bind_socket(host, port)
     except OSError as exc:
         fail(f"cannot start the emulator on {host}:{port}: {exc.strerror or exc}", "choose another --port")
-    _banner(data_dir, host, sock.getsockname()[1])
-    if faults.active or limit:
-        echo(f"faults: {_describe(faults, limit)}")
+    _banner(data_dir, host, sock.getsockname()[1], _describe(faults, limit) if faults.active or limit else "")
     try:
         run_foreground(app, sock)
     finally:
         sock.close()
         if faults.active or limit:
-            stats = app.state.faults.stats
-            echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in stats.items()))
+            echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in app.state.faults.stats.items()))
 
 
 def _token(given: str | None) -> str:
@@ -279,8 +293,8 @@ def _token(given: str | None) -> str:
     return token
 
 
-def _banner(data_dir: str, host: str, port: int) -> None:
-    """Where the emulator serves, and how to reach it."""
+def _banner(data_dir: str, host: str, port: int, faults: str) -> None:
+    """Where the emulator serves, how to reach it, and the faults it injects (if any)."""
     import apsw
 
     shown = f"[{host}]" if ":" in host else host
@@ -288,6 +302,8 @@ def _banner(data_dir: str, host: str, port: int) -> None:
     echo(f"API base:            http://{shown}:{port}/client/v4")
     echo(f"default database id: {DEFAULT_DATABASE_ID}")
     echo(f"query it:            d1sync query --emulator http://{shown}:{port} 'SELECT 1'")
+    if faults:
+        echo(f"faults: {faults}")
 
 
 def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:

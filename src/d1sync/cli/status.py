@@ -72,6 +72,8 @@ def _health(st: Status) -> tuple[int, str]:
     (1); dead letters are changes D1 refused for good (3, as ``sync`` exits)."""
     if _paused(st):
         return EXIT_FAILURE, "paused"
+    if st.disk_full:
+        return EXIT_FAILURE, "disk full"
     failed_at = (st.last_error or {}).get("at")
     if failed_at is not None and (st.last_success is None or failed_at > st.last_success):
         return EXIT_FAILURE, "failing"
@@ -84,6 +86,7 @@ _HEALTH_TEXT = {
     "healthy": "[green]healthy[/green]",
     "paused": "[red]paused: needs a fix (see below)[/red]",
     "failing": "[red]failing: the last attempt failed (see last error)[/red]",
+    "disk full": "[red]disk full: free space on the disk holding the file (nothing is lost meanwhile)[/red]",
     "dead letters": "[red]dead letters: D1 refused changes for good (d1sync dead DB)[/red]",
 }
 

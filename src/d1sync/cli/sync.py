@@ -17,6 +17,8 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from d1sync.database import Database
+from d1sync.errors import D1Error, UnreachableError
 from d1sync.sync import DrainReport, Limits, SyncConfig, SyncWorker, drain
 from d1sync.sync.metrics import MetricsServer, metrics_text
 from d1sync.sync.store.lease import describe_holder, live_holder
@@ -24,6 +26,7 @@ from d1sync.sync.store.lease import describe_holder, live_holder
 from ._common import (
     DB_ARG,
     EXIT_DEAD_LETTERS,
+    EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_TEMPFAIL,
     EXIT_USAGE,
@@ -96,14 +99,21 @@ class _Shutdown:
     def __init__(self, worker: SyncWorker, flush_timeout: float) -> None:
         self.worker = worker
         self.flush_timeout = flush_timeout
-        self.signalled = False
+        self.signalled: int | None = None
+
+    def exit_code(self, pending: int) -> int:
+        """How ``run`` ends: 0 when the last drain sent everything; with changes left, 130 after Ctrl-C (as a
+        shell expects of an interrupted command) and 1 after SIGTERM (a service manager's stop)."""
+        if not pending:
+            return 0
+        return EXIT_INTERRUPTED if self.signalled == signal.SIGINT else EXIT_FAILURE
 
     def __call__(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if self.signalled:
+        if self.signalled is not None:
             log.warning("received %s again: exiting now; unsent changes stay in the outbox", name)
             os._exit(EXIT_INTERRUPTED)
-        self.signalled = True
+        self.signalled = signum
         log.info("received %s: stopping after a last drain (up to %gs; again to exit now)", name, self.flush_timeout)
         self.worker.stop(self.flush_timeout, wait=False)
         watchdog = threading.Timer(self.flush_timeout + 1.0, self._deadline)
@@ -112,7 +122,7 @@ class _Shutdown:
 
     def _deadline(self) -> None:
         log.warning("the flush deadline passed: exiting now; unsent changes stay in the outbox")
-        os._exit(0)
+        os._exit(self.exit_code(pending=1))  # the flush did not finish: something is left
 
 
 @click.command(cls=Command)
@@ -176,6 +186,9 @@ def run(
     log.info(
         "stopped; %d row(s) sent in %d request(s), %d pending", worker.counters.rows, worker.counters.requests, pending
     )
+    code = shutdown.exit_code(pending)
+    if code:
+        raise click.exceptions.Exit(code)
 
 
 def _progress_bar() -> Progress:
@@ -287,7 +300,11 @@ def sync(
                 )
             if wait:
                 _wait_for_holder(worker, db, give_up, as_json)
-            report = _drain(worker, give_up, report)
+            report = _drain(worker, give_up if give_up is not None else NEVER_ANSWERED, report)
+            if report.pending and not report.requests and report.state not in ("paused", "locked"):
+                _stop_if_unreachable(remote)  # a target that never answered: say so, do not retry for ever
+            if give_up is None and report.pending and report.state not in ("paused", "locked"):
+                report = _more(report, _drain(worker, None, DrainReport()))  # it answers: carry on as ever
             if wait and report.state == "locked" and report.pending:
                 _wait_for_holder(worker, db, give_up, as_json, held=True)  # another worker took the lease meanwhile
             st = worker.status()  # the worker paused (not only tables): its last error's kind picks the hint
@@ -300,12 +317,33 @@ def sync(
     _finish(db, report, as_json, kind, pull_only=pull_only)
 
 
+NEVER_ANSWERED = 60.0
+"""Seconds ``sync`` tries a target that has not answered at all before it checks whether anything listens."""
+
+
+def _stop_if_unreachable(remote: Database) -> None:
+    """Exit 1 with the cause when nothing answers at the target (it never did during the drain)."""
+    try:
+        remote.prepare("SELECT 1").raw()
+    except UnreachableError as exc:
+        fail(exc.message, hint_for("UnreachableError"))
+    except D1Error:
+        return  # it answers, with an error the drain reports on its own
+
+
+def _more(first: DrainReport, then: DrainReport) -> DrainReport:
+    """Two drains as one: the counts added, the state and what is left from the second."""
+    for name in ("rows", "requests", "dead", "retries", "seconds", "pulled"):
+        setattr(then, name, getattr(first, name) + getattr(then, name))
+    return then
+
+
 def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None, *, pull_only: bool = False) -> None:
     if as_json:
         print_json({**dataclasses.asdict(report), "drained": report.drained})
     elif report.rows or report.dead or report.pending or report.pulled:
         console.print(_summary(report))
-    else:
+    elif report.state not in ("paused", "locked"):  # a pause is not "nothing to sync": it says why below
         console.print("nothing to sync")
     if report.state == "locked" and report.pending:
         fail("another worker took the lease and is sending the changes", f"`d1sync sync {db} --wait`", EXIT_TEMPFAIL)

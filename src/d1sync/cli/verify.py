@@ -63,6 +63,11 @@ def _render(report: VerifyReport) -> None:
             if keys:
                 shown = ", ".join(escape(repr(k[0] if len(k) == 1 else tuple(k))) for k in keys)
                 console.print(f"  {diff.table}: {kind} keys (first {len(keys)}): {shown}")
+        if diff.dead:
+            console.print(
+                f"  {diff.table}: {diff.dead:,} of them are dead letters, refused by D1 for good "
+                f"({escape(diff.dead_reason or '')}): --repair does not send them again"
+            )
     console.print(
         f"compared {report.rows:,} row(s) in {report.requests:,} request(s), {report.seconds:.1f}s "
         f"({report.rows / max(report.seconds, 1e-6):,.0f} rows/s)"
@@ -150,5 +155,12 @@ def verify(
     else:
         _render(report)
     if not report.equal:
-        hint = None if repair else f"d1sync verify {db} --repair (add --delete-extra for rows only the remote has)"
+        dead = sum(diff.dead for diff in report.tables)
+        repairable = sum(diff.missing + diff.different + diff.extra for diff in report.tables) - dead
+        if repairable and not repair:
+            hint = f"d1sync verify {db} --repair (add --delete-extra for rows only the remote has)"
+        elif dead:
+            hint = f"`d1sync dead {db} list` says why D1 refused them; fix the rows, then `d1sync dead {db} retry`"
+        else:
+            hint = None
         fail("the remote differs from the local file", hint)

@@ -17,12 +17,15 @@ from ._async import AsyncD1Client
 from ._core import RetryPolicy, is_read_only
 from ._sync import D1Client
 from .config import ClientConfig, resolve_config
+from .imports import ImportHandle, ImportResult
 from .ratelimit import RateLimiter, default_limiter
 
 __all__ = [
     "AsyncD1Client",
     "ClientConfig",
     "D1Client",
+    "ImportHandle",
+    "ImportResult",
     "RateLimiter",
     "RetryPolicy",
     "default_limiter",

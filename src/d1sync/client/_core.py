@@ -22,6 +22,7 @@ from d1sync.backoff import Backoff
 from d1sync.database import Meta, RawResult, Result
 from d1sync.errors import (
     D1Error,
+    ExecutionTimeoutError,
     NetworkError,
     RequestTimeoutError,
     TransientError,
@@ -287,9 +288,7 @@ class ClientCore:
             params["name"] = name
         return ApiRequest("GET", self._account_url(), params=params, safe_to_retry=True)
 
-    def create_request(
-        self, name: str, primary_location_hint: str | None, jurisdiction: str | None = None
-    ) -> ApiRequest:
+    def create_request(self, name: str, primary_location_hint: str | None, jurisdiction: str | None) -> ApiRequest:
         body: dict[str, str] = {"name": name}
         if primary_location_hint:
             body["primary_location_hint"] = primary_location_hint
@@ -299,6 +298,11 @@ class ClientCore:
 
     def get_request(self, database_id: str) -> ApiRequest:
         return ApiRequest("GET", self._database_url(database_id), safe_to_retry=True, expects_object=True)
+
+    def import_request(self, database_id: str, content: bytes, *, safe: bool) -> ApiRequest:
+        """``POST .../import`` (init, ingest or poll; see :mod:`~d1sync.client.imports`): answers an object."""
+        url = f"{self._database_url(database_id)}/import"
+        return ApiRequest("POST", url, content, safe_to_retry=safe, expects_object=True)
 
     def delete_request(self, database_id: str) -> ApiRequest:
         # Not retried: a DELETE that went through but lost its answer would come back as 7404.
@@ -416,9 +420,13 @@ class ClientCore:
         """Seconds to wait before retrying after failed attempt ``attempt`` (0-based), or None to give up.
 
         Retries happen only for retryable errors, within ``max_retries``, and only when resending is safe:
-        the request is read-only or marked idempotent, or it provably never left (connection refused).
+        the request is read-only or marked idempotent, or it provably never left (connection refused). An
+        :class:`~d1sync.errors.ExecutionTimeoutError` is not resent as is: it goes to the caller at once.
         """
         if not error.retryable or attempt >= self.policy.max_retries:
+            return None
+        if isinstance(error, ExecutionTimeoutError):
+            # The same request would most likely run past D1's 30 s again: its caller decides (send less).
             return None
         if not (request.safe_to_retry or isinstance(error.__cause__, _NOT_SENT)):
             return None

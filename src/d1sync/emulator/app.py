@@ -45,7 +45,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from d1sync.client.config import clean_token
-from d1sync.emulator import DEFAULT_MAX_BODY
+from d1sync.emulator import DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION
 from d1sync.emulator.endpoints import TRANSFER_PREFIX, transfer_routes
 from d1sync.emulator.engine import Engine, decode_body, internal_error, parse_database_id
 from d1sync.emulator.faults import Fault, FaultConfig, FaultInjector, Garble, Sleep
@@ -275,6 +275,7 @@ def create_app(
     rate_limit: tuple[int, float] | None = None,
     auto_create: bool = False,
     max_body: int = DEFAULT_MAX_BODY,
+    max_duration: float = DEFAULT_MAX_DURATION,
     clock: Callable[[], float] = time.monotonic,
     sleep: Sleep | None = None,
 ) -> Starlette:
@@ -292,6 +293,8 @@ def create_app(
         max_body: the largest request body read, in bytes, on every route (uploads included). A larger one
             is answered HTTP 413, code 7400 (see :class:`BodyTooLarge`), as soon as its ``Content-Length``
             or the bytes read so far pass the limit.
+        max_duration: seconds a ``/query`` or ``/raw`` request may run (D1's 30 s); a longer one is interrupted,
+            rolled back and answered D1's 7429 ``D1 DB storage operation exceeded timeout ...`` (a ValueError if 0).
         clock, sleep: time sources for the rate limit and injected delays (tests pass fakes).
 
     The app exposes ``app.state.engine`` (:class:`~d1sync.emulator.engine.Engine`) and ``app.state.faults``
@@ -302,7 +305,7 @@ def create_app(
         raise ValueError("the emulator needs a non-empty token")
     if max_body < 1:
         raise ValueError(f"max_body must be a positive number of bytes, not {max_body}")
-    engine = Engine(data_dir, auto_create=auto_create)
+    engine = Engine(data_dir, auto_create=auto_create, max_duration=max_duration)
     injector = FaultInjector(faults, rate_limit, clock=clock, **({"sleep": sleep} if sleep else {}))
     routes = _Routes(engine, injector)
 
@@ -408,8 +411,7 @@ class _Routes:
         async def later() -> None:
             await self.injector.sleep(delay)
             outcome = await self._results(body, database_id, raw)
-            if not isinstance(outcome, Response):
-                self.injector.count("late_applied")
+            self.injector.count("late_refused" if isinstance(outcome, Response) else "late_applied")
 
         task = asyncio.get_running_loop().create_task(later())
         self._late.add(task)  # held until done: the loop keeps only weak references to tasks

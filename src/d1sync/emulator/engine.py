@@ -14,6 +14,8 @@ The rules (d1-contract §1, §3, §4):
 * A body (single or batch) is one transaction; each statement of a text gets a result.
 * No statement reaches another file: the authorizer denies ``ATTACH`` and ``DETACH`` (``not authorized:
   SQLITE_AUTH``, as D1 answers), and ``VACUUM`` (so ``VACUUM INTO``) is refused before it runs.
+* A ``/query`` or ``/raw`` request runs for at most ``max_duration`` seconds (D1's 30 s); past it, it is
+  rolled back and answered 7429 ``D1 DB storage operation exceeded timeout which caused object to be reset.``
 * Results leave as D1 sends them: integers beyond +-2**53 as the double JavaScript would print, integral
   floats as integers, BLOBs as arrays of byte values, non-finite floats as ``null``.
 """
@@ -38,6 +40,7 @@ from typing import Any
 
 from d1sync.client.config import DEFAULT_EMULATOR_DATABASE_ID as DEFAULT_DATABASE_ID
 from d1sync.database import Meta, RawResult
+from d1sync.emulator import DEFAULT_MAX_DURATION
 from d1sync.emulator.history import History
 from d1sync.emulator.store import Store
 from d1sync.errors import ApiError, SQLError
@@ -209,8 +212,17 @@ class Engine:
         # [{"results": [{"one": 1}], "success": True, "meta": {...}}]
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, auto_create: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        auto_create: bool = False,
+        max_duration: float = DEFAULT_MAX_DURATION,
+    ) -> None:
+        if not max_duration > 0:  # before any file is opened
+            raise ValueError(f"max_duration must be a positive number of seconds, not {max_duration}")
         self.data_dir = Path(data_dir)
+        self.max_duration = max_duration
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.auto_create = auto_create
         self._lock = threading.RLock()
@@ -274,7 +286,7 @@ class Engine:
                     raise ApiError(7404, 404, f"The database {database_id} could not be found")
                 if not registered:
                     self._register(database_id, database_id)
-            db = Store(path)
+            db = Store(path, max_duration=self.max_duration)
             self._open[database_id] = db
             self._histories[database_id] = History(db, database_id)
             return db

@@ -90,6 +90,7 @@ STAT_KEYS = (
     "latency_seconds",
     *(f.value for f in Fault if f is not Fault.NONE),
     "late_applied",
+    "late_refused",
     "rate_limit_rejections",
     "rate_limit_blocked",
 )

@@ -24,7 +24,7 @@ from typing import Self
 import uvicorn
 from starlette.applications import Starlette
 
-from d1sync.emulator import DEFAULT_MAX_BODY
+from d1sync.emulator import DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION
 from d1sync.emulator.app import API_PREFIX, ConnectionDropped, create_app
 from d1sync.emulator.faults import FaultConfig
 
@@ -111,7 +111,8 @@ class EmulatorServer:
     ``port=0`` picks a free port. Entering the context (or :meth:`start`) returns once the socket accepts
     connections. Attributes: ``url`` (``http://127.0.0.1:PORT``), ``api_base`` (``url + "/client/v4"``),
     ``app`` (the Starlette app: ``app.state.faults``, ``app.state.engine``), ``port``. The other arguments
-    are :func:`~d1sync.emulator.app.create_app`'s (``max_body``: the largest request body read, in bytes).
+    are :func:`~d1sync.emulator.app.create_app`'s (``max_body``: the largest request body read, in bytes;
+    ``max_duration``: the seconds a request may run).
     """
 
     def __init__(
@@ -125,9 +126,16 @@ class EmulatorServer:
         rate_limit: tuple[int, float] | None = None,
         auto_create: bool = False,
         max_body: int = DEFAULT_MAX_BODY,
+        max_duration: float = DEFAULT_MAX_DURATION,
     ) -> None:
         self.app = create_app(
-            data_dir, token=token, faults=faults, rate_limit=rate_limit, auto_create=auto_create, max_body=max_body
+            data_dir,
+            token=token,
+            faults=faults,
+            rate_limit=rate_limit,
+            auto_create=auto_create,
+            max_body=max_body,
+            max_duration=max_duration,
         )
         self.host = host
         self._requested_port = port

@@ -12,6 +12,10 @@ the last must get exactly as many as it has, and the errors read as D1's. ``meta
 ``changes`` counts every row written (triggers, cascades, FTS5 shadow tables), ``last_row_id`` is the
 connection's ``last_insert_rowid()``, ``changed_db`` is true when rows changed, the row id moved or the file
 grew or shrank.
+
+A request may run for ``max_duration`` seconds (D1's 30 s): SQLite's progress handler checks the clock every
+thousand virtual-machine steps and interrupts the statement once the time is up, the transaction is rolled
+back, and the request fails with D1's text for it, :data:`TIMEOUT_MESSAGE` (code 7429).
 """
 
 from __future__ import annotations
@@ -30,11 +34,21 @@ from typing import Any
 import apsw
 
 from d1sync.database import Meta, RawResult
+from d1sync.emulator import DEFAULT_MAX_DURATION
 from d1sync.errors import ApiError
 from d1sync.local import D1_LIMITS, MULTI_PARAM_MESSAGE, TRANSACTION_MESSAGE, VACUUM_REFUSED, D1Authorizer
 from d1sync.sql import first_keyword
 
-__all__ = ["NO_STATEMENT", "SQLITE_VERSION", "WRONG_BINDINGS", "Store", "split_sql"]
+__all__ = [
+    "NO_STATEMENT",
+    "SQLITE_VERSION",
+    "TIMEOUT_CODE",
+    "TIMEOUT_MESSAGE",
+    "TIMEOUT_STATUS",
+    "WRONG_BINDINGS",
+    "Store",
+    "split_sql",
+]
 
 SQLITE_VERSION = apsw.sqlite_lib_version()
 NO_STATEMENT = "SQL code did not contain a statement."
@@ -43,6 +57,13 @@ _ROLLED_BACK = (
     "Durable Object was reset and rolled back to its last known good state because the application left the "
     "database in a state where constraints were violated: "
 )
+# D1's text when a request passes its time: the debug-d1 page's list of D1_ERRORs; wrangler prints real D1's
+# answer as "D1 DB storage operation exceeded timeout which caused object to be reset. [code: 7429]". D1
+# documents no HTTP status for it: 429 follows the code, as 7400/7403/7404 follow theirs.
+TIMEOUT_MESSAGE = "D1 DB storage operation exceeded timeout which caused object to be reset."
+TIMEOUT_CODE = 7429
+TIMEOUT_STATUS = 429
+_PROGRESS_STEPS = 1000  # virtual-machine steps between two looks at the clock: microseconds apart
 _PRINTF_LIMIT = 100_000  # D1's SQLite is built with SQLITE_PRINTF_PRECISION_LIMIT=100000
 _METADATA_DDL = "CREATE TABLE _cf_METADATA (\n        key INTEGER PRIMARY KEY,\n        value BLOB\n      )"
 
@@ -190,9 +211,15 @@ class Store:
         result.rows  # [['a1']]
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0, max_duration: float = DEFAULT_MAX_DURATION
+    ) -> None:
+        if not max_duration > 0:
+            raise ValueError(f"max_duration must be a positive number of seconds, not {max_duration}")
         self.path = Path(path)
         self.lock = threading.RLock()
+        self.max_duration = max_duration
+        self._deadline: float | None = None  # set while a request runs
         self._auth = D1Authorizer()
         self._conn = apsw.Connection(os.fspath(self.path))
         conn = self._conn
@@ -205,6 +232,7 @@ class Store:
         for name in ("printf", "format"):
             conn.create_scalar_function(name, _PRINTF, -1, deterministic=True)
         conn.authorizer = self._auth
+        conn.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
         # Python's own sqlite3 on the same file in this process (a test or benchmark reading the emulator's file)
         # is a second SQLite library, blind to this one's locks: closing its last connection would checkpoint
         # and delete the -wal file under apsw, and later commits would be lost. An idle sqlite3 connection that
@@ -214,6 +242,25 @@ class Store:
         self._page_size = int(self._trusted("PRAGMA page_size")[0][0])
         self._has_metadata = bool(self._trusted("SELECT 1 FROM sqlite_master WHERE name = '_cf_METADATA'"))
         self.on_commit: Callable[[], None] | None = None
+
+    def _past_deadline(self) -> bool:
+        # A true answer makes SQLite stop the running statement with SQLITE_INTERRUPT.
+        return self._deadline is not None and time.monotonic() > self._deadline
+
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        """Run a request's statements against the execution limit; past it, D1's error (7429)."""
+        self._deadline = time.monotonic() + self.max_duration
+        try:
+            yield
+        except apsw.InterruptError as exc:  # interrupted in d1sync's own bookkeeping between statements
+            raise ApiError(TIMEOUT_CODE, TIMEOUT_STATUS, TIMEOUT_MESSAGE) from exc
+        except ApiError as exc:
+            if isinstance(exc.__cause__, apsw.InterruptError):
+                raise ApiError(TIMEOUT_CODE, TIMEOUT_STATUS, TIMEOUT_MESSAGE) from exc
+            raise
+        finally:
+            self._deadline = None
 
     def close(self) -> None:
         with self.lock:
@@ -326,9 +373,9 @@ class Store:
         """Run every ``(sql, params)`` in one transaction; one result per statement (several per text).
 
         Raises:
-            ApiError: 7500 with D1's text; nothing is applied.
+            ApiError: 7500 with D1's text; 7429 :data:`TIMEOUT_MESSAGE` past ``max_duration``. Nothing is applied.
         """
-        with self.transaction():
+        with self.lock, self._timed(), self.transaction():
             return [result for sql, params in queries for result in self._run_text(sql, params)]
 
     def _run_text(self, sql: str, params: Sequence[Any]) -> list[RawResult]:

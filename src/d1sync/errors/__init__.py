@@ -9,6 +9,7 @@ exception leaks out of a public call::
     │   ├── UsageError               the invocation is incomplete or contradictory (a choice to make, two flags)
     │   └── SchemaMismatchError      the remote lacks a synced table, column or key
     ├── ValueEncodingError           a Python value that cannot travel to D1 (NaN, int beyond 64 bits, ...)
+    ├── SyncPausedError              wait_synced: the changes wait for a pause that needs a fix (.table, .fix)
     ├── MigrationError               a migration file could not be applied (.name, .path)
     │   ├── UnsafeMigrationError     it holds BEGIN/COMMIT/...; refused before anything ran (.line)
     │   └── MigrationFailedError     the database refused it; rolled back (.cause, .statement_number, .line)
@@ -18,6 +19,7 @@ exception leaks out of a public call::
         │   ├── LimitError           a D1 limit was exceeded (params, statement size, value size)
         │   └── UndecodableTextError a TEXT value in a local file is not valid UTF-8
         ├── AuthError                10000/9109/7403: bad token or account not authorized (pause, never drop)
+        ├── FileRewoundError         D1 took a newer send from this file than the file has made (restored?)
         ├── NotFoundError            7003: no route
         │   └── DatabaseNotFoundError 7404: the database id does not exist
         ├── InvalidRequestError      7400 and other 4xx: the request itself is wrong
@@ -27,6 +29,7 @@ exception leaks out of a public call::
             ├── NetworkError         the connection failed or broke
             │   └── UnreachableError nothing answers at the address (refused, unknown host)
             ├── RequestTimeoutError  no answer in time (a write may still have committed)
+            ├── ExecutionTimeoutError D1 stopped the request at its 30 s limit and rolled it back (send less)
             └── UnprovenResultError  an answer that says success but does not prove it (outcome unknown)
 
 ``retryable`` is True exactly for :class:`TransientError` and its subclasses.
@@ -58,13 +61,15 @@ from ._codes import (
 )
 
 __all__ = [
-    "FENCE_MARKER",
     "ApiError",
     "AuthError",
     "ConfigError",
     "D1Error",
     "D1SyncError",
     "DatabaseNotFoundError",
+    "ExecutionTimeoutError",
+    "FENCE_MARKER",
+    "FileRewoundError",
     "InvalidRequestError",
     "LimitError",
     "MigrationError",
@@ -75,6 +80,7 @@ __all__ = [
     "RequestTimeoutError",
     "SQLError",
     "SchemaMismatchError",
+    "SyncPausedError",
     "TransientError",
     "UndecodableTextError",
     "UnprovenResultError",
@@ -123,6 +129,18 @@ class ValueEncodingError(D1SyncError, ValueError):
 
 
 # -- migrations --------------------------------------------------------------------------------------------
+
+
+class SyncPausedError(D1SyncError):
+    """The changes waited for are held by a pause that needs a fix (a table missing on D1, a bad token, a file
+    that went back in time); nothing is dropped. ``table`` (None: the whole worker), ``reason``, ``fix``."""
+
+    def __init__(self, reason: str, *, table: str | None = None, fix: str | None = None) -> None:
+        self.table = table
+        self.reason = reason
+        self.fix = fix
+        where = f"table {table!r}" if table is not None else "the sync worker"
+        super().__init__(f"{where} is paused: {reason}" + (f"; fix: {fix}" if fix else ""))
 
 
 class MigrationError(D1SyncError):
@@ -285,6 +303,13 @@ class AuthError(D1Error):
     """The API token is invalid or lacks permission. Fix the token; nothing is dropped meanwhile."""
 
 
+class FileRewoundError(D1Error):
+    """D1 has already taken a newer send from this file than the file itself has made: the file went back in
+    time (restored from a backup or a snapshot), or another file carries its identity. Nothing is sent until
+    D1 is made equal to the file (``verify --repair --delete-extra``) or the file is restored from D1
+    (``clone``); nothing is dropped."""
+
+
 class NotFoundError(D1Error):
     """The API has no such route (7003)."""
 
@@ -334,14 +359,19 @@ class RequestTimeoutError(TransientError):
     """No response in time. A write may still have been applied: only retry idempotent writes."""
 
 
-class UnprovenResultError(TransientError):
-    """D1 answered "success" but the answer does not prove it: no ``result``, a ``null`` one, fewer statement
-    results than statements sent, a statement result without ``success: true`` or without its ``meta``.
+class ExecutionTimeoutError(TransientError):
+    """D1 ran the request past its execution limit (30 s), reset the database and rolled the request back
+    (``D1 DB storage operation exceeded timeout which caused object to be reset.``, code 7429).
 
-    Gateways, proxies and partial outages produce such answers. The outcome is unknown, exactly as after a
-    lost response: nothing may be taken as done, and only a request that is safe to send twice is resent.
-    The message describes the answer's shape (never its data).
+    Nothing of the request was applied. D1 counts it among the errors worth retrying (a busy machine can cause
+    it), but a request that is simply too much work fails again: send less per request.
     """
+
+
+class UnprovenResultError(TransientError):
+    """D1 said "success" without proof: no ``result``, a ``null`` or short one, a statement result without
+    ``success: true`` or its ``meta``. The outcome is unknown, as after a lost response (the message tells the
+    answer's shape, never its data)."""
 
 
 # -- translation at the boundaries -------------------------------------------------------------------------
@@ -388,6 +418,7 @@ _TRANSIENT_MESSAGES = (
     "d1 db is overloaded",
     "cannot resolve d1 db due to transient issue",
 )
+_EXECUTION_TIMEOUT = "storage operation exceeded timeout which caused object to be reset"
 _LIMIT_MESSAGES = ("sqlite_toobig", "too many sql variables", "string or blob too big")
 _AUTH_CODES = frozenset({7403, 9109, 10000})
 
@@ -403,6 +434,9 @@ def classify_error(
     """The d1sync error for a D1 failure, from its error code, HTTP status and message (d1-contract §2)."""
     kwargs: dict[str, Any] = {"code": code, "status": status, "statement": statement}
     lowered = message.lower()
+    if _EXECUTION_TIMEOUT in lowered:
+        # Before the 429 test: this is one request's own time, not the account's rate limit.
+        return ExecutionTimeoutError(message, **kwargs)
     if code == 971 or status == 429:
         return RateLimitedError(message, retry_after=retry_after, **kwargs)
     if status == 413:

@@ -18,6 +18,7 @@ One pass (``sync_once``):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -34,21 +35,19 @@ from d1sync.sync.link import Aside, Link
 from d1sync.sync.model import Counters, Failure, State, SyncResult
 from d1sync.sync.pacing import Pacer
 from d1sync.sync.pull.puller import Puller, PullReport, merge_pull, replicated_specs
-from d1sync.sync.push.planner import plan
-from d1sync.sync.push.readahead import READ_AHEAD_SECONDS, still_current, window_reader
+from d1sync.sync.push.pusher import Pusher
 from d1sync.sync.push.refusals import Refusal, Verdict, decide
-from d1sync.sync.push.sender import deliver_window
-from d1sync.sync.push.window import read_window
-from d1sync.sync.run.loop import DEFAULT_FLUSH_TIMEOUT, Loop
+from d1sync.sync.push.sender import rewound
+from d1sync.sync.remote import read_position
+from d1sync.sync.run.loop import DEFAULT_FLUSH_TIMEOUT, Loop, make_warnings_visible
 from d1sync.sync.status import Status, read_status
 from d1sync.sync.store.lease import DrainLease, new_owner
 from d1sync.sync.store.log import pending_count, stamp
 from d1sync.sync.store.specs import load_specs
-from d1sync.sync.store.state import WorkerState, load_state, load_table_states, save_state
+from d1sync.sync.store.state import WorkerState, catch_up, load_state, load_table_states, save_state
 from d1sync.sync.store.twoway import clear_pull_pause
 from d1sync.sync.store.upgrade import ensure_schema
 from d1sync.sync.tables.pauses import resume_all
-from d1sync.sync.tables.preflight import preflight
 
 __all__ = ["State", "SyncResult", "SyncWorker"]
 
@@ -110,7 +109,7 @@ class SyncWorker:
         except BaseException:
             self.conn.close()
             raise
-        self._seen_schema = -1
+        self._position_checked = False
         self.lease = DrainLease(self.conn, self.owner, config.lease_ttl, monotonic)
         self.pacer = Pacer(self.conn, self.lease, config, self.counters)
         self.loop = Loop(self.path, self.conn, config, step=self.sync_once, release=self.lease.release)
@@ -119,6 +118,7 @@ class SyncWorker:
         self.push = config.push
         self.pull = config.pull
         self.puller = Puller(config.pull_options)
+        self.pusher = Pusher(config)
         self.read_ahead = config.read_ahead
         self._aside = Aside(config.pool)
 
@@ -153,6 +153,30 @@ class SyncWorker:
             save_state(self.conn, target=self._target_id)
         return load_state(self.conn)
 
+    def _remote_position(self) -> int | None:
+        """The number of the newest send D1 took from this file, or None (no send yet, or no fence there)."""
+        identity = load_state(self.conn).identity
+        return None if identity is None else read_position(self.target, identity)
+
+    def _reopen(self) -> None:
+        """Another file was put in the file's place while the worker ran (a restore, a copy moved over it):
+        sync that one from now on, checked afresh (its schema, and whether it is behind what D1 took)."""
+        log.warning("%s was replaced by another file while the worker ran: reopening it", self.path)
+        self.conn.reopen()
+        ensure_schema(self.conn)
+        self.pusher.recheck()
+        self._position_checked = False
+        self.loop.seen_version = -1  # whatever the new file holds is news
+
+    def _check_position(self) -> None:
+        """Once per worker (and after a pause): is this file behind what D1 already took from it? A file
+        restored from a backup is, and sending from it would mix two pasts: raise FileRewoundError."""
+        sent = load_state(self.conn).sent
+        position = self._remote_position() if sent else None
+        if position is not None and position > sent:
+            raise rewound(self.path, sent + 1)
+        self._position_checked = True
+
     def resume(self) -> None:
         """Try everything again now: clear the back-off, the pause and every table's pause.
 
@@ -160,7 +184,7 @@ class SyncWorker:
         the next re-check. A cause that is still there pauses again at once, with its message.
         """
         resume_all(self.conn)
-        self._seen_schema = -1
+        self.pusher.recheck()
         self.resume_pull()
         self.wake()
 
@@ -183,6 +207,8 @@ class SyncWorker:
         """Send what is pending (one window), then pull when a pull is due (two-way tables), unless backing off
         or another worker holds the lease."""
         now = self.clock() if now is None else now
+        if self.conn.replaced():
+            self._reopen()
         if self.push:
             # Even while backing off: the oldest pending age is how long a change has waited, to within a pass.
             stamp(self.conn, int(now * 1000))
@@ -220,37 +246,16 @@ class SyncWorker:
             return SyncResult("locked", retry_in=self.lease_ttl / 3)
         # Taken before the window is read: a commit after this point must wake the loop.
         self.loop.seen_version = self.conn.data_version()
-        try:
-            ready = preflight(
-                self.conn,
-                self.target,
-                now=now,
-                seen_schema=self._seen_schema,
-                check_schema=self.check_schema,
-                pause_interval=self.pause_interval,
-                chunk=max(1, self.window // 2),  # room for new writes in the same window
-            )
-        except D1Error as exc:  # transient: back off; auth, a missing database: not about one table, pause
-            return self.pacer.failed(Failure(exc, now, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF))
-        self._seen_schema = ready.schema_version
-        result = SyncResult("idle", paused_tables=ready.paused)
-        if ready.retry_soon:
-            result.retry_in = self.backoff.base
-        window = read_window(self.conn, self.window, skip=ready.waiting)
-        planned = plan(window.changes, window.specs, self.limits)
-        link = self._link()
-        while True:
-            result.more = window.full or ready.resending
-            ahead = self.read_ahead and window.full and time.monotonic() - started < READ_AHEAD_SECONDS
-            reader = window_reader(self.conn, self.window, self.limits, ready, window) if ahead else None
-            delivered, next_window = deliver_window(
-                link, window, planned, result, limits=self.limits, on_progress=self.on_progress, read_ahead=reader
-            )
-            next_window = still_current(self.conn, ready, next_window)
-            outcome = None if delivered is None else self._recorded(delivered)
-            if outcome is not None or next_window is None:
-                break
-            window, planned = next_window
+        if not self._position_checked:
+            try:
+                self._check_position()
+            except D1Error as exc:  # transient: back off; a file behind D1 (or auth): pause
+                return self.pacer.failed(Failure(exc, now, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF))
+        result, delivered = self.pusher.push(self._link(), now, started=started, on_progress=self.on_progress)
+        outcome = None if delivered is None else self._recorded(delivered)
+        if result is None:  # the tables could not be checked: nothing was read
+            assert outcome is not None
+            return outcome
         self.counters.dead += result.dead
         result.paused_tables = self.paused_tables()
         if outcome is not None:
@@ -290,6 +295,8 @@ class SyncWorker:
                 worker.verify(repair=True)
                 drain(worker)
         """
+        if repair and delete_extra:
+            self._take_over()
         report = verify(
             self.conn,
             self.target,
@@ -304,6 +311,18 @@ class SyncWorker:
             self.wake()
         return report
 
+    def _take_over(self) -> None:
+        """This file is the truth from now on (``verify --repair --delete-extra``): its sends continue after the
+        newest D1 took, and a pause for having gone back in time is lifted (the repair makes D1 equal to it)."""
+        position = self._remote_position()
+        if position is not None:
+            catch_up(self.conn, position)
+        state = load_state(self.conn)
+        if state.paused is not None and state.last_error is not None and state.last_error.kind == "FileRewoundError":
+            with self.conn.atomic():
+                save_state(self.conn, paused=None, failures=0, backoff_until=0.0)
+        self._position_checked = False
+
     def paused_tables(self) -> dict[str, str]:
         """The tables paused on their own, and why (see ``d1sync status``)."""
         specs = load_specs(self.conn)
@@ -311,8 +330,14 @@ class SyncWorker:
         return {name: state.paused for name, state in states.items() if state.paused and name in specs}
 
     def status(self) -> Status:
-        """The outbox's status (see :class:`~d1sync.sync.status.Status`)."""
-        return read_status(self.conn)
+        """The outbox's status (see :class:`~d1sync.sync.status.Status`), with a local failure the file could
+        not record (a full disk) from memory."""
+        status = read_status(self.conn)
+        error = self.loop.local_error
+        recorded = (status.last_error or {}).get("at")
+        if error is not None and (recorded is None or recorded < error.at):
+            status = dataclasses.replace(status, last_error=dataclasses.asdict(error))
+        return status
 
     def close(self) -> None:
         """Release the lease (if held) and close the worker's connection to the file (and the target, when
@@ -372,6 +397,7 @@ class SyncWorker:
         Raises:
             ConfigError: the loop is already running.
         """
+        make_warnings_visible()  # embedded: a pause must reach a person even with no logging configured
         self.loop.start(idle_interval=idle_interval)
         return self
 
@@ -388,6 +414,10 @@ class SyncWorker:
         A change leaves the outbox when D1 acknowledges it (or refuses it for good: it is then a dead
         letter, counted in ``status().dead_letters``). Whoever holds the drain lease sends: this worker's
         loop, another process's (``d1sync run``), or, when neither runs, this call itself.
+
+        Raises:
+            SyncPausedError: some of those changes wait for a pause that needs a fix (a table missing on D1,
+                a bad token): it ends the wait at once with ``table``, ``reason`` and ``fix``.
         """
         return self.loop.wait_synced(timeout)
 

@@ -1,6 +1,16 @@
-"""Remote capture for two-way tables: the log D1 keeps of its own writes, and who made each one.
+"""What d1sync keeps on D1: the fence every push passes, and the remote capture of two-way tables.
 
-Installed on the remote (idempotently, in one batch), or written as a wrangler migration file:
+**The fence.** D1 promises no order between requests: one that timed out may still be applied after a newer
+one was acknowledged, old state over new with nothing left pending. So every push batch first checks and
+advances its file's position on the remote, ``_d1sync_fence (replica, seq)``: ``replica`` is the file's
+identity, ``seq`` the number of the send (taken from the file, and committed there, before the send; a resend
+takes a new one). A batch whose number is not above the one D1 holds fails as a whole (D1 batches are atomic),
+so a request applied late changes nothing. A live send refused so means D1 has seen a newer send from this
+file than the file itself has made: the file went back in time (:class:`~d1sync.errors.FileRewoundError`).
+The fence costs three statements in each batch and no request of its own: it creates its table if missing.
+
+**Remote capture** for two-way tables, installed (idempotently, in one batch), or written as a wrangler
+migration file:
 
 ``_d1sync_log``       ``(seq AUTOINCREMENT, tbl, key, op, origin, at)``: one entry per write to a replicated
                       table, appended by AFTER INSERT/UPDATE/DELETE triggers inside the writing transaction.
@@ -26,8 +36,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from d1sync.database import Database
-from d1sync.errors import ConfigError
-from d1sync.sql import quote_identifier, quote_literal
+from d1sync.errors import ConfigError, SQLError
+from d1sync.sql import fence_sql, quote_identifier, quote_literal
 from d1sync.sync.codec import key_sql
 from d1sync.sync.config import DEFAULT_RETENTION
 from d1sync.sync.model import TableSpec
@@ -39,14 +49,44 @@ __all__ = [
     "LOG_WINDOW",
     "PRUNED_SINCE",
     "PULL_SUMMARY",
+    "REWOUND",
     "SET_ORIGIN",
     "capture_ddl",
     "check_remote_tables",
+    "fence_statements",
     "log_trigger_names",
     "migration_text",
     "prune",
+    "read_position",
     "write_migration",
 ]
+
+REWOUND = "rewound"
+"""The fence's name in the error of a batch D1 refused for its number (:attr:`~d1sync.errors.SQLError.fence`)."""
+_FENCE_TABLE = "CREATE TABLE IF NOT EXISTS _d1sync_fence (replica TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
+_FENCE_CHECK = fence_sql(REWOUND, unless="NOT EXISTS (SELECT 1 FROM _d1sync_fence WHERE replica = ?1 AND seq >= ?2)")
+_FENCE_ADVANCE = (
+    "INSERT INTO _d1sync_fence (replica, seq) VALUES (?1, ?2) ON CONFLICT (replica) DO UPDATE SET seq = excluded.seq"
+)
+_FENCE_READ = "SELECT seq FROM _d1sync_fence WHERE replica = ?"
+
+
+def read_position(target: Database, identity: str) -> int | None:
+    """The number of the newest send D1 took from the file ``identity`` (None: none yet, or no fence there)."""
+    try:
+        rows = target.prepare(_FENCE_READ).bind(identity).raw()
+    except SQLError as exc:
+        if exc.missing == ("table", "_d1sync_fence"):
+            return None
+        raise
+    return int(rows[0][0]) if rows else None
+
+
+def fence_statements(identity: str, number: int) -> list[tuple[str, tuple[str | int, ...]]]:
+    """The statements that open a push batch: fail it unless ``number`` is above the file's position on D1,
+    then record ``number`` as the position (see the module docstring)."""
+    return [(_FENCE_TABLE, ()), (_FENCE_CHECK, (identity, number)), (_FENCE_ADVANCE, (identity, number))]
+
 
 SET_ORIGIN = "UPDATE _d1sync_origin SET origin = ? WHERE id = 1"
 CLEAR_ORIGIN = "UPDATE _d1sync_origin SET origin = NULL WHERE id = 1"

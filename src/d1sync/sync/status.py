@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from d1sync.sqlite import Connection
@@ -47,6 +50,10 @@ class TableStatus:
     """Remote rows that could not be applied here, or the remote capture triggers missing."""
 
 
+LOW_DISK = 1 << 20
+"""Free bytes under which the disk holding a file counts as full (see :attr:`Status.disk_full`)."""
+
+
 @dataclass(frozen=True)
 class Status:
     """A snapshot of the outbox.
@@ -69,6 +76,7 @@ class Status:
         table_states: each synced table's :class:`TableStatus`.
         replica: for a file with two-way tables: its replica ``id``, ``cursor``, ``last_pull`` and why pulls
             wait (``paused``), if they do.
+        disk_free: bytes free on the disk holding the file (None where it cannot be told).
     """
 
     pending_changes: int
@@ -85,12 +93,21 @@ class Status:
     rate_budget: dict[str, float] | None = None
     table_states: dict[str, TableStatus] = dataclasses.field(default_factory=dict)
     replica: dict[str, Any] | None = None
+    disk_free: int | None = None
+
+    @property
+    def disk_full(self) -> bool:
+        """True when the disk holding the file has less than 1 MiB free: its writes (the application's and the
+        outbox's) fail, and the worker cannot even record why in the file."""
+        return self.disk_free is not None and self.disk_free < LOW_DISK
 
     @property
     def healthy(self) -> bool:
-        """False while the worker, any table or the pull is paused: something waits for a fix."""
+        """False while the worker, any table or the pull is paused, or the file's disk is full: something
+        waits for a fix."""
         pull_paused = self.replica is not None and self.replica.get("paused") is not None
-        return self.paused is None and not pull_paused and all(t.state != "paused" for t in self.table_states.values())
+        paused = self.paused is not None or pull_paused or any(t.state == "paused" for t in self.table_states.values())
+        return not paused and not self.disk_full
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -136,7 +153,17 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
             for name in tables
         },
         replica=_replica_status(replica) if any(s.replicate for s in specs.values()) else None,
+        disk_free=_disk_free(conn.path),
     )
+
+
+def _disk_free(path: Path) -> int | None:
+    if os.fspath(path) == ":memory:":
+        return None
+    try:
+        return shutil.disk_usage(path.resolve().parent).free
+    except OSError:
+        return None
 
 
 def _table_status(state: TableState | None, pending: int) -> TableStatus:

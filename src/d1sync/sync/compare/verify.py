@@ -31,6 +31,7 @@ from d1sync.sync.codec import decode_row, key_sql
 from d1sync.sync.compare.pages import ExactRow, keyset, read_exact, row_size, select_exact
 from d1sync.sync.config import DEFAULT_PAGE
 from d1sync.sync.model import TableSpec
+from d1sync.sync.store.dead import dead_keys
 from d1sync.sync.store.log import pending_keys_of
 from d1sync.sync.store.state import has_outbox
 from d1sync.sync.tables.resend import queue_keys
@@ -62,6 +63,10 @@ class TableDiff:
     """Why the table was not compared (no local copy; missing on the remote), if it was not."""
     queued: int = 0
     """Keys queued by ``repair`` / ``delete_extra``."""
+    dead: int = 0
+    """Of the missing and different rows, those D1 refused for good (dead letters, with ``dead_reason``):
+    ``repair`` does not queue them, since D1 would refuse them again; ``d1sync dead`` shows and retries them."""
+    dead_reason: str | None = None
 
     @property
     def equal(self) -> bool:
@@ -146,15 +151,19 @@ def _pending_keys(conn: Connection, table: str) -> set[str]:
     return pending_keys_of(conn, table)
 
 
-def _compare(diff: TableDiff, local: dict[str, tuple[Any, ...]], remote: dict[str, tuple[Any, ...]]) -> list[str]:
-    """Count one range's differences into ``diff``; the keys to repair."""
+def _compare(
+    diff: TableDiff, local: dict[str, tuple[Any, ...]], remote: dict[str, tuple[Any, ...]], dead: dict[str, str]
+) -> list[str]:
+    """Count one range's differences into ``diff``; the keys to repair (not the dead letters')."""
     repair: list[str] = []
     for key, row in local.items():
-        if key not in remote:
-            diff._note("missing", key)
-            repair.append(key)
-        elif remote[key] != row:
-            diff._note("different", key)
+        if key in remote and remote[key] == row:
+            continue
+        diff._note("missing" if key not in remote else "different", key)
+        if key in dead:
+            diff.dead += 1
+            diff.dead_reason = diff.dead_reason or dead[key]
+        else:
             repair.append(key)
     for key in remote.keys() - local.keys():
         diff._note("extra", key)
@@ -179,6 +188,7 @@ def verify_table(
     remote = _Remote(target, spec)
     total = int(conn.execute(f"SELECT count(*) FROM {quote_identifier(spec.name)}").fetchone()[0])
     pending = _pending_keys(conn, spec.name)
+    dead = dead_keys(conn, spec.name) if has_outbox(conn) else {}
     after: str | None = None
     more = True
     while more:
@@ -193,7 +203,7 @@ def verify_table(
         for key in pending:
             local.pop(key, None)
             far.pop(key, None)
-        repair = _compare(diff, local, far)
+        repair = _compare(diff, local, far, dead)
         if delete_extra:
             repair += [k for k in far if k not in local]
         if queue is not None and repair:

@@ -10,6 +10,11 @@ parameter"), which sidesteps D1's 100-parameter limit and keeps every value exac
 Rows travel as JSON arrays in the table's column order (no repeated keys: about half the bytes of objects),
 in the encoding of :mod:`~d1sync.sync.codec` (BLOBs and text holding NUL in object form).
 
+A row whose JSON form passes D1's 2 MB value limit while its values fit it (1.1 MB of ``"``, which JSON doubles;
+a 1.5 MB BLOB, whose hex is 3 MB) goes alone, in a request of its own: its small values in the JSON parameter
+as usual, each big value in parameters of its own, text as itself and a BLOB as hex chunks of at most 2 MB
+put together on D1 (``CAST(unhex(?2) || unhex(?3) AS BLOB)``). Only a row over D1's own limit is refused.
+
 Order inside a request: deletes first (children before parents), then upserts (parents before children).
 Every request starts with ``PRAGMA defer_foreign_keys = on`` so foreign keys are checked at commit, when the
 remote holds the same consistent state as the local file.
@@ -23,13 +28,14 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring
 
 from d1sync.sql import quote_identifier
-from d1sync.sync.codec import column_expr
+from d1sync.sync.codec import column_expr, decode_row, encode_row
 from d1sync.sync.config import D1_MAX_VALUE_BYTES, Limits
 from d1sync.sync.model import Change, Op, TableSpec, utf8_length
 
 __all__ = [
     "D1_MAX_SQL_BYTES",
     "DEFER_FOREIGN_KEYS",
+    "FENCE_BYTES",
     "Plan",
     "PlannedRequest",
     "PlannedStatement",
@@ -42,8 +48,10 @@ __all__ = [
 D1_MAX_SQL_BYTES = 100_000
 """D1's limit on the length of one SQL statement."""
 DEFER_FOREIGN_KEYS = "PRAGMA defer_foreign_keys = on"
-REQUEST_OVERHEAD = len(DEFER_FOREIGN_KEYS) + 32
-"""Bytes of a request body besides its planned statements: the envelope and the leading PRAGMA."""
+FENCE_BYTES = 640
+"""Bytes the fence adds to every request body (d1sync.sync.remote.fence_statements; a test holds it to them)."""
+REQUEST_OVERHEAD = len(DEFER_FOREIGN_KEYS) + 32 + FENCE_BYTES
+"""Bytes of a request body besides its planned statements: the envelope, the leading PRAGMA and the fence."""
 
 
 @dataclass
@@ -53,11 +61,17 @@ class PlannedStatement:
     sql: str
     param: str
     changes: list[Change]
+    extra: tuple[str, ...] = ()
+    """Parameters after the JSON one: the big values of an oversized row (see the module docstring)."""
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return (self.param, *self.extra)
 
     @property
     def body_bytes(self) -> int:
         """The bytes this statement adds to a JSON request body (an upper bound)."""
-        return _json_bytes(self.sql) + _json_bytes(self.param) + 32
+        return _json_bytes(self.sql) + sum(_json_bytes(p) for p in self.params) + 32
 
 
 @dataclass
@@ -100,14 +114,18 @@ def topological_order(specs: Mapping[str, TableSpec]) -> list[str]:
     return order
 
 
-def upsert_sql(spec: TableSpec, blobs: frozenset[int] = frozenset()) -> str:
+def upsert_sql(spec: TableSpec, blobs: frozenset[int] = frozenset(), apart: Mapping[int, str] | None = None) -> str:
+    """The bulk upsert of ``spec``'s rows; ``apart`` gives, by column index, an expression that reads a value
+    from parameters of its own instead of the JSON one (an oversized row's big values)."""
     table = quote_identifier(spec.name)
     cols = ", ".join(quote_identifier(c) for c in spec.columns)
-    exprs = ", ".join(column_expr(i, i in blobs) for i in range(len(spec.columns)))
+    apart = apart or {}
+    exprs = ", ".join(apart.get(i) or column_expr(i, i in blobs) for i in range(len(spec.columns)))
     key = ", ".join(quote_identifier(c) for c in spec.key)
     updates = [c for c in spec.columns if c not in spec.key]
     # "WHERE true" resolves SQLite's parsing ambiguity between a SELECT's join and ON CONFLICT.
-    sql = f"INSERT INTO {table} ({cols}) SELECT {exprs} FROM json_each(?) WHERE true ON CONFLICT ({key}) "
+    rows = "?1" if apart else "?"  # numbered beside ?2, ?3...: a bare ? after them would count as the next
+    sql = f"INSERT INTO {table} ({cols}) SELECT {exprs} FROM json_each({rows}) WHERE true ON CONFLICT ({key}) "
     if not updates:
         return sql + "DO NOTHING"
     sql += "DO UPDATE SET " + ", ".join(f"{quote_identifier(c)} = excluded.{quote_identifier(c)}" for c in updates)
@@ -195,16 +213,62 @@ class _Packer:
         flush()
 
 
+_CHUNK = D1_MAX_VALUE_BYTES - 2
+"""Hex characters in one parameter of a big BLOB (an even number, under D1's value limit)."""
+_KEEP = 16_000
+"""A value whose JSON form is larger goes apart from an oversized row's JSON parameter: with at most 100
+columns, what stays is under 2 MB however its text escapes."""
+
+
+def _json_size(value: str | bytes) -> int:
+    """Bytes of ``value`` in the row's JSON: escaped text, or a BLOB's hex."""
+    return 2 * len(value) if isinstance(value, bytes) else _escaped_size(value)
+
+
+def _oversized(spec: TableSpec, change: Change) -> PlannedStatement | str:
+    """The statement of a row too big for the JSON parameter, or why D1 would refuse it whatever its form."""
+    values = decode_row(change.payload)
+    stored = sum(len(v) if isinstance(v, bytes) else utf8_length(v) if isinstance(v, str) else 8 for v in values)
+    if stored > D1_MAX_VALUE_BYTES:
+        return f"row is {stored:,} bytes; D1 refuses rows and values over {D1_MAX_VALUE_BYTES:,} bytes"
+    small: list[object] = list(values)
+    apart: dict[int, str] = {}
+    extra: list[str] = []
+    for index, value in enumerate(values):
+        if not isinstance(value, str | bytes) or _json_size(value) <= _KEEP:
+            continue
+        small[index] = None
+        if isinstance(value, str) and "\x00" not in value:
+            extra.append(value)
+            apart[index] = f"?{len(extra) + 1}"
+            continue
+        hexed = value.hex() if isinstance(value, bytes) else value.encode().hex()
+        first = len(extra) + 2
+        extra += [hexed[i : i + _CHUNK] for i in range(0, len(hexed), _CHUNK)]
+        pieces = " || ".join(f"unhex(?{n})" for n in range(first, len(extra) + 2))
+        apart[index] = f"CAST({pieces} AS {'BLOB' if isinstance(value, bytes) else 'TEXT'})"
+    text, special = encode_row(small)
+    sql = upsert_sql(spec, special, apart)
+    return PlannedStatement(spec.name, "upsert", sql, f"[{text}]", [change], tuple(extra))
+
+
 def plan(changes: Sequence[Change], specs: Mapping[str, TableSpec], limits: Limits | None = None) -> Plan:
     """Plan ``changes`` into requests that fit ``limits`` (see the module docstring for the order)."""
     limits = limits or Limits()
     rejected: list[tuple[Change, str]] = []
+    alone: list[PlannedStatement] = []
     by_table: dict[tuple[str, Op], list[Change]] = {}
     for change in changes:
         if change.size + 2 > D1_MAX_VALUE_BYTES:
-            rejected.append(
-                (change, f"row is {change.size:,} bytes as JSON; D1 refuses values over {D1_MAX_VALUE_BYTES:,} bytes")
-            )
+            if change.op != "upsert":  # a key that big: nothing to split
+                reason = f"key is {change.size:,} bytes; D1 refuses values over {D1_MAX_VALUE_BYTES:,} bytes"
+                rejected.append((change, reason))
+                continue
+            planned = _oversized(specs[change.table], change)
+            if isinstance(planned, str):
+                rejected.append((change, planned))
+            else:
+                alone.append(planned)
             continue
         by_table.setdefault((change.table, change.op), []).append(change)
     order = topological_order({name: specs[name] for name, _ in by_table})
@@ -214,5 +278,7 @@ def plan(changes: Sequence[Change], specs: Mapping[str, TableSpec], limits: Limi
     for name in order:
         packer.pack(specs[name], "upsert", by_table.get((name, "upsert"), []))
     packer.close()
-    requests = packer.requests
+    # An oversized row goes in a request of its own, after the rest: its body may pass max_request_bytes
+    # (D1 documents no body limit; only the values count).
+    requests = packer.requests + [PlannedRequest([statement]) for statement in alone]
     return Plan(requests, rejected)

@@ -15,7 +15,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from d1sync.errors import D1Error, SQLError, TransientError
+from d1sync.errors import D1Error, FileRewoundError, SQLError, TransientError
 
 __all__ = ["RULES", "Refusal", "Rule", "Verdict", "blames_the_table", "decide", "same_refusal"]
 
@@ -97,7 +97,17 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule(lambda r: isinstance(r.error, TransientError), Verdict.BACK_OFF, "network, timeout, 429, 5xx: try again"),
+    Rule(
+        lambda r: isinstance(r.error, FileRewoundError),
+        Verdict.PAUSE_ALL,
+        "D1 took a newer send from this file: the file went back in time; sending more would mix two pasts",
+    ),
     Rule(lambda r: r.sql is None, Verdict.PAUSE_ALL, "auth, a missing database: not about one table or row"),
+    Rule(
+        lambda r: r.sql is not None and r.sql.result_code == "SQLITE_FULL",
+        Verdict.PAUSE_ALL,
+        "D1's database is full: no table or row is at fault, and nothing fits until space is freed there",
+    ),
     Rule(lambda r: r.tables > 1, Verdict.SPLIT_TABLES, "first find the table the refusal is about"),
     Rule(lambda r: not r.row_level, Verdict.PAUSE_TABLE, "no such column and the like: the table's schema"),
     Rule(

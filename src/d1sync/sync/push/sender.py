@@ -27,9 +27,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TypeVar
 
-from d1sync.errors import D1Error, SQLError, TransientError
+from d1sync.errors import D1Error, FileRewoundError, SQLError, TransientError
 from d1sync.sqlite import Connection
 from d1sync.sync.config import Limits
 from d1sync.sync.link import Link
@@ -38,10 +39,10 @@ from d1sync.sync.push.planner import DEFER_FOREIGN_KEYS, Plan, PlannedRequest, p
 from d1sync.sync.push.refusals import PROBES, Refusal, Verdict, blames_the_table, decide, same_refusal
 from d1sync.sync.push.swap import swap_request
 from d1sync.sync.push.window import Window, acknowledge, requeue
-from d1sync.sync.remote import CLEAR_ORIGIN, SET_ORIGIN
+from d1sync.sync.remote import CLEAR_ORIGIN, REWOUND, SET_ORIGIN, fence_statements
 from d1sync.sync.store.dead import dead_letter, resolve_dead
 from d1sync.sync.store.lease import MAX_ALLOWANCE
-from d1sync.sync.store.state import TableState, load_table_states, save_table_state
+from d1sync.sync.store.state import TableState, load_table_states, next_send, save_table_state
 from d1sync.sync.store.twoway import push_origin
 from d1sync.sync.tables.pauses import pause
 
@@ -159,14 +160,35 @@ def send_request(link: Link, request: PlannedRequest, *, meanwhile: Callable[[],
     """
     db = link.target
     origin = push_origin(link.conn)
+    identity, number = next_send(link.conn)
     statements = [db.prepare(DEFER_FOREIGN_KEYS)]
+    statements += [db.prepare(sql).bind(*params) for sql, params in fence_statements(identity, number)]
     statements += [db.prepare(SET_ORIGIN).bind(origin)] if origin else []
-    statements += [db.prepare(s.sql).bind(s.param) for s in request.statements]
+    statements += [db.prepare(s.sql).bind(*s.params) for s in request.statements]
     statements += [db.prepare(CLEAR_ORIGIN)] if origin else []
+
+    def send() -> None:
+        try:
+            db.batch(statements)
+        except SQLError as exc:
+            if exc.fence != REWOUND:
+                raise
+            raise rewound(link.conn.path, number) from exc
+
     if meanwhile is None:
-        db.batch(statements)
+        send()
         return None
-    return link.aside.run(lambda: db.batch(statements), meanwhile)
+    return link.aside.run(send, meanwhile)
+
+
+def rewound(path: Path, number: int) -> FileRewoundError:
+    """The error for a file whose send ``number`` D1 refused as older than one it already took from it."""
+    return FileRewoundError(
+        f"{path} is older than what it already sent to D1 (restored from a backup?): D1 has taken a newer send "
+        f"from it than this file's #{number}, so it may hold rows this file lost and lack rows written since. "
+        f"Make D1 equal to this file: d1sync verify {path} --repair --delete-extra; or restore this file from "
+        f"D1: d1sync clone <target> {path}.restored"
+    )
 
 
 class _Sender:
@@ -371,8 +393,10 @@ class _Sender:
         conn = self.link.conn
         with conn.atomic():
             state = load_table_states(conn).get(table, TableState())
+            path = self.link.conn.path
             fix = (
-                "make the remote table match the local one (`d1sync verify DB` compares them), then `d1sync resume DB`"
+                f"make the remote table match the local one (`d1sync verify {path}` compares them), "
+                f"then `d1sync resume {path}`"
             )
             state = replace(pause(state, "refused", reason, fix, self.link.clock()), remote_columns=None)
             save_table_state(conn, table, state)

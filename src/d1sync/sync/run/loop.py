@@ -16,19 +16,20 @@ never blocks the loop.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from d1sync.errors import ConfigError, D1Error
+from d1sync.errors import ConfigError, D1Error, SyncPausedError
 from d1sync.sqlite import Connection, on_commit
 from d1sync.sync.config import SyncConfig
 from d1sync.sync.model import SyncResult
-from d1sync.sync.store.log import issued_seq, pending_through
-from d1sync.sync.store.state import LastError, save_state
+from d1sync.sync.store.log import issued_seq, pending_tables_through, pending_through
+from d1sync.sync.store.state import LastError, load_state, load_table_states, save_state
 
-__all__ = ["DEFAULT_FLUSH_TIMEOUT", "Loop"]
+__all__ = ["DEFAULT_FLUSH_TIMEOUT", "Loop", "make_warnings_visible", "raise_if_held"]
 
 log = logging.getLogger("d1sync.sync")
 
@@ -65,6 +66,11 @@ class Loop:
         self._thread: threading.Thread | None = None
         self.crash: BaseException | None = None
         """What ended a loop started by :meth:`start`, if something did."""
+        self.local_failures = 0
+        """Passes in a row that failed on the local file (a full disk, a locked or damaged file)."""
+        self.local_error: LastError | None = None
+        """The last of them, kept here too: with a full disk it cannot be written into the file."""
+        self._rng = random.Random()
         self.seen_version = -1
         """``PRAGMA data_version`` when the last pass read the change log: another connection's commit
         since changes it, which wakes the loop (the engine sets it before reading a window)."""
@@ -117,15 +123,35 @@ class Loop:
         """The step (``sync_once``, or ``step``), but a local error or a bug becomes a back-off instead of an
         exception."""
         try:
-            return (step or self._step)()
+            result = (step or self._step)()
         except D1Error as exc:
-            # Remote failures are handled inside the pass: this is the local file, busy or unreadable for now.
-            log.warning("local database error, retrying: %s", exc)
-            return SyncResult("backoff", retry_in=self.config.backoff.base, error=str(exc))
+            # Remote failures are handled inside the pass: this is the local file (full, busy, damaged).
+            return self._local_failure(exc)
         except Exception as exc:
             # A bug must not end the daemon silently with writes pending: say it loudly and try again later.
             log.exception("unexpected error in a sync pass; retrying in %.0fs", self.config.pause_interval)
             return SyncResult("backoff", retry_in=self.config.pause_interval, error=f"{type(exc).__name__}: {exc}")
+        if self.local_failures:
+            log.info("the local file works again after %d failed pass(es)", self.local_failures)
+            self.local_failures, self.local_error = 0, None
+        return result
+
+    def _local_failure(self, exc: D1Error) -> SyncResult:
+        """A pass failed on the local file: back off like a remote failure (growing, jittered) and record it
+        where ``status`` reads it, if the file takes the write (a full disk does not: the log still says it)."""
+        self.local_failures += 1
+        delay = self.config.backoff.delay(self.local_failures, self._rng)
+        self.local_error = LastError(at=time.time(), message=f"local file: {exc.message}", kind=type(exc).__name__)
+        if self.local_failures == 1 or self.local_failures % 20 == 0:  # not one line per retry
+            log.warning(
+                "local database error (%d in a row), retrying in %.1fs: %s", self.local_failures, delay, exc.message
+            )
+        try:
+            with self.conn.atomic():
+                save_state(self.conn, last_error=self.local_error)
+        except D1Error:
+            pass
+        return SyncResult("backoff", retry_in=delay, error=str(exc))
 
     def _flush(self) -> None:
         deadline = self._flush_deadline
@@ -196,10 +222,15 @@ class Loop:
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         """Wait until every change committed before this call has left the outbox (see
-        :meth:`SyncWorker.wait_synced <d1sync.sync.engine.SyncWorker.wait_synced>`); False on timeout."""
+        :meth:`SyncWorker.wait_synced <d1sync.sync.engine.SyncWorker.wait_synced>`); False on timeout.
+
+        Raises:
+            SyncPausedError: some of those changes wait for a pause that needs a fix.
+        """
         mark = issued_seq(self.conn)  # the newest change now in the log
         deadline = None if timeout is None else time.monotonic() + timeout
         while pending_through(self.conn, mark):
+            raise_if_held(self.conn, mark)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
@@ -212,3 +243,34 @@ class Loop:
                 pause = result.retry_in or self.config.poll_interval
                 time.sleep(max(0.0, min(pause, self.config.poll_interval * 4, remaining or pause)))
         return True
+
+
+def raise_if_held(conn: Connection, mark: int) -> None:
+    """Raise SyncPausedError when changes up to ``mark`` wait for a pause: the worker's, or their table's."""
+    state = load_state(conn)
+    if state.paused is not None:
+        raise SyncPausedError(state.paused)
+    waiting = pending_tables_through(conn, mark)
+    for name, table in sorted(load_table_states(conn).items()):
+        if table.paused is not None and name in waiting:
+            raise SyncPausedError(table.paused, table=name, fix=table.fix)
+
+
+_visible = threading.Lock()
+
+
+def make_warnings_visible() -> None:
+    """An embedded worker's warnings (a pause, a failing target) must reach a person even where the program
+    configured no logging for d1sync (uvicorn's default configuration, a bare script): then they go to
+    stderr. Where any handler would take them, nothing changes."""
+    logger = logging.getLogger("d1sync")
+    with _visible:
+        chain: logging.Logger | None = logger
+        while chain is not None:
+            if any(not isinstance(h, logging.NullHandler) for h in chain.handlers):
+                return
+            chain = chain.parent if chain.propagate else None
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("d1sync %(levelname)s: %(message)s"))
+        logger.addHandler(handler)

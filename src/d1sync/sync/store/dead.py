@@ -23,6 +23,7 @@ from d1sync.sync.store.state import now_ms
 __all__ = [
     "DeadLetter",
     "dead_count",
+    "dead_keys",
     "dead_letter",
     "dead_of",
     "drop_dead",
@@ -192,6 +193,12 @@ def drop_dead(conn: Connection, ids: Sequence[int] | None = None) -> int:
 def dead_count(conn: Connection) -> int:
     """Dead letters not being retried (what ``status`` counts)."""
     return int(conn.execute("SELECT count(*) FROM _d1sync_dead WHERE retrying = 0").fetchone()[0])
+
+
+def dead_keys(conn: Connection, table: str) -> dict[str, str]:
+    """The keys of ``table``'s dead letters (retried ones included), each with D1's reason."""
+    rows = conn.execute("SELECT key, error FROM _d1sync_dead WHERE tbl = ? ORDER BY id", (table,)).fetchall()
+    return {str(key): str(error) for key, error in rows}
 
 
 def dead_of(conn: Connection, table: str) -> int:

@@ -61,6 +61,7 @@ __all__ = [
     "pending_keys_of",
     "pending_of",
     "pending_per_table",
+    "pending_tables_through",
     "pending_through",
     "read_log",
     "rename_changes",
@@ -235,6 +236,11 @@ def pending_keys_of(conn: Connection, table: str, keys: Sequence[str] | None = N
         sql = f"SELECT DISTINCT key FROM {PENDING} WHERE tbl = ? AND key IN (SELECT value FROM json_each(?))"
         rows = conn.execute(sql, (table, json.dumps(list(keys))))
     return {str(r[0]) for r in rows}
+
+
+def pending_tables_through(conn: Connection, seq: int) -> set[str]:
+    """The tables with a change row at or below ``seq`` still pending."""
+    return {str(t) for (t,) in conn.execute(f"SELECT DISTINCT tbl FROM {PENDING} WHERE seq <= ?", (seq,)).fetchall()}
 
 
 def pending_through(conn: Connection, seq: int) -> bool:

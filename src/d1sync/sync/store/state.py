@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,8 +28,10 @@ __all__ = [
     "RateBudget",
     "TableState",
     "WorkerState",
+    "catch_up",
     "load_state",
     "load_table_states",
+    "next_send",
     "now_ms",
     "save_state",
     "save_table_state",
@@ -116,6 +119,10 @@ class WorkerState:
     """The target (its repr, never a token) the worker last synced to: pauses and remote checks belong to it."""
     log_mark: int | None = None
     """The seq of the change log's mark, if it has one (see :func:`delete_changes`)."""
+    identity: str | None = None
+    """This file's identity on D1's fence (see :mod:`d1sync.sync.remote`); made on the first send."""
+    sent: int = 0
+    """The number of the last send this file made (each push batch takes the next, committed before it goes)."""
 
 
 _NESTED: dict[str, type[Any]] = {
@@ -166,6 +173,24 @@ def save_state(conn: Connection, **changes: Any) -> None:
             "INSERT INTO _d1sync_meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
             (key, json.dumps(value)),
         )
+
+
+def next_send(conn: Connection) -> tuple[str, int]:
+    """This file's identity and the number of its next send, committed before the send goes: a number is
+    never used twice, even if the process dies with the request in flight."""
+    with conn.atomic():
+        state = load_state(conn)
+        identity = state.identity or uuid.uuid4().hex
+        save_state(conn, identity=identity, sent=state.sent + 1)
+    return identity, state.sent + 1
+
+
+def catch_up(conn: Connection, position: int) -> None:
+    """Make this file's next send number come after ``position`` (what D1 holds for it): the file is taken
+    as the truth from now on (``verify --repair`` after the file went back in time)."""
+    with conn.atomic():
+        if load_state(conn).sent < position:
+            save_state(conn, sent=position)
 
 
 # -- per-table state ---------------------------------------------------------------------------------------

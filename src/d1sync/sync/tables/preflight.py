@@ -1,5 +1,6 @@
-"""What a pass does before it reads the window, table by table: follow local schema changes, check the remote
-schema, feed re-sends, and delete the remote rows of tables untracked with ``delete_remote``.
+"""What a pass does before it reads the window, table by table, once local schema changes are followed
+(:mod:`~d1sync.sync.tables.follow`): check the remote schema, feed re-sends, and delete the remote rows of
+tables untracked with ``delete_remote``.
 
 Each step touches one table at a time; a table that cannot go on is paused (or skipped for this pass on a
 transient failure), and the others go on. Auth errors and a missing database are not about a table: they are
@@ -19,7 +20,6 @@ from d1sync.sync.capture import create_sql, table_columns
 from d1sync.sync.model import TableSpec
 from d1sync.sync.store.specs import forget_spec, load_specs
 from d1sync.sync.store.state import TableState, load_table_states, save_table_state, schema_version
-from d1sync.sync.tables.follow import reconcile
 from d1sync.sync.tables.pauses import pause, recheck_due, resume
 from d1sync.sync.tables.resend import queue_chunk
 
@@ -97,18 +97,14 @@ def preflight(
     target: Database,
     *,
     now: float,
-    seen_schema: int,
     check_schema: bool,
     pause_interval: float,
     chunk: int,
 ) -> Preflight:
     """Prepare a pass (see the module docstring). Raises D1Error for failures that are not about one table."""
-    version = schema_version(conn)
+    version = schema_version(conn)  # read first: DDL after it is followed next pass
     specs = load_specs(conn)
     states = load_table_states(conn)
-    if version != seen_schema:
-        reconcile(conn, specs, states, now)
-        version = schema_version(conn)
     result = Preflight(specs, states, schema_version=version)
     for name, spec in sorted(specs.items()):
         state = states.get(name, TableState())
