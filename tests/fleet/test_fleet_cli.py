@@ -149,3 +149,20 @@ def test_kill_9_at_any_moment_still_gives_one_database_per_tenant(account: Emula
     assert database_names(account) == [p.stem for p in paths]
     for row in json.loads(result.stdout)["tenants"]:
         assert equal(account, tenants / row["file"], row["database_id"])
+
+
+def test_a_tenant_whose_lease_another_worker_holds_is_named_not_waited_for(
+    account: EmulatorServer, tenants: Path
+) -> None:
+    from d1sync import LocalDatabase, SyncWorker
+
+    held = make_tenant(tenants / "held.db")
+    make_tenant(tenants / "free.db")
+    assert invoke("fleet", "sync", str(tenants), "--emulator", account.url).exit_code == 0
+    write(held, "INSERT INTO notes VALUES (77, 'waits', 7)")
+    with LocalDatabase(tenants / "elsewhere.sqlite") as other, SyncWorker(held, other) as worker:
+        assert worker.acquire_lease(time.time(), extra=600)  # another daemon (`run`) sending this file
+        started = time.monotonic()
+        result = invoke("fleet", "sync", str(tenants), "--emulator", account.url, "--timeout", "30")
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 1 and "held.db" in result.stderr and "sync lease" in result.stderr

@@ -66,7 +66,7 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         0: "stopped by SIGINT/SIGTERM (after the passes in flight)",
         EXIT_FAILURE: "failed to start (no such DIR, no account)",
         EXIT_USAGE: "bad usage",
-        EXIT_INTERRUPTED: "interrupted",
+        EXIT_INTERRUPTED: "a second signal",
     },
 }
 
