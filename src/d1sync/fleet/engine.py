@@ -148,6 +148,7 @@ class TenantEngine:
             return self.worker
         tracking = self._track()
         self.load_binding(account)
+        how = "recorded"
         if self.binding is not None and self.binding.schema_ready:
             self._create_remote(tracking.new)  # tables made while no worker watched (by the app, a migration)
         else:
@@ -165,6 +166,8 @@ class TenantEngine:
                 self._note_size(account)  # the create's answer had no size: one request more
         client = self._database(self.binding.database_id)
         self.worker = SyncWorker(self.path, client, self._config)
+        if how == "created":  # its tables came from this file's DDL just now: nothing to check on D1
+            self.worker.created_remote_tables()
         self._schema_seen = _schema_version(self.worker)
         return self.worker
 

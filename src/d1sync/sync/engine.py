@@ -48,6 +48,7 @@ from d1sync.sync.store.state import WorkerState, catch_up, load_state, load_tabl
 from d1sync.sync.store.twoway import clear_pull_pause
 from d1sync.sync.store.upgrade import ensure_schema
 from d1sync.sync.tables.pauses import resume_all
+from d1sync.sync.tables.preflight import assume_remote_matches
 
 __all__ = ["State", "SyncResult", "SyncWorker"]
 
@@ -322,6 +323,12 @@ class SyncWorker:
             with self.conn.atomic():
                 save_state(self.conn, paused=None, failures=0, backoff_until=0.0)
         self._position_checked = False
+
+    def created_remote_tables(self) -> None:
+        """The target's tables were just made from this file's DDL (a fleet's new database): the first pass
+        sends rows at once, without checking the remote schema (one request less per new database)."""
+        with self.conn.atomic():
+            assume_remote_matches(self.conn)
 
     def paused_tables(self) -> dict[str, str]:
         """The tables paused on their own, and why (see ``d1sync status``)."""

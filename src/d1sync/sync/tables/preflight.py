@@ -23,7 +23,7 @@ from d1sync.sync.store.state import TableState, load_table_states, save_table_st
 from d1sync.sync.tables.pauses import pause, recheck_due, resume
 from d1sync.sync.tables.resend import queue_chunk
 
-__all__ = ["Preflight", "preflight"]
+__all__ = ["Preflight", "assume_remote_matches", "preflight"]
 
 log = logging.getLogger("d1sync.sync")
 
@@ -84,6 +84,16 @@ def _check_remote(target: Database, conn: Connection, spec: TableSpec, state: Ta
         reason, fix = _remote_fix(conn, spec, remote)
         return replace(pause(state, "remote", reason, fix, now), remote_columns=None)
     return replace(resume(state, "remote"), remote_columns=tuple(remote))
+
+
+def assume_remote_matches(conn: Connection) -> None:
+    """Record every synced table's remote columns as its local ones, where nothing was checked yet: the
+    remote tables were just created from this file's DDL. Call inside a write transaction."""
+    states = load_table_states(conn)
+    for name, spec in load_specs(conn).items():
+        state = states.get(name, TableState())
+        if state.remote_columns is None and state.paused is None:
+            save_table_state(conn, name, replace(state, remote_columns=spec.columns))
 
 
 def _needs_check(spec: TableSpec, state: TableState, now: float, interval: float) -> bool:
