@@ -150,7 +150,7 @@ class Loop:
             with self.conn.atomic():
                 save_state(self.conn, last_error=self.local_error)
         except D1Error:
-            pass
+            pass  # a full disk refuses even this write: local_error (status()) and the log still tell it
         return SyncResult("backoff", retry_in=delay, error=str(exc))
 
     def _flush(self) -> None:
