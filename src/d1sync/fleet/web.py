@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import html
 import json
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
 
 from d1sync.fleet.engine import TenantRow
 from d1sync.fleet.status import FleetStatus
+from d1sync.sync.metrics import Page, PageServer
 
 __all__ = ["D1_MAX_BYTES", "FleetServer", "fleet_metrics", "fleet_page", "worst"]
 
@@ -108,7 +106,7 @@ def fleet_page(status: FleetStatus, refresh: int = 5) -> str:
     )
 
 
-class FleetServer:
+class FleetServer(PageServer):
     """Serves a fleet's ``/metrics``, ``/status.json`` and ``/`` on ``host:port`` in a daemon thread.
 
     ``port=0`` picks a free port (:attr:`port`); a busy port raises ``OSError``.
@@ -122,45 +120,9 @@ class FleetServer:
     def __init__(
         self, status: Callable[[], FleetStatus], *, port: int, host: str = "127.0.0.1", worst: int = 10
     ) -> None:
-        routes: dict[str, tuple[str, Callable[[], str]]] = {
+        routes: dict[str, Page] = {
             "/metrics": ("text/plain; version=0.0.4", lambda: fleet_metrics(status(), worst)),
             "/status.json": ("application/json", lambda: json.dumps(status().to_dict(), ensure_ascii=False)),
             "/": ("text/html; charset=utf-8", lambda: fleet_page(status())),
         }
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                route = routes.get(self.path.split("?", 1)[0])
-                if route is None:
-                    self.send_error(404)
-                    return
-                body = route[1]().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", route[0])
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # a scrape is not worth a log line
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self.host = host
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="d1sync-fleet-web", daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(lambda path: routes.get(path.split("?", 1)[0]), port=port, host=host, name="d1sync-fleet-web")

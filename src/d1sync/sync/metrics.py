@@ -23,7 +23,7 @@ from d1sync.sqlite import Connection
 from d1sync.sync.model import Counters
 from d1sync.sync.status import Status, read_status
 
-__all__ = ["GAUGES", "MetricsServer", "metrics_text", "prometheus_text"]
+__all__ = ["GAUGES", "MetricsServer", "Page", "PageServer", "metrics_text", "prometheus_text"]
 
 GAUGES: tuple[tuple[str, str, Callable[[Status], float]], ...] = (
     ("pending_changes", "Change-log rows not yet acknowledged by D1.", lambda s: s.pending_changes),
@@ -59,22 +59,35 @@ def metrics_text(path: str | os.PathLike[str], counters: Counters | None = None)
         return prometheus_text(read_status(conn), counters)
 
 
-class MetricsServer:
-    """Serves ``render()`` as Prometheus text at ``http://HOST:PORT/metrics`` in a daemon thread.
+Page = tuple[str, Callable[[], str]]
+"""What a :class:`PageServer` answers for a path: its content type, and the function that renders it."""
+
+
+class PageServer:
+    """Serves what ``route(path)`` gives for each GET (404 for None) at ``http://HOST:PORT``, in a daemon thread.
 
     ``port=0`` picks a free port (see :attr:`port`). Binding fails with ``OSError`` (a busy port), which the
-    caller reports.
+    caller reports. ``home`` is the path :attr:`url` names.
     """
 
-    def __init__(self, render: Callable[[], str], *, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        route: Callable[[str], Page | None],
+        *,
+        port: int,
+        host: str = "127.0.0.1",
+        home: str = "/",
+        name: str = "d1sync-pages",
+    ) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if self.path.rstrip("/") not in ("", "/metrics"):
+                page = route(self.path)
+                if page is None:
                     self.send_error(404)
                     return
-                body = render().encode()
+                body = page[1]().encode()
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Type", page[0])
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -85,12 +98,13 @@ class MetricsServer:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self.host = host
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="d1sync-metrics", daemon=True)
+        self.home = home
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/metrics"
+        return f"http://{self.host}:{self.port}{self.home}"
 
     def close(self) -> None:
         self._server.shutdown()
@@ -104,3 +118,17 @@ class MetricsServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class MetricsServer(PageServer):
+    """Serves ``render()`` as Prometheus text at ``http://HOST:PORT/metrics`` (and ``/``) in a daemon thread."""
+
+    def __init__(self, render: Callable[[], str], *, port: int, host: str = "127.0.0.1") -> None:
+        page = ("text/plain; version=0.0.4", render)
+        super().__init__(
+            lambda path: page if path.rstrip("/") in ("", "/metrics") else None,
+            port=port,
+            host=host,
+            home="/metrics",
+            name="d1sync-metrics",
+        )
