@@ -362,6 +362,23 @@ class Connection:
             finally:
                 self._raw.text_factory = previous
 
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """Run a query and yield its rows as SQLite produces them (memory stays bounded, however many there
+        are), text that is not valid UTF-8 decoded as :meth:`read` does. The lock is held until the rows are
+        exhausted or the generator is closed: use it inside :meth:`snapshot` and drain it there."""
+        with self._lock:
+            previous = self._raw.text_factory
+            self._raw.text_factory = _lenient_text
+            try:
+                try:
+                    cursor = self._raw.execute(sql, _numbered(sql, params))
+                except sqlite3.Error as exc:
+                    raise from_sqlite(exc, sql) from exc
+                while rows := cursor.fetchmany(1_000):
+                    yield from rows
+            finally:
+                self._raw.text_factory = previous
+
     def data_version(self) -> int:
         """``PRAGMA data_version``: changes whenever another connection commits to the file."""
         return int(self.execute("PRAGMA data_version").fetchone()[0])

@@ -41,6 +41,7 @@ __all__ = [
     "exact_real",
     "has_undecodable_text",
     "key_sql",
+    "sql_literal",
     "stored_text",
 ]
 
@@ -240,3 +241,40 @@ def column_expr(index: int, special: bool, source: str = "value") -> str:
         f"json_extract({source}, '$[{index}].r[0]') * pow(2.0, json_extract({source}, '$[{index}].r[1]'))) "
         f"ELSE {source}->>{path} END"
     )
+
+
+def _real_literal(value: float) -> str:
+    if math.isinf(value):
+        return "1e999" if value > 0 else "-1e999"
+    if value == 0.0 or _EXACT_LOW <= abs(value) < _EXACT_HIGH:
+        return repr(value)
+    mantissa, exponent = exact_real(value)
+    return f"({mantissa} * pow(2.0, {exponent}))"
+
+
+def sql_literal(value: Any) -> str:
+    """``value`` (as Python's sqlite3 reads it) as SQL text that SQLite reads back to the same value and type.
+
+    Example::
+
+        sql_literal("it's")          # "'it''s'"
+        sql_literal("a\\x00b")        # "CAST(x'610062' AS TEXT)"
+        sql_literal(2.0**-1074)      # '(1 * pow(2.0, -1074))'
+    """
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):  # SQLite stores NaN as NULL: a file never holds one
+            return "NULL"
+        return _real_literal(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"x'{bytes(value).hex()}'"
+    text = str(value)
+    if text.isprintable():
+        return "'" + text.replace("'", "''") + "'"
+    # Control characters (NUL, line breaks...) travel as their UTF-8 bytes: exact, and on one line.
+    return f"CAST(x'{text.encode('utf-8', 'surrogatepass').hex()}' AS TEXT)"
