@@ -52,8 +52,8 @@ __all__ = ["Seeder"]
 log = logging.getLogger("d1sync.sync")
 
 _RECOUNT_SECONDS = 30.0
-"""How often ``auto`` counts the distinct pending rows again while the log holds more rows than the threshold
-(counting costs a scan of the log)."""
+"""How often, at most, ``auto`` counts the distinct pending rows again while the log holds more rows than the
+threshold (a scan of the log: never more than 2 % of the time, however long the log)."""
 
 
 def _importable(link: Link) -> Callable[..., ImportResult] | None:
@@ -112,8 +112,10 @@ class Seeder:
         if self.via == "auto":
             if count < self.threshold or time.monotonic() < self._recount_at:
                 return {}
-            self._recount_at = time.monotonic() + _RECOUNT_SECONDS
-            if pending_keys(conn) < self.threshold:
+            started = time.monotonic()
+            distinct = pending_keys(conn)
+            self._recount_at = started + max(_RECOUNT_SECONDS, 50 * (time.monotonic() - started))
+            if distinct < self.threshold:
                 return {}
         states = load_table_states(conn)
         return {
