@@ -312,3 +312,18 @@ def test_a_kill_at_any_step_of_an_import_then_a_restart_ends_exact_with_nothing_
         status = worker.status()
         assert status.dead_letters == 0 and status.importing is None and worker.pending() == 0
     assert snapshot(open_file(remote), "items") == snapshot(open_file(app), "items")
+
+
+def test_text_that_is_not_utf8_is_left_to_batches_and_the_rest_goes_through_the_import(
+    tmp_path: Path, emulator: EmulatorServer, remote: Path
+) -> None:
+    app = tmp_path / "app.db"
+    make_app(app, 300)
+    with closing(open_file(app)) as conn:  # SQLite stores any bytes as TEXT; D1 cannot hold these
+        conn.execute("UPDATE items SET a = CAST(x'ff00fe' AS TEXT) WHERE id = 9")
+    with client(emulator) as d1, SyncWorker(app, d1, SyncConfig(via="import")) as worker:
+        first = worker.sync_once()
+        assert first.rows == 299 and worker.pending() == 1
+        drain(worker)
+        assert worker.status().dead_letters == 1  # dead-lettered by the batch path, with the reason
+    assert snapshot(open_file(remote), "items") == [r for r in snapshot(open_file(app), "items") if r[1] != 9]

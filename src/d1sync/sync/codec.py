@@ -244,12 +244,34 @@ def column_expr(index: int, special: bool, source: str = "value") -> str:
 
 
 def _real_literal(value: float) -> str:
+    if value != value:  # NaN: SQLite stores it as NULL, so a file never holds one
+        return "NULL"
     if math.isinf(value):
         return "1e999" if value > 0 else "-1e999"
     if value == 0.0 or _EXACT_LOW <= abs(value) < _EXACT_HIGH:
         return repr(value)
     mantissa, exponent = exact_real(value)
     return f"({mantissa} * pow(2.0, {exponent}))"
+
+
+def _text_literal(text: str) -> str:
+    if text.isprintable():
+        return "'" + text.replace("'", "''") + "'"
+    # Control characters (NUL, line breaks...) travel as their UTF-8 bytes: exact, and on one line.
+    return f"CAST(x'{text.encode('utf-8', 'surrogatepass').hex()}' AS TEXT)"
+
+
+def _blob_literal(value: bytes | bytearray | memoryview) -> str:
+    return f"x'{bytes(value).hex()}'"
+
+
+_LITERALS: dict[type, Callable[[Any], str]] = {
+    int: int.__repr__,
+    float: _real_literal,
+    str: _text_literal,
+    bytes: _blob_literal,
+    type(None): lambda _: "NULL",
+}
 
 
 def sql_literal(value: Any) -> str:
@@ -261,20 +283,15 @@ def sql_literal(value: Any) -> str:
         sql_literal("a\\x00b")        # "CAST(x'610062' AS TEXT)"
         sql_literal(2.0**-1074)      # '(1 * pow(2.0, -1074))'
     """
-    if value is None:
-        return "NULL"
+    write = _LITERALS.get(type(value))
+    if write is not None:  # what sqlite3 reads: one dictionary lookup per value
+        return write(value)
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
-        return str(value)
+        return int.__repr__(value)
     if isinstance(value, float):
-        if math.isnan(value):  # SQLite stores NaN as NULL: a file never holds one
-            return "NULL"
         return _real_literal(value)
     if isinstance(value, bytes | bytearray | memoryview):
-        return f"x'{bytes(value).hex()}'"
-    text = str(value)
-    if text.isprintable():
-        return "'" + text.replace("'", "''") + "'"
-    # Control characters (NUL, line breaks...) travel as their UTF-8 bytes: exact, and on one line.
-    return f"CAST(x'{text.encode('utf-8', 'surrogatepass').hex()}' AS TEXT)"
+        return _blob_literal(value)
+    return _text_literal(str(value))

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from d1sync.errors import UndecodableTextError
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 from d1sync.sync.codec import column_expr, decode_row, has_undecodable_text, sql_literal
@@ -82,8 +83,8 @@ def _fits(text: str, spare: int) -> bool:
 
 
 class _Writer:
-    def __init__(self, conn: Connection, out: IO[str], seed: SeedFile) -> None:
-        self.conn, self.out, self.seed = conn, out, seed
+    def __init__(self, conn: Connection, out: IO[str], seed: SeedFile, *, lenient: bool) -> None:
+        self.conn, self.out, self.seed, self.lenient = conn, out, seed, lenient
 
     def hold(self, table: str, key: str) -> None:
         self.seed.held.setdefault(table, []).append(key)
@@ -103,9 +104,9 @@ class _Writer:
         self.emit(sql_statements(head, tail, self._delete_items(spec, single=len(spec.key) == 1)))
 
     def _delete_items(self, spec: TableSpec, *, single: bool) -> Iterator[str]:
-        for (key,) in self.conn.stream(*_joined(spec, self.seed.through, present=False)):
+        for (key,) in self.conn.stream(*_joined(spec, self.seed.through, present=False), lenient=self.lenient):
             values = decode_row(key)
-            if has_undecodable_text(values):
+            if self.lenient and has_undecodable_text(values):
                 self.hold(spec.name, key)
                 continue
             text = ",".join(map(sql_literal, values))
@@ -118,9 +119,9 @@ class _Writer:
         self.emit(sql_statements(head, tail, self._rows(spec, spare)))
 
     def _rows(self, spec: TableSpec, spare: int) -> Iterator[str]:
-        for key, *values in self.conn.stream(*_joined(spec, self.seed.through, present=True)):
+        for key, *values in self.conn.stream(*_joined(spec, self.seed.through, present=True), lenient=self.lenient):
             text = "(" + ",".join(map(sql_literal, values)) + ")"
-            if has_undecodable_text(values) or not _fits(text, spare):
+            if (self.lenient and has_undecodable_text(values)) or not _fits(text, spare):
                 self.hold(spec.name, key)
                 continue
             yield text
@@ -130,10 +131,22 @@ def write_seed(
     conn: Connection, specs: Mapping[str, TableSpec], out: IO[str], *, identity: str, number: int
 ) -> SeedFile:
     """Write the import of the pending changes of ``specs``' tables to ``out`` (see the module docstring), for
-    the file ``identity``'s send ``number`` on D1's fence; what it holds."""
+    the file ``identity``'s send ``number`` on D1's fence; what it holds. ``out`` must be seekable: text that
+    is not UTF-8 is rare, so rows are read strictly first and, if some turns up, written again leniently."""
+    try:
+        return _write(conn, specs, out, identity=identity, number=number, lenient=False)
+    except UndecodableTextError:
+        out.seek(0)
+        out.truncate()
+        return _write(conn, specs, out, identity=identity, number=number, lenient=True)
+
+
+def _write(
+    conn: Connection, specs: Mapping[str, TableSpec], out: IO[str], *, identity: str, number: int, lenient: bool
+) -> SeedFile:
     with conn.snapshot():
         seed = SeedFile(sorted(specs), issued_seq(conn))
-        writer = _Writer(conn, out, seed)
+        writer = _Writer(conn, out, seed, lenient=lenient)
         out.write("PRAGMA defer_foreign_keys=TRUE;\n")
         for statement in fence_text(identity, number):
             out.write(f"{statement};\n")
