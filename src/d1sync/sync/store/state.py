@@ -26,6 +26,7 @@ __all__ = [
     "Lease",
     "PauseCause",
     "RateBudget",
+    "Seeding",
     "TableState",
     "WorkerState",
     "catch_up",
@@ -104,6 +105,22 @@ class RateBudget:
 
 
 @dataclass(frozen=True)
+class Seeding:
+    """A backlog on its way through D1's import (:mod:`d1sync.sync.push.seeder`), recorded before the upload."""
+
+    tables: list[str]
+    """The tables whose pending changes the import carries."""
+    through: int
+    """The highest seq it carries: once D1 says it completed, those tables' changes up to here are delivered."""
+    rows: int
+    number: int
+    """Its send number on D1's fence (:mod:`d1sync.sync.remote`), like a batch's."""
+    started: float
+    handle: dict[str, Any] | None = None
+    """The import's :class:`~d1sync.client.imports.ImportHandle` (``to_dict()``), once D1 gave it a name."""
+
+
+@dataclass(frozen=True)
 class WorkerState:
     """Everything ``_d1sync_meta`` holds, typed. Times are epoch seconds."""
 
@@ -123,6 +140,11 @@ class WorkerState:
     """This file's identity on D1's fence (see :mod:`d1sync.sync.remote`); made on the first send."""
     sent: int = 0
     """The number of the last send this file made (each push batch takes the next, committed before it goes)."""
+    seeding: Seeding | None = None
+    """An import of the backlog under way: nothing else is sent until D1 says how it ended."""
+    import_declined: int = 0
+    """The highest seq of the last import that failed: its rows go through batches (no import is tried again
+    while a change up to it is pending)."""
 
 
 _NESTED: dict[str, type[Any]] = {
@@ -130,6 +152,7 @@ _NESTED: dict[str, type[Any]] = {
     "last_error": LastError,
     "last_pass": LastPass,
     "rate_budget": RateBudget,
+    "seeding": Seeding,
 }
 _FIELDS = {f.name for f in dataclasses.fields(WorkerState)}
 
