@@ -158,9 +158,10 @@ def _plan(
     renames = rename_statements(name, state.renamed_from, state.renames, remote_table)
     if renames:
         return "rename", renames
-    if not compare_schemas(local, remote_table):
+    differences = compare_schemas(local, remote_table)
+    if not differences:
         return "", []
-    alter = None if rebuild else alter_statements(local, remote_table)
+    alter = None if rebuild else alter_statements(local, remote_table, differences)
     if alter:
         return "alter", alter
     return "rebuild", []
