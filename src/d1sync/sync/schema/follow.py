@@ -208,6 +208,7 @@ def follow_table(
             continue
         state = _record(name, action, statements, state, now)
         if action == "create":
+            remote[name] = local  # made from the local DDL: the next table's views may name it
             return Followed(replace(state, renames=(), renamed_from=None), True)
         if action == "rename":
             state = replace(state, renames=(), renamed_from=None)
