@@ -126,9 +126,14 @@ def _unmanaged(
     missing = [] if remote is None else [c for c in spec.columns if remote.column(c) is None]
     if remote is not None and not missing:
         if local is not None:
+            # Loud only when the local table changed and D1's did not follow; a known difference is DEBUG.
+            changed = state.schema is not None and state.schema != fingerprint(local)
             for difference in compare_schemas(local, remote):
-                log.warning(
-                    "table %s differs on the remote (d1sync does not manage its schema): %s", spec.name, difference
+                log.log(
+                    logging.WARNING if changed else logging.DEBUG,
+                    "table %s differs on the remote (its schema is not managed by d1sync): %s",
+                    spec.name,
+                    difference,
                 )
         done = replace(resume(state, "remote"), remote_columns=remote.column_names, renames=(), renamed_from=None)
         return done
