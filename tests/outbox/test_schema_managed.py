@@ -296,3 +296,13 @@ def test_a_table_renamed_locally_is_renamed_on_d1(mirror: Mirror) -> None:
     assert mirror.drain().drained and mirror.exact("volumes") and same_schema(mirror, "volumes")
     assert remote_table(mirror, "books") is None
     assert last_change(mirror, "volumes")["sql"] == ['ALTER TABLE "books" RENAME TO "volumes"']
+
+
+def test_a_table_dropped_on_d1_is_created_again_and_every_row_sent_again(mirror: Mirror) -> None:
+    mirror.app.exec(BOOKS)
+    mirror.track("books")
+    write(mirror, "INSERT INTO books VALUES (?, ?, ?, ?)", [(i, f"t{i}", i, i) for i in range(80)])
+    assert mirror.drain().drained and mirror.exact("books")
+    mirror.remote.exec("DROP TABLE books")
+    mirror.worker.resume()  # what `d1sync sync` does: the remote schema is checked again
+    assert mirror.drain().drained and mirror.exact("books") and same_schema(mirror, "books")
