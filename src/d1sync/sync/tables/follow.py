@@ -9,8 +9,8 @@ local change                    what happens
 ==============================  ===========================================================================
 ADD COLUMN                      the spec gains the column; once the remote has it, every row is sent again
 DROP COLUMN                     the spec loses it (D1 keeps its values; they are no longer sent)
-RENAME COLUMN                   both of the above, and the rename is recorded (the capture trigger's column
-                                list, which SQLite rewrote, names the old and the new column) for the remote
+RENAME COLUMN                   the spec follows, and the rename is recorded for the remote (the column
+                                marker, which SQLite rewrote, names the old and the new column); no re-send
 RENAME TABLE                    capture moves to the new name, pending changes follow, every row is re-sent;
                                 the old name is recorded for the remote
 DROP + CREATE                   capture is installed again and every row re-sent; remote rows the new table
