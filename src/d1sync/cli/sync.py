@@ -73,6 +73,25 @@ def via_option(func: Any) -> Any:
     )(func)
 
 
+def schema_option(func: Any) -> Any:
+    """``--manage-schema`` / ``--no-manage-schema`` for every synced table (default: each table's choice)."""
+    return click.option(
+        "--manage-schema/--no-manage-schema",
+        default=None,
+        help="Make D1's tables follow the local schema (create, ALTER, rebuild), or never touch it (pause with "
+        "the fix instead), for every table. Default: each table's `track` choice, else managed unless the "
+        "remote has a d1_migrations ledger.",
+    )(func)
+
+
+def _config(
+    max_request_bytes: int, max_statements: int, via: str, manage_schema: bool | None, directions: dict[str, Any]
+) -> SyncConfig:
+    """The worker's configuration from the options ``run`` and ``sync`` share."""
+    limits = _limits(max_request_bytes, max_statements)
+    return SyncConfig(limits=limits, via=cast(Via, via), manage_schema=manage_schema, **directions)
+
+
 def _directions(push_only: bool, pull_only: bool) -> dict[str, Any]:
     if push_only and pull_only:
         fail("--push-only and --pull-only exclude each other", "give at most one of them", exit_code=EXIT_USAGE)
@@ -144,6 +163,7 @@ class _Shutdown:
 @limit_options
 @direction_options
 @via_option
+@schema_option
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -163,6 +183,7 @@ def run(
     push_only: bool,
     pull_only: bool,
     via: str,
+    manage_schema: bool | None,
     **target: Any,
 ) -> None:
     """Run the sync daemon for DB in the foreground (both ways for two-way tables).
@@ -178,8 +199,7 @@ def run(
     need_outbox(db)
     remote = open_target(target, default="remote")
     try:
-        config = SyncConfig(limits=_limits(max_request_bytes, max_statements), via=cast(Via, via), **directions)
-        worker = SyncWorker(db, remote, config)
+        worker = SyncWorker(db, remote, _config(max_request_bytes, max_statements, via, manage_schema, directions))
     except BaseException:
         remote.close()  # DB could not be opened: nothing else holds the target
         raise
@@ -279,6 +299,7 @@ def _wait_for_holder(worker: SyncWorker, db: str, give_up: float | None, as_json
 @limit_options
 @direction_options
 @via_option
+@schema_option
 @click.option("--timeout", "give_up", type=float, help="Give up after this many seconds (exit 1 if not drained).")
 @click.option("--wait", is_flag=True, help="If `d1sync run` holds the lease, wait for it to send (else exit 75).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress stays on stderr).")
@@ -292,6 +313,7 @@ def sync(
     push_only: bool,
     pull_only: bool,
     via: str,
+    manage_schema: bool | None,
     **target: Any,
 ) -> None:
     """Drain DB's outbox until it is empty, then pull two-way tables until caught up, then exit.
@@ -305,7 +327,7 @@ def sync(
     remote = open_target(target, default="remote")
     report = DrainReport()
     try:
-        config = SyncConfig(limits=_limits(max_request_bytes, max_statements), via=cast(Via, via), **directions)
+        config = _config(max_request_bytes, max_statements, via, manage_schema, directions)
         with SyncWorker(db, remote, config) as worker:
             worker.resume()  # asked by a person: what paused the outbox is checked again now
             lease = live_holder(worker.conn, worker.owner, time.time())
