@@ -183,22 +183,25 @@ def verify(
     else:
         _render(report)
     if not report.equal:
-        dead = sum(diff.dead for diff in report.tables)
-        repairable = sum(diff.missing + diff.different + diff.extra for diff in report.tables) - dead
-        unfit = [diff.table for diff in report.tables if diff.not_repaired]
-        schema = [diff.table for diff in report.tables if diff.schema]
-        if unfit or (schema and not repairable):
-            fail(
-                f"the remote differs from the local file; the schema of {', '.join(unfit or schema)} on D1 differs",
-                f"make D1's table match the local one (the differences above), then `d1sync resume {shown}` and "
-                f"`d1sync verify {shown} --repair`",
-            )
-        if repairable and not repair:
-            hint = f"d1sync verify {shown} --repair (add --delete-extra for rows only the remote has)"
-        elif dead:
-            hint = (
-                f"`d1sync dead {shown} list` says why D1 refused them; fix the rows, then `d1sync dead {shown} retry`"
-            )
-        else:
-            hint = None
-        fail("the remote differs from the local file", hint)
+        _fail(report, shown, repair)
+
+
+def _fail(report: VerifyReport, shown: str, repair: bool) -> None:
+    """Exit 1 with the hint that fits what differs (``shown``: the file, shell-quoted)."""
+    dead = sum(diff.dead for diff in report.tables)
+    repairable = sum(diff.missing + diff.different + diff.extra for diff in report.tables) - dead
+    unfit = [diff.table for diff in report.tables if diff.not_repaired]
+    schema = [diff.table for diff in report.tables if diff.schema]
+    if unfit or (schema and not repairable):
+        fail(
+            f"the remote differs from the local file; the schema of {', '.join(unfit or schema)} on D1 differs",
+            f"make D1's table match the local one (the differences above), then `d1sync resume {shown}` and "
+            f"`d1sync verify {shown} --repair`",
+        )
+    if repairable and not repair:
+        hint = f"d1sync verify {shown} --repair (add --delete-extra for rows only the remote has)"
+    elif dead:
+        hint = f"`d1sync dead {shown} list` says why D1 refused them; fix the rows, then `d1sync dead {shown} retry`"
+    else:
+        hint = None
+    fail("the remote differs from the local file", hint)
