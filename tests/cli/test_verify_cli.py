@@ -116,7 +116,8 @@ def test_a_paused_table_shows_in_status_fails_check_and_resume_clears_it(
     code, status = invoke_json("status", str(app), "--check")
     assert code == 1 and status["healthy"] is False
     notes = status["table_states"]["notes"]
-    assert notes["state"] == "paused" and notes["fix"].startswith('run on the remote: ALTER TABLE "notes" ADD COLUMN tag TEXT')
+    assert notes["state"] == "paused"
+    assert notes["fix"].startswith('run on the remote: ALTER TABLE "notes" ADD COLUMN tag TEXT')
 
     # The fix, then resume: the next sync re-sends every row, so the new column arrives everywhere.
     assert invoke("query", *target, "ALTER TABLE notes ADD COLUMN tag TEXT")[0] == 0
