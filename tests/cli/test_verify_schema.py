@@ -146,3 +146,26 @@ def test_a_managed_table_whose_d1_schema_drifted_is_not_repaired_but_sync_makes_
     result = invoke("verify", str(app), *target)
     assert result.exit_code == 0, result.output
     assert json.loads(invoke("status", str(app), "--json").stdout)["dead_letters"] == 0
+
+
+def test_a_column_left_out_with_exclude_is_no_schema_difference(
+    tmp_path: Path, emulator_server: EmulatorServer
+) -> None:
+    app = tmp_path / "app.db"
+    target = ["--emulator", emulator_server.url, "--database-id", str(uuid.uuid4())]
+    with LocalDatabase(app) as db:
+        db.exec("CREATE TABLE scores (id INTEGER PRIMARY KEY, name TEXT, secret TEXT NOT NULL)")
+        db.prepare("INSERT INTO scores VALUES (1, 'a', 'hidden')").run()
+    assert invoke("query", *target, "CREATE TABLE scores (id INTEGER PRIMARY KEY, name TEXT)").exit_code == 0
+    assert invoke("track", str(app), "scores", "--exclude", "secret").exit_code == 0
+    assert invoke("sync", str(app), *target).exit_code == 0
+    result = invoke("verify", str(app), *target, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["tables"][0]["schema"] == []
+    # A column D1 has and the file lacks is still one.
+    assert invoke("query", *target, "ALTER TABLE scores ADD COLUMN extra INTEGER").exit_code == 0
+    result = invoke("verify", str(app), *target, "--json")
+    assert result.exit_code == 1
+    assert [d["message"] for d in json.loads(result.stdout)["tables"][0]["schema"]] == [
+        "column 'extra' (INTEGER) is only on D1"
+    ]
