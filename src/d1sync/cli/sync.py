@@ -22,6 +22,7 @@ from d1sync.errors import D1Error, UnreachableError
 from d1sync.sync import DrainReport, Limits, SyncConfig, SyncWorker, drain
 from d1sync.sync.config import DEFAULT_IMPORT_THRESHOLD, Via
 from d1sync.sync.metrics import MetricsServer, metrics_text
+from d1sync.sync.status import Status
 from d1sync.sync.store.lease import describe_holder, live_holder
 
 from ._common import (
@@ -41,6 +42,7 @@ from ._common import (
     need_outbox,
     print_json,
     serve_on,
+    shown,
 )
 from ._target import open_target, target_options
 
@@ -285,7 +287,7 @@ def _wait_for_holder(worker: SyncWorker, db: str, give_up: float | None, as_json
     who = describe_holder(lease) if lease is not None else "it has just let go"
     err_console.print(f"waiting for the worker holding the lease ({who}) to send the changes")
     if not worker.wait_synced(give_up):
-        fail(f"{worker.pending():,} change(s) still pending after {give_up:g}s", f"see `d1sync status {db}`")
+        fail(f"{worker.pending():,} change(s) still pending after {give_up:g}s", f"see `d1sync status {shown(db)}`")
     if as_json:
         print_json({"state": "synced by the lease holder", "pending": worker.pending()})
     else:
@@ -318,7 +320,8 @@ def sync(
 ) -> None:
     """Drain DB's outbox until it is empty, then pull two-way tables until caught up, then exit.
 
-    Exit codes: 0 drained; 1 stopped early (a pause, --timeout); 2 bad usage; 3 drained, but D1 refused some
+    Exit codes: 0 drained, and no table is paused; 1 stopped early (--timeout) or something waits for a fix
+    (each paused table is named, even one with nothing pending); 2 bad usage; 3 drained, but D1 refused some
     rows for good (`d1sync dead DB`); 75 another worker holds the lease (pass --wait to wait for it);
     130 interrupted.
     """
@@ -334,7 +337,7 @@ def sync(
             if lease is not None and not wait:
                 fail(
                     f"another worker holds the lease of {db}: {describe_holder(lease)}; it is sending the changes",
-                    f"`d1sync sync {db} --wait` waits for it; `d1sync status {db}` shows its progress",
+                    f"`d1sync sync {shown(db)} --wait` waits for it; `d1sync status {shown(db)}` shows its progress",
                     EXIT_TEMPFAIL,
                 )
             if wait:
@@ -348,6 +351,7 @@ def sync(
                 _wait_for_holder(worker, db, give_up, as_json, held=True)  # another worker took the lease meanwhile
             st = worker.status()  # the worker paused (not only tables): its last error's kind picks the hint
             kind = str(st.last_error.get("kind")) if st.paused and st.last_error else None
+            report = _with_paused_tables(report, st)
     except KeyboardInterrupt:
         err_console.print(_summary(report))
         raise CLIError("interrupted; unsent changes stay in the outbox", exit_code=EXIT_INTERRUPTED) from None
@@ -370,6 +374,16 @@ def _stop_if_unreachable(remote: Database) -> None:
         return  # it answers, with an error the drain reports on its own
 
 
+def _with_paused_tables(report: DrainReport, status: Status) -> DrainReport:
+    """``report`` as paused when a table waits for a fix, even with nothing of it pending: an empty table
+    missing on the remote is not synced (``sync`` exits 1 and names it, with its fix)."""
+    paused = {t: s for t, s in sorted(status.table_states.items()) if s.state == "paused"}
+    if not paused or report.state == "paused" and status.paused is not None:
+        return report
+    why = "; ".join(f"{t}: {s.reason}" + (f" (fix: {s.fix})" if s.fix else "") for t, s in paused.items())
+    return dataclasses.replace(report, state="paused", error=why)
+
+
 def _more(first: DrainReport, then: DrainReport) -> DrainReport:
     """Two drains as one: the counts added, the state and what is left from the second."""
     for name in ("rows", "requests", "dead", "retries", "seconds", "pulled"):
@@ -378,6 +392,7 @@ def _more(first: DrainReport, then: DrainReport) -> DrainReport:
 
 
 def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None, *, pull_only: bool = False) -> None:
+    where = shown(db)
     if as_json:
         print_json({**dataclasses.asdict(report), "drained": report.drained})
     elif report.rows or report.dead or report.pending or report.pulled:
@@ -385,13 +400,16 @@ def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None, *, pu
     elif report.state not in ("paused", "locked"):  # a pause is not "nothing to sync": it says why below
         console.print("nothing to sync")
     if report.state == "locked" and report.pending:
-        fail("another worker took the lease and is sending the changes", f"`d1sync sync {db} --wait`", EXIT_TEMPFAIL)
+        fail("another worker took the lease and is sending the changes", f"`d1sync sync {where} --wait`", EXIT_TEMPFAIL)
     if report.state == "paused":
         fix = hint_for(kind) if kind else None
         if fix is None:
-            fix = f"`d1sync status {db}` shows each paused table and its fix"
-        fail(f"sync paused: {report.error}", f"{fix}; then run `d1sync sync {db}` again")
+            fix = f"`d1sync status {where}` shows each paused table and its fix"
+        fail(f"sync paused: {report.error}", f"{fix}; then run `d1sync sync {where}` again")
     if report.pending and not pull_only:  # --pull-only leaves local changes for a later push on purpose
-        fail(f"{report.pending:,} change(s) still pending", f"run `d1sync sync {db}` again or see `d1sync status {db}`")
+        fail(
+            f"{report.pending:,} change(s) still pending",
+            f"run `d1sync sync {where}` again or see `d1sync status {where}`",
+        )
     if report.dead:
-        fail(f"D1 refused {report.dead} row(s) for good", f"`d1sync dead {db}` lists them", EXIT_DEAD_LETTERS)
+        fail(f"D1 refused {report.dead} row(s) for good", f"`d1sync dead {where}` lists them", EXIT_DEAD_LETTERS)
