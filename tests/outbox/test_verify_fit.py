@@ -7,10 +7,9 @@ import itertools
 
 import pytest
 
-from d1sync.sync.compare.fit import _manages, affinity, blocks_repair
+from d1sync.sync.compare.fit import affinity, blocks_repair
 from d1sync.sync.model import TableSpec
 from d1sync.sync.schema.describe import SchemaDifference
-from d1sync.sync.tables.preflight import manages
 
 
 def diff(aspect: str, local: str | None, remote: str | None, column: str | None = "c") -> SchemaDifference:
@@ -57,9 +56,11 @@ def test_affinity_follows_sqlites_rules() -> None:
     ]
 
 
-def test_who_owns_d1s_schema_is_decided_as_the_worker_decides_it() -> None:
+def test_who_owns_d1s_schema_run_and_sync_first_then_the_table_then_the_ledger() -> None:
     for manage, replicate, include, mode, ledger in itertools.product(
         (None, True, False), (False, True), (None, ("id",)), ("track", "enqueue"), (False, True)
     ):
         spec = TableSpec("t", ("id",), ("id",), manage_schema=manage, replicate=replicate, include=include, mode=mode)
-        assert _manages(spec, ledger) == manages(spec, None, ledger), spec
+        ownable = mode == "track" and not replicate and include is None
+        assert spec.schema_managed(None, ledger) == (ownable and (manage if manage is not None else not ledger))
+        assert spec.schema_managed(True, ledger) == ownable and not spec.schema_managed(False, ledger), spec

@@ -68,6 +68,15 @@ class TableSpec:
     replicate: bool = False
     manage_schema: bool | None = None
 
+    def schema_managed(self, manage: bool | None, ledger: bool) -> bool:
+        """Whether d1sync owns this table's schema on D1: never for a two-way table or a column choice; else
+        ``manage`` (``run``/``sync``'s choice for every table) if given, this table's own choice if it has
+        one, else unless the remote has a migrations ledger (``ledger``)."""
+        if self.mode != "track" or self.replicate or self.include is not None or self.exclude is not None:
+            return False
+        choice = manage if manage is not None else self.manage_schema
+        return choice if choice is not None else not ledger
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 

@@ -101,14 +101,6 @@ def _synced(difference: SchemaDifference, spec: TableSpec) -> bool:
     return difference.column in spec.columns
 
 
-def _manages(spec: TableSpec, ledger: bool) -> bool:
-    """Whether d1sync owns ``spec``'s schema on D1: the rule of :func:`~d1sync.sync.tables.preflight.manages`
-    (not imported: it would make the engine's import chain deeper than the architecture allows)."""
-    if spec.mode != "track" or spec.replicate or spec.include is not None or spec.exclude is not None:
-        return False
-    return spec.manage_schema if spec.manage_schema is not None else not ledger
-
-
 def _check(spec: TableSpec, local: TableSchema | None, remote: TableSchema | None, managed: bool) -> SchemaCheck:
     if local is None:  # not a table here (a view, or gone): the rows say the rest
         return SchemaCheck()
@@ -129,6 +121,8 @@ def schema_check(conn: Connection, target: Database, specs: list[TableSpec]) -> 
     remote = {name.lower(): schema for name, schema in read_schemas(target, [*names, DEFAULT_MIGRATIONS_TABLE]).items()}
     ledger = DEFAULT_MIGRATIONS_TABLE.lower() in remote
     return {
-        spec.name: _check(spec, local.get(spec.name.lower()), remote.get(spec.name.lower()), _manages(spec, ledger))
+        spec.name: _check(
+            spec, local.get(spec.name.lower()), remote.get(spec.name.lower()), spec.schema_managed(None, ledger)
+        )
         for spec in specs
     }

@@ -79,14 +79,6 @@ class SchemaCheck:
     retry_soon: bool = False
 
 
-def manages(spec: TableSpec, manage: bool | None, ledger: bool) -> bool:
-    """Whether d1sync owns ``spec``'s remote schema (see the module docstring)."""
-    if spec.mode != "track" or spec.replicate or spec.include is not None or spec.exclude is not None:
-        return False
-    choice = manage if manage is not None else spec.manage_schema
-    return choice if choice is not None else not ledger
-
-
 def _path(conn: Connection) -> str:
     return shlex.quote(os.fspath(conn.path))
 
@@ -155,7 +147,7 @@ def _unmanaged(
         f"{where}{owner}: {'; '.join(statements)}; or let d1sync manage this table's schema: "
         f"`d1sync track {_path(conn)} {shlex.quote(spec.name)} --manage-schema`"
     )
-    if not manages(spec, True, False):  # two-way, or include/exclude: d1sync cannot own it
+    if not spec.schema_managed(True, False):  # two-way, or include/exclude: d1sync cannot own it
         fix = f"{where}{owner}: {'; '.join(statements)}"
     return replace(pause(state, "remote", reason, fix, now), remote_columns=None)
 
@@ -214,7 +206,7 @@ def check_schemas(
         result.retry_soon = True
         return result
     ledger = lookup(remote, DEFAULT_MIGRATIONS_TABLE) is not None
-    if any(manages(specs[n], manage, ledger) for n in due):
+    if any(specs[n].schema_managed(manage, ledger) for n in due):
         local.update(read_schemas(conn, [n for n in due if lookup(local, n) is None]))
     known = {n: schema for n in due if (schema := lookup(local, n)) is not None}
     due = creation_order(known) + [n for n in due if n not in known]  # parents before children
@@ -242,7 +234,7 @@ def _check_one(
     state = load_table_states(conn).get(name, TableState())  # an earlier table's rebuild may have changed it
     if local is None and spec.mode == "track":
         local = lookup(read_schemas(conn, [name]), name)
-    if manages(spec, manage, ledger) and local is not None:
+    if spec.schema_managed(manage, ledger) and local is not None:
         try:
             followed = follow_table(conn, target, local, remote, state, specs, now)
         except TransientError as exc:
