@@ -262,6 +262,27 @@ def test_no_manage_schema_pauses_a_changed_table_with_the_fix_and_touches_nothin
         mirror.close()
 
 
+def test_an_unmanaged_table_whose_d1_copy_refuses_every_row_pauses_and_dead_letters_nothing(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    mirror = Mirror(tmp_path, emulator, config=SyncConfig(manage_schema=False))
+    try:
+        mirror.app.exec(BOOKS)
+        mirror.remote.exec(BOOKS.replace("score INTEGER)", "score INTEGER, isbn TEXT NOT NULL)"))
+        mirror.track("books")
+        write(mirror, "INSERT INTO books VALUES (?, ?, ?, ?)", [(1, "t", 1, 1)])  # one row: no probes to compare
+        report = mirror.drain()
+        books = mirror.worker.status().table_states["books"]
+        assert report.state == "paused" and books.state == "paused" and "refuse every row" in str(books.reason)
+        assert 'ALTER TABLE "books" DROP COLUMN "isbn"' in str(books.fix) and f"resume {mirror.path}" in str(books.fix)
+        assert mirror.worker.status().dead_letters == 0 and mirror.worker.pending() == 1
+        mirror.remote.exec('ALTER TABLE "books" DROP COLUMN "isbn"')  # the owner follows the fix
+        mirror.worker.resume()
+        assert mirror.drain().drained and mirror.exact("books") and mirror.worker.status().dead_letters == 0
+    finally:
+        mirror.close()
+
+
 def test_a_two_way_table_is_never_rebuilt(mirror: Mirror, caplog: pytest.LogCaptureFixture) -> None:
     mirror.both(BOOKS)
     with Outbox(mirror.path) as outbox:

@@ -17,14 +17,10 @@ from d1sync.database import Database
 from d1sync.sqlite import Connection
 from d1sync.sync.model import TableSpec
 from d1sync.sync.schema.describe import SchemaDifference, TableSchema, compare_schemas, read_schemas
+from d1sync.sync.schema.fit import affinity, blocks_repair
 from d1sync.wrangler import DEFAULT_MIGRATIONS_TABLE
 
 __all__ = ["SchemaCheck", "affinity", "blocks_repair", "schema_check"]
-
-_SET_ASPECTS = ("unique", "check", "foreign key")
-"""Constraints compared as sets: one only D1 has can refuse a row the local table accepts."""
-_HARMLESS = ("index", "definition", "constraint")
-"""Differences that never change what D1 accepts or stores (an index, a collation's text, a constraint's name)."""
 
 
 @dataclass(frozen=True)
@@ -48,46 +44,6 @@ class SchemaCheck:
             {"column": d.column, "aspect": d.aspect, "local": d.local, "remote": d.remote, "message": str(d)}
             for d in self.differences
         ]
-
-
-def blocks_repair(difference: SchemaDifference) -> bool:
-    """Whether rows re-sent as they are would be refused by D1 or stored otherwise than locally.
-
-    A synced column missing on D1, a column only D1 has that is NOT NULL without a default, another declared
-    type (D1's affinity converts the value: ``'700'`` becomes ``700``), another primary key, NOT NULL only on
-    D1, a generated column, ``STRICT``/``WITHOUT ROWID``, or a UNIQUE/CHECK/foreign key only D1 has. A default,
-    an index, a type of the same affinity (``VARCHAR(20)`` and ``TEXT``), or a constraint only the local table
-    has does not: D1 takes and stores every row as it is.
-    """
-    aspect = difference.aspect
-    if aspect in _HARMLESS or aspect == "default":
-        return False
-    if aspect == "column":
-        if difference.remote is None:
-            return True  # a synced column D1 lacks: "no such column"
-        shown = difference.remote.upper()
-        return "NOT NULL" in shown and "DEFAULT" not in shown
-    if aspect == "notnull":
-        return difference.remote == "NOT NULL"
-    if aspect in _SET_ASPECTS:
-        return difference.remote is not None
-    if aspect == "type":
-        return affinity(difference.local or "") != affinity(difference.remote or "")
-    return True  # table, primary key, generated, options
-
-
-def affinity(declared: str) -> str:
-    """SQLite's column affinity of a declared type (its rules, in their order): what a value sent becomes."""
-    upper = declared.upper()
-    if "INT" in upper:
-        return "INTEGER"
-    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
-        return "TEXT"
-    if "BLOB" in upper or not upper.strip():
-        return "BLOB"
-    if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
-        return "REAL"
-    return "NUMERIC"
 
 
 def _synced(difference: SchemaDifference, spec: TableSpec) -> bool:

@@ -38,7 +38,8 @@ from d1sync.sqlite import Connection
 from d1sync.sync.model import TableSpec
 from d1sync.sync.schema import ddl
 from d1sync.sync.schema.create import SchemaObject, create_statements, read_objects
-from d1sync.sync.schema.describe import TableSchema, compare_schemas, read_schemas
+from d1sync.sync.schema.describe import SchemaDifference, TableSchema, compare_schemas, read_schemas
+from d1sync.sync.schema.fit import refuses_every_row
 from d1sync.sync.schema.follow import follow_table, lookup
 from d1sync.sync.schema.plan import addable, creation_order, fingerprint, rebuild_statements, rename_statements
 from d1sync.sync.store.specs import forget_spec, load_specs
@@ -118,6 +119,12 @@ def _unmanaged(
     """Check an unmanaged table: pause it while D1 lacks it or a synced column, with the exact fix (``old``:
     D1's table under the name the local table had before a rename)."""
     missing = [] if remote is None else [c for c in spec.columns if remote.column(c) is None]
+    refusing = (
+        [] if remote is None or local is None else [d for d in compare_schemas(local, remote) if refuses_every_row(d)]
+    )
+    if refusing and not missing:
+        assert remote is not None
+        return _refusing(conn, spec, refusing, state, ledger, now)
     if remote is not None and not missing:
         if local is not None:
             # Loud only when the local table changed and D1's did not follow; a known difference is DEBUG.
@@ -143,13 +150,33 @@ def _unmanaged(
     statements = _fix_statements(local, remote or old, state, read_objects(conn))
     where = "add a migration that runs" if ledger else "run on the remote"
     owner = " (its d1_migrations ledger says migrations own its schema)" if ledger else ""
-    fix = (
-        f"{where}{owner}: {'; '.join(statements)}; or let d1sync manage this table's schema: "
-        f"`d1sync track {_path(conn)} {shlex.quote(spec.name)} --manage-schema`"
-    )
-    if not spec.schema_managed(True, False):  # two-way, or include/exclude: d1sync cannot own it
-        fix = f"{where}{owner}: {'; '.join(statements)}"
+    fix = f"{where}{owner}: {'; '.join(statements)}" + _manage_hint(conn, spec)
     return replace(pause(state, "remote", reason, fix, now), remote_columns=None)
+
+
+def _refusing(
+    conn: Connection, spec: TableSpec, refusing: list[SchemaDifference], state: TableState, ledger: bool, now: float
+) -> TableState:
+    """Pause an unmanaged table whose D1 copy has NOT NULL columns without a default that the file lacks: D1
+    would refuse every row (sent, each would become a dead letter)."""
+    columns = [d.column or "" for d in refusing]
+    q = quote_identifier(spec.name)
+    drops = "; ".join(f"ALTER TABLE {q} DROP COLUMN {quote_identifier(c)}" for c in columns)
+    where = "add a migration that runs" if ledger else "run on the remote"
+    reason = (
+        f"table {spec.name!r} on the remote has NOT NULL column(s) without a default that the local table lacks "
+        f"({', '.join(columns)}): D1 would refuse every row"
+    )
+    fix = f"{where}: {drops}, or give them a default there, or add them locally; then `d1sync resume {_path(conn)}`"
+    return replace(pause(state, "remote", reason, fix + _manage_hint(conn, spec), now), remote_columns=None)
+
+
+def _manage_hint(conn: Connection, spec: TableSpec) -> str:
+    """The other way out of an unmanaged table's pause, where d1sync can own its schema."""
+    if not spec.schema_managed(True, False):  # two-way, or include/exclude: d1sync cannot own it
+        return ""
+    track = f"d1sync track {_path(conn)} {shlex.quote(spec.name)} --manage-schema"
+    return f"; or let d1sync manage this table's schema: `{track}`"
 
 
 def _needs_check(spec: TableSpec, state: TableState, fingerprint_now: str | None, now: float, interval: float) -> bool:
