@@ -7,7 +7,10 @@ refuse or change).
 
 from __future__ import annotations
 
-from d1sync.sync.schema.describe import SchemaDifference
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the worker's import chain stays short
+    from d1sync.sync.schema.describe import SchemaDifference
 
 __all__ = ["affinity", "blocks_repair", "refuses_every_row"]
 
