@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -166,6 +167,12 @@ def _unhex(text: object) -> bytes | None:
 
 def _lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """A file's path as a hint prints it: ``'my files/app.db'``, shell-quoted, so that the command a hint
+    suggests can be pasted as it is (never a placeholder such as ``DB``)."""
+    return shlex.quote(os.fspath(path))
 
 
 def remove_database(path: str | os.PathLike[str]) -> None:

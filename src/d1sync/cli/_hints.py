@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shlex
+from d1sync.sqlite import shown
 
 __all__ = ["shown"]
-
-
-def shown(path: str | os.PathLike[str]) -> str:
-    """A file's path as a hint prints it: ``'my files/app.db'`` (never a placeholder such as ``DB``)."""
-    return shlex.quote(os.fspath(path))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -12,7 +11,7 @@ from typing import Any
 
 from d1sync.database import Database
 from d1sync.errors import ConfigError, ValueEncodingError
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, shown
 from d1sync.sync.capture import all_columns, inspect_table
 from d1sync.sync.codec import canonical_key_value, encode_key, encode_row
 from d1sync.sync.model import TableSpec
@@ -366,7 +365,7 @@ def _refuse_stored_changes(conn: Connection, spec: TableSpec, known: TableSpec |
     dead = dead_of(conn, table)
     if not pending and not dead:
         return
-    db = shlex.quote(os.fspath(conn.path))
+    db = shown(conn.path)
     stored = " and ".join(
         text for count, text in ((pending, f"{pending} pending change(s)"), (dead, f"{dead} dead letter(s)")) if count
     )

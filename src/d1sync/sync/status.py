@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, shown
 from d1sync.sync.store.dead import dead_count
 from d1sync.sync.store.log import oldest_pending_at, pending_count, pending_keys, pending_per_table
 from d1sync.sync.store.specs import load_specs
@@ -156,7 +156,7 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
                 _table_status(table_states.get(name), per_table.get(name, 0)),
                 replica if name in specs and specs[name].replicate else None,
                 pulls.get(name),
-                f"d1sync replicate {shlex.quote(os.fspath(conn.path))} {shlex.quote(name)}",
+                f"d1sync replicate {shown(conn.path)} {shlex.quote(name)}",
             )
             for name in tables
         },

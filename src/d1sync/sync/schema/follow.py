@@ -29,7 +29,7 @@ from typing import Any
 from d1sync.database import Database
 from d1sync.errors import FileRewoundError, SQLError
 from d1sync.sql import quote_literal
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, shown
 from d1sync.sync.model import TableSpec
 from d1sync.sync.remote import REWOUND, fence_statements
 from d1sync.sync.schema.create import SchemaObject, create_statements, read_objects
@@ -79,7 +79,7 @@ def _send(conn: Connection, target: Database, statements: list[str]) -> None:
         if exc.fence == REWOUND:
             raise FileRewoundError(
                 f"{conn.path} is older than what it already sent to D1 (restored from a backup?): D1 refused its "
-                f"schema change #{number}. Make D1 equal to this file: d1sync verify {conn.path} --repair "
+                f"schema change #{number}. Make D1 equal to this file: d1sync verify {shown(conn.path)} --repair "
                 "--delete-extra"
             ) from exc
         raise

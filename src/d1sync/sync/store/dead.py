@@ -9,14 +9,12 @@ or because the row was fixed locally and synced — and counts as dead again if 
 from __future__ import annotations
 
 import json
-import os
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from d1sync.errors import ConfigError
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, shown
 from d1sync.sync.codec import decode_row, stored_text
 from d1sync.sync.model import Change, seq_param
 from d1sync.sync.store.log import delete_changes, json_op_sql
@@ -143,7 +141,7 @@ def _check_ids(conn: Connection, ids: Sequence[int] | None) -> None:
     if unknown:
         raise ConfigError(
             f"no dead letter with id {', '.join(map(str, unknown))}; "
-            f"`d1sync dead {shlex.quote(os.fspath(conn.path))} list` shows the ids there are"
+            f"`d1sync dead {shown(conn.path)} list` shows the ids there are"
         )
 
 

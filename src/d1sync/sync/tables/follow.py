@@ -26,12 +26,10 @@ preflight's pause (an unmanaged one). Whatever happens to one table, the others 
 from __future__ import annotations
 
 import logging
-import os
-import shlex
 from dataclasses import dataclass, field, replace
 
 from d1sync.errors import ConfigError
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, shown
 from d1sync.sync.capture import all_columns, derive_spec
 from d1sync.sync.model import TableSpec
 from d1sync.sync.store.dead import rename_dead
@@ -55,11 +53,6 @@ class Reconciled:
 
     changed: set[str] = field(default_factory=set)
     renamed: dict[str, str] = field(default_factory=dict)
-
-
-def _db(conn: Connection) -> str:
-    """The file as the fix should name it: the path it was opened with."""
-    return shlex.quote(os.fspath(conn.path))
 
 
 def _table_exists(conn: Connection, table: str) -> bool:
@@ -111,8 +104,8 @@ def _follow(
             state,
             "local",
             f"the key of table {table!r} changed locally from ({', '.join(spec.key)}) to ({', '.join(new.key)})",
-            f"give the remote table the same key, then `d1sync untrack {_db(conn)} {table}` and "
-            f"`d1sync track {_db(conn)} {table}`",
+            f"give the remote table the same key, then `d1sync untrack {shown(conn.path)} {table}` and "
+            f"`d1sync track {shown(conn.path)} {table}`",
             now,
         )
     new = replace(new, mode=spec.mode)
@@ -131,7 +124,7 @@ def _follow(
     if count == 0 and table == spec.name:
         note = (
             f"table {table!r} was recreated locally; rows D1 holds that the new table lacks were kept "
-            f"(`d1sync verify {_db(conn)} {table} --repair --delete-extra` deletes them)"
+            f"(`d1sync verify {shown(conn.path)} {table} --repair --delete-extra` deletes them)"
         )
     # The local table is fine now; the remote is checked again for the columns the spec has now.
     base = resume(state, "local")
@@ -169,8 +162,8 @@ def reconcile(conn: Connection, specs: dict[str, TableSpec], states: dict[str, T
                 moved = sorted(h for h in hosts if h != name and _table_exists(conn, h) and h not in specs)
                 if not moved:
                     fix = (
-                        f"`d1sync untrack {_db(conn)} {name}` to stop syncing it and keep its rows on D1, or "
-                        f"`d1sync untrack {_db(conn)} {name} --delete-remote` to delete them on D1 too"
+                        f"`d1sync untrack {shown(conn.path)} {name}` to stop syncing it and keep its rows on D1, or "
+                        f"`d1sync untrack {shown(conn.path)} {name} --delete-remote` to delete them on D1 too"
                     )
                     new_state = pause(state, "local", f"table {name!r} no longer exists locally", fix, now)
                     if new_state != state:

@@ -26,7 +26,6 @@ raised, and the worker pauses as a whole.
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from d1sync.database import Database
 from d1sync.errors import D1Error, SQLError, TransientError
 from d1sync.sql import quote_identifier
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, shown
 from d1sync.sync.model import TableSpec
 from d1sync.sync.schema import ddl
 from d1sync.sync.schema.create import SchemaObject, create_statements, read_objects
@@ -78,10 +77,6 @@ class SchemaCheck:
 
     waiting: set[str] = field(default_factory=set)
     retry_soon: bool = False
-
-
-def _path(conn: Connection) -> str:
-    return shlex.quote(os.fspath(conn.path))
 
 
 def _fix_statements(
@@ -167,7 +162,8 @@ def _refusing(
         f"table {spec.name!r} on the remote has NOT NULL column(s) without a default that the local table lacks "
         f"({', '.join(columns)}): D1 would refuse every row"
     )
-    fix = f"{where}: {drops}, or give them a default there, or add them locally; then `d1sync resume {_path(conn)}`"
+    resume = f"d1sync resume {shown(conn.path)}"
+    fix = f"{where}: {drops}, or give them a default there, or add them locally; then `{resume}`"
     return replace(pause(state, "remote", reason, fix + _manage_hint(conn, spec), now), remote_columns=None)
 
 
@@ -175,7 +171,7 @@ def _manage_hint(conn: Connection, spec: TableSpec) -> str:
     """The other way out of an unmanaged table's pause, where d1sync can own its schema."""
     if not spec.schema_managed(True, False):  # two-way, or include/exclude: d1sync cannot own it
         return ""
-    track = f"d1sync track {_path(conn)} {shlex.quote(spec.name)} --manage-schema"
+    track = f"d1sync track {shown(conn.path)} {shlex.quote(spec.name)} --manage-schema"
     return f"; or let d1sync manage this table's schema: `{track}`"
 
 
@@ -275,9 +271,9 @@ def _check_one(
         else:
             reason = f"table {name!r} differs on the remote after d1sync followed it: {'; '.join(followed.differences)}"
             fix = (
-                f"change the local table so that D1 can take it, or `d1sync track {_path(conn)} "
+                f"change the local table so that D1 can take it, or `d1sync track {shown(conn.path)} "
                 f"{shlex.quote(name)} --no-manage-schema` and make D1's table fit by hand, then `d1sync resume "
-                f"{_path(conn)}`"
+                f"{shown(conn.path)}`"
             )
             # Cause "local": tried again after the next local DDL or a resume, not every pause_interval (a
             # rebuild that D1 refuses would re-send the table's children each time).
