@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from d1sync.client import D1Client, RetryPolicy
+from d1sync.client import D1Client
 from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.emulator.server import EmulatorServer
 from d1sync.errors import SQLError
@@ -30,7 +30,7 @@ from d1sync.sync.remote import REWOUND
 from d1sync.sync.store.specs import load_specs
 from d1sync.sync.store.state import load_state, next_send
 
-from .conftest import TOKEN, emulator_file, open_file, snapshot
+from .conftest import TOKEN, emulator_client, emulator_file, open_file, snapshot
 
 EXTREMES: list[Any] = [
     None, 0, 1, -1, 2**53 + 1, 2**63 - 1, -(2**63), 0.0, -0.0, 0.1, 1e308, 5e-324, 2.0**-1074, 2.0**100,
@@ -57,14 +57,7 @@ def counting() -> Counting:
 
 
 def client(server: EmulatorServer, transport: httpx.BaseTransport | None = None) -> D1Client:
-    return D1Client(
-        account_id="a",
-        database_id=DEFAULT_DATABASE_ID,
-        api_token=TOKEN,
-        base_url=server.api_base,
-        retry=RetryPolicy(max_retries=0),
-        transport=transport,
-    )
+    return emulator_client(server, timeout=30.0, transport=transport)
 
 
 def random_double(rng: random.Random) -> float:
