@@ -11,18 +11,19 @@ import time
 from collections.abc import Callable
 
 from d1sync.errors import D1Error
-from d1sync.sync.config import SyncConfig
+from d1sync.sync.config import DEFAULT_WINDOW, MAX_WINDOW, SyncConfig
 from d1sync.sync.link import Link
 from d1sync.sync.model import Failure, SyncResult
-from d1sync.sync.push.planner import plan
+from d1sync.sync.push.planner import Plan, plan
 from d1sync.sync.push.readahead import READ_AHEAD_SECONDS, still_current, window_reader
 from d1sync.sync.push.refusals import Refusal, Verdict, decide
 from d1sync.sync.push.sender import deliver_window
+from d1sync.sync.push.sizing import Sizer
 from d1sync.sync.push.window import read_window
 from d1sync.sync.store.specs import load_specs
-from d1sync.sync.store.state import load_table_states, schema_version
+from d1sync.sync.store.state import load_state, load_table_states, save_state, schema_version
 from d1sync.sync.tables.follow import reconcile
-from d1sync.sync.tables.preflight import preflight
+from d1sync.sync.tables.preflight import Preflight, preflight
 
 __all__ = ["Pusher"]
 
@@ -30,8 +31,9 @@ __all__ = ["Pusher"]
 class Pusher:
     """Pushes a file's pending changes, one pass at a time (see the module docstring).
 
-    It remembers one thing between passes: the local schema version it last followed, so that local DDL is
-    followed once (:meth:`recheck` forgets it).
+    It remembers between passes the local schema version it last followed, so that local DDL is followed
+    once (:meth:`recheck` forgets it), and the request size learned from the target's answers
+    (:mod:`~d1sync.sync.push.sizing`, kept in the outbox's state as well, so a restart starts from it).
 
     Example::
 
@@ -42,6 +44,31 @@ class Pusher:
     def __init__(self, config: SyncConfig) -> None:
         self.config = config
         self._seen_schema = -1
+        self.sizer: Sizer | None = None
+        self._bytes_per_row: float | None = None
+
+    def _sizer(self, link: Link) -> Sizer:
+        """The request size for ``link``'s target: learned in this process, else as the outbox remembers it."""
+        target = repr(link.target)
+        if self.sizer is None or self.sizer.target != target:
+            self.sizer = Sizer(self.config.limits, load_state(link.conn).request_size, target)
+        return self.sizer
+
+    def _remember(self, link: Link, sizer: Sizer) -> None:
+        if sizer.changed:
+            with link.conn.atomic():
+                save_state(link.conn, request_size=sizer.state)
+            sizer.changed = False
+
+    def window_size(self, sizer: Sizer, bytes_per_row: float | None) -> int:
+        """Keys per window: as configured, else enough rows (of the size last seen) to fill two requests of the
+        learned size, between :data:`~d1sync.sync.config.DEFAULT_WINDOW` and
+        :data:`~d1sync.sync.config.MAX_WINDOW`."""
+        if self.config.window is not None:
+            return self.config.window
+        if not bytes_per_row:
+            return DEFAULT_WINDOW
+        return max(DEFAULT_WINDOW, min(int(2 * sizer.bytes / bytes_per_row), MAX_WINDOW))
 
     def recheck(self) -> None:
         """Follow the local schema and check the remote one again at the next pass (after a fix)."""
@@ -72,7 +99,7 @@ class Pusher:
                 now=now,
                 check_schema=config.check_schema,
                 pause_interval=config.pause_interval,
-                chunk=max(1, config.window // 2),  # room for new writes in the same window
+                chunk=max(1, (config.window or DEFAULT_WINDOW) // 2),  # room for new writes in the same window
             )
         except D1Error as exc:  # transient: back off; auth, a missing database: not about one table, pause
             return None, Failure(exc, now, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF)
@@ -80,16 +107,42 @@ class Pusher:
         result = SyncResult("idle", paused_tables=ready.paused)
         if ready.retry_soon:
             result.retry_in = config.backoff.base
-        window = read_window(conn, config.window, skip=ready.waiting)
-        planned = plan(window.changes, window.specs, config.limits)
+        sizer = self._sizer(link)
+        try:
+            return self._deliver(link, sizer, ready, result, started, on_progress)
+        finally:
+            self._remember(link, sizer)
+
+    def _deliver(
+        self,
+        link: Link,
+        sizer: Sizer,
+        ready: Preflight,
+        result: SyncResult,
+        started: float,
+        on_progress: Callable[[SyncResult], None] | None,
+    ) -> tuple[SyncResult | None, SyncResult | Failure | None]:
+        """Deliver windows until the backlog ends or a window ends the pass (see :meth:`push`)."""
+        config, conn = self.config, link.conn
+        size = self.window_size(sizer, self._bytes_per_row)
+        window = read_window(conn, size, skip=ready.waiting)
+        planned = plan(window.changes, window.specs, sizer.limits)
         while True:
+            self._learn_rows(planned)
             result.more = window.full or ready.resending
             ahead = config.read_ahead and window.full and time.monotonic() - started < READ_AHEAD_SECONDS
-            reader = window_reader(conn, config.window, config.limits, ready, window) if ahead else None
+            size = self.window_size(sizer, self._bytes_per_row)
+            reader = window_reader(conn, size, sizer, ready, window) if ahead else None
             outcome, next_window = deliver_window(
-                link, window, planned, result, limits=config.limits, on_progress=on_progress, read_ahead=reader
+                link, window, planned, result, sizer=sizer, on_progress=on_progress, read_ahead=reader
             )
             next_window = still_current(conn, ready, next_window)
             if outcome is not None or next_window is None:
                 return result, outcome
             window, planned = next_window
+
+    def _learn_rows(self, planned: Plan) -> None:
+        """Bytes per row of a planned window, for sizing the next windows."""
+        rows = sum(r.rows for r in planned.requests)
+        if rows >= 100:
+            self._bytes_per_row = sum(r.body_bytes for r in planned.requests) / rows

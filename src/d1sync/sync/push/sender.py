@@ -32,11 +32,11 @@ from typing import TypeVar
 
 from d1sync.errors import D1Error, FileRewoundError, SQLError, TransientError
 from d1sync.sqlite import Connection
-from d1sync.sync.config import Limits
 from d1sync.sync.link import Link
 from d1sync.sync.model import Change, Failure, SyncResult, TableSpec
 from d1sync.sync.push.planner import DEFER_FOREIGN_KEYS, Plan, PlannedRequest, plan
 from d1sync.sync.push.refusals import PROBES, Refusal, Verdict, blames_the_table, decide, same_refusal
+from d1sync.sync.push.sizing import Sizer
 from d1sync.sync.push.swap import swap_request
 from d1sync.sync.push.window import Window, acknowledge, requeue
 from d1sync.sync.remote import CLEAR_ORIGIN, REWOUND, SET_ORIGIN, fence_statements
@@ -63,7 +63,7 @@ def deliver(
     specs: dict[str, TableSpec],
     result: SyncResult,
     *,
-    limits: Limits,
+    sizer: Sizer,
     on_progress: Callable[[SyncResult], None] | None = None,
     window_full: bool,
     progressed: bool = False,
@@ -84,7 +84,7 @@ def deliver(
         # A full window's last request is usually short: its rows stay pending and the next window, read
         # right away, fills a request with them. Under a rate limit, full requests are throughput.
         requests, held_back = requests[:-1], requests[-1:]
-    sender = _Sender(link, specs, result, limits, on_progress)
+    sender = _Sender(link, specs, result, sizer, on_progress)
     deferred: list[Change] = []
     ahead: list[T] = []
     tail = [c for r in held_back for c in r.changes]
@@ -109,7 +109,7 @@ def deliver_window(
     planned: Plan,
     result: SyncResult,
     *,
-    limits: Limits,
+    sizer: Sizer,
     on_progress: Callable[[SyncResult], None] | None = None,
     read_ahead: Callable[[list[Change], list[Change]], T] | None = None,
 ) -> tuple[SyncResult | Failure | None, T | None]:
@@ -122,7 +122,7 @@ def deliver_window(
         planned.requests,
         window.specs,
         result,
-        limits=limits,
+        sizer=sizer,
         on_progress=on_progress,
         window_full=window.full,
         progressed=bool(window.superseded),
@@ -148,8 +148,12 @@ def settle_window(conn: Connection, window: Window, planned: Plan, result: SyncR
         result.dead += dead_letter(conn, planned.rejected)
 
 
-def send_request(link: Link, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None) -> T | None:
-    """Send one planned request as one atomic batch (foreign keys checked at its commit).
+def send_request(
+    link: Link, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None
+) -> tuple[float, T | None]:
+    """Send one planned request as one atomic batch (foreign keys checked at its commit); return the seconds
+    D1 says it ran (the sum of its statements' ``meta.duration``; 0 when it did not say), and what
+    ``meanwhile`` returned.
 
     A replica's batch sets the remote origin to its id first and clears it last, so the remote log knows
     these writes as its own (see :mod:`~d1sync.sync.remote`).
@@ -166,19 +170,22 @@ def send_request(link: Link, request: PlannedRequest, *, meanwhile: Callable[[],
     statements += [db.prepare(SET_ORIGIN).bind(origin)] if origin else []
     statements += [db.prepare(s.sql).bind(*s.params) for s in request.statements]
     statements += [db.prepare(CLEAR_ORIGIN)] if origin else []
+    ran: list[float] = []
 
     def send() -> None:
         try:
-            db.batch(statements)
+            results = db.batch(statements)
         except SQLError as exc:
             if exc.fence != REWOUND:
                 raise
             raise rewound(link.conn.path, number) from exc
+        ran.append(sum(r.meta.duration for r in results) / 1000)
 
     if meanwhile is None:
         send()
-        return None
-    return link.aside.run(send, meanwhile)
+        return ran[0], None
+    done = link.aside.run(send, meanwhile)
+    return ran[0], done
 
 
 def rewound(path: Path, number: int) -> FileRewoundError:
@@ -197,13 +204,13 @@ class _Sender:
         link: Link,
         specs: dict[str, TableSpec],
         result: SyncResult,
-        limits: Limits,
+        sizer: Sizer,
         on_progress: Callable[[SyncResult], None] | None,
     ) -> None:
         self.link = link
         self.specs = specs
         self.result = result
-        self.limits = limits
+        self.sizer = sizer
         self.on_progress = on_progress
         self.paused: set[str] = set()
         self.probed: set[str] = set()
@@ -212,7 +219,7 @@ class _Sender:
         """D1 refused a request of this delivery (whatever followed: a bisection, a dead letter, a pause)."""
 
     def plan(self, changes: list[Change]) -> list[PlannedRequest]:
-        return plan([c for c in changes if c.table not in self.paused], self.specs, self.limits).requests
+        return plan([c for c in changes if c.table not in self.paused], self.specs, self.sizer.limits).requests
 
     def _allowance(self) -> float:
         """Seconds a send may spend waiting for the client's rate limiter, added to the lease before it."""
@@ -236,17 +243,19 @@ class _Sender:
         started = time.monotonic()
         changes = request.changes
         if read_ahead is None or ahead is None:
-            send_request(link, request)
+            ran, _ = send_request(link, request)
         else:
-            read = send_request(link, request, meanwhile=lambda: read_ahead(changes))
+            ran, read = send_request(link, request, meanwhile=lambda: read_ahead(changes))
             ahead[:] = [] if read is None else [read]
+        elapsed = time.monotonic() - started
+        self.sizer.succeeded(body_bytes=request.body_bytes, seconds=ran, elapsed=elapsed)
         if acknowledge(link.conn, changes, owner=link.lease.owner, then=resolve_dead) is None:
             return self._lost_lease(request)
         log.debug(
             "request acknowledged: %d row(s), %d bytes, %.0f ms",
             request.rows,
             request.body_bytes,
-            (time.monotonic() - started) * 1000,
+            elapsed * 1000,
         )
         self.result.rows += request.rows
         self.result.requests += 1
@@ -286,7 +295,12 @@ class _Sender:
                     except D1Error as exc:
                         refusal = self._refusal(exc, request, window_full=window_full, retried=retried)
                         verdict = decide(refusal)
+                        if verdict is Verdict.SHRINK:
+                            self.refused = True
+                            queue.appendleft(self._smaller(exc, request, batch[i + 1 :]))
+                            break
                         if verdict in (Verdict.BACK_OFF, Verdict.PAUSE_ALL):
+                            self.sizer.failed(exc, body_bytes=request.body_bytes)  # a timeout: maybe too big
                             raise
                         assert refusal.sql is not None
                         self.refused = True
@@ -299,6 +313,18 @@ class _Sender:
                 if outcome is not None:
                     return outcome
         return None
+
+    def _smaller(self, exc: D1Error, request: PlannedRequest, rest: list[PlannedRequest]) -> list[PlannedRequest]:
+        """The requests to send in place of one D1 refused as too big, and of those after it: planned again at
+        the smaller size, or, when the size could not go lower, in halves."""
+        value_bytes = max(len(s.param) for s in request.statements)
+        self.sizer.failed(exc, body_bytes=request.body_bytes, value_bytes=value_bytes)
+        rows = request.changes
+        smaller = self.plan(rows)
+        if len(smaller) == 1:
+            half = len(rows) // 2
+            smaller = self.plan(rows[:half]) + self.plan(rows[half:])
+        return smaller + (self.plan([c for r in rest for c in r.changes]) if rest else [])
 
     def _refusal(self, exc: D1Error, request: PlannedRequest, *, window_full: bool, retried: bool) -> Refusal:
         tables = {c.table for c in request.changes}
@@ -364,7 +390,7 @@ class _Sender:
         """Send rows still clashing on UNIQUE values together, once, then dead-letter what still fails."""
         for table, clashes in sorted(self.clashing.items()):
             changes = [c for c, _ in clashes]
-            request = swap_request(self.link.conn, self.specs[table], changes, self.limits)
+            request = swap_request(self.link.conn, self.specs[table], changes, self.sizer.limits)
             if request is not None and len(changes) > 1 and table not in self.paused:
                 try:
                     outcome = self._send(request)

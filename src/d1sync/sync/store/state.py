@@ -26,6 +26,7 @@ __all__ = [
     "Lease",
     "PauseCause",
     "RateBudget",
+    "RequestSize",
     "TableState",
     "WorkerState",
     "catch_up",
@@ -104,6 +105,26 @@ class RateBudget:
 
 
 @dataclass(frozen=True)
+class RequestSize:
+    """The request size learned from a database's answers (:mod:`d1sync.sync.push.sizing`), so a restart
+    starts where the last run was.
+
+    Attributes:
+        target: the target (its repr) it was learned on: another database starts from the configured size.
+        bytes: the request body size to plan to.
+        refused: the smallest body D1 refused as too big or too slow (413, its execution limit): growth
+            stays under it. None when none was.
+        value_bytes: the largest JSON parameter to plan to, when D1 refused a smaller one than configured as
+            too big (``SQLITE_TOOBIG``). None otherwise.
+    """
+
+    target: str | None
+    bytes: int
+    refused: int | None = None
+    value_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class WorkerState:
     """Everything ``_d1sync_meta`` holds, typed. Times are epoch seconds."""
 
@@ -123,6 +144,8 @@ class WorkerState:
     """This file's identity on D1's fence (see :mod:`d1sync.sync.remote`); made on the first send."""
     sent: int = 0
     """The number of the last send this file made (each push batch takes the next, committed before it goes)."""
+    request_size: RequestSize | None = None
+    """The request size learned from the target's answers (None: nothing learned yet)."""
 
 
 _NESTED: dict[str, type[Any]] = {
@@ -130,6 +153,7 @@ _NESTED: dict[str, type[Any]] = {
     "last_error": LastError,
     "last_pass": LastPass,
     "rate_budget": RateBudget,
+    "request_size": RequestSize,
 }
 _FIELDS = {f.name for f in dataclasses.fields(WorkerState)}
 
