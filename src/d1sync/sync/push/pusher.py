@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 from d1sync.errors import D1Error
 from d1sync.sync.config import DEFAULT_WINDOW, MAX_WINDOW, SyncConfig
 from d1sync.sync.link import Link
 from d1sync.sync.model import Failure, SyncResult
-from d1sync.sync.push.planner import Plan, plan
+from d1sync.sync.push.planner import plan
 from d1sync.sync.push.readahead import READ_AHEAD_SECONDS, still_current, window_reader
 from d1sync.sync.push.refusals import Refusal, Verdict, decide
 from d1sync.sync.push.sender import deliver_window
@@ -45,7 +46,6 @@ class Pusher:
         self.config = config
         self._seen_schema = -1
         self.sizer: Sizer | None = None
-        self._bytes_per_row: float | None = None
 
     def _sizer(self, link: Link) -> Sizer:
         """The request size for ``link``'s target: learned in this process, else as the outbox remembers it."""
@@ -60,15 +60,11 @@ class Pusher:
                 save_state(link.conn, request_size=sizer.state)
             sizer.changed = False
 
-    def window_size(self, sizer: Sizer, bytes_per_row: float | None) -> int:
+    def window_size(self, sizer: Sizer) -> int:
         """Keys per window: as configured, else enough rows (of the size last seen) to fill two requests of the
         learned size, between :data:`~d1sync.sync.config.DEFAULT_WINDOW` and
         :data:`~d1sync.sync.config.MAX_WINDOW`."""
-        if self.config.window is not None:
-            return self.config.window
-        if not bytes_per_row:
-            return DEFAULT_WINDOW
-        return max(DEFAULT_WINDOW, min(int(2 * sizer.bytes / bytes_per_row), MAX_WINDOW))
+        return sizer.window(self.config.window, DEFAULT_WINDOW, MAX_WINDOW)
 
     def recheck(self) -> None:
         """Follow the local schema and check the remote one again at the next pass (after a fix)."""
@@ -124,15 +120,14 @@ class Pusher:
     ) -> tuple[SyncResult | None, SyncResult | Failure | None]:
         """Deliver windows until the backlog ends or a window ends the pass (see :meth:`push`)."""
         config, conn = self.config, link.conn
-        size = self.window_size(sizer, self._bytes_per_row)
-        window = read_window(conn, size, skip=ready.waiting)
+        window = read_window(conn, self.window_size(sizer), skip=ready.waiting)
         planned = plan(window.changes, window.specs, sizer.limits)
         while True:
-            self._learn_rows(planned)
+            sizer.planned(sum(r.rows for r in planned.requests), sum(r.body_bytes for r in planned.requests))
             result.more = window.full or ready.resending
             ahead = config.read_ahead and window.full and time.monotonic() - started < READ_AHEAD_SECONDS
-            size = self.window_size(sizer, self._bytes_per_row)
-            reader = window_reader(conn, size, sizer, ready, window) if ahead else None
+            # The next window's size is asked when it is read: this window's first requests may have grown it.
+            reader = window_reader(conn, partial(self.window_size, sizer), sizer, ready, window) if ahead else None
             outcome, next_window = deliver_window(
                 link, window, planned, result, sizer=sizer, on_progress=on_progress, read_ahead=reader
             )
@@ -140,9 +135,3 @@ class Pusher:
             if outcome is not None or next_window is None:
                 return result, outcome
             window, planned = next_window
-
-    def _learn_rows(self, planned: Plan) -> None:
-        """Bytes per row of a planned window, for sizing the next windows."""
-        rows = sum(r.rows for r in planned.requests)
-        if rows >= 100:
-            self._bytes_per_row = sum(r.body_bytes for r in planned.requests) / rows

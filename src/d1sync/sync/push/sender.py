@@ -27,23 +27,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import TypeVar
 
-from d1sync.errors import D1Error, FileRewoundError, SQLError, TransientError
+from d1sync.errors import D1Error, SQLError, TransientError
 from d1sync.sqlite import Connection
 from d1sync.sync.link import Link
 from d1sync.sync.model import Change, Failure, SyncResult, TableSpec
-from d1sync.sync.push.planner import DEFER_FOREIGN_KEYS, Plan, PlannedRequest, plan
+from d1sync.sync.push.planner import Plan, PlannedRequest, plan
 from d1sync.sync.push.refusals import PROBES, Refusal, Verdict, blames_the_table, decide, same_refusal
+from d1sync.sync.push.request import send_request
 from d1sync.sync.push.sizing import Sizer
 from d1sync.sync.push.swap import swap_request
 from d1sync.sync.push.window import Window, acknowledge, requeue
-from d1sync.sync.remote import CLEAR_ORIGIN, REWOUND, SET_ORIGIN, fence_statements
 from d1sync.sync.store.dead import dead_letter, resolve_dead
 from d1sync.sync.store.lease import MAX_ALLOWANCE
-from d1sync.sync.store.state import TableState, load_table_states, next_send, save_table_state
-from d1sync.sync.store.twoway import push_origin
+from d1sync.sync.store.state import TableState, load_table_states, save_table_state
 from d1sync.sync.tables.pauses import pause
 
 __all__ = ["deliver", "deliver_window", "send_request", "settle_window"]
@@ -148,56 +146,6 @@ def settle_window(conn: Connection, window: Window, planned: Plan, result: SyncR
         result.dead += dead_letter(conn, planned.rejected)
 
 
-def send_request(
-    link: Link, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None
-) -> tuple[float, T | None]:
-    """Send one planned request as one atomic batch (foreign keys checked at its commit); return the seconds
-    D1 says it ran (the sum of its statements' ``meta.duration``; 0 when it did not say), and what
-    ``meanwhile`` returned.
-
-    A replica's batch sets the remote origin to its id first and clears it last, so the remote log knows
-    these writes as its own (see :mod:`~d1sync.sync.remote`).
-
-    With ``meanwhile``, the batch goes from the link's helper thread while ``meanwhile()`` runs on this one,
-    and its result is returned once the batch is answered. The send's error, if any, is raised; an error of
-    ``meanwhile`` only costs its result (None), since what it prepares is read again next pass.
-    """
-    db = link.target
-    origin = push_origin(link.conn)
-    identity, number = next_send(link.conn)
-    statements = [db.prepare(DEFER_FOREIGN_KEYS)]
-    statements += [db.prepare(sql).bind(*params) for sql, params in fence_statements(identity, number)]
-    statements += [db.prepare(SET_ORIGIN).bind(origin)] if origin else []
-    statements += [db.prepare(s.sql).bind(*s.params) for s in request.statements]
-    statements += [db.prepare(CLEAR_ORIGIN)] if origin else []
-    ran: list[float] = []
-
-    def send() -> None:
-        try:
-            results = db.batch(statements)
-        except SQLError as exc:
-            if exc.fence != REWOUND:
-                raise
-            raise rewound(link.conn.path, number) from exc
-        ran.append(sum(r.meta.duration for r in results) / 1000)
-
-    if meanwhile is None:
-        send()
-        return ran[0], None
-    done = link.aside.run(send, meanwhile)
-    return ran[0], done
-
-
-def rewound(path: Path, number: int) -> FileRewoundError:
-    """The error for a file whose send ``number`` D1 refused as older than one it already took from it."""
-    return FileRewoundError(
-        f"{path} is older than what it already sent to D1 (restored from a backup?): D1 has taken a newer send "
-        f"from it than this file's #{number}, so it may hold rows this file lost and lack rows written since. "
-        f"Make D1 equal to this file: d1sync verify {path} --repair --delete-extra; or restore this file from "
-        f"D1: d1sync clone <target> {path}.restored"
-    )
-
-
 class _Sender:
     def __init__(
         self,
@@ -217,6 +165,12 @@ class _Sender:
         self.clashing: dict[str, list[tuple[Change, SQLError]]] = {}
         self.refused = False
         """D1 refused a request of this delivery (whatever followed: a bisection, a dead letter, a pause)."""
+        self.suspects: dict[int, tuple[PlannedRequest, list[Change]]] = {}
+        """By request (its id): the untested second half of refused rows whose first half it carries."""
+        self.leftover: list[Change] = []
+        self.grown = False
+        """The request size grew with the last request sent: what is left of a window goes in fewer."""
+        """Untested halves of a bisection whose first half was refused: they go together after it."""
 
     def plan(self, changes: list[Change]) -> list[PlannedRequest]:
         return plan([c for c in changes if c.table not in self.paused], self.specs, self.sizer.limits).requests
@@ -248,7 +202,7 @@ class _Sender:
             ran, read = send_request(link, request, meanwhile=lambda: read_ahead(changes))
             ahead[:] = [] if read is None else [read]
         elapsed = time.monotonic() - started
-        self.sizer.succeeded(body_bytes=request.body_bytes, seconds=ran, elapsed=elapsed)
+        self.grown = self.sizer.succeeded(body_bytes=request.body_bytes, seconds=ran, elapsed=elapsed)
         if acknowledge(link.conn, changes, owner=link.lease.owner, then=resolve_dead) is None:
             return self._lost_lease(request)
         log.debug(
@@ -286,7 +240,7 @@ class _Sender:
             batch = queue.popleft()
             for i, request in enumerate(batch):
                 if any(c.table in self.paused for c in request.changes):
-                    queue.appendleft(self.plan(request.changes) + batch[i + 1 :])
+                    queue.appendleft(self.plan(request.changes + self._sibling(request)) + batch[i + 1 :])
                     break
                 last = i == len(batch) - 1 and not queue and not retry_later and not self.refused
                 try:
@@ -295,9 +249,10 @@ class _Sender:
                     except D1Error as exc:
                         refusal = self._refusal(exc, request, window_full=window_full, retried=retried)
                         verdict = decide(refusal)
+                        self.leftover += self._sibling(request)
                         if verdict is Verdict.SHRINK:
                             self.refused = True
-                            queue.appendleft(self._smaller(exc, request, batch[i + 1 :]))
+                            queue.appendleft(self._smaller(exc, request, batch[i + 1 :]) + self._flush_leftover())
                             break
                         if verdict in (Verdict.BACK_OFF, Verdict.PAUSE_ALL):
                             self.sizer.failed(exc, body_bytes=request.body_bytes)  # a timeout: maybe too big
@@ -306,12 +261,21 @@ class _Sender:
                         self.refused = True
                         # The probes of a refusal send requests too: their failures are handled alike.
                         rest = self._refused(verdict, refusal.sql, request, deferred, retry_later)
+                        if not rest or verdict not in (Verdict.BISECT, Verdict.PROBE):
+                            rest += self._flush_leftover()
                         queue.appendleft(rest + batch[i + 1 :])
                         break
                 except D1Error as exc:  # the pass ends: it backs off, or pauses loudly
                     return self._failed(exc, request, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF)
                 if outcome is not None:
                     return outcome
+                known_bad = self._sibling(request)
+                if known_bad:  # the refused rows' other half holds the offending row: split it, unsent
+                    queue.appendleft(self._split(known_bad) + batch[i + 1 :])
+                    break
+                if self.grown and len(batch) - i > 2 and not self.suspects and not self.leftover:
+                    queue.appendleft(self.plan([c for r in batch[i + 1 :] for c in r.changes]))  # fuller
+                    break
         return None
 
     def _smaller(self, exc: D1Error, request: PlannedRequest, rest: list[PlannedRequest]) -> list[PlannedRequest]:
@@ -363,11 +327,31 @@ class _Sender:
                 if rest is None:
                     return []
                 rows = rest
-            if len(rows) <= 1:
-                return self.plan(rows)
-            half = len(rows) // 2
-            return self.plan(rows[:half]) + self.plan(rows[half:])
+            return self._split(rows)
         return []
+
+    def _split(self, rows: list[Change]) -> list[PlannedRequest]:
+        """Bisect refused rows: their first half goes, and the second waits (:attr:`suspects`). If the first
+        half goes through, the offending row is in the second, which is split in turn without being sent
+        whole; if it is refused, the second half waits with the other untested halves (:attr:`leftover`),
+        which go together, in full requests, once a row is isolated. About log2(rows) + 2 requests a row."""
+        if len(rows) <= 1:
+            return self.plan(rows) + self._flush_leftover()
+        half = len(rows) // 2
+        first = self.plan(rows[:half])
+        if len(first) != 1:  # the size moved since: plain halves
+            return first + self.plan(rows[half:]) + self._flush_leftover()
+        self.suspects[id(first[0])] = (first[0], rows[half:])
+        return first
+
+    def _sibling(self, request: PlannedRequest) -> list[Change]:
+        """The untested half waiting on ``request`` (see :meth:`_split`), no longer waiting; or none."""
+        suspect = self.suspects.pop(id(request), None)
+        return suspect[1] if suspect is not None and suspect[0] is request else []
+
+    def _flush_leftover(self) -> list[PlannedRequest]:
+        rows, self.leftover = self.leftover, []
+        return self.plan(rows) if rows else []
 
     def _probe(self, exc: SQLError, rows: list[Change]) -> list[Change] | None:
         """Send a few rows alone. None if they all fail alike (the table is paused); else the rows left."""

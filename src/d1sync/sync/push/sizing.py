@@ -43,7 +43,7 @@ __all__ = ["FLOOR_BYTES", "GROWTH", "VALUE_FLOOR_BYTES", "Sizer", "too_big"]
 
 log = logging.getLogger("d1sync.sync")
 
-FLOOR_BYTES = 16_000
+FLOOR_BYTES = 2_000
 """The smallest size a shrink goes to (a request always carries at least one row, whatever its size)."""
 VALUE_FLOOR_BYTES = 250_000
 """The smallest JSON parameter a ``SQLITE_TOOBIG`` shrinks statements to."""
@@ -87,10 +87,13 @@ class Sizer:
         self.bytes = limits.first_request_bytes
         self.refused: int | None = None
         self.value_bytes: int | None = None
+        self.row_bytes: float | None = None
+        """The mean bytes of a row as last planned (:meth:`planned`)."""
         if limits.adaptive and learned is not None and learned.target == target:
             self.bytes = min(max(FLOOR_BYTES, learned.bytes), limits.max_request_bytes)
             self.refused = learned.refused
             self.value_bytes = learned.value_bytes
+            self.row_bytes = learned.row_bytes
         self.changed = False
         """Whether the size moved since :attr:`state` was last saved (the caller clears it)."""
         self._proven = 0
@@ -110,7 +113,26 @@ class Sizer:
     @property
     def state(self) -> RequestSize:
         """What to remember of it (:attr:`~d1sync.sync.store.state.WorkerState.request_size`)."""
-        return RequestSize(self.target, self.bytes, self.refused, self.value_bytes)
+        return RequestSize(self.target, self.bytes, self.refused, self.value_bytes, self.row_bytes)
+
+    def planned(self, rows: int, body_bytes: int) -> None:
+        """A window of ``rows`` rows was planned into requests of ``body_bytes`` in all (too few rows say
+        little about the next windows)."""
+        if rows < 100:
+            return
+        mean = body_bytes / rows
+        if self.row_bytes is None or abs(mean - self.row_bytes) > 0.1 * self.row_bytes:
+            self.changed = self.changed or self.ceilings.adaptive
+        self.row_bytes = mean
+
+    def window(self, configured: int | None, least: int, most: int) -> int:
+        """Keys per window: ``configured``, else enough rows to fill two requests, between ``least`` and
+        ``most``."""
+        if configured is not None:
+            return configured
+        if not self.row_bytes:
+            return least
+        return max(least, min(int(2 * self.bytes / self.row_bytes), most))
 
     def _cap(self) -> int:
         cap = self.ceilings.max_request_bytes
@@ -127,20 +149,20 @@ class Sizer:
             self.bytes = size
             self.changed = True
 
-    def succeeded(self, *, body_bytes: int, seconds: float, elapsed: float) -> None:
+    def succeeded(self, *, body_bytes: int, seconds: float, elapsed: float) -> bool:
         """A request of ``body_bytes`` went: D1 ran it for ``seconds`` (``meta.duration``; 0 when it did not
-        say) and it took ``elapsed`` seconds from here."""
+        say) and it took ``elapsed`` seconds from here. Whether the size grew."""
         self._ambiguous = 0
         self._proven = max(self._proven, body_bytes)
         if not self.ceilings.adaptive:
-            return
+            return False
         target = self.ceilings.target_seconds
         ran = seconds if seconds > 0 else elapsed
         if ran >= _NEAR * target:
             self._set(int(min(self.bytes, body_bytes) * _AIM * target / ran), f"a request ran {ran:.1f} s")
-            return
+            return False
         if body_bytes < _FULL * self.bytes or ran >= _FAST * target or elapsed >= target:
-            return
+            return False
         cap = self._cap()
         if self.refused is not None and self.bytes >= cap:
             self._at_cap += 1
@@ -151,8 +173,10 @@ class Sizer:
                 cap = self._cap()
         projected = body_bytes * _AIM * target / max(ran, 1e-3)
         grown = int(min(cap, self.bytes * GROWTH, projected))
-        if grown > self.bytes:
-            self._set(grown, f"a request of {body_bytes} bytes ran {ran * 1000:.0f} ms")
+        if grown <= self.bytes:
+            return False
+        self._set(grown, f"a request of {body_bytes} bytes ran {ran * 1000:.0f} ms")
+        return True
 
     def failed(self, error: D1Error, *, body_bytes: int, value_bytes: int = 0) -> bool:
         """A request of ``body_bytes`` (its largest parameter ``value_bytes``) failed with ``error``; whether

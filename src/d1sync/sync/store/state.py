@@ -116,12 +116,14 @@ class RequestSize:
             stays under it. None when none was.
         value_bytes: the largest JSON parameter to plan to, when D1 refused a smaller one than configured as
             too big (``SQLITE_TOOBIG``). None otherwise.
+        row_bytes: the mean bytes of a row in the last requests (windows are sized with it to fill requests).
     """
 
     target: str | None
     bytes: int
     refused: int | None = None
     value_bytes: int | None = None
+    row_bytes: float | None = None
 
 
 @dataclass(frozen=True)
