@@ -74,13 +74,14 @@ class Setup:
         with Connection(self.path) as conn:
             return load_state(conn).request_size
 
-    def drain(self, limits: Limits, **options: Any) -> tuple[int, int]:
-        """Drain with a fresh worker: (write requests acknowledged, requests the emulator answered)."""
+    def drain(self, limits: Limits, *, dead: int = 0, **options: Any) -> tuple[int, int]:
+        """Drain with a fresh worker (``dead`` rows dead-lettered): (write requests acknowledged, requests
+        sent)."""
         before = self.requests()
         with SyncWorker(self.path, self.remote, SyncConfig(limits=limits, **options)) as worker:
             report = drain(worker, max_passes=200, sleep=lambda s: None)
             assert report.drained, report
-            assert worker.status().dead_letters == 0
+            assert worker.status().dead_letters == dead
             acknowledged = worker.counters.requests
         return acknowledged, self.requests() - before
 
@@ -175,3 +176,41 @@ def test_the_learned_size_starts_the_next_run_on_the_same_database_only(fast: Se
     assert Sizer(limits, learned, target=learned.target).bytes == 6_000_000
     # A lower ceiling given later wins over what was learned.
     assert Sizer(Limits(max_request_bytes=1_000_000), learned, target=learned.target).bytes == 1_000_000
+
+
+BAD_ROW = (
+    "CREATE TRIGGER t_bad BEFORE INSERT ON t WHEN NEW.a = 'refused' BEGIN SELECT RAISE(ABORT, 'refused row'); END"
+)
+
+
+def test_a_refused_row_in_a_big_request_costs_about_log2_of_its_rows_in_requests(tmp_path: Path) -> None:
+    rows = 50_000
+    with _server(tmp_path) as server:
+        setup = Setup(tmp_path, server, remote_ddl=BAD_ROW)
+        setup.write(0, rows)
+        with LocalDatabase(setup.path) as app:
+            app.exec("UPDATE t SET a = 'refused' WHERE id = 31337")
+        # All 50,000 rows in one request (4.5 MB), ten times today's fixed 2 MB size.
+        acknowledged, sent = setup.drain(Limits(start_request_bytes=8_000_000), dead=1, window=rows)
+        with closing(open_file(setup.path)) as local, closing(open_file(emulator_file(server))) as far:
+            assert snapshot(local, "t")[:31337] + snapshot(local, "t")[31338:] == snapshot(far, "t")
+        with Connection(setup.path) as conn:
+            dead = conn.execute("SELECT tbl, key, error FROM _d1sync_dead").fetchall()
+        assert [(t, k) for t, k, _ in dead] == [("t", "[31337]")] and "refused row" in dead[0][2]
+        cost = sent - 2  # the preflight reads the remote table twice
+        print(f"one refused row among {rows:,} in one request: {cost} requests in all ({acknowledged} went)")
+        # A bisection that sent both halves every time would take about 2 * log2(rows) = 31.
+        assert cost <= math.ceil(math.log2(rows)) + 4
+        setup.remote.close()
+
+
+def test_a_window_counts_keys_so_churn_does_not_cost_requests(fast: Setup) -> None:
+    fast.write(0, 10)
+    with LocalDatabase(fast.path) as app:
+        for round_ in range(50):  # 500 change rows for 10 keys, interleaved
+            with app.atomic() as conn:
+                for key in range(10):
+                    conn.execute("UPDATE t SET b = ? WHERE id = ?", (round_, key))
+    acknowledged, _ = fast.drain(Limits(), window=10)
+    assert fast.exact()
+    assert acknowledged == 1  # one window of 10 keys holds all 510 change rows
