@@ -178,9 +178,7 @@ def test_the_learned_size_starts_the_next_run_on_the_same_database_only(fast: Se
     assert Sizer(Limits(max_request_bytes=1_000_000), learned, target=learned.target).bytes == 1_000_000
 
 
-BAD_ROW = (
-    "CREATE TRIGGER t_bad BEFORE INSERT ON t WHEN NEW.a = 'refused' BEGIN SELECT RAISE(ABORT, 'refused row'); END"
-)
+BAD_ROW = "CREATE TRIGGER t_bad BEFORE INSERT ON t WHEN NEW.a = 'refused' BEGIN SELECT RAISE(ABORT, 'refused row'); END"
 
 
 def test_a_refused_row_in_a_big_request_costs_about_log2_of_its_rows_in_requests(tmp_path: Path) -> None:

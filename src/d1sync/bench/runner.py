@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from d1sync.bench.budget import run_budget_bench
 from d1sync.bench.capture import CaptureOutcome, run_capture
 from d1sync.bench.data import COLUMNS
 from d1sync.bench.drain import STRATEGIES, DrainOutcome, run_drain
@@ -308,6 +309,7 @@ def run_bench(
                 "memory": lambda: _run_memory(emulator, root, settings, report, say),
                 "recovery": lambda: _run_recovery(emulator, root, settings, report, say),
                 "tasks": lambda: run_task_bench(emulator, root, settings, report, say),
+                "budget": lambda: run_budget_bench(root, settings, report, say),
             }
             for name in settings.benchmarks:
                 try:
