@@ -34,8 +34,9 @@ D1_MAX_VALUE_BYTES = 2_000_000
 """D1's limit on one string/BLOB value or row (d1-contract §3)."""
 DEFAULT_WINDOW = 20_000
 """Keys per window at least, when the window follows the request size (``SyncConfig(window=None)``)."""
-MAX_WINDOW = 400_000
-"""Keys per window at most, when the window follows the request size: it bounds what a pass holds."""
+MAX_WINDOW = 150_000
+"""Keys per window at most, when the window follows the request size: it bounds what a pass holds (about
+80 MB while a window of 8-column rows is read, and two windows while one is read ahead)."""
 DEFAULT_PAGE = 10_000
 """Rows per page at most: about one remote request each. Requests are what D1's rate limit counts."""
 DEFAULT_RETENTION = 7 * 86_400.0

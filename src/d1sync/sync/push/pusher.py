@@ -61,8 +61,8 @@ class Pusher:
             sizer.changed = False
 
     def window_size(self, sizer: Sizer) -> int:
-        """Keys per window: as configured, else enough rows (of the size last seen) to fill two requests of the
-        learned size, between :data:`~d1sync.sync.config.DEFAULT_WINDOW` and
+        """Keys per window: as configured, else enough rows (of the size last seen) to fill a request of the
+        learned size and a quarter, between :data:`~d1sync.sync.config.DEFAULT_WINDOW` and
         :data:`~d1sync.sync.config.MAX_WINDOW`."""
         return sizer.window(self.config.window, DEFAULT_WINDOW, MAX_WINDOW)
 

@@ -126,13 +126,13 @@ class Sizer:
         self.row_bytes = mean
 
     def window(self, configured: int | None, least: int, most: int) -> int:
-        """Keys per window: ``configured``, else enough rows to fill two requests, between ``least`` and
-        ``most``."""
+        """Keys per window: ``configured``, else enough rows to fill a request and a quarter (the quarter is held
+        back to fill the next window's first request), between ``least`` and ``most``."""
         if configured is not None:
             return configured
         if not self.row_bytes:
             return least
-        return max(least, min(int(2 * self.bytes / self.row_bytes), most))
+        return max(least, min(int(1.25 * self.bytes / self.row_bytes), most))
 
     def _cap(self) -> int:
         cap = self.ceilings.max_request_bytes

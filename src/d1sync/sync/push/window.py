@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -77,22 +77,20 @@ class ReadAhead:
     """What that window holds back for the next one: still pending, not in flight."""
 
 
-def _current_rows(conn: Connection, spec: TableSpec, keys: Sequence[str]) -> tuple[dict[str, tuple[object, ...]], bool]:
-    """The current local rows for ``keys`` (JSON key arrays), by key text; and whether some text was not UTF-8
-    (then :func:`~d1sync.sync.codec.has_undecodable_text` tells which rows)."""
+def _current_rows(
+    conn: Connection, spec: TableSpec, keys: Sequence[str]
+) -> Iterator[tuple[dict[str, tuple[object, ...]], bool]]:
+    """The current local rows for ``keys`` (JSON key arrays), by key text, :data:`_KEYS_PER_QUERY` keys at a
+    time (a big window never holds all its rows undecoded at once); with each chunk, whether some text was
+    not UTF-8 (then :func:`~d1sync.sync.codec.has_undecodable_text` tells which rows)."""
     q = quote_identifier(spec.name)
     join = " AND ".join(f"t.{quote_identifier(c)} IS {column_expr(i, True, 'j.value')}" for i, c in enumerate(spec.key))
     cols = ", ".join(f"t.{quote_identifier(c)}" for c in spec.columns)
     sql = f"SELECT {key_sql('t', spec.key)}, {cols} FROM json_each(?) AS j JOIN {q} AS t ON {join}"
-    found: dict[str, tuple[object, ...]] = {}
-    lenient = False
     for start in range(0, len(keys), _KEYS_PER_QUERY):
         param = "[" + ",".join(keys[start : start + _KEYS_PER_QUERY]) + "]"
         rows, bad = conn.read(sql, (param,))
-        lenient |= bad
-        for row in rows:
-            found[row[0]] = tuple(row[1:])
-    return found, lenient
+        yield {row[0]: tuple(row[1:]) for row in rows}, bad
 
 
 def _defer_moving_keys(
@@ -159,18 +157,19 @@ def _read_current_state(
             continue
         by_table.setdefault(change.table, []).append(change)
     for table, pending in by_table.items():
-        current, lenient = _current_rows(conn, specs[table], [c.key for c in pending])
-        for change in pending:
-            row = current.get(change.key)
-            if row is None:
-                change.op, change.data, change.blobs = "delete", None, frozenset()
-            elif lenient and has_undecodable_text(row):
-                window.invalid.append((change, _BAD_ROW_TEXT))
-                continue
-            else:
-                change.op = "upsert"
-                change.data, change.blobs = encode_row(row)
-            window.changes.append(change)
+        chunks = _current_rows(conn, specs[table], [c.key for c in pending])
+        for start, (current, lenient) in zip(range(0, len(pending), _KEYS_PER_QUERY), chunks, strict=True):
+            for change in pending[start : start + _KEYS_PER_QUERY]:
+                row = current.get(change.key)
+                if row is None:
+                    change.op, change.data, change.blobs = "delete", None, frozenset()
+                elif lenient and has_undecodable_text(row):
+                    window.invalid.append((change, _BAD_ROW_TEXT))
+                    continue
+                else:
+                    change.op = "upsert"
+                    change.data, change.blobs = encode_row(row)
+                window.changes.append(change)
 
 
 def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead: ReadAhead | None = None) -> Window:
