@@ -255,7 +255,7 @@ class _Sender:
                             queue.appendleft(self._smaller(exc, request, batch[i + 1 :]) + self._flush_leftover())
                             break
                         if verdict in (Verdict.BACK_OFF, Verdict.PAUSE_ALL):
-                            self.sizer.failed(exc, body_bytes=request.body_bytes)  # a timeout: maybe too big
+                            self.sizer.failed(exc, body_bytes=request.body_bytes, rows=request.rows)  # a timeout?
                             raise
                         assert refusal.sql is not None
                         self.refused = True
@@ -282,7 +282,7 @@ class _Sender:
         """The requests to send in place of one D1 refused as too big, and of those after it: planned again at
         the smaller size, or, when the size could not go lower, in halves."""
         value_bytes = max(len(s.param) for s in request.statements)
-        self.sizer.failed(exc, body_bytes=request.body_bytes, value_bytes=value_bytes)
+        self.sizer.failed(exc, body_bytes=request.body_bytes, rows=request.rows, value_bytes=value_bytes)
         rows = request.changes
         smaller = self.plan(rows)
         if len(smaller) == 1:

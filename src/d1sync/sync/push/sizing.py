@@ -178,10 +178,11 @@ class Sizer:
         self._set(grown, f"a request of {body_bytes} bytes ran {ran * 1000:.0f} ms")
         return True
 
-    def failed(self, error: D1Error, *, body_bytes: int, value_bytes: int = 0) -> bool:
-        """A request of ``body_bytes`` (its largest parameter ``value_bytes``) failed with ``error``; whether
-        the size shrank (a smaller request may go where this one did not)."""
-        if not self.ceilings.adaptive:
+    def failed(self, error: D1Error, *, body_bytes: int, rows: int, value_bytes: int = 0) -> bool:
+        """A request of ``rows`` rows and ``body_bytes`` (its largest parameter ``value_bytes``) failed with
+        ``error``; whether the size shrank (a smaller request may go where this one did not). A request of one
+        row teaches nothing about the size: it cannot go smaller."""
+        if not self.ceilings.adaptive or rows <= 1:
             return False
         before = self.limits
         if isinstance(error, LimitError) and error.result_code == "SQLITE_TOOBIG" and value_bytes > 1_000:
