@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from d1sync.errors import FileRewoundError, SQLError
-from d1sync.sync.link import Link
 from d1sync.sync.push.planner import DEFER_FOREIGN_KEYS, PlannedRequest
 from d1sync.sync.remote import CLEAR_ORIGIN, REWOUND, SET_ORIGIN, fence_statements
 from d1sync.sync.store.state import next_send
 from d1sync.sync.store.twoway import push_origin
+
+if TYPE_CHECKING:
+    from d1sync.sync.link import Link
 
 __all__ = ["rewound", "send_request"]
 
