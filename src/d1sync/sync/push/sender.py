@@ -168,9 +168,9 @@ class _Sender:
         self.suspects: dict[int, tuple[PlannedRequest, list[Change]]] = {}
         """By request (its id): the untested second half of refused rows whose first half it carries."""
         self.leftover: list[Change] = []
+        """Untested halves of a bisection whose first half was refused: they go together after it."""
         self.grown = False
         """The request size grew with the last request sent: what is left of a window goes in fewer."""
-        """Untested halves of a bisection whose first half was refused: they go together after it."""
 
     def plan(self, changes: list[Change]) -> list[PlannedRequest]:
         return plan([c for c in changes if c.table not in self.paused], self.specs, self.sizer.limits).requests
@@ -255,7 +255,8 @@ class _Sender:
                             queue.appendleft(self._smaller(exc, request, batch[i + 1 :]) + self._flush_leftover())
                             break
                         if verdict in (Verdict.BACK_OFF, Verdict.PAUSE_ALL):
-                            self.sizer.failed(exc, body_bytes=request.body_bytes, rows=request.rows)  # a timeout?
+                            # A timeout or a reset connection may say the request was too big.
+                            self.sizer.failed(exc, body_bytes=request.body_bytes, rows=request.rows)
                             raise
                         assert refusal.sql is not None
                         self.refused = True
