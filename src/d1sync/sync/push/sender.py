@@ -4,6 +4,8 @@ lost lease.
 What a refusal means is decided by :mod:`~d1sync.sync.push.refusals` (one table of rules); this module carries
 the verdicts out. In short (what each costs, in requests, is in docs/sync.md):
 
+* **Too big or too long** (HTTP 413, ``SQLITE_TOOBIG``, D1's execution limit): nothing was applied; the request
+  size shrinks (:mod:`~d1sync.sync.push.sizing`) and the rows go again at once, in smaller requests.
 * **Not about a row** (``no such column``, ``table t has no column named c``): the table's statements are
   split from a request holding several tables, and the table that fails is paused with D1's message. Nothing
   is dead-lettered; the other tables go on.
@@ -11,7 +13,8 @@ the verdicts out. In short (what each costs, in requests, is in docs/sync.md):
   table are sent alone. If every probe fails the same way with a ``NOT NULL``, ``CHECK`` or STRICT type error,
   the problem is the table's (a remote column the local table lacks, a column type that differs): the table
   pauses with the message and nothing is dead-lettered. Otherwise the request is bisected until only the
-  offending rows are left; those are dead-lettered and everything else goes through.
+  offending rows are left (sending only what it must, :meth:`_Sender._split`); those are dead-lettered and
+  everything else goes through.
 * A single row refused for a foreign key or a ``UNIQUE`` value may only be waiting for another row's change
   (its parent; the row that holds the value remotely). In a full window that change may lie beyond it, so the
   row stays pending; otherwise it is tried again after the rest of the pass. Rows whose ``UNIQUE`` values move
