@@ -362,6 +362,24 @@ class Connection:
             finally:
                 self._raw.text_factory = previous
 
+    def stream(self, sql: str, params: Sequence[Any] = (), *, lenient: bool = False) -> Iterator[tuple[Any, ...]]:
+        """Run a query and yield its rows as SQLite produces them (memory stays bounded, however many there
+        are). Text that is not valid UTF-8 raises :class:`~d1sync.errors.UndecodableTextError`, or with
+        ``lenient`` is decoded as :meth:`read` does (each text value then costs a Python call). The lock is held
+        until the rows are exhausted or the generator is closed: use it inside :meth:`snapshot`."""
+        with self._lock:
+            previous = self._raw.text_factory
+            if lenient:
+                self._raw.text_factory = _lenient_text
+            try:
+                cursor = self._raw.execute(sql, _numbered(sql, params))
+                while rows := cursor.fetchmany(1_000):
+                    yield from rows
+            except sqlite3.Error as exc:
+                raise from_sqlite(exc, sql) from exc
+            finally:
+                self._raw.text_factory = previous
+
     def data_version(self) -> int:
         """``PRAGMA data_version``: changes whenever another connection commits to the file."""
         return int(self.execute("PRAGMA data_version").fetchone()[0])

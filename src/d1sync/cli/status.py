@@ -103,6 +103,11 @@ def _print_status(st: Status, health: str) -> None:
         table.add_row("last error", f"{_when(st.last_error.get('at'))}: {st.last_error.get('message')}")
     table.add_row("back-off", f"{st.backoff_remaining:.1f}s" if st.backoff_remaining else "none")
     table.add_row("paused", escape("; ".join(_paused(st))) or "no")
+    if st.importing:
+        imp = st.importing
+        tables = escape(", ".join(imp["tables"]))
+        since = _when(imp["started"])
+        table.add_row("import", f"{imp['rows']:,} rows of {tables} through D1's import ({imp['stage']}, since {since})")
     if st.rows_per_second is not None:
         table.add_row("last pass", f"{st.rows_per_second:,.0f} rows/s")
     if st.rate_budget:

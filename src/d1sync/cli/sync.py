@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from d1sync.database import Database
 from d1sync.errors import D1Error, UnreachableError
 from d1sync.sync import DrainReport, Limits, SyncConfig, SyncWorker, drain
+from d1sync.sync.config import DEFAULT_IMPORT_THRESHOLD, Via
 from d1sync.sync.metrics import MetricsServer, metrics_text
 from d1sync.sync.store.lease import describe_holder, live_holder
 
@@ -58,6 +59,18 @@ def direction_options(func: Any) -> Any:
     """``--push-only`` / ``--pull-only`` (two-way tables go both ways by default)."""
     func = click.option("--pull-only", is_flag=True, help="Only pull two-way tables; local changes wait.")(func)
     return click.option("--push-only", is_flag=True, help="Only send local changes; pull nothing.")(func)
+
+
+def via_option(func: Any) -> Any:
+    """``--via auto|import|batch``: how a backlog travels (:attr:`SyncConfig.via`)."""
+    return click.option(
+        "--via",
+        type=click.Choice(["auto", "import", "batch"]),
+        default="auto",
+        show_default=True,
+        help=f"How a backlog travels: through D1's import (import; auto from {DEFAULT_IMPORT_THRESHOLD:,} "
+        "distinct pending rows), or in requests of rows (batch).",
+    )(func)
 
 
 def _directions(push_only: bool, pull_only: bool) -> dict[str, Any]:
@@ -136,6 +149,7 @@ class _Shutdown:
 @target_options
 @limit_options
 @direction_options
+@via_option
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -154,6 +168,7 @@ def run(
     log_format: str,
     push_only: bool,
     pull_only: bool,
+    via: str,
     **target: Any,
 ) -> None:
     """Run the sync daemon for DB in the foreground (both ways for two-way tables).
@@ -169,7 +184,8 @@ def run(
     need_outbox(db)
     remote = open_target(target, default="remote")
     try:
-        worker = SyncWorker(db, remote, SyncConfig(limits=_limits(max_request_bytes, max_statements), **directions))
+        config = SyncConfig(limits=_limits(max_request_bytes, max_statements), via=cast(Via, via), **directions)
+        worker = SyncWorker(db, remote, config)
     except BaseException:
         remote.close()  # DB could not be opened: nothing else holds the target
         raise
@@ -268,6 +284,7 @@ def _wait_for_holder(worker: SyncWorker, db: str, give_up: float | None, as_json
 @target_options
 @limit_options
 @direction_options
+@via_option
 @click.option("--timeout", "give_up", type=float, help="Give up after this many seconds (exit 1 if not drained).")
 @click.option("--wait", is_flag=True, help="If `d1sync run` holds the lease, wait for it to send (else exit 75).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress stays on stderr).")
@@ -280,6 +297,7 @@ def sync(
     as_json: bool,
     push_only: bool,
     pull_only: bool,
+    via: str,
     **target: Any,
 ) -> None:
     """Drain DB's outbox until it is empty, then pull two-way tables until caught up, then exit.
@@ -293,9 +311,8 @@ def sync(
     remote = open_target(target, default="remote")
     report = DrainReport()
     try:
-        with SyncWorker(
-            db, remote, SyncConfig(limits=_limits(max_request_bytes, max_statements), **directions)
-        ) as worker:
+        config = SyncConfig(limits=_limits(max_request_bytes, max_statements), via=cast(Via, via), **directions)
+        with SyncWorker(db, remote, config) as worker:
             worker.resume()  # asked by a person: what paused the outbox is checked again now
             lease = live_holder(worker.conn, worker.owner, time.time())
             if lease is not None and not wait:

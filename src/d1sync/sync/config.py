@@ -13,12 +13,13 @@ import warnings
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from d1sync.backoff import Backoff
 
 __all__ = [
     "D1_MAX_VALUE_BYTES",
+    "DEFAULT_IMPORT_THRESHOLD",
     "DEFAULT_PAGE",
     "DEFAULT_WINDOW",
     "DEFAULT_RETENTION",
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_WINDOW",
     "PullOptions",
     "SyncConfig",
+    "Via",
     "merge_deprecated",
 ]
 
@@ -41,6 +43,10 @@ DEFAULT_PAGE = 10_000
 """Rows per page at most: about one remote request each. Requests are what D1's rate limit counts."""
 DEFAULT_RETENTION = 7 * 86_400.0
 """Seconds a replica may stay silent and still hold the remote log back (pruning waits for it)."""
+DEFAULT_IMPORT_THRESHOLD = 200_000
+"""Distinct pending rows from which ``via="auto"`` sends the backlog through D1's import."""
+Via = Literal["auto", "import", "batch"]
+"""How a backlog travels to D1 (:attr:`SyncConfig.via`)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,10 @@ class SyncConfig:
         read_ahead: read and plan the next window while a full window's last request is in flight (the send
             runs in a helper thread, so the target must accept calls from a thread other than the one that made
             it; D1Client and LocalDatabase do). Requests still go one at a time, in order.
+        via: how a backlog travels: ``batch`` (requests of rows), ``import`` (D1's import API, for whatever is
+            pending), or ``auto`` (the import once ``import_threshold`` distinct rows are pending). See
+            :mod:`d1sync.sync.push.seeder`; a target without an import (a local file) always takes batches.
+        import_threshold: the distinct pending rows from which ``auto`` sends the backlog through the import.
         pool: where those sends run: an executor that engines of one process share (the scheduler that drives
             them owns it); None: each engine starts one helper thread of its own when it first reads ahead.
 
@@ -157,11 +167,17 @@ class SyncConfig:
     pull: bool | None = None
     pull_options: PullOptions = field(default_factory=PullOptions)
     read_ahead: bool = True
+    via: Via = "auto"
+    import_threshold: int = DEFAULT_IMPORT_THRESHOLD
     pool: Executor | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.window is not None and self.window < 1:
             raise ValueError("window must be at least 1 key (or None: sized to the requests)")
+        if self.via not in ("auto", "import", "batch"):
+            raise ValueError(f"via must be 'auto', 'import' or 'batch', not {self.via!r}")
+        if self.import_threshold < 1:
+            raise ValueError("import_threshold must be >= 1")
 
 
 FIELDS = frozenset(f.name for f in dataclasses.fields(SyncConfig)) - {"pool"}

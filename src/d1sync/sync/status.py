@@ -14,7 +14,7 @@ from d1sync.sqlite import Connection
 from d1sync.sync.store.dead import dead_count
 from d1sync.sync.store.log import oldest_pending_at, pending_count, pending_keys, pending_per_table
 from d1sync.sync.store.specs import load_specs
-from d1sync.sync.store.state import TableState, load_state, load_table_states
+from d1sync.sync.store.state import Seeding, TableState, load_state, load_table_states
 from d1sync.sync.store.twoway import PullTable, Replica, load_pull_tables, load_replica
 
 __all__ = ["Status", "TableStatus", "read_status"]
@@ -77,6 +77,8 @@ class Status:
         replica: for a file with two-way tables: its replica ``id``, ``cursor``, ``last_pull`` and why pulls
             wait (``paused``), if they do.
         disk_free: bytes free on the disk holding the file (None where it cannot be told).
+        importing: an import of the backlog under way (:mod:`d1sync.sync.push.seeder`): its ``tables``, ``rows``,
+            ``started`` (epoch seconds) and ``stage`` (``preparing``, ``init``, ``uploaded``, ``ingesting``).
     """
 
     pending_changes: int
@@ -94,6 +96,7 @@ class Status:
     table_states: dict[str, TableStatus] = dataclasses.field(default_factory=dict)
     replica: dict[str, Any] | None = None
     disk_free: int | None = None
+    importing: dict[str, Any] | None = None
 
     @property
     def disk_full(self) -> bool:
@@ -154,7 +157,15 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
         },
         replica=_replica_status(replica) if any(s.replicate for s in specs.values()) else None,
         disk_free=_disk_free(conn.path),
+        importing=_importing(state.seeding),
     )
+
+
+def _importing(record: Seeding | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    stage = "preparing" if record.handle is None else str(record.handle.get("stage"))
+    return {"tables": list(record.tables), "rows": record.rows, "started": record.started, "stage": stage}
 
 
 def _disk_free(path: Path) -> int | None:

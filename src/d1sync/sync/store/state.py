@@ -27,6 +27,7 @@ __all__ = [
     "PauseCause",
     "RateBudget",
     "RequestSize",
+    "Seeding",
     "TableState",
     "WorkerState",
     "catch_up",
@@ -127,6 +128,22 @@ class RequestSize:
 
 
 @dataclass(frozen=True)
+class Seeding:
+    """A backlog on its way through D1's import (:mod:`d1sync.sync.push.seeder`), recorded before the upload."""
+
+    tables: list[str]
+    """The tables whose pending changes the import carries."""
+    through: int
+    """The highest seq it carries: once D1 says it completed, those tables' changes up to here are delivered."""
+    rows: int
+    number: int
+    """Its send number on D1's fence (:mod:`d1sync.sync.remote`), like a batch's."""
+    started: float
+    handle: dict[str, Any] | None = None
+    """The import's :class:`~d1sync.client.imports.ImportHandle` (``to_dict()``), once D1 gave it a name."""
+
+
+@dataclass(frozen=True)
 class WorkerState:
     """Everything ``_d1sync_meta`` holds, typed. Times are epoch seconds."""
 
@@ -148,6 +165,11 @@ class WorkerState:
     """The number of the last send this file made (each push batch takes the next, committed before it goes)."""
     request_size: RequestSize | None = None
     """The request size learned from the target's answers (None: nothing learned yet)."""
+    seeding: Seeding | None = None
+    """An import of the backlog under way: nothing else is sent until D1 says how it ended."""
+    import_declined: int = 0
+    """The highest seq of the last import that failed: its rows go through batches (no import is tried again
+    while a change up to it is pending)."""
 
 
 _NESTED: dict[str, type[Any]] = {
@@ -156,6 +178,7 @@ _NESTED: dict[str, type[Any]] = {
     "last_pass": LastPass,
     "rate_budget": RateBudget,
     "request_size": RequestSize,
+    "seeding": Seeding,
 }
 _FIELDS = {f.name for f in dataclasses.fields(WorkerState)}
 
