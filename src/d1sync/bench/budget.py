@@ -1,4 +1,4 @@
-"""Benchmark 8: the request budget: requests per million rows, fixed size against adaptive size, in one run.
+"""Benchmark 8: the request budget: requests per million rows, fixed size, adaptive size and import, in one run.
 
 What limits a REST user of D1 is the account's budget of 1,200 requests per 5 minutes (4 a second), not
 bandwidth. Both paths drain a copy of the same backlog into databases of one emulator with the same latency
@@ -7,9 +7,11 @@ and a low execution limit (so that the adaptive path finds a limit, as it would 
 * ``fixed``: today's fixed size, 2,000,000 bytes a request (``Limits(max_request_bytes=2_000_000,
   adaptive=False)``), the operating point of earlier releases;
 * ``adaptive``: d1sync's default limits: requests start at 2 MB, grow while the emulator answers fast and
-  shrink when it stops one at its execution limit (:mod:`d1sync.sync.push.sizing`).
+  shrink when it stops one at its execution limit (:mod:`d1sync.sync.push.sizing`);
+* ``import``: the backlog through D1's import (``via="import"``, :mod:`d1sync.sync.push.seeder`).
 
-Every request sent counts, the refused ones included (they spend the budget too). Budget-seconds per million
+Every API request sent counts, the refused ones included (they spend the budget too); the import's uploads to
+its signed URL are not API requests and are counted apart. Budget-seconds per million
 rows is what a million rows costs of the account's budget at 4 requests a second. No rate limit is applied:
 the budget is computed from the count, so the run is not four minutes of waiting.
 """
@@ -30,6 +32,7 @@ from d1sync.bench.settings import BenchSettings
 from d1sync.errors import ConfigError
 from d1sync.sqlite import Connection
 from d1sync.sync import Limits, SyncConfig, SyncWorker
+from d1sync.sync.config import Via
 from d1sync.sync.store.state import load_state
 
 __all__ = ["BUDGET_RATE", "EXECUTION_LIMIT", "PATHS", "BudgetOutcome", "run_budget", "run_budget_bench"]
@@ -40,12 +43,14 @@ EXECUTION_LIMIT = 3.0
 """Seconds the benchmark's emulator lets one request run (D1's is 30 s): low enough for the adaptive size to
 meet it on a backlog of a million rows."""
 
-PATHS: dict[str, tuple[str, Limits]] = {
+PATHS: dict[str, tuple[str, Limits, Via]] = {
     "fixed": (
         "fixed size, 2,000,000 bytes a request (earlier releases)",
         Limits(max_request_bytes=2_000_000, adaptive=False),
+        "batch",
     ),
-    "adaptive": ("adaptive size (default limits: start 2 MB, ceiling 32 MB, target 5 s)", Limits()),
+    "adaptive": ("adaptive size (default limits: start 2 MB, ceiling 32 MB, target 5 s)", Limits(), "batch"),
+    "import": ("D1's import (via=import)", Limits(), "import"),
 }
 
 
@@ -56,8 +61,13 @@ class BudgetOutcome:
     path: str
     label: str
     rows: int
+    """The backlog's rows."""
+    acknowledged: int
+    """Rows acknowledged by batches (the import's rows are acknowledged with it)."""
     requests: int
-    """Every request sent to the emulator, refused ones included."""
+    """Every API request sent to the emulator, refused ones included (uploads to a signed URL apart)."""
+    uploads: int
+    """Uploads to the signed URL of D1's import (not API requests)."""
     write_requests: int
     """Requests that were acknowledged (each carried rows)."""
     seconds: float
@@ -72,7 +82,8 @@ class BudgetOutcome:
 
     @property
     def rows_per_request(self) -> float:
-        return self.rows / self.write_requests if self.write_requests else 0.0
+        carried = self.write_requests or self.requests  # an import carries its rows in no batch
+        return self.rows / carried if carried else 0.0
 
     @property
     def budget_seconds_per_million(self) -> float:
@@ -91,11 +102,13 @@ class BudgetOutcome:
         }
 
 
-def _drain(path: Path, emulator: BenchEmulator, database_id: str, limits: Limits) -> tuple[int, int, int, bool]:
-    """(rows acknowledged, write requests, requests sent, drained) of one worker draining ``path``."""
+def _drain(
+    path: Path, emulator: BenchEmulator, database_id: str, limits: Limits, via: Via
+) -> tuple[int, int, CountingTransport, bool]:
+    """(rows acknowledged, write requests, what was sent, drained) of one worker draining ``path``."""
     transport = CountingTransport()
     with emulator.client(database_id, transport=transport) as client:
-        with SyncWorker(path, client, SyncConfig(limits=limits)) as worker:
+        with SyncWorker(path, client, SyncConfig(limits=limits, via=via)) as worker:
             for _ in range(10_000):
                 result = worker.sync_once()
                 if result.state == "paused":
@@ -105,7 +118,7 @@ def _drain(path: Path, emulator: BenchEmulator, database_id: str, limits: Limits
                 if not result.more and worker.pending() == 0:
                     break
             drained = worker.pending() == 0
-            return worker.counters.rows, worker.counters.requests, transport.requests, drained
+            return worker.counters.rows, worker.counters.requests, transport, drained
 
 
 def run_budget(
@@ -121,14 +134,14 @@ def run_budget(
     template = make_backlog(workdir / "budget-template.db", rows)
     outcomes = []
     for name in paths:
-        label, limits = PATHS[name]
+        label, limits, via = PATHS[name]
         if progress:
             progress(f"budget: {label}, {rows:,} rows")
         local = workdir / f"budget-{name}.db"
         shutil.copyfile(template, local)
         database_id = emulator.fresh_database(f"budget-{name}")
         started = clock()
-        acked, writes, sent, drained = _drain(local, emulator, database_id, limits)
+        acked, writes, sent, drained = _drain(local, emulator, database_id, limits, via)
         seconds = clock() - started
         with Connection(local) as conn:
             learned = load_state(conn).request_size
@@ -137,8 +150,10 @@ def run_budget(
             BudgetOutcome(
                 path=name,
                 label=label,
-                rows=acked,
-                requests=sent,
+                rows=rows,
+                acknowledged=acked,
+                requests=sent.requests,
+                uploads=sent.uploads,
                 write_requests=writes,
                 seconds=seconds,
                 drained=drained,
@@ -169,6 +184,7 @@ def run_budget_bench(workdir: Path, settings: BenchSettings, report: Report, say
     }
     for o in outcomes:
         learned = f"; learned size {o.learned_bytes / 1e6:,.1f} MB" if o.learned_bytes else ""
+        learned += f"; {o.uploads} upload(s) to the signed URL, not API requests" if o.uploads else ""
         summary = (
             f"{o.requests:,} requests ({o.write_requests:,} carried rows), {o.rows_per_request:,.0f} rows/request, "
             f"{o.budget_seconds_per_million:,.1f} budget-s per million rows; drained in {o.seconds:,.1f} s"
