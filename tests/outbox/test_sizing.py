@@ -85,3 +85,14 @@ def test_ceilings_hold_whatever_was_learned_and_a_fixed_size_never_moves() -> No
     assert not fixed.succeeded(body_bytes=3_000_000, seconds=0.001, elapsed=0.01)
     assert not fixed.failed(TOO_LONG, body_bytes=3_000_000, rows=30_000)
     assert fixed.limits == Limits(max_request_bytes=3_000_000, adaptive=False)
+
+
+def test_a_size_that_went_through_is_remembered_as_refused_only_when_it_runs_too_long_twice() -> None:
+    sizer = Sizer(LIMITS)
+    sizer.bytes = 4_000_000
+    sizer.succeeded(body_bytes=4_000_000, seconds=2.0, elapsed=2.1)  # went through, not fast: no growth
+    assert sizer.failed(TOO_LONG, body_bytes=4_000_000, rows=40_000)  # a busy moment, maybe
+    assert sizer.bytes == 2_000_000 and sizer.refused is None
+    sizer.bytes = 4_000_000
+    assert sizer.failed(TOO_LONG, body_bytes=4_000_000, rows=40_000)  # again: the size it is
+    assert sizer.refused == 4_000_000

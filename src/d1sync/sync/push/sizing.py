@@ -11,7 +11,9 @@ at 30 s of execution. A :class:`Sizer` holds the body size the planner packs to,
   of it.
 * **Shrink by half** after a request D1 refused as too big (HTTP 413, ``SQLITE_TOOBIG``, statement too long)
   or stopped at its execution limit: that size is remembered as refused, and growth stays under three
-  quarters of it (it is tried again, 25 % higher, only after 50 requests at the cap went fast).
+  quarters of it (it is tried again, 25 % higher, only after 50 requests at the cap went fast). A size that
+  went through before and then ran too long once may have met a busy moment: it is remembered as refused only
+  the second time.
 * A timeout or a reset connection says nothing certain (a lost response looks the same): the size halves if
   the request was bigger than any this process saw succeed, or at the second such failure in a row.
 
@@ -192,9 +194,14 @@ class Sizer:
             self.changed = True
             log.info("parameter size down: %s bytes (D1 refused %s)", self.value_bytes, value_bytes)
         elif too_big(error):
-            self.refused = body_bytes if self.refused is None else min(self.refused, body_bytes)
-            self._at_cap = 0
-            self.changed = True
+            if isinstance(error, ExecutionTimeoutError) and body_bytes <= self._proven:
+                # A size that went through before ran too long once: a busy moment, maybe. Send less now, but
+                # lower the cap only if it happens again at this size.
+                self._proven = body_bytes - 1
+            else:
+                self.refused = body_bytes if self.refused is None else min(self.refused, body_bytes)
+                self._at_cap = 0
+                self.changed = True
             self._set(min(self.bytes, body_bytes) // 2, f"D1 refused {body_bytes} bytes: {error.message}")
         elif _ambiguous(error):
             self._ambiguous += 1
