@@ -25,6 +25,7 @@ TINY = [
     "--idle-seconds", "1",
     "--memory-rows", "500",
     "--recovery-rows", "30000",
+    "--budget-rows", "3000",
 ]  # fmt: skip
 
 EXPECTED_FIGURES = {
@@ -58,6 +59,11 @@ EXPECTED_FIGURES = {
     "tasks.file.ratio.batched_vs_claim",
     "tasks.emulator.ratio.claim_many_vs_claim",
     "tasks.emulator.ratio.batched_vs_claim",
+    *(
+        f"budget.{path}.{figure}"
+        for path in ("fixed", "adaptive", "import")
+        for figure in ("requests_per_million_rows", "rows_per_request", "budget_seconds_per_million_rows", "seconds")
+    ),
 }
 
 
@@ -90,6 +96,10 @@ def test_tiny_bench_writes_every_figure_with_its_conditions_and_the_machine(tmp_
     # Every task the queue benchmark completed is done exactly once, in one attempt.
     assert all(d["exact"] and d["tasks"] > 0 for d in data["details"]["tasks"]), data["details"]["tasks"]
     assert all(d["drained"] for d in data["details"]["tasks"] if d["board"] == "file")
+    # Both request sizes drained the same backlog exactly; every request counts, refused ones included.
+    budget = data["details"]["budget"]
+    assert [d["path"] for d in budget] == ["fixed", "adaptive", "import"], budget
+    assert all(d["verified"] for d in budget), budget
     idle = data["details"]["idle"]  # the run sent its backlog, then was watched doing nothing
     assert idle["verified"] and idle["seconds"] >= 1 and 0 <= idle["cpu_percent"] <= 100 * data["machine"]["cpu_count"]
     latency = next(f for f in data["figures"] if f["key"] == "latency.p99_ms")

@@ -1,6 +1,6 @@
 """``d1sync bench``: the figures users judge d1sync by, measured side by side on the emulator over a socket.
 
-Seven benchmarks, each reporting its figures with the conditions that produced them (see ``docs/benchmarks.md``):
+Eight benchmarks, each reporting its figures with the conditions that produced them (see ``docs/benchmarks.md``):
 
 1. :mod:`~d1sync.bench.drain`: drain rate of a backlog for (a) one request per row, (b) multi-row ``VALUES``
    batches and (c) d1sync's planner, under the same latency and rate limit;
@@ -8,7 +8,8 @@ Seven benchmarks, each reporting its figures with the conditions that produced t
 3. :mod:`~d1sync.bench.latency`: commit-to-visibility latency with an idle worker;
 4. to 6. :mod:`~d1sync.bench.process`: the CPU of an idle ``d1sync run``, peak RSS of ``d1sync sync`` and
    recovery after ``kill -9``;
-7. :mod:`~d1sync.bench.tasks`: task-queue claims and completions per second, one at a time and in batches.
+7. :mod:`~d1sync.bench.tasks`: task-queue claims and completions per second, one at a time and in batches;
+8. :mod:`~d1sync.bench.budget`: the request budget: requests per million rows at a fixed and an adaptive size.
 
 Example::
 

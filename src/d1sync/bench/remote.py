@@ -24,7 +24,7 @@ import httpx
 
 from d1sync.bench.data import COLUMNS, CREATE_TABLE, TABLE
 from d1sync.client import D1Client, RateLimiter
-from d1sync.emulator import DEFAULT_DATABASE_ID, TOKEN_ENV
+from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_DURATION, TOKEN_ENV
 from d1sync.emulator.app import API_PREFIX
 from d1sync.emulator.endpoints import TRANSFER_PREFIX
 from d1sync.emulator.engine import database_file
@@ -79,6 +79,7 @@ class BenchEmulator:
         latency: seconds added to every query request.
         own_process: serve it from a child process (``d1sync emulator``), as ``d1sync bench`` does; else from
             a thread of this process, where ``server`` gives the app (its faults can change while it runs).
+        max_duration: seconds one request may run (the emulator's execution limit; None: D1's 30 s).
 
     Example::
 
@@ -87,15 +88,28 @@ class BenchEmulator:
             client = emu.client(database_id, rate_limiter=pacing_limiter(4))
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, latency: float = 0.0, own_process: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        latency: float = 0.0,
+        own_process: bool = False,
+        max_duration: float | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.token = secrets.token_hex(16)
         self.latency = latency
+        self.max_duration = max_duration
         self._process: subprocess.Popen[bytes] | None = None
         self._server: EmulatorServer | None = None
         if not own_process:
             faults = FaultConfig(latency=latency) if latency else None
-            self._server = EmulatorServer(self.data_dir, token=self.token, faults=faults)
+            self._server = EmulatorServer(
+                self.data_dir,
+                token=self.token,
+                faults=faults,
+                max_duration=DEFAULT_MAX_DURATION if max_duration is None else max_duration,
+            )
         self._api_base = ""
 
     @property
@@ -114,6 +128,8 @@ class BenchEmulator:
         command = [sys.executable, "-m", "d1sync", "emulator", "--port", "0", "--data-dir", str(self.data_dir)]
         if self.latency:
             command += ["--latency-ms", f"{self.latency * 1000:g}"]
+        if self.max_duration is not None:
+            command += ["--max-duration", f"{self.max_duration:g}"]
         # The token goes through the environment, never the command line (which `ps` shows to everyone).
         env = {**os.environ, TOKEN_ENV: self.token}
         with log.open("wb") as out:

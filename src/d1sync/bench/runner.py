@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from d1sync.bench.budget import run_budget_bench
 from d1sync.bench.capture import CaptureOutcome, run_capture
 from d1sync.bench.data import COLUMNS
-from d1sync.bench.drain import STRATEGIES, DrainOutcome, run_drain
+from d1sync.bench.drain import DRAIN_LIMITS, STRATEGIES, DrainOutcome, run_drain
 from d1sync.bench.latency import run_latency
 from d1sync.bench.process import run_idle, run_memory, run_recovery
 from d1sync.bench.remote import BenchEmulator
@@ -18,7 +19,6 @@ from d1sync.bench.report import Figure, Report
 from d1sync.bench.settings import BENCHMARKS, QUICK, BenchSettings
 from d1sync.bench.tasks import run_task_bench
 from d1sync.errors import D1SyncError
-from d1sync.sync import Limits
 
 __all__ = ["BENCHMARKS", "QUICK", "BenchSettings", "run_bench"]
 
@@ -54,7 +54,7 @@ def _drain_figures(report: Report, settings: BenchSettings, outcomes: list[Drain
         "rate_limit": _rate_text(settings),
         "rate_limit_enforced_by": "client-side d1sync.client.RateLimiter" if settings.rate_limit else None,
         "time_budget_s": settings.budget,
-        "byte_budget_per_request": Limits().max_request_bytes,
+        "byte_budget_per_request": DRAIN_LIMITS.max_request_bytes,
         "transport": "D1Client over HTTP to the emulator on 127.0.0.1",
     }
     by_name = {o.strategy: o for o in outcomes}
@@ -314,6 +314,7 @@ def run_bench(
                 "memory": lambda: _run_memory(emulator, root, settings, report, say),
                 "recovery": lambda: _run_recovery(emulator, root, settings, report, say),
                 "tasks": lambda: run_task_bench(emulator, root, settings, report, say),
+                "budget": lambda: run_budget_bench(root, settings, report, say),
             }
             for name in settings.benchmarks:
                 try:

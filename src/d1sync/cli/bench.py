@@ -75,6 +75,11 @@ def _render(report: Report, json_path: Path | None) -> None:
     "--recovery-rows", type=int, help=f"Backlog for the kill -9 run [default: {BenchSettings.recovery_rows:,}]."
 )
 @click.option(
+    "--budget-rows",
+    type=int,
+    help=f"Backlog for the request-budget run (fixed vs adaptive size) [default: {BenchSettings.budget_rows:,}].",
+)
+@click.option(
     "--only",
     "only",
     multiple=True,
@@ -111,6 +116,7 @@ def bench(
     idle_seconds: float | None,
     memory_rows: int | None,
     recovery_rows: int | None,
+    budget_rows: int | None,
     only: tuple[str, ...],
     json_path: Path,
     markdown_path: Path | None,
@@ -129,6 +135,7 @@ def bench(
     5. memory: peak RSS of `d1sync sync` draining a large backlog
     6. recovery: restart after kill -9 to the first acknowledged batch
     7. tasks: task-queue claims+completions per second, on a file and the emulator, with and without batches
+    8. budget: requests per million rows, fixed request size vs adaptive, on an emulator with a low execution limit
 
     Benchmarks measure, they assert nothing. Every figure is printed with the conditions that produced it.
 
@@ -148,6 +155,7 @@ def bench(
         "idle_seconds": idle_seconds,
         "memory_rows": memory_rows,
         "recovery_rows": recovery_rows,
+        "budget_rows": budget_rows,
     }
     overrides = {k: v for k, v in chosen.items() if v is not None}
     if only:

@@ -105,13 +105,19 @@ def _directions(push_only: bool, pull_only: bool) -> dict[str, Any]:
 def limit_options(func: Any) -> Any:
     options = [
         click.option(
-            "--max-statements", default=Limits().max_statements, show_default=True, help="Statements per request."
+            "--max-statements",
+            default=Limits().max_statements,
+            show_default=True,
+            help="Statements per request at most (a ceiling: the request size adapts under it).",
         ),
         click.option(
             "--max-request-bytes",
             default=Limits().max_request_bytes,
             show_default=True,
-            help="Byte budget per request.",
+            help=(
+                "Bytes per request body at most: a ceiling. Requests grow while D1 answers fast and shrink "
+                "near 5 s of execution, on a timeout or a too-big refusal; the learned size is remembered."
+            ),
         ),
     ]
     for option in options:

@@ -21,8 +21,10 @@ __all__ = [
     "D1_MAX_VALUE_BYTES",
     "DEFAULT_IMPORT_THRESHOLD",
     "DEFAULT_PAGE",
+    "DEFAULT_WINDOW",
     "DEFAULT_RETENTION",
     "Limits",
+    "MAX_WINDOW",
     "PullOptions",
     "SyncConfig",
     "Via",
@@ -32,6 +34,11 @@ __all__ = [
 
 D1_MAX_VALUE_BYTES = 2_000_000
 """D1's limit on one string/BLOB value or row (d1-contract §3)."""
+DEFAULT_WINDOW = 20_000
+"""Keys per window at least, when the window follows the request size (``SyncConfig(window=None)``)."""
+MAX_WINDOW = 150_000
+"""Keys per window at most, when the window follows the request size: it bounds what a pass holds (about
+80 MB while a window of 8-column rows is read, and two windows while one is read ahead)."""
 DEFAULT_PAGE = 10_000
 """Rows per page at most: about one remote request each. Requests are what D1's rate limit counts."""
 DEFAULT_RETENTION = 7 * 86_400.0
@@ -44,26 +51,46 @@ Via = Literal["auto", "import", "batch"]
 
 @dataclass(frozen=True)
 class Limits:
-    """Size limits for planning. The defaults stay well inside D1's documented limits.
+    """Size limits for planning: ceilings the request size adapts under (see :mod:`~d1sync.sync.push.sizing`).
+
+    Requests start at ``start_request_bytes``, grow while D1 answers fast, and shrink when a request nears
+    ``target_seconds`` of D1's own execution time (``meta.duration``), times out, or is refused as too big.
+    They never pass the ceilings below, nor D1's documented limits (100 KB of SQL text per statement, 2 MB per
+    bound value).
 
     Attributes:
         max_value_bytes: bytes of one JSON parameter (D1 refuses values over 2,000,000 bytes).
-        max_request_bytes: estimated bytes of one request body (D1 does not document a limit; 2 MB is
-            conservative and still carries ~10,000 typical rows).
-        max_statements: statements per request (each request is one atomic batch).
+        max_request_bytes: the most bytes of one request body (D1 documents no limit; a 413 or a reset
+            connection shrinks the size below it, and the smaller size is remembered).
+        max_statements: the most statements per request (each request is one atomic batch).
+        start_request_bytes: the request size of a database that has no learned size yet (today's 2 MB).
+        target_seconds: the execution time per request (``meta.duration``) sizes aim under; D1 stops a
+            request at 30 s.
+        adaptive: False: every request is planned at ``max_request_bytes`` (the fixed size of earlier
+            releases, which had a 2,000,000-byte default).
     """
 
     max_value_bytes: int = 1_000_000
-    max_request_bytes: int = 2_000_000
+    max_request_bytes: int = 32_000_000
     max_statements: int = 50
+    start_request_bytes: int = 2_000_000
+    target_seconds: float = 5.0
+    adaptive: bool = True
 
     def __post_init__(self) -> None:
         if not 1_000 <= self.max_value_bytes <= D1_MAX_VALUE_BYTES:
             raise ValueError(f"max_value_bytes must be between 1,000 and {D1_MAX_VALUE_BYTES:,}")
-        if self.max_request_bytes < 1_000:
-            raise ValueError("max_request_bytes must be at least 1,000")
+        if self.max_request_bytes < 1_000 or self.start_request_bytes < 1_000:
+            raise ValueError("max_request_bytes and start_request_bytes must be at least 1,000")
         if self.max_statements < 1:
             raise ValueError("max_statements must be at least 1")
+        if not 0 < self.target_seconds <= 30:
+            raise ValueError("target_seconds must be above 0 and at most D1's 30 s")
+
+    @property
+    def first_request_bytes(self) -> int:
+        """The size of a first request: the start size under the ceiling (the ceiling when not adaptive)."""
+        return min(self.start_request_bytes, self.max_request_bytes) if self.adaptive else self.max_request_bytes
 
 
 @dataclass(frozen=True)
@@ -97,7 +124,9 @@ class SyncConfig:
 
     Attributes:
         limits: planner limits (bytes per value and request, statements per request).
-        window: change rows read per pass (bounds memory).
+        window: distinct keys per window of the change log (it bounds memory): each key's changes in the
+            window coalesce to its newest, so requests follow rows, not churn. None: enough keys to fill two
+            requests of the learned size, at least :data:`DEFAULT_WINDOW` and at most :data:`MAX_WINDOW`.
         backoff: back-off for transient failures (default: 0.5 s doubling to 60 s, jittered).
         pause_interval: seconds before re-checking after a pause (auth error, missing database, schema).
         lease_ttl: seconds the drain lease lasts without renewal; must exceed a request's timeout.
@@ -130,7 +159,7 @@ class SyncConfig:
     """
 
     limits: Limits = field(default_factory=Limits)
-    window: int = 20_000
+    window: int | None = None
     backoff: Backoff = field(default_factory=Backoff)
     pause_interval: float = 30.0
     lease_ttl: float = 90.0
@@ -148,6 +177,8 @@ class SyncConfig:
     manage_schema: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.window is not None and self.window < 1:
+            raise ValueError("window must be at least 1 key (or None: sized to the requests)")
         if self.via not in ("auto", "import", "batch"):
             raise ValueError(f"via must be 'auto', 'import' or 'batch', not {self.via!r}")
         if self.import_threshold < 1:

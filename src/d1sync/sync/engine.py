@@ -37,7 +37,7 @@ from d1sync.sync.pacing import Pacer
 from d1sync.sync.pull.puller import Puller, PullReport, merge_pull, replicated_specs
 from d1sync.sync.push.pusher import Pusher
 from d1sync.sync.push.refusals import Refusal, Verdict, decide
-from d1sync.sync.push.sender import rewound
+from d1sync.sync.push.request import rewound
 from d1sync.sync.remote import read_position
 from d1sync.sync.run.loop import DEFAULT_FLUSH_TIMEOUT, Loop, make_warnings_visible
 from d1sync.sync.status import Status, read_status

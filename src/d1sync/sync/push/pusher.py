@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 from d1sync.errors import D1Error
-from d1sync.sync.config import SyncConfig
+from d1sync.sync.config import DEFAULT_WINDOW, MAX_WINDOW, SyncConfig
 from d1sync.sync.link import Link
 from d1sync.sync.model import Failure, SyncResult
 from d1sync.sync.push.planner import plan
@@ -20,11 +21,12 @@ from d1sync.sync.push.readahead import READ_AHEAD_SECONDS, still_current, window
 from d1sync.sync.push.refusals import Refusal, Verdict, decide
 from d1sync.sync.push.seeder import Seeder
 from d1sync.sync.push.sender import deliver_window
+from d1sync.sync.push.sizing import Sizer
 from d1sync.sync.push.window import read_window
 from d1sync.sync.store.specs import load_specs
-from d1sync.sync.store.state import load_table_states, schema_version
+from d1sync.sync.store.state import load_state, load_table_states, save_state, schema_version
 from d1sync.sync.tables.follow import reconcile
-from d1sync.sync.tables.preflight import preflight
+from d1sync.sync.tables.preflight import Preflight, preflight
 
 __all__ = ["Pusher"]
 
@@ -32,8 +34,9 @@ __all__ = ["Pusher"]
 class Pusher:
     """Pushes a file's pending changes, one pass at a time (see the module docstring).
 
-    It remembers one thing between passes: the local schema version it last followed, so that local DDL is
-    followed once (:meth:`recheck` forgets it).
+    It remembers between passes the local schema version it last followed, so that local DDL is followed
+    once (:meth:`recheck` forgets it), and the request size learned from the target's answers
+    (:mod:`~d1sync.sync.push.sizing`, kept in the outbox's state as well, so a restart starts from it).
 
     Example::
 
@@ -45,6 +48,26 @@ class Pusher:
         self.config = config
         self.seeder = Seeder(config)
         self._seen_schema = -1
+        self.sizer: Sizer | None = None
+
+    def _sizer(self, link: Link) -> Sizer:
+        """The request size for ``link``'s target: learned in this process, else as the outbox remembers it."""
+        target = repr(link.target)
+        if self.sizer is None or self.sizer.target != target:
+            self.sizer = Sizer(self.config.limits, load_state(link.conn).request_size, target)
+        return self.sizer
+
+    def _remember(self, link: Link, sizer: Sizer) -> None:
+        if sizer.changed:
+            with link.conn.atomic():
+                save_state(link.conn, request_size=sizer.state)
+            sizer.changed = False
+
+    def window_size(self, sizer: Sizer) -> int:
+        """Keys per window: as configured, else enough rows (of the size last seen) to fill a request of the
+        learned size and a quarter, between :data:`~d1sync.sync.config.DEFAULT_WINDOW` and
+        :data:`~d1sync.sync.config.MAX_WINDOW`."""
+        return sizer.window(self.config.window, DEFAULT_WINDOW, MAX_WINDOW)
 
     def recheck(self) -> None:
         """Follow the local schema and check the remote one again at the next pass (after a fix)."""
@@ -75,7 +98,7 @@ class Pusher:
                 now=now,
                 check_schema=config.check_schema,
                 pause_interval=config.pause_interval,
-                chunk=max(1, config.window // 2),  # room for new writes in the same window
+                chunk=max(1, (config.window or DEFAULT_WINDOW) // 2),  # room for new writes in the same window
                 manage_schema=config.manage_schema,
             )
         except D1Error as exc:  # transient: back off; auth, a missing database: not about one table, pause
@@ -87,14 +110,33 @@ class Pusher:
         result = SyncResult("idle", paused_tables=ready.paused)
         if ready.retry_soon:
             result.retry_in = config.backoff.base
-        window = read_window(conn, config.window, skip=ready.waiting)
-        planned = plan(window.changes, window.specs, config.limits)
+        sizer = self._sizer(link)
+        try:
+            return self._deliver(link, sizer, ready, result, started, on_progress)
+        finally:
+            self._remember(link, sizer)
+
+    def _deliver(
+        self,
+        link: Link,
+        sizer: Sizer,
+        ready: Preflight,
+        result: SyncResult,
+        started: float,
+        on_progress: Callable[[SyncResult], None] | None,
+    ) -> tuple[SyncResult | None, SyncResult | Failure | None]:
+        """Deliver windows until the backlog ends or a window ends the pass (see :meth:`push`)."""
+        config, conn = self.config, link.conn
+        window = read_window(conn, self.window_size(sizer), skip=ready.waiting)
+        planned = plan(window.changes, window.specs, sizer.limits)
         while True:
+            sizer.planned(sum(r.rows for r in planned.requests), sum(r.body_bytes for r in planned.requests))
             result.more = window.full or ready.resending
             ahead = config.read_ahead and window.full and time.monotonic() - started < READ_AHEAD_SECONDS
-            reader = window_reader(conn, config.window, config.limits, ready, window) if ahead else None
+            # The next window's size is asked when it is read: this window's first requests may have grown it.
+            reader = window_reader(conn, partial(self.window_size, sizer), sizer, ready, window) if ahead else None
             outcome, next_window = deliver_window(
-                link, window, planned, result, limits=config.limits, on_progress=on_progress, read_ahead=reader
+                link, window, planned, result, sizer=sizer, on_progress=on_progress, read_ahead=reader
             )
             next_window = still_current(conn, ready, next_window)
             if outcome is not None or next_window is None:

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from d1sync.sqlite import Connection
-from d1sync.sync.config import Limits
 from d1sync.sync.model import Change
 from d1sync.sync.push.planner import Plan, plan
+from d1sync.sync.push.sizing import Sizer
 from d1sync.sync.push.window import ReadAhead, Window, read_window
 from d1sync.sync.store.state import schema_version
 
@@ -43,17 +43,18 @@ def still_current(conn: Connection, ready: Preflight, ahead: tuple[Window, Plan]
 
 
 def window_reader(
-    conn: Connection, size: int, limits: Limits, ready: Preflight, window: Window
+    conn: Connection, size: Callable[[], int], sizer: Sizer, ready: Preflight, window: Window
 ) -> Callable[[list[Change], list[Change]], tuple[Window, Plan] | None]:
     """What reads the window after ``window`` while its last request is in flight (given the changes in
     flight and those held back), with its plan; None if its tables are not as the pass's preflight ``ready``
-    saw them (DDL ran, a table was tracked or declared: the next pass checks them on the remote first)."""
+    saw them (DDL ran, a table was tracked or declared: the next pass checks them on the remote first).
+    ``size()`` is the window's size in keys, asked when it is read; it is planned at ``sizer``'s size."""
 
     def read_next(in_flight: list[Change], held_back: list[Change]) -> tuple[Window, Plan] | None:
         carry = ReadAhead(window.high, window.top, in_flight, held_back)
-        ahead = read_window(conn, size, skip=ready.waiting, ahead=carry)
+        ahead = read_window(conn, size(), skip=ready.waiting, ahead=carry)
         if ahead.schema_version != ready.schema_version or ahead.specs != ready.specs:
             return None
-        return ahead, plan(ahead.changes, ahead.specs, limits)
+        return ahead, plan(ahead.changes, ahead.specs, sizer.limits)  # the size as it is once this one went
 
     return read_next

@@ -15,7 +15,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from d1sync.errors import D1Error, FileRewoundError, SQLError, TransientError
+from d1sync.errors import D1Error, ExecutionTimeoutError, FileRewoundError, LimitError, SQLError, TransientError
 
 __all__ = ["RULES", "Refusal", "Rule", "Verdict", "blames_the_table", "decide", "same_refusal"]
 
@@ -32,6 +32,8 @@ PROBES = 3
 class Verdict(enum.Enum):
     """What the sender does with a refused request."""
 
+    SHRINK = "shrink"
+    """Send the rows again in smaller requests, and plan smaller from now on (:mod:`~d1sync.sync.push.sizing`)."""
     BACK_OFF = "back off"
     """Nothing is acknowledged; the pass ends and the worker backs off (persisted, jittered)."""
     PAUSE_ALL = "pause everything"
@@ -96,6 +98,12 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule(
+        lambda r: isinstance(r.error, LimitError | ExecutionTimeoutError) and r.rows > 1,
+        Verdict.SHRINK,
+        "too big (413, SQLITE_TOOBIG, statement too long) or too long to run (D1's execution limit): nothing "
+        "was applied, and the same rows in smaller requests can go",
+    ),
     Rule(lambda r: isinstance(r.error, TransientError), Verdict.BACK_OFF, "network, timeout, 429, 5xx: try again"),
     Rule(
         lambda r: isinstance(r.error, FileRewoundError),

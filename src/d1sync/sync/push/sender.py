@@ -4,6 +4,8 @@ lost lease.
 What a refusal means is decided by :mod:`~d1sync.sync.push.refusals` (one table of rules); this module carries
 the verdicts out. In short (what each costs, in requests, is in docs/sync.md):
 
+* **Too big or too long** (HTTP 413, ``SQLITE_TOOBIG``, D1's execution limit): nothing was applied; the request
+  size shrinks (:mod:`~d1sync.sync.push.sizing`) and the rows go again at once, in smaller requests.
 * **Not about a row** (``no such column``, ``table t has no column named c``): the table's statements are
   split from a request holding several tables, and the table that fails is paused with D1's message. Nothing
   is dead-lettered; the other tables go on.
@@ -11,7 +13,8 @@ the verdicts out. In short (what each costs, in requests, is in docs/sync.md):
   table are sent alone. If every probe fails the same way with a ``NOT NULL``, ``CHECK`` or STRICT type error,
   the problem is the table's (a remote column the local table lacks, a column type that differs): the table
   pauses with the message and nothing is dead-lettered. Otherwise the request is bisected until only the
-  offending rows are left; those are dead-lettered and everything else goes through.
+  offending rows are left (sending only what it must, :meth:`_Sender._split`); those are dead-lettered and
+  everything else goes through.
 * A single row refused for a foreign key or a ``UNIQUE`` value may only be waiting for another row's change
   (its parent; the row that holds the value remotely). In a full window that change may lie beyond it, so the
   row stays pending; otherwise it is tried again after the rest of the pass. Rows whose ``UNIQUE`` values move
@@ -27,23 +30,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import TypeVar
 
-from d1sync.errors import D1Error, FileRewoundError, SQLError, TransientError
+from d1sync.errors import D1Error, SQLError, TransientError
 from d1sync.sqlite import Connection, shown
-from d1sync.sync.config import Limits
 from d1sync.sync.link import Link
 from d1sync.sync.model import Change, Failure, SyncResult, TableSpec
-from d1sync.sync.push.planner import DEFER_FOREIGN_KEYS, Plan, PlannedRequest, plan
+from d1sync.sync.push.planner import Plan, PlannedRequest, plan
 from d1sync.sync.push.refusals import PROBES, Refusal, Verdict, blames_the_table, decide, same_refusal
+from d1sync.sync.push.request import send_request
+from d1sync.sync.push.sizing import Sizer
 from d1sync.sync.push.swap import swap_request
 from d1sync.sync.push.window import Window, acknowledge, requeue
-from d1sync.sync.remote import CLEAR_ORIGIN, REWOUND, SET_ORIGIN, fence_statements
 from d1sync.sync.store.dead import dead_letter, resolve_dead
 from d1sync.sync.store.lease import MAX_ALLOWANCE
-from d1sync.sync.store.state import TableState, load_table_states, next_send, save_table_state
-from d1sync.sync.store.twoway import push_origin
+from d1sync.sync.store.state import TableState, load_table_states, save_table_state
 from d1sync.sync.tables.pauses import pause
 
 __all__ = ["deliver", "deliver_window", "send_request", "settle_window"]
@@ -63,7 +64,7 @@ def deliver(
     specs: dict[str, TableSpec],
     result: SyncResult,
     *,
-    limits: Limits,
+    sizer: Sizer,
     on_progress: Callable[[SyncResult], None] | None = None,
     window_full: bool,
     progressed: bool = False,
@@ -84,7 +85,7 @@ def deliver(
         # A full window's last request is usually short: its rows stay pending and the next window, read
         # right away, fills a request with them. Under a rate limit, full requests are throughput.
         requests, held_back = requests[:-1], requests[-1:]
-    sender = _Sender(link, specs, result, limits, on_progress)
+    sender = _Sender(link, specs, result, sizer, on_progress)
     deferred: list[Change] = []
     ahead: list[T] = []
     tail = [c for r in held_back for c in r.changes]
@@ -109,7 +110,7 @@ def deliver_window(
     planned: Plan,
     result: SyncResult,
     *,
-    limits: Limits,
+    sizer: Sizer,
     on_progress: Callable[[SyncResult], None] | None = None,
     read_ahead: Callable[[list[Change], list[Change]], T] | None = None,
 ) -> tuple[SyncResult | Failure | None, T | None]:
@@ -122,7 +123,7 @@ def deliver_window(
         planned.requests,
         window.specs,
         result,
-        limits=limits,
+        sizer=sizer,
         on_progress=on_progress,
         window_full=window.full,
         progressed=bool(window.superseded),
@@ -148,71 +149,34 @@ def settle_window(conn: Connection, window: Window, planned: Plan, result: SyncR
         result.dead += dead_letter(conn, planned.rejected)
 
 
-def send_request(link: Link, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None) -> T | None:
-    """Send one planned request as one atomic batch (foreign keys checked at its commit).
-
-    A replica's batch sets the remote origin to its id first and clears it last, so the remote log knows
-    these writes as its own (see :mod:`~d1sync.sync.remote`).
-
-    With ``meanwhile``, the batch goes from the link's helper thread while ``meanwhile()`` runs on this one,
-    and its result is returned once the batch is answered. The send's error, if any, is raised; an error of
-    ``meanwhile`` only costs its result (None), since what it prepares is read again next pass.
-    """
-    db = link.target
-    origin = push_origin(link.conn)
-    identity, number = next_send(link.conn)
-    statements = [db.prepare(DEFER_FOREIGN_KEYS)]
-    statements += [db.prepare(sql).bind(*params) for sql, params in fence_statements(identity, number)]
-    statements += [db.prepare(SET_ORIGIN).bind(origin)] if origin else []
-    statements += [db.prepare(s.sql).bind(*s.params) for s in request.statements]
-    statements += [db.prepare(CLEAR_ORIGIN)] if origin else []
-
-    def send() -> None:
-        try:
-            db.batch(statements)
-        except SQLError as exc:
-            if exc.fence != REWOUND:
-                raise
-            raise rewound(link.conn.path, number) from exc
-
-    if meanwhile is None:
-        send()
-        return None
-    return link.aside.run(send, meanwhile)
-
-
-def rewound(path: Path, number: int) -> FileRewoundError:
-    """The error for a file whose send ``number`` D1 refused as older than one it already took from it."""
-    return FileRewoundError(
-        f"{path} is older than what it already sent to D1 (restored from a backup?): D1 has taken a newer send "
-        f"from it than this file's #{number}, so it may hold rows this file lost and lack rows written since. "
-        f"Make D1 equal to this file: d1sync verify {shown(path)} --repair --delete-extra; or restore this file "
-        f"from D1: d1sync clone {shown(f'{path}.restored')} (with the target options you give `sync`)"
-    )
-
-
 class _Sender:
     def __init__(
         self,
         link: Link,
         specs: dict[str, TableSpec],
         result: SyncResult,
-        limits: Limits,
+        sizer: Sizer,
         on_progress: Callable[[SyncResult], None] | None,
     ) -> None:
         self.link = link
         self.specs = specs
         self.result = result
-        self.limits = limits
+        self.sizer = sizer
         self.on_progress = on_progress
         self.paused: set[str] = set()
         self.probed: set[str] = set()
         self.clashing: dict[str, list[tuple[Change, SQLError]]] = {}
         self.refused = False
         """D1 refused a request of this delivery (whatever followed: a bisection, a dead letter, a pause)."""
+        self.suspects: dict[int, tuple[PlannedRequest, list[Change]]] = {}
+        """By request (its id): the untested second half of refused rows whose first half it carries."""
+        self.leftover: list[Change] = []
+        """Untested halves of a bisection whose first half was refused: they go together after it."""
+        self.grown = False
+        """The request size grew with the last request sent: what is left of a window goes in fewer."""
 
     def plan(self, changes: list[Change]) -> list[PlannedRequest]:
-        return plan([c for c in changes if c.table not in self.paused], self.specs, self.limits).requests
+        return plan([c for c in changes if c.table not in self.paused], self.specs, self.sizer.limits).requests
 
     def _allowance(self) -> float:
         """Seconds a send may spend waiting for the client's rate limiter, added to the lease before it."""
@@ -236,17 +200,19 @@ class _Sender:
         started = time.monotonic()
         changes = request.changes
         if read_ahead is None or ahead is None:
-            send_request(link, request)
+            ran, _ = send_request(link, request)
         else:
-            read = send_request(link, request, meanwhile=lambda: read_ahead(changes))
+            ran, read = send_request(link, request, meanwhile=lambda: read_ahead(changes))
             ahead[:] = [] if read is None else [read]
+        elapsed = time.monotonic() - started
+        self.grown = self.sizer.succeeded(body_bytes=request.body_bytes, seconds=ran, elapsed=elapsed)
         if acknowledge(link.conn, changes, owner=link.lease.owner, then=resolve_dead) is None:
             return self._lost_lease(request)
         log.debug(
             "request acknowledged: %d row(s), %d bytes, %.0f ms",
             request.rows,
             request.body_bytes,
-            (time.monotonic() - started) * 1000,
+            elapsed * 1000,
         )
         self.result.rows += request.rows
         self.result.requests += 1
@@ -277,7 +243,7 @@ class _Sender:
             batch = queue.popleft()
             for i, request in enumerate(batch):
                 if any(c.table in self.paused for c in request.changes):
-                    queue.appendleft(self.plan(request.changes) + batch[i + 1 :])
+                    queue.appendleft(self.plan(request.changes + self._sibling(request)) + batch[i + 1 :])
                     break
                 last = i == len(batch) - 1 and not queue and not retry_later and not self.refused
                 try:
@@ -286,19 +252,47 @@ class _Sender:
                     except D1Error as exc:
                         refusal = self._refusal(exc, request, window_full=window_full, retried=retried)
                         verdict = decide(refusal)
+                        self.leftover += self._sibling(request)
+                        if verdict is Verdict.SHRINK:
+                            self.refused = True
+                            queue.appendleft(self._smaller(exc, request, batch[i + 1 :]) + self._flush_leftover())
+                            break
                         if verdict in (Verdict.BACK_OFF, Verdict.PAUSE_ALL):
+                            # A timeout or a reset connection may say the request was too big.
+                            self.sizer.failed(exc, body_bytes=request.body_bytes, rows=request.rows)
                             raise
                         assert refusal.sql is not None
                         self.refused = True
                         # The probes of a refusal send requests too: their failures are handled alike.
                         rest = self._refused(verdict, refusal.sql, request, deferred, retry_later)
+                        if not rest or verdict not in (Verdict.BISECT, Verdict.PROBE):
+                            rest += self._flush_leftover()
                         queue.appendleft(rest + batch[i + 1 :])
                         break
                 except D1Error as exc:  # the pass ends: it backs off, or pauses loudly
                     return self._failed(exc, request, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF)
                 if outcome is not None:
                     return outcome
+                known_bad = self._sibling(request)
+                if known_bad:  # the refused rows' other half holds the offending row: split it, unsent
+                    queue.appendleft(self._split(known_bad) + batch[i + 1 :])
+                    break
+                if self.grown and len(batch) - i > 2 and not self.suspects and not self.leftover:
+                    queue.appendleft(self.plan([c for r in batch[i + 1 :] for c in r.changes]))  # fuller
+                    break
         return None
+
+    def _smaller(self, exc: D1Error, request: PlannedRequest, rest: list[PlannedRequest]) -> list[PlannedRequest]:
+        """The requests to send in place of one D1 refused as too big, and of those after it: planned again at
+        the smaller size, or, when the size could not go lower, in halves."""
+        value_bytes = max(len(s.param) for s in request.statements)
+        self.sizer.failed(exc, body_bytes=request.body_bytes, rows=request.rows, value_bytes=value_bytes)
+        rows = request.changes
+        smaller = self.plan(rows)
+        if len(smaller) == 1:
+            half = len(rows) // 2
+            smaller = self.plan(rows[:half]) + self.plan(rows[half:])
+        return smaller + (self.plan([c for r in rest for c in r.changes]) if rest else [])
 
     def _refusal(self, exc: D1Error, request: PlannedRequest, *, window_full: bool, retried: bool) -> Refusal:
         tables = {c.table for c in request.changes}
@@ -337,11 +331,31 @@ class _Sender:
                 if rest is None:
                     return []
                 rows = rest
-            if len(rows) <= 1:
-                return self.plan(rows)
-            half = len(rows) // 2
-            return self.plan(rows[:half]) + self.plan(rows[half:])
+            return self._split(rows)
         return []
+
+    def _split(self, rows: list[Change]) -> list[PlannedRequest]:
+        """Bisect refused rows: their first half goes, and the second waits (:attr:`suspects`). If the first
+        half goes through, the offending row is in the second, which is split in turn without being sent
+        whole; if it is refused, the second half waits with the other untested halves (:attr:`leftover`),
+        which go together, in full requests, once a row is isolated. About log2(rows) + 2 requests a row."""
+        if len(rows) <= 1:
+            return self.plan(rows) + self._flush_leftover()
+        half = len(rows) // 2
+        first = self.plan(rows[:half])
+        if len(first) != 1:  # the size moved since: plain halves
+            return first + self.plan(rows[half:]) + self._flush_leftover()
+        self.suspects[id(first[0])] = (first[0], rows[half:])
+        return first
+
+    def _sibling(self, request: PlannedRequest) -> list[Change]:
+        """The untested half waiting on ``request`` (see :meth:`_split`), no longer waiting; or none."""
+        suspect = self.suspects.pop(id(request), None)
+        return suspect[1] if suspect is not None and suspect[0] is request else []
+
+    def _flush_leftover(self) -> list[PlannedRequest]:
+        rows, self.leftover = self.leftover, []
+        return self.plan(rows) if rows else []
 
     def _probe(self, exc: SQLError, rows: list[Change]) -> list[Change] | None:
         """Send a few rows alone. None if they all fail alike (the table is paused); else the rows left."""
@@ -364,7 +378,7 @@ class _Sender:
         """Send rows still clashing on UNIQUE values together, once, then dead-letter what still fails."""
         for table, clashes in sorted(self.clashing.items()):
             changes = [c for c, _ in clashes]
-            request = swap_request(self.link.conn, self.specs[table], changes, self.limits)
+            request = swap_request(self.link.conn, self.specs[table], changes, self.sizer.limits)
             if request is not None and len(changes) > 1 and table not in self.paused:
                 try:
                     outcome = self._send(request)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
+from typing import Any
 
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
@@ -27,6 +28,10 @@ from d1sync.sync.store.state import schema_version
 __all__ = ["ReadAhead", "Window", "acknowledge", "read_window", "requeue"]
 
 _KEYS_PER_QUERY = 5_000
+_LOG_PAGE = 20_000
+"""Change rows read per query while a window is filled."""
+_MAX_SCAN_PER_KEY = 20
+"""Change rows a window reads per key of its limit at most (it bounds a pass over a log of pure churn)."""
 _BAD_ROW_TEXT = (
     "a text value of this row is not valid UTF-8, which D1 cannot store; "
     "fix the row locally (e.g. UPDATE with CAST(... AS BLOB)) and retry the dead letter"
@@ -72,22 +77,20 @@ class ReadAhead:
     """What that window holds back for the next one: still pending, not in flight."""
 
 
-def _current_rows(conn: Connection, spec: TableSpec, keys: Sequence[str]) -> tuple[dict[str, tuple[object, ...]], bool]:
-    """The current local rows for ``keys`` (JSON key arrays), by key text; and whether some text was not UTF-8
-    (then :func:`~d1sync.sync.codec.has_undecodable_text` tells which rows)."""
+def _current_rows(
+    conn: Connection, spec: TableSpec, keys: Sequence[str]
+) -> Iterator[tuple[dict[str, tuple[object, ...]], bool]]:
+    """The current local rows for ``keys`` (JSON key arrays), by key text, :data:`_KEYS_PER_QUERY` keys at a
+    time (a big window never holds all its rows undecoded at once); with each chunk, whether some text was
+    not UTF-8 (then :func:`~d1sync.sync.codec.has_undecodable_text` tells which rows)."""
     q = quote_identifier(spec.name)
     join = " AND ".join(f"t.{quote_identifier(c)} IS {column_expr(i, True, 'j.value')}" for i, c in enumerate(spec.key))
     cols = ", ".join(f"t.{quote_identifier(c)}" for c in spec.columns)
     sql = f"SELECT {key_sql('t', spec.key)}, {cols} FROM json_each(?) AS j JOIN {q} AS t ON {join}"
-    found: dict[str, tuple[object, ...]] = {}
-    lenient = False
     for start in range(0, len(keys), _KEYS_PER_QUERY):
         param = "[" + ",".join(keys[start : start + _KEYS_PER_QUERY]) + "]"
         rows, bad = conn.read(sql, (param,))
-        lenient |= bad
-        for row in rows:
-            found[row[0]] = tuple(row[1:])
-    return found, lenient
+        yield {row[0]: tuple(row[1:]) for row in rows}, bad
 
 
 def _defer_moving_keys(
@@ -154,24 +157,26 @@ def _read_current_state(
             continue
         by_table.setdefault(change.table, []).append(change)
     for table, pending in by_table.items():
-        current, lenient = _current_rows(conn, specs[table], [c.key for c in pending])
-        for change in pending:
-            row = current.get(change.key)
-            if row is None:
-                change.op, change.data, change.blobs = "delete", None, frozenset()
-            elif lenient and has_undecodable_text(row):
-                window.invalid.append((change, _BAD_ROW_TEXT))
-                continue
-            else:
-                change.op = "upsert"
-                change.data, change.blobs = encode_row(row)
-            window.changes.append(change)
+        chunks = _current_rows(conn, specs[table], [c.key for c in pending])
+        for start, (current, lenient) in zip(range(0, len(pending), _KEYS_PER_QUERY), chunks, strict=True):
+            for change in pending[start : start + _KEYS_PER_QUERY]:
+                row = current.get(change.key)
+                if row is None:
+                    change.op, change.data, change.blobs = "delete", None, frozenset()
+                elif lenient and has_undecodable_text(row):
+                    window.invalid.append((change, _BAD_ROW_TEXT))
+                    continue
+                else:
+                    change.op = "upsert"
+                    change.data, change.blobs = encode_row(row)
+                window.changes.append(change)
 
 
 def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead: ReadAhead | None = None) -> Window:
-    """Read up to ``limit`` change rows, the synced tables' specs and their rows' current state, in one
-    read snapshot. Changes of the tables in ``skip`` (paused, or not checked this pass) stay pending and
-    take no room in the window.
+    """Read the change rows of up to ``limit`` distinct keys (each coalesced to its newest change, see
+    :func:`_read_keys`), the synced tables' specs and their rows' current state, in one read snapshot.
+    Changes of the tables in ``skip`` (paused, or not checked this pass) stay pending and take no room in
+    the window.
 
     With ``ahead``, the window is read while a request of the window before is in flight: it never holds a
     change row in flight, and it takes up that window's held-back changes as they are (their rows' states
@@ -186,16 +191,14 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead
         top = issued_seq(conn)
         specs = load_specs(conn)
         if ahead is None:
-            rows, lenient_log = read_log(conn, limit, skipped)
+            log, lenient_log, full = _read_keys(conn, limit, skipped)
         elif _only_these_below(conn, ahead, skipped):
             carried = ahead.held_back
-            rest = max(0, limit - _row_count(carried))  # SQLite reads a negative LIMIT as none
-            rows, lenient_log = read_log(conn, rest, skipped, after=ahead.high)
+            held = {(c.table, c.key) for c in carried}
+            log, lenient_log, full = _read_keys(conn, limit, skipped, after=ahead.high, known=held)
         else:
-            rows, lenient_log = read_log(conn, limit, skipped, exclude=ahead.in_flight)
-        log = rows.fetchall()
+            log, lenient_log, full = _read_keys(conn, limit, skipped, exclude=ahead.in_flight)
         latest = _coalesce(log, carried)
-        full = len(log) + _row_count(carried) >= limit
         high = log[-1][0] if log else max((c.seqs[-1] for c in carried), default=0)
         superseded = _defer_moving_keys(conn, specs, latest, high=high) if full and latest else []
         window = Window(
@@ -232,6 +235,47 @@ def read_window(conn: Connection, limit: int, *, skip: Iterable[str] = (), ahead
         _read_current_state(conn, specs, tracked, window, known, written)
     window.changes.sort(key=lambda c: c.seqs[-1])
     return window
+
+
+def _read_keys(
+    conn: Connection,
+    limit: int,
+    skipped: str | None,
+    *,
+    after: int = 0,
+    exclude: Sequence[Change] = (),
+    known: Iterable[tuple[str, str]] = (),
+) -> tuple[list[tuple[int, str, str, Op, str | None]], bool, bool]:
+    """The pending change rows in seq order up to the first row of a key beyond ``limit`` distinct keys
+    (``known`` keys count among them), at most :data:`_MAX_SCAN_PER_KEY` rows a key; and whether some text
+    was not UTF-8, and whether rows are left beyond (the window is full).
+
+    A window counts keys, not change rows: a key changed a hundred times is one row to send, so requests
+    follow rows, not churn.
+    """
+    keys = set(known)
+    taken: list[tuple[int, str, str, Op, str | None]] = []
+    lenient = False
+    most = max(limit, 1_000) * _MAX_SCAN_PER_KEY
+    while True:
+        options: dict[str, Any] = {"after": after} if after else {}
+        if exclude:
+            options["exclude"] = exclude
+        page, bad = read_log(conn, _LOG_PAGE, skipped, **options)
+        lenient |= bad
+        rows = page.fetchall()
+        for row in rows:
+            key = (row[1], row[2])
+            if key not in keys:
+                if len(keys) >= limit:
+                    return taken, lenient, True
+                keys.add(key)
+            taken.append(row)
+        if len(rows) < _LOG_PAGE:
+            return taken, lenient, False
+        if len(taken) >= most:
+            return taken, lenient, True
+        after = rows[-1][0]
 
 
 def _always_logged(conn: Connection, spec: TableSpec | None) -> bool:

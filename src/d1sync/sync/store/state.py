@@ -26,6 +26,7 @@ __all__ = [
     "Lease",
     "PauseCause",
     "RateBudget",
+    "RequestSize",
     "Seeding",
     "TableState",
     "WorkerState",
@@ -105,6 +106,28 @@ class RateBudget:
 
 
 @dataclass(frozen=True)
+class RequestSize:
+    """The request size learned from a database's answers (:mod:`d1sync.sync.push.sizing`), so a restart
+    starts where the last run was.
+
+    Attributes:
+        target: the target (its repr) it was learned on: another database starts from the configured size.
+        bytes: the request body size to plan to.
+        refused: the smallest body D1 refused as too big or too slow (413, its execution limit): growth
+            stays under it. None when none was.
+        value_bytes: the largest JSON parameter to plan to, when D1 refused a smaller one than configured as
+            too big (``SQLITE_TOOBIG``). None otherwise.
+        row_bytes: the mean bytes of a row in the last requests (windows are sized with it to fill requests).
+    """
+
+    target: str | None
+    bytes: int
+    refused: int | None = None
+    value_bytes: int | None = None
+    row_bytes: float | None = None
+
+
+@dataclass(frozen=True)
 class Seeding:
     """A backlog on its way through D1's import (:mod:`d1sync.sync.push.seeder`), recorded before the upload."""
 
@@ -140,6 +163,8 @@ class WorkerState:
     """This file's identity on D1's fence (see :mod:`d1sync.sync.remote`); made on the first send."""
     sent: int = 0
     """The number of the last send this file made (each push batch takes the next, committed before it goes)."""
+    request_size: RequestSize | None = None
+    """The request size learned from the target's answers (None: nothing learned yet)."""
     seeding: Seeding | None = None
     """An import of the backlog under way: nothing else is sent until D1 says how it ended."""
     import_declined: int = 0
@@ -152,6 +177,7 @@ _NESTED: dict[str, type[Any]] = {
     "last_error": LastError,
     "last_pass": LastPass,
     "rate_budget": RateBudget,
+    "request_size": RequestSize,
     "seeding": Seeding,
 }
 _FIELDS = {f.name for f in dataclasses.fields(WorkerState)}

@@ -23,7 +23,9 @@ The outbox's own tables inside the application's SQLite file (:data:`SCHEMA`):
                      ``'delete'``, and no mark.
 ``_d1sync_tables``   which tables are synced and how (key, columns, version column, mode).
 ``_d1sync_meta``     worker state that must survive restarts, one JSON value per key: the drain lease,
-                     back-off, pause, last error, last pass. Read and written only as
+                     back-off, pause, last error, last pass, the learned request size. A new field is a new
+                     key, so an earlier file needs no upgrade: a missing key reads as its default (and an
+                     earlier build ignores keys it does not know). Read and written only as
                      :class:`~d1sync.sync.store.state.WorkerState`.
 ``_d1sync_dead``     dead letters: changes D1 refused permanently, with the error text.
 ``_d1sync_table_state`` per-table state, one JSON value per synced table
