@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from d1sync.database import Database
 from d1sync.errors import D1Error, UnreachableError
 from d1sync.sync import DrainReport, Limits, SyncConfig, SyncWorker, drain
-from d1sync.sync.metrics import MetricsServer, metrics_text
+from d1sync.sync.metrics import MetricsServer, worker_registry
 from d1sync.sync.store.lease import describe_holder, live_holder
 
 from ._common import (
@@ -88,7 +88,7 @@ def limit_options(func: Any) -> Any:
 def _metrics(db: str, worker: SyncWorker, port: int | None) -> MetricsServer | None:
     if port is None:
         return None
-    return serve_on(port, lambda free: MetricsServer(lambda: metrics_text(db, worker.counters), port=free))
+    return serve_on(port, lambda free: MetricsServer(worker_registry(db, worker.counters), port=free))
 
 
 class _Shutdown:
