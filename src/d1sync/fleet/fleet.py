@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any, Self
 
 from d1sync.client import D1Client, RateLimiter
+from d1sync.errors import D1SyncError
 from d1sync.fleet.engine import Connect, TenantEngine, TenantRow
 from d1sync.fleet.naming import DEFAULT_TEMPLATE, check_template, database_name
-from d1sync.fleet.provision import ANYWHERE, Placement
+from d1sync.fleet.provision import ANYWHERE, Placement, place_of
 from d1sync.fleet.scheduler import Scheduler, file_signature
 from d1sync.fleet.status import FleetStatus, totals
 from d1sync.fleet.tenants import DEFAULT_PATTERN, discover
@@ -38,6 +39,11 @@ from d1sync.target import Target
 __all__ = ["Fleet", "FleetStatus", "connector"]
 
 log = logging.getLogger("d1sync.fleet")
+
+_LIST_PAGE = 100
+"""Databases per page of the account's listing (the client's page size)."""
+_SIZE_SHARE = 0.01
+"""The most of the budget that reading the databases' sizes may spend."""
 
 
 def connector(target: Target, limiter: RateLimiter | None, **client_options: Any) -> Connect:
@@ -74,6 +80,9 @@ class Fleet:
         tick: seconds between looks at the open tenants for writes (``PRAGMA data_version``).
         scan_interval: seconds between stats of the closed (idle) tenants' files for writes.
         full_check_interval: seconds between passes of every tenant, the safety net for what a stat misses.
+        size_interval: least seconds between reads of the databases' sizes (D1's ``file_size``, one listing
+            of the account: a request per 100 databases), done only after rows were sent, and never so often
+            that it would spend more than 1 % of ``rate_limiter``'s budget.
         rate_limiter: the shared limiter, reported in status (the clients ``connect`` makes should use it).
         monotonic: the clock of the schedule.
     """
@@ -95,6 +104,7 @@ class Fleet:
         tick: float = 0.5,
         scan_interval: float = 2.0,
         full_check_interval: float = 600.0,
+        size_interval: float = 600.0,
         rate_limiter: RateLimiter | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -113,6 +123,7 @@ class Fleet:
         self.tick = tick
         self.scan_interval = scan_interval
         self.full_check_interval = full_check_interval
+        self.size_interval = size_interval
         self.rate_limiter = rate_limiter
         self._connect = connect
         self._monotonic = monotonic
@@ -128,6 +139,8 @@ class Fleet:
         self._last_sweep = float("-inf")
         self._last_full = monotonic()
         self._last_scan = float("-inf")
+        self._last_sizes = monotonic()
+        self._sent_since_sizes = False
         self.on_pass: Callable[[TenantEngine, SyncResult], None] | None = None
         """Called after every pass (from a pool thread), for progress bars."""
 
@@ -194,6 +207,7 @@ class Fleet:
         result = SyncResult("backoff", retry_in=self.tick)
         try:
             result = engine.step(self.account)
+            self._sent_since_sizes = self._sent_since_sizes or result.rows > 0
         finally:
             # A write that landed during the pass is not in the stat taken after it: data_version tells.
             more = result.more or (result.state in ("idle", "synced") and engine.open and engine.changed())
@@ -228,6 +242,50 @@ class Fleet:
             if scan:
                 self._last_scan = now
         self._close_idle(now)
+        if self._sent_since_sizes and now - self._last_sizes >= self._size_interval():
+            self.refresh_sizes()
+
+    def _size_interval(self) -> float:
+        """``size_interval``, or longer where the listing's pages would spend more than 1 % of the budget."""
+        limiter = self.rate_limiter
+        if limiter is None:
+            return self.size_interval
+        pages = max(1, -(-len(self.engines) // _LIST_PAGE))
+        return max(self.size_interval, pages * limiter.per / (_SIZE_SHARE * limiter.rate))
+
+    def refresh_sizes(self) -> int:
+        """Read every database's size (D1's ``file_size``) from one listing of the account, into the tenants'
+        rows and files; the number of tenants whose size moved. Skipped (0) while the budget has no tokens
+        to spare for the listing: the tenants' own requests come first."""
+        self._last_sizes = self._monotonic()
+        pages = max(1, -(-len(self.engines) // _LIST_PAGE))
+        if self.rate_limiter is not None and self.rate_limiter.available() < pages + 1:
+            return 0
+        self._sent_since_sizes = False
+        try:
+            listed = self.account.list_databases()
+        except D1SyncError as exc:
+            log.info("could not read the databases' sizes: %s", exc)
+            return 0
+        sizes = {str(d.get("uuid")): d.get("file_size") for d in listed}
+        place, moved = place_of(self.account), 0
+        with self._lock:
+            for path, engine in self.engines.items():
+                size, slot = sizes.get(engine.row.database_id or ""), self.schedule.slots[path]
+                if not isinstance(size, int) or slot.busy:
+                    continue  # a tenant in a pass gets its size at the next listing
+                stat_moved = not engine.open and self.schedule.stat_moved(path, slot)
+                try:
+                    written = engine.seen_size(size, place)
+                except D1SyncError as exc:
+                    log.debug("%s: could not record its size: %s", path.name, exc)
+                    continue
+                moved += written
+                if stat_moved:
+                    self.schedule.wake(path, self._monotonic())  # the application wrote: that stat is its
+                elif written and not engine.open:
+                    slot.signature = file_signature(path)  # our own write is no reason for a pass
+        return moved
 
     def _close_idle(self, now: float) -> None:
         with self._lock:
@@ -309,7 +367,8 @@ class Fleet:
     def drain(self, timeout: float | None = None, *, sleep: Callable[[float], None] = time.sleep) -> FleetStatus:
         """Rounds until no tenant has work left that can move (drained, paused, failed), or ``timeout``.
 
-        A tenant that backs off is waited for (within ``timeout``); one that is paused or failed is not.
+        A tenant that backs off is waited for (within ``timeout``); one that is paused or failed is not. When
+        rows were sent, the databases' sizes are read at the end (:meth:`refresh_sizes`).
         """
         deadline = None if timeout is None else self._monotonic() + timeout
         self.sweep()
@@ -326,6 +385,8 @@ class Fleet:
             if not results:
                 wait_for = max(0.0, due - now)
                 sleep(min(wait_for, self.tick, max(0.0, deadline - now) if deadline is not None else wait_for))
+        if self._sent_since_sizes:  # the sizes `fleet status` shows next: one listing per 100 databases
+            self.refresh_sizes()
         return self.status()
 
     def _stuck(self) -> set[Path]:
