@@ -181,7 +181,7 @@ class FleetChild:
                 return
             if time.monotonic() > deadline:
                 raise D1SyncError(f"`d1sync fleet run` did not settle within {timeout:.0f} s")
-            time.sleep(1.0)
+            time.sleep(3.0)  # each look costs the daemon a status of every tenant: not too often
 
     def close(self) -> None:
         self.child.close()

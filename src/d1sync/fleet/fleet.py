@@ -30,7 +30,7 @@ from d1sync.errors import D1SyncError
 from d1sync.fleet.engine import Connect, TenantEngine, TenantRow
 from d1sync.fleet.naming import DEFAULT_TEMPLATE, check_template, database_name
 from d1sync.fleet.provision import ANYWHERE, Placement, place_of
-from d1sync.fleet.scheduler import Scheduler, file_signature
+from d1sync.fleet.scheduler import Scheduler, Signature, file_signature
 from d1sync.fleet.status import FleetStatus, totals
 from d1sync.fleet.tenants import DEFAULT_PATTERN, discover
 from d1sync.sync import SyncConfig, SyncResult
@@ -141,6 +141,8 @@ class Fleet:
         self._last_scan = float("-inf")
         self._last_sizes = monotonic()
         self._sent_since_sizes = False
+        self._settled: dict[Path, Signature] = {}
+        """Each settled tenant's file signature when its row was last read (see :meth:`status`)."""
         self.on_pass: Callable[[TenantEngine, SyncResult], None] | None = None
         """Called after every pass (from a pool thread), for progress bars."""
 
@@ -395,16 +397,31 @@ class Fleet:
         return {p for p, e in self.engines.items() if e.row.state in ("paused", "failed", "locked")}
 
     def status(self) -> FleetStatus:
-        """Every tenant's row, read from its file now, and the totals."""
+        """Every tenant's row, read from its file now, and the totals.
+
+        A settled tenant (nothing pending, no pause, no error) whose file has not changed since it was last
+        read is not read again: a fleet at rest costs a stat per tenant per status, not a query.
+        """
         with self._lock:
             engines = list(self.engines.values())
             missing = list(self.missing.values())
-        rows = sorted([e.refresh() for e in engines] + missing, key=lambda r: r.file)
+        rows = sorted([self._row(e) for e in engines] + missing, key=lambda r: r.file)
         summary = totals(rows, [p.name for p in self.rejected])
         if self.rate_limiter is not None:
             limiter = self.rate_limiter
             summary["budget"] = {"rate": limiter.rate, "per": limiter.per, "available": round(limiter.available(), 1)}
         return FleetStatus(rows, summary)
+
+    def _row(self, engine: TenantEngine) -> TenantRow:
+        signature = file_signature(engine.path)
+        if signature is not None and self._settled.get(engine.path) == signature:
+            return engine.row
+        row = engine.refresh()
+        if signature is not None and row.pending == 0 and not (row.paused or row.last_error or row.state == "failed"):
+            self._settled[engine.path] = signature
+        else:
+            self._settled.pop(engine.path, None)
+        return row
 
     def close(self) -> None:
         """Stop, close every tenant and the pool."""
