@@ -44,6 +44,16 @@ _LIST_PAGE = 100
 """Databases per page of the account's listing (the client's page size)."""
 _SIZE_SHARE = 0.01
 """The most of the budget that reading the databases' sizes may spend."""
+_RACY_NS = 2_000_000_000
+"""How old a folder's mtime must be for a listing to be trusted while it stays the same."""
+
+
+def _folder_stamp(folder: Path) -> int | None:
+    """The folder's mtime (ns): any file created, removed or renamed in it moves it. None: no folder."""
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
 
 
 def connector(target: Target, limiter: RateLimiter | None, **client_options: Any) -> Connect:
@@ -141,6 +151,8 @@ class Fleet:
         self._last_scan = float("-inf")
         self._last_sizes = monotonic()
         self._sent_since_sizes = False
+        self._folder_seen: int | None = None
+        """The folder's mtime when a sweep last listed it completely (None: list it again)."""
         self._settled: dict[Path, Signature] = {}
         """Each settled tenant's file signature when its row was last read (see :meth:`status`)."""
         self.on_pass: Callable[[TenantEngine, SyncResult], None] | None = None
@@ -153,8 +165,13 @@ class Fleet:
 
     def sweep(self) -> None:
         """Look at the folder: add new tenant files, drop vanished ones (their databases are kept)."""
-        found = discover(self.folder, self.pattern)
+        stamp = _folder_stamp(self.folder)
+        found = discover(self.folder, self.pattern, frozenset(self.engines))
         now = self._monotonic()
+        # The listing can be trusted next time while the folder's mtime stays this one, if it was already old
+        # when read (a change within the same tick of the file system's clock would not move it).
+        old = stamp is not None and time.time_ns() - stamp > _RACY_NS
+        self._folder_seen = stamp if old and not found.undecided else None
         for path, why in found.rejected.items():
             if path not in self.rejected:
                 log.warning("%s is not a tenant: %s", path, why)
@@ -195,6 +212,7 @@ class Fleet:
         with self._lock:
             slot = self.schedule.slots.get(path)
             if slot is not None and slot.busy:
+                self._folder_seen = None
                 return  # dropped by the next sweep, once its pass is over
             engine = self.engines.pop(path)
             self.schedule.remove(path)
@@ -222,10 +240,14 @@ class Fleet:
     def _look(self) -> None:
         """Wake the tenants that were written to, and all of them on the slow full check; close idle ones."""
         now = self._monotonic()
+        full = now - self._last_full >= self.full_check_interval
         if now - self._last_sweep >= self.sweep_interval:
-            self.sweep()
+            # At rest the folder's entries do not change: one stat of the folder instead of reading them all.
+            if full or self._folder_seen is None or _folder_stamp(self.folder) != self._folder_seen:
+                self.sweep()
+            else:
+                self._last_sweep = now
         with self._lock:
-            full = now - self._last_full >= self.full_check_interval
             scan = now - self._last_scan >= self.scan_interval
             for path, slot in self.schedule.quiet():
                 engine = self.engines.get(path)

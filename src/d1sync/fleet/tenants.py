@@ -37,6 +37,8 @@ class Discovery:
 
     tenants: list[Path] = field(default_factory=list)
     rejected: dict[Path, str] = field(default_factory=dict)
+    undecided: list[Path] = field(default_factory=list)
+    """Files that match but cannot be told yet (empty, or unreadable for now): looked at again next sweep."""
 
 
 def sqlite_header(path: Path) -> bool | None:
@@ -51,8 +53,9 @@ def sqlite_header(path: Path) -> bool | None:
     return head == _HEADER
 
 
-def discover(folder: Path, pattern: str = DEFAULT_PATTERN) -> Discovery:
-    """The tenant files of ``folder`` (see the module docstring). Reads 16 bytes of each candidate."""
+def discover(folder: Path, pattern: str = DEFAULT_PATTERN, known: frozenset[Path] = frozenset()) -> Discovery:
+    """The tenant files of ``folder`` (see the module docstring). Reads 16 bytes of each candidate but the
+    ``known`` tenants (a file that was SQLite stays a tenant while it is there)."""
     found = Discovery()
     try:
         entries = sorted(folder.iterdir())
@@ -61,6 +64,9 @@ def discover(folder: Path, pattern: str = DEFAULT_PATTERN) -> Discovery:
     for path in entries:
         if path.name.endswith(COMPANIONS) or not fnmatch.fnmatchcase(path.name, pattern):
             continue
+        if path in known:
+            found.tenants.append(path)
+            continue
         if not path.is_file():
             continue
         kind = sqlite_header(path)
@@ -68,6 +74,8 @@ def discover(folder: Path, pattern: str = DEFAULT_PATTERN) -> Discovery:
             found.tenants.append(path)
         elif kind is False:
             found.rejected[path] = "not a SQLite database (its first bytes are not SQLite's header)"
+        else:
+            found.undecided.append(path)
     return found
 
 
