@@ -31,8 +31,10 @@ from d1sync.fleet.engine import Connect, TenantEngine, TenantRow
 from d1sync.fleet.naming import DEFAULT_TEMPLATE, check_template, database_name
 from d1sync.fleet.provision import ANYWHERE, Placement, place_of
 from d1sync.fleet.scheduler import Scheduler, Signature, file_signature
+from d1sync.fleet.sizes import list_sizes, size_interval
 from d1sync.fleet.status import FleetStatus, totals
 from d1sync.fleet.tenants import DEFAULT_PATTERN, discover
+from d1sync.fleet.watch import RACY_NS, FolderWatch, folder_stamp
 from d1sync.sync import SyncConfig, SyncResult
 from d1sync.target import Target
 
@@ -40,20 +42,8 @@ __all__ = ["Fleet", "FleetStatus", "connector"]
 
 log = logging.getLogger("d1sync.fleet")
 
-_LIST_PAGE = 100
-"""Databases per page of the account's listing (the client's page size)."""
-_SIZE_SHARE = 0.01
-"""The most of the budget that reading the databases' sizes may spend."""
-_RACY_NS = 2_000_000_000
-"""How old a folder's mtime must be for a listing to be trusted while it stays the same."""
-
-
-def _folder_stamp(folder: Path) -> int | None:
-    """The folder's mtime (ns): any file created, removed or renamed in it moves it. None: no folder."""
-    try:
-        return os.stat(folder).st_mtime_ns
-    except OSError:
-        return None
+_SAFETY_SCAN = 30.0
+"""Seconds between looks at every tenant's file while notifications come (for what they miss)."""
 
 
 def connector(target: Target, limiter: RateLimiter | None, **client_options: Any) -> Connect:
@@ -93,6 +83,8 @@ class Fleet:
         size_interval: least seconds between reads of the databases' sizes (D1's ``file_size``, one listing
             of the account: a request per 100 databases), done only after rows were sent, and never so often
             that it would spend more than 1 % of ``rate_limiter``'s budget.
+        watch: while :meth:`run` runs, learn of writes from file-change notifications (watchfiles); the
+            stats of every tenant every ``scan_interval`` become a safety net every 30 s.
         rate_limiter: the shared limiter, reported in status (the clients ``connect`` makes should use it).
         monotonic: the clock of the schedule.
     """
@@ -115,6 +107,7 @@ class Fleet:
         scan_interval: float = 2.0,
         full_check_interval: float = 600.0,
         size_interval: float = 600.0,
+        watch: bool = True,
         rate_limiter: RateLimiter | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -134,6 +127,8 @@ class Fleet:
         self.scan_interval = scan_interval
         self.full_check_interval = full_check_interval
         self.size_interval = size_interval
+        self.watch = watch
+        self._watch: FolderWatch | None = None
         self.rate_limiter = rate_limiter
         self._connect = connect
         self._monotonic = monotonic
@@ -165,12 +160,12 @@ class Fleet:
 
     def sweep(self) -> None:
         """Look at the folder: add new tenant files, drop vanished ones (their databases are kept)."""
-        stamp = _folder_stamp(self.folder)
+        stamp = folder_stamp(self.folder)
         found = discover(self.folder, self.pattern, frozenset(self.engines))
         now = self._monotonic()
         # The listing can be trusted next time while the folder's mtime stays this one, if it was already old
         # when read (a change within the same tick of the file system's clock would not move it).
-        old = stamp is not None and time.time_ns() - stamp > _RACY_NS
+        old = stamp is not None and time.time_ns() - stamp > RACY_NS
         self._folder_seen = stamp if old and not found.undecided else None
         for path, why in found.rejected.items():
             if path not in self.rejected:
@@ -243,22 +238,29 @@ class Fleet:
         full = now - self._last_full >= self.full_check_interval
         if now - self._last_sweep >= self.sweep_interval:
             # At rest the folder's entries do not change: one stat of the folder instead of reading them all.
-            if full or self._folder_seen is None or _folder_stamp(self.folder) != self._folder_seen:
+            if full or self._folder_seen is None or folder_stamp(self.folder) != self._folder_seen:
                 self.sweep()
             else:
                 self._last_sweep = now
+        # With notifications, a tenant is looked at when its files were touched, and all of them only now and
+        # then: a notification can be missed (a full queue), a look cannot.
+        touched = self._watch.take() if self._watch is not None and self._watch.alive else None
+        if touched and not touched <= {p.name for p in self.engines}:
+            self._folder_seen = None  # a file we do not know: list the folder at the next sweep
         with self._lock:
-            scan = now - self._last_scan >= self.scan_interval
+            every = self.scan_interval if touched is None else max(self.scan_interval, _SAFETY_SCAN)
+            scan = now - self._last_scan >= every
             for path, slot in self.schedule.quiet():
                 engine = self.engines.get(path)
                 if engine is None:
                     continue
+                hinted = scan or (touched is not None and path.name in touched)
                 # An open engine's data_version is exact; a closed one has only its file's stat, looked at
                 # less often (it has been idle a while: a second more of latency is cheaper than the stats).
                 if engine.open:
-                    written = engine.changed()
+                    written = (touched is None or hinted) and engine.changed()
                 else:
-                    written = scan and self.schedule.stat_moved(path, slot)
+                    written = hinted and self.schedule.stat_moved(path, slot)
                 if full or written:
                     self.schedule.wake(path, now)
             if full:
@@ -266,37 +268,24 @@ class Fleet:
             if scan:
                 self._last_scan = now
         self._close_idle(now)
-        if self._sent_since_sizes and now - self._last_sizes >= self._size_interval():
+        waited = now - self._last_sizes
+        if self._sent_since_sizes and waited >= size_interval(self.size_interval, len(self.engines), self.rate_limiter):
             self.refresh_sizes()
-
-    def _size_interval(self) -> float:
-        """``size_interval``, or longer where the listing's pages would spend more than 1 % of the budget."""
-        limiter = self.rate_limiter
-        if limiter is None:
-            return self.size_interval
-        pages = max(1, -(-len(self.engines) // _LIST_PAGE))
-        return max(self.size_interval, pages * limiter.per / (_SIZE_SHARE * limiter.rate))
 
     def refresh_sizes(self) -> int:
         """Read every database's size (D1's ``file_size``) from one listing of the account, into the tenants'
         rows and files; the number of tenants whose size moved. Skipped (0) while the budget has no tokens
         to spare for the listing: the tenants' own requests come first."""
         self._last_sizes = self._monotonic()
-        pages = max(1, -(-len(self.engines) // _LIST_PAGE))
-        if self.rate_limiter is not None and self.rate_limiter.available() < pages + 1:
+        sizes = list_sizes(self.account, len(self.engines), self.rate_limiter)
+        if sizes is None:
             return 0
         self._sent_since_sizes = False
-        try:
-            listed = self.account.list_databases()
-        except D1SyncError as exc:
-            log.info("could not read the databases' sizes: %s", exc)
-            return 0
-        sizes = {str(d.get("uuid")): d.get("file_size") for d in listed}
         place, moved = place_of(self.account), 0
         with self._lock:
             for path, engine in self.engines.items():
                 size, slot = sizes.get(engine.row.database_id or ""), self.schedule.slots[path]
-                if not isinstance(size, int) or slot.busy:
+                if size is None or slot.busy:
                     continue  # a tenant in a pass gets its size at the next listing
                 stat_moved = not engine.open and self.schedule.stat_moved(path, slot)
                 try:
@@ -363,14 +352,21 @@ class Fleet:
     # -- the daemon ----------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Run rounds until :meth:`stop`: passes as tenants have work, a sweep every ``sweep_interval``."""
+        """Run rounds until :meth:`stop`: passes as tenants have work, a sweep every ``sweep_interval``; with
+        ``watch``, file-change notifications tell which tenants to look at."""
         self._stop.clear()
-        while not self._stop.is_set():
-            self.sync_once()
-            with self._lock:
-                due = self.schedule.next_due()
-            delay = self.tick if due is None else min(self.tick, max(0.0, due - self._monotonic()))
-            self._stop.wait(delay)
+        self._watch = FolderWatch(self.folder) if self.watch else None
+        try:
+            while not self._stop.is_set():
+                self.sync_once()
+                with self._lock:
+                    due = self.schedule.next_due()
+                delay = self.tick if due is None else min(self.tick, max(0.0, due - self._monotonic()))
+                self._stop.wait(delay)
+        finally:
+            watch, self._watch = self._watch, None
+            if watch is not None:
+                watch.close()
 
     def start(self) -> Self:
         """Run :meth:`run` in a daemon thread and return at once."""
