@@ -134,3 +134,12 @@ def test_fleet_run_serves_them_on_metrics_port(account: EmulatorServer, tenants:
         daemon.send_signal(signal.SIGTERM)
         out, err = daemon.communicate(timeout=30)
     assert (daemon.returncode, out, err) == (0, "", "")
+
+
+def test_prometheus_client_is_loaded_only_by_what_serves_metrics() -> None:
+    code = (
+        "import sys, d1sync.fleet, d1sync.cli.fleet, d1sync.cli.sync; "
+        "assert 'prometheus_client' not in sys.modules; "
+        "from d1sync.fleet import FleetServer; assert 'prometheus_client' in sys.modules"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr == ""

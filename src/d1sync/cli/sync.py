@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,8 +20,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from d1sync.database import Database
 from d1sync.errors import D1Error, UnreachableError
 from d1sync.sync import DrainReport, Limits, SyncConfig, SyncWorker, drain
-from d1sync.sync.metrics import MetricsServer, worker_registry
 from d1sync.sync.store.lease import describe_holder, live_holder
+
+if TYPE_CHECKING:
+    from d1sync.sync.metrics import MetricsServer
 
 from ._common import (
     DB_ARG,
@@ -88,6 +90,8 @@ def limit_options(func: Any) -> Any:
 def _metrics(db: str, worker: SyncWorker, port: int | None) -> MetricsServer | None:
     if port is None:
         return None
+    from d1sync.sync.metrics import MetricsServer, worker_registry  # prometheus_client: only for --metrics-port
+
     return serve_on(port, lambda free: MetricsServer(worker_registry(db, worker.counters), port=free))
 
 
