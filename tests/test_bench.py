@@ -113,7 +113,7 @@ FLEET_FIGURES = {
     "fleet.converge.seconds",
     "fleet.converge.peak_rss_mb",
     "fleet.idle.cpu_percent",
-    *(f"fleet.hot.{who}_{p}_s" for who in ("cold", "hot") for p in ("p50", "p95")),
+    *(f"fleet.hot.{who}_{p}_s" for who in ("cold", "hot", "alone") for p in ("p50", "p95")),
     "fleet.hot.hot_rows_per_second",
     "fleet.two.share_429_percent",
     "fleet.two.throughput_ratio",
@@ -136,6 +136,7 @@ def test_tiny_fleet_bench_measures_real_fleet_children_and_checks_their_database
     assert converge["databases"] == converge["converged"] == 6 and converge["by_kind"]["create"] == 6
     hot = data["details"]["fleet.hot"]
     assert hot["cold_tenants"] == 5 and hot["cold_arrived"] == hot["cold_rows"] > 0 and hot["hot_rows"] > 0
+    assert hot["alone_rows"] > 0 and hot["alone_p95"] is not None
     two = data["details"]["fleet.two"]
     assert two["tenants_each"] == 6 and all(r > 0 for r in two["rows"]) and all(n > 0 for n in two["requests"])
     assert (

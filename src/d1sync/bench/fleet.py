@@ -184,6 +184,12 @@ class HotOutcome:
     requests: int
     rate_limited: int
     drain_seconds: float
+    alone_seconds: float
+    """The second part: the hot tenant writes alone, the others idle."""
+    alone_rows: int
+    alone_p50: float | None
+    alone_p95: float | None
+    alone_rows_per_second: float
     hot_rows_per_second: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -214,11 +220,28 @@ def _arrived(emulator: CountingEmulator, ids: dict[str, str], commits: dict[str,
     return sum(len(arrivals(emulator.path(ids[stem])).keys() & written.keys()) for stem, written in commits.items())
 
 
+def _phase(
+    emulator: CountingEmulator, ids: dict[str, str], daemon: FleetChild, writers: _Writers, seconds: float
+) -> tuple[float, float, float]:
+    """Run ``writers`` for ``seconds``, then wait (two minutes at most) until their rows are in D1: when the
+    writing started and stopped (wall clock), and how long the rest took to arrive."""
+    started = writers.run(seconds)
+    stopped = time.time()
+    written = sum(len(v) for v in writers.commits.values())
+    deadline = time.monotonic() + 120.0
+    while _arrived(emulator, ids, writers.commits) < written:
+        if time.monotonic() > deadline or daemon.child.poll():
+            break
+        time.sleep(1.0)
+    return started, stopped, time.time() - stopped
+
+
 def hot(
     emulator: CountingEmulator, folder: Path, *, seconds: float, cold: int = 99, progress: Progress | None = None
 ) -> HotOutcome:
     """One tenant writing 1,000 rows/s beside ``cold`` tenants writing a row every 2 s, ``fleet run`` under
-    1,200/300 s (the emulator enforces it too): when each row became visible in D1."""
+    1,200/300 s (the emulator enforces it too): when each row became visible in D1. Then the hot tenant
+    alone, the others idle, for half as long."""
     paths = make_tenants(folder, cold + 1, 10, prefix="h")
     _converge_quietly(emulator, folder, folder.parent / "fleet-hot-sync.log")
     ids = emulator.databases()
@@ -234,24 +257,27 @@ def hot(
         writers.every(2.0 / cold, paths[1:], 1)  # each cold tenant: a row every 2 s
         if progress:
             progress(f"fleet: one hot tenant and {cold} cold ones write for {seconds:g} s under 1200/300 s")
-        started = writers.run(seconds)
-        stopped = time.time()
+        started, stopped, drain = _phase(emulator, ids, daemon, writers, seconds)
         hot_stem, cold_commits = paths[0].stem, {k: v for k, v in writers.commits.items() if k != paths[0].stem}
+        hot_ids = writers.commits.get(hot_stem, {})
         hot_landed = arrivals(emulator.path(ids[hot_stem]))
-        in_window = sum(1 for i, at in hot_landed.items() if i >= 1_000_000 and at <= stopped)
+        in_window = sum(1 for i, at in hot_landed.items() if i in hot_ids and at <= stopped)
         cold_rows = sum(len(v) for v in cold_commits.values())
-        deadline = time.monotonic() + max(120.0, 4 * (cold + 1) / 4)
-        while _arrived(emulator, ids, writers.commits) < cold_rows + len(writers.commits.get(hot_stem, {})):
-            if time.monotonic() > deadline or daemon.child.poll():
-                break
-            time.sleep(1.0)
-        drain = time.time() - stopped
+        if progress:
+            progress(f"fleet: the hot tenant writes alone for {seconds / 2:g} s, the {cold} others idle")
+        alone = _Writers()
+        alone.every(0.1, paths[:1], 100, first_id=10_000_000)
+        alone_started, alone_stopped, _ = _phase(emulator, ids, daemon, alone, seconds / 2)
+        landed = arrivals(emulator.path(ids[hot_stem]))
+        alone_ids = alone.commits.get(hot_stem, {})
+        alone_in_window = sum(1 for i, at in landed.items() if i in alone_ids and at <= alone_stopped)
     finally:
         daemon.close()
     counts = {k: v - before.get(k, 0) for k, v in emulator.counts.items()}
     emulator.rate_limit(None)
     cold_lat = _latencies(emulator, ids, cold_commits)
-    hot_lat = _latencies(emulator, ids, {hot_stem: writers.commits.get(hot_stem, {})})
+    hot_lat = _latencies(emulator, ids, {hot_stem: hot_ids})
+    alone_lat = _latencies(emulator, ids, alone.commits)
     return HotOutcome(
         seconds=stopped - started,
         cold_tenants=cold,
@@ -267,6 +293,11 @@ def hot(
         requests=counts.get("requests", 0),
         rate_limited=counts.get("429", 0),
         drain_seconds=drain,
+        alone_seconds=alone_stopped - alone_started,
+        alone_rows=len(alone_ids),
+        alone_p50=_percentile(alone_lat, 50),
+        alone_p95=_percentile(alone_lat, 95),
+        alone_rows_per_second=alone_in_window / (alone_stopped - alone_started),
     )
 
 

@@ -136,6 +136,21 @@ def _hot_figures(report: Report, settings: BenchSettings, o: fleet.HotOutcome) -
             measured=o.to_dict(),
             summary=f"{o.hot_rows:,} rows written; {common}",
         )
+    alone = conditions | {
+        "writers": "the same hot tenant alone, the others idle",
+        "written_for_seconds": round(o.alone_seconds, 1),
+    }
+    for p, value in (("p50", o.alone_p50), ("p95", o.alone_p95)):
+        _figure(
+            report,
+            f"hot.alone_{p}_s",
+            f"fleet: commit to D1, {p}, the hot tenant (1,000 rows/s) while the others are idle",
+            value,
+            "s",
+            conditions=alone,
+            measured=o.to_dict(),
+            summary=f"{o.alone_rows:,} rows written; {o.alone_rows_per_second:,.0f} rows/s reached D1 while it wrote",
+        )
     _figure(
         report,
         "hot.hot_rows_per_second",
