@@ -34,6 +34,7 @@ EXPECTED_FIGURES = {
     "drain.one_row.rows_per_second",
     "drain.multi_values.rows_per_second",
     "drain.d1sync.rows_per_second",
+    "drain.d1sync_import.rows_per_second",
     "drain.ratio.d1sync_vs_one_row",
     "drain.ratio.d1sync_vs_multi_values",
     "capture.messages.single-row.tracked_rows_per_second",
@@ -53,6 +54,7 @@ EXPECTED_FIGURES = {
     "latency.p99_ms",
     "idle.cpu_percent",
     "memory.peak_rss_mb",
+    "memory.import.peak_rss_mb",
     "recovery.seconds_to_first_ack",
     *(f"tasks.file.{mode}.tasks_per_second" for mode in ("claim", "batched")),
     *(f"tasks.emulator.{mode}.tasks_per_second" for mode in ("claim", "claim_many", "batched")),
@@ -83,7 +85,8 @@ def test_tiny_bench_writes_every_figure_with_its_conditions_and_the_machine(tmp_
         for measured in ("rows_per_request", "requests", "bytes_sent", "rows"):
             assert measured in figure["measured"], (figure["key"], measured)
     assert all(d["verified"] for d in data["details"]["drain"]), data["details"]["drain"]
-    assert data["details"]["memory"]["verified"] and data["details"]["memory"]["rows"] == 500
+    for memory in ("memory", "memory_import"):
+        assert data["details"][memory]["verified"] and data["details"][memory]["rows"] == 500
     recovery = data["details"]["recovery"]
     # Killed mid-drain, restarted, drained: nothing lost, nothing different.
     assert recovery["verified"] and 0 < recovery["acknowledged_before_kill"] < 30_000

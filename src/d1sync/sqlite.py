@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -166,6 +167,12 @@ def _unhex(text: object) -> bytes | None:
 
 def _lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """A file's path as a hint prints it: ``'my files/app.db'``, shell-quoted, so that the command a hint
+    suggests can be pasted as it is (never a placeholder such as ``DB``)."""
+    return shlex.quote(os.fspath(path))
 
 
 def remove_database(path: str | os.PathLike[str]) -> None:
@@ -359,6 +366,24 @@ class Connection:
             self._raw.text_factory = _lenient_text
             try:
                 return self.execute(sql, params), True
+            finally:
+                self._raw.text_factory = previous
+
+    def stream(self, sql: str, params: Sequence[Any] = (), *, lenient: bool = False) -> Iterator[tuple[Any, ...]]:
+        """Run a query and yield its rows as SQLite produces them (memory stays bounded, however many there
+        are). Text that is not valid UTF-8 raises :class:`~d1sync.errors.UndecodableTextError`, or with
+        ``lenient`` is decoded as :meth:`read` does (each text value then costs a Python call). The lock is held
+        until the rows are exhausted or the generator is closed: use it inside :meth:`snapshot`."""
+        with self._lock:
+            previous = self._raw.text_factory
+            if lenient:
+                self._raw.text_factory = _lenient_text
+            try:
+                cursor = self._raw.execute(sql, _numbered(sql, params))
+                while rows := cursor.fetchmany(1_000):
+                    yield from rows
+            except sqlite3.Error as exc:
+                raise from_sqlite(exc, sql) from exc
             finally:
                 self._raw.text_factory = previous
 

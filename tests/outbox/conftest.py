@@ -10,6 +10,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from d1sync.client import D1Client, RetryPolicy
@@ -120,7 +121,12 @@ def emulator_file(server: EmulatorServer) -> Path:
 
 
 def emulator_client(
-    server: EmulatorServer, *, token: str = TOKEN, timeout: float = 5.0, database_id: str = DEFAULT_DATABASE_ID
+    server: EmulatorServer,
+    *,
+    token: str = TOKEN,
+    timeout: float = 5.0,
+    database_id: str = DEFAULT_DATABASE_ID,
+    transport: httpx.BaseTransport | None = None,
 ) -> D1Client:
     return D1Client(
         account_id="a",
@@ -129,6 +135,7 @@ def emulator_client(
         base_url=server.api_base,
         retry=RetryPolicy(max_retries=0),
         timeout=timeout,
+        transport=transport,
     )
 
 

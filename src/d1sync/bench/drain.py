@@ -4,7 +4,9 @@
 (b) ``multi_values``: ``INSERT ... VALUES (?,...),(?,...) ON CONFLICT DO UPDATE`` statements of as many rows
     as fit D1's 100 bound parameters, packed into one batch request up to the same byte budget d1sync's
     planner uses (no statement cap: the strongest honest version of that design).
-(c) ``d1sync``: the outbox and :class:`~d1sync.sync.SyncWorker` with default limits.
+(c) ``d1sync``: the outbox and :class:`~d1sync.sync.SyncWorker` with default limits, in batches.
+(d) ``d1sync_import``: the same worker with ``via="import"``: the backlog through D1's import (the upload to
+    the signed URL is counted apart: it is not an API request).
 
 (a) and (b) keep a durable cursor (the last acknowledged id) in the local file, as a real syncer must; (c)
 acknowledges change rows. Every strategy stops when its backlog is drained or its time budget is spent, and
@@ -28,6 +30,7 @@ from d1sync.client import D1Client
 from d1sync.errors import ConfigError
 from d1sync.sqlite import connect
 from d1sync.sync import Limits, SyncConfig, SyncWorker
+from d1sync.sync.config import Via
 from d1sync.values import encode_params
 
 __all__ = ["STRATEGIES", "DrainOutcome", "multi_values_sql", "run_drain"]
@@ -42,6 +45,7 @@ STRATEGIES = {
     "one_row": "(a) one request per row",
     "multi_values": f"(b) multi-row VALUES, {ROWS_PER_VALUES_STATEMENT} rows/statement, batched",
     "d1sync": "(c) d1sync planner (json_each)",
+    "d1sync_import": "(d) d1sync through D1's import",
 }
 
 
@@ -182,8 +186,10 @@ def _multi_values(path: Path, client: D1Client, budget: float, clock: Clock, max
         cursor.close()
 
 
-def _d1sync(path: Path, client: D1Client, budget: float, clock: Clock, limits: Limits) -> tuple[int, int, bool]:
-    worker = SyncWorker(path, client, SyncConfig(limits=limits))
+def _d1sync(
+    path: Path, client: D1Client, budget: float, clock: Clock, limits: Limits, via: Via = "batch"
+) -> tuple[int, int, bool]:
+    worker = SyncWorker(path, client, SyncConfig(limits=limits, via=via))
     start = clock()
     try:
         while clock() - start < budget:
@@ -227,8 +233,9 @@ def run_drain(
                 acked, writes, drained = _one_row(local, client, budget, clock)
             elif name == "multi_values":
                 acked, writes, drained = _multi_values(local, client, budget, clock, limits.max_request_bytes)
-            elif name == "d1sync":
-                acked, writes, drained = _d1sync(local, client, budget, clock, limits)
+            elif name in ("d1sync", "d1sync_import"):
+                via: Via = "import" if name == "d1sync_import" else "batch"
+                acked, writes, drained = _d1sync(local, client, budget, clock, limits, via)
             else:
                 raise ConfigError(f"unknown drain strategy {name!r}; choose from {', '.join(STRATEGIES)}")
         seconds = clock() - started

@@ -35,9 +35,11 @@ __all__ = [
 Clock = Callable[[], float]
 
 
-def sync_command(db: Path, emulator: BenchEmulator, database_id: str, *, command: str = "sync") -> list[str]:
-    """``d1sync sync DB --emulator URL --database-id ID`` (or ``run``), run by this interpreter (no PATH
-    lookup)."""
+def sync_command(
+    db: Path, emulator: BenchEmulator, database_id: str, *, command: str = "sync", via: str | None = None
+) -> list[str]:
+    """``d1sync sync DB --emulator URL --database-id ID [--via VIA]`` (or ``run``), run by this interpreter (no
+    PATH lookup)."""
     return [
         sys.executable,
         "-m",
@@ -48,6 +50,7 @@ def sync_command(db: Path, emulator: BenchEmulator, database_id: str, *, command
         emulator.url,
         "--database-id",
         database_id,
+        *(("--via", via) if via else ()),
     ]
 
 
@@ -224,21 +227,25 @@ def run_memory(
     workdir: Path,
     *,
     rows: int,
+    via: str = "batch",
     timeout: float = 1800.0,
     progress: Callable[[str], None] | None = None,
 ) -> MemoryOutcome:
-    """Peak RSS of ``d1sync sync`` draining ``rows`` rows, next to the same command on an empty outbox."""
+    """Peak RSS of ``d1sync sync --via VIA`` draining ``rows`` rows, next to the same command on an empty
+    outbox."""
     if progress:
         progress(f"memory: building a {rows:,}-row backlog")
     empty = make_backlog(workdir / "memory-empty.db", 0)
     empty_id = emulator.fresh_database("memory-empty")
-    baseline, _ = _run_to_end(sync_command(empty, emulator, empty_id), emulator.token, workdir / "memory.log", 60)
+    baseline, _ = _run_to_end(
+        sync_command(empty, emulator, empty_id, via=via), emulator.token, workdir / "memory.log", 60
+    )
     path = make_backlog(workdir / "memory.db", rows)
     database_id = emulator.fresh_database("memory")
     if progress:
-        progress(f"memory: d1sync sync draining {rows:,} rows")
+        progress(f"memory: d1sync sync --via {via} draining {rows:,} rows")
     peak, seconds = _run_to_end(
-        sync_command(path, emulator, database_id), emulator.token, workdir / "memory.log", timeout
+        sync_command(path, emulator, database_id, via=via), emulator.token, workdir / "memory.log", timeout
     )
     remote_rows, mismatches = compare_with_remote(path, emulator.database_path(database_id))
     for file in (empty, path):

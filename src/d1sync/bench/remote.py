@@ -26,6 +26,7 @@ from d1sync.bench.data import COLUMNS, CREATE_TABLE, TABLE
 from d1sync.client import D1Client, RateLimiter
 from d1sync.emulator import DEFAULT_DATABASE_ID, TOKEN_ENV
 from d1sync.emulator.app import API_PREFIX
+from d1sync.emulator.endpoints import TRANSFER_PREFIX
 from d1sync.emulator.engine import database_file
 from d1sync.emulator.faults import FaultConfig
 from d1sync.emulator.server import EmulatorServer
@@ -38,16 +39,23 @@ _START_TIMEOUT = 60.0
 
 
 class CountingTransport(httpx.HTTPTransport):
-    """An ordinary HTTP transport that counts the requests it sends and the bytes of their bodies."""
+    """An ordinary HTTP transport that counts the API requests it sends and the bytes of their bodies, and
+    apart from them the uploads to the signed URLs D1's import gives (they are not API requests)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.requests = 0
         self.bytes_sent = 0
+        self.uploads = 0
+        self.upload_bytes = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests += 1
-        self.bytes_sent += len(request.content)
+        if request.url.path.startswith(TRANSFER_PREFIX):
+            self.uploads += 1
+            self.upload_bytes += int(request.headers.get("content-length") or 0)
+        else:
+            self.requests += 1
+            self.bytes_sent += len(request.content)
         return super().handle_request(request)
 
 

@@ -228,26 +228,32 @@ def _run_idle(emulator: BenchEmulator, workdir: Path, settings: BenchSettings, r
 
 
 def _run_memory(emulator: BenchEmulator, workdir: Path, settings: BenchSettings, report: Report, say: Progress) -> None:
-    outcome = run_memory(emulator, workdir, rows=settings.memory_rows, progress=say)
-    report.details["memory"] = outcome.to_dict()
-    report.figures.append(
-        Figure(
-            key="memory.peak_rss_mb",
-            name="peak RSS of `d1sync sync`",
-            value=outcome.peak_rss_bytes / MB,
-            unit="MB",
-            conditions={
-                "backlog_rows": outcome.rows,
-                "command": "d1sync sync DB --emulator URL --database-id ID (a child process)",
-                "measured_by": "wait4() rusage ru_maxrss of the child",
-                "emulator_latency_ms": settings.latency_ms,
-                "rate_limit": "none (d1sync sync against an emulator URL)",
-            },
-            measured=outcome.to_dict(),
-            summary=f"draining {outcome.rows:,} rows in {outcome.seconds:,.1f} s; the same command on an empty "
-            f"outbox: {outcome.baseline_rss_bytes / MB:,.1f} MB" + ("" if outcome.verified else "; REMOTE MISMATCH"),
+    for via, key, path in (
+        ("batch", "memory.peak_rss_mb", "batches"),
+        ("import", "memory.import.peak_rss_mb", "D1's import"),
+    ):
+        outcome = run_memory(emulator, workdir, rows=settings.memory_rows, via=via, progress=say)
+        report.details["memory" if via == "batch" else "memory_import"] = outcome.to_dict()
+        report.figures.append(
+            Figure(
+                key=key,
+                name=f"peak RSS of `d1sync sync --via {via}`",
+                value=outcome.peak_rss_bytes / MB,
+                unit="MB",
+                conditions={
+                    "backlog_rows": outcome.rows,
+                    "command": f"d1sync sync DB --emulator URL --database-id ID --via {via} (a child process)",
+                    "path": path,
+                    "measured_by": "wait4() rusage ru_maxrss of the child",
+                    "emulator_latency_ms": settings.latency_ms,
+                    "rate_limit": "none (d1sync sync against an emulator URL)",
+                },
+                measured=outcome.to_dict(),
+                summary=f"draining {outcome.rows:,} rows in {outcome.seconds:,.1f} s; the same command on an empty "
+                f"outbox: {outcome.baseline_rss_bytes / MB:,.1f} MB"
+                + ("" if outcome.verified else "; REMOTE MISMATCH"),
+            )
         )
-    )
 
 
 def _run_recovery(

@@ -30,6 +30,8 @@ from d1sync.errors import (
     UsageError,
 )
 
+from ._hints import shown
+
 __all__ = [
     "EXIT_DEAD_LETTERS",
     "EXIT_FAILURE",
@@ -54,6 +56,7 @@ __all__ = [
     "remember_target",
     "run_with_flags",
     "serve_on",
+    "shown",
 ]
 
 if TYPE_CHECKING:
@@ -162,7 +165,7 @@ def need_outbox(db: str) -> None:
 
     need_file(db)
     if not Outbox.exists(db):
-        fail(f"{db} has no outbox: nothing in it is tracked", f"d1sync track {db} TABLE")
+        fail(f"{db} has no outbox: nothing in it is tracked", f"d1sync track {shown(db)} TABLE")
 
 
 def need_tracked(db: str, tables: Sequence[str], tracked: Sequence[str]) -> None:
@@ -170,9 +173,8 @@ def need_tracked(db: str, tables: Sequence[str], tracked: Sequence[str]) -> None
     for table in tables:
         if table not in tracked:
             close = difflib.get_close_matches(table, tracked, n=1)
-            listed = (
-                f"synced tables: {', '.join(tracked)}" if tracked else f"nothing is tracked: d1sync track {db} TABLE"
-            )
+            nothing = f"nothing is tracked: d1sync track {shown(db)} TABLE"
+            listed = f"synced tables: {', '.join(tracked)}" if tracked else nothing
             fail(
                 f"table {table!r} is not synced in {db}", f"did you mean {close[0]!r}? ({listed})" if close else listed
             )

@@ -134,7 +134,8 @@ def bench(
     It prints every figure with the conditions that produced them.
 
     \b
-    1. drain rate of a backlog: (a) one request per row, (b) multi-row VALUES batches, (c) d1sync
+    1. drain rate of a backlog: (a) one request per row, (b) multi-row VALUES batches, (c) d1sync in
+       batches, (d) d1sync through D1's import
     2. capture overhead: writes into a tracked vs an untracked table
     3. latency: commit to visible on the remote, p50/p95/p99
     4. idle: the CPU an idle `d1sync run` uses

@@ -23,6 +23,7 @@ from ._common import (
     fail,
     open_outbox,
     print_json,
+    shown,
 )
 
 __all__ = ["dead", "status"]
@@ -54,7 +55,7 @@ def status(db: str, as_json: bool, check: bool) -> None:
     if as_json:
         print_json({**st.to_dict(), "healthy": code == 0, "health": health})
     else:
-        _print_status(st, health)
+        _print_status(st, health, db)
     if check and code:
         raise click.exceptions.Exit(code)
 
@@ -87,13 +88,13 @@ _HEALTH_TEXT = {
     "paused": "[red]paused: needs a fix (see below)[/red]",
     "failing": "[red]failing: the last attempt failed (see last error)[/red]",
     "disk full": "[red]disk full: free space on the disk holding the file (nothing is lost meanwhile)[/red]",
-    "dead letters": "[red]dead letters: D1 refused changes for good (d1sync dead DB)[/red]",
+    "dead letters": "[red]dead letters: D1 refused changes for good (d1sync dead {db})[/red]",
 }
 
 
-def _print_status(st: Status, health: str) -> None:
+def _print_status(st: Status, health: str, db: str) -> None:
     table = Table(show_header=False, box=None)
-    table.add_row("health", _HEALTH_TEXT[health])
+    table.add_row("health", _HEALTH_TEXT[health].replace("{db}", escape(shown(db))))
     table.add_row("pending changes", f"{st.pending_changes:,} ({st.pending_keys:,} rows)")
     age = st.oldest_pending_age
     table.add_row("oldest pending", "-" if age is None else f"{age:,.1f}s ago")
@@ -103,6 +104,11 @@ def _print_status(st: Status, health: str) -> None:
         table.add_row("last error", f"{_when(st.last_error.get('at'))}: {st.last_error.get('message')}")
     table.add_row("back-off", f"{st.backoff_remaining:.1f}s" if st.backoff_remaining else "none")
     table.add_row("paused", escape("; ".join(_paused(st))) or "no")
+    if st.importing:
+        imp = st.importing
+        tables = escape(", ".join(imp["tables"]))
+        since = _when(imp["started"])
+        table.add_row("import", f"{imp['rows']:,} rows of {tables} through D1's import ({imp['stage']}, since {since})")
     if st.rows_per_second is not None:
         table.add_row("last pass", f"{st.rows_per_second:,.0f} rows/s")
     if st.rate_budget:
@@ -138,7 +144,13 @@ def _print_tables(st: Status) -> None:
             detail += f"\nfix: {ts.fix}"
         if ts.resending:
             detail = (detail + "\n" if detail else "") + "re-sending every row"
-        for extra in (ts.pull_note, "resync owed" if ts.resync else None):
+        change = ts.last_schema_change
+        schema = None
+        if change:
+            schema = f"schema {change.get('action')} on the remote {_when(change.get('at'))}: " + "; ".join(
+                change.get("sql") or []
+            )
+        for extra in (ts.pull_note, "resync owed" if ts.resync else None, schema):
             if extra:
                 detail = (detail + "\n" if detail else "") + extra
         style = _STATE_STYLE[ts.state]

@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,6 +20,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from d1sync.database import Database
 from d1sync.errors import D1Error, UnreachableError
 from d1sync.sync import DrainReport, Limits, SyncConfig, SyncWorker, drain
+from d1sync.sync.config import DEFAULT_IMPORT_THRESHOLD, Via
+from d1sync.sync.status import Status
 from d1sync.sync.store.lease import describe_holder, live_holder
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ from ._common import (
     need_outbox,
     print_json,
     serve_on,
+    shown,
 )
 from ._target import open_target, target_options
 
@@ -60,6 +63,37 @@ def direction_options(func: Any) -> Any:
     """``--push-only`` / ``--pull-only`` (two-way tables go both ways by default)."""
     func = click.option("--pull-only", is_flag=True, help="Only pull two-way tables; local changes wait.")(func)
     return click.option("--push-only", is_flag=True, help="Only send local changes; pull nothing.")(func)
+
+
+def via_option(func: Any) -> Any:
+    """``--via auto|import|batch``: how a backlog travels (:attr:`SyncConfig.via`)."""
+    return click.option(
+        "--via",
+        type=click.Choice(["auto", "import", "batch"]),
+        default="auto",
+        show_default=True,
+        help=f"How a backlog travels: through D1's import (import; auto from {DEFAULT_IMPORT_THRESHOLD:,} "
+        "distinct pending rows), or in requests of rows (batch).",
+    )(func)
+
+
+def schema_option(func: Any) -> Any:
+    """``--manage-schema`` / ``--no-manage-schema`` for every synced table (default: each table's choice)."""
+    return click.option(
+        "--manage-schema/--no-manage-schema",
+        default=None,
+        help="Make D1's tables follow the local schema (create, ALTER, rebuild), or never touch it (pause with "
+        "the fix instead), for every table. Default: each table's `track` choice, else managed unless the "
+        "remote has a d1_migrations ledger.",
+    )(func)
+
+
+def _config(
+    max_request_bytes: int, max_statements: int, via: str, manage_schema: bool | None, directions: dict[str, Any]
+) -> SyncConfig:
+    """The worker's configuration from the options ``run`` and ``sync`` share."""
+    limits = _limits(max_request_bytes, max_statements)
+    return SyncConfig(limits=limits, via=cast(Via, via), manage_schema=manage_schema, **directions)
 
 
 def _directions(push_only: bool, pull_only: bool) -> dict[str, Any]:
@@ -134,6 +168,8 @@ class _Shutdown:
 @target_options
 @limit_options
 @direction_options
+@via_option
+@schema_option
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -152,6 +188,8 @@ def run(
     log_format: str,
     push_only: bool,
     pull_only: bool,
+    via: str,
+    manage_schema: bool | None,
     **target: Any,
 ) -> None:
     """Run the sync daemon for DB in the foreground (both ways for two-way tables).
@@ -167,7 +205,7 @@ def run(
     need_outbox(db)
     remote = open_target(target, default="remote")
     try:
-        worker = SyncWorker(db, remote, SyncConfig(limits=_limits(max_request_bytes, max_statements), **directions))
+        worker = SyncWorker(db, remote, _config(max_request_bytes, max_statements, via, manage_schema, directions))
     except BaseException:
         remote.close()  # DB could not be opened: nothing else holds the target
         raise
@@ -253,7 +291,7 @@ def _wait_for_holder(worker: SyncWorker, db: str, give_up: float | None, as_json
     who = describe_holder(lease) if lease is not None else "it has just let go"
     err_console.print(f"waiting for the worker holding the lease ({who}) to send the changes")
     if not worker.wait_synced(give_up):
-        fail(f"{worker.pending():,} change(s) still pending after {give_up:g}s", f"see `d1sync status {db}`")
+        fail(f"{worker.pending():,} change(s) still pending after {give_up:g}s", f"see `d1sync status {shown(db)}`")
     if as_json:
         print_json({"state": "synced by the lease holder", "pending": worker.pending()})
     else:
@@ -266,6 +304,8 @@ def _wait_for_holder(worker: SyncWorker, db: str, give_up: float | None, as_json
 @target_options
 @limit_options
 @direction_options
+@via_option
+@schema_option
 @click.option("--timeout", "give_up", type=float, help="Give up after this many seconds (exit 1 if not drained).")
 @click.option("--wait", is_flag=True, help="If `d1sync run` holds the lease, wait for it to send (else exit 75).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress stays on stderr).")
@@ -278,11 +318,14 @@ def sync(
     as_json: bool,
     push_only: bool,
     pull_only: bool,
+    via: str,
+    manage_schema: bool | None,
     **target: Any,
 ) -> None:
     """Drain DB's outbox until it is empty, then pull two-way tables until caught up, then exit.
 
-    Exit codes: 0 drained; 1 stopped early (a pause, --timeout); 2 bad usage; 3 drained, but D1 refused some
+    Exit codes: 0 drained, and no table is paused; 1 stopped early (--timeout) or something waits for a fix
+    (each paused table is named, even one with nothing pending); 2 bad usage; 3 drained, but D1 refused some
     rows for good (`d1sync dead DB`); 75 another worker holds the lease (pass --wait to wait for it);
     130 interrupted.
     """
@@ -291,15 +334,14 @@ def sync(
     remote = open_target(target, default="remote")
     report = DrainReport()
     try:
-        with SyncWorker(
-            db, remote, SyncConfig(limits=_limits(max_request_bytes, max_statements), **directions)
-        ) as worker:
+        config = _config(max_request_bytes, max_statements, via, manage_schema, directions)
+        with SyncWorker(db, remote, config) as worker:
             worker.resume()  # asked by a person: what paused the outbox is checked again now
             lease = live_holder(worker.conn, worker.owner, time.time())
             if lease is not None and not wait:
                 fail(
                     f"another worker holds the lease of {db}: {describe_holder(lease)}; it is sending the changes",
-                    f"`d1sync sync {db} --wait` waits for it; `d1sync status {db}` shows its progress",
+                    f"`d1sync sync {shown(db)} --wait` waits for it; `d1sync status {shown(db)}` shows its progress",
                     EXIT_TEMPFAIL,
                 )
             if wait:
@@ -313,6 +355,7 @@ def sync(
                 _wait_for_holder(worker, db, give_up, as_json, held=True)  # another worker took the lease meanwhile
             st = worker.status()  # the worker paused (not only tables): its last error's kind picks the hint
             kind = str(st.last_error.get("kind")) if st.paused and st.last_error else None
+            report = _with_paused_tables(report, st)
     except KeyboardInterrupt:
         err_console.print(_summary(report))
         raise CLIError("interrupted; unsent changes stay in the outbox", exit_code=EXIT_INTERRUPTED) from None
@@ -335,6 +378,16 @@ def _stop_if_unreachable(remote: Database) -> None:
         return  # it answers, with an error the drain reports on its own
 
 
+def _with_paused_tables(report: DrainReport, status: Status) -> DrainReport:
+    """``report`` as paused when a table waits for a fix, even with nothing of it pending: an empty table
+    missing on the remote is not synced (``sync`` exits 1 and names it, with its fix)."""
+    paused = {t: s for t, s in sorted(status.table_states.items()) if s.state == "paused"}
+    if not paused or report.state == "paused" and status.paused is not None:
+        return report
+    why = "; ".join(f"{t}: {s.reason}" + (f" (fix: {s.fix})" if s.fix else "") for t, s in paused.items())
+    return dataclasses.replace(report, state="paused", error=why)
+
+
 def _more(first: DrainReport, then: DrainReport) -> DrainReport:
     """Two drains as one: the counts added, the state and what is left from the second."""
     for name in ("rows", "requests", "dead", "retries", "seconds", "pulled"):
@@ -343,6 +396,7 @@ def _more(first: DrainReport, then: DrainReport) -> DrainReport:
 
 
 def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None, *, pull_only: bool = False) -> None:
+    where = shown(db)
     if as_json:
         print_json({**dataclasses.asdict(report), "drained": report.drained})
     elif report.rows or report.dead or report.pending or report.pulled:
@@ -350,13 +404,16 @@ def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None, *, pu
     elif report.state not in ("paused", "locked"):  # a pause is not "nothing to sync": it says why below
         console.print("nothing to sync")
     if report.state == "locked" and report.pending:
-        fail("another worker took the lease and is sending the changes", f"`d1sync sync {db} --wait`", EXIT_TEMPFAIL)
+        fail("another worker took the lease and is sending the changes", f"`d1sync sync {where} --wait`", EXIT_TEMPFAIL)
     if report.state == "paused":
         fix = hint_for(kind) if kind else None
         if fix is None:
-            fix = f"`d1sync status {db}` shows each paused table and its fix"
-        fail(f"sync paused: {report.error}", f"{fix}; then run `d1sync sync {db}` again")
+            fix = f"`d1sync status {where}` shows each paused table and its fix"
+        fail(f"sync paused: {report.error}", f"{fix}; then run `d1sync sync {where}` again")
     if report.pending and not pull_only:  # --pull-only leaves local changes for a later push on purpose
-        fail(f"{report.pending:,} change(s) still pending", f"run `d1sync sync {db}` again or see `d1sync status {db}`")
+        fail(
+            f"{report.pending:,} change(s) still pending",
+            f"run `d1sync sync {where}` again or see `d1sync status {where}`",
+        )
     if report.dead:
-        fail(f"D1 refused {report.dead} row(s) for good", f"`d1sync dead {db}` lists them", EXIT_DEAD_LETTERS)
+        fail(f"D1 refused {report.dead} row(s) for good", f"`d1sync dead {where}` lists them", EXIT_DEAD_LETTERS)

@@ -32,67 +32,25 @@ memory stays bounded whatever the file's size.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from d1sync.errors import ConfigError
 from d1sync.local import LocalDatabase
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
-from d1sync.sync.codec import exact_real
+from d1sync.sync.codec import sql_literal
 from d1sync.sync.compare.clone_plan import PlanEntry, create_plan, read_source_schema, table_spec
-from d1sync.sync.model import TableSpec, utf8_length
+from d1sync.sync.model import TableSpec
+from d1sync.sync.push.seedfile import sql_statements
 
 __all__ = ["DumpPlan", "iter_dump", "open_plan", "sql_literal", "write_dump"]
 
-STATEMENT_BYTES = 90_000
-"""A multi-row INSERT is closed once it passes this many bytes (D1 refuses statements over 100,000 bytes);
-a single row larger than that still goes alone."""
-_EXACT_LOW = 2.0**-100
-_EXACT_HIGH = 2.0**100
 _TABLE_KINDS = ("rows", "fts", "rebuild", "contentless")
-
-
-def _real(value: float) -> str:
-    if math.isinf(value):
-        return "1e999" if value > 0 else "-1e999"
-    if value == 0.0 or _EXACT_LOW <= abs(value) < _EXACT_HIGH:
-        return repr(value)
-    mantissa, exponent = exact_real(value)
-    return f"({mantissa} * pow(2.0, {exponent}))"
-
-
-def sql_literal(value: Any) -> str:
-    """``value`` (as Python's sqlite3 reads it) as SQL text that SQLite reads back to the same value and type.
-
-    Example::
-
-        sql_literal("it's")          # "'it''s'"
-        sql_literal("a\\x00b")        # "CAST(x'610062' AS TEXT)"
-        sql_literal(2.0**-1074)      # '(1 * pow(2.0, -1074))'
-    """
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):  # SQLite stores NaN as NULL: a file never holds one
-            return "NULL"
-        return _real(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return f"x'{bytes(value).hex()}'"
-    text = str(value)
-    if text.isprintable():
-        return "'" + text.replace("'", "''") + "'"
-    # Control characters (NUL, line breaks...) travel as their UTF-8 bytes: exact, and on one line.
-    return f"CAST(x'{text.encode('utf-8', 'surrogatepass').hex()}' AS TEXT)"
 
 
 @dataclass
@@ -150,18 +108,9 @@ def _rows(dump: DumpPlan, entry: PlanEntry) -> Iterator[str]:
     cursor = dump.source.connection.raw.execute(
         f"SELECT {columns} FROM {quote_identifier(entry.name)} ORDER BY {order}"
     )
-    values: list[str] = []
-    size = 0
-    for row in cursor:
-        tuple_text = "(" + ",".join(sql_literal(v) for v in row) + ")"
-        length = utf8_length(tuple_text)  # D1's limit counts bytes: 90,000 emoji are 360,000 of them
-        if values and size + length > STATEMENT_BYTES:
-            yield head + ",".join(values) + ";\n"
-            values, size = [], 0
-        values.append(tuple_text)
-        size += length + 1
-    if values:
-        yield head + ",".join(values) + ";\n"
+    values = ("(" + ",".join(sql_literal(v) for v in row) + ")" for row in cursor)
+    for statement, _ in sql_statements(head, "", values):
+        yield statement
 
 
 def _counters(dump: DumpPlan) -> Iterator[str]:

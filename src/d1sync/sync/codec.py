@@ -41,6 +41,7 @@ __all__ = [
     "exact_real",
     "has_undecodable_text",
     "key_sql",
+    "sql_literal",
     "stored_text",
 ]
 
@@ -240,3 +241,57 @@ def column_expr(index: int, special: bool, source: str = "value") -> str:
         f"json_extract({source}, '$[{index}].r[0]') * pow(2.0, json_extract({source}, '$[{index}].r[1]'))) "
         f"ELSE {source}->>{path} END"
     )
+
+
+def _real_literal(value: float) -> str:
+    if value != value:  # NaN: SQLite stores it as NULL, so a file never holds one
+        return "NULL"
+    if math.isinf(value):
+        return "1e999" if value > 0 else "-1e999"
+    if value == 0.0 or _EXACT_LOW <= abs(value) < _EXACT_HIGH:
+        return repr(value)
+    mantissa, exponent = exact_real(value)
+    return f"({mantissa} * pow(2.0, {exponent}))"
+
+
+def _text_literal(text: str) -> str:
+    if text.isprintable():
+        return "'" + text.replace("'", "''") + "'"
+    # Control characters (NUL, line breaks...) travel as their UTF-8 bytes: exact, and on one line.
+    return f"CAST(x'{text.encode('utf-8', 'surrogatepass').hex()}' AS TEXT)"
+
+
+def _blob_literal(value: bytes | bytearray | memoryview) -> str:
+    return f"x'{bytes(value).hex()}'"
+
+
+_LITERALS: dict[type, Callable[[Any], str]] = {
+    int: int.__repr__,
+    float: _real_literal,
+    str: _text_literal,
+    bytes: _blob_literal,
+    type(None): lambda _: "NULL",
+}
+
+
+def sql_literal(value: Any) -> str:
+    """``value`` (as Python's sqlite3 reads it) as SQL text that SQLite reads back to the same value and type.
+
+    Example::
+
+        sql_literal("it's")          # "'it''s'"
+        sql_literal("a\\x00b")        # "CAST(x'610062' AS TEXT)"
+        sql_literal(2.0**-1074)      # '(1 * pow(2.0, -1074))'
+    """
+    write = _LITERALS.get(type(value))
+    if write is not None:  # what sqlite3 reads: one dictionary lookup per value
+        return write(value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return _real_literal(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _blob_literal(value)
+    return _text_literal(str(value))

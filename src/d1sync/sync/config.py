@@ -13,17 +13,19 @@ import warnings
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from d1sync.backoff import Backoff
 
 __all__ = [
     "D1_MAX_VALUE_BYTES",
+    "DEFAULT_IMPORT_THRESHOLD",
     "DEFAULT_PAGE",
     "DEFAULT_RETENTION",
     "Limits",
     "PullOptions",
     "SyncConfig",
+    "Via",
     "merge_deprecated",
 ]
 
@@ -34,6 +36,10 @@ DEFAULT_PAGE = 10_000
 """Rows per page at most: about one remote request each. Requests are what D1's rate limit counts."""
 DEFAULT_RETENTION = 7 * 86_400.0
 """Seconds a replica may stay silent and still hold the remote log back (pruning waits for it)."""
+DEFAULT_IMPORT_THRESHOLD = 200_000
+"""Distinct pending rows from which ``via="auto"`` sends the backlog through D1's import."""
+Via = Literal["auto", "import", "batch"]
+"""How a backlog travels to D1 (:attr:`SyncConfig.via`)."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +111,16 @@ class SyncConfig:
         read_ahead: read and plan the next window while a full window's last request is in flight (the send
             runs in a helper thread, so the target must accept calls from a thread other than the one that made
             it; D1Client and LocalDatabase do). Requests still go one at a time, in order.
+        via: how a backlog travels: ``batch`` (requests of rows), ``import`` (D1's import API, for whatever is
+            pending), or ``auto`` (the import once ``import_threshold`` distinct rows are pending). See
+            :mod:`d1sync.sync.push.seeder`; a target without an import (a local file) always takes batches.
+        import_threshold: the distinct pending rows from which ``auto`` sends the backlog through the import.
         pool: where those sends run: an executor that engines of one process share (the scheduler that drives
             them owns it); None: each engine starts one helper thread of its own when it first reads ahead.
+        manage_schema: whether d1sync makes every synced table's remote schema follow the local one (creates
+            missing tables, follows ALTERs and rebuilds; see docs/sync.md), overriding each table's own choice;
+            None: each table's choice (``Outbox.track(manage_schema=...)``), else the default rule: managed
+            unless the remote has a ``d1_migrations`` ledger. Two-way tables are never managed.
 
     Example::
 
@@ -128,7 +142,16 @@ class SyncConfig:
     pull: bool | None = None
     pull_options: PullOptions = field(default_factory=PullOptions)
     read_ahead: bool = True
+    via: Via = "auto"
+    import_threshold: int = DEFAULT_IMPORT_THRESHOLD
     pool: Executor | None = field(default=None, compare=False, repr=False)
+    manage_schema: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.via not in ("auto", "import", "batch"):
+            raise ValueError(f"via must be 'auto', 'import' or 'batch', not {self.via!r}")
+        if self.import_threshold < 1:
+            raise ValueError("import_threshold must be >= 1")
 
 
 FIELDS = frozenset(f.name for f in dataclasses.fields(SyncConfig)) - {"pool"}
@@ -154,5 +177,9 @@ def merge_deprecated(config: SyncConfig | None, keywords: Mapping[str, Any], *, 
             DeprecationWarning,
             stacklevel=3,
         )
-    values = {name: value for name, value in keywords.items() if value is not None or name in ("seed", "pull")}
+    values = {
+        name: value
+        for name, value in keywords.items()
+        if value is not None or name in ("seed", "pull", "manage_schema")
+    }
     return dataclasses.replace(config, **values) if values else config

@@ -52,6 +52,9 @@ class TableSpec:
             when the local table changes (None: every column).
         replicate: two-way: the worker also pulls the table's remote changes (``Outbox.replicate``), and its
             capture triggers skip the rows a pull applies.
+        manage_schema: whether d1sync makes the remote table's schema follow the local one (creates it, alters
+            or rebuilds it); None: the default rule (yes, unless the remote has a ``d1_migrations`` ledger).
+            Two-way tables and tables synced with include/exclude are never managed.
     """
 
     name: str
@@ -63,6 +66,16 @@ class TableSpec:
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] | None = None
     replicate: bool = False
+    manage_schema: bool | None = None
+
+    def schema_managed(self, manage: bool | None, ledger: bool) -> bool:
+        """Whether d1sync owns this table's schema on D1: never for a two-way table or a column choice; else
+        ``manage`` (``run``/``sync``'s choice for every table) if given, this table's own choice if it has
+        one, else unless the remote has a migrations ledger (``ledger``)."""
+        if self.mode != "track" or self.replicate or self.include is not None or self.exclude is not None:
+            return False
+        choice = manage if manage is not None else self.manage_schema
+        return choice if choice is not None else not ledger
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -80,6 +93,7 @@ class TableSpec:
             include=tuple(data["include"]) if data.get("include") is not None else None,
             exclude=tuple(data["exclude"]) if data.get("exclude") is not None else None,
             replicate=bool(data.get("replicate", False)),
+            manage_schema=data.get("manage_schema"),
         )
 
 

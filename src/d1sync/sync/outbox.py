@@ -11,7 +11,7 @@ from typing import Any
 
 from d1sync.database import Database
 from d1sync.errors import ConfigError, ValueEncodingError
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, shown
 from d1sync.sync.capture import all_columns, inspect_table
 from d1sync.sync.codec import canonical_key_value, encode_key, encode_row
 from d1sync.sync.model import TableSpec
@@ -112,6 +112,7 @@ class Outbox:
         exclude: Sequence[str] | None = None,
         version_column: str | None = None,
         backfill_existing: bool = True,
+        manage_schema: bool | None = None,
     ) -> list[TableSpec]:
         """Install capture triggers on ``tables`` (idempotent: re-tracking updates the column choice).
 
@@ -121,6 +122,10 @@ class Outbox:
             version_column: last-writer-wins guard: a remote row is overwritten only by a row whose version
                 is >= its own.
             backfill_existing: queue every existing row, so the remote receives what was there before.
+            manage_schema: True: d1sync makes the remote tables' schema follow the local one (creates them,
+                follows ALTER TABLE and rebuilds); False: it never changes it (a table D1 lacks, or that
+                lacks a column, pauses with the fix); None: keep the table's earlier choice, else the default
+                (managed, unless the remote has a ``d1_migrations`` ledger). Stored with the table.
 
         Raises:
             ConfigError: a table is missing, has no usable key, or a named column does not exist.
@@ -136,8 +141,10 @@ class Outbox:
                 spec = inspect_table(conn, table, include=include, exclude=exclude, version_column=version_column)
                 if table in known and known[table].mode == "enqueue":
                     raise ConfigError(f"table {table!r} is declared for enqueue(); untrack it first")
-                if table in known:
-                    spec = replace(spec, replicate=known[table].replicate)  # re-tracking keeps it two-way
+                if table in known:  # re-tracking keeps it two-way, and its schema choice unless given
+                    spec = replace(spec, replicate=known[table].replicate, manage_schema=known[table].manage_schema)
+                if manage_schema is not None:
+                    spec = replace(spec, manage_schema=manage_schema)
                 install_triggers(conn, spec, all_columns=all_columns(conn, table))
                 save_spec(conn, spec)
                 if backfill_existing and table not in known:
@@ -358,6 +365,7 @@ def _refuse_stored_changes(conn: Connection, spec: TableSpec, known: TableSpec |
     dead = dead_of(conn, table)
     if not pending and not dead:
         return
+    db = shown(conn.path)
     stored = " and ".join(
         text for count, text in ((pending, f"{pending} pending change(s)"), (dead, f"{dead} dead letter(s)")) if count
     )
@@ -366,14 +374,14 @@ def _refuse_stored_changes(conn: Connection, spec: TableSpec, known: TableSpec |
         raise ConfigError(
             f"cannot declare {table!r}: {stored} of it were recorded under an earlier declaration that was "
             "untracked since, and their rows would be misread under a new one. Run the worker once "
-            "(`d1sync sync DB`) to move pending ones to dead letters, drop those (`d1sync dead DB list`, "
-            "then `d1sync dead DB drop --id N`), then declare again"
+            f"(`d1sync sync {db}`) to move pending ones to dead letters, drop those (`d1sync dead {db} list`, "
+            f"then `d1sync dead {db} drop --id N`), then declare again"
         )
     steps = []
     if pending:
-        steps.append(f"sync them first (`d1sync sync DB`) or drop them: Outbox.untrack({table!r}, drop_pending=True)")
+        steps.append(f"sync them first (`d1sync sync {db}`) or drop them: Outbox.untrack({table!r}, drop_pending=True)")
     if dead:
-        steps.append("retry and sync the dead letters, or drop them (`d1sync dead DB retry|drop --id N`)")
+        steps.append(f"retry and sync the dead letters, or drop them (`d1sync dead {db} retry|drop --id N`)")
     raise ConfigError(
         f"cannot declare {table!r} with key ({', '.join(spec.key)}) and columns ({', '.join(spec.columns)}): "
         f"{stored} of it were recorded with key ({', '.join(known.key)}) and columns "

@@ -54,6 +54,7 @@ __all__ = [
     "capture_ddl",
     "check_remote_tables",
     "fence_statements",
+    "fence_text",
     "log_trigger_names",
     "migration_text",
     "prune",
@@ -86,6 +87,18 @@ def fence_statements(identity: str, number: int) -> list[tuple[str, tuple[str | 
     """The statements that open a push batch: fail it unless ``number`` is above the file's position on D1,
     then record ``number`` as the position (see the module docstring)."""
     return [(_FENCE_TABLE, ()), (_FENCE_CHECK, (identity, number)), (_FENCE_ADVANCE, (identity, number))]
+
+
+def fence_text(identity: str, number: int) -> list[str]:
+    """:func:`fence_statements` as SQL text with its values written in, for a file D1 imports (which takes no
+    parameters): an import that runs late is refused by the same rule as a batch."""
+    values = {"?1": quote_literal(identity), "?2": str(int(number))}
+    texts = []
+    for sql, _ in fence_statements(identity, number):
+        for mark, value in values.items():
+            sql = sql.replace(mark, value)
+        texts.append(sql)
+    return texts
 
 
 SET_ORIGIN = "UPDATE _d1sync_origin SET origin = ? WHERE id = 1"

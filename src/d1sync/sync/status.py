@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, shown
 from d1sync.sync.store.dead import dead_count
 from d1sync.sync.store.log import oldest_pending_at, pending_count, pending_keys, pending_per_table
 from d1sync.sync.store.specs import load_specs
-from d1sync.sync.store.state import TableState, load_state, load_table_states
+from d1sync.sync.store.state import Seeding, TableState, load_state, load_table_states
 from d1sync.sync.store.twoway import PullTable, Replica, load_pull_tables, load_replica
 
 __all__ = ["Status", "TableStatus", "read_status"]
@@ -48,6 +49,9 @@ class TableStatus:
     """The table owes a resync (compared with the remote and made equal, key by key)."""
     pull_note: str | None = None
     """Remote rows that could not be applied here, or the remote capture triggers missing."""
+    last_schema_change: dict[str, Any] | None = None
+    """The last schema action d1sync took on the remote table: ``at`` (epoch seconds), ``action`` (``create``,
+    ``rename``, ``alter`` or ``rebuild``) and ``sql`` (its statements); None if it never took one."""
 
 
 LOW_DISK = 1 << 20
@@ -77,6 +81,8 @@ class Status:
         replica: for a file with two-way tables: its replica ``id``, ``cursor``, ``last_pull`` and why pulls
             wait (``paused``), if they do.
         disk_free: bytes free on the disk holding the file (None where it cannot be told).
+        importing: an import of the backlog under way (:mod:`d1sync.sync.push.seeder`): its ``tables``, ``rows``,
+            ``started`` (epoch seconds) and ``stage`` (``preparing``, ``init``, ``uploaded``, ``ingesting``).
     """
 
     pending_changes: int
@@ -94,6 +100,7 @@ class Status:
     table_states: dict[str, TableStatus] = dataclasses.field(default_factory=dict)
     replica: dict[str, Any] | None = None
     disk_free: int | None = None
+    importing: dict[str, Any] | None = None
 
     @property
     def disk_full(self) -> bool:
@@ -149,12 +156,21 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
                 _table_status(table_states.get(name), per_table.get(name, 0)),
                 replica if name in specs and specs[name].replicate else None,
                 pulls.get(name),
+                f"d1sync replicate {shown(conn.path)} {shlex.quote(name)}",
             )
             for name in tables
         },
         replica=_replica_status(replica) if any(s.replicate for s in specs.values()) else None,
         disk_free=_disk_free(conn.path),
+        importing=_importing(state.seeding),
     )
+
+
+def _importing(record: Seeding | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    stage = "preparing" if record.handle is None else str(record.handle.get("stage"))
+    return {"tables": list(record.tables), "rows": record.rows, "started": record.started, "stage": stage}
 
 
 def _disk_free(path: Path) -> int | None:
@@ -169,14 +185,23 @@ def _disk_free(path: Path) -> int | None:
 def _table_status(state: TableState | None, pending: int) -> TableStatus:
     state = state or TableState()
     kind: TableStateName = "paused" if state.paused else "pending" if pending else "synced"
-    return TableStatus(kind, pending, state.paused, state.fix, state.note, state.resend_after is not None)
+    return TableStatus(
+        kind,
+        pending,
+        state.paused,
+        state.fix,
+        state.note,
+        state.resend_after is not None,
+        last_schema_change=state.last_schema_change,
+    )
 
 
-def _pull_status(status: TableStatus, replica: Replica | None, pull: PullTable | None) -> TableStatus:
+def _pull_status(status: TableStatus, replica: Replica | None, pull: PullTable | None, fix: str) -> TableStatus:
+    """``status`` with the table's pull (``fix``: the command that installs its remote capture)."""
     if replica is None:
         return status
     pull = pull or PullTable()
-    note = "the remote capture triggers are missing: run `d1sync replicate DB TABLE`" if pull.capture_missing else None
+    note = f"the remote capture triggers are missing: run `{fix}`" if pull.capture_missing else None
     return dataclasses.replace(
         status,
         replicated=True,

@@ -40,6 +40,7 @@ __all__ = [
     "PlannedRequest",
     "PlannedStatement",
     "delete_sql",
+    "on_conflict_sql",
     "plan",
     "topological_order",
     "upsert_sql",
@@ -121,11 +122,17 @@ def upsert_sql(spec: TableSpec, blobs: frozenset[int] = frozenset(), apart: Mapp
     cols = ", ".join(quote_identifier(c) for c in spec.columns)
     apart = apart or {}
     exprs = ", ".join(apart.get(i) or column_expr(i, i in blobs) for i in range(len(spec.columns)))
-    key = ", ".join(quote_identifier(c) for c in spec.key)
-    updates = [c for c in spec.columns if c not in spec.key]
     # "WHERE true" resolves SQLite's parsing ambiguity between a SELECT's join and ON CONFLICT.
     rows = "?1" if apart else "?"  # numbered beside ?2, ?3...: a bare ? after them would count as the next
-    sql = f"INSERT INTO {table} ({cols}) SELECT {exprs} FROM json_each({rows}) WHERE true ON CONFLICT ({key}) "
+    return f"INSERT INTO {table} ({cols}) SELECT {exprs} FROM json_each({rows}) WHERE true {on_conflict_sql(spec)}"
+
+
+def on_conflict_sql(spec: TableSpec) -> str:
+    """The ``ON CONFLICT`` clause of every upsert of ``spec``'s rows: the row's state replaces the remote one
+    (unless the remote row's version is newer, with a version column)."""
+    table = quote_identifier(spec.name)
+    sql = f"ON CONFLICT ({', '.join(quote_identifier(c) for c in spec.key)}) "
+    updates = [c for c in spec.columns if c not in spec.key]
     if not updates:
         return sql + "DO NOTHING"
     sql += "DO UPDATE SET " + ", ".join(f"{quote_identifier(c)} = excluded.{quote_identifier(c)}" for c in updates)

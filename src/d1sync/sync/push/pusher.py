@@ -1,5 +1,6 @@
 """One push pass, as a pipeline: local DDL followed and the tables checked (preflight), then window source ->
-planner -> sender, the next window read ahead while a full window's last request is in flight.
+planner -> sender, the next window read ahead while a full window's last request is in flight; or, for a large
+backlog, D1's import (:mod:`~d1sync.sync.push.seeder`).
 
 The engine takes the lease and honours the pacing before, and records the outcome after: a :class:`Pusher`
 only moves rows, given a :class:`~d1sync.sync.link.Link`, and returns what happened.
@@ -17,6 +18,7 @@ from d1sync.sync.model import Failure, SyncResult
 from d1sync.sync.push.planner import plan
 from d1sync.sync.push.readahead import READ_AHEAD_SECONDS, still_current, window_reader
 from d1sync.sync.push.refusals import Refusal, Verdict, decide
+from d1sync.sync.push.seeder import Seeder
 from d1sync.sync.push.sender import deliver_window
 from d1sync.sync.push.window import read_window
 from d1sync.sync.store.specs import load_specs
@@ -41,6 +43,7 @@ class Pusher:
 
     def __init__(self, config: SyncConfig) -> None:
         self.config = config
+        self.seeder = Seeder(config)
         self._seen_schema = -1
 
     def recheck(self) -> None:
@@ -73,10 +76,14 @@ class Pusher:
                 check_schema=config.check_schema,
                 pause_interval=config.pause_interval,
                 chunk=max(1, config.window // 2),  # room for new writes in the same window
+                manage_schema=config.manage_schema,
             )
         except D1Error as exc:  # transient: back off; auth, a missing database: not about one table, pause
             return None, Failure(exc, now, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF)
         self._seen_schema = ready.schema_version
+        seeded = self.seeder.run(link, now, waiting=ready.waiting, on_progress=on_progress)
+        if seeded is not None:  # a large backlog went (or is on its way) through D1's import
+            return (seeded, None) if isinstance(seeded, SyncResult) else (None, seeded)
         result = SyncResult("idle", paused_tables=ready.paused)
         if ready.retry_soon:
             result.retry_in = config.backoff.base

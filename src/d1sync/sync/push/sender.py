@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from d1sync.errors import D1Error, FileRewoundError, SQLError, TransientError
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, shown
 from d1sync.sync.config import Limits
 from d1sync.sync.link import Link
 from d1sync.sync.model import Change, Failure, SyncResult, TableSpec
@@ -186,8 +186,8 @@ def rewound(path: Path, number: int) -> FileRewoundError:
     return FileRewoundError(
         f"{path} is older than what it already sent to D1 (restored from a backup?): D1 has taken a newer send "
         f"from it than this file's #{number}, so it may hold rows this file lost and lack rows written since. "
-        f"Make D1 equal to this file: d1sync verify {path} --repair --delete-extra; or restore this file from "
-        f"D1: d1sync clone <target> {path}.restored"
+        f"Make D1 equal to this file: d1sync verify {shown(path)} --repair --delete-extra; or restore this file "
+        f"from D1: d1sync clone {shown(f'{path}.restored')} (with the target options you give `sync`)"
     )
 
 
@@ -395,8 +395,8 @@ class _Sender:
             state = load_table_states(conn).get(table, TableState())
             path = self.link.conn.path
             fix = (
-                f"make the remote table match the local one (`d1sync verify {path}` compares them), "
-                f"then `d1sync resume {path}`"
+                f"make the remote table match the local one (`d1sync verify {shown(path)}` compares them), "
+                f"then `d1sync resume {shown(path)}`"
             )
             state = replace(pause(state, "refused", reason, fix, self.link.clock()), remote_columns=None)
             save_table_state(conn, table, state)

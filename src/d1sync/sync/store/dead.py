@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from d1sync.errors import ConfigError
-from d1sync.sqlite import Connection
+from d1sync.sqlite import Connection, shown
 from d1sync.sync.codec import decode_row, stored_text
 from d1sync.sync.model import Change, seq_param
 from d1sync.sync.store.log import delete_changes, json_op_sql
@@ -140,7 +140,8 @@ def _check_ids(conn: Connection, ids: Sequence[int] | None) -> None:
     unknown = sorted(set(ids) - known)
     if unknown:
         raise ConfigError(
-            f"no dead letter with id {', '.join(map(str, unknown))}; `d1sync dead DB list` shows the ids there are"
+            f"no dead letter with id {', '.join(map(str, unknown))}; "
+            f"`d1sync dead {shown(conn.path)} list` shows the ids there are"
         )
 
 

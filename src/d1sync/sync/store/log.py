@@ -48,6 +48,7 @@ __all__ = [
     "LIVE",
     "PENDING",
     "UPSERT",
+    "acknowledge_through",
     "append_changes",
     "delete_changes",
     "insert_mark",
@@ -59,6 +60,7 @@ __all__ = [
     "pending_count",
     "pending_keys",
     "pending_keys_of",
+    "pending_keys_sql",
     "pending_of",
     "pending_per_table",
     "pending_tables_through",
@@ -125,6 +127,30 @@ def delete_changes(conn: Connection, where: str, params: Sequence[Any] = ()) -> 
         conn.execute("DELETE FROM _d1sync_changes WHERE seq = ? AND tid = 0", (old,))
     insert_mark(conn, top)
     return deleted
+
+
+def acknowledge_through(conn: Connection, tables: Sequence[str], through: int) -> int:
+    """Delete every change row of ``tables`` up to seq ``through`` (what an import delivered); how many.
+    :func:`delete_changes` without listing the seqs, which for millions of rows would cost more memory than
+    the rows themselves. Call it inside :meth:`Connection.atomic <d1sync.sqlite.Connection.atomic>`."""
+    top = conn.execute("SELECT max(seq) FROM _d1sync_changes").fetchone()[0]
+    where = "seq <= ? AND tid IN (SELECT tid FROM _d1sync_table_ids WHERE tbl IN (SELECT value FROM json_each(?)))"
+    params = (through, json.dumps(list(tables)))
+    exists = f"SELECT EXISTS (SELECT 1 FROM _d1sync_changes WHERE seq = ? AND {where})"
+    held = top is not None and bool(conn.execute(exists, (top, *params)).fetchone()[0])
+    count = conn.execute(f"DELETE FROM _d1sync_changes WHERE {where} AND {LIVE}", params).rowcount
+    if held:
+        old = load_state(conn).log_mark
+        if old is not None and old != top:
+            conn.execute("DELETE FROM _d1sync_changes WHERE seq = ? AND tid = 0", (old,))
+        insert_mark(conn, top)
+    return int(count)
+
+
+def pending_keys_sql(table: str, through: int) -> tuple[str, tuple[str, int]]:
+    """A query of the distinct pending keys (codec key texts, as ``key``) of ``table`` up to seq ``through``,
+    with its parameters: a subquery for a reader that joins them to the table's rows."""
+    return f"SELECT DISTINCT key FROM {PENDING} WHERE tbl = ? AND seq <= ?", (table, through)
 
 
 def insert_mark(conn: Connection, seq: int) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "Lease",
     "PauseCause",
     "RateBudget",
+    "Seeding",
     "TableState",
     "WorkerState",
     "catch_up",
@@ -104,6 +105,22 @@ class RateBudget:
 
 
 @dataclass(frozen=True)
+class Seeding:
+    """A backlog on its way through D1's import (:mod:`d1sync.sync.push.seeder`), recorded before the upload."""
+
+    tables: list[str]
+    """The tables whose pending changes the import carries."""
+    through: int
+    """The highest seq it carries: once D1 says it completed, those tables' changes up to here are delivered."""
+    rows: int
+    number: int
+    """Its send number on D1's fence (:mod:`d1sync.sync.remote`), like a batch's."""
+    started: float
+    handle: dict[str, Any] | None = None
+    """The import's :class:`~d1sync.client.imports.ImportHandle` (``to_dict()``), once D1 gave it a name."""
+
+
+@dataclass(frozen=True)
 class WorkerState:
     """Everything ``_d1sync_meta`` holds, typed. Times are epoch seconds."""
 
@@ -123,6 +140,11 @@ class WorkerState:
     """This file's identity on D1's fence (see :mod:`d1sync.sync.remote`); made on the first send."""
     sent: int = 0
     """The number of the last send this file made (each push batch takes the next, committed before it goes)."""
+    seeding: Seeding | None = None
+    """An import of the backlog under way: nothing else is sent until D1 says how it ended."""
+    import_declined: int = 0
+    """The highest seq of the last import that failed: its rows go through batches (no import is tried again
+    while a change up to it is pending)."""
 
 
 _NESTED: dict[str, type[Any]] = {
@@ -130,6 +152,7 @@ _NESTED: dict[str, type[Any]] = {
     "last_error": LastError,
     "last_pass": LastPass,
     "rate_budget": RateBudget,
+    "seeding": Seeding,
 }
 _FIELDS = {f.name for f in dataclasses.fields(WorkerState)}
 
@@ -214,6 +237,15 @@ class TableState:
         remote_columns: the remote table's columns as last checked; None until checked (or after a change).
         note: something the user should know that needs no action now (e.g. remote rows a recreated local
             table no longer holds).
+        schema: the fingerprint of the local table's schema as last found equal on the remote (a table whose
+            remote schema d1sync manages); None until then, or after the local schema changed.
+        schema_version: the file's ``PRAGMA schema_version`` when ``schema`` was last compared with the local
+            table (the local table is read again only when it moved).
+        renames: local ``RENAME COLUMN`` s (old, new) that the remote table has not followed yet, as SQLite
+            reported them by rewriting the capture triggers.
+        renamed_from: the table's earlier local name, while the remote table still has it.
+        last_schema_change: the last schema action d1sync took on the remote for this table: ``at`` (epoch
+            seconds), ``action`` (``create``, ``rename``, ``alter``, ``rebuild``) and ``sql`` (its statements).
     """
 
     paused: str | None = None
@@ -223,6 +255,11 @@ class TableState:
     resend_after: str | None = None
     remote_columns: tuple[str, ...] | None = None
     note: str | None = None
+    schema: str | None = None
+    schema_version: int | None = None
+    renames: tuple[tuple[str, str], ...] = ()
+    renamed_from: str | None = None
+    last_schema_change: dict[str, Any] | None = None
 
 
 def load_table_states(conn: Connection) -> dict[str, TableState]:
@@ -234,6 +271,7 @@ def load_table_states(conn: Connection) -> dict[str, TableState]:
             data = json.loads(text)
             if isinstance(data.get("remote_columns"), list):
                 data["remote_columns"] = tuple(data["remote_columns"])
+            data["renames"] = tuple((str(old), str(new)) for old, new in data.get("renames") or ())
             states[str(table)] = TableState(**{k: v for k, v in data.items() if k in names})
         except (ValueError, TypeError, AttributeError):
             continue  # a damaged state is the default state: the worker checks the table again
