@@ -26,7 +26,10 @@ TINY = [
     "--memory-rows", "500",
     "--recovery-rows", "30000",
     "--budget-rows", "3000",
+    *("--only", "drain", "--only", "capture", "--only", "latency", "--only", "idle"),
+    *("--only", "memory", "--only", "recovery", "--only", "tasks", "--only", "budget"),
 ]  # fmt: skip
+"""Every benchmark but the fleet's (its own test below is in the slow suite)."""
 
 EXPECTED_FIGURES = {
     "drain.one_row.rows_per_second",
@@ -118,7 +121,47 @@ def test_the_recorded_command_reproduces_the_settings() -> None:
     assert custom.command == "d1sync bench --rows 5000 --latency-ms 100 --only drain"
 
 
-@pytest.mark.parametrize("args", [["--rows", "0"], ["--budget", "0"], ["--latency-ms", "-1"], ["--idle-seconds", "0"]])
+FLEET_FIGURES = {
+    "fleet.converge.requests_per_tenant",
+    "fleet.converge.seconds",
+    "fleet.converge.peak_rss_mb",
+    "fleet.idle.cpu_percent",
+    *(f"fleet.hot.{who}_{p}_s" for who in ("cold", "hot", "alone") for p in ("p50", "p95")),
+    "fleet.hot.hot_rows_per_second",
+    "fleet.two.share_429_percent",
+    "fleet.two.throughput_ratio",
+}
+
+
+@pytest.mark.slow
+def test_tiny_fleet_bench_measures_real_fleet_children_and_checks_their_databases(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--only", "fleet", "--fleet-tenants", "6", "--fleet-seconds", "4", "--idle-seconds", "2"]
+    args += ["--latency-ms", "5", "--json", str(out), "--workdir", str(tmp_path)]
+    result = CliRunner().invoke(cli, ["bench", *args])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["errors"] == {} and {f["key"] for f in data["figures"]} == FLEET_FIGURES
+    for figure in data["figures"]:
+        assert figure["conditions"] and figure["unit"] and figure["summary"], figure["key"]
+    converge = data["details"]["fleet.converge"]
+    # exactly one database per tenant, each holding its file's rows; every request counted by the emulator
+    assert converge["databases"] == converge["converged"] == 6 and converge["by_kind"]["create"] == 6
+    hot = data["details"]["fleet.hot"]
+    assert hot["cold_tenants"] == 5 and hot["cold_arrived"] == hot["cold_rows"] > 0 and hot["hot_rows"] > 0
+    assert hot["alone_rows"] > 0 and hot["alone_p95"] is not None
+    two = data["details"]["fleet.two"]
+    assert two["tenants_each"] == 6 and all(r > 0 for r in two["rows"]) and all(n > 0 for n in two["requests"])
+    assert (
+        data["command"]
+        == "d1sync bench --latency-ms 5 --idle-seconds 2 --fleet-tenants 6 --fleet-seconds 4 --only fleet"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--rows", "0"], ["--budget", "0"], ["--latency-ms", "-1"], ["--idle-seconds", "0"], ["--fleet-seconds", "0"]],
+)
 def test_impossible_settings_fail_with_one_line_and_usage_exit_code(args: list[str], tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["bench", *args, "--json", str(tmp_path / "x.json")])
     assert result.exit_code == 2

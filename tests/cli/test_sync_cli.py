@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from d1sync import LocalDatabase
 from d1sync.cli import cli
@@ -147,8 +148,11 @@ def test_run_daemon_syncs_new_writes_and_stops_gracefully_on_sigterm(files: tupl
                 assert time.monotonic() < deadline, "daemon did not pick up a write from another process"
                 time.sleep(0.1)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        assert "# TYPE d1sync_pending_changes gauge" in metrics
-        assert "d1sync_rows_sent_total 51" in metrics
+        parsed = {family.name: family for family in text_string_to_metric_families(metrics)}
+        assert parsed["d1sync_pending_changes"].type == "gauge"
+        assert parsed["d1sync_rows_sent"].type == "counter"
+        assert [(s.name, s.value) for s in parsed["d1sync_rows_sent"].samples] == [("d1sync_rows_sent_total", 51)]
+        assert parsed["process_resident_memory_bytes"].samples[0].value > 0
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

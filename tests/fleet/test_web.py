@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from d1sync.emulator.server import EmulatorServer
 from d1sync.fleet import FleetStatus, TenantRow
@@ -38,13 +40,30 @@ def many(count: int) -> FleetStatus:
     return FleetStatus(rows, totals(rows, []))
 
 
+def families(text: str) -> dict[str, Metric]:
+    """The metric families of a Prometheus text exposition, read by prometheus_client's own parser."""
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def value(family: Metric, **labels: str) -> float:
+    """The value of the one sample of ``family`` with ``labels``."""
+    found = [s.value for s in family.samples if all(s.labels.get(k) == v for k, v in labels.items())]
+    assert len(found) == 1, (family.name, labels, family.samples)
+    return float(found[0])
+
+
 def test_metrics_carry_totals_and_only_the_worst_tenants() -> None:
-    text = fleet_metrics(many(500), count=10)
-    assert "d1sync_fleet_tenants 501" in text and "d1sync_fleet_pending " in text
-    series = [line for line in text.splitlines() if line.startswith("d1sync_fleet_tenant_pending{")]
-    assert len(series) == 10
-    assert series[0] == 'd1sync_fleet_tenant_pending{file="odd \\"name\\"\\n.db"} 1000'
-    assert 'file="t499.db"' in series[1] and 'file="t000.db"' not in text
+    parsed = families(fleet_metrics(many(500), count=10))
+    assert value(parsed["d1sync_fleet_tenants"]) == 501
+    assert value(parsed["d1sync_fleet_pending"]) == sum(range(500)) + 1000
+    pending = parsed["d1sync_fleet_tenant_pending"]
+    assert pending.type == "gauge" and len(pending.samples) == 10
+    first = pending.samples[0]
+    assert first.labels == {"tenant": 'odd "name"\n.db', "file": 'odd "name"\n.db'} and first.value == 1000
+    tenants = [s.labels["tenant"] for s in pending.samples]
+    assert tenants[1] == "t499.db" and "t000.db" not in tenants
+    for name in ("tenant_oldest_pending_seconds", "tenant_dead", "tenant_paused", "tenant_size_bytes"):
+        assert len(parsed[f"d1sync_fleet_{name}"].samples) == 10
 
 
 def test_the_page_lists_tenants_by_lag_and_refreshes_itself() -> None:
@@ -97,11 +116,30 @@ def test_fleet_run_serves_them_on_metrics_port(account: EmulatorServer, tenants:
             except OSError:
                 code, body = 0, ""
             if code == 200 and json.loads(body)["tenants"][0]["database_id"]:
-                break
+                if json.loads(body)["totals"]["pending"] == 0:
+                    break
             if time.monotonic() > deadline:
                 pytest.fail("no status served in time")
             time.sleep(0.1)
+        code, kind, text = fetch(f"http://127.0.0.1:{port}/metrics")
+        assert code == 200 and kind.startswith("text/plain")
+        parsed = families(text)
+        assert value(parsed["d1sync_fleet_tenants"]) == 1 and value(parsed["d1sync_fleet_pending"]) == 0
+        assert parsed["d1sync_fleet_rows_sent"].type == "counter"
+        assert value(parsed["d1sync_fleet_rows_sent"]) == 5 and value(parsed["d1sync_fleet_requests"]) >= 1
+        assert value(parsed["d1sync_fleet_budget_rate"]) == 1200
+        assert value(parsed["d1sync_fleet_tenant_pending"], tenant="a.db") == 0
+        assert value(parsed["process_cpu_seconds"]) > 0  # the daemon's own CPU, from prometheus_client
     finally:
         daemon.send_signal(signal.SIGTERM)
         out, err = daemon.communicate(timeout=30)
     assert (daemon.returncode, out, err) == (0, "", "")
+
+
+def test_prometheus_client_is_loaded_only_by_what_serves_metrics() -> None:
+    code = (
+        "import sys, d1sync.fleet, d1sync.cli.fleet, d1sync.cli.sync; "
+        "assert 'prometheus_client' not in sys.modules; "
+        "from d1sync.fleet import FleetServer; assert 'prometheus_client' in sys.modules"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr == ""

@@ -290,6 +290,12 @@ def _run_recovery(
     )
 
 
+def _run_fleet(workdir: Path, settings: BenchSettings, report: Report, say: Progress) -> None:
+    from d1sync.bench.fleet_figures import run_fleet_bench  # its emulator and children only when asked for
+
+    run_fleet_bench(workdir, settings, report, say)
+
+
 def run_bench(
     settings: BenchSettings,
     *,
@@ -315,6 +321,7 @@ def run_bench(
                 "recovery": lambda: _run_recovery(emulator, root, settings, report, say),
                 "tasks": lambda: run_task_bench(emulator, root, settings, report, say),
                 "budget": lambda: run_budget_bench(root, settings, report, say),
+                "fleet": lambda: _run_fleet(root, settings, report, say),
             }
             for name in settings.benchmarks:
                 try:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 __all__ = ["BENCHMARKS", "QUICK", "BenchSettings"]
 
-BENCHMARKS = ("drain", "capture", "latency", "idle", "memory", "recovery", "tasks", "budget")
+BENCHMARKS = ("drain", "capture", "latency", "idle", "memory", "recovery", "tasks", "budget", "fleet")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ class BenchSettings:
     recovery_rows: int = 200_000
     budget_rows: int = 1_000_000
     """Backlog drained by each path of the budget benchmark (fixed and adaptive request size)."""
+    fleet_tenants: int = 1_000
+    """Tenant files of the fleet's convergence and at-rest benchmarks."""
+    fleet_seconds: float = 120.0
+    """Seconds the fleet's writers run (the hot tenant, and the two daemons on one budget)."""
     benchmarks: tuple[str, ...] = BENCHMARKS
     quick: bool = False
 
@@ -38,17 +42,8 @@ class BenchSettings:
         unknown = [b for b in self.benchmarks if b not in BENCHMARKS]
         if unknown:
             raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-        if (
-            min(
-                self.rows,
-                self.capture_transactions,
-                self.latency_samples,
-                self.memory_rows,
-                self.recovery_rows,
-                self.budget_rows,
-            )
-            < 1
-        ):
+        sizes = (self.rows, self.capture_transactions, self.latency_samples, self.memory_rows, self.recovery_rows)
+        if min(*sizes, self.budget_rows, self.fleet_tenants) < 1 or self.fleet_seconds <= 0:
             raise ValueError("sizes must be at least 1")
         if self.latency_ms < 0 or self.rate_limit < 0 or self.budget <= 0 or self.idle_seconds <= 0:
             raise ValueError("latency and rate limit must not be negative; the budget and idle time must be positive")
@@ -69,6 +64,8 @@ class BenchSettings:
             "memory_rows": "--memory-rows",
             "recovery_rows": "--recovery-rows",
             "budget_rows": "--budget-rows",
+            "fleet_tenants": "--fleet-tenants",
+            "fleet_seconds": "--fleet-seconds",
         }
         for name, flag in flags.items():
             value = getattr(self, name)
@@ -89,5 +86,7 @@ QUICK = BenchSettings(
     memory_rows=100_000,
     recovery_rows=50_000,
     budget_rows=200_000,
+    fleet_tenants=200,
+    fleet_seconds=30.0,
     quick=True,
 )

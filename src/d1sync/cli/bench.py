@@ -80,6 +80,17 @@ def _render(report: Report, json_path: Path | None) -> None:
     help=f"Backlog for the request-budget run (fixed vs adaptive size) [default: {BenchSettings.budget_rows:,}].",
 )
 @click.option(
+    "--fleet-tenants",
+    type=int,
+    help=f"Tenant files of the fleet benchmark [default: {BenchSettings.fleet_tenants:,}; 200 with --quick].",
+)
+@click.option(
+    "--fleet-seconds",
+    type=float,
+    help="Seconds the fleet benchmark's writers run (hot tenant, two daemons) "
+    f"[default: {BenchSettings.fleet_seconds:g}; 30 with --quick].",
+)
+@click.option(
     "--only",
     "only",
     multiple=True,
@@ -117,6 +128,8 @@ def bench(
     memory_rows: int | None,
     recovery_rows: int | None,
     budget_rows: int | None,
+    fleet_tenants: int | None,
+    fleet_seconds: float | None,
     only: tuple[str, ...],
     json_path: Path,
     markdown_path: Path | None,
@@ -136,6 +149,8 @@ def bench(
     6. recovery: restart after kill -9 to the first acknowledged batch
     7. tasks: task-queue claims+completions per second, on a file and the emulator, with and without batches
     8. budget: requests per million rows, fixed request size vs adaptive, on an emulator with a low execution limit
+    9. fleet: requests per tenant to converge 1,000 new tenants; CPU of `fleet run` at rest; commit-to-D1
+    latency beside a hot tenant under 1,200/300 s; two daemons on one account budget (429s)
 
     Benchmarks measure, they assert nothing. Every figure is printed with the conditions that produced it.
 
@@ -143,6 +158,7 @@ def bench(
     Examples:
       d1sync bench --quick
       d1sync bench --only drain --rows 50000 --latency-ms 100 --rate-limit 4
+      d1sync bench --only fleet
     """
     base = QUICK if quick else BenchSettings()
     chosen: dict[str, Any] = {
@@ -156,6 +172,8 @@ def bench(
         "memory_rows": memory_rows,
         "recovery_rows": recovery_rows,
         "budget_rows": budget_rows,
+        "fleet_tenants": fleet_tenants,
+        "fleet_seconds": fleet_seconds,
     }
     overrides = {k: v for k, v in chosen.items() if v is not None}
     if only:

@@ -29,7 +29,6 @@ from d1sync.fleet.engine import Connect
 from d1sync.fleet.naming import DEFAULT_TEMPLATE, check_template
 from d1sync.fleet.provision import place_of
 from d1sync.fleet.tenants import DEFAULT_PATTERN, discover
-from d1sync.fleet.web import FleetServer
 from d1sync.migrations import MigrationSource
 from d1sync.target import Target, resolve_target
 
@@ -179,6 +178,8 @@ def run_command(folder: str, metrics_port: int | None, **options: Any) -> None:
     path = need_folder(folder)
     with fleet_from(path, options) as running, contextlib.ExitStack() as serving:
         if metrics_port is not None:
+            from d1sync.fleet.web import FleetServer  # prometheus_client: only for --metrics-port
+
             server = serving.enter_context(serve_on(metrics_port, lambda p: FleetServer(running.status, port=p)))
             log.info("fleet status at %s (metrics: %smetrics)", server.url, server.url)
         signalled = threading.Event()

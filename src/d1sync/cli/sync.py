@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,9 +21,11 @@ from d1sync.database import Database
 from d1sync.errors import D1Error, UnreachableError
 from d1sync.sync import DrainReport, Limits, SyncConfig, SyncWorker, drain
 from d1sync.sync.config import DEFAULT_IMPORT_THRESHOLD, Via
-from d1sync.sync.metrics import MetricsServer, metrics_text
 from d1sync.sync.status import Status
 from d1sync.sync.store.lease import describe_holder, live_holder
+
+if TYPE_CHECKING:
+    from d1sync.sync.metrics import MetricsServer
 
 from ._common import (
     DB_ARG,
@@ -128,7 +130,9 @@ def limit_options(func: Any) -> Any:
 def _metrics(db: str, worker: SyncWorker, port: int | None) -> MetricsServer | None:
     if port is None:
         return None
-    return serve_on(port, lambda free: MetricsServer(lambda: metrics_text(db, worker.counters), port=free))
+    from d1sync.sync.metrics import MetricsServer, worker_registry  # prometheus_client: only for --metrics-port
+
+    return serve_on(port, lambda free: MetricsServer(worker_registry(db, worker.counters), port=free))
 
 
 class _Shutdown:

@@ -15,6 +15,8 @@ account budget (docs/fleet.md).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from d1sync.fleet.engine import TenantEngine, TenantRow
 from d1sync.fleet.fleet import Fleet, connector
 from d1sync.fleet.migrate import MigrationRow, migrate_fleet
@@ -22,8 +24,10 @@ from d1sync.fleet.naming import database_name
 from d1sync.fleet.provision import Binding, Placement, bind
 from d1sync.fleet.status import FleetStatus, read_fleet_status
 from d1sync.fleet.tenants import discover, track_tables
-from d1sync.fleet.web import FleetServer
 from d1sync.sync.schema.create import copy_schema, schema_statements
+
+if TYPE_CHECKING:
+    from d1sync.fleet.web import FleetServer
 
 __all__ = [
     "Binding",
@@ -44,3 +48,11 @@ __all__ = [
     "schema_statements",
     "track_tables",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FleetServer":  # it loads prometheus_client (a tenth of a second): only when asked for
+        from d1sync.fleet.web import FleetServer
+
+        return FleetServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,21 @@ class TenantEngine:
         if isinstance(info.get("file_size"), int):
             self.row.size_bytes = int(info["file_size"])
             record_size(self.path, place_of(account), self.row.size_bytes)
+
+    def seen_size(self, size_bytes: int, place: str) -> bool:
+        """D1's ``file_size`` of the tenant's database, as the account listed it: into the row, and into the file
+        when it moved. Call it between passes only. Returns whether the file was written; that write is the
+        fleet's own, so an open worker does not take it for the application's (a closed one's stat moves:
+        the caller keeps the new stat)."""
+        if size_bytes == self.row.size_bytes or self.binding is None:
+            return False
+        self.row.size_bytes = size_bytes
+        self.binding = replace(self.binding, size_bytes=size_bytes)
+        written_before = self.changed()
+        record_size(self.path, place, size_bytes)
+        if self.worker is not None and not written_before:
+            self._seen_version = self.worker.conn.data_version()
+        return True
 
     def load_binding(self, account: D1Client) -> None:
         """Read the binding recorded in the file (no request), for status before the first pass."""

@@ -26,18 +26,24 @@ from pathlib import Path
 from typing import Any, Self
 
 from d1sync.client import D1Client, RateLimiter
+from d1sync.errors import D1SyncError
 from d1sync.fleet.engine import Connect, TenantEngine, TenantRow
 from d1sync.fleet.naming import DEFAULT_TEMPLATE, check_template, database_name
-from d1sync.fleet.provision import ANYWHERE, Placement
-from d1sync.fleet.scheduler import Scheduler, file_signature
+from d1sync.fleet.provision import ANYWHERE, Placement, place_of
+from d1sync.fleet.scheduler import Scheduler, Signature, file_signature
+from d1sync.fleet.sizes import list_sizes, size_interval
 from d1sync.fleet.status import FleetStatus, totals
 from d1sync.fleet.tenants import DEFAULT_PATTERN, discover
+from d1sync.fleet.watch import RACY_NS, FolderWatch, folder_stamp
 from d1sync.sync import SyncConfig, SyncResult
 from d1sync.target import Target
 
 __all__ = ["Fleet", "FleetStatus", "connector"]
 
 log = logging.getLogger("d1sync.fleet")
+
+_SAFETY_SCAN = 30.0
+"""Seconds between looks at every tenant's file while notifications come (for what they miss)."""
 
 
 def connector(target: Target, limiter: RateLimiter | None, **client_options: Any) -> Connect:
@@ -74,6 +80,11 @@ class Fleet:
         tick: seconds between looks at the open tenants for writes (``PRAGMA data_version``).
         scan_interval: seconds between stats of the closed (idle) tenants' files for writes.
         full_check_interval: seconds between passes of every tenant, the safety net for what a stat misses.
+        size_interval: least seconds between reads of the databases' sizes (D1's ``file_size``, one listing
+            of the account: a request per 100 databases), done only after rows were sent, and never so often
+            that it would spend more than 1 % of ``rate_limiter``'s budget.
+        watch: while :meth:`run` runs, learn of writes from file-change notifications (watchfiles); the
+            stats of every tenant every ``scan_interval`` become a safety net every 30 s.
         rate_limiter: the shared limiter, reported in status (the clients ``connect`` makes should use it).
         monotonic: the clock of the schedule.
     """
@@ -95,6 +106,8 @@ class Fleet:
         tick: float = 0.5,
         scan_interval: float = 2.0,
         full_check_interval: float = 600.0,
+        size_interval: float = 600.0,
+        watch: bool = True,
         rate_limiter: RateLimiter | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -113,6 +126,9 @@ class Fleet:
         self.tick = tick
         self.scan_interval = scan_interval
         self.full_check_interval = full_check_interval
+        self.size_interval = size_interval
+        self.watch = watch
+        self._watch: FolderWatch | None = None
         self.rate_limiter = rate_limiter
         self._connect = connect
         self._monotonic = monotonic
@@ -128,6 +144,12 @@ class Fleet:
         self._last_sweep = float("-inf")
         self._last_full = monotonic()
         self._last_scan = float("-inf")
+        self._last_sizes = monotonic()
+        self._sent_since_sizes = False
+        self._folder_seen: int | None = None
+        """The folder's mtime when a sweep last listed it completely (None: list it again)."""
+        self._settled: dict[Path, Signature] = {}
+        """Each settled tenant's file signature when its row was last read (see :meth:`status`)."""
         self.on_pass: Callable[[TenantEngine, SyncResult], None] | None = None
         """Called after every pass (from a pool thread), for progress bars."""
 
@@ -138,8 +160,13 @@ class Fleet:
 
     def sweep(self) -> None:
         """Look at the folder: add new tenant files, drop vanished ones (their databases are kept)."""
-        found = discover(self.folder, self.pattern)
+        stamp = folder_stamp(self.folder)
+        found = discover(self.folder, self.pattern, frozenset(self.engines))
         now = self._monotonic()
+        # The listing can be trusted next time while the folder's mtime stays this one, if it was already old
+        # when read (a change within the same tick of the file system's clock would not move it).
+        old = stamp is not None and time.time_ns() - stamp > RACY_NS
+        self._folder_seen = stamp if old and not found.undecided else None
         for path, why in found.rejected.items():
             if path not in self.rejected:
                 log.warning("%s is not a tenant: %s", path, why)
@@ -180,6 +207,7 @@ class Fleet:
         with self._lock:
             slot = self.schedule.slots.get(path)
             if slot is not None and slot.busy:
+                self._folder_seen = None
                 return  # dropped by the next sweep, once its pass is over
             engine = self.engines.pop(path)
             self.schedule.remove(path)
@@ -194,6 +222,7 @@ class Fleet:
         result = SyncResult("backoff", retry_in=self.tick)
         try:
             result = engine.step(self.account)
+            self._sent_since_sizes = self._sent_since_sizes or result.rows > 0
         finally:
             # A write that landed during the pass is not in the stat taken after it: data_version tells.
             more = result.more or (result.state in ("idle", "synced") and engine.open and engine.changed())
@@ -206,21 +235,32 @@ class Fleet:
     def _look(self) -> None:
         """Wake the tenants that were written to, and all of them on the slow full check; close idle ones."""
         now = self._monotonic()
+        full = now - self._last_full >= self.full_check_interval
         if now - self._last_sweep >= self.sweep_interval:
-            self.sweep()
+            # At rest the folder's entries do not change: one stat of the folder instead of reading them all.
+            if full or self._folder_seen is None or folder_stamp(self.folder) != self._folder_seen:
+                self.sweep()
+            else:
+                self._last_sweep = now
+        # With notifications, a tenant is looked at when its files were touched, and all of them only now and
+        # then: a notification can be missed (a full queue), a look cannot.
+        touched = self._watch.take() if self._watch is not None and self._watch.alive else None
+        if touched and not touched <= {p.name for p in self.engines}:
+            self._folder_seen = None  # a file we do not know: list the folder at the next sweep
         with self._lock:
-            full = now - self._last_full >= self.full_check_interval
-            scan = now - self._last_scan >= self.scan_interval
+            every = self.scan_interval if touched is None else max(self.scan_interval, _SAFETY_SCAN)
+            scan = now - self._last_scan >= every
             for path, slot in self.schedule.quiet():
                 engine = self.engines.get(path)
                 if engine is None:
                     continue
+                hinted = scan or (touched is not None and path.name in touched)
                 # An open engine's data_version is exact; a closed one has only its file's stat, looked at
                 # less often (it has been idle a while: a second more of latency is cheaper than the stats).
                 if engine.open:
-                    written = engine.changed()
+                    written = (touched is None or hinted) and engine.changed()
                 else:
-                    written = scan and self.schedule.stat_moved(path, slot)
+                    written = hinted and self.schedule.stat_moved(path, slot)
                 if full or written:
                     self.schedule.wake(path, now)
             if full:
@@ -228,6 +268,37 @@ class Fleet:
             if scan:
                 self._last_scan = now
         self._close_idle(now)
+        waited = now - self._last_sizes
+        if self._sent_since_sizes and waited >= size_interval(self.size_interval, len(self.engines), self.rate_limiter):
+            self.refresh_sizes()
+
+    def refresh_sizes(self) -> int:
+        """Read every database's size (D1's ``file_size``) from one listing of the account, into the tenants'
+        rows and files; the number of tenants whose size moved. Skipped (0) while the budget has no tokens
+        to spare for the listing: the tenants' own requests come first."""
+        self._last_sizes = self._monotonic()
+        sizes = list_sizes(self.account, len(self.engines), self.rate_limiter)
+        if sizes is None:
+            return 0
+        self._sent_since_sizes = False
+        place, moved = place_of(self.account), 0
+        with self._lock:
+            for path, engine in self.engines.items():
+                size, slot = sizes.get(engine.row.database_id or ""), self.schedule.slots[path]
+                if size is None or slot.busy:
+                    continue  # a tenant in a pass gets its size at the next listing
+                stat_moved = not engine.open and self.schedule.stat_moved(path, slot)
+                try:
+                    written = engine.seen_size(size, place)
+                except D1SyncError as exc:
+                    log.debug("%s: could not record its size: %s", path.name, exc)
+                    continue
+                moved += written
+                if stat_moved:
+                    self.schedule.wake(path, self._monotonic())  # the application wrote: that stat is its
+                elif written and not engine.open:
+                    slot.signature = file_signature(path)  # our own write is no reason for a pass
+        return moved
 
     def _close_idle(self, now: float) -> None:
         with self._lock:
@@ -281,14 +352,21 @@ class Fleet:
     # -- the daemon ----------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Run rounds until :meth:`stop`: passes as tenants have work, a sweep every ``sweep_interval``."""
+        """Run rounds until :meth:`stop`: passes as tenants have work, a sweep every ``sweep_interval``; with
+        ``watch``, file-change notifications tell which tenants to look at."""
         self._stop.clear()
-        while not self._stop.is_set():
-            self.sync_once()
-            with self._lock:
-                due = self.schedule.next_due()
-            delay = self.tick if due is None else min(self.tick, max(0.0, due - self._monotonic()))
-            self._stop.wait(delay)
+        self._watch = FolderWatch(self.folder) if self.watch else None
+        try:
+            while not self._stop.is_set():
+                self.sync_once()
+                with self._lock:
+                    due = self.schedule.next_due()
+                delay = self.tick if due is None else min(self.tick, max(0.0, due - self._monotonic()))
+                self._stop.wait(delay)
+        finally:
+            watch, self._watch = self._watch, None
+            if watch is not None:
+                watch.close()
 
     def start(self) -> Self:
         """Run :meth:`run` in a daemon thread and return at once."""
@@ -309,7 +387,8 @@ class Fleet:
     def drain(self, timeout: float | None = None, *, sleep: Callable[[float], None] = time.sleep) -> FleetStatus:
         """Rounds until no tenant has work left that can move (drained, paused, failed), or ``timeout``.
 
-        A tenant that backs off is waited for (within ``timeout``); one that is paused or failed is not.
+        A tenant that backs off is waited for (within ``timeout``); one that is paused or failed is not. When
+        rows were sent, the databases' sizes are read at the end (:meth:`refresh_sizes`).
         """
         deadline = None if timeout is None else self._monotonic() + timeout
         self.sweep()
@@ -326,6 +405,8 @@ class Fleet:
             if not results:
                 wait_for = max(0.0, due - now)
                 sleep(min(wait_for, self.tick, max(0.0, deadline - now) if deadline is not None else wait_for))
+        if self._sent_since_sizes:  # the sizes `fleet status` shows next: one listing per 100 databases
+            self.refresh_sizes()
         return self.status()
 
     def _stuck(self) -> set[Path]:
@@ -334,16 +415,31 @@ class Fleet:
         return {p for p, e in self.engines.items() if e.row.state in ("paused", "failed", "locked")}
 
     def status(self) -> FleetStatus:
-        """Every tenant's row, read from its file now, and the totals."""
+        """Every tenant's row, read from its file now, and the totals.
+
+        A settled tenant (nothing pending, no pause, no error) whose file has not changed since it was last
+        read is not read again: a fleet at rest costs a stat per tenant per status, not a query.
+        """
         with self._lock:
             engines = list(self.engines.values())
             missing = list(self.missing.values())
-        rows = sorted([e.refresh() for e in engines] + missing, key=lambda r: r.file)
+        rows = sorted([self._row(e) for e in engines] + missing, key=lambda r: r.file)
         summary = totals(rows, [p.name for p in self.rejected])
         if self.rate_limiter is not None:
             limiter = self.rate_limiter
             summary["budget"] = {"rate": limiter.rate, "per": limiter.per, "available": round(limiter.available(), 1)}
         return FleetStatus(rows, summary)
+
+    def _row(self, engine: TenantEngine) -> TenantRow:
+        signature = file_signature(engine.path)
+        if signature is not None and self._settled.get(engine.path) == signature:
+            return engine.row
+        row = engine.refresh()
+        if signature is not None and row.pending == 0 and not (row.paused or row.last_error or row.state == "failed"):
+            self._settled[engine.path] = signature
+        else:
+            self._settled.pop(engine.path, None)
+        return row
 
     def close(self) -> None:
         """Stop, close every tenant and the pool."""

@@ -1,4 +1,4 @@
-"""What a running fleet shows on ``--metrics-port``: ``/metrics`` (Prometheus text), ``/status.json`` (the
+"""What a running fleet shows on ``--metrics-port``: ``/metrics`` (prometheus_client), ``/status.json`` (the
 object ``fleet status --json`` prints) and ``/`` (a page of the tenants, worst first, that refreshes itself).
 
 The metrics are the fleet's totals, plus per-tenant series for the ``worst`` tenants only (by how long their
@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from d1sync.fleet.engine import TenantRow
 from d1sync.fleet.status import FleetStatus
-from d1sync.sync.metrics import Page, PageServer
+from d1sync.sync.metrics import CONTENT_TYPE, Page, PageServer, exposition
 
-__all__ = ["D1_MAX_BYTES", "FleetServer", "fleet_metrics", "fleet_page", "worst"]
+__all__ = [
+    "D1_MAX_BYTES",
+    "FleetCollector",
+    "FleetServer",
+    "fleet_families",
+    "fleet_metrics",
+    "fleet_page",
+    "fleet_registry",
+    "worst",
+]
 
 D1_MAX_BYTES = 10 * 1000**3
 """A D1 database's size cap (10 GB)."""
@@ -37,43 +50,83 @@ def worst(status: FleetStatus, count: int) -> list[TenantRow]:
     return rows[:count]
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+_TENANT_SERIES: tuple[tuple[str, str, Callable[[TenantRow], float | None]], ...] = (
+    ("tenant_pending", "Pending changes of the worst tenants.", lambda r: r.pending),
+    ("tenant_oldest_pending_seconds", "Age of the oldest change, worst tenants.", lambda r: r.oldest_pending_seconds),
+    ("tenant_dead", "Dead letters of the worst tenants.", lambda r: r.dead),
+    (
+        "tenant_paused",
+        "1 for a worst tenant that is paused or failed.",
+        lambda r: int(bool(r.paused) or r.state == "failed"),
+    ),
+    ("tenant_size_bytes", "D1 size of the worst tenants' databases, as last seen.", lambda r: r.size_bytes),
+)
+_LABELS = ["tenant", "file"]
+"""``tenant`` names the tenant (its file name); ``file`` is the same value, the label of 0.x releases."""
+
+
+def fleet_families(status: FleetStatus, count: int = 10) -> list[Metric]:
+    """``status`` as metric families: totals, the requests and rows sent, the budget, and per-tenant series for
+    the ``count`` worst tenants only (so a million tenants never make a million label sets)."""
+    totals = status.totals
+    families: list[Metric] = []
+    for key, help_text in _TOTALS:
+        families.append(GaugeMetricFamily(f"d1sync_fleet_{key}", help_text, value=float(totals.get(key, 0))))
+    requests, rows = sum(r.requests for r in status.tenants), sum(r.rows for r in status.tenants)
+    help_requests = "Requests sent by every tenant since the fleet started."
+    families.append(CounterMetricFamily("d1sync_fleet_requests", help_requests, value=float(requests)))
+    help_rows = "Rows acknowledged by D1, every tenant, since the fleet started."
+    families.append(CounterMetricFamily("d1sync_fleet_rows_sent", help_rows, value=float(rows)))
+    budget = totals.get("budget")
+    if budget:
+        for key, name, help_text in (
+            ("available", "budget_available", "Requests the shared rate limiter could send now."),
+            ("rate", "budget_rate", "Requests the budget allows per window (budget_window_seconds)."),
+            ("per", "budget_window_seconds", "The budget's window."),
+        ):
+            families.append(GaugeMetricFamily(f"d1sync_fleet_{name}", help_text, value=float(budget[key])))
+    chosen = worst(status, count)
+    for name, help_text, read in _TENANT_SERIES:
+        family = GaugeMetricFamily(f"d1sync_fleet_{name}", help_text, labels=_LABELS)
+        for row in chosen:
+            family.add_metric([row.file, row.file], float(read(row) or 0))
+        families.append(family)
+    return families
+
+
+class FleetCollector(Collector):
+    """A prometheus_client collector of a fleet: ``status()`` is called once per scrape (see
+    :func:`fleet_families`)."""
+
+    def __init__(self, status: Callable[[], FleetStatus], worst: int = 10) -> None:
+        self.status = status
+        self.worst = worst
+
+    def collect(self) -> Iterator[Metric]:
+        yield from fleet_families(self.status(), self.worst)
+
+
+class _Snapshot(Collector):
+    def __init__(self, status: FleetStatus, worst: int) -> None:
+        self.families = fleet_families(status, worst)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def fleet_registry(status: Callable[[], FleetStatus], worst: int = 10, *, process: bool = True) -> CollectorRegistry:
+    """A registry of the fleet (:class:`FleetCollector`), with the process' own ``process_*`` metrics unless
+    ``process=False``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(status, worst))
+    if process:
+        ProcessCollector(registry=registry)
+    return registry
 
 
 def fleet_metrics(status: FleetStatus, count: int = 10) -> str:
     """``status`` in the Prometheus text format: totals, the budget, and the ``count`` worst tenants."""
-    lines: list[str] = []
-
-    def family(name: str, help_text: str) -> None:
-        lines.extend([f"# HELP d1sync_fleet_{name} {help_text}", f"# TYPE d1sync_fleet_{name} gauge"])
-
-    for key, help_text in _TOTALS:
-        family(key, help_text)
-        lines.append(f"d1sync_fleet_{key} {status.totals.get(key, 0)}")
-    budget = status.totals.get("budget")
-    if budget:
-        family("budget_available", "Requests the shared rate limiter could send now.")
-        lines.append(f"d1sync_fleet_budget_available {budget['available']}")
-        family("budget_rate", "Requests the budget allows per window (budget_window_seconds).")
-        lines.append(f"d1sync_fleet_budget_rate {budget['rate']}")
-        family("budget_window_seconds", "The budget's window.")
-        lines.append(f"d1sync_fleet_budget_window_seconds {budget['per']}")
-    chosen = worst(status, count)
-    series: tuple[tuple[str, str, Callable[[TenantRow], float | None]], ...] = (
-        ("tenant_pending", "Pending changes of the worst tenants.", lambda r: r.pending),
-        (
-            "tenant_oldest_pending_seconds",
-            "Age of the oldest change, worst tenants.",
-            lambda r: r.oldest_pending_seconds,
-        ),
-        ("tenant_dead", "Dead letters of the worst tenants.", lambda r: r.dead),
-    )
-    for name, help_text, value in series:
-        family(name, help_text)
-        for row in chosen:
-            lines.append(f'd1sync_fleet_{name}{{file="{_label(row.file)}"}} {value(row) or 0}')
-    return "\n".join(lines) + "\n"
+    return exposition(_Snapshot(status, count))
 
 
 def fleet_page(status: FleetStatus, refresh: int = 5) -> str:
@@ -120,8 +173,9 @@ class FleetServer(PageServer):
     def __init__(
         self, status: Callable[[], FleetStatus], *, port: int, host: str = "127.0.0.1", worst: int = 10
     ) -> None:
+        registry = fleet_registry(status, worst)
         routes: dict[str, Page] = {
-            "/metrics": ("text/plain; version=0.0.4", lambda: fleet_metrics(status(), worst)),
+            "/metrics": (CONTENT_TYPE, lambda: exposition(registry)),
             "/status.json": ("application/json", lambda: json.dumps(status().to_dict(), ensure_ascii=False)),
             "/": ("text/html; charset=utf-8", lambda: fleet_page(status())),
         }

@@ -1,12 +1,14 @@
-"""Prometheus metrics of an outbox and its worker: the text format, and a small server for ``/metrics``.
+"""Prometheus metrics of an outbox and its worker, through prometheus_client, and a small page server.
 
-Every metric is named ``d1sync_<name>``; gauges come from :class:`~d1sync.sync.status.Status` (read from
-the file at each scrape, so they are right even while another process holds the lease), counters from the
-worker's :class:`Counters`.
+Every metric is named ``d1sync_<name>``. :class:`WorkerCollector` reads them at each scrape: gauges from
+:class:`~d1sync.sync.status.Status` (read from the file, so they are right even while another process holds
+the lease), counters from the worker's :class:`Counters`. :class:`PageServer` serves any page by path; the
+fleet's web server (:mod:`d1sync.fleet.web`) is one, :class:`MetricsServer` (``run --metrics-port``) another.
 
 Example::
 
-    with MetricsServer(lambda: metrics_text(path, worker.counters), port=9108) as server:
+    registry = worker_registry(path, worker.counters)       # + the process's CPU, memory and open files
+    with MetricsServer(registry, port=9108) as server:
         server.url      # http://127.0.0.1:9108/metrics
 """
 
@@ -14,16 +16,36 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from d1sync.sqlite import Connection
 from d1sync.sync.model import Counters
 from d1sync.sync.status import Status, read_status
 
-__all__ = ["GAUGES", "MetricsServer", "Page", "PageServer", "metrics_text", "prometheus_text"]
+__all__ = [
+    "CONTENT_TYPE",
+    "GAUGES",
+    "MetricsServer",
+    "Page",
+    "PageServer",
+    "WorkerCollector",
+    "exposition",
+    "metrics_text",
+    "prometheus_text",
+    "worker_families",
+    "worker_registry",
+]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+"""The content type of ``/metrics`` (Prometheus' text format, as prometheus_client writes it)."""
 
 GAUGES: tuple[tuple[str, str, Callable[[Status], float]], ...] = (
     ("pending_changes", "Change-log rows not yet acknowledged by D1.", lambda s: s.pending_changes),
@@ -37,26 +59,65 @@ GAUGES: tuple[tuple[str, str, Callable[[Status], float]], ...] = (
 """Each gauge's name, help text and value."""
 
 
+def worker_families(status: Status, counters: Counters | None = None) -> list[Metric]:
+    """The metric families of ``status`` and the worker's ``counters``: ``d1sync_<gauge>`` and
+    ``d1sync_<counter>_total``."""
+    families: list[Metric] = []
+    for name, help_text, value in GAUGES:
+        families.append(GaugeMetricFamily(f"d1sync_{name}", help_text, value=float(value(status))))
+    for name, total in sorted((counters.as_metrics() if counters else {}).items()):
+        help_text = f"Worker counter: {name.replace('_', ' ')}."
+        families.append(CounterMetricFamily(f"d1sync_{name}", help_text, value=float(total)))
+    return families
+
+
+class WorkerCollector(Collector):
+    """A prometheus_client collector of the outbox in ``path``: it opens the file, reads its status and closes
+    it at each scrape, and adds the worker's ``counters`` (None: gauges only)."""
+
+    def __init__(self, path: str | os.PathLike[str], counters: Counters | None = None) -> None:
+        self.path = path
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        with Connection(self.path) as conn:
+            status = read_status(conn)
+        yield from worker_families(status, self.counters)
+
+
+class _Fixed(Collector):
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def worker_registry(
+    path: str | os.PathLike[str], counters: Counters | None = None, *, process: bool = True
+) -> CollectorRegistry:
+    """A registry of the outbox in ``path`` (:class:`WorkerCollector`), with the process' own ``process_*``
+    metrics (CPU seconds, resident memory, open files) unless ``process=False``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WorkerCollector(path, counters))
+    if process:
+        ProcessCollector(registry=registry)
+    return registry
+
+
+def exposition(registry: Collector) -> str:
+    """What ``registry`` collects now, in the Prometheus text format."""
+    return generate_latest(registry).decode()
+
+
 def prometheus_text(status: Status, counters: Counters | None = None) -> str:
     """Render ``status`` (and worker counters) in the Prometheus text exposition format."""
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str, value: float) -> None:
-        lines.append(f"# HELP d1sync_{name} {help_text}")
-        lines.append(f"# TYPE d1sync_{name} {kind}")
-        lines.append(f"d1sync_{name} {value}")
-
-    for name, help_text, value in GAUGES:
-        metric(name, "gauge", help_text, value(status))
-    for name, total in sorted((counters.as_metrics() if counters else {}).items()):
-        metric(f"{name}_total", "counter", f"Worker counter: {name.replace('_', ' ')}.", total)
-    return "\n".join(lines) + "\n"
+    return exposition(_Fixed(worker_families(status, counters)))
 
 
 def metrics_text(path: str | os.PathLike[str], counters: Counters | None = None) -> str:
     """The metrics of the outbox in ``path`` right now (opens and closes its own connection)."""
-    with Connection(path) as conn:
-        return prometheus_text(read_status(conn), counters)
+    return exposition(WorkerCollector(path, counters))
 
 
 Page = tuple[str, Callable[[], str]]
@@ -121,12 +182,17 @@ class PageServer:
 
 
 class MetricsServer(PageServer):
-    """Serves ``render()`` as Prometheus text at ``http://HOST:PORT/metrics`` (and ``/``) in a daemon thread."""
+    """Serves ``source`` at ``http://HOST:PORT/metrics`` (and ``/``) in a daemon thread: a prometheus_client
+    registry (or collector), collected at each scrape, or a function that renders the text itself."""
 
-    def __init__(self, render: Callable[[], str], *, port: int, host: str = "127.0.0.1") -> None:
-        page = ("text/plain; version=0.0.4", render)
+    def __init__(self, source: Collector | Callable[[], str], *, port: int, host: str = "127.0.0.1") -> None:
+        if hasattr(source, "collect"):
+            registry = cast(Collector, source)
+            page: Page = (CONTENT_TYPE, lambda: exposition(registry))
+        else:
+            page = (CONTENT_TYPE, source)
         super().__init__(
-            lambda path: page if path.rstrip("/") in ("", "/metrics") else None,
+            lambda path: page if path.split("?", 1)[0].rstrip("/") in ("", "/metrics") else None,
             port=port,
             host=host,
             home="/metrics",
