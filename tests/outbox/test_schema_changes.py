@@ -178,3 +178,32 @@ def test_a_unique_swap_under_a_cascading_child_keeps_the_children(
     assert "whose UNIQUE values moved among themselves" in caplog.text
     assert mirror.exact("slots") and mirror.exact("bookings")
     assert mirror.remote.prepare("SELECT count(*) AS n FROM bookings").first("n") == 2
+
+
+def test_re_tracking_a_table_recreated_while_capture_was_gone_sends_every_row_again(mirror: Mirror) -> None:
+    """pandas' to_sql(if_exists="replace") and a hand-made DROP + CREATE lose the capture triggers with the
+    table; what is written before ``track`` runs again is not captured, so re-tracking owes every row."""
+    mirror.app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    with mirror.app.atomic() as conn:
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, "old") for i in range(50)])
+    mirror.track("t")
+    assert mirror.drain().drained and mirror.exact("t")
+    mirror.app.exec("DROP TABLE t")
+    mirror.app.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    with mirror.app.atomic() as conn:  # no capture on the new table: these writes leave no change row
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, "new") for i in range(40)])
+    mirror.track("t")
+    mirror.drain()
+    local, remote = mirror.rows("t")
+    assert [r for r in remote if r[1] < 40] == local  # every row of the new table arrived (D1 keeps 40-49)
+
+
+def test_re_tracking_with_more_columns_sends_their_values(mirror: Mirror) -> None:
+    mirror.both("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT)")
+    with mirror.app.atomic() as conn:
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, "a", f"b{i}") for i in range(30)])
+    mirror.track("t", include=["a"])
+    assert mirror.drain().drained
+    assert not mirror.exact("t")  # b is not synced yet
+    mirror.track("t")  # every column now
+    assert mirror.drain().drained and mirror.exact("t")

@@ -20,8 +20,8 @@ from d1sync.sync.status import Status, read_status
 from d1sync.sync.store.dead import DeadLetter, dead_of, drop_dead, list_dead, retry_dead
 from d1sync.sync.store.log import append_changes, delete_changes, pending_of, table_changes
 from d1sync.sync.store.specs import forget_spec, load_specs, save_spec
-from d1sync.sync.store.state import has_outbox, save_table_state
-from d1sync.sync.store.triggers import backfill, install_triggers, remove_triggers
+from d1sync.sync.store.state import TableState, has_outbox, load_table_states, save_table_state
+from d1sync.sync.store.triggers import backfill, capture_of, install_triggers, remove_triggers, trigger_names
 from d1sync.sync.store.twoway import (
     PullTable,
     ensure_replica_schema,
@@ -145,10 +145,13 @@ class Outbox:
                     spec = replace(spec, replicate=known[table].replicate, manage_schema=known[table].manage_schema)
                 if manage_schema is not None:
                     spec = replace(spec, manage_schema=manage_schema)
+                captured = capture_of(conn, table)[0] == len(trigger_names(table))
                 install_triggers(conn, spec, all_columns=all_columns(conn, table))
                 save_spec(conn, spec)
                 if backfill_existing and table not in known:
                     backfill(conn, spec)
+                elif backfill_existing and _owes_resend(known[table], spec, captured):
+                    _resend_all(conn, table)
                 specs.append(spec)
         return specs
 
@@ -440,3 +443,16 @@ def _mark_replicated(
         if target is not None and not replica.installed:
             save_replica(conn, replace(replica, installed=True))
     return specs
+
+
+def _owes_resend(before: TableSpec, now: TableSpec, captured: bool) -> bool:
+    """Whether re-tracking a known table must send every row again: its capture was missing (the table was
+    recreated, e.g. by pandas' ``to_sql(if_exists="replace")``, and writes went uncaptured meanwhile), or
+    it now syncs columns (or a key) it did not."""
+    return not captured or bool(set(now.columns) - set(before.columns)) or now.key != before.key
+
+
+def _resend_all(conn: Connection, table: str) -> None:
+    """Queue every row of ``table`` again (chunk by chunk, as the worker re-sends) and check D1's table anew."""
+    state = load_table_states(conn).get(table, TableState())
+    save_table_state(conn, table, replace(state, resend_after="", remote_columns=None))
