@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from d1sync.database import Database
-from d1sync.errors import ConfigError, SQLError
+from d1sync.errors import ConfigError, D1SyncError, SQLError
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
+from d1sync.sync.capture import derive_spec
 from d1sync.sync.codec import decode_row, key_sql
 from d1sync.sync.compare.fit import SchemaCheck, schema_check
 from d1sync.sync.compare.pages import ExactRow, keyset, read_exact, row_size, select_exact
@@ -300,6 +301,17 @@ def _without_rows(name: str, check: SchemaCheck) -> TableDiff | None:
     return None
 
 
+def _as_now(conn: Connection, spec: TableSpec) -> TableSpec:
+    """``spec`` with the local table's columns as they are now: after a migration that no worker has followed
+    yet, the stored spec still names the columns from before it (verify compares what the file holds)."""
+    if spec.mode != "track":
+        return spec
+    try:
+        return replace(derive_spec(conn, spec), mode=spec.mode)
+    except D1SyncError:  # the table is gone or has no key any more: the stored spec says what was synced
+        return spec
+
+
 def verify(
     conn: Connection,
     target: Database,
@@ -323,6 +335,7 @@ def verify(
         raise ConfigError(f"not synced: {', '.join(unknown)}; synced tables: {', '.join(sorted(specs)) or 'none'}")
     started = time.monotonic()
     report = VerifyReport([])
+    specs = {name: _as_now(conn, spec) for name, spec in specs.items()}
     tracked = [specs[name] for name in names if specs[name].mode == "track"]
     checks = schema_check(conn, target, tracked)
     report.requests += 1 if tracked else 0
@@ -345,7 +358,8 @@ def verify(
         except SQLError as exc:
             if exc.missing is None:
                 raise
-            report.tables.append(TableDiff(name, skipped=f"missing on the remote ({exc.message})"))
+            skipped = f"a column or table is missing ({exc.message})"
+            report.tables.append(TableDiff(name, skipped=skipped, schema=check.as_json(), managed=check.managed))
             continue
         diff.schema, diff.not_repaired, diff.managed = check.as_json(), unfit, check.managed
         report.requests += requests
