@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from d1sync.emulator.server import EmulatorServer
-from d1sync.outbox import SyncConfig
+from d1sync.outbox import SyncConfig, SyncWorker
 
 from .conftest import Mirror
 
@@ -207,3 +207,19 @@ def test_re_tracking_with_more_columns_sends_their_values(mirror: Mirror) -> Non
     assert not mirror.exact("t")  # b is not synced yet
     mirror.track("t")  # every column now
     assert mirror.drain().drained and mirror.exact("t")
+
+
+def test_wait_synced_waits_for_the_worker_holding_the_lease_to_follow_a_migration(mirror: Mirror) -> None:
+    """A migration leaves no change row of its own (a rebuild's copy is not captured): "synced" must still mean
+    that the worker has followed it on D1, or `sync --wait` would return before D1 has the new column."""
+    mirror.both("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    mirror.track("t")
+    with mirror.app.atomic() as conn:
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, "v") for i in range(20)])
+    assert mirror.drain().drained  # the mirror's worker holds the lease from here on
+    mirror.app.exec("ALTER TABLE t ADD COLUMN status TEXT NOT NULL DEFAULT 'active'")
+    with SyncWorker(mirror.path, mirror.worker.target) as other:
+        assert not other.wait_synced(timeout=0.5)  # the lease holder has not seen the migration yet
+        mirror.drain()
+        assert other.wait_synced(timeout=5)
+    assert mirror.exact("t")

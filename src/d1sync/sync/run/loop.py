@@ -27,7 +27,8 @@ from d1sync.sqlite import Connection, on_commit
 from d1sync.sync.config import SyncConfig
 from d1sync.sync.model import SyncResult
 from d1sync.sync.store.log import issued_seq, pending_tables_through, pending_through
-from d1sync.sync.store.state import LastError, load_state, load_table_states, save_state
+from d1sync.sync.store.specs import load_specs
+from d1sync.sync.store.state import LastError, load_state, load_table_states, save_state, schema_version
 
 __all__ = ["DEFAULT_FLUSH_TIMEOUT", "Loop", "make_warnings_visible", "raise_if_held"]
 
@@ -228,8 +229,11 @@ class Loop:
             SyncPausedError: some of those changes wait for a pause that needs a fix.
         """
         mark = issued_seq(self.conn)  # the newest change now in the log
+        # A migration made before this call is part of it: D1 must have followed it (a rebuild leaves no
+        # change rows, its re-send comes once the worker has seen it).
+        version = schema_version(self.conn) if self.config.check_schema else None
         deadline = None if timeout is None else time.monotonic() + timeout
-        while pending_through(self.conn, mark):
+        while pending_through(self.conn, mark) or schema_behind(self.conn, version):
             raise_if_held(self.conn, mark)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -254,6 +258,23 @@ def raise_if_held(conn: Connection, mark: int) -> None:
     for name, table in sorted(load_table_states(conn).items()):
         if table.paused is not None and name in waiting:
             raise SyncPausedError(table.paused, table=name, fix=table.fix)
+
+
+def schema_behind(conn: Connection, version: int | None) -> bool:
+    """Whether a synced table has not been checked against D1 since the file's schema reached ``version``: a
+    migration the worker has not followed yet. Raises SyncPausedError for such a table that is paused."""
+    if version is None:
+        return False
+    states = load_table_states(conn)
+    for name, spec in sorted(load_specs(conn).items()):
+        state = states.get(name)
+        if spec.mode != "track" or state is None or state.schema_version is None:
+            continue  # never compared (schema checks off, or an outbox from before they were kept)
+        if state.schema_version < version:
+            if state.paused is not None:
+                raise SyncPausedError(state.paused, table=name, fix=state.fix)
+            return True
+    return False
 
 
 _visible = threading.Lock()
