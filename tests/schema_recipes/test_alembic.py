@@ -1,0 +1,24 @@
+"""docs/schema.md's Alembic recipe: a batch migration (add with a server default, drop, INTEGER to VARCHAR(20))
+on a tracked table with rows; D1 follows, values and declared types exact."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+
+from .conftest import Kitchen, assert_exact
+
+
+def test_a_batch_migration_is_followed_on_d1_values_and_declared_types_exact(kitchen: Kitchen) -> None:
+    ran = kitchen.run("alembic")
+    assert [r.args[1] for r in ran] == ["track", "sync", "sync", "verify"]  # every one exited 0
+    assert_exact(kitchen.db, kitchen.remote.path, "accounts")
+    with closing(sqlite3.connect(kitchen.remote.path)) as d1:
+        columns = {r[1]: (r[2], r[3], r[4]) for r in d1.execute("PRAGMA table_info(accounts)")}
+        assert columns["score"][0] == "VARCHAR(20)" and "legacy_code" not in columns
+        assert columns["status"] == ("VARCHAR(16)", 1, "'active'")
+        assert d1.execute("SELECT typeof(score), score FROM accounts WHERE id = 100").fetchone() == ("text", "700")
+    status = json.loads(kitchen.command("d1sync status app.db --json").output)
+    assert (status["pending_changes"], status["dead_letters"], status["healthy"]) == (0, 0, True)
+    assert status["table_states"]["accounts"].get("last_schema_change"), status["table_states"]["accounts"]
