@@ -179,6 +179,23 @@ def test_a_command_exits_with_its_documented_codes(scene: Scene, path: str) -> N
     assert {0, 1, 2} <= set(codes), codes
 
 
+def test_sync_exits_1_and_names_a_paused_table_even_with_nothing_pending(scene: Scene) -> None:
+    """The documented 1 for a pause holds when the paused table has no change to send (issue 26, repro 1):
+    an empty tracked table missing on the remote is not synced, and `status --check` says so too."""
+    lone = scene.tmp / "lone.db"
+    with LocalDatabase(lone) as db:
+        db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)")
+    Outbox(lone).track("t")
+    result = invoke(["sync", str(lone), "--local", str(scene.remote), "-q"])
+    assert result.exit_code == 1 and 1 in exit_codes("sync") and "paused" in exit_codes("sync")[1]
+    error, hint = result.stderr.strip().splitlines()
+    assert "t: table 't' is missing on the remote" in error and "CREATE TABLE t" in error
+    assert hint.startswith("Try: ") and "d1sync status" in hint
+    result = invoke(["sync", str(lone), "--local", str(scene.remote), "--json", "-q"])
+    assert result.exit_code == 1 and json.loads(result.stdout)["state"] == "paused"
+    assert invoke(["status", str(lone), "--check", "-q"]).exit_code == 1
+
+
 def _offers_json(path: str) -> bool:
     command: click.Command | None = cli
     for name in path.split():

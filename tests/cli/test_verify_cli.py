@@ -162,3 +162,18 @@ def test_sync_with_a_wrong_token_says_so_and_never_nothing_to_sync(synced: tuple
     assert result.exit_code == 1
     assert "nothing to sync" not in result.output
     assert "D1SYNC_EMULATOR_TOKEN must equal the token the emulator was started with" in result.output
+
+
+@pytest.mark.parametrize("repair", [[], ["--repair"]], ids=["verify", "verify --repair"])
+def test_verify_never_clears_a_pause_while_its_cause_remains(synced: tuple[Path, list[str]], repair: list[str]) -> None:
+    """Issue 26, repro 6: `status --check` went from 1 to 0 after a verify, with the fault still there."""
+    app, target = synced
+    with LocalDatabase(app) as db:
+        db.exec("ALTER TABLE notes ADD COLUMN tag TEXT")
+        db.prepare("UPDATE notes SET tag = 'x' WHERE id = 1").run()
+    assert invoke("sync", str(app), *target)[0] == 1
+    assert invoke("status", str(app), "--check")[0] == 1
+    invoke("verify", str(app), *target, *repair)
+    code, status = invoke_json("status", str(app), "--check")
+    assert code == 1 and status["table_states"]["notes"]["state"] == "paused"
+    assert status["dead_letters"] == 0

@@ -16,8 +16,9 @@ COMMON: dict[int, str] = {
 
 EXIT_CODES: dict[str, dict[int, str]] = {
     "sync": {
-        0: "drained",
-        EXIT_FAILURE: "stopped early (a pause, `--timeout`), or nothing is tracked in DB",
+        0: "drained, and no table is paused",
+        EXIT_FAILURE: "a table (named) or the worker is paused, even with nothing pending; stopped early "
+        "(`--timeout`); or nothing is tracked in DB",
         EXIT_USAGE: "bad usage",
         EXIT_DEAD_LETTERS: "drained, but D1 refused some rows for good (`d1sync dead DB`)",
         EXIT_TEMPFAIL: "another worker holds the drain lease (`--wait` waits for it)",

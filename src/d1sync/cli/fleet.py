@@ -228,7 +228,7 @@ def _drain(running: Fleet, timeout: float | None) -> FleetStatus:
 
 
 def _not_drained(status: FleetStatus) -> list[str]:
-    return [r.file for r in status.tenants if r.pending or r.state == "failed"]
+    return [r.file for r in status.tenants if r.pending or r.paused or r.state == "failed"]  # a pause, even idle
 
 
 @fleet.command("sync")

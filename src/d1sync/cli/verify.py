@@ -130,7 +130,8 @@ def verify(
     queued = 0
     try:
         with SyncWorker(db, remote) as worker:
-            worker.resume()  # asked by a person: what paused the outbox is checked again now
+            # No resume here: comparing fixes nothing, so a pause stays until `resume`, `sync` or the worker's own
+            # re-check finds its cause gone (status --check must not turn healthy while the fault remains).
             names = list(tables) or None
             with _progress() as progress:
                 bar = _Bar(progress)
