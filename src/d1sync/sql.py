@@ -31,6 +31,8 @@ __all__ = [
     "quote_literal",
     "split_statements",
     "split_with_lines",
+    "unquote_identifier",
+    "update_of",
 ]
 
 
@@ -166,3 +168,24 @@ def has_placeholder(sql: str) -> bool:
     quotes and comments. D1 allows parameters on a multi-statement text only when no earlier statement has one.
     """
     return bool(_PLACEHOLDER.search(_QUOTED_OR_COMMENT.sub(" ", sql)))
+
+
+_IDENT = r'"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]|[A-Za-z_\x80-\uffff][\w$\x80-\uffff]*'
+_UPDATE_OF = re.compile(rf"\bUPDATE\s+OF\s+((?:{_IDENT})(?:\s*,\s*(?:{_IDENT}))*)\s+ON\b", re.IGNORECASE)
+
+
+def unquote_identifier(text: str) -> str:
+    """An identifier as SQLite reads it: ``"a""b"`` -> ``a"b``, ``[x y]`` -> ``x y``, ``abc`` -> ``abc``."""
+    if text[:1] == "[":
+        return text[1:-1]
+    if text[:1] in ('"', "`") and len(text) >= 2:
+        return text[1:-1].replace(text[0] * 2, text[0])
+    return text
+
+
+def update_of(trigger_sql: str) -> tuple[str, ...] | None:
+    """The columns of a ``CREATE TRIGGER ... UPDATE OF a, b ON t`` (None: the trigger lists none)."""
+    found = _UPDATE_OF.search(trigger_sql)
+    if found is None:
+        return None
+    return tuple(unquote_identifier(m.group()) for m in re.finditer(_IDENT, found.group(1)))

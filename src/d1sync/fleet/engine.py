@@ -19,10 +19,10 @@ from typing import Any
 from d1sync.client import D1Client
 from d1sync.errors import D1SyncError
 from d1sync.fleet.provision import ANYWHERE, Binding, Placement, bind, place_of, read_binding, record_size
-from d1sync.fleet.schema import copy_schema
 from d1sync.fleet.tenants import Tracking, track_tables
 from d1sync.local import LocalDatabase
 from d1sync.sync import Outbox, SyncConfig, SyncResult, SyncWorker
+from d1sync.sync.schema.create import copy_schema
 
 __all__ = ["Connect", "TenantEngine", "TenantRow"]
 

@@ -12,7 +12,7 @@ emulator and on D1 alike. Binding a file that has no row:
    one database of that name is adopted (made earlier by hand, by another process, or by this create
    whose answer was lost: a dropped connection, a timeout). A create is never sent twice blindly. A kill -9
    between the create and the record is the same case on the next start;
-3. record the binding, then give the database the tenant's schema (:func:`~d1sync.fleet.schema.copy_schema`,
+3. record the binding, then give the database the tenant's schema (:func:`~d1sync.sync.schema.create.copy_schema`,
    one atomic batch) and record that too, before any row is sent.
 """
 
@@ -28,9 +28,9 @@ from typing import Any
 from d1sync.client import D1Client
 from d1sync.database import Database
 from d1sync.errors import AuthError, ConfigError, D1Error
-from d1sync.fleet.schema import copy_schema
 from d1sync.local import LocalDatabase
 from d1sync.sqlite import Connection
+from d1sync.sync.schema.create import copy_schema
 
 __all__ = [
     "ANYWHERE",

@@ -107,6 +107,10 @@ class SyncConfig:
             it; D1Client and LocalDatabase do). Requests still go one at a time, in order.
         pool: where those sends run: an executor that engines of one process share (the scheduler that drives
             them owns it); None: each engine starts one helper thread of its own when it first reads ahead.
+        manage_schema: whether d1sync makes every synced table's remote schema follow the local one (creates
+            missing tables, follows ALTERs and rebuilds; see docs/sync.md), overriding each table's own choice;
+            None: each table's choice (``Outbox.track(manage_schema=...)``), else the default rule: managed
+            unless the remote has a ``d1_migrations`` ledger. Two-way tables are never managed.
 
     Example::
 
@@ -129,6 +133,7 @@ class SyncConfig:
     pull_options: PullOptions = field(default_factory=PullOptions)
     read_ahead: bool = True
     pool: Executor | None = field(default=None, compare=False, repr=False)
+    manage_schema: bool | None = None
 
 
 FIELDS = frozenset(f.name for f in dataclasses.fields(SyncConfig)) - {"pool"}
@@ -154,5 +159,9 @@ def merge_deprecated(config: SyncConfig | None, keywords: Mapping[str, Any], *, 
             DeprecationWarning,
             stacklevel=3,
         )
-    values = {name: value for name, value in keywords.items() if value is not None or name in ("seed", "pull")}
+    values = {
+        name: value
+        for name, value in keywords.items()
+        if value is not None or name in ("seed", "pull", "manage_schema")
+    }
     return dataclasses.replace(config, **values) if values else config

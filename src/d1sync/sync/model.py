@@ -52,6 +52,9 @@ class TableSpec:
             when the local table changes (None: every column).
         replicate: two-way: the worker also pulls the table's remote changes (``Outbox.replicate``), and its
             capture triggers skip the rows a pull applies.
+        manage_schema: whether d1sync makes the remote table's schema follow the local one (creates it, alters
+            or rebuilds it); None: the default rule (yes, unless the remote has a ``d1_migrations`` ledger).
+            Two-way tables and tables synced with include/exclude are never managed.
     """
 
     name: str
@@ -63,6 +66,7 @@ class TableSpec:
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] | None = None
     replicate: bool = False
+    manage_schema: bool | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -80,6 +84,7 @@ class TableSpec:
             include=tuple(data["include"]) if data.get("include") is not None else None,
             exclude=tuple(data["exclude"]) if data.get("exclude") is not None else None,
             replicate=bool(data.get("replicate", False)),
+            manage_schema=data.get("manage_schema"),
         )
 
 

@@ -73,6 +73,7 @@ class Pusher:
                 check_schema=config.check_schema,
                 pause_interval=config.pause_interval,
                 chunk=max(1, config.window // 2),  # room for new writes in the same window
+                manage_schema=config.manage_schema,
             )
         except D1Error as exc:  # transient: back off; auth, a missing database: not about one table, pause
             return None, Failure(exc, now, pause=decide(Refusal(exc)) is not Verdict.BACK_OFF)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["CONSTRAINT_START", "TableParts", "checks", "normalize", "table_parts", "tokens", "type_name"]
+__all__ = ["CONSTRAINT_START", "TableParts", "checks", "normalize", "spans", "table_parts", "tokens", "type_name"]
 
 _TOKEN = re.compile(
     r"""
@@ -36,21 +36,25 @@ def _unquote(text: str) -> str:
     return text[1:-1].replace(quote * 2, quote)
 
 
-def tokens(sql: str) -> list[str]:
-    """The tokens of ``sql`` in canonical form (see the module docstring); comments and blanks dropped."""
-    out: list[str] = []
+def spans(sql: str) -> list[tuple[str, int, int]]:
+    """The tokens of ``sql`` in canonical form, each with where it starts and ends in ``sql``."""
+    out: list[tuple[str, int, int]] = []
     for found in _TOKEN.finditer(sql):
         kind = found.lastgroup
         text = found.group()
         if kind == "space":
             continue
         if kind == "quoted":
-            out.append(_unquote(text).upper())
+            text = _unquote(text).upper()
         elif kind in ("word", "blob"):
-            out.append(text.upper())
-        else:
-            out.append(text)
+            text = text.upper()
+        out.append((text, found.start(), found.end()))
     return out
+
+
+def tokens(sql: str) -> list[str]:
+    """The tokens of ``sql`` in canonical form (see the module docstring); comments and blanks dropped."""
+    return [t for t, _, _ in spans(sql)]
 
 
 def normalize(sql: str | None) -> str | None:
@@ -80,6 +84,8 @@ class TableParts:
     """Table constraints (``PRIMARY KEY (...)``, ``UNIQUE (...)``, ``CHECK (...)``, ``FOREIGN KEY ...``)."""
     options: tuple[str, ...]
     """What follows the closing parenthesis: ``WITHOUT ROWID``, ``STRICT``."""
+    texts: tuple[str, ...] = ()
+    """Each column definition's text as written, in the order of ``columns`` (for ``ADD COLUMN``)."""
 
 
 CONSTRAINT_START = frozenset({"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"})
@@ -88,12 +94,13 @@ CONSTRAINT_START = frozenset({"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREI
 def table_parts(sql: str) -> TableParts:
     """Cut ``CREATE TABLE name (defs...) options`` into :class:`TableParts` (empty for ``AS SELECT`` or
     virtual tables)."""
-    toks = tokens(sql)
+    found = spans(sql)
+    toks = [t for t, _, _ in found]
     try:
         start = toks.index("(")
     except ValueError:
         return TableParts((), (), ())
-    items: list[list[str]] = [[]]
+    items: list[list[int]] = [[]]
     depth = 0
     end = len(toks)
     for i in range(start + 1, len(toks)):
@@ -108,18 +115,21 @@ def table_parts(sql: str) -> TableParts:
         elif tok == "," and depth == 0:
             items.append([])
             continue
-        items[-1].append(tok)
+        items[-1].append(i)
     columns: list[tuple[str, ...]] = []
+    texts: list[str] = []
     constraints: list[tuple[str, ...]] = []
     for item in items:
         if not item:
             continue
-        if constraints or item[0] in CONSTRAINT_START:
-            constraints.append(tuple(item))
+        words = tuple(toks[i] for i in item)
+        if constraints or words[0] in CONSTRAINT_START:
+            constraints.append(words)
         else:
-            columns.append(tuple(item))
+            columns.append(words)
+            texts.append(sql[found[item[0]][1] : found[item[-1]][2]])
     options = tuple(t for t in toks[end + 1 :] if t not in (",", ";"))
-    return TableParts(tuple(columns), tuple(constraints), options)
+    return TableParts(tuple(columns), tuple(constraints), options, tuple(texts))
 
 
 def _checks_in(item: tuple[str, ...]) -> list[str]:

@@ -214,6 +214,15 @@ class TableState:
         remote_columns: the remote table's columns as last checked; None until checked (or after a change).
         note: something the user should know that needs no action now (e.g. remote rows a recreated local
             table no longer holds).
+        schema: the fingerprint of the local table's schema as last found equal on the remote (a table whose
+            remote schema d1sync manages); None until then, or after the local schema changed.
+        schema_version: the file's ``PRAGMA schema_version`` when ``schema`` was last compared with the local
+            table (the local table is read again only when it moved).
+        renames: local ``RENAME COLUMN`` s (old, new) that the remote table has not followed yet, as SQLite
+            reported them by rewriting the capture triggers.
+        renamed_from: the table's earlier local name, while the remote table still has it.
+        last_schema_change: the last schema action d1sync took on the remote for this table: ``at`` (epoch
+            seconds), ``action`` (``create``, ``rename``, ``alter``, ``rebuild``) and ``sql`` (its statements).
     """
 
     paused: str | None = None
@@ -223,6 +232,11 @@ class TableState:
     resend_after: str | None = None
     remote_columns: tuple[str, ...] | None = None
     note: str | None = None
+    schema: str | None = None
+    schema_version: int | None = None
+    renames: tuple[tuple[str, str], ...] = ()
+    renamed_from: str | None = None
+    last_schema_change: dict[str, Any] | None = None
 
 
 def load_table_states(conn: Connection) -> dict[str, TableState]:
@@ -234,6 +248,7 @@ def load_table_states(conn: Connection) -> dict[str, TableState]:
             data = json.loads(text)
             if isinstance(data.get("remote_columns"), list):
                 data["remote_columns"] = tuple(data["remote_columns"])
+            data["renames"] = tuple((str(old), str(new)) for old, new in data.get("renames") or ())
             states[str(table)] = TableState(**{k: v for k, v in data.items() if k in names})
         except (ValueError, TypeError, AttributeError):
             continue  # a damaged state is the default state: the worker checks the table again

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from d1sync.sql import quote_identifier
+from d1sync.sql import quote_identifier, update_of
 from d1sync.sqlite import Connection
 from d1sync.sync.codec import key_sql
 from d1sync.sync.model import TableSpec
@@ -18,7 +18,7 @@ from d1sync.sync.store.log import DELETE, JSON_KEY, UPSERT, table_id
 from d1sync.sync.store.state import PREFIX
 from d1sync.sync.store.twoway import skip_while_applying
 
-__all__ = ["backfill", "capture_of", "install_triggers", "remove_triggers", "trigger_names"]
+__all__ = ["backfill", "capture_of", "captured_columns", "install_triggers", "remove_triggers", "trigger_names"]
 
 
 def trigger_names(table: str) -> tuple[str, str, str]:
@@ -36,6 +36,15 @@ def capture_of(conn: Connection, table: str) -> tuple[int, set[str]]:
     return len(rows), {str(r[0]) for r in rows}
 
 
+def captured_columns(conn: Connection, table: str) -> tuple[str, ...] | None:
+    """The columns the update trigger of ``table`` lists, as SQLite keeps them now (it rewrites them on
+    ``RENAME COLUMN``); None without that trigger, or one of an earlier release that listed none."""
+    row = conn.execute(
+        "SELECT sql FROM main.sqlite_master WHERE type = 'trigger' AND name = ?", (trigger_names(table)[1],)
+    ).fetchone()
+    return None if row is None or row[0] is None else update_of(str(row[0]))
+
+
 def _logged(spec: TableSpec, alias: str) -> tuple[str, int]:
     """How a capture trigger writes ``spec``'s key from row ``alias``, and what it adds to the op: the value
     itself for a one-column key, the codec's JSON text for a composite one (see d1sync.sync.store.log)."""
@@ -47,8 +56,8 @@ def _logged(spec: TableSpec, alias: str) -> tuple[str, int]:
 def install_triggers(
     conn: Connection, spec: TableSpec, *, all_columns: Sequence[str] | None = None, on: str | None = None
 ) -> None:
-    """(Re)create the three capture triggers of ``spec`` (on table ``on``, default ``spec.name``, whose columns
-    are ``all_columns``: read from the table when not given). Call inside a transaction.
+    """(Re)create the three capture triggers of ``spec`` (on table ``on``, default ``spec.name``). Call inside a
+    transaction. ``all_columns`` is accepted for callers of earlier releases and no longer needed.
 
     Each trigger appends one small row to the change log, with literals for the table id and the op and the
     key as the table holds it: all a tracked write costs (see d1sync.sync.store.log).
@@ -60,12 +69,10 @@ def install_triggers(
     (new_key, form), (old_key, _) = _logged(spec, "NEW"), _logged(spec, "OLD")
     upsert, deleted = UPSERT + form, DELETE + form
     insert = "INSERT INTO _d1sync_changes (tid, key, op) VALUES ({tid}, {key}, {op})"
-    # Only updates of synced columns matter; narrowing the trigger saves a change row for the others.
-    of = ""
-    if all_columns is None:
-        all_columns = [str(r[0]) for r in conn.execute("SELECT name FROM pragma_table_info(?)", (on or spec.name,))]
-    if set(spec.columns) != set(all_columns):
-        of = " OF " + ", ".join(quote_identifier(c) for c in spec.columns)
+    # Only updates of synced columns matter; narrowing the trigger saves a change row for the others. The
+    # list names every synced column, even when it is all of them: SQLite rewrites it on RENAME COLUMN, and
+    # that is how a rename is told apart from a drop plus an add (d1sync.sync.tables.follow).
+    of = " OF " + ", ".join(quote_identifier(c) for c in spec.columns)
     # Keys compare exactly: byte for byte whatever the column's collation ('a' -> 'A' under NOCASE is a key
     # change), and by type (1 -> 1.0 in an untyped column is one too), as the key texts differ.
     # A replicated table's triggers skip the rows a pull applies (the store's apply marker).

@@ -9,15 +9,18 @@ local change                    what happens
 ==============================  ===========================================================================
 ADD COLUMN                      the spec gains the column; once the remote has it, every row is sent again
 DROP COLUMN                     the spec loses it (D1 keeps its values; they are no longer sent)
-RENAME COLUMN                   both of the above; the remote check suggests ``RENAME COLUMN`` if it lacks it
-RENAME TABLE                    capture moves to the new name, pending changes follow, every row is re-sent
+RENAME COLUMN                   both of the above, and the rename is recorded (the capture trigger's column
+                                list, which SQLite rewrote, names the old and the new column) for the remote
+RENAME TABLE                    capture moves to the new name, pending changes follow, every row is re-sent;
+                                the old name is recorded for the remote
 DROP + CREATE                   capture is installed again and every row re-sent; remote rows the new table
                                 lacks are kept (a note says how to delete them)
 DROP (not recreated)            that table pauses with the choice spelled out: untrack, or delete remotely
 a different key                 that table pauses with the exact fix
 ==============================  ===========================================================================
 
-Whatever happens to one table, the others keep flowing.
+What the remote table then does is :mod:`~d1sync.sync.schema`'s (a managed table follows) or the
+preflight's pause (an unmanaged one). Whatever happens to one table, the others keep flowing.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from d1sync.sync.store.dead import rename_dead
 from d1sync.sync.store.log import rename_changes
 from d1sync.sync.store.specs import forget_spec, load_specs, save_spec
 from d1sync.sync.store.state import TableState, save_table_state
-from d1sync.sync.store.triggers import capture_of, install_triggers, remove_triggers
+from d1sync.sync.store.triggers import capture_of, captured_columns, install_triggers, remove_triggers
 from d1sync.sync.tables.pauses import pause, resume
 
 __all__ = [
@@ -64,8 +67,41 @@ def _table_exists(conn: Connection, table: str) -> bool:
     return row is not None
 
 
-def _follow(conn: Connection, spec: TableSpec, table: str, state: TableState, now: float) -> TableState:
-    """Bring ``spec`` in line with the local table ``table`` (its name, or the name it was renamed to)."""
+def _renames(
+    spec: TableSpec, captured: tuple[str, ...] | None, columns: list[str], earlier: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    """The column renames SQLite reported: the update trigger lists the synced columns, and RENAME COLUMN
+    rewrote a name in that list in place. Added to the ``earlier`` ones not followed on D1 yet (a then b: a
+    to c). A drop plus an add never shows here: DROP COLUMN leaves the list alone."""
+    if captured is None or len(captured) != len(spec.columns):
+        return earlier
+    found = [
+        (old, new)
+        for old, new in zip(spec.columns, captured, strict=True)
+        if old != new and new in columns and old not in columns
+    ]
+    if not found:
+        return earlier
+    merged = dict(earlier)
+    for old, new in found:
+        first = next((a for a, b in merged.items() if b == old), old)
+        merged.pop(first, None)
+        merged[first] = new
+        log.info("column %s of %s was renamed locally to %s", old, spec.name, new)
+    return tuple((a, b) for a, b in merged.items() if a != b)
+
+
+def _follow(
+    conn: Connection,
+    spec: TableSpec,
+    table: str,
+    state: TableState,
+    now: float,
+    captured: tuple[str, ...] | None = None,
+) -> TableState:
+    """Bring ``spec`` in line with the local table ``table`` (its name, or the name it was renamed to);
+    ``captured`` is what its update trigger listed before (see :func:`_renames`)."""
+    state = replace(state, renames=_renames(spec, captured, all_columns(conn, table), state.renames))
     try:
         new = derive_spec(conn, spec, table)
     except ConfigError as exc:
@@ -107,7 +143,8 @@ def _rename(conn: Connection, spec: TableSpec, new_name: str, states: dict[str, 
     forget_spec(conn, spec.name)
     save_table_state(conn, spec.name, None)
     save_spec(conn, replace(spec, name=new_name))
-    states[new_name] = states.pop(spec.name, TableState())
+    moved = states.pop(spec.name, TableState())
+    states[new_name] = replace(moved, renamed_from=moved.renamed_from or spec.name)
     log.info("table %s was renamed locally to %s: capture follows it", spec.name, new_name)
 
 
@@ -123,6 +160,7 @@ def reconcile(conn: Connection, specs: dict[str, TableSpec], states: dict[str, T
                 continue
             state = states.get(name, TableState())
             table = name
+            captured = captured_columns(conn, name)  # before _rename removes the triggers
             if not _table_exists(conn, name):
                 _, hosts = capture_of(conn, name)
                 moved = sorted(h for h in hosts if h != name and _table_exists(conn, h) and h not in specs)
@@ -142,7 +180,7 @@ def reconcile(conn: Connection, specs: dict[str, TableSpec], states: dict[str, T
                 spec = replace(spec, name=table)
                 done.renamed[name] = table
                 state = states[table]
-            new_state = _follow(conn, spec, table, state, now)
+            new_state = _follow(conn, spec, table, state, now, captured)
             if new_state != state or table != name:
                 states[table] = new_state
                 save_table_state(conn, table, new_state)
