@@ -14,11 +14,13 @@ through the environment, as a user's shell reaches D1):
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -93,6 +95,9 @@ class Kitchen:
     remote: Remote
     namespace: dict[str, Any] = field(default_factory=lambda: {"__name__": "__recipe__"})
     ran: list[Ran] = field(default_factory=list)
+    daemon: subprocess.Popen[str] | None = None
+    """``d1sync run app.db`` once :meth:`start_daemon` started it: the recipe's ``d1sync sync`` lines then
+    wait for it (``--wait``) instead of sending themselves."""
 
     @property
     def db(self) -> Path:
@@ -102,21 +107,28 @@ class Kitchen:
         """Run every block of recipe ``name``; a command whose exit code is not the expected one fails."""
         ran: list[Ran] = []
         for block in recipe(name):
-            if block.file is not None:
-                self._write(block.file, block.code)
-            elif block.lang == "python":
-                exec(compile(block.code, f"docs/schema.md <{name}>", "exec", dont_inherit=True), self.namespace)
-            elif block.lang == "sh":
-                ran.extend(self.command(line) for line in block.code.splitlines() if line.split("#")[0].strip())
-            else:
-                raise AssertionError(f"recipe {name!r}: no way to run a {block.lang!r} block")
+            ran.extend(self.run_block(name, block))
         return ran
+
+    def run_block(self, name: str, block: Block) -> list[Ran]:
+        """Run one block of recipe ``name``: write its file, execute its Python, or run its commands."""
+        if block.file is not None:
+            self._write(block.file, block.code)
+        elif block.lang == "python":
+            exec(compile(block.code, f"docs/schema.md <{name}>", "exec", dont_inherit=True), self.namespace)
+        elif block.lang == "sh":
+            return [self.command(line) for line in block.code.splitlines() if line.split("#")[0].strip()]
+        else:
+            raise AssertionError(f"recipe {name!r}: no way to run a {block.lang!r} block")
+        return []
 
     def command(self, line: str) -> Ran:
         """Run one line of a ``sh`` block and check its exit code against its ``# exit N`` comment."""
         text, _, comment = line.partition("#")
         expected = int(m[1]) if (m := _EXIT.search("#" + comment)) else 0
         args = shlex.split(text)
+        if self.daemon is not None and args[:2] == ["d1sync", "sync"]:
+            args.append("--wait")
         if args[0] == "d1sync":
             result = CliRunner().invoke(cli, args[1:], catch_exceptions=False, prog_name="d1sync")
             ran = Ran(args, result.exit_code, result.output)
@@ -128,6 +140,31 @@ class Kitchen:
         self.ran.append(ran)
         assert ran.code == expected, f"`{text.strip()}` exited {ran.code}, not {expected}:\n{ran.output}"
         return ran
+
+    def start_daemon(self) -> None:
+        """Start ``d1sync run app.db`` in a real process, as a user runs the daemon beside the application, and
+        return once it holds the drain lease (so it, not a later ``sync``, sends what comes next)."""
+        command = [sys.executable, "-m", "d1sync", "run", "app.db"]
+        self.daemon = subprocess.Popen(
+            command, cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        deadline = time.monotonic() + 60
+        while not json.loads(self.command("d1sync status app.db --json").output)["lease_owner"]:
+            assert self.daemon.poll() is None, f"d1sync run exited {self.daemon.returncode}"
+            assert time.monotonic() < deadline, "d1sync run did not take the drain lease within 60 s"
+            time.sleep(0.05)
+
+    def stop_daemon(self) -> tuple[int, str]:
+        """Stop the daemon with SIGTERM (a last drain): its exit code (0: nothing left to send) and its log."""
+        assert self.daemon is not None
+        daemon, self.daemon = self.daemon, None
+        daemon.terminate()
+        try:
+            output, _ = daemon.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            output, _ = daemon.communicate()
+        return daemon.returncode, output
 
     def _write(self, name: str, text: str) -> None:
         path = self.folder / name
@@ -166,6 +203,8 @@ def kitchen(tmp_path: Path, remote: Remote, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.syspath_prepend(str(folder))  # a recipe's own modules (Django's app) import from here
     made = Kitchen(folder, remote)
     yield made
+    if made.daemon is not None:
+        made.stop_daemon()
     for name in ("engine",):  # close what the recipes opened, so the files are free
         engine = made.namespace.get(name)
         if engine is not None:

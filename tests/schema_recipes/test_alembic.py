@@ -7,7 +7,7 @@ import json
 import sqlite3
 from contextlib import closing
 
-from .conftest import Kitchen, assert_exact
+from .conftest import Kitchen, assert_exact, recipe
 
 
 def test_a_batch_migration_is_followed_on_d1_values_and_declared_types_exact(kitchen: Kitchen) -> None:
@@ -22,3 +22,19 @@ def test_a_batch_migration_is_followed_on_d1_values_and_declared_types_exact(kit
     status = json.loads(kitchen.command("d1sync status app.db --json").output)
     assert (status["pending_changes"], status["dead_letters"], status["healthy"]) == (0, 0, True)
     assert status["table_states"]["accounts"].get("last_schema_change"), status["table_states"]["accounts"]
+
+
+def test_a_running_daemon_follows_the_same_migration(kitchen: Kitchen) -> None:
+    """`d1sync run` notices the migration on a pass of its own (the page says so): `sync --wait` waits for it."""
+    blocks = recipe("alembic")
+    for block in blocks:
+        kitchen.run_block("alembic", block)
+        if kitchen.daemon is None and any(r.args[1] == "sync" for r in kitchen.ran):
+            kitchen.start_daemon()  # from the first sync on, the daemon sends, as it would in production
+    assert [r.args[1:] for r in kitchen.ran if r.args[1] == "sync"] == [
+        ["sync", "app.db"],
+        ["sync", "app.db", "--wait"],
+    ]
+    assert_exact(kitchen.db, kitchen.remote.path, "accounts")
+    code, log = kitchen.stop_daemon()
+    assert code == 0, log
