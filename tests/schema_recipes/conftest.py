@@ -52,6 +52,11 @@ class Block:
     code: str
 
 
+def recipe_names() -> list[str]:
+    """The names of docs/schema.md's recipes, in page order."""
+    return [m["name"] for m in _RECIPE.finditer(DOC.read_text(encoding="utf-8"))]
+
+
 def recipe(name: str) -> list[Block]:
     """The blocks of recipe ``name`` in docs/schema.md, in order."""
     found = {m["name"]: m["body"] for m in _RECIPE.finditer(DOC.read_text(encoding="utf-8"))}
