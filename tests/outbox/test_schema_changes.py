@@ -56,9 +56,11 @@ def test_a_re_send_longer_than_one_chunk_goes_on_until_every_row_is_sent(
         mirror.close()
 
 
-def test_add_column_the_remote_lacks_pauses_that_table_with_the_alter_and_the_others_flow(mirror: Mirror) -> None:
+def test_add_column_the_remote_lacks_pauses_an_unmanaged_table_with_the_alter_and_the_others_flow(
+    mirror: Mirror,
+) -> None:
     mirror.both(NOTES + "; " + OTHER)
-    mirror.track("notes", "other")
+    mirror.track("notes", "other", manage_schema=False)
     write(mirror, "INSERT INTO notes VALUES (?, ?)", [(1, "a")])
     assert mirror.drain().drained
     mirror.app.exec("ALTER TABLE notes ADD COLUMN tag TEXT NOT NULL DEFAULT 'none'")
@@ -68,7 +70,10 @@ def test_add_column_the_remote_lacks_pauses_that_table_with_the_alter_and_the_ot
     assert mirror.exact("other")
     notes = mirror.worker.status().table_states["notes"]
     assert notes.state == "paused"
-    assert notes.fix == """run on the remote: ALTER TABLE "notes" ADD COLUMN "tag" TEXT NOT NULL DEFAULT 'none'"""
+    assert notes.fix == (
+        """run on the remote: ALTER TABLE "notes" ADD COLUMN tag TEXT NOT NULL DEFAULT 'none'; or let d1sync """
+        f"manage this table's schema: `d1sync track {mirror.path} notes --manage-schema`"
+    )
     mirror.remote.exec("ALTER TABLE notes ADD COLUMN tag TEXT NOT NULL DEFAULT 'none'")  # the fix, run remotely
     mirror.worker.resume()
     assert mirror.drain().drained and mirror.exact("notes")

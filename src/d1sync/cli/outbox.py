@@ -33,6 +33,13 @@ def _columns(value: str | None) -> list[str] | None:
 @click.option("--exclude", metavar="COLS", help="Sync every column except these (comma-separated).")
 @click.option("--version-column", metavar="COL", help="Last-writer-wins: never overwrite a newer remote version.")
 @click.option("--no-backfill", is_flag=True, help="Do not queue the rows already in the table.")
+@click.option(
+    "--manage-schema/--no-manage-schema",
+    default=None,
+    help="Let d1sync make D1's tables follow the local schema (create them, follow ALTER TABLE and rebuilds), "
+    "or never touch it (the table pauses with the fix). Stored per table. Default: managed, unless the remote "
+    "has a d1_migrations ledger.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the tracked tables and the pending count as JSON.")
 def track(
     db: str,
@@ -41,9 +48,16 @@ def track(
     exclude: str | None,
     version_column: str | None,
     no_backfill: bool,
+    manage_schema: bool | None,
     as_json: bool,
 ) -> None:
-    """Capture every write to TABLES of DB in the outbox (installs triggers)."""
+    """Capture every write to TABLES of DB in the outbox (installs triggers).
+
+    The sync creates a table D1 lacks from the local DDL and follows local schema changes on D1 (ADD, DROP
+    and RENAME COLUMN, index changes; any other change as the same rebuild SQLite does, then every row is
+    sent again), unless --no-manage-schema, the remote has a d1_migrations ledger, or the table is synced
+    with --include/--exclude or both ways.
+    """
     if include and exclude:
         fail("--include and --exclude cannot be combined", "list the columns to sync with --include", EXIT_USAGE)
     need_file(db)
@@ -54,6 +68,7 @@ def track(
             exclude=_columns(exclude),
             version_column=version_column,
             backfill_existing=not no_backfill,
+            manage_schema=manage_schema,
         )
         pending = outbox.status().pending_changes
     if as_json:

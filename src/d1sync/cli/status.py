@@ -138,7 +138,13 @@ def _print_tables(st: Status) -> None:
             detail += f"\nfix: {ts.fix}"
         if ts.resending:
             detail = (detail + "\n" if detail else "") + "re-sending every row"
-        for extra in (ts.pull_note, "resync owed" if ts.resync else None):
+        change = ts.last_schema_change
+        schema = None
+        if change:
+            schema = f"schema {change.get('action')} on the remote {_when(change.get('at'))}: " + "; ".join(
+                change.get("sql") or []
+            )
+        for extra in (ts.pull_note, "resync owed" if ts.resync else None, schema):
             if extra:
                 detail = (detail + "\n" if detail else "") + extra
         style = _STATE_STYLE[ts.state]

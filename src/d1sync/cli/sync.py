@@ -61,6 +61,17 @@ def direction_options(func: Any) -> Any:
     return click.option("--push-only", is_flag=True, help="Only send local changes; pull nothing.")(func)
 
 
+def schema_option(func: Any) -> Any:
+    """``--manage-schema`` / ``--no-manage-schema`` for every synced table (default: each table's choice)."""
+    return click.option(
+        "--manage-schema/--no-manage-schema",
+        default=None,
+        help="Make D1's tables follow the local schema (create, ALTER, rebuild), or never touch it (pause with "
+        "the fix instead), for every table. Default: each table's `track` choice, else managed unless the "
+        "remote has a d1_migrations ledger.",
+    )(func)
+
+
 def _directions(push_only: bool, pull_only: bool) -> dict[str, Any]:
     if push_only and pull_only:
         fail("--push-only and --pull-only exclude each other", "give at most one of them", exit_code=EXIT_USAGE)
@@ -131,6 +142,7 @@ class _Shutdown:
 @target_options
 @limit_options
 @direction_options
+@schema_option
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -149,6 +161,7 @@ def run(
     log_format: str,
     push_only: bool,
     pull_only: bool,
+    manage_schema: bool | None,
     **target: Any,
 ) -> None:
     """Run the sync daemon for DB in the foreground (both ways for two-way tables).
@@ -164,7 +177,10 @@ def run(
     need_outbox(db)
     remote = open_target(target, default="remote")
     try:
-        worker = SyncWorker(db, remote, SyncConfig(limits=_limits(max_request_bytes, max_statements), **directions))
+        config = SyncConfig(
+            limits=_limits(max_request_bytes, max_statements), manage_schema=manage_schema, **directions
+        )
+        worker = SyncWorker(db, remote, config)
     except BaseException:
         remote.close()  # DB could not be opened: nothing else holds the target
         raise
@@ -263,6 +279,7 @@ def _wait_for_holder(worker: SyncWorker, db: str, give_up: float | None, as_json
 @target_options
 @limit_options
 @direction_options
+@schema_option
 @click.option("--timeout", "give_up", type=float, help="Give up after this many seconds (exit 1 if not drained).")
 @click.option("--wait", is_flag=True, help="If `d1sync run` holds the lease, wait for it to send (else exit 75).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress stays on stderr).")
@@ -275,6 +292,7 @@ def sync(
     as_json: bool,
     push_only: bool,
     pull_only: bool,
+    manage_schema: bool | None,
     **target: Any,
 ) -> None:
     """Drain DB's outbox until it is empty, then pull two-way tables until caught up, then exit.
@@ -290,7 +308,9 @@ def sync(
     report = DrainReport()
     try:
         with SyncWorker(
-            db, remote, SyncConfig(limits=_limits(max_request_bytes, max_statements), **directions)
+            db,
+            remote,
+            SyncConfig(limits=_limits(max_request_bytes, max_statements), manage_schema=manage_schema, **directions),
         ) as worker:
             worker.resume()  # asked by a person: what paused the outbox is checked again now
             lease = live_holder(worker.conn, worker.owner, time.time())

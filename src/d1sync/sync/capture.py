@@ -178,7 +178,8 @@ def inspect_table(
 
 def derive_spec(conn: Connection, spec: TableSpec, table: str | None = None) -> TableSpec:
     """``spec`` derived again from the local table ``table`` (default: its own name) as it is now, with the
-    same column choice, version column and direction (ConfigError if the table can no longer be synced)."""
+    same column choice, version column, direction and schema choice (ConfigError if the table can no longer be
+    synced)."""
     derived = inspect_table(
         conn,
         table or spec.name,
@@ -187,7 +188,7 @@ def derive_spec(conn: Connection, spec: TableSpec, table: str | None = None) -> 
         version_column=spec.version_column,
         lenient=True,
     )
-    return replace(derived, replicate=spec.replicate)
+    return replace(derived, replicate=spec.replicate, manage_schema=spec.manage_schema)
 
 
 def create_sql(conn: Connection, table: str) -> str | None:

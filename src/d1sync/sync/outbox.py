@@ -112,6 +112,7 @@ class Outbox:
         exclude: Sequence[str] | None = None,
         version_column: str | None = None,
         backfill_existing: bool = True,
+        manage_schema: bool | None = None,
     ) -> list[TableSpec]:
         """Install capture triggers on ``tables`` (idempotent: re-tracking updates the column choice).
 
@@ -121,6 +122,10 @@ class Outbox:
             version_column: last-writer-wins guard: a remote row is overwritten only by a row whose version
                 is >= its own.
             backfill_existing: queue every existing row, so the remote receives what was there before.
+            manage_schema: True: d1sync makes the remote tables' schema follow the local one (creates them,
+                follows ALTER TABLE and rebuilds); False: it never changes it (a table D1 lacks, or that
+                lacks a column, pauses with the fix); None: keep the table's earlier choice, else the default
+                (managed, unless the remote has a ``d1_migrations`` ledger). Stored with the table.
 
         Raises:
             ConfigError: a table is missing, has no usable key, or a named column does not exist.
@@ -136,8 +141,10 @@ class Outbox:
                 spec = inspect_table(conn, table, include=include, exclude=exclude, version_column=version_column)
                 if table in known and known[table].mode == "enqueue":
                     raise ConfigError(f"table {table!r} is declared for enqueue(); untrack it first")
-                if table in known:
-                    spec = replace(spec, replicate=known[table].replicate)  # re-tracking keeps it two-way
+                if table in known:  # re-tracking keeps it two-way, and its schema choice unless given
+                    spec = replace(spec, replicate=known[table].replicate, manage_schema=known[table].manage_schema)
+                if manage_schema is not None:
+                    spec = replace(spec, manage_schema=manage_schema)
                 install_triggers(conn, spec, all_columns=all_columns(conn, table))
                 save_spec(conn, spec)
                 if backfill_existing and table not in known:

@@ -48,6 +48,9 @@ class TableStatus:
     """The table owes a resync (compared with the remote and made equal, key by key)."""
     pull_note: str | None = None
     """Remote rows that could not be applied here, or the remote capture triggers missing."""
+    last_schema_change: dict[str, Any] | None = None
+    """The last schema action d1sync took on the remote table: ``at`` (epoch seconds), ``action`` (``create``,
+    ``rename``, ``alter`` or ``rebuild``) and ``sql`` (its statements); None if it never took one."""
 
 
 LOW_DISK = 1 << 20
@@ -169,7 +172,15 @@ def _disk_free(path: Path) -> int | None:
 def _table_status(state: TableState | None, pending: int) -> TableStatus:
     state = state or TableState()
     kind: TableStateName = "paused" if state.paused else "pending" if pending else "synced"
-    return TableStatus(kind, pending, state.paused, state.fix, state.note, state.resend_after is not None)
+    return TableStatus(
+        kind,
+        pending,
+        state.paused,
+        state.fix,
+        state.note,
+        state.resend_after is not None,
+        last_schema_change=state.last_schema_change,
+    )
 
 
 def _pull_status(status: TableStatus, replica: Replica | None, pull: PullTable | None) -> TableStatus:

@@ -158,9 +158,10 @@ def _plan(
     renames = rename_statements(name, state.renamed_from, state.renames, remote_table)
     if renames:
         return "rename", renames
-    if not compare_schemas(local, remote_table):
+    differences = compare_schemas(local, remote_table)
+    if not differences:
         return "", []
-    alter = None if rebuild else alter_statements(local, remote_table)
+    alter = None if rebuild else alter_statements(local, remote_table, differences)
     if alter:
         return "alter", alter
     return "rebuild", []
@@ -207,6 +208,7 @@ def follow_table(
             continue
         state = _record(name, action, statements, state, now)
         if action == "create":
+            remote[name] = local  # made from the local DDL: the next table's views may name it
             return Followed(replace(state, renames=(), renamed_from=None), True)
         if action == "rename":
             state = replace(state, renames=(), renamed_from=None)

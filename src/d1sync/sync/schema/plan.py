@@ -25,11 +25,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from d1sync.sql import quote_identifier
 from d1sync.sync.schema import ddl
-from d1sync.sync.schema.describe import TableSchema, compare_schemas
 from d1sync.sync.store.state import PREFIX
+
+if TYPE_CHECKING:
+    from d1sync.sync.schema.describe import SchemaDifference, TableSchema
 
 __all__ = [
     "REBUILD_TABLE",
@@ -131,10 +134,12 @@ def _index_changes(local: TableSchema, remote: TableSchema) -> tuple[list[str], 
     return drops, creates
 
 
-def alter_statements(local: TableSchema, remote: TableSchema) -> list[str] | None:
-    """The ``ALTER TABLE`` and index statements that make ``remote`` equal to ``local``, or None when only a
-    rebuild can (anything but dropped columns, added columns and indexes differs)."""
-    differences = compare_schemas(local, remote)
+def alter_statements(
+    local: TableSchema, remote: TableSchema, differences: Sequence[SchemaDifference]
+) -> list[str] | None:
+    """The ``ALTER TABLE`` and index statements that make ``remote`` equal to ``local`` (whose differences
+    :func:`~d1sync.sync.schema.describe.compare_schemas` found), or None when only a rebuild can (anything but
+    dropped columns, added columns and indexes differs)."""
     if any(d.aspect not in ("column", "index") for d in differences):
         return None
     local_names = [c.name.lower() for c in local.columns]

@@ -18,7 +18,15 @@ from d1sync.sync.store.log import DELETE, JSON_KEY, UPSERT, table_id
 from d1sync.sync.store.state import PREFIX
 from d1sync.sync.store.twoway import skip_while_applying
 
-__all__ = ["backfill", "capture_of", "captured_columns", "install_triggers", "remove_triggers", "trigger_names"]
+__all__ = [
+    "backfill",
+    "capture_of",
+    "captured_columns",
+    "install_triggers",
+    "marker_name",
+    "remove_triggers",
+    "trigger_names",
+]
 
 
 def trigger_names(table: str) -> tuple[str, str, str]:
@@ -37,10 +45,10 @@ def capture_of(conn: Connection, table: str) -> tuple[int, set[str]]:
 
 
 def captured_columns(conn: Connection, table: str) -> tuple[str, ...] | None:
-    """The columns the update trigger of ``table`` lists, as SQLite keeps them now (it rewrites them on
-    ``RENAME COLUMN``); None without that trigger, or one of an earlier release that listed none."""
+    """The synced columns of ``table`` as its column marker lists them now (SQLite rewrites them on ``RENAME
+    COLUMN``); None without a marker (a table rebuilt locally, or tracked by an earlier release)."""
     row = conn.execute(
-        "SELECT sql FROM main.sqlite_master WHERE type = 'trigger' AND name = ?", (trigger_names(table)[1],)
+        "SELECT sql FROM main.sqlite_master WHERE type = 'trigger' AND name = ?", (marker_name(table),)
     ).fetchone()
     return None if row is None or row[0] is None else update_of(str(row[0]))
 
@@ -56,8 +64,8 @@ def _logged(spec: TableSpec, alias: str) -> tuple[str, int]:
 def install_triggers(
     conn: Connection, spec: TableSpec, *, all_columns: Sequence[str] | None = None, on: str | None = None
 ) -> None:
-    """(Re)create the three capture triggers of ``spec`` (on table ``on``, default ``spec.name``). Call inside a
-    transaction. ``all_columns`` is accepted for callers of earlier releases and no longer needed.
+    """(Re)create the three capture triggers of ``spec`` (on table ``on``, default ``spec.name``, whose columns
+    are ``all_columns``: read from the table when not given), and its column marker. Call inside a transaction.
 
     Each trigger appends one small row to the change log, with literals for the table id and the op and the
     key as the table holds it: all a tracked write costs (see d1sync.sync.store.log).
@@ -69,10 +77,13 @@ def install_triggers(
     (new_key, form), (old_key, _) = _logged(spec, "NEW"), _logged(spec, "OLD")
     upsert, deleted = UPSERT + form, DELETE + form
     insert = "INSERT INTO _d1sync_changes (tid, key, op) VALUES ({tid}, {key}, {op})"
-    # Only updates of synced columns matter; narrowing the trigger saves a change row for the others. The
-    # list names every synced column, even when it is all of them: SQLite rewrites it on RENAME COLUMN, and
-    # that is how a rename is told apart from a drop plus an add (d1sync.sync.tables.follow).
-    of = " OF " + ", ".join(quote_identifier(c) for c in spec.columns)
+    # Only updates of synced columns matter; narrowing the trigger saves a change row for the others.
+    of = ""
+    if all_columns is None:
+        all_columns = [str(r[0]) for r in conn.execute("SELECT name FROM pragma_table_info(?)", (on or spec.name,))]
+    listed = " OF " + ", ".join(quote_identifier(c) for c in spec.columns)
+    if set(spec.columns) != set(all_columns):
+        of = listed
     # Keys compare exactly: byte for byte whatever the column's collation ('a' -> 'A' under NOCASE is a key
     # change), and by type (1 -> 1.0 in an untyped column is one too), as the key texts differ.
     # A replicated table's triggers skip the rows a pull applies (the store's apply marker).
@@ -98,10 +109,20 @@ def install_triggers(
         + insert.format(tid=tid, key=old_key, op=deleted)
         + "; END"
     )
+    # The marker never runs (WHEN 0); it lists the synced columns, which SQLite rewrites on RENAME COLUMN and
+    # leaves alone on DROP COLUMN: how a rename is told apart from a drop plus an add. A list on the capture
+    # trigger itself would stop it from seeing updates of a column added before the worker follows it.
+    marker = quote_identifier(marker_name(spec.name))
+    conn.execute(f"CREATE TRIGGER {marker} AFTER UPDATE{listed} ON {q} WHEN 0 BEGIN SELECT 0; END")
+
+
+def marker_name(table: str) -> str:
+    """The name of ``table``'s column marker (see :func:`captured_columns`)."""
+    return f"{PREFIX}{table}_cols"
 
 
 def remove_triggers(conn: Connection, table: str) -> None:
-    for name in trigger_names(table):
+    for name in (*trigger_names(table), marker_name(table)):
         conn.execute(f"DROP TRIGGER IF EXISTS {quote_identifier(name)}")
 
 

@@ -118,7 +118,7 @@ def _follow(
     new = replace(new, mode=spec.mode)
     count, _ = capture_of(conn, table)
     resend = state.resend_after
-    if new.columns != spec.columns or count < 3 or table != spec.name:
+    if new.columns != spec.columns or count < 3 or table != spec.name or captured is None:
         install_triggers(conn, new, all_columns=all_columns(conn, table))
         save_spec(conn, new)
         added = set(new.columns) - set(spec.columns)

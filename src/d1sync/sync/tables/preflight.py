@@ -1,7 +1,22 @@
 """What a pass does before it reads the window, table by table, once local schema changes are followed
-(:mod:`~d1sync.sync.tables.follow`): check (and follow) the remote schema
-(:mod:`~d1sync.sync.tables.schemas`), feed re-sends, and delete the remote rows of tables untracked with
+(:mod:`~d1sync.sync.tables.follow`): check the remote schema of the tables that need it in one request, and
+follow it where d1sync manages it; feed re-sends; and delete the remote rows of tables untracked with
 ``delete_remote``.
+
+Who owns a table's remote schema:
+
+* d1sync (the table is *managed*) by default, for a table tracked one way with every column;
+* migrations when the remote has a ``d1_migrations`` ledger (wrangler's or d1sync's), unless the table or
+  the run says ``manage_schema=True``;
+* the user, for ``manage_schema=False`` (``--no-manage-schema`` on ``track`` for one table, on ``run`` /
+  ``sync`` for all), a two-way table (a Worker writes it too) and a table synced with include/exclude (its
+  remote table is not the local one).
+
+A table is checked when its local schema changed (its fingerprint, taken only when ``PRAGMA
+schema_version`` moved), when it was never checked, when a local change re-derived its columns, and when a
+pause for the remote schema is due for a re-check. A managed table follows (:mod:`~d1sync.sync.schema.follow`);
+an unmanaged one pauses when D1 lacks it or a synced column, with the statements that fix it and the real path
+of the file in the alternative; other differences of an unmanaged table are logged as a warning.
 
 Each step touches one table at a time; a table that cannot go on is paused (or skipped for this pass on a
 transient failure), and the others go on. Auth errors and a missing database are not about a table: they are
@@ -11,6 +26,9 @@ raised, and the worker pauses as a whole.
 from __future__ import annotations
 
 import logging
+import os
+import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from d1sync.database import Database
@@ -18,13 +36,16 @@ from d1sync.errors import D1Error, SQLError, TransientError
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 from d1sync.sync.model import TableSpec
-from d1sync.sync.schema.describe import read_schemas
-from d1sync.sync.schema.plan import fingerprint
+from d1sync.sync.schema import ddl
+from d1sync.sync.schema.create import SchemaObject, create_statements, read_objects
+from d1sync.sync.schema.describe import TableSchema, compare_schemas, read_schemas
+from d1sync.sync.schema.follow import follow_table, lookup
+from d1sync.sync.schema.plan import addable, fingerprint, rebuild_statements, rename_statements
 from d1sync.sync.store.specs import forget_spec, load_specs
 from d1sync.sync.store.state import TableState, load_table_states, save_table_state, schema_version
 from d1sync.sync.tables.pauses import pause, recheck_due, resume
 from d1sync.sync.tables.resend import queue_chunk
-from d1sync.sync.tables.schemas import check_schemas
+from d1sync.wrangler import DEFAULT_MIGRATIONS_TABLE
 
 __all__ = ["Preflight", "assume_remote_matches", "preflight"]
 
@@ -48,6 +69,190 @@ class Preflight:
     def paused(self) -> dict[str, str]:
         """The paused tables and why."""
         return {name: state.paused for name, state in self.states.items() if state.paused and name in self.specs}
+
+
+@dataclass
+class SchemaCheck:
+    """What the schema step of a pass left: tables to skip this pass, and whether to come back soon."""
+
+    waiting: set[str] = field(default_factory=set)
+    retry_soon: bool = False
+
+
+def manages(spec: TableSpec, manage: bool | None, ledger: bool) -> bool:
+    """Whether d1sync owns ``spec``'s remote schema (see the module docstring)."""
+    if spec.mode != "track" or spec.replicate or spec.include is not None or spec.exclude is not None:
+        return False
+    choice = manage if manage is not None else spec.manage_schema
+    return choice if choice is not None else not ledger
+
+
+def _path(conn: Connection) -> str:
+    return shlex.quote(os.fspath(conn.path))
+
+
+def _fix_statements(
+    local: TableSchema, remote: TableSchema | None, state: TableState, objects: list[SchemaObject]
+) -> list[str]:
+    """What makes an unmanaged remote table take the local rows: create it, rename what SQLite reported
+    renamed, add the missing columns (or the rebuild, when ``ADD COLUMN`` cannot)."""
+    if remote is None:
+        return create_statements(objects, [local.name])
+    statements = rename_statements(local.name, state.renamed_from, state.renames, remote)
+    renamed = {new.lower() for _, new in state.renames}
+    parts = ddl.table_parts(local.sql)
+    texts = {words[0]: (words, text) for words, text in zip(parts.columns, parts.texts, strict=True)}
+    q = quote_identifier(local.name)
+    for column in local.columns:
+        if remote.column(column.name) is not None or column.name.lower() in renamed:
+            continue
+        words, text = texts.get(ddl.normalize(quote_identifier(column.name)) or "", ((), ""))
+        if not text or not addable(words):
+            return rebuild_statements(local, remote, renames=state.renames)
+        statements.append(f"ALTER TABLE {q} ADD COLUMN {text}")
+    return statements
+
+
+def _unmanaged(
+    conn: Connection,
+    spec: TableSpec,
+    local: TableSchema | None,
+    remote: TableSchema | None,
+    state: TableState,
+    ledger: bool,
+    now: float,
+) -> TableState:
+    """Check an unmanaged table: pause it while D1 lacks it or a synced column, with the exact fix."""
+    missing = [] if remote is None else [c for c in spec.columns if remote.column(c) is None]
+    if remote is not None and not missing:
+        if local is not None:
+            for difference in compare_schemas(local, remote):
+                log.warning(
+                    "table %s differs on the remote (d1sync does not manage its schema): %s", spec.name, difference
+                )
+        done = replace(resume(state, "remote"), remote_columns=remote.column_names, renames=(), renamed_from=None)
+        return done
+    reason = (
+        f"table {spec.name!r} is missing on the remote"
+        if remote is None
+        else f"table {spec.name!r} on the remote lacks column(s) {', '.join(missing)}"
+    )
+    if local is None:
+        return replace(pause(state, "remote", reason, None, now), remote_columns=None)
+    statements = _fix_statements(local, remote, state, read_objects(conn))
+    where = "add a migration that runs" if ledger else "run on the remote"
+    owner = " (its d1_migrations ledger says migrations own its schema)" if ledger else ""
+    fix = (
+        f"{where}{owner}: {'; '.join(statements)}; or let d1sync manage this table's schema: "
+        f"`d1sync track {_path(conn)} {shlex.quote(spec.name)} --manage-schema`"
+    )
+    if spec.replicate:
+        fix = f"{where}: {'; '.join(statements)}"
+    return replace(pause(state, "remote", reason, fix, now), remote_columns=None)
+
+
+def _needs_check(spec: TableSpec, state: TableState, fingerprint_now: str | None, now: float, interval: float) -> bool:
+    if state.paused is not None:
+        return state.cause == "remote" and recheck_due(state, now, interval)
+    if state.remote_columns is None or any(c not in state.remote_columns for c in spec.columns):
+        return True
+    return spec.mode == "track" and fingerprint_now is not None and fingerprint_now != state.schema
+
+
+def _local_schemas(
+    conn: Connection, specs: Mapping[str, TableSpec], states: dict[str, TableState], version: int
+) -> dict[str, TableSchema]:
+    """The local schemas of the tracked tables whose file schema moved since they were last fingerprinted."""
+    stale = [n for n, s in specs.items() if s.mode == "track" and states.get(n, TableState()).schema_version != version]
+    return read_schemas(conn, stale) if stale else {}
+
+
+def check_schemas(
+    conn: Connection,
+    target: Database,
+    specs: Mapping[str, TableSpec],
+    states: dict[str, TableState],
+    *,
+    manage: bool | None,
+    version: int,
+    now: float,
+    pause_interval: float,
+) -> SchemaCheck:
+    """Check (and follow) the remote schema of the tables that need it; updates ``states`` in place and in
+    the file. Raises D1Error for failures that are not about one table (auth, a missing database)."""
+    result = SchemaCheck()
+    local = _local_schemas(conn, specs, states, version)
+    due = []
+    for name, spec in sorted(specs.items()):
+        if spec.mode == "purge":
+            continue
+        state = states.get(name, TableState())
+        mine = lookup(local, name)
+        current = fingerprint(mine) if mine is not None else state.schema
+        if mine is not None and current == state.schema and state.schema_version != version:
+            states[name] = replace(state, schema_version=version)  # the file changed, not this table
+            with conn.atomic():
+                save_table_state(conn, name, states[name])
+        if _needs_check(spec, state, current, now, pause_interval):
+            due.append(name)
+    if not due:
+        return result
+    try:
+        remote = read_schemas(target)
+    except TransientError as exc:
+        log.warning("remote schema check of %s failed, retried next pass: %s", ", ".join(due), exc)
+        result.waiting.update(due)
+        result.retry_soon = True
+        return result
+    ledger = lookup(remote, DEFAULT_MIGRATIONS_TABLE) is not None
+    if any(manages(specs[n], manage, ledger) for n in due):
+        local.update(read_schemas(conn, [n for n in due if lookup(local, n) is None]))
+    for name in due:
+        _check_one(conn, target, specs, states, name, lookup(local, name), remote, manage, ledger, version, now, result)
+    states.update(load_table_states(conn))  # a rebuild recorded re-sends of other tables in the file
+    return result
+
+
+def _check_one(
+    conn: Connection,
+    target: Database,
+    specs: Mapping[str, TableSpec],
+    states: dict[str, TableState],
+    name: str,
+    local: TableSchema | None,
+    remote: dict[str, TableSchema],
+    manage: bool | None,
+    ledger: bool,
+    version: int,
+    now: float,
+    result: SchemaCheck,
+) -> None:
+    spec = specs[name]
+    state = load_table_states(conn).get(name, TableState())  # an earlier table's rebuild may have changed it
+    if local is None and spec.mode == "track":
+        local = lookup(read_schemas(conn, [name]), name)
+    if manages(spec, manage, ledger) and local is not None:
+        try:
+            followed = follow_table(conn, target, local, remote, state, specs, now)
+        except TransientError as exc:
+            log.warning("following the schema of %s on the remote failed, retried next pass: %s", name, exc)
+            result.waiting.add(name)
+            result.retry_soon = True
+            return
+        state = followed.state
+        if followed.equal:
+            state = replace(resume(state, "remote"), remote_columns=local.column_names)
+        else:
+            reason = f"table {name!r} differs on the remote after d1sync followed it: {'; '.join(followed.differences)}"
+            fix = f"`d1sync track {_path(conn)} {shlex.quote(name)} --no-manage-schema` and fix it by hand"
+            state = replace(pause(state, "remote", reason, fix, now), remote_columns=None)
+    else:
+        state = _unmanaged(conn, spec, local, lookup(remote, name), state, ledger, now)
+    if local is not None and state.paused is None:
+        state = replace(state, schema=fingerprint(local), schema_version=version)
+    states[name] = state
+    with conn.atomic():
+        save_table_state(conn, name, state)
 
 
 def assume_remote_matches(conn: Connection) -> None:
