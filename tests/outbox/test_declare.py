@@ -67,7 +67,8 @@ def test_changing_the_declaration_while_changes_are_pending_is_refused_with_the_
     assert "cannot declare 'events'" in message and "2 pending change(s)" in message
     assert "with key (id) and columns (id, kind, body, n)" in message
     assert f"columns ({', '.join(columns)})" in message
-    assert "`d1sync sync DB`" in message and "Outbox.untrack('events', drop_pending=True)" in message
+    assert f"`d1sync sync {tmp_path / 'app.db'}`" in message
+    assert "Outbox.untrack('events', drop_pending=True)" in message
     assert "same key and columns is always fine" in message
     assert outbox.tables()["events"].columns == tuple(COLUMNS)
     assert outbox.status().pending_changes == 2
@@ -104,7 +105,7 @@ def test_dead_letters_recorded_in_the_old_order_block_a_new_one_until_dropped(
         outbox.declare("events", key=["id"], columns=["id", "n", "kind", "body"])
     message = str(info.value)
     assert "1 dead letter(s)" in message and "pending" not in message
-    assert "`d1sync dead DB retry|drop --id N`" in message
+    assert f"`d1sync dead {tmp_path / 'app.db'} retry|drop --id N`" in message
     # Retrying them would replay rows in the old column order under the new declaration: drop them first.
     assert outbox.drop_dead() == 1
     outbox.declare("events", key=["id"], columns=["id", "n", "kind", "body"])
@@ -122,7 +123,7 @@ def test_changes_left_by_an_untracked_table_block_a_new_declaration_until_dead_l
         outbox.declare("events", key=["id"], columns=COLUMNS)
     message = str(info.value)
     assert "1 pending change(s)" in message and "untracked since" in message
-    assert "Run the worker once" in message and "`d1sync dead DB drop --id N`" in message
+    assert "Run the worker once" in message and f"`d1sync dead {tmp_path / 'app.db'} drop --id N`" in message
     with SyncWorker(outbox.path, client) as worker:
         assert worker.sync_once().dead == 1
     with pytest.raises(ConfigError, match=r"1 dead letter\(s\)"):

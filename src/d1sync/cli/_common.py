@@ -12,6 +12,7 @@ import difflib
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ __all__ = [
     "remember_target",
     "run_with_flags",
     "serve_on",
+    "shown",
 ]
 
 if TYPE_CHECKING:
@@ -162,7 +164,12 @@ def need_outbox(db: str) -> None:
 
     need_file(db)
     if not Outbox.exists(db):
-        fail(f"{db} has no outbox: nothing in it is tracked", f"d1sync track {db} TABLE")
+        fail(f"{db} has no outbox: nothing in it is tracked", f"d1sync track {shown(db)} TABLE")
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """A file's path as a hint prints it: the real path, shell-quoted, so the command can be pasted as it is."""
+    return shlex.quote(os.fspath(path))
 
 
 def need_tracked(db: str, tables: Sequence[str], tracked: Sequence[str]) -> None:
@@ -171,7 +178,9 @@ def need_tracked(db: str, tables: Sequence[str], tracked: Sequence[str]) -> None
         if table not in tracked:
             close = difflib.get_close_matches(table, tracked, n=1)
             listed = (
-                f"synced tables: {', '.join(tracked)}" if tracked else f"nothing is tracked: d1sync track {db} TABLE"
+                f"synced tables: {', '.join(tracked)}"
+                if tracked
+                else f"nothing is tracked: d1sync track {shown(db)} TABLE"
             )
             fail(
                 f"table {table!r} is not synced in {db}", f"did you mean {close[0]!r}? ({listed})" if close else listed

@@ -25,8 +25,9 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         EXIT_INTERRUPTED: "interrupted",
     },
     "verify": {
-        0: "equal",
-        EXIT_FAILURE: "different, or a table could not be compared, or nothing is tracked in DB",
+        0: "equal, rows and schema",
+        EXIT_FAILURE: "different, in rows or schema; a table could not be compared or (with `--repair`) was not "
+        "repaired because it is paused or its schema on D1 would refuse the rows; or nothing is tracked in DB",
         EXIT_USAGE: "bad usage",
         EXIT_INTERRUPTED: "interrupted",
     },

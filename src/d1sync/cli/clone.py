@@ -28,7 +28,7 @@ from d1sync.sync.compare.clone import clone as clone_database
 from d1sync.sync.compare.clone_plan import has_plan
 from d1sync.sync.config import DEFAULT_PAGE
 
-from ._common import EXIT_USAGE, Command, console, diff_table, err_console, fail, print_json
+from ._common import EXIT_USAGE, Command, console, diff_table, err_console, fail, print_json, shown
 from ._target import target_from, target_options
 
 __all__ = ["clone"]
@@ -158,5 +158,5 @@ def clone(file: str, tables: tuple[str, ...], force: bool, page: int, as_json: b
     if not report.equal:
         fail(
             "the clone differs from the source (it changed while being copied)",
-            f"clone again: d1sync clone ... {file} --force",
+            f"clone again: d1sync clone ... {shown(file)} --force",
         )

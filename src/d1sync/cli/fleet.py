@@ -46,6 +46,7 @@ from ._common import (
     print_json,
     remember_target,
     serve_on,
+    shown,
 )
 
 __all__ = ["account_options", "fleet", "fleet_from", "need_folder", "tenant_options"]
@@ -263,12 +264,12 @@ def _finish(status: FleetStatus, as_json: bool, folder: str) -> None:
     if stuck:
         rows = {r.file: r for r in status.tenants}
         why = "; ".join(f"{f}: {rows[f].last_error or rows[f].paused or f'{rows[f].pending} pending'}" for f in stuck)
-        fail(f"{len(stuck)} tenant(s) not drained: {why}", f"`d1sync fleet status {folder}` shows each one")
+        fail(f"{len(stuck)} tenant(s) not drained: {why}", f"`d1sync fleet status {shown(folder)}` shows each one")
     if status.totals["dead"]:
         dead = [r.file for r in status.tenants if r.dead]
         fail(
             f"D1 refused rows of {', '.join(dead)} for good ({status.totals['dead']} dead letter(s))",
-            "`d1sync dead FILE` lists them",
+            "; ".join(f"`d1sync dead {shown(os.path.join(folder, f))} list`" for f in dead) + " lists them",
             EXIT_DEAD_LETTERS,
         )
 
@@ -405,7 +406,7 @@ def migrate_command(
         names = "; ".join(f"{r.file}: {r.error}" for r in failed)
         fail(
             f"{len(failed)} tenant(s) failed{stopped}: {names}",
-            f"fix them, then run `d1sync fleet migrate {folder}` again: it resumes",
+            f"fix them, then run `d1sync fleet migrate {shown(folder)}` again: it resumes",
         )
 
 

@@ -10,7 +10,7 @@ from d1sync.sync import Outbox
 from d1sync.sync.config import DEFAULT_RETENTION
 from d1sync.sync.remote import prune, write_migration
 
-from ._common import DB_ARG, EXIT_USAGE, Command, console, fail, need_file, print_json
+from ._common import DB_ARG, EXIT_USAGE, Command, console, fail, need_file, print_json, shown
 from ._target import open_target, target_options
 
 __all__ = ["replicate"]
@@ -70,7 +70,7 @@ def replicate(
     if migrations_dir is not None and (do_prune or not tables):
         fail(
             "--emit-migration writes a file for TABLES and talks to no remote",
-            f"`d1sync replicate {db} TABLE... --emit-migration DIR`; prune in a separate call",
+            f"`d1sync replicate {shown(db)} TABLE... --emit-migration DIR`; prune in a separate call",
             EXIT_USAGE,
         )
     need_file(db)
@@ -82,7 +82,8 @@ def replicate(
         done["replicated"] = [s.name for s in specs]
         if not as_json:
             where = _target_flags(target)
-            console.print(f"wrote {path}; apply it (`d1sync migrations apply {where}`), then `d1sync run {db} {where}`")
+            run = f"d1sync run {shown(db)} {where}"
+            console.print(f"wrote {path}; apply it (`d1sync migrations apply {where}`), then `{run}`")
     else:
         remote = open_target(target, default="remote")
         try:

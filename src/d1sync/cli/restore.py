@@ -13,7 +13,7 @@ from d1sync.errors import D1SyncError
 from d1sync.restore import RestoreReport
 from d1sync.restore import restore as restore_file
 
-from ._common import EXIT_USAGE, Command, console, diff_table, fail, need_file, print_json
+from ._common import EXIT_USAGE, Command, console, diff_table, fail, need_file, print_json, shown
 from ._target import target_from, target_options
 
 __all__ = ["restore"]
@@ -73,7 +73,11 @@ def restore(
     Exit codes: 0 restored and equal; 1 failed or a table differs; 2 bad usage.
     """
     if (name is None) == (into is None):
-        fail("give --to NAME (a new database) or --into ID (an empty one)", "d1sync restore FILE --to NAME", EXIT_USAGE)
+        fail(
+            "give --to NAME (a new database) or --into ID (an empty one)",
+            f"d1sync restore {shown(file)} --to NAME",
+            EXIT_USAGE,
+        )
     resolved = target_from(target, default="remote", missing="allow")
     if resolved.kind == "local":
         fail(
@@ -104,7 +108,7 @@ def restore(
             raise
         fail(
             f"{exc} (the new database {created[0]} is left behind, empty if the import failed)",
-            f"fix the cause, then restore into it: d1sync restore {file} --into {created[0]}",
+            f"fix the cause, then restore into it: d1sync restore {shown(file)} --into {created[0]}",
         )
     finally:
         client.close()

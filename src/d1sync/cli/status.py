@@ -23,6 +23,7 @@ from ._common import (
     fail,
     open_outbox,
     print_json,
+    shown,
 )
 
 __all__ = ["dead", "status"]
@@ -54,7 +55,7 @@ def status(db: str, as_json: bool, check: bool) -> None:
     if as_json:
         print_json({**st.to_dict(), "healthy": code == 0, "health": health})
     else:
-        _print_status(st, health)
+        _print_status(st, health, db)
     if check and code:
         raise click.exceptions.Exit(code)
 
@@ -87,13 +88,13 @@ _HEALTH_TEXT = {
     "paused": "[red]paused: needs a fix (see below)[/red]",
     "failing": "[red]failing: the last attempt failed (see last error)[/red]",
     "disk full": "[red]disk full: free space on the disk holding the file (nothing is lost meanwhile)[/red]",
-    "dead letters": "[red]dead letters: D1 refused changes for good (d1sync dead DB)[/red]",
+    "dead letters": "[red]dead letters: D1 refused changes for good (d1sync dead {db})[/red]",
 }
 
 
-def _print_status(st: Status, health: str) -> None:
+def _print_status(st: Status, health: str, db: str) -> None:
     table = Table(show_header=False, box=None)
-    table.add_row("health", _HEALTH_TEXT[health])
+    table.add_row("health", _HEALTH_TEXT[health].replace("{db}", escape(shown(db))))
     table.add_row("pending changes", f"{st.pending_changes:,} ({st.pending_keys:,} rows)")
     age = st.oldest_pending_age
     table.add_row("oldest pending", "-" if age is None else f"{age:,.1f}s ago")

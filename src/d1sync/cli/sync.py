@@ -41,6 +41,7 @@ from ._common import (
     need_outbox,
     print_json,
     serve_on,
+    shown,
 )
 from ._target import open_target, target_options
 
@@ -266,7 +267,7 @@ def _wait_for_holder(worker: SyncWorker, db: str, give_up: float | None, as_json
     who = describe_holder(lease) if lease is not None else "it has just let go"
     err_console.print(f"waiting for the worker holding the lease ({who}) to send the changes")
     if not worker.wait_synced(give_up):
-        fail(f"{worker.pending():,} change(s) still pending after {give_up:g}s", f"see `d1sync status {db}`")
+        fail(f"{worker.pending():,} change(s) still pending after {give_up:g}s", f"see `d1sync status {shown(db)}`")
     if as_json:
         print_json({"state": "synced by the lease holder", "pending": worker.pending()})
     else:
@@ -317,7 +318,7 @@ def sync(
             if lease is not None and not wait:
                 fail(
                     f"another worker holds the lease of {db}: {describe_holder(lease)}; it is sending the changes",
-                    f"`d1sync sync {db} --wait` waits for it; `d1sync status {db}` shows its progress",
+                    f"`d1sync sync {shown(db)} --wait` waits for it; `d1sync status {shown(db)}` shows its progress",
                     EXIT_TEMPFAIL,
                 )
             if wait:
@@ -372,6 +373,7 @@ def _more(first: DrainReport, then: DrainReport) -> DrainReport:
 
 
 def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None, *, pull_only: bool = False) -> None:
+    where = shown(db)
     if as_json:
         print_json({**dataclasses.asdict(report), "drained": report.drained})
     elif report.rows or report.dead or report.pending or report.pulled:
@@ -379,13 +381,16 @@ def _finish(db: str, report: DrainReport, as_json: bool, kind: str | None, *, pu
     elif report.state not in ("paused", "locked"):  # a pause is not "nothing to sync": it says why below
         console.print("nothing to sync")
     if report.state == "locked" and report.pending:
-        fail("another worker took the lease and is sending the changes", f"`d1sync sync {db} --wait`", EXIT_TEMPFAIL)
+        fail("another worker took the lease and is sending the changes", f"`d1sync sync {where} --wait`", EXIT_TEMPFAIL)
     if report.state == "paused":
         fix = hint_for(kind) if kind else None
         if fix is None:
-            fix = f"`d1sync status {db}` shows each paused table and its fix"
-        fail(f"sync paused: {report.error}", f"{fix}; then run `d1sync sync {db}` again")
+            fix = f"`d1sync status {where}` shows each paused table and its fix"
+        fail(f"sync paused: {report.error}", f"{fix}; then run `d1sync sync {where}` again")
     if report.pending and not pull_only:  # --pull-only leaves local changes for a later push on purpose
-        fail(f"{report.pending:,} change(s) still pending", f"run `d1sync sync {db}` again or see `d1sync status {db}`")
+        fail(
+            f"{report.pending:,} change(s) still pending",
+            f"run `d1sync sync {where}` again or see `d1sync status {where}`",
+        )
     if report.dead:
-        fail(f"D1 refused {report.dead} row(s) for good", f"`d1sync dead {db}` lists them", EXIT_DEAD_LETTERS)
+        fail(f"D1 refused {report.dead} row(s) for good", f"`d1sync dead {where}` lists them", EXIT_DEAD_LETTERS)

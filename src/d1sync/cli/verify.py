@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import time
 from typing import Any
 
@@ -45,7 +46,17 @@ def _progress() -> Progress:
     )
 
 
+def _render_schema(report: VerifyReport) -> None:
+    """The schema differences, table by table, before the rows (each names its column)."""
+    for diff in report.tables:
+        if diff.schema:
+            console.print(f"[red]{escape(diff.table)}: the schema on D1 differs[/red]")
+            for difference in diff.schema:
+                console.print(f"  {escape(diff.table)}: {escape(difference['message'])}")
+
+
 def _render(report: VerifyReport) -> None:
+    _render_schema(report)
     table = Table("table", "local", "remote", "missing", "extra", "different", "pending", "result")
     for diff in report.tables:
         result = (
@@ -63,6 +74,10 @@ def _render(report: VerifyReport) -> None:
             if keys:
                 shown = ", ".join(escape(repr(k[0] if len(k) == 1 else tuple(k))) for k in keys)
                 console.print(f"  {diff.table}: {kind} keys (first {len(keys)}): {shown}")
+        for line in diff.columns:
+            console.print(f"  {diff.table}: {escape(line)}")
+        if diff.not_repaired:
+            console.print(f"  [red]{diff.table}: --repair queued nothing: {escape(diff.not_repaired)}[/red]")
         if diff.dead:
             console.print(
                 f"  {diff.table}: {diff.dead:,} of them are dead letters, refused by D1 for good "
@@ -116,13 +131,22 @@ def verify(
     remote, extra there, and different (1, '1' and 1.0 are three values). Rows with a change still
     pending are in flight and left out.
 
+    First it compares each table's schema on both sides and names every column whose declared type,
+    nullability, default or key differs (and missing or extra columns, UNIQUE, CHECK, foreign keys,
+    indexes); for the first different rows it names the columns that differ, with both values and types.
+
     --repair queues every missing or different row through the outbox, syncs, and verifies again;
     --delete-extra also deletes rows that exist only remotely (a Worker's, or a rewound restore's).
+    --repair queues nothing for a table that is paused, or whose schema on D1 would refuse or change the
+    rows (those would only become dead letters): it names the schema difference and exits 1 instead.
+    Verifying never clears a pause.
 
-    Exit codes: 0 equal; 1 different (or a table could not be compared); 2 bad usage.
+    Exit codes: 0 equal; 1 different, in rows or schema (or a table could not be compared, or was not
+    repaired); 2 bad usage.
     """
+    shown = shlex.quote(db)
     if delete_extra and not repair:
-        fail("--delete-extra only works with --repair", f"d1sync verify {db} --repair --delete-extra", EXIT_USAGE)
+        fail("--delete-extra only works with --repair", f"d1sync verify {shown} --repair --delete-extra", EXIT_USAGE)
     need_outbox(db)
     with Outbox(db) as outbox:
         need_tracked(db, tables, outbox.status().tables)
@@ -142,13 +166,16 @@ def verify(
                     _render(report)
                     console.print(f"repair: queued {queued:,} row(s); syncing them")
                 result = drain(worker, deadline=time.monotonic() + timeout)
-                if not result.drained:
+                if not result.drained and worker.pending(flowing=True):  # a paused table's own changes wait
                     fail(
                         f"the repair did not sync: {result.error or result.state} ({result.pending:,} pending)",
-                        f"see `d1sync status {db}`; a running `d1sync run` sends the queued rows itself",
+                        f"see `d1sync status {shown}`; a running `d1sync run` sends the queued rows itself",
                     )
+                first = {diff.table: diff.not_repaired for diff in report.tables}
                 with _progress() as progress:
                     report = worker.verify(names, page=page, on_progress=_Bar(progress))
+                for diff in report.tables:
+                    diff.not_repaired = first.get(diff.table)
     finally:
         remote.close()
     if as_json:
@@ -156,12 +183,25 @@ def verify(
     else:
         _render(report)
     if not report.equal:
-        dead = sum(diff.dead for diff in report.tables)
-        repairable = sum(diff.missing + diff.different + diff.extra for diff in report.tables) - dead
-        if repairable and not repair:
-            hint = f"d1sync verify {db} --repair (add --delete-extra for rows only the remote has)"
-        elif dead:
-            hint = f"`d1sync dead {db} list` says why D1 refused them; fix the rows, then `d1sync dead {db} retry`"
-        else:
-            hint = None
-        fail("the remote differs from the local file", hint)
+        _fail(report, shown, repair)
+
+
+def _fail(report: VerifyReport, shown: str, repair: bool) -> None:
+    """Exit 1 with the hint that fits what differs (``shown``: the file, shell-quoted)."""
+    dead = sum(diff.dead for diff in report.tables)
+    repairable = sum(diff.missing + diff.different + diff.extra for diff in report.tables) - dead
+    unfit = [diff.table for diff in report.tables if diff.not_repaired]
+    schema = [diff.table for diff in report.tables if diff.schema]
+    if unfit or (schema and not repairable):
+        fail(
+            f"the remote differs from the local file; the schema of {', '.join(unfit or schema)} on D1 differs",
+            f"make D1's table match the local one (the differences above), then `d1sync resume {shown}` and "
+            f"`d1sync verify {shown} --repair`",
+        )
+    if repairable and not repair:
+        hint = f"d1sync verify {shown} --repair (add --delete-extra for rows only the remote has)"
+    elif dead:
+        hint = f"`d1sync dead {shown} list` says why D1 refused them; fix the rows, then `d1sync dead {shown} retry`"
+    else:
+        hint = None
+    fail("the remote differs from the local file", hint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -365,6 +366,7 @@ def _refuse_stored_changes(conn: Connection, spec: TableSpec, known: TableSpec |
     dead = dead_of(conn, table)
     if not pending and not dead:
         return
+    db = shlex.quote(os.fspath(conn.path))
     stored = " and ".join(
         text for count, text in ((pending, f"{pending} pending change(s)"), (dead, f"{dead} dead letter(s)")) if count
     )
@@ -373,14 +375,14 @@ def _refuse_stored_changes(conn: Connection, spec: TableSpec, known: TableSpec |
         raise ConfigError(
             f"cannot declare {table!r}: {stored} of it were recorded under an earlier declaration that was "
             "untracked since, and their rows would be misread under a new one. Run the worker once "
-            "(`d1sync sync DB`) to move pending ones to dead letters, drop those (`d1sync dead DB list`, "
-            "then `d1sync dead DB drop --id N`), then declare again"
+            f"(`d1sync sync {db}`) to move pending ones to dead letters, drop those (`d1sync dead {db} list`, "
+            f"then `d1sync dead {db} drop --id N`), then declare again"
         )
     steps = []
     if pending:
-        steps.append(f"sync them first (`d1sync sync DB`) or drop them: Outbox.untrack({table!r}, drop_pending=True)")
+        steps.append(f"sync them first (`d1sync sync {db}`) or drop them: Outbox.untrack({table!r}, drop_pending=True)")
     if dead:
-        steps.append("retry and sync the dead letters, or drop them (`d1sync dead DB retry|drop --id N`)")
+        steps.append(f"retry and sync the dead letters, or drop them (`d1sync dead {db} retry|drop --id N`)")
     raise ConfigError(
         f"cannot declare {table!r} with key ({', '.join(spec.key)}) and columns ({', '.join(spec.columns)}): "
         f"{stored} of it were recorded with key ({', '.join(known.key)}) and columns "

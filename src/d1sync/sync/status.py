@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -152,6 +153,7 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
                 _table_status(table_states.get(name), per_table.get(name, 0)),
                 replica if name in specs and specs[name].replicate else None,
                 pulls.get(name),
+                f"d1sync replicate {shlex.quote(os.fspath(conn.path))} {shlex.quote(name)}",
             )
             for name in tables
         },
@@ -183,11 +185,12 @@ def _table_status(state: TableState | None, pending: int) -> TableStatus:
     )
 
 
-def _pull_status(status: TableStatus, replica: Replica | None, pull: PullTable | None) -> TableStatus:
+def _pull_status(status: TableStatus, replica: Replica | None, pull: PullTable | None, fix: str) -> TableStatus:
+    """``status`` with the table's pull (``fix``: the command that installs its remote capture)."""
     if replica is None:
         return status
     pull = pull or PullTable()
-    note = "the remote capture triggers are missing: run `d1sync replicate DB TABLE`" if pull.capture_missing else None
+    note = f"the remote capture triggers are missing: run `{fix}`" if pull.capture_missing else None
     return dataclasses.replace(
         status,
         replicated=True,

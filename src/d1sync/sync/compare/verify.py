@@ -11,9 +11,16 @@ Values are compared exactly. The remote sends each row's types (``typeof`` of ev
 exactly (a real arrives as the shortest decimal that reads back as the same double). So ``1``, ``'1'`` and
 ``1.0`` are three different values here, as they are in SQLite.
 
+Before any row, both sides' schemas are compared (:mod:`~d1sync.sync.compare.fit`, one request): every column
+whose declared type, nullability, default or key differs is reported by name, and so are missing or extra
+columns, constraints and indexes. A table D1 lacks, or whose synced columns D1 lacks, has no rows to compare.
+For the first different keys, the columns that differ are named with both values and their types.
+
 ``repair`` queues the local state of every missing or different key through the normal outbox (state-based:
 each sends its current row); ``delete_extra`` also queues the remote-only keys, which the worker then deletes
-remotely (they are absent locally).
+remotely (they are absent locally). It queues nothing for a table that is paused, or whose schema on D1 would
+refuse or change the rows (:func:`~d1sync.sync.compare.fit.blocks_repair`): those rows would only come back
+as dead letters. Verifying never clears a pause.
 """
 
 from __future__ import annotations
@@ -28,12 +35,13 @@ from d1sync.errors import ConfigError, SQLError
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 from d1sync.sync.codec import decode_row, key_sql
+from d1sync.sync.compare.fit import SchemaCheck, schema_check
 from d1sync.sync.compare.pages import ExactRow, keyset, read_exact, row_size, select_exact
 from d1sync.sync.config import DEFAULT_PAGE
 from d1sync.sync.model import TableSpec
 from d1sync.sync.store.dead import dead_keys
 from d1sync.sync.store.log import pending_keys_of
-from d1sync.sync.store.state import has_outbox
+from d1sync.sync.store.state import has_outbox, load_table_states
 from d1sync.sync.tables.resend import queue_keys
 
 __all__ = ["TableDiff", "VerifyReport", "verify"]
@@ -67,10 +75,19 @@ class TableDiff:
     """Of the missing and different rows, those D1 refused for good (dead letters, with ``dead_reason``):
     ``repair`` does not queue them, since D1 would refuse them again; ``d1sync dead`` shows and retries them."""
     dead_reason: str | None = None
+    schema: list[dict[str, Any]] = field(default_factory=list)
+    """How D1's table differs from the local one, a difference each: ``column``, ``aspect`` (``column``,
+    ``type``, ``notnull``, ``default``, ``primary key``, ``unique``, ``check``, ``foreign key``, ``index``...),
+    ``local``, ``remote`` and ``message`` (which names the column)."""
+    columns: list[str] = field(default_factory=list)
+    """For the first different keys: which columns differ, with both values and their types
+    (``key 3: score 700 (integer) locally, '700' (text) on D1``)."""
+    not_repaired: str | None = None
+    """Why ``repair`` queued nothing for this table (it is paused, or D1's schema would refuse the rows)."""
 
     @property
     def equal(self) -> bool:
-        return self.skipped is None and not (self.missing or self.extra or self.different)
+        return self.skipped is None and not self.schema and not (self.missing or self.extra or self.different)
 
     def _note(self, kind: str, key: str) -> None:
         setattr(self, kind, getattr(self, kind) + 1)
@@ -151,14 +168,45 @@ def _pending_keys(conn: Connection, table: str) -> set[str]:
     return pending_keys_of(conn, table)
 
 
+def _shown(kind: str, value: Any) -> str:
+    """One exact value as a person reads it: ``700 (integer)``, ``'700' (text)``, ``X'00ff' (blob)``."""
+    if kind == "null":
+        return "NULL"
+    if kind == "blob":
+        text = f"X'{bytes(value)[:16].hex()}{'...' if len(value) > 16 else ''}'"
+    elif kind == "text":
+        text = repr(value if len(value) <= 40 else value[:40] + "...")
+    else:
+        text = repr(value)
+    return f"{text} ({kind})"
+
+
+def describe_difference(key: str, columns: tuple[str, ...], local: tuple[Any, ...], remote: tuple[Any, ...]) -> str:
+    """Which columns of one key differ: ``key 3: score 700 (integer) locally, '700' (text) on D1``."""
+    values = decode_row(key)
+    shown = repr(values[0] if len(values) == 1 else tuple(values))
+    parts = [
+        f"{name} {_shown(*mine)} locally, {_shown(*theirs)} on D1"
+        for name, mine, theirs in zip(columns, local, remote, strict=True)
+        if mine != theirs
+    ]
+    return f"key {shown}: {'; '.join(parts)}"
+
+
 def _compare(
-    diff: TableDiff, local: dict[str, tuple[Any, ...]], remote: dict[str, tuple[Any, ...]], dead: dict[str, str]
+    diff: TableDiff,
+    local: dict[str, tuple[Any, ...]],
+    remote: dict[str, tuple[Any, ...]],
+    dead: dict[str, str],
+    columns: tuple[str, ...] = (),
 ) -> list[str]:
     """Count one range's differences into ``diff``; the keys to repair (not the dead letters')."""
     repair: list[str] = []
     for key, row in local.items():
         if key in remote and remote[key] == row:
             continue
+        if key in remote and columns and len(diff.columns) < _SAMPLES:
+            diff.columns.append(describe_difference(key, columns, row, remote[key]))
         diff._note("missing" if key not in remote else "different", key)
         if key in dead:
             diff.dead += 1
@@ -203,7 +251,7 @@ def verify_table(
         for key in pending:
             local.pop(key, None)
             far.pop(key, None)
-        repair = _compare(diff, local, far, dead)
+        repair = _compare(diff, local, far, dead, spec.columns)
         if delete_extra:
             repair += [k for k in far if k not in local]
         if queue is not None and repair:
@@ -227,6 +275,27 @@ def verify_table(
     return diff, remote.requests
 
 
+def _unfit(check: SchemaCheck, paused: str | None) -> str | None:
+    """Why ``repair`` must queue nothing for a table, if it must."""
+    if paused is not None:
+        return f"the table is paused ({paused}): its rows wait for that fix, and verifying does not clear it"
+    blocking = check.blocking()
+    if blocking:
+        shown = "; ".join(map(str, blocking))
+        return f"D1's table would refuse or change the rows: {shown}"
+    return None
+
+
+def _without_rows(name: str, check: SchemaCheck) -> TableDiff | None:
+    """The diff of a table whose rows cannot be read on D1 (the table, or a synced column, is missing)."""
+    if check.missing_table:
+        return TableDiff(name, skipped="missing on the remote", schema=check.as_json())
+    if check.missing_columns:
+        lacks = ", ".join(check.missing_columns)
+        return TableDiff(name, skipped=f"D1's table lacks column(s) {lacks}: rows not compared", schema=check.as_json())
+    return None
+
+
 def verify(
     conn: Connection,
     target: Database,
@@ -238,7 +307,8 @@ def verify(
     delete_extra: bool = False,
     on_progress: Progress | None = None,
 ) -> VerifyReport:
-    """Compare ``tables`` (default: every synced table) of the local file and ``target`` (module docstring).
+    """Compare ``tables`` (default: every synced table) of the local file and ``target`` (module docstring):
+    first their schemas, then their rows.
 
     Raises:
         ConfigError: a named table is not synced. D1Error: the remote failed (after the client's retries).
@@ -249,12 +319,23 @@ def verify(
         raise ConfigError(f"not synced: {', '.join(unknown)}; synced tables: {', '.join(sorted(specs)) or 'none'}")
     started = time.monotonic()
     report = VerifyReport([])
+    tracked = [specs[name] for name in names if specs[name].mode == "track"]
+    checks = schema_check(conn, target, tracked)
+    report.requests += 1 if tracked else 0
+    states = load_table_states(conn) if has_outbox(conn) else {}
     for name in names:
         spec = specs[name]
         if spec.mode != "track":
             report.tables.append(TableDiff(name, skipped=_NO_LOCAL_COPY))
             continue
-        queue = (lambda keys, table=name: queue_keys(conn, table, keys)) if repair else None
+        check = checks.get(name, SchemaCheck())
+        unread = _without_rows(name, check)
+        if unread is not None:
+            unread.not_repaired = _unfit(check, states[name].paused if name in states else None) if repair else None
+            report.tables.append(unread)
+            continue
+        unfit = _unfit(check, states[name].paused if name in states else None) if repair else None
+        queue = (lambda keys, table=name: queue_keys(conn, table, keys)) if repair and unfit is None else None
         try:
             diff, requests = verify_table(conn, target, spec, page, on_progress, queue, delete_extra)
         except SQLError as exc:
@@ -262,6 +343,7 @@ def verify(
                 raise
             report.tables.append(TableDiff(name, skipped=f"missing on the remote ({exc.message})"))
             continue
+        diff.schema, diff.not_repaired = check.as_json(), unfit
         report.requests += requests
         report.rows += diff.local_rows
         report.tables.append(diff)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shlex
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -173,8 +175,9 @@ class _Pass:
         assert exc.missing is not None
         if exc.missing[1].startswith(PREFIX):
             reason = (
-                f"the remote has no replication log ({exc.message}); install it with `d1sync replicate DB "
-                "TABLE...` (or apply the migration `d1sync replicate --emit-migration DIR` writes)"
+                f"the remote has no replication log ({exc.message}); install it with `d1sync replicate "
+                f"{shlex.join([os.fspath(conn.path), *sorted(replicated_specs(conn))])}` (or add "
+                "`--emit-migration DIR` to that command and apply the migration it writes)"
             )
         else:
             reason = f"the remote refused the pull: {exc.message}; create the table there, or untrack it here"

@@ -9,6 +9,8 @@ or because the row was fixed locally and synced — and counts as dead again if 
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -140,7 +142,8 @@ def _check_ids(conn: Connection, ids: Sequence[int] | None) -> None:
     unknown = sorted(set(ids) - known)
     if unknown:
         raise ConfigError(
-            f"no dead letter with id {', '.join(map(str, unknown))}; `d1sync dead DB list` shows the ids there are"
+            f"no dead letter with id {', '.join(map(str, unknown))}; "
+            f"`d1sync dead {shlex.quote(os.fspath(conn.path))} list` shows the ids there are"
         )
 
 
