@@ -19,6 +19,8 @@ def test_a_batch_migration_is_followed_on_d1_values_and_declared_types_exact(kit
         assert columns["score"][0] == "VARCHAR(20)" and "legacy_code" not in columns
         assert columns["status"] == ("VARCHAR(16)", 1, "'active'")
         assert d1.execute("SELECT typeof(score), score FROM accounts WHERE id = 101").fetchone() == ("text", "707")
+        # The data step ran after the rebuild, when the new table had no capture yet: only the re-send carries it.
+        assert d1.execute("SELECT count(*) FROM accounts WHERE status = 'dormant'").fetchone() == (49,)
     status = json.loads(kitchen.command("d1sync status app.db --json").output)
     assert (status["pending_changes"], status["dead_letters"], status["healthy"]) == (0, 0, True)
     assert status["table_states"]["accounts"].get("last_schema_change"), status["table_states"]["accounts"]
