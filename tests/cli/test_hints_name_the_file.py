@@ -63,7 +63,7 @@ def spaced(tmp_path: Path) -> Path:
     path = folder / "app.db"
     with LocalDatabase(path) as db:
         db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)")
-    Outbox(path).track("t")
+    Outbox(path).track("t", manage_schema=False)
     return path
 
 

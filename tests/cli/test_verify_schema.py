@@ -36,7 +36,8 @@ def synced(tmp_path: Path, emulator_server: EmulatorServer) -> tuple[Path, list[
         insert = db.prepare("INSERT INTO scores VALUES (?, ?, ?)")
         db.batch([insert.bind(i, f"p{i}", str(700 + i)) for i in range(ROWS)])
     assert invoke("query", *target, SCHEMA).exit_code == 0
-    assert invoke("track", str(app), "scores").exit_code == 0
+    # Unmanaged: D1's schema is edited by hand below, and a local ALTER pauses the table (d1sync alters nothing).
+    assert invoke("track", str(app), "scores", "--no-manage-schema").exit_code == 0
     result = invoke("sync", str(app), *target)
     assert result.exit_code == 0, result.output
     assert invoke("verify", str(app), *target).exit_code == 0

@@ -1,5 +1,6 @@
 """``fleet sync`` holds a paused table to exit 1 even when nothing of it is pending (issue 26, repro 1's
-fleet twin): an empty table that does not fit its database is not drained."""
+fleet twin): an empty table that does not fit its database is not drained. The database has a d1_migrations
+ledger, so migrations own its schema and d1sync pauses the table instead of altering D1's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from d1sync.cli import cli
 from d1sync.emulator.server import EmulatorServer
+from d1sync.migrations.runner import ledger_ddl
 
 from ..support import TOKEN
 from .conftest import connect_to, make_tenant
@@ -20,6 +22,7 @@ def test_a_tenant_with_an_empty_paused_table_is_not_drained(account: EmulatorSer
         made = acct.create_database("stale")
     with connect_to(account)(str(made["uuid"])) as db:
         db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")  # by hand, without column n
+        db.exec(ledger_ddl())
     make_tenant(tenants / "stale.db", rows=0)
     result = CliRunner().invoke(
         cli,

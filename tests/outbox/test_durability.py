@@ -222,7 +222,7 @@ def test_a_table_tracked_during_the_schema_check_is_not_dead_lettered(
 
     class TrackDuringCheck(RecordingTarget):
         def _execute(self, statement: Statement) -> Any:
-            if statement.sql.startswith("PRAGMA table_info") and not self.tracked:
+            if "pragma_table_xinfo" in statement.sql and not self.tracked:  # the remote schema check
                 self.tracked = True
                 Outbox(path).track("b")  # backfills b's two rows into the change log
             return super()._execute(statement)

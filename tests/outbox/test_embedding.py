@@ -343,7 +343,7 @@ def _wait_for_count(remote: Any, count: int, app: Path) -> int:
 def test_wait_synced_ends_at_once_with_the_pause_that_holds_the_changes(mirror: Mirror) -> None:
     """A table missing on D1 cannot clear by itself: waiting ends with its name and fix, not a timeout."""
     mirror.app.exec("CREATE TABLE audit (id INTEGER PRIMARY KEY, line TEXT)")  # local only
-    mirror.track("audit")
+    mirror.track("audit", manage_schema=False)
     mirror.app.prepare("INSERT INTO audit VALUES (1, 'x')").run()
     started = time.monotonic()
     with mirror.worker.start(idle_interval=0.05), pytest.raises(d1sync.SyncPausedError) as caught:
@@ -363,7 +363,7 @@ import d1sync
 from d1sync import D1Client, LocalDatabase, Outbox, SyncWorker
 app = LocalDatabase({str(tmp_path / "app.db")!r})
 app.exec("CREATE TABLE audit (id INTEGER PRIMARY KEY, line TEXT)")
-Outbox({str(tmp_path / "app.db")!r}).track("audit")
+Outbox({str(tmp_path / "app.db")!r}).track("audit", manage_schema=False)
 app.prepare("INSERT INTO audit VALUES (1, 'x')").run()
 client = D1Client(account_id="a", database_id={str(uuid.uuid4())!r}, api_token={TOKEN!r},
                   base_url={emulator_server.api_base!r})

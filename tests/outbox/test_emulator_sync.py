@@ -195,7 +195,7 @@ def test_a_row_the_remote_refuses_is_dead_lettered_and_delivered_after_the_fix(
     app = closer(LocalDatabase(tmp_path / "app.db"))
     app.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)")
     outbox = Outbox(tmp_path / "app.db")
-    outbox.track("notes")
+    outbox.track("notes", manage_schema=False)  # the remote's CHECK is someone else's
     with app.atomic() as conn:
         conn.executemany(
             "INSERT INTO notes VALUES (?, ?, ?)", [(i, f"note {i}", -1 if i == 42 else i) for i in range(300)]
@@ -282,7 +282,7 @@ def test_a_missing_remote_table_pauses_with_its_name(
 ) -> None:
     app = closer(LocalDatabase(tmp_path / "app.db"))
     app.exec("CREATE TABLE audit_log (id INTEGER PRIMARY KEY, line TEXT)")
-    Outbox(tmp_path / "app.db").track("audit_log")
+    Outbox(tmp_path / "app.db").track("audit_log", manage_schema=False)
     app.prepare("INSERT INTO audit_log VALUES (1, 'x')").run()
     worker = open_worker(tmp_path / "app.db", clients())
     result = worker.sync_once()

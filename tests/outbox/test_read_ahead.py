@@ -155,7 +155,7 @@ def test_a_refusal_in_flight_discards_the_window_read_ahead(
     path, app, remote = local_pair
     app.exec(DDL)
     remote.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT, n INTEGER CHECK (n <> 42))")
-    Outbox(path).track("items")
+    Outbox(path).track("items", manage_schema=False)
     with app.atomic() as conn:
         conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, f"row {i}", i) for i in range(ROWS)])
     target = RecordingTarget(remote)

@@ -232,7 +232,7 @@ def test_a_remote_with_a_migrations_ledger_keeps_its_schema_and_the_table_pauses
     assert report.state == "paused" and remote_table(mirror, "books") is None
     books = mirror.worker.status().table_states["books"]
     assert books.state == "paused" and "missing on the remote" in str(books.reason)
-    assert f"add a migration that runs" in str(books.fix) and "CREATE TABLE IF NOT EXISTS books" in str(books.fix)
+    assert "add a migration that runs" in str(books.fix) and "CREATE TABLE books" in str(books.fix)
     assert f"d1sync track {mirror.path} books --manage-schema" in str(books.fix)
     with Outbox(mirror.path) as outbox:
         outbox.track("books", manage_schema=True)  # the per-table choice wins over the ledger

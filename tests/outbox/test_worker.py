@@ -26,9 +26,10 @@ DDL = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)"
 
 
 def setup_notes(app: LocalDatabase, remote: LocalDatabase, path: Path, remote_ddl: str = DDL) -> None:
+    """notes locally and remotely; a remote made different on purpose keeps its schema (not managed)."""
     app.exec(DDL)
     remote.exec(remote_ddl)
-    Outbox(path).track("notes")
+    Outbox(path).track("notes", manage_schema=None if remote_ddl == DDL else False)
 
 
 def status_at(path: Path, now: float) -> Status:
@@ -252,7 +253,7 @@ def test_a_missing_remote_table_or_column_pauses_with_a_message_naming_it(
     path, app, remote = local_pair
     app.exec(DDL + "; CREATE TABLE tags (id INTEGER PRIMARY KEY, label TEXT)")
     remote.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")  # no column n, no table tags
-    Outbox(path).track("notes", "tags")
+    Outbox(path).track("notes", "tags", manage_schema=False)
     insert(app, [(1, "a", 1)])
     worker = open_worker(path, remote, clock=clock, config=SyncConfig(pause_interval=10.0))
     result = worker.sync_once(now=clock())
@@ -261,7 +262,9 @@ def test_a_missing_remote_table_or_column_pauses_with_a_message_naming_it(
     status = status_at(path, clock())
     assert (
         not status.healthy
-        and status.table_states["notes"].fix == 'run on the remote: ALTER TABLE "notes" ADD COLUMN "n" INTEGER'
+        and status.table_states["notes"].fix
+        == f'run on the remote: ALTER TABLE "notes" ADD COLUMN n INTEGER; or let d1sync manage this table\'s '
+        f"schema: `d1sync track {path} notes --manage-schema`"
     )
     assert status.pending_changes == 1 and status.dead_letters == 0
 
@@ -349,7 +352,7 @@ def test_drain_stops_at_a_pause_and_reports_the_reason(local_pair: tuple[Path, L
     path, app, remote = local_pair
     app.exec(DDL)
     with Outbox(path) as outbox:
-        outbox.track("notes")
+        outbox.track("notes", manage_schema=False)
     insert(app, [(1, "a", 1)])
     slept: list[float] = []
     with SyncWorker(path, remote) as worker:

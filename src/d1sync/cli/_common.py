@@ -12,7 +12,6 @@ import difflib
 import json
 import logging
 import os
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -30,6 +29,8 @@ from d1sync.errors import (
     TransientError,
     UsageError,
 )
+
+from ._hints import shown
 
 __all__ = [
     "EXIT_DEAD_LETTERS",
@@ -167,21 +168,13 @@ def need_outbox(db: str) -> None:
         fail(f"{db} has no outbox: nothing in it is tracked", f"d1sync track {shown(db)} TABLE")
 
 
-def shown(path: str | os.PathLike[str]) -> str:
-    """A file's path as a hint prints it: the real path, shell-quoted, so the command can be pasted as it is."""
-    return shlex.quote(os.fspath(path))
-
-
 def need_tracked(db: str, tables: Sequence[str], tracked: Sequence[str]) -> None:
     """Refuse (exit 1) names that are not synced tables of ``db``, suggesting the one that was meant."""
     for table in tables:
         if table not in tracked:
             close = difflib.get_close_matches(table, tracked, n=1)
-            listed = (
-                f"synced tables: {', '.join(tracked)}"
-                if tracked
-                else f"nothing is tracked: d1sync track {shown(db)} TABLE"
-            )
+            nothing = f"nothing is tracked: d1sync track {shown(db)} TABLE"
+            listed = f"synced tables: {', '.join(tracked)}" if tracked else nothing
             fail(
                 f"table {table!r} is not synced in {db}", f"did you mean {close[0]!r}? ({listed})" if close else listed
             )

@@ -89,10 +89,15 @@ def _parents_first(tables: list[SchemaObject]) -> list[SchemaObject]:
 
 
 def create_statements(
-    objects: list[SchemaObject], tables: Iterable[str] | None = None, *, existing: Iterable[str] = ()
+    objects: list[SchemaObject],
+    tables: Iterable[str] | None = None,
+    *,
+    existing: Iterable[str] = (),
+    if_not_exists: bool = True,
 ) -> list[str]:
     """The statements that create ``tables`` (all when None) with their indexes, then the views among them
-    (each view whose tables are all created here or ``existing`` in the target), in dependency order."""
+    (each view whose tables are all created here or ``existing`` in the target), in dependency order
+    (``IF NOT EXISTS`` unless ``if_not_exists`` is False: the local DDL as written)."""
     every_table = [o for o in objects if o.type == "table"]
     wanted = {t.name for t in every_table} if tables is None else {t.lower() for t in tables}
     chosen = [o for o in every_table if o.name in wanted or o.name.lower() in wanted]
@@ -107,7 +112,8 @@ def create_statements(
             continue
         if named <= available | {v.name for v in views}:
             views.append(view)
-    return [_if_not_exists(o.sql) for o in [*_parents_first(chosen), *indexes, *views]]
+    ordered = [o.sql for o in [*_parents_first(chosen), *indexes, *views]]
+    return [_if_not_exists(sql) for sql in ordered] if if_not_exists else ordered
 
 
 def schema_statements(source: Database, tables: Iterable[str] | None = None) -> list[str]:

@@ -97,7 +97,7 @@ def _fix_statements(
     """What makes an unmanaged remote table take the local rows: create it, rename what SQLite reported
     renamed, add the missing columns (or the rebuild, when ``ADD COLUMN`` cannot)."""
     if remote is None:
-        return create_statements(objects, [local.name])
+        return create_statements(objects, [local.name], if_not_exists=False)
     statements = rename_statements(local.name, state.renamed_from, state.renames, remote)
     renamed = {new.lower() for _, new in state.renames}
     parts = ddl.table_parts(local.sql)
