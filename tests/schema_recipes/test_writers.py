@@ -3,6 +3,7 @@ shell session runs them (bash); the daemon creates the table on D1 and every com
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -21,23 +22,23 @@ def test_two_wal_writers_under_d1sync_run_end_exact(kitchen: Kitchen, monkeypatc
     (kitchen.folder / "writer.py").write_text(writer.code, encoding="utf-8")
     # `python` and `d1sync` are this interpreter's and this checkout's, as in the user's activated venv.
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-    shell = subprocess.Popen(
-        ["bash", "-e", "-c", shell_block("writers")],
-        cwd=kitchen.folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # the daemon and the writers are in its group: a hung run is killed whole
-    )
-    try:
-        output, _ = shell.communicate(timeout=240)
-    finally:
-        try:  # whatever is left of the session (a daemon the shell left behind when a line failed) is killed
-            os.killpg(shell.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        shell.wait()
-    assert shell.returncode == 0, output  # the daemon's last drain sent everything, and verify found it equal
+    log = kitchen.folder / "session.log"
+    with log.open("w") as out:
+        # In a session of its own: the daemon the recipe leaves running is in the shell's process group.
+        shell = subprocess.Popen(
+            ["bash", "-e", "-c", shell_block("writers")],
+            cwd=kitchen.folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            code = shell.wait(timeout=240)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # the daemon (a hung shell too): its work is checked below
+                os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+    assert code == 0, log.read_text()  # every line succeeded: `sync --wait` returned and verify found it equal
     assert_exact(kitchen.db, kitchen.remote.path, "readings")
     with closing(sqlite3.connect(kitchen.remote.path)) as d1:
         per_sensor = dict(d1.execute("SELECT sensor, count(*) FROM readings GROUP BY sensor").fetchall())
