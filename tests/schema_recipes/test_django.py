@@ -46,4 +46,5 @@ def test_rename_add_and_alter_field_are_followed_on_d1_with_no_dead_letter(
         assert d1.execute("SELECT count(*) FROM library_book WHERE isbn LIKE '978%'").fetchone() == (1_666,)
     status = json.loads(kitchen.command("d1sync status app.db --json").output)
     assert (status["pending_changes"], status["dead_letters"], status["healthy"]) == (0, 0, True)
+    assert status["table_states"]["library_book"]["last_schema_change"]["action"] == "rebuild"
     assert json.loads(kitchen.command("d1sync dead app.db list --json").output) == []

@@ -21,3 +21,5 @@ def test_orm_models_reach_d1_exactly_with_no_table_created_by_hand(kitchen: Kitc
         assert index == (1,)
     status = json.loads(kitchen.command("d1sync status app.db --json").output)
     assert (status["pending_changes"], status["dead_letters"], status["healthy"]) == (0, 0, True)
+    for table in ("accounts", "transfers"):  # made by d1sync, from the local DDL
+        assert status["table_states"][table]["last_schema_change"]["action"] == "create", status["table_states"]
