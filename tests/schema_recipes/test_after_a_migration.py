@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
 
 from .conftest import Kitchen, assert_exact, recipe
 
@@ -20,6 +24,23 @@ def migrated_but_not_followed(kitchen: Kitchen) -> None:
         kitchen.run_block("alembic", block)
 
 
+def freeze_idle(pid: int, db: Path) -> None:
+    """SIGSTOP the daemon at a moment it holds no write lock on ``db`` (frozen mid-write, it would lock the
+    application out: that is not the case under test)."""
+    for _ in range(200):
+        os.kill(pid, signal.SIGSTOP)
+        with closing(sqlite3.connect(db, timeout=0, isolation_level=None)) as probe:
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+                return
+            except sqlite3.OperationalError:  # locked: let it finish what it was writing, then try again
+                pass
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the daemon never let go of its write lock")
+
+
 def test_sync_wait_does_not_return_before_the_running_daemon_has_followed_a_migration(kitchen: Kitchen) -> None:
     """`sync --wait` "returns once the daemon has sent every committed write": a daemon that has not seen the
     migration yet (stopped here with SIGSTOP, as a busy or slow one would be) has not made D1 follow it."""
@@ -28,7 +49,7 @@ def test_sync_wait_does_not_return_before_the_running_daemon_has_followed_a_migr
         kitchen.run_block("alembic", block)
     kitchen.start_daemon()
     assert kitchen.daemon is not None
-    os.kill(kitchen.daemon.pid, signal.SIGSTOP)
+    freeze_idle(kitchen.daemon.pid, kitchen.db)
     try:
         kitchen.run_block("alembic", migration)
         kitchen.command("d1sync sync app.db --timeout 3  # exit 1: the daemon has not followed the migration yet")
@@ -45,5 +66,5 @@ def test_verify_names_the_columns_of_a_migration_no_worker_has_followed_yet(kitc
     ran = kitchen.command("d1sync verify app.db --json  # exit 1: D1 has the schema from before the migration")
     (report,) = json.loads(ran.output[ran.output.index("{") :])["tables"]
     named = json.dumps(report["schema"])
-    assert all(column in named for column in ("score", "legacy_code", "status")), report
+    assert all(column in named for column in ("score", "legacy_code", "status")), json.dumps(report)
     assert "missing on the remote" not in (report["skipped"] or ""), report
