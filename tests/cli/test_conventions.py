@@ -36,11 +36,19 @@ def one_error(result: Any) -> str:
     return errors[0]
 
 
+LEDGER = (
+    "CREATE TABLE d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, "
+    "applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)"
+)
+"""A wrangler migrations ledger: a remote that has one owns its schema (d1sync does not change it)."""
+
+
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
+    """A remote whose migrations gave notes a CHECK the local table lacks: row 7 is refused there."""
     path = tmp_path / "remote.db"
     with LocalDatabase(path) as db:
-        db.exec(SCHEMA.replace("n INTEGER", "n INTEGER CHECK (n <> 7)"))
+        db.exec(LEDGER + "; " + SCHEMA.replace("n INTEGER", "n INTEGER CHECK (n <> 7)"))
     return path
 
 

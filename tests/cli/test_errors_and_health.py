@@ -14,9 +14,17 @@ from d1sync import LocalDatabase
 
 from .conftest import SCHEMA, invoke
 
+LEDGER = (
+    "CREATE TABLE d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, "
+    "applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)"
+)
+"""A wrangler migrations ledger: a remote that has one owns its schema (d1sync does not change it)."""
+
 
 def _remote(path: Path, schema: str | None) -> Path:
+    """A remote whose schema its migrations own (a ledger), with ``schema``."""
     with closing(sqlite3.connect(path)) as conn:
+        conn.execute(LEDGER)
         if schema:
             conn.execute(schema)
     return path

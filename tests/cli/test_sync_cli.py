@@ -22,6 +22,13 @@ from d1sync.cli import cli
 SCHEMA = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER CHECK (n >= 0))"
 
 
+LEDGER = (
+    "CREATE TABLE d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, "
+    "applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)"
+)
+"""A wrangler migrations ledger: a remote that has one owns its schema (d1sync does not change it)."""
+
+
 @pytest.fixture
 def files(tmp_path: Path) -> tuple[Path, Path]:
     app, remote = tmp_path / "app.db", tmp_path / "remote.db"
@@ -29,7 +36,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
         db.exec(SCHEMA.replace(" CHECK (n >= 0)", ""))
         db.batch([db.prepare("INSERT INTO notes (body, n) VALUES (?, ?)").bind(f"note {i}", i - 2) for i in range(50)])
     with LocalDatabase(remote) as db:
-        db.exec(SCHEMA)
+        db.exec(LEDGER + "; " + SCHEMA)  # its migrations own its schema: the CHECK stays and refuses rows
     return app, remote
 
 
@@ -98,7 +105,7 @@ def test_sync_exits_1_with_a_hint_when_the_remote_schema_lacks_a_column(tmp_path
         db.prepare("INSERT INTO t VALUES (1, 'x', 'y')").run()
     with LocalDatabase(remote) as db:
         db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)")
-    invoke("track", str(app), "t")
+    invoke("track", str(app), "t", "--no-manage-schema")
     code, out = invoke("sync", str(app), "--local", str(remote))
     assert code == 1
     assert "lacks column(s) b" in out

@@ -108,7 +108,7 @@ def test_a_paused_table_shows_in_status_fails_check_and_resume_clears_it(
     with LocalDatabase(app) as db:
         db.exec("ALTER TABLE notes ADD COLUMN tag TEXT")
         db.prepare("UPDATE notes SET tag = 'x' WHERE id = 1").run()
-    code, out = invoke("sync", str(app), *target)
+    code, out = invoke("sync", str(app), *target, "--no-manage-schema")
     assert code == 1
     code, out = invoke("status", str(app), "--check")
     assert code == 1
@@ -116,7 +116,10 @@ def test_a_paused_table_shows_in_status_fails_check_and_resume_clears_it(
     code, status = invoke_json("status", str(app), "--check")
     assert code == 1 and status["healthy"] is False
     notes = status["table_states"]["notes"]
-    assert notes["state"] == "paused" and notes["fix"].startswith('run on the remote: ALTER TABLE "notes" ADD COLUMN tag TEXT')
+    assert notes["state"] == "paused" and notes["fix"] == (
+        f'run on the remote: ALTER TABLE "notes" ADD COLUMN tag TEXT; or let d1sync manage this table\'s schema: '
+        f"`d1sync track {app} notes --manage-schema`"
+    )
 
     # The fix, then resume: the next sync re-sends every row, so the new column arrives everywhere.
     assert invoke("query", *target, "ALTER TABLE notes ADD COLUMN tag TEXT")[0] == 0

@@ -118,3 +118,54 @@ def test_repair_queues_nothing_for_a_paused_table_and_keeps_the_pause(synced: tu
     assert report["tables"][0]["schema"][0]["message"] == "column 'tag' (TEXT) is missing on D1"
     status = json.loads(invoke("status", str(app), "--json").stdout)
     assert status["table_states"]["scores"]["state"] == "paused" and status["dead_letters"] == 0
+
+
+def test_a_managed_table_whose_d1_schema_drifted_is_not_repaired_but_sync_makes_it_follow(
+    tmp_path: Path, emulator_server: EmulatorServer
+) -> None:
+    """d1sync owns the table's schema on D1 (the default): --repair still queues nothing a drifted D1 table
+    would refuse, and its hint is the `sync` that rebuilds D1's table from the local DDL; then all is equal."""
+    app = tmp_path / "app.db"
+    target = ["--emulator", emulator_server.url, "--database-id", str(uuid.uuid4())]
+    with LocalDatabase(app) as db:
+        db.exec(SCHEMA)
+        db.batch([db.prepare("INSERT INTO scores VALUES (?, ?, ?)").bind(i, f"p{i}", str(700 + i)) for i in range(5)])
+    assert invoke("track", str(app), "scores").exit_code == 0
+    assert invoke("sync", str(app), *target).exit_code == 0  # D1's table is created from the local DDL
+    rebuild_remote(
+        target,
+        "CREATE TABLE scores (id INTEGER PRIMARY KEY, name TEXT, score INTEGER, pages INTEGER NOT NULL)",
+        "SELECT id, name, score, 1 FROM scores",
+    )
+    result = invoke("verify", str(app), *target, "--repair", "--json")
+    assert result.exit_code == 1
+    table = json.loads(result.stdout)["tables"][0]
+    assert table["managed"] is True and table["not_repaired"] and table["queued"] == 0
+    assert f"Try: `d1sync sync {app}` makes D1's tables follow the local ones" in result.stderr
+    assert invoke("sync", str(app), *target).exit_code == 0
+    result = invoke("verify", str(app), *target)
+    assert result.exit_code == 0, result.output
+    assert json.loads(invoke("status", str(app), "--json").stdout)["dead_letters"] == 0
+
+
+def test_a_column_left_out_with_exclude_is_no_schema_difference(
+    tmp_path: Path, emulator_server: EmulatorServer
+) -> None:
+    app = tmp_path / "app.db"
+    target = ["--emulator", emulator_server.url, "--database-id", str(uuid.uuid4())]
+    with LocalDatabase(app) as db:
+        db.exec("CREATE TABLE scores (id INTEGER PRIMARY KEY, name TEXT, secret TEXT NOT NULL)")
+        db.prepare("INSERT INTO scores VALUES (1, 'a', 'hidden')").run()
+    assert invoke("query", *target, "CREATE TABLE scores (id INTEGER PRIMARY KEY, name TEXT)").exit_code == 0
+    assert invoke("track", str(app), "scores", "--exclude", "secret").exit_code == 0
+    assert invoke("sync", str(app), *target).exit_code == 0
+    result = invoke("verify", str(app), *target, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["tables"][0]["schema"] == []
+    # A column D1 has and the file lacks is still one.
+    assert invoke("query", *target, "ALTER TABLE scores ADD COLUMN extra INTEGER").exit_code == 0
+    result = invoke("verify", str(app), *target, "--json")
+    assert result.exit_code == 1
+    assert [d["message"] for d in json.loads(result.stdout)["tables"][0]["schema"]] == [
+        "column 'extra' (INTEGER) is only on D1"
+    ]

@@ -54,12 +54,19 @@ def test_fleet_sync_drains_and_status_reads_the_same_from_the_files(account: Emu
     assert [r["database_id"] for r in data["tenants"]] == [r["database_id"] for r in synced["tenants"]]
 
 
+LEDGER = (
+    "CREATE TABLE d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, "
+    "applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)"
+)
+
+
 def made_by_hand(account: EmulatorServer, name: str, schema: str) -> None:
-    """A database of the account, created and given ``schema`` outside d1sync (the fleet adopts it)."""
+    """A database of the account, created and given ``schema`` by migrations outside d1sync (the fleet adopts
+    it; its ``d1_migrations`` ledger says d1sync does not own its schema)."""
     with connect_to(account)(None) as acct:
         made = acct.create_database(name)
     with connect_to(account)(str(made["uuid"])) as db:
-        db.exec(schema)
+        db.exec(f"{LEDGER}; {schema}")
 
 
 def test_a_tenant_that_cannot_drain_is_named_and_exit_1(account: EmulatorServer, tenants: Path) -> None:

@@ -285,3 +285,14 @@ def test_status_json_lists_the_last_schema_change_per_table(mirror: Mirror) -> N
     data = json.loads(json.dumps(mirror.worker.status().to_dict()))
     change = data["table_states"]["books"]["last_schema_change"]
     assert change["action"] == "create" and change["sql"][0].startswith("CREATE TABLE IF NOT EXISTS books")
+
+
+def test_a_table_renamed_locally_is_renamed_on_d1(mirror: Mirror) -> None:
+    mirror.both(BOOKS)
+    mirror.track("books")
+    write(mirror, "INSERT INTO books VALUES (?, ?, ?, ?)", [(i, f"t{i}", i, i) for i in range(50)])
+    assert mirror.drain().drained
+    mirror.app.exec("ALTER TABLE books RENAME TO volumes; UPDATE volumes SET title = 'x' WHERE id < 5")
+    assert mirror.drain().drained and mirror.exact("volumes") and same_schema(mirror, "volumes")
+    assert remote_table(mirror, "books") is None
+    assert last_change(mirror, "volumes")["sql"] == ['ALTER TABLE "books" RENAME TO "volumes"']

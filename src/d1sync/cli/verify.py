@@ -193,10 +193,15 @@ def _fail(report: VerifyReport, shown: str, repair: bool) -> None:
     unfit = [diff.table for diff in report.tables if diff.not_repaired]
     schema = [diff.table for diff in report.tables if diff.schema]
     if unfit or (schema and not repairable):
+        named = [diff for diff in report.tables if diff.table in (unfit or schema)]
+        fix = (
+            f"`d1sync sync {shown}` makes D1's tables follow the local ones (d1sync manages their schema)"
+            if all(diff.managed for diff in named)
+            else f"make D1's table match the local one (the differences above), then `d1sync resume {shown}`"
+        )
         fail(
-            f"the remote differs from the local file; the schema of {', '.join(unfit or schema)} on D1 differs",
-            f"make D1's table match the local one (the differences above), then `d1sync resume {shown}` and "
-            f"`d1sync verify {shown} --repair`",
+            f"the remote differs from the local file; the schema of {', '.join(d.table for d in named)} on D1 differs",
+            f"{fix}; then `d1sync verify {shown} --repair`",
         )
     if repairable and not repair:
         hint = f"d1sync verify {shown} --repair (add --delete-extra for rows only the remote has)"

@@ -17,6 +17,7 @@ from d1sync.database import Database
 from d1sync.sqlite import Connection
 from d1sync.sync.model import TableSpec
 from d1sync.sync.schema.describe import SchemaDifference, TableSchema, compare_schemas, read_schemas
+from d1sync.wrangler import DEFAULT_MIGRATIONS_TABLE
 
 __all__ = ["SchemaCheck", "affinity", "blocks_repair", "schema_check"]
 
@@ -34,6 +35,8 @@ class SchemaCheck:
     differences: tuple[SchemaDifference, ...] = ()
     missing_table: bool = False
     missing_columns: tuple[str, ...] = ()
+    managed: bool = False
+    """d1sync owns the table's schema on D1: the next ``sync`` makes it follow the local one."""
 
     def blocking(self) -> list[SchemaDifference]:
         """The differences that make a repair refused or pointless (see :func:`blocks_repair`)."""
@@ -98,14 +101,22 @@ def _synced(difference: SchemaDifference, spec: TableSpec) -> bool:
     return difference.column in spec.columns
 
 
-def _check(spec: TableSpec, local: TableSchema | None, remote: TableSchema | None) -> SchemaCheck:
+def _manages(spec: TableSpec, ledger: bool) -> bool:
+    """Whether d1sync owns ``spec``'s schema on D1: the rule of :func:`~d1sync.sync.tables.preflight.manages`
+    (not imported: it would make the engine's import chain deeper than the architecture allows)."""
+    if spec.mode != "track" or spec.replicate or spec.include is not None or spec.exclude is not None:
+        return False
+    return spec.manage_schema if spec.manage_schema is not None else not ledger
+
+
+def _check(spec: TableSpec, local: TableSchema | None, remote: TableSchema | None, managed: bool) -> SchemaCheck:
     if local is None:  # not a table here (a view, or gone): the rows say the rest
         return SchemaCheck()
     if remote is None:
-        return SchemaCheck(tuple(compare_schemas(local, None)), missing_table=True)
+        return SchemaCheck(tuple(compare_schemas(local, None)), missing_table=True, managed=managed)
     found = tuple(d for d in compare_schemas(local, remote) if _synced(d, spec))
     missing = tuple(d.column for d in found if d.aspect == "column" and d.remote is None and d.column)
-    return SchemaCheck(found, missing_columns=tuple(c for c in missing if c in spec.columns))
+    return SchemaCheck(found, missing_columns=tuple(c for c in missing if c in spec.columns), managed=managed)
 
 
 def schema_check(conn: Connection, target: Database, specs: list[TableSpec]) -> dict[str, SchemaCheck]:
@@ -114,5 +125,10 @@ def schema_check(conn: Connection, target: Database, specs: list[TableSpec]) -> 
         return {}
     names = [spec.name for spec in specs]
     local = {name.lower(): schema for name, schema in read_schemas(conn, names).items()}
-    remote = {name.lower(): schema for name, schema in read_schemas(target, names).items()}
-    return {spec.name: _check(spec, local.get(spec.name.lower()), remote.get(spec.name.lower())) for spec in specs}
+    # The migrations ledger in the same request: with one, migrations own D1's schema (d1sync manages none).
+    remote = {name.lower(): schema for name, schema in read_schemas(target, [*names, DEFAULT_MIGRATIONS_TABLE]).items()}
+    ledger = DEFAULT_MIGRATIONS_TABLE.lower() in remote
+    return {
+        spec.name: _check(spec, local.get(spec.name.lower()), remote.get(spec.name.lower()), _manages(spec, ledger))
+        for spec in specs
+    }

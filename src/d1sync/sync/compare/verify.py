@@ -84,6 +84,9 @@ class TableDiff:
     (``key 3: score 700 (integer) locally, '700' (text) on D1``)."""
     not_repaired: str | None = None
     """Why ``repair`` queued nothing for this table (it is paused, or D1's schema would refuse the rows)."""
+    managed: bool = False
+    """d1sync owns this table's schema on D1 (``track --manage-schema``, the default without a migrations
+    ledger): a ``sync`` makes D1's table follow the local one."""
 
     @property
     def equal(self) -> bool:
@@ -289,10 +292,11 @@ def _unfit(check: SchemaCheck, paused: str | None) -> str | None:
 def _without_rows(name: str, check: SchemaCheck) -> TableDiff | None:
     """The diff of a table whose rows cannot be read on D1 (the table, or a synced column, is missing)."""
     if check.missing_table:
-        return TableDiff(name, skipped="missing on the remote", schema=check.as_json())
+        return TableDiff(name, skipped="missing on the remote", schema=check.as_json(), managed=check.managed)
     if check.missing_columns:
         lacks = ", ".join(check.missing_columns)
-        return TableDiff(name, skipped=f"D1's table lacks column(s) {lacks}: rows not compared", schema=check.as_json())
+        skipped = f"D1's table lacks column(s) {lacks}: rows not compared"
+        return TableDiff(name, skipped=skipped, schema=check.as_json(), managed=check.managed)
     return None
 
 
@@ -343,7 +347,7 @@ def verify(
                 raise
             report.tables.append(TableDiff(name, skipped=f"missing on the remote ({exc.message})"))
             continue
-        diff.schema, diff.not_repaired = check.as_json(), unfit
+        diff.schema, diff.not_repaired, diff.managed = check.as_json(), unfit, check.managed
         report.requests += requests
         report.rows += diff.local_rows
         report.tables.append(diff)

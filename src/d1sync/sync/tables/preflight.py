@@ -40,7 +40,7 @@ from d1sync.sync.schema import ddl
 from d1sync.sync.schema.create import SchemaObject, create_statements, read_objects
 from d1sync.sync.schema.describe import TableSchema, compare_schemas, read_schemas
 from d1sync.sync.schema.follow import follow_table, lookup
-from d1sync.sync.schema.plan import addable, fingerprint, rebuild_statements, rename_statements
+from d1sync.sync.schema.plan import addable, creation_order, fingerprint, rebuild_statements, rename_statements
 from d1sync.sync.store.specs import forget_spec, load_specs
 from d1sync.sync.store.state import TableState, load_table_states, save_table_state, schema_version
 from d1sync.sync.tables.pauses import pause, recheck_due, resume
@@ -121,14 +121,21 @@ def _unmanaged(
     state: TableState,
     ledger: bool,
     now: float,
+    old: TableSchema | None = None,
 ) -> TableState:
-    """Check an unmanaged table: pause it while D1 lacks it or a synced column, with the exact fix."""
+    """Check an unmanaged table: pause it while D1 lacks it or a synced column, with the exact fix (``old``:
+    D1's table under the name the local table had before a rename)."""
     missing = [] if remote is None else [c for c in spec.columns if remote.column(c) is None]
     if remote is not None and not missing:
         if local is not None:
+            # Loud only when the local table changed and D1's did not follow; a known difference is DEBUG.
+            changed = state.schema is not None and state.schema != fingerprint(local)
             for difference in compare_schemas(local, remote):
-                log.warning(
-                    "table %s differs on the remote (d1sync does not manage its schema): %s", spec.name, difference
+                log.log(
+                    logging.WARNING if changed else logging.DEBUG,
+                    "table %s differs on the remote (its schema is not managed by d1sync): %s",
+                    spec.name,
+                    difference,
                 )
         done = replace(resume(state, "remote"), remote_columns=remote.column_names, renames=(), renamed_from=None)
         return done
@@ -139,15 +146,15 @@ def _unmanaged(
     )
     if local is None:
         return replace(pause(state, "remote", reason, None, now), remote_columns=None)
-    statements = _fix_statements(local, remote, state, read_objects(conn))
+    statements = _fix_statements(local, remote or old, state, read_objects(conn))
     where = "add a migration that runs" if ledger else "run on the remote"
     owner = " (its d1_migrations ledger says migrations own its schema)" if ledger else ""
     fix = (
         f"{where}{owner}: {'; '.join(statements)}; or let d1sync manage this table's schema: "
         f"`d1sync track {_path(conn)} {shlex.quote(spec.name)} --manage-schema`"
     )
-    if spec.replicate:
-        fix = f"{where}: {'; '.join(statements)}"
+    if not manages(spec, True, False):  # two-way, or include/exclude: d1sync cannot own it
+        fix = f"{where}{owner}: {'; '.join(statements)}"
     return replace(pause(state, "remote", reason, fix, now), remote_columns=None)
 
 
@@ -207,6 +214,8 @@ def check_schemas(
     ledger = lookup(remote, DEFAULT_MIGRATIONS_TABLE) is not None
     if any(manages(specs[n], manage, ledger) for n in due):
         local.update(read_schemas(conn, [n for n in due if lookup(local, n) is None]))
+    known = {n: schema for n in due if (schema := lookup(local, n)) is not None}
+    due = creation_order(known) + [n for n in due if n not in known]  # parents before children
     for name in due:
         _check_one(conn, target, specs, states, name, lookup(local, name), remote, manage, ledger, version, now, result)
     states.update(load_table_states(conn))  # a rebuild recorded re-sends of other tables in the file
@@ -247,7 +256,8 @@ def _check_one(
             fix = f"`d1sync track {_path(conn)} {shlex.quote(name)} --no-manage-schema` and fix it by hand"
             state = replace(pause(state, "remote", reason, fix, now), remote_columns=None)
     else:
-        state = _unmanaged(conn, spec, local, lookup(remote, name), state, ledger, now)
+        old = lookup(remote, state.renamed_from) if state.renamed_from else None
+        state = _unmanaged(conn, spec, local, lookup(remote, name), state, ledger, now, old)
     if local is not None and state.paused is None:
         state = replace(state, schema=fingerprint(local), schema_version=version)
     states[name] = state
