@@ -12,7 +12,9 @@ from d1sync.database import Database, RawResult, Statement
 from d1sync.emulator.server import EmulatorServer
 from d1sync.local import LocalDatabase
 from d1sync.sqlite import connect
+from d1sync.sync.schema.create import create_statements, read_objects
 from d1sync.sync.schema.describe import SchemaDifference, TableSchema, compare_schemas, read_schemas
+from d1sync.sync.schema.plan import alter_statements
 
 from .conftest import emulator_client
 
@@ -196,3 +198,74 @@ def test_each_kind_of_difference_is_named(local: str, remote: str, expected: lis
 def test_a_difference_keeps_each_sides_value() -> None:
     difference = SchemaDifference("t", "score", "type", "VARCHAR(20)", "INTEGER")
     assert (difference.local, difference.remote) == ("VARCHAR(20)", "INTEGER")
+
+
+@pytest.mark.parametrize(
+    ("local", "remote", "expected"),
+    [
+        (  # added at the end in a form ADD COLUMN takes: the same statement
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT NOT NULL DEFAULT 'x')",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)",
+            ["ALTER TABLE \"t\" ADD COLUMN b TEXT NOT NULL DEFAULT 'x'"],
+        ),
+        (  # NOT NULL without a default: ADD COLUMN cannot
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT NOT NULL)",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)",
+            None,
+        ),
+        (  # UNIQUE, or a CURRENT_TIMESTAMP default: ADD COLUMN cannot
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT UNIQUE)",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)",
+            None,
+        ),
+        (
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT DEFAULT CURRENT_TIMESTAMP)",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)",
+            None,
+        ),
+        (  # a column added anywhere but at the end is a rebuild
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, b TEXT, a TEXT)",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)",
+            None,
+        ),
+        (  # dropped, and an index made: the same statements, indexes dropped first and created last
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT); CREATE INDEX t_a ON t (a)",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, gone TEXT); CREATE INDEX t_gone ON t (gone)",
+            ['DROP INDEX IF EXISTS "t_gone"', 'ALTER TABLE "t" DROP COLUMN "gone"', "CREATE INDEX t_a ON t (a)"],
+        ),
+        (  # a type: a rebuild
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a VARCHAR(20))",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER)",
+            None,
+        ),
+    ],
+)
+def test_alter_statements_are_the_same_statements_or_none_for_a_rebuild(
+    local: str, remote: str, expected: list[str] | None, tmp_path: Path
+) -> None:
+    with LocalDatabase(tmp_path / "l.db") as a, LocalDatabase(tmp_path / "r.db") as b:
+        a.exec(local)
+        b.exec(remote)
+        mine, theirs = read_schemas(a)["t"], read_schemas(b)["t"]
+    assert alter_statements(mine, theirs, compare_schemas(mine, theirs)) == expected
+
+
+def test_creation_statements_put_parents_first_and_views_once_their_tables_exist(tmp_path: Path) -> None:
+    with LocalDatabase(tmp_path / "a.db") as db:
+        db.exec(
+            "CREATE TABLE kid (id INTEGER PRIMARY KEY, p INTEGER REFERENCES parent (id));"
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+            "CREATE VIEW both_ AS SELECT * FROM kid JOIN parent ON parent.id = kid.p;"
+            "CREATE INDEX kid_p ON kid (p);"
+        )
+        objects = read_objects(db)
+    assert [s.split(" (")[0] for s in create_statements(objects, ["kid", "parent"])] == [
+        "CREATE TABLE IF NOT EXISTS parent",
+        "CREATE TABLE IF NOT EXISTS kid",
+        "CREATE INDEX IF NOT EXISTS kid_p ON kid",
+        "CREATE VIEW IF NOT EXISTS both_ AS SELECT * FROM kid JOIN parent ON parent.id = kid.p",
+    ]
+    assert [s.split(" (")[0] for s in create_statements(objects, ["kid"])] == [
+        "CREATE TABLE IF NOT EXISTS kid",
+        "CREATE INDEX IF NOT EXISTS kid_p ON kid",
+    ]

@@ -296,3 +296,35 @@ def test_a_table_renamed_locally_is_renamed_on_d1(mirror: Mirror) -> None:
     assert mirror.drain().drained and mirror.exact("volumes") and same_schema(mirror, "volumes")
     assert remote_table(mirror, "books") is None
     assert last_change(mirror, "volumes")["sql"] == ['ALTER TABLE "books" RENAME TO "volumes"']
+
+
+def test_a_table_dropped_on_d1_is_created_again_and_every_row_sent_again(mirror: Mirror) -> None:
+    mirror.app.exec(BOOKS)
+    mirror.track("books")
+    write(mirror, "INSERT INTO books VALUES (?, ?, ?, ?)", [(i, f"t{i}", i, i) for i in range(80)])
+    assert mirror.drain().drained and mirror.exact("books")
+    mirror.remote.exec("DROP TABLE books")
+    mirror.worker.resume()  # what `d1sync sync` does: the remote schema is checked again
+    assert mirror.drain().drained and mirror.exact("books") and same_schema(mirror, "books")
+
+
+def test_a_rebuild_d1_refuses_pauses_that_table_with_the_reason_and_leaves_d1_as_it_was(mirror: Mirror) -> None:
+    mirror.both(
+        "CREATE TABLE parents (id INTEGER PRIMARY KEY, rank INTEGER);"
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents (id));"
+    )
+    mirror.track("parents", "notes")
+    write(mirror, "INSERT INTO parents VALUES (?, ?)", [(i, i) for i in range(10)])
+    write(mirror, "INSERT INTO notes VALUES (?, ?)", [(i, i) for i in range(10)])
+    assert mirror.drain().drained
+    before = remote_table(mirror, "parents")
+    # The new NOT NULL column's placeholder fails its CHECK, so no old row comes back into the new table,
+    # and the notes referencing them make D1 refuse the batch at its commit.
+    new = "CREATE TABLE parents (id INTEGER PRIMARY KEY, rank TEXT, code INTEGER NOT NULL CHECK (code > 0))"
+    rebuild(mirror, "parents", new, "id, rank, code", "id, rank, id + 1")
+    mirror.drain()
+    parents = mirror.worker.status().table_states["parents"]
+    assert parents.state == "paused" and "rebuild of 'parents' on D1 failed" in str(parents.reason)
+    assert "FOREIGN KEY constraint failed" in str(parents.reason) and "--no-manage-schema" in str(parents.fix)
+    assert remote_table(mirror, "parents") == before and mirror.exact("notes")
+    assert parents.last_schema_change is None

@@ -4,7 +4,8 @@
 and the push fence (a schema batch is a send like any other: one that D1 applies late, after newer sends,
 fails as a whole), each logged at INFO with its SQL and recorded as the table's ``last_schema_change``:
 
-1. the table missing on D1: created from the local DDL with its indexes and the local views that use it;
+1. the table missing on D1: created from the local DDL with its indexes and the local views that use it (and
+   every row re-sent, if D1 had the table before);
 2. renames SQLite reported locally (``RENAME TO``, ``RENAME COLUMN``): the same statements;
 3. columns dropped, columns added in a form ``ADD COLUMN`` takes, indexes: the same statements;
 4. anything else (or a step 3 that D1 refused): the rebuild of :mod:`~d1sync.sync.schema.plan`.
@@ -198,6 +199,11 @@ def follow_table(
             renames = state.renames
             statements = rebuild_statements(local, remote_table, renames=renames, views=views)
             state = replace(state, resend_after="")
+        if action == "create" and (state.schema is not None or state.remote_columns is not None):
+            # D1 had the table and lost it (dropped there): every row again, recorded before the batch goes.
+            state = replace(state, resend_after="", schema=None)
+            with conn.atomic():
+                save_table_state(conn, name, state)
         try:
             _send(conn, target, statements)
         except SQLError as exc:

@@ -253,8 +253,14 @@ def _check_one(
             state = replace(resume(state, "remote"), remote_columns=local.column_names)
         else:
             reason = f"table {name!r} differs on the remote after d1sync followed it: {'; '.join(followed.differences)}"
-            fix = f"`d1sync track {_path(conn)} {shlex.quote(name)} --no-manage-schema` and fix it by hand"
-            state = replace(pause(state, "remote", reason, fix, now), remote_columns=None)
+            fix = (
+                f"change the local table so that D1 can take it, or `d1sync track {_path(conn)} "
+                f"{shlex.quote(name)} --no-manage-schema` and make D1's table fit by hand, then `d1sync resume "
+                f"{_path(conn)}`"
+            )
+            # Cause "local": tried again after the next local DDL or a resume, not every pause_interval (a
+            # rebuild that D1 refuses would re-send the table's children each time).
+            state = replace(pause(state, "local", reason, fix, now), remote_columns=None)
     else:
         old = lookup(remote, state.renamed_from) if state.renamed_from else None
         state = _unmanaged(conn, spec, local, lookup(remote, name), state, ledger, now, old)
