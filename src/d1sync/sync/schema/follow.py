@@ -189,6 +189,12 @@ def follow_table(
     else:
         remote_table = lookup(remote, name)
         state = replace(state, renamed_from=None)
+    if state.renames and remote_table is not None:
+        applicable = rename_statements(name, None, state.renames, remote_table)
+        if len(applicable) < len(state.renames):  # D1 cannot rename them all: their values come by re-send
+            state = replace(state, resend_after="", renames=())
+            with conn.atomic():
+                save_table_state(conn, name, state)
     for _ in range(_STEPS):
         action, statements = _plan(local, remote_table, state, objects, list(remote), rebuild)
         if not action:

@@ -9,8 +9,8 @@ local change                    what happens
 ==============================  ===========================================================================
 ADD COLUMN                      the spec gains the column; once the remote has it, every row is sent again
 DROP COLUMN                     the spec loses it (D1 keeps its values; they are no longer sent)
-RENAME COLUMN                   both of the above, and the rename is recorded (the capture trigger's column
-                                list, which SQLite rewrote, names the old and the new column) for the remote
+RENAME COLUMN                   the spec follows, and the rename is recorded for the remote (the column
+                                marker, which SQLite rewrote, names the old and the new column); no re-send
 RENAME TABLE                    capture moves to the new name, pending changes follow, every row is re-sent;
                                 the old name is recorded for the remote
 DROP + CREATE                   capture is installed again and every row re-sent; remote rows the new table
@@ -121,7 +121,10 @@ def _follow(
     if new.columns != spec.columns or count < 3 or table != spec.name or captured is None:
         install_triggers(conn, new, all_columns=all_columns(conn, table))
         save_spec(conn, new)
-        added = set(new.columns) - set(spec.columns)
+        # A column SQLite reported renamed keeps its values on D1 once renamed there too: not "added". Where
+        # D1 cannot rename it (d1sync.sync.schema.follow), or an unmanaged table's owner made it fit some
+        # other way (d1sync.sync.tables.preflight), the rows are sent again then.
+        added = set(new.columns) - set(spec.columns) - {new_name for _, new_name in state.renames}
         if added or count < 3 or table != spec.name:
             resend = ""  # every row again: new columns' values, or writes made while capture was missing
     note = state.note

@@ -138,6 +138,8 @@ def _unmanaged(
                     difference,
                 )
         done = replace(resume(state, "remote"), remote_columns=remote.column_names, renames=(), renamed_from=None)
+        if state.renames:  # the owner made D1 fit, maybe without renaming: send the renamed columns' values
+            done = replace(done, resend_after=state.resend_after or "")
         return done
     reason = (
         f"table {spec.name!r} is missing on the remote"
