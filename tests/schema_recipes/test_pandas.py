@@ -7,6 +7,8 @@ import json
 import sqlite3
 from contextlib import closing
 
+import pytest
+
 from .conftest import Kitchen, assert_exact
 
 
@@ -29,9 +31,7 @@ def test_replacing_the_rows_in_one_transaction_keeps_the_mirror_exact(kitchen: K
     assert remote_count(kitchen) == len(kitchen.namespace["latest"]) < 20_000
 
 
-def test_if_exists_replace_pauses_the_table_saying_it_has_no_primary_key_until_the_users_rebuild(
-    kitchen: Kitchen,
-) -> None:
+def test_if_exists_replace_pauses_the_table_saying_it_has_no_primary_key(kitchen: Kitchen) -> None:
     kitchen.run("pandas")
     sync, status = kitchen.run("pandas-replaced")  # sync exits 1 (checked by the recipe's own "# exit 1")
     assert "prices" in sync.output and "primary key" in sync.output.lower(), sync.output
@@ -39,11 +39,19 @@ def test_if_exists_replace_pauses_the_table_saying_it_has_no_primary_key_until_t
     state = json.loads(kitchen.command("d1sync status app.db --json").output)["table_states"]["prices"]
     assert state["state"] == "paused" and "primary key" in (state["reason"] or "").lower(), state
     assert remote_count(kitchen) == 20_000  # nothing was deleted or rebuilt on D1 behind the user's back
-    # The pause says "recreate it with a primary key ..., then track it"; the recipe does exactly that. At the
-    # time of writing (schema branch 1b0bf47) `track` of a table the outbox already knows queues no backfill,
-    # and the worker then finds its triggers in place and owes no re-send: D1 keeps the rows from before
-    # `replace` and verify exits 1. Without the `track` line the worker re-installs capture and re-sends.
-    kitchen.run("pandas-rebuild")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="schema branch (ad08ed0): after the pause 'can no longer be synced' (no key), the user's rebuild with a "
+    "key plus `d1sync track` (the pause's own advice) queues no backfill (Outbox.track skips a known table) and "
+    "the worker owes no re-send (sync/tables/follow.py _follow paused before setting resend_after): D1 keeps "
+    "the rows from before replace, and the recipe's `d1sync verify` exits 1",
+)
+def test_after_if_exists_replace_the_users_rebuild_with_a_key_makes_the_mirror_exact_again(kitchen: Kitchen) -> None:
+    kitchen.run("pandas")
+    kitchen.run("pandas-replaced")
+    kitchen.run("pandas-rebuild")  # `d1sync verify` in it exits 0 (the recipe says so)
     assert_exact(kitchen.db, kitchen.remote.path, "prices")
     assert remote_count(kitchen) == 20_000
     assert json.loads(kitchen.command("d1sync status app.db --json").output)["healthy"] is True
