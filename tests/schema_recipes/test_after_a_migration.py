@@ -14,8 +14,6 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-import pytest
-
 from .conftest import Kitchen, assert_exact, recipe
 
 
@@ -43,12 +41,6 @@ def freeze_idle(pid: int, db: Path) -> None:
     raise AssertionError("the daemon never let go of its write lock")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schema/verify branches (ad08ed0, 994ed49): `sync --wait` (SyncWorker.wait_synced, sync/run/loop.py) "
-    "waits only for change rows; a migration logs none (the rebuilt table has no capture yet), so it exits 0 "
-    "at once, before the running daemon has followed the migration",
-)
 def test_sync_wait_does_not_return_before_the_running_daemon_has_followed_a_migration(kitchen: Kitchen) -> None:
     """`sync --wait` "returns once the daemon has sent every committed write": a daemon that has not seen the
     migration yet (stopped here with SIGSTOP, as a busy or slow one would be) has not made D1 follow it."""
@@ -68,12 +60,6 @@ def test_sync_wait_does_not_return_before_the_running_daemon_has_followed_a_migr
     assert_exact(kitchen.db, kitchen.remote.path, "accounts")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify branch (994ed49): verify reads rows through the stored spec, which still lists the dropped "
-    "legacy_code, before comparing schemas: 'skipped: missing on the remote (no such column: t.legacy_code)', "
-    "schema [], managed false, though the table is on D1 and managed",
-)
 def test_verify_names_the_columns_of_a_migration_no_worker_has_followed_yet(kitchen: Kitchen) -> None:
     """verify compares schemas before rows and names the columns: the table is on D1, with the old columns."""
     migrated_but_not_followed(kitchen)

@@ -7,8 +7,6 @@ import json
 import sqlite3
 from contextlib import closing
 
-import pytest
-
 from .conftest import Kitchen, assert_exact
 
 
@@ -41,13 +39,6 @@ def test_if_exists_replace_pauses_the_table_saying_it_has_no_primary_key(kitchen
     assert remote_count(kitchen) == 20_000  # nothing was deleted or rebuilt on D1 behind the user's back
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schema branch (ad08ed0): after the pause 'can no longer be synced' (no key), the user's rebuild with a "
-    "key plus `d1sync track` (the pause's own advice) queues no backfill (Outbox.track skips a known table) and "
-    "the worker owes no re-send (sync/tables/follow.py _follow paused before setting resend_after): D1 keeps "
-    "the rows from before replace, and the recipe's `d1sync verify` exits 1",
-)
 def test_after_if_exists_replace_the_users_rebuild_with_a_key_makes_the_mirror_exact_again(kitchen: Kitchen) -> None:
     kitchen.run("pandas")
     kitchen.run("pandas-replaced")
