@@ -95,6 +95,12 @@ def emulator_file_of(server: EmulatorServer) -> Path:
     return emulator_file(server)
 
 
+def items_of(path: Path) -> list[tuple[Any, ...]]:
+    """The exact snapshot of ``path``'s items table (the connection closed at once)."""
+    with closing(open_file(path)) as conn:
+        return snapshot(conn, "items")
+
+
 def drain(worker: SyncWorker, passes: int = 50) -> None:
     for _ in range(passes):
         if not worker.sync_once().more and not worker.pending():
@@ -115,7 +121,7 @@ def test_a_large_backlog_goes_through_one_import_in_a_few_requests_and_arrives_e
     with client(emulator, counting) as d1, SyncWorker(app, d1, SyncConfig(import_threshold=1_000)) as worker:
         drain(worker)
         assert worker.counters.rows == 3_010
-    assert snapshot(open_file(remote), "items") == snapshot(open_file(app), "items")
+    assert items_of(remote) == items_of(app)
     # The first pass checks the remote table and sends one window (the remote schema was not yet known to fit);
     # the rest went through one import: init and ingest (the upload is not an API request).
     assert counting.sent["import"] == 2 and counting.sent["query"] <= 3, counting.sent
@@ -133,7 +139,7 @@ def test_via_batch_never_imports_and_auto_waits_for_the_threshold(
             with SyncWorker(app, d1, SyncConfig(via=via, import_threshold=threshold, window=500)) as worker:  # type: ignore[arg-type]
                 drain(worker)
         assert counting.sent["import"] == 0 and counting.sent["query"] >= 4, (via, counting.sent)
-        assert snapshot(open_file(remote), "items") == snapshot(open_file(app), "items")
+        assert items_of(remote) == items_of(app)
 
 
 def test_via_import_takes_a_small_backlog_too(
@@ -144,7 +150,7 @@ def test_via_import_takes_a_small_backlog_too(
     with client(emulator, counting) as d1, SyncWorker(app, d1, SyncConfig(via="import", window=10)) as worker:
         drain(worker)
     assert counting.sent["import"] == 2
-    assert snapshot(open_file(remote), "items") == snapshot(open_file(app), "items")
+    assert items_of(remote) == items_of(app)
 
 
 class WritesDuringImport(D1Client):
@@ -175,7 +181,7 @@ def test_rows_written_during_the_import_stay_pending_and_go_after_it(
         first = worker.sync_once()
         assert first.rows == 500 and worker.pending() == 2  # the import carried the state before the writes
         drain(worker)
-    assert snapshot(open_file(remote), "items") == snapshot(open_file(app), "items")
+    assert items_of(remote) == items_of(app)
 
 
 def test_a_row_too_big_for_sql_text_goes_through_batches(
@@ -190,7 +196,7 @@ def test_a_row_too_big_for_sql_text_goes_through_batches(
         first = worker.sync_once()
         assert first.rows == 198 and worker.pending() == 2
         drain(worker)
-    assert snapshot(open_file(remote), "items") == snapshot(open_file(app), "items")
+    assert items_of(remote) == items_of(app)
 
 
 def test_an_import_d1_refuses_applies_nothing_and_batches_carry_the_rows(
@@ -210,7 +216,7 @@ def test_an_import_d1_refuses_applies_nothing_and_batches_carry_the_rows(
         state = load_state(worker.conn)
         assert state.seeding is None and state.import_declined > 0
         assert worker.status().dead_letters == 1
-    assert snapshot(open_file(remote), "items") == [r for r in snapshot(open_file(app), "items") if r[1] != 5]
+    assert items_of(remote) == [r for r in items_of(app) if r[1] != 5]
 
 
 def test_an_import_that_runs_late_is_refused_by_the_fence_and_changes_nothing(
@@ -233,7 +239,7 @@ def test_an_import_that_runs_late_is_refused_by_the_fence_and_changes_nothing(
     assert refused.value.fence == REWOUND
     with closing(open_file(remote)) as conn:
         assert conn.execute("SELECT a FROM items WHERE id = 1").fetchone() == ("new",)
-    assert snapshot(open_file(remote), "items") == snapshot(open_file(app), "items")
+    assert items_of(remote) == items_of(app)
 
 
 def worker_spec(worker: SyncWorker) -> Any:
@@ -272,7 +278,7 @@ def test_sqlite_reads_back_every_value_the_import_wrote(tmp_path: Path) -> None:
     assert seed.rows == 400 and not seed.held
     with closing(sqlite3.connect(copy)) as conn:
         conn.executescript(text.read_text())
-    assert snapshot(open_file(copy), "items") == snapshot(open_file(app), "items")
+    assert items_of(copy) == items_of(app)
 
 
 def client_stub() -> D1Client:
@@ -306,7 +312,7 @@ def test_a_kill_at_any_step_of_an_import_then_a_restart_ends_exact_with_nothing_
         drain(worker)
         status = worker.status()
         assert status.dead_letters == 0 and status.importing is None and worker.pending() == 0
-    assert snapshot(open_file(remote), "items") == snapshot(open_file(app), "items")
+    assert items_of(remote) == items_of(app)
 
 
 def test_text_that_is_not_utf8_is_left_to_batches_and_the_rest_goes_through_the_import(
@@ -321,4 +327,4 @@ def test_text_that_is_not_utf8_is_left_to_batches_and_the_rest_goes_through_the_
         assert first.rows == 299 and worker.pending() == 1
         drain(worker)
         assert worker.status().dead_letters == 1  # dead-lettered by the batch path, with the reason
-    assert snapshot(open_file(remote), "items") == [r for r in snapshot(open_file(app), "items") if r[1] != 9]
+    assert items_of(remote) == [r for r in items_of(app) if r[1] != 9]
