@@ -108,8 +108,11 @@ def test_thousands_of_small_transactions_arrive_exactly_through_every_kind_of_fa
     tmp_path: Path, open_worker: OpenWorker, closer: Closer[Any]
 ) -> None:
     with EmulatorServer(tmp_path / "emulator", token="t0ken", auto_create=True) as srv:
+        with emulator_client(srv, token="t0ken") as setup:
+            setup.exec(SCHEMA)  # before the faults, with a timeout a loaded machine cannot miss
+        # The worker's short timeout lets the emulator's slow answers (0.3 s) time out; on a busy
+        # machine a normal answer may too, which the worker retries like any other timeout.
         client = emulator_client(srv, token="t0ken", timeout=0.15)
-        client.exec(SCHEMA)
         srv.app.state.faults.configure(
             FaultConfig(
                 error_rate=0.06,
