@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from d1sync.sync import Outbox, Status
+from d1sync.sync.codec import printable
 
 from ._common import (
     DB_ARG,
@@ -194,13 +195,6 @@ def dead(ctx: click.Context, db: str) -> None:
         ctx.invoke(dead_list.callback, as_json=bool(ctx.meta.get("d1sync.json")))
 
 
-def _printable(value: str) -> str:
-    """Text that held bytes which are not UTF-8 (kept exactly in the dead letter) shows them as ``\\xNN``."""
-    if value.isascii():
-        return value
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _dead_db() -> str:
     """The DB argument of ``dead DB ...`` (these commands only run under it, or as its default)."""
     ctx: click.Context | None = click.get_current_context()
@@ -229,7 +223,7 @@ def dead_list(limit: int = 50, as_json: bool = False) -> None:
         table.add_row(
             str(letter.id),
             letter.table,
-            escape(_printable(letter.key)),
+            escape(printable(letter.key)),
             letter.op,
             str(letter.attempts) + (" (retrying)" if letter.retrying else ""),
             escape(letter.error),

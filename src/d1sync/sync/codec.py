@@ -206,6 +206,14 @@ def has_undecodable_text(values: Iterable[object]) -> bool:
     return False
 
 
+def printable(value: str) -> str:
+    """Text fit for a log or a terminal: bytes that were not UTF-8 (read with ``surrogateescape``) show as
+    ``\\xNN``; a lone surrogate would make a UTF-8 log handler fail."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def stored_text(value: str | None) -> str | bytes | None:
     """The text as SQLite held it: bytes that were not UTF-8 go back as they were (store with CAST AS TEXT)."""
     if value is None or not has_undecodable_text((value,)):

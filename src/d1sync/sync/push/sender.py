@@ -34,6 +34,7 @@ from typing import TypeVar
 
 from d1sync.errors import D1Error, SQLError, TransientError
 from d1sync.sqlite import Connection, shown
+from d1sync.sync.codec import printable
 from d1sync.sync.link import Link
 from d1sync.sync.model import Change, Failure, SyncResult, TableSpec
 from d1sync.sync.push.planner import Plan, PlannedRequest, plan
@@ -144,7 +145,7 @@ def settle_window(conn: Connection, window: Window, planned: Plan, result: SyncR
     if window.invalid:
         result.dead += dead_letter(conn, window.invalid)
         for change, reason in window.invalid:
-            log.error("dead-lettered %s key %s: %s", change.table, change.key, reason)
+            log.error("dead-lettered %s key %s: %s", change.table, printable(change.key), reason)
     if planned.rejected:
         result.dead += dead_letter(conn, planned.rejected)
 
@@ -316,7 +317,7 @@ class _Sender:
         if verdict is Verdict.PAUSE_TABLE:
             self._pause_table(table, exc)
         elif verdict is Verdict.DEFER:
-            log.info("deferred %s key %s: %s", table, rows[0].key, exc.message)
+            log.info("deferred %s key %s: %s", table, printable(rows[0].key), exc.message)
             deferred.append(rows[0])
         elif verdict is Verdict.RETRY_LATER:
             retry_later.append(rows[0])
@@ -397,7 +398,7 @@ class _Sender:
 
     def _dead(self, change: Change, reason: str) -> None:
         self.result.dead += dead_letter(self.link.conn, [(change, reason)])
-        log.error("dead-lettered %s key %s: %s", change.table, change.key, reason)
+        log.error("dead-lettered %s key %s: %s", change.table, printable(change.key), reason)
 
     def _pause_table(self, table: str, exc: SQLError, *, probes: int = 0) -> None:
         """Pause one table: D1 refused it as a whole. Its changes stay pending; the others go on."""
