@@ -128,8 +128,7 @@ FLEET_FIGURES = {
     "fleet.idle.cpu_percent",
     *(f"fleet.hot.{who}_{p}_s" for who in ("cold", "hot", "alone") for p in ("p50", "p95")),
     "fleet.hot.hot_rows_per_second",
-    "fleet.two.share_429_percent",
-    "fleet.two.throughput_ratio",
+    *(f"fleet.{two}.{figure}" for two in ("two", "two_bare") for figure in ("share_429_percent", "throughput_ratio")),
 }
 
 
@@ -150,8 +149,10 @@ def test_tiny_fleet_bench_measures_real_fleet_children_and_checks_their_database
     hot = data["details"]["fleet.hot"]
     assert hot["cold_tenants"] == 5 and hot["cold_arrived"] == hot["cold_rows"] > 0 and hot["hot_rows"] > 0
     assert hot["alone_rows"] > 0 and hot["alone_p95"] is not None
-    two = data["details"]["fleet.two"]
-    assert two["tenants_each"] == 6 and all(r > 0 for r in two["rows"]) and all(n > 0 for n in two["requests"])
+    for key, headers in (("fleet.two", True), ("fleet.two_bare", False)):
+        two = data["details"][key]
+        assert two["tenants_each"] == 6 and two["headers"] is headers
+        assert all(r > 0 for r in two["rows"]) and all(n > 0 for n in two["requests"])
     assert (
         data["command"]
         == "d1sync bench --latency-ms 5 --idle-seconds 2 --fleet-tenants 6 --fleet-seconds 4 --only fleet"

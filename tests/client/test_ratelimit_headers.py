@@ -92,7 +92,8 @@ def test_an_error_reporting_nothing_remaining_pauses_the_clients_limiter() -> No
     d1 = ScriptedD1(headers(no_table, x_ratelimit_remaining="0", x_ratelimit_reset="20"))
     with d1.client(rate_limiter=limiter) as client, pytest.raises(SQLError):
         client.prepare("SELECT * FROM t").all()
-    assert limiter.wait_time() == pytest.approx(20.0)
+    assert limiter.available() == 0.0 and limiter.share == 0.5
+    assert limiter.wait_time() == pytest.approx(20.0 + 1 / (limiter.refill_per_second * 0.5))
 
 
 def test_a_gateway_page_carrying_the_headers_is_observed_too() -> None:
@@ -149,4 +150,4 @@ def test_the_async_client_observes_successes_and_errors_alike() -> None:
                 await client.prepare("SELECT * FROM t").all()
 
     asyncio.run(main())
-    assert limiter.wait_time() == pytest.approx(9.0)
+    assert limiter.wait_time() == pytest.approx(9.0 + 1 / (limiter.refill_per_second * 0.5))

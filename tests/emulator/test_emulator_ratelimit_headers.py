@@ -109,3 +109,15 @@ def test_the_window_is_reported_over_a_real_socket(tmp_path: Path) -> None:
         assert [r.status_code for r in (first, second, third)] == [200, 200, 429]
         assert [int(r.headers["x-ratelimit-remaining"]) for r in (first, second, third)] == [1, 0, 0]
         assert 1 <= int(second.headers["x-ratelimit-reset"]) <= 60
+
+
+def test_without_the_count_a_client_learns_of_the_limit_only_from_the_429(
+    make_app: AppFactory, connect: Callable[..., Api]
+) -> None:
+    """``--no-rate-limit-headers``: answers that carry no count, so limiters can be measured on 429s alone."""
+    api = connect(make_app(rate_limit=(2, 60.0), faults=FaultConfig(rate_limit_headers=False)))
+    answers = [api.sql("SELECT 1") for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 429]
+    assert not any(name in r.headers for r in answers for name in HEADERS)
+    assert 1 <= int(answers[2].headers["retry-after"]) <= 60
+    assert api.app.state.faults.stats["rate_limit_rejections"] == 1

@@ -309,6 +309,7 @@ class TwoOutcome:
     requests: list[int]
     rows: list[int]
     rate_limited: int
+    headers: bool = True
 
     @property
     def share_429(self) -> float:
@@ -336,17 +337,20 @@ def two(
     seconds: float,
     tenants: int = 20,
     budget: tuple[int, float] = (120, 30.0),
+    headers: bool = True,
     progress: Progress | None = None,
 ) -> TwoOutcome:
     """Two ``fleet run`` daemons, each told the whole ``budget``, on one account that enforces it: their
-    429s and their rows/s while every tenant always has rows to send."""
-    folders = [root / "fleet-two-a", root / "fleet-two-b"]
-    paths = [make_tenants(f, tenants, 10, prefix=f.name[-1]) for f in folders]
+    429s and their rows/s while every tenant always has rows to send. Without ``headers`` the answers carry
+    no ``x-ratelimit-*`` count, so the daemons learn of each other only from 429s."""
+    kind = "counted" if headers else "bare"
+    folders = [root / f"fleet-two-{kind}-a", root / f"fleet-two-{kind}-b"]
+    paths = [make_tenants(f, tenants, 10, prefix=f"{kind[0]}{f.name[-1]}") for f in folders]
     for folder in folders:
         _converge_quietly(emulator, folder, root / f"{folder.name}-sync.log")
     ids = emulator.databases()
     base = [sum(emulator.rows(ids[p.stem]) for p in group) for group in paths]
-    emulator.rate_limit(budget)
+    emulator.rate_limit(budget, headers=headers)
     before = dict(emulator.counts)
     limit = f"{budget[0]}/{budget[1]:g}"
     daemons = [FleetChild(f, emulator, root / f"{f.name}.log", "--rate-limit", limit) for f in folders]
@@ -365,4 +369,4 @@ def two(
     counts = {k: v - before.get(k, 0) for k, v in emulator.counts.items()}
     emulator.rate_limit(None)
     requests = [sum(counts.get(f"db:{ids[p.stem]}", 0) for p in group) for group in paths]
-    return TwoOutcome(watched, budget, tenants, requests, rows, counts.get("429", 0))
+    return TwoOutcome(watched, budget, tenants, requests, rows, counts.get("429", 0), headers)

@@ -89,9 +89,12 @@ class CountingEmulator:
     def url(self) -> str:
         return self.server.url
 
-    def rate_limit(self, limit: tuple[int, float] | None) -> None:
-        """Enforce the account budget ``(requests, seconds)`` from now on (None: none)."""
-        self.server.app.state.faults.set_rate_limit(limit)
+    def rate_limit(self, limit: tuple[int, float] | None, *, headers: bool = True) -> None:
+        """Enforce the account budget ``(requests, seconds)`` from now on (None: none); with ``headers``
+        False, answers carry no ``x-ratelimit-*`` count and clients learn of the limit only from 429s."""
+        faults = self.server.app.state.faults
+        faults.set_rate_limit(limit)
+        faults.update(rate_limit_headers=headers)
 
     def databases(self) -> dict[str, str]:
         """Each database's name to its id, read from the emulator itself (no request)."""

@@ -178,6 +178,13 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     help="With --rate-limit: an overrun blocks every request this long (Cloudflare: 300).",
 )
 @click.option(
+    "--rate-limit-headers/--no-rate-limit-headers",
+    default=True,
+    envvar="D1SYNC_EMULATOR_RATE_LIMIT_HEADERS",
+    show_envvar=True,
+    help="With --rate-limit: answers carry the account's count (x-ratelimit-*); without, clients see only 429s.",
+)
+@click.option(
     "--retry-after",
     type=click.IntRange(0),
     default=1,
@@ -213,6 +220,7 @@ def emulator(
     late_rate: float,
     late_delay: float,
     block_seconds: float,
+    rate_limit_headers: bool,
     retry_after: int,
     seed: int | None,
     rate_limit: str | None,
@@ -244,6 +252,7 @@ def emulator(
             late_rate=late_rate,
             late_delay=late_delay,
             block_seconds=block_seconds,
+            rate_limit_headers=rate_limit_headers,
             seed=seed,
             retry_after=retry_after,
             timeout_delay=timeout_delay,
@@ -326,4 +335,6 @@ def _describe(faults: FaultConfig, limit: tuple[int, float] | None) -> str:
         parts.append(f"seed={faults.seed}")
     if limit:
         parts.append(f"rate_limit={limit[0]}/{limit[1]:g}s")
+        if not faults.rate_limit_headers:
+            parts.append("no rate-limit headers")
     return ", ".join(parts)

@@ -151,15 +151,14 @@ class AsyncD1Client(AsyncDatabase):
     # -- transport --------------------------------------------------------------------------------------
 
     async def _send_once(self, request: ApiRequest) -> dict[str, Any]:
-        if self.rate_limiter is not None:
-            await self.rate_limiter.acquire_async()
+        ticket = await self.rate_limiter.acquire_async() if self.rate_limiter is not None else None
         try:
             response = await self._http.request(
                 request.method, request.url, content=request.content, params=request.params or None
             )
         except httpx.RequestError as exc:
             raise self._core.transport_error(exc, request) from exc
-        self._core.observe_rate_limit(self.rate_limiter, response.headers)
+        self._core.observe_rate_limit(self.rate_limiter, response.headers, ticket)
         return self._core.parse_response(request, response.status_code, response.headers, response.content)
 
     async def _send(self, request: ApiRequest) -> dict[str, Any]:

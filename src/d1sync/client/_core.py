@@ -310,13 +310,18 @@ class ClientCore:
 
     # responses
 
-    def observe_rate_limit(self, limiter: RateLimiter | None, headers: Mapping[str, str]) -> None:
-        """Tell ``limiter`` what a response (success or error) says about the account's remaining budget."""
+    def observe_rate_limit(
+        self, limiter: RateLimiter | None, headers: Mapping[str, str], ticket: int | None = None
+    ) -> None:
+        """Tell ``limiter`` what a response (success or error) says about the account's remaining budget.
+
+        ``ticket`` is what the limiter's ``acquire`` returned for this request.
+        """
         if limiter is None:
             return
         status = parse_rate_limit(headers)
         if status is not None:
-            limiter.observe(status.remaining, status.reset)
+            limiter.observe(status.remaining, status.reset, ticket=ticket)
 
     def parse_response(
         self, request: ApiRequest, status: int, headers: Mapping[str, str], content: bytes

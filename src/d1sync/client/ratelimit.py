@@ -10,7 +10,10 @@ One limiter may serve several clients, threads and event loops: pass the same in
 Clients without an explicit limiter share one default limiter per API base URL (:func:`default_limiter`).
 Processes cannot share an instance, so each client also tells its limiter what every response reports about
 the account (:meth:`RateLimiter.observe`): a bucket holding more than the account has left drops to match,
-and requests are paced so the account's remaining requests last until its window resets.
+and requests are paced so the account's remaining requests last until its window resets. An answer saying
+the account is at its limit (nothing left beyond the reserve) pauses until the reset and halves the share,
+as a 429 would, but before anyone is refused; no tokens accrue during a pause, so daemons told to wait do
+not all come back with a full bucket at once.
 
 Where answers carry no such count, a 429 is the only signal that others share the budget: the limiter then
 halves its rate (:meth:`RateLimiter.throttled`) and grows it back linearly, a full rate's worth over one
@@ -97,6 +100,7 @@ class RateLimiter:
         self._tokens = float(capacity)
         self._updated = clock()
         self._paused_until = float("-inf")
+        self._granted = 0
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate}, per={self.per}, burst={self.burst}, reserve={self.reserve})"
@@ -115,7 +119,10 @@ class RateLimiter:
 
     def _refill(self, now: float) -> None:
         elapsed = max(0.0, now - self._updated)
-        self._tokens = min(float(self.burst), self._tokens + elapsed * self._rate(now))
+        # No tokens accrue during a pause: every process told to wait would otherwise come back with a full
+        # bucket at the same moment, and their bursts together overrun what the pause freed.
+        accruing = max(0.0, now - max(self._updated, self._paused_until))
+        self._tokens = min(float(self.burst), self._tokens + accruing * self._rate(now))
         if self._share < 1.0:
             self._share = min(1.0, self._share + elapsed / self.per)
         self._updated = now
@@ -129,6 +136,7 @@ class RateLimiter:
         # The epsilon absorbs float error: a wait of (1 - tokens) / rate may land a hair short of a token.
         if self._tokens >= 1.0 - _EPSILON:
             self._tokens = max(0.0, self._tokens - 1.0)
+            self._granted += 1
             return 0.0
         return (1.0 - self._tokens) / self._rate(now)
 
@@ -137,22 +145,32 @@ class RateLimiter:
         with self._lock:
             return self._take() == 0.0
 
-    def acquire(self) -> None:
-        """Take a token, sleeping (outside the lock) until one is available."""
+    @property
+    def granted(self) -> int:
+        """Tokens taken so far (by :meth:`acquire`, :meth:`acquire_async` and :meth:`try_acquire`)."""
+        with self._lock:
+            return self._granted
+
+    def acquire(self) -> int:
+        """Take a token, sleeping (outside the lock) until one is available.
+
+        Returns the request's ticket: the tokens taken up to and including this one. Pass it to
+        :meth:`observe` with the answer, so requests sent after this one are counted as not yet seen.
+        """
         while True:
             with self._lock:
                 wait = self._take()
-            if wait == 0.0:
-                return
+                if wait == 0.0:
+                    return self._granted
             self._sleep(wait)
 
-    async def acquire_async(self) -> None:
-        """Take a token, awaiting (never blocking the event loop) until one is available."""
+    async def acquire_async(self) -> int:
+        """Take a token, awaiting (never blocking the event loop) until one is available; returns its ticket."""
         while True:
             with self._lock:
                 wait = self._take()
-            if wait == 0.0:
-                return
+                if wait == 0.0:
+                    return self._granted
             await self._async_sleep(wait)
 
     def available(self) -> float:
@@ -171,10 +189,9 @@ class RateLimiter:
             now = self._clock()
             self._refill(now)
             paused = max(0.0, self._paused_until - now)
-            # The bucket keeps refilling during a pause: only what is still missing when it ends adds a wait.
-            rate = self._rate(now)
-            tokens = min(float(self.burst), self._tokens + paused * rate)
-            return paused + (0.0 if tokens >= 1.0 - _EPSILON else (1.0 - tokens) / rate)
+            # Nothing accrues during a pause: a missing token takes its refill time after the pause ends.
+            tokens = self._tokens
+            return paused + (0.0 if tokens >= 1.0 - _EPSILON else (1.0 - tokens) / self._rate(now))
 
     def pause(self, seconds: float) -> None:
         """Hold every acquirer for ``seconds`` (the server said 429 with ``retry-after``); never shortens a pause."""
@@ -182,7 +199,8 @@ class RateLimiter:
             self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
 
     def throttled(self, retry_after: float | None) -> None:
-        """The server answered 429: pause for ``retry_after`` seconds and, when adaptive, halve the rate.
+        """The server answered 429: empty the bucket, pause for ``retry_after`` seconds and, when adaptive,
+        halve the rate. Requests resume one refill interval after the pause, not in a burst.
 
         Several requests in flight may all come back 429 for one overrun: the rate is cut at most once per
         second (and never below a sixteenth), then grows back by a full rate over ``per`` seconds.
@@ -191,11 +209,16 @@ class RateLimiter:
             now = self._clock()
             self._refill(now)
             self._paused_until = max(self._paused_until, now + max(0.0, retry_after or 0.0))
-            if self.adaptive and now - self._last_cut >= 1.0:
-                self._share = max(_MIN_SHARE, self._share / 2)
-                self._last_cut = now
+            self._tokens = 0.0  # the account has nothing left, whatever the bucket held
+            self._cut(now)
 
-    def observe(self, remaining: float, reset: float | None = None) -> None:
+    def _cut(self, now: float) -> None:
+        """Halve the share (when adaptive), at most once a second. Caller holds the lock."""
+        if self.adaptive and now - self._last_cut >= 1.0:
+            self._share = max(_MIN_SHARE, self._share / 2)
+            self._last_cut = now
+
+    def observe(self, remaining: float, reset: float | None = None, *, ticket: int | None = None) -> None:
         """Align the bucket with a response's count: ``remaining`` requests left, more in ``reset`` seconds.
 
         Cloudflare counts every process, token and the dashboard of a user together, so other processes may
@@ -203,11 +226,15 @@ class RateLimiter:
         requests are left to them: the bucket drops to what is left over (an observation never adds tokens);
         until ``reset`` seconds have passed, requests are paced at that count over ``reset`` at most, so the
         account's budget lasts the window whoever else spends it; when nothing is left over it also pauses
-        for ``reset`` seconds, as :meth:`pause` does (never shortening a pause). Two daemons on one account
-        then hit no 429 where a bare count would have them race for the same freed request.
-        A negative or NaN ``remaining``
-        is ignored, and so is a negative, NaN or infinite ``reset``. The clients call this for every response
-        that reports the account's remaining requests (see ``parse_rate_limit`` in ``_core``).
+        for ``reset`` seconds, as :meth:`pause` does (never shortening a pause), and, when adaptive, halves
+        the share as a 429 would: the account is at its limit, so someone must slow down before anyone is
+        refused. Two daemons on one account then hit no 429 where a bare count would have them race for the
+        same freed request (``d1sync bench --only fleet``, and ``tests/client/test_shared_account_in_flight.py``).
+
+        ``ticket`` is what :meth:`acquire` returned for the request this answer is for: the requests this
+        limiter granted after it may still be on their way, so they count as spent too. A negative or NaN
+        ``remaining`` is ignored, and so is a negative, NaN or infinite ``reset``. The clients call this for
+        every response that reports the account's remaining requests (see ``parse_rate_limit`` in ``_core``).
 
         Example::
 
@@ -220,13 +247,17 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             self._refill(now)
-            usable = max(0.0, remaining - self.reserve)
+            # The answer counted the account as the request found it: what this limiter granted since may
+            # not have reached it yet (requests in flight at once), so it is counted as spent.
+            unseen = max(0, self._granted - ticket) if ticket is not None else 0
+            usable = max(0.0, remaining - self.reserve - unseen)
             self._tokens = min(self._tokens, float(usable))
             if reset is None or not 0 <= reset < math.inf:
                 return
             if usable < 1:
                 # The window renews at the reset: an older answer's pace no longer applies after it.
                 self._paused_until = max(self._paused_until, now + reset)
+                self._cut(now)
                 self._paced_until = float("-inf")
             elif reset > 0:
                 self._paced, self._paced_until = usable / reset, now + reset

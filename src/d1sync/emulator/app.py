@@ -251,12 +251,13 @@ class _Gatekeeper:
         if state is None:
             await self.app(scope, receive, send)
             return
+        headers = state.headers(count=self._faults.config.rate_limit_headers)
         if state.retry_after is not None:
-            await error_response(971, 429, "Please wait and consider throttling your request speed", state.headers)(
+            await error_response(971, 429, "Please wait and consider throttling your request speed", headers)(
                 scope, receive, send
             )
             return
-        await self.app(scope, receive, _with_headers(send, state.headers))
+        await self.app(scope, receive, _with_headers(send, headers))
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:

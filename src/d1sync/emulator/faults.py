@@ -120,6 +120,8 @@ class FaultConfig:
         late_delay: seconds after which a ``late`` request is applied.
         block_seconds: with a rate limit, a refusal blocks every request for this long, as Cloudflare
             answers an overrun with 5 minutes of 429s (0: only the refused request).
+        rate_limit_headers: with a rate limit, whether answers carry the account's count
+            (``x-ratelimit-*``); without it a client learns of the limit only from 429s and ``retry-after``.
     """
 
     latency: float = 0.0
@@ -139,6 +141,7 @@ class FaultConfig:
     garbled_forms: tuple[str, ...] = ()
     late_delay: float = 2.0
     block_seconds: float = 0.0
+    rate_limit_headers: bool = True
 
     def __post_init__(self) -> None:
         rates = self._rates()
@@ -207,14 +210,16 @@ class RateLimitState:
     reset: int
     retry_after: int | None = None
 
-    @property
-    def headers(self) -> dict[str, str]:
-        """``x-ratelimit-limit``, ``-remaining`` and ``-reset`` (d1-contract §2), plus ``retry-after`` on a refusal."""
-        headers = {
-            "x-ratelimit-limit": str(self.limit),
-            "x-ratelimit-remaining": str(self.remaining),
-            "x-ratelimit-reset": str(self.reset),
-        }
+    def headers(self, *, count: bool = True) -> dict[str, str]:
+        """``x-ratelimit-limit``, ``-remaining`` and ``-reset`` (d1-contract §2; left out when not ``count``),
+        plus ``retry-after`` on a refusal."""
+        headers = {}
+        if count:
+            headers = {
+                "x-ratelimit-limit": str(self.limit),
+                "x-ratelimit-remaining": str(self.remaining),
+                "x-ratelimit-reset": str(self.reset),
+            }
         if self.retry_after is not None:
             headers["retry-after"] = str(self.retry_after)
         return headers
