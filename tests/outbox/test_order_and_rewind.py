@@ -100,7 +100,9 @@ def rewind(path: Path, app: LocalDatabase, client: D1Client, open_worker: OpenWo
     return backup
 
 
-@pytest.mark.parametrize("way_out", ["repair", "clone"])
+@pytest.mark.parametrize(
+    ("way_out", "checked_when"), [("repair", "opened"), ("clone", "opened"), ("repair", "sending")]
+)
 def test_a_file_restored_from_a_backup_pauses_loudly_and_both_ways_out_converge(
     kv: tuple[Path, LocalDatabase, D1Client],
     emulator: EmulatorServer,
@@ -108,12 +110,15 @@ def test_a_file_restored_from_a_backup_pauses_loudly_and_both_ways_out_converge(
     tmp_path: Path,
     closer: Closer[Any],
     way_out: str,
+    checked_when: str,
 ) -> None:
+    """``sending``: as a fleet's tenant, checked only once it has changes to send (it has one here)."""
     path, app, client = kv
     rewind(path, app, client, open_worker, tmp_path)
     app = closer(LocalDatabase(path))
     app.prepare("INSERT INTO kv VALUES (500, 'written after the restore')").run()
     worker = open_worker(path, client, FAST)
+    worker.position_check_waits_for_changes = checked_when == "sending"
 
     result = worker.sync_once()
 

@@ -166,6 +166,7 @@ class TenantEngine:
                 self._note_size(account)  # the create's answer had no size: one request more
         client = self._database(self.binding.database_id)
         self.worker = SyncWorker(self.path, client, self._config)
+        self.worker.position_check_waits_for_changes = True  # a quiet tenant costs no request to open
         if how == "created":  # its tables came from this file's DDL just now: nothing to check on D1
             self.worker.created_remote_tables()
         self._schema_seen = _schema_version(self.worker)

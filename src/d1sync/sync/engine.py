@@ -42,7 +42,7 @@ from d1sync.sync.remote import read_position
 from d1sync.sync.run.loop import DEFAULT_FLUSH_TIMEOUT, Loop, make_warnings_visible
 from d1sync.sync.status import Status, read_status
 from d1sync.sync.store.lease import DrainLease, new_owner
-from d1sync.sync.store.log import pending_count, stamp
+from d1sync.sync.store.log import has_pending, pending_count, stamp
 from d1sync.sync.store.specs import load_specs
 from d1sync.sync.store.state import WorkerState, catch_up, load_state, load_table_states, save_state
 from d1sync.sync.store.twoway import clear_pull_pause
@@ -111,6 +111,10 @@ class SyncWorker:
             self.conn.close()
             raise
         self._position_checked = False
+        self.position_check_waits_for_changes = False
+        """Check that the file is not behind D1 only once it has changes to send, not on the first pass. A
+        fleet of quiet tenants would spend a request each on it; every batch carries the fence anyway, so a
+        send from such a file is still refused."""
         self.lease = DrainLease(self.conn, self.owner, config.lease_ttl, monotonic)
         self.pacer = Pacer(self.conn, self.lease, config, self.counters)
         self.loop = Loop(self.path, self.conn, config, step=self.sync_once, release=self.lease.release)
@@ -247,7 +251,7 @@ class SyncWorker:
             return SyncResult("locked", retry_in=self.lease_ttl / 3)
         # Taken before the window is read: a commit after this point must wake the loop.
         self.loop.seen_version = self.conn.data_version()
-        if not self._position_checked:
+        if not self._position_checked and (not self.position_check_waits_for_changes or has_pending(self.conn)):
             try:
                 self._check_position()
             except D1Error as exc:  # transient: back off; a file behind D1 (or auth): pause

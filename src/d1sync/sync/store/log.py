@@ -51,6 +51,7 @@ __all__ = [
     "acknowledge_through",
     "append_changes",
     "delete_changes",
+    "has_pending",
     "insert_mark",
     "issued_seq",
     "json_op_sql",
@@ -267,6 +268,11 @@ def pending_keys_of(conn: Connection, table: str, keys: Sequence[str] | None = N
 def pending_tables_through(conn: Connection, seq: int) -> set[str]:
     """The tables with a change row at or below ``seq`` still pending."""
     return {str(t) for (t,) in conn.execute(f"SELECT DISTINCT tbl FROM {PENDING} WHERE seq <= ?", (seq,)).fetchall()}
+
+
+def has_pending(conn: Connection) -> bool:
+    """Whether any change row is pending (one index probe, however long the log)."""
+    return _oldest_seq(conn) is not None
 
 
 def pending_through(conn: Connection, seq: int) -> bool:
