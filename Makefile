@@ -50,8 +50,10 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+# One worker per core, at most 4 (most tests wait on sockets and subprocesses); worksteal evens out the long ones.
+XDIST ?= -n auto --maxprocesses=4 --dist worksteal
 pytest: $(VENV)/.installed-dev
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 slow: $(VENV)/.installed-dev
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)

@@ -115,9 +115,10 @@ def test_fleet_run_serves_them_on_metrics_port(account: EmulatorServer, tenants:
                 code, _, body = fetch(f"http://127.0.0.1:{port}/status.json")
             except OSError:
                 code, body = 0, ""
-            if code == 200 and json.loads(body)["tenants"][0]["database_id"]:
-                if json.loads(body)["totals"]["pending"] == 0:
-                    break
+            served = json.loads(body) if code == 200 else {"tenants": []}
+            # The page may be up before the first sweep has found the tenant: wait for it, bound and synced.
+            if served["tenants"] and served["tenants"][0]["database_id"] and served["totals"]["pending"] == 0:
+                break
             if time.monotonic() > deadline:
                 pytest.fail("no status served in time")
             time.sleep(0.1)
