@@ -10,10 +10,13 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from click.testing import CliRunner
 
 from d1sync import Outbox
 from d1sync.bench.remote import CountingTransport
+from d1sync.cli import cli
 from d1sync.client import D1Client, RetryPolicy
 from d1sync.emulator import DEFAULT_DATABASE_ID, EmulatorServer
 from d1sync.emulator.faults import FaultConfig
@@ -108,7 +111,32 @@ def test_requests_grow_while_the_emulator_answers_fast_and_the_window_grows_with
     assert learned is not None and learned.bytes == 8_000_000  # grew to the ceiling, never past it
     print(f"60,000 rows: {acknowledged} requests growing from 200 KB; {fixed} at a fixed 200 KB")
     assert acknowledged <= 6 < fixed
+    with Outbox(fast.path) as outbox:
+        shown = outbox.status().request_size
+    assert shown is not None and shown["bytes"] == 8_000_000 and shown["refused"] is None
+    assert 80 < shown["row_bytes"] < 100
+    printed = CliRunner().invoke(cli, ["status", str(fast.path)], env={"COLUMNS": "200"})
+    assert "8.0 MB a request, about" in printed.output and "(learned from D1's answers)" in printed.output
     # More rows than the default window (20,000 keys) went in one request: the window followed the size.
+
+
+def test_a_window_read_ahead_at_the_old_size_is_read_again_once_the_size_grew(fast: Setup) -> None:
+    """Each request is as big as the size then allows: none goes at a size already outgrown (the window read
+    while the request that grew it was in flight is read again, bigger). Only the backlog's end is short."""
+    fast.write(0, 60_000)
+    sizes: list[int] = []
+    send = fast.counted.handle_request
+
+    def record(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/query") and b'"batch"' in request.content[:20]:
+            sizes.append(len(request.content))
+        return send(request)
+
+    fast.counted.handle_request = record  # type: ignore[method-assign]
+    fast.drain(Limits(start_request_bytes=200_000, max_request_bytes=8_000_000), read_ahead=True)
+    assert fast.exact()
+    assert len(sizes) >= 3 and sizes[0] < 250_000, sizes
+    assert all(later > 2 * earlier for earlier, later in zip(sizes, sizes[1:-1], strict=False)), sizes
 
 
 def test_a_fixed_size_does_not_grow(fast: Setup) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -93,6 +94,15 @@ _HEALTH_TEXT = {
 }
 
 
+def _request_size(size: dict[str, Any]) -> str:
+    """``12.5 MB a request, about 140,000 rows (learned; D1 refused 16.7 MB)``."""
+    text = f"{size['bytes'] / 1e6:,.1f} MB a request"
+    if size.get("row_bytes"):
+        text += f", about {size['bytes'] / size['row_bytes']:,.0f} rows"
+    text += " (learned from D1's answers"
+    return text + (f"; D1 refused {size['refused'] / 1e6:,.1f} MB)" if size.get("refused") else ")")
+
+
 def _print_status(st: Status, health: str, db: str) -> None:
     table = Table(show_header=False, box=None)
     table.add_row("health", _HEALTH_TEXT[health].replace("{db}", escape(shown(db))))
@@ -112,6 +122,8 @@ def _print_status(st: Status, health: str, db: str) -> None:
         table.add_row("import", f"{imp['rows']:,} rows of {tables} through D1's import ({imp['stage']}, since {since})")
     if st.rows_per_second is not None:
         table.add_row("last pass", f"{st.rows_per_second:,.0f} rows/s")
+    if st.request_size:
+        table.add_row("request size", _request_size(st.request_size))
     if st.rate_budget:
         budget = st.rate_budget
         table.add_row(

@@ -23,7 +23,7 @@ from d1sync.database import Database, ExecResult, RawResult, Result, Statement
 from d1sync.errors import D1Error, NetworkError, RateLimitedError, TransientError, UnprovenResultError
 from d1sync.sql import split_statements
 
-from ._core import ApiRequest, ClientCore, DatabasePager, RetryPolicy, Sleep
+from ._core import ApiRequest, ClientCore, DatabasePager, RetryPolicy, Sleep, shared_tls_context
 from .config import resolve_config
 from .imports import (
     UPLOAD_CHUNK,
@@ -106,6 +106,7 @@ class D1Client(Database):
             timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
             transport=transport,
             follow_redirects=False,
+            verify=shared_tls_context(),
         )
 
     @property

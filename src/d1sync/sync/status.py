@@ -15,7 +15,7 @@ from d1sync.sqlite import Connection, shown
 from d1sync.sync.store.dead import dead_count
 from d1sync.sync.store.log import oldest_pending_at, pending_count, pending_keys, pending_per_table
 from d1sync.sync.store.specs import load_specs
-from d1sync.sync.store.state import Seeding, TableState, load_state, load_table_states
+from d1sync.sync.store.state import RequestSize, Seeding, TableState, load_state, load_table_states
 from d1sync.sync.store.twoway import PullTable, Replica, load_pull_tables, load_replica
 
 __all__ = ["Status", "TableStatus", "read_status"]
@@ -83,6 +83,9 @@ class Status:
         disk_free: bytes free on the disk holding the file (None where it cannot be told).
         importing: an import of the backlog under way (:mod:`d1sync.sync.push.seeder`): its ``tables``, ``rows``,
             ``started`` (epoch seconds) and ``stage`` (``preparing``, ``init``, ``uploaded``, ``ingesting``).
+        request_size: the request size learned from D1's answers (:mod:`d1sync.sync.push.sizing`): ``bytes``
+            planned to, ``refused`` (the smallest body D1 refused as too big or too slow, or None) and
+            ``row_bytes`` (a row's mean size); None before the first full request.
     """
 
     pending_changes: int
@@ -101,6 +104,7 @@ class Status:
     replica: dict[str, Any] | None = None
     disk_free: int | None = None
     importing: dict[str, Any] | None = None
+    request_size: dict[str, Any] | None = None
 
     @property
     def disk_full(self) -> bool:
@@ -163,7 +167,15 @@ def read_status(conn: Connection, *, now: float | None = None) -> Status:
         replica=_replica_status(replica) if any(s.replicate for s in specs.values()) else None,
         disk_free=_disk_free(conn.path),
         importing=_importing(state.seeding),
+        request_size=_request_size(state.request_size),
     )
+
+
+def _request_size(learned: RequestSize | None) -> dict[str, Any] | None:
+    if learned is None:
+        return None
+    row = None if learned.row_bytes is None else round(learned.row_bytes, 1)
+    return {"bytes": learned.bytes, "refused": learned.refused, "row_bytes": row}
 
 
 def _importing(record: Seeding | None) -> dict[str, Any] | None:

@@ -135,10 +135,20 @@ class Pusher:
             ahead = config.read_ahead and window.full and time.monotonic() - started < READ_AHEAD_SECONDS
             # The next window's size is asked when it is read: this window's first requests may have grown it.
             reader = window_reader(conn, partial(self.window_size, sizer), sizer, ready, window) if ahead else None
+            growths = sizer.growths
             outcome, next_window = deliver_window(
                 link, window, planned, result, sizer=sizer, on_progress=on_progress, read_ahead=reader
             )
             next_window = still_current(conn, ready, next_window)
-            if outcome is not None or next_window is None:
+            if outcome is not None:
+                return result, outcome
+            if sizer.growths != growths and window.full and time.monotonic() - started < READ_AHEAD_SECONDS:
+                # The size grew: what is left of this window, and a window read ahead at the old size, are
+                # read again at the new one, or their requests would go as small as before (each a request
+                # of the budget). Sent requests are acknowledged: the rest is still pending, read afresh.
+                window = read_window(conn, self.window_size(sizer), skip=ready.waiting)
+                planned = plan(window.changes, window.specs, sizer.limits)
+                continue
+            if next_window is None:
                 return result, outcome
             window, planned = next_window

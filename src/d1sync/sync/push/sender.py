@@ -278,9 +278,12 @@ class _Sender:
                 if known_bad:  # the refused rows' other half holds the offending row: split it, unsent
                     queue.appendleft(self._split(known_bad) + batch[i + 1 :])
                     break
-                if self.grown and len(batch) - i > 2 and not self.suspects and not self.leftover:
-                    queue.appendleft(self.plan([c for r in batch[i + 1 :] for c in r.changes]))  # fuller
-                    break
+                if self.grown and i + 1 < len(batch) and not self.suspects and not self.leftover:
+                    if window_full and not (queue or retry_later or deferred or self.refused):
+                        return None  # the rest stays pending: the pass reads a window of the new size
+                    if len(batch) - i > 2:
+                        queue.appendleft(self.plan([c for r in batch[i + 1 :] for c in r.changes]))  # fuller
+                        break
         return None
 
     def _smaller(self, exc: D1Error, request: PlannedRequest, rest: list[PlannedRequest]) -> list[PlannedRequest]:

@@ -98,6 +98,8 @@ class Sizer:
             self.row_bytes = learned.row_bytes
         self.changed = False
         """Whether the size moved since :attr:`state` was last saved (the caller clears it)."""
+        self.growths = 0
+        """How many times the size grew: a window read ahead before the last growth is read again, bigger."""
         self._proven = 0
         self._ambiguous = 0
         self._at_cap = 0
@@ -148,6 +150,8 @@ class Sizer:
             log.info(
                 "request size %s: %s bytes (was %s): %s", "up" if size > self.bytes else "down", size, self.bytes, why
             )
+            if size > self.bytes:
+                self.growths += 1
             self.bytes = size
             self.changed = True
 
