@@ -64,7 +64,7 @@ EXPECTED_FIGURES = {
     "tasks.emulator.ratio.batched_vs_claim",
     *(
         f"budget.{path}.{figure}"
-        for path in ("fixed", "adaptive", "import")
+        for path in ("fixed", "adaptive", "import", "adaptive_d1")
         for figure in ("requests_per_million_rows", "rows_per_request", "budget_seconds_per_million_rows", "seconds")
     ),
 }
