@@ -176,6 +176,33 @@ def test_transient_failures_back_off_exponentially_and_the_schedule_survives_a_r
     assert again.retry_in is not None and 0.5 <= again.retry_in <= 1.0
 
 
+def test_the_backoff_waits_at_most_a_quarter_of_the_time_since_the_last_success(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock, open_worker: OpenWorker
+) -> None:
+    """A target that answered a moment ago is flaky, not down: a streak of failures right after a success
+    does not climb to the cap; a long outage still does, later."""
+    path, app, remote = local_pair
+    setup_notes(app, remote, path)
+    target = RecordingTarget(remote)
+    failing = target.fail_when = Failing()
+    worker = open_worker(path, target, clock=clock, config=SyncConfig(backoff=Backoff(base=1.0, cap=60.0), seed=3))
+    insert(app, [(1, "a", 1)])
+    assert worker.sync_once(now=clock()).state == "synced"
+    succeeded = clock()
+    insert(app, [(2, "b", 2)])
+    failing.error = TransientError("overloaded", status=503)
+    waits: list[float] = []
+    while clock() - succeeded < 600:  # ten minutes of failures
+        result = worker.sync_once(now=clock())
+        assert result.state == "backoff" and result.retry_in is not None
+        ceiling = min(60.0, 2.0 ** len(waits), max(1.0, (clock() - succeeded) / 4))
+        assert ceiling / 2 <= result.retry_in <= ceiling, (len(waits), result.retry_in, ceiling)
+        waits.append(result.retry_in)
+        clock.advance(result.retry_in)
+    assert waits[6] < 2.0**6 / 2  # the seventh failure in a row: 32-64 s by the exponential alone
+    assert max(waits) > 30 and len(waits) < 50  # an outage that goes on still grows the waits toward the cap
+
+
 @pytest.mark.parametrize(("retry_after", "earlier_failures"), [(7.0, 0), (2.0, 10)])
 def test_retry_after_wins_over_the_backoff_schedule(
     local_pair: tuple[Path, LocalDatabase, LocalDatabase],
