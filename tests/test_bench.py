@@ -101,7 +101,7 @@ def test_tiny_bench_writes_every_figure_with_its_conditions_and_the_machine(tmp_
     assert all(d["drained"] for d in data["details"]["tasks"] if d["board"] == "file")
     # Both request sizes drained the same backlog exactly; every request counts, refused ones included.
     budget = data["details"]["budget"]
-    assert [d["path"] for d in budget] == ["fixed", "adaptive", "import"], budget
+    assert [d["path"] for d in budget] == ["fixed", "adaptive", "import", "adaptive_d1"], budget
     assert all(d["verified"] for d in budget), budget
     idle = data["details"]["idle"]  # the run sent its backlog, then was watched doing nothing
     assert idle["verified"] and idle["seconds"] >= 1 and 0 <= idle["cpu_percent"] <= 100 * data["machine"]["cpu_count"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from typing import Any
 
 import click
 
@@ -209,21 +210,8 @@ def emulator(
     auto_create: bool,
     max_body: int,
     max_duration: float,
-    latency_ms: float,
-    error_rate: float,
-    rate_limit_rate: float,
-    timeout_rate: float,
-    timeout_delay: float,
-    html_rate: float,
-    lost_rate: float,
-    garbled_rate: float,
-    late_rate: float,
-    late_delay: float,
-    block_seconds: float,
-    rate_limit_headers: bool,
-    retry_after: int,
-    seed: int | None,
     rate_limit: str | None,
+    **fault_options: Any,
 ) -> None:
     """Serve a local D1: the Cloudflare REST API over SQLite files.
 
@@ -240,25 +228,7 @@ def emulator(
     from d1sync.emulator.app import create_app
     from d1sync.emulator.server import bind_socket, run_foreground
 
-    try:
-        faults = FaultConfig(
-            latency=latency_ms / 1000,
-            error_rate=error_rate,
-            rate_limit_rate=rate_limit_rate,
-            timeout_rate=timeout_rate,
-            html_rate=html_rate,
-            lost_response_rate=lost_rate,
-            garbled_rate=garbled_rate,
-            late_rate=late_rate,
-            late_delay=late_delay,
-            block_seconds=block_seconds,
-            rate_limit_headers=rate_limit_headers,
-            seed=seed,
-            retry_after=retry_after,
-            timeout_delay=timeout_delay,
-        )
-    except ValueError as exc:
-        fail(str(exc), "lower the fault rates so they add up to at most 1", exit_code=EXIT_USAGE)
+    faults = _fault_config(fault_options)
     limit = parse_rate_limit(rate_limit)
     token = _token(token)
     if not _is_loopback(host):
@@ -283,6 +253,17 @@ def emulator(
         sock.close()
         if faults.active or limit:
             echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in app.state.faults.stats.items()))
+
+
+def _fault_config(options: dict[str, Any]) -> FaultConfig:
+    """The fault options as a FaultConfig (the flags' names where they differ from its fields)."""
+    renamed = {"latency_ms": "latency", "lost_rate": "lost_response_rate"}
+    fields = {renamed.get(name, name): value for name, value in options.items()}
+    fields["latency"] /= 1000
+    try:
+        return FaultConfig(**fields)
+    except ValueError as exc:
+        fail(str(exc), "lower the fault rates so they add up to at most 1", exit_code=EXIT_USAGE)
 
 
 def _token(given: str | None) -> str:

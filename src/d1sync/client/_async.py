@@ -23,7 +23,7 @@ from d1sync.database import AsyncDatabase, AsyncStatement, ExecResult, RawResult
 from d1sync.errors import D1Error, NetworkError, RateLimitedError, TransientError, UnprovenResultError
 from d1sync.sql import split_statements
 
-from ._core import ApiRequest, AsyncSleep, ClientCore, DatabasePager, RetryPolicy, shared_tls_context
+from ._core import ApiRequest, AsyncSleep, ClientCore, DatabasePager, RetryPolicy
 from .config import resolve_config
 from .imports import (
     UPLOAD_CHUNK,
@@ -37,6 +37,7 @@ from .imports import (
     upload_problem,
 )
 from .ratelimit import RateLimiter, default_limiter
+from .tls import shared_tls_context
 
 __all__ = ["AsyncD1Client"]
 
