@@ -6,6 +6,7 @@ load must not fail a correctness test, and prints the time it took."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import subprocess
@@ -30,21 +31,23 @@ from ..support import TOKEN
 from .conftest import emulator_file, open_file, snapshot
 
 TABLES = [f"t{i}" for i in range(5)]
+EIGHTY_PERCENT_FAILING = FaultConfig(
+    error_rate=0.3,  # 5xx
+    rate_limit_rate=0.2,  # 429
+    timeout_rate=0.1,  # applied, then no answer within the client's 5 s
+    lost_response_rate=0.1,
+    html_rate=0.1,  # an HTML 504 page
+    seed=28,
+    retry_after=0,
+    timeout_delay=6.0,
+)
+"""The issue's mix of failures: 80 % of requests."""
 KEYS = 10_000
 
 
 @pytest.mark.slow
 def test_a_churned_backlog_drains_exactly_through_eighty_percent_failing_requests(tmp_path: Path) -> None:
-    faults = FaultConfig(
-        error_rate=0.3,
-        rate_limit_rate=0.2,
-        timeout_rate=0.1,
-        lost_response_rate=0.1,
-        html_rate=0.1,
-        seed=28,
-        retry_after=0,
-        timeout_delay=6.0,
-    )
+    faults = EIGHTY_PERCENT_FAILING
     rng = random.Random(28)
     with EmulatorServer(tmp_path / "emu", token=TOKEN, faults=FaultConfig(), auto_create=True) as server:
         remote = D1Client(
@@ -142,19 +145,7 @@ def test_the_issues_storm_run_killed_17_times_under_a_writer_then_sync_through_8
             writer.join(timeout=60)
         with Connection(path) as conn:
             records, keys = pending_count(conn), pending_keys(conn)
-        server.app.state.faults.configure(
-            FaultConfig(
-                latency=0.05,
-                error_rate=0.3,
-                rate_limit_rate=0.2,
-                timeout_rate=0.1,
-                lost_response_rate=0.1,
-                html_rate=0.1,
-                seed=28,
-                retry_after=0,
-                timeout_delay=6.0,
-            )
-        )
+        server.app.state.faults.configure(dataclasses.replace(EIGHTY_PERCENT_FAILING, latency=0.05))
         started = time.monotonic()
         sync = subprocess.run(
             [sys.executable, "-m", "d1sync", "sync", str(path), "--emulator", server.url, "--timeout", "600"],
