@@ -24,7 +24,7 @@ import httpx
 
 from d1sync.bench.data import COLUMNS, CREATE_TABLE, TABLE
 from d1sync.client import D1Client, RateLimiter
-from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_DURATION, TOKEN_ENV
+from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION, TOKEN_ENV
 from d1sync.emulator.app import API_PREFIX
 from d1sync.emulator.endpoints import TRANSFER_PREFIX
 from d1sync.emulator.engine import database_file
@@ -80,6 +80,7 @@ class BenchEmulator:
         own_process: serve it from a child process (``d1sync emulator``), as ``d1sync bench`` does; else from
             a thread of this process, where ``server`` gives the app (its faults can change while it runs).
         max_duration: seconds one request may run (the emulator's execution limit; None: D1's 30 s).
+        max_body: the largest request body (and import upload) it reads, in bytes (None: its 100 MB default).
 
     Example::
 
@@ -95,11 +96,13 @@ class BenchEmulator:
         latency: float = 0.0,
         own_process: bool = False,
         max_duration: float | None = None,
+        max_body: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.token = secrets.token_hex(16)
         self.latency = latency
         self.max_duration = max_duration
+        self.max_body = max_body
         self._process: subprocess.Popen[bytes] | None = None
         self._server: EmulatorServer | None = None
         if not own_process:
@@ -109,6 +112,7 @@ class BenchEmulator:
                 token=self.token,
                 faults=faults,
                 max_duration=DEFAULT_MAX_DURATION if max_duration is None else max_duration,
+                max_body=DEFAULT_MAX_BODY if max_body is None else max_body,
             )
         self._api_base = ""
 
@@ -130,6 +134,8 @@ class BenchEmulator:
             command += ["--latency-ms", f"{self.latency * 1000:g}"]
         if self.max_duration is not None:
             command += ["--max-duration", f"{self.max_duration:g}"]
+        if self.max_body is not None:
+            command += ["--max-body", str(self.max_body)]
         # The token goes through the environment, never the command line (which `ps` shows to everyone).
         env = {**os.environ, TOKEN_ENV: self.token}
         with log.open("wb") as out:
