@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import socket
 import sqlite3
@@ -146,7 +147,9 @@ def test_transient_failures_back_off_exponentially_and_the_schedule_survives_a_r
         clock.advance(result.retry_in / 2)
         assert worker.sync_once(now=clock()).state == "backoff"
         assert failing.attempts == attempts
-        clock.now = failed_at + result.retry_in
+        # Tried again a while after the wait: the failing has lasted long enough that a quarter of it (the
+        # longest back-off; see the next test) is above these ceilings.
+        clock.now = failed_at + result.retry_in + 60
     status = status_at(path, clock())
     assert status.last_error is not None and status.last_error["kind"] == "TransientError"
     assert status.pending_changes == 1
@@ -201,6 +204,26 @@ def test_the_backoff_waits_at_most_a_quarter_of_the_time_since_the_last_success(
         clock.advance(result.retry_in)
     assert waits[6] < 2.0**6 / 2  # the seventh failure in a row: 32-64 s by the exponential alone
     assert max(waits) > 30 and len(waits) < 50  # an outage that goes on still grows the waits toward the cap
+
+
+def test_before_any_success_the_backoff_waits_at_most_a_quarter_of_the_failing_so_far(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], clock: FakeClock, open_worker: OpenWorker
+) -> None:
+    path, app, remote = local_pair
+    setup_notes(app, remote, path)
+    target = RecordingTarget(remote)
+    failing = target.fail_when = Failing()
+    failing.error = TransientError("overloaded", status=503)
+    worker = open_worker(path, target, clock=clock, config=SyncConfig(backoff=Backoff(base=1.0, cap=60.0), seed=5))
+    insert(app, [(1, "a", 1)])
+    first = clock()
+    for failures in range(1, 9):
+        result = worker.sync_once(now=clock())
+        assert result.state == "backoff" and result.retry_in is not None
+        quarter = max(1.0, (clock() - first) / 4) if failures > 1 else math.inf
+        assert result.retry_in <= min(2.0 ** (failures - 1), quarter), failures
+        clock.advance(result.retry_in)
+    assert clock() - first < 2.0**7  # eight failures: the exponential alone waits 127-255 s
 
 
 @pytest.mark.parametrize(("retry_after", "earlier_failures"), [(7.0, 0), (2.0, 10)])

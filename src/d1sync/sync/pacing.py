@@ -5,12 +5,13 @@ the last error), a pass that delivered clears it, and :meth:`Pacer.waiting` says
 back-off or pause holds the next pass. Only the lease holder writes: a worker that lost the lease must not
 make the new holder back off or pause.
 
-The back-off never waits more than a quarter of the time since the last pass that delivered
-(:data:`FLAKY_SHARE`): a target that answered a moment ago is flaky, not down, and each attempt there is a
-fresh chance. With 80 % of requests failing at random, the exponential alone reaches its cap after a streak of
-seven failures (one streak in five) and spends most of a drain waiting: in simulation, four successes took
-217 s on average (762 s at p95); with the quarter, 50 s (183 s). In an outage the waits still grow to the cap,
-only later: about twice the attempts over ten minutes (39 instead of 20).
+The back-off never waits more than a quarter of the time the failing has lasted (since the last pass that
+delivered, or this run's first failure, the later; :data:`FLAKY_SHARE`): a target that answered a moment ago
+is flaky, not down, and each attempt there is a fresh chance. With 80 % of requests failing at random, the
+exponential alone reaches its cap after a streak of seven failures (one streak in five) and spends most of a
+drain waiting: in simulation, four successes took 217 s on average (762 s at p95); with the quarter, 50 s
+(183 s). In an outage the waits still grow to the cap, only later: about twice the attempts over ten minutes
+(39 instead of 20).
 """
 
 from __future__ import annotations
@@ -91,8 +92,11 @@ class Pacer:
         else:
             backoff = self.config.backoff
             ceiling = backoff.ceiling(failures)
-            if state.last_success is not None and now >= state.last_success:
-                ceiling = min(ceiling, max(backoff.base, FLAKY_SHARE * (now - state.last_success)))
+            # The failing began at the last pass that delivered or at this run's first failure, the later.
+            known = [t for t in (state.last_success, self._failing_since) if t is not None]
+            healthy_at = max(known) if known else None
+            if healthy_at is not None and now >= healthy_at:
+                ceiling = min(ceiling, max(backoff.base, FLAKY_SHARE * (now - healthy_at)))
             delay = ceiling * backoff.jitter(self.rng)
         # The batch's first statement is the foreign-key prelude, never the culprit: leave SQL out.
         text = exc.describe(statement=False) if isinstance(exc, D1Error) else str(exc)
