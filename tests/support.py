@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -80,3 +81,10 @@ def find_wrangler() -> str | None:
 
     installed = Path(__file__).resolve().parents[1] / ".venv" / "node" / "node_modules" / ".bin" / "wrangler"
     return os.environ.get("D1SYNC_WRANGLER") or (str(installed) if installed.exists() else shutil.which("wrangler"))
+
+
+def free_port() -> int:
+    """A loopback port free at the time of asking (a child process told to bind it may still lose it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

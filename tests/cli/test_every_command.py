@@ -27,7 +27,7 @@ from d1sync.cli import cli
 from d1sync.cli._exits import exit_codes
 from d1sync.tasks import TaskQueue
 
-from ..support import TOKEN
+from ..support import TOKEN, free_port
 
 SCHEMA = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"
 
@@ -118,9 +118,9 @@ SUCCEEDS: dict[str, str] = {
     "dead list": "dead {app} list",
     "dead retry": "dead {app} retry",
     "demo": "demo --rows 20 --dir {tmp}/demo",
-    "emulator": "",  # a server until stopped: test_emulator_and_run_are_quiet_until_stopped
+    "emulator": "",  # a server until stopped: LISTENERS, test_emulator_and_run_are_quiet_until_stopped
     "fleet migrate": "fleet migrate {tenants} --emulator {emulator} --migrations-dir {tmp}/fleet-migrations",
-    "fleet run": "",  # a daemon until stopped: tests/fleet/test_fleet_cli.py
+    "fleet run": "",  # a daemon until stopped: LISTENERS, tests/fleet/test_fleet_cli.py
     "fleet status": "fleet status {tenants}",
     "fleet sync": "fleet sync {tenants} --emulator {emulator}",
     "migrations apply": "migrations apply --local {tmp}/new.db",
@@ -130,7 +130,7 @@ SUCCEEDS: dict[str, str] = {
     "replicate": "replicate {app} notes --emit-migration {tmp}/two-way",
     "restore": "restore --emulator {emulator} {app} --to {uniq}",
     "resume": "resume {app}",
-    "run": "",  # a daemon until stopped: test_emulator_and_run_are_quiet_until_stopped
+    "run": "",  # a daemon until stopped: LISTENERS, test_emulator_and_run_are_quiet_until_stopped
     "status": "status {app} --check",
     "sync": "sync {app} --local {remote}",
     "tasks add": "tasks add --local {board} {{}}",
@@ -266,12 +266,6 @@ def test_a_failure_is_exit_1_with_a_hint_and_under_q_prints_only_the_error(scene
     assert error.startswith("Error: ") and hint.startswith("Try: ")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _until(check: Any, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -280,8 +274,10 @@ def _until(check: Any, timeout: float = 30) -> None:
 
 
 def _answers(port: int) -> bool:
+    """Something listens on ``port``. Not a connection to itself: with nobody listening, Linux may pick the
+    target as the probe's own port and connect the socket to itself (a TCP simultaneous open)."""
     with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+        return probe.connect_ex(("127.0.0.1", port)) == 0 and probe.getsockname() != probe.getpeername()
 
 
 def _stop_quietly(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
@@ -301,7 +297,7 @@ def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[st
 
 
 def test_emulator_and_run_are_quiet_until_stopped(scene: Scene) -> None:
-    port = _free_port()
+    port = free_port()
     server_env = {"D1SYNC_EMULATOR_TOKEN": TOKEN}
     server = _spawn("emulator", "--port", str(port), "--data-dir", str(scene.tmp / "emu"), "-q")
     try:
@@ -400,3 +396,27 @@ def test_status_does_not_switch_a_rollback_journal_database_to_wal(tmp_path: Pat
     invoke(["status", str(path)])
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+LISTENERS: dict[str, str] = {
+    "emulator": "emulator --port {port} --data-dir {tmp}/emu -q",
+    "run": "run {app} --local {remote} --metrics-port {port} -q",
+    "fleet run": "fleet run {tenants} --emulator {emulator} --metrics-port {port} -q",
+}
+"""The commands that serve a port until stopped."""
+
+
+@pytest.mark.parametrize("path", sorted(LISTENERS))
+def test_a_signal_as_soon_as_the_port_answers_is_a_graceful_stop(scene: Scene, path: str) -> None:
+    """A supervisor may stop a service the moment its port answers: the handlers are in place by then, so
+    SIGTERM is a graceful stop (exit 0, nothing printed under -q), never a death by the signal."""
+    port = free_port()
+    words = [word.replace("{port}", str(port)) for word in scene.words(LISTENERS[path].replace("{port}", "{{port}}"))]
+    proc = _spawn(*words, env={"D1SYNC_EMULATOR_TOKEN": TOKEN})
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and not _answers(port):  # as tight as a supervisor can be
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.0005)
+    finally:
+        assert _stop_quietly(proc) == (0, "", "")

@@ -20,6 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from d1sync import LocalDatabase
 from d1sync.cli import cli
 
+from ..support import free_port
+
 SCHEMA = "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, n INTEGER CHECK (n >= 0))"
 
 
@@ -127,9 +129,7 @@ def test_run_daemon_syncs_new_writes_and_stops_gracefully_on_sigterm(files: tupl
     with LocalDatabase(app) as db:
         db.prepare("UPDATE notes SET n = 5 WHERE n < 0").run()
     invoke("track", str(app), "notes")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "d1sync.cli", "run", str(app), "--local", str(remote), "--log-format", "json"]
         + ["--metrics-port", str(port)],

@@ -220,3 +220,17 @@ def test_a_restarted_fleet_of_quiet_tenants_spends_no_request(
     assert make_fleet().drain(timeout=60).totals["pending"] == 0
     assert account.app.state.faults.stats["requests"] == 2  # that tenant's check, then its row
     assert equal(account, paths[2], str({r.file: r for r in status.tenants}["q2.db"].database_id))
+
+
+def test_a_stop_before_run_is_kept_and_start_then_stop_ends_the_thread(
+    account: EmulatorServer, tenants: Path, make_fleet: MakeFleet
+) -> None:
+    make_tenant(tenants / "a.db", rows=2)
+    fleet = make_fleet()
+    fleet.stop()
+    fleet.run()  # returns at once: the stop came first (a signal handler installed before run)
+    for _ in range(10):
+        fleet.start()
+        fleet.stop(timeout=30)
+        assert not fleet.running
+    assert fleet.drain(timeout=60).totals["pending"] == 0  # a later run goes on

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from d1sync.fleet import FleetStatus, TenantRow
 from d1sync.fleet.status import totals
 from d1sync.fleet.web import FleetServer, fleet_metrics, fleet_page
 
-from ..support import TOKEN
+from ..support import TOKEN, free_port
 from .conftest import MakeFleet, make_tenant
 
 
@@ -91,15 +90,9 @@ def test_a_fleet_serves_metrics_status_json_and_its_page(
         assert fetch(server.url + "nope")[0] == 404
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_fleet_run_serves_them_on_metrics_port(account: EmulatorServer, tenants: Path) -> None:
     make_tenant(tenants / "a.db")
-    port = _free_port()
+    port = free_port()
     daemon = subprocess.Popen(
         [sys.executable, "-m", "d1sync", "fleet", "run", str(tenants), "--emulator", account.url, "-q"]
         + ["--metrics-port", str(port)],

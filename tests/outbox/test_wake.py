@@ -116,3 +116,44 @@ def test_an_idle_loop_does_not_wake_itself(
         app.exec("INSERT INTO notes VALUES (1, 'wakes it')")
         assert eventually(lambda: remote.prepare("SELECT count(*) AS n FROM notes").first("n") == 1)
     assert idle <= 2, f"{idle} passes in one idle second"
+
+
+def test_a_stop_before_run_is_kept_and_a_later_run_goes_on(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker
+) -> None:
+    """A signal handler installed before ``run()`` may stop it before it starts: the run then makes only its
+    last drain and returns, instead of forgetting the stop and running until the next signal. The stop is
+    that run's: a run after it goes on until it is stopped again."""
+    path, app, remote = local_pair
+    app.exec(DDL)
+    remote.exec(DDL)
+    Outbox(path).track("notes")
+    app.prepare("INSERT INTO notes VALUES (1, 'before the stop')").run()
+    worker = open_worker(path, remote)
+    worker.stop(flush_timeout=5.0, wait=False)
+    ran = threading.Thread(target=worker.run, kwargs={"idle_interval": 120.0})
+    ran.start()
+    ran.join(timeout=30)
+    assert not ran.is_alive() and remote_count(remote) == 1  # returned, after the last drain
+    again = threading.Thread(target=worker.run, kwargs={"idle_interval": 120.0})
+    again.start()
+    app.prepare("INSERT INTO notes VALUES (2, 'while running')").run()
+    assert eventually(lambda: remote_count(remote) == 2) and again.is_alive()
+    worker.stop(flush_timeout=1.0)
+    again.join(timeout=30)
+    assert not again.is_alive()
+
+
+def test_start_then_stop_at_once_ends_the_loop(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase], open_worker: OpenWorker
+) -> None:
+    """``start(); stop()`` must not lose the stop to a thread that has not reached its loop yet."""
+    path, app, remote = local_pair
+    app.exec(DDL)
+    remote.exec(DDL)
+    Outbox(path).track("notes")
+    worker = open_worker(path, remote)
+    for _ in range(20):
+        worker.start(idle_interval=120.0)
+        worker.stop(flush_timeout=1.0)
+        assert not worker.running

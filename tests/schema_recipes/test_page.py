@@ -7,12 +7,12 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+from ..support import free_port
 from .conftest import recipe, recipe_names, shell_block
 
 
@@ -33,9 +33,7 @@ def test_every_block_of_every_recipe_is_python_or_sh() -> None:
 
 def test_the_emulator_setup_on_the_page_points_the_recipes_commands_at_it(tmp_path: Path) -> None:
     """The page's way to try a recipe without an account works: its exports reach the emulator it starts."""
-    with socket.socket() as probe:  # the page's port 8787 may be taken here: the same lines on a free one
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # the page's port 8787 may be taken here: the same lines on a free one
     setup = (
         shell_block("emulator")
         .replace(":8787/", f":{port}/")

@@ -226,33 +226,34 @@ def emulator(
       D1SYNC_FAULT_LATENCY_MS=50 d1sync emulator --rate-limit 1200/300
     """
     from d1sync.emulator.app import create_app
-    from d1sync.emulator.server import bind_socket, run_foreground
+    from d1sync.emulator.server import StopOnSignals, bind_socket
 
     faults = _fault_config(fault_options)
     limit = parse_rate_limit(rate_limit)
     token = _token(token)
     if not _is_loopback(host):
         echo(f"Warning: binding {host}: the emulator is reachable from other machines (token-protected).", err=True)
-    try:
-        app = create_app(
-            data_dir,
-            token=token,
-            faults=faults,
-            rate_limit=limit,
-            auto_create=auto_create,
-            max_body=max_body,
-            max_duration=max_duration,
-        )
-        sock = bind_socket(host, port)
-    except OSError as exc:
-        fail(f"cannot start the emulator on {host}:{port}: {exc.strerror or exc}", "choose another --port")
-    _banner(data_dir, host, sock.getsockname()[1], _describe(faults, limit) if faults.active or limit else "")
-    try:
-        run_foreground(app, sock)
-    finally:
-        sock.close()
-        if faults.active or limit:
-            echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in app.state.faults.stats.items()))
+    with StopOnSignals() as stop:  # from before the port answers: a signal then is a graceful stop
+        try:
+            app = create_app(
+                data_dir,
+                token=token,
+                faults=faults,
+                rate_limit=limit,
+                auto_create=auto_create,
+                max_body=max_body,
+                max_duration=max_duration,
+            )
+            sock = bind_socket(host, port)
+        except OSError as exc:
+            fail(f"cannot start the emulator on {host}:{port}: {exc.strerror or exc}", "choose another --port")
+        _banner(data_dir, host, sock.getsockname()[1], _describe(faults, limit) if faults.active or limit else "")
+        try:
+            stop.serve(app, sock)
+        finally:
+            sock.close()
+            if faults.active or limit:
+                echo("fault counters: " + ", ".join(f"{k}={v:g}" for k, v in app.state.faults.stats.items()))
 
 
 def _fault_config(options: dict[str, Any]) -> FaultConfig:

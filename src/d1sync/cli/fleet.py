@@ -177,11 +177,6 @@ def run_command(folder: str, metrics_port: int | None, **options: Any) -> None:
     """
     path = need_folder(folder)
     with fleet_from(path, options) as running, contextlib.ExitStack() as serving:
-        if metrics_port is not None:
-            from d1sync.fleet.web import FleetServer  # prometheus_client: only for --metrics-port
-
-            server = serving.enter_context(serve_on(metrics_port, lambda p: FleetServer(running.status, port=p)))
-            log.info("fleet status at %s (metrics: %smetrics)", server.url, server.url)
         signalled = threading.Event()
 
         def stop(signum: int, frame: Any) -> None:
@@ -191,8 +186,13 @@ def run_command(folder: str, metrics_port: int | None, **options: Any) -> None:
             log.info("stopping after the passes in flight (again to exit now)")
             running.stop(timeout=0)  # run() returns after the round
 
-        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGINT, stop)  # before the metrics port answers: a stop from then is graceful
         signal.signal(signal.SIGTERM, stop)
+        if metrics_port is not None:
+            from d1sync.fleet.web import FleetServer  # prometheus_client: only for --metrics-port
+
+            server = serving.enter_context(serve_on(metrics_port, lambda p: FleetServer(running.status, port=p)))
+            log.info("fleet status at %s (metrics: %smetrics)", server.url, server.url)
         limiter = running.rate_limiter
         assert limiter is not None
         log.info("fleet of %s: syncing (budget %d requests/%gs)", path, limiter.rate, limiter.per)

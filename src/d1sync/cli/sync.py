@@ -217,11 +217,11 @@ def run(
         raise
     server = None
     try:
+        shutdown = _Shutdown(worker, flush_timeout)
+        signal.signal(signal.SIGINT, shutdown)  # before the metrics port answers: a stop from then is graceful
+        signal.signal(signal.SIGTERM, shutdown)
         worker.resume()  # started by a person: what paused the outbox is checked again now
         server = _metrics(db, worker, metrics_port)
-        shutdown = _Shutdown(worker, flush_timeout)
-        signal.signal(signal.SIGINT, shutdown)
-        signal.signal(signal.SIGTERM, shutdown)
         metrics = f", metrics at {server.url}" if server else ""
         log.info("syncing %s to %r (pending: %d%s)", db, remote, worker.pending(), metrics)
         worker.run()

@@ -18,8 +18,8 @@ import socket
 import threading
 import time
 from collections.abc import Generator
-from types import TracebackType
-from typing import Self
+from types import FrameType, TracebackType
+from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -28,7 +28,14 @@ from d1sync.emulator import DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION
 from d1sync.emulator.app import API_PREFIX, ConnectionDropped, create_app
 from d1sync.emulator.faults import FaultConfig
 
-__all__ = ["EmulatorServer", "bind_socket", "quiet_uvicorn_logs", "run_foreground", "uvicorn_config"]
+__all__ = [
+    "EmulatorServer",
+    "StopOnSignals",
+    "bind_socket",
+    "quiet_uvicorn_logs",
+    "run_foreground",
+    "uvicorn_config",
+]
 
 _START_TIMEOUT = 10.0
 
@@ -69,17 +76,52 @@ def uvicorn_config(app: Starlette, *, log_level: str = "warning") -> uvicorn.Con
 
 
 class _ForegroundServer(uvicorn.Server):
-    """uvicorn that stops gracefully on SIGINT/SIGTERM and then returns (uvicorn re-raises the signal)."""
+    """uvicorn whose signals are :class:`StopOnSignals`'s: it neither installs handlers nor re-raises."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
-        handled = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        yield
+
+
+class StopOnSignals:
+    """SIGINT/SIGTERM stop the foreground emulator gracefully from the moment this is entered.
+
+    Enter it before the socket listens: a supervisor that signals as soon as the port answers then gets a
+    graceful stop and exit 0, not a death by the signal (the socket accepts connections from ``listen()``,
+    before uvicorn would install its own handlers). A second SIGINT exits at once, as uvicorn's does.
+
+    Example::
+
+        with StopOnSignals() as stop:
+            sock = bind_socket("127.0.0.1", 8787)
+            stop.serve(app, sock)   # returns after a signal
+    """
+
+    def __init__(self) -> None:
+        self._server: _ForegroundServer | None = None
+        self._signalled = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Self:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, sig: int, frame: FrameType | None) -> None:
+        self._signalled = True
+        if self._server is not None:
+            self._server.handle_exit(sig, frame)
+
+    def serve(self, app: Starlette, sock: socket.socket) -> None:
+        """Serve ``app`` on the bound ``sock`` in this (main) thread until a signal, then return."""
+        quiet_uvicorn_logs()
+        self._server = _ForegroundServer(uvicorn_config(app))
+        # A signal before this line found no server: it stops this one before it serves a request.
+        self._server.should_exit = self._signalled
+        self._server.run(sockets=[sock])
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -100,9 +142,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def run_foreground(app: Starlette, sock: socket.socket) -> None:
-    """Serve ``app`` on the bound ``sock`` in this (main) thread until SIGINT/SIGTERM, then return."""
-    quiet_uvicorn_logs()
-    _ForegroundServer(uvicorn_config(app)).run(sockets=[sock])
+    """Serve ``app`` on the bound ``sock`` in this (main) thread until SIGINT/SIGTERM, then return.
+
+    Signals that arrive before this call are not handled: bind inside :class:`StopOnSignals` for that.
+    """
+    with StopOnSignals() as stop:
+        stop.serve(app, sock)
 
 
 class EmulatorServer:

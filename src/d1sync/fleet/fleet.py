@@ -353,8 +353,8 @@ class Fleet:
 
     def run(self) -> None:
         """Run rounds until :meth:`stop`: passes as tenants have work, a sweep every ``sweep_interval``; with
-        ``watch``, file-change notifications tell which tenants to look at."""
-        self._stop.clear()
+        ``watch``, file-change notifications tell which tenants to look at. A :meth:`stop` before this call is
+        kept: the run then returns at once."""
         self._watch = FolderWatch(self.folder) if self.watch else None
         try:
             while not self._stop.is_set():
@@ -364,13 +364,14 @@ class Fleet:
                 delay = self.tick if due is None else min(self.tick, max(0.0, due - self._monotonic()))
                 self._stop.wait(delay)
         finally:
+            self._stop.clear()  # the stop was this run's: a later run goes on until it is stopped again
             watch, self._watch = self._watch, None
             if watch is not None:
                 watch.close()
 
     def start(self) -> Self:
         """Run :meth:`run` in a daemon thread and return at once."""
-        if self._thread is not None and self._thread.is_alive():
+        if self.running:
             return self
         self._stop.clear()
         self._thread = threading.Thread(target=self.run, name="d1sync-fleet", daemon=True)
@@ -382,7 +383,13 @@ class Fleet:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-            self._thread = None
+            if not self._thread.is_alive():
+                self._thread = None
+
+    @property
+    def running(self) -> bool:
+        """True while a daemon started by :meth:`start` is running (a :meth:`stop` may still be ending it)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def drain(self, timeout: float | None = None, *, sleep: Callable[[float], None] = time.sleep) -> FleetStatus:
         """Rounds until no tenant has work left that can move (drained, paused, failed), or ``timeout``.

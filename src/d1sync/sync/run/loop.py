@@ -97,8 +97,11 @@ class Loop:
                 return
 
     def run(self, *, idle_interval: float = 5.0) -> None:
-        """Sync until :meth:`stop` is called. New writes wake it at once; failures back off on a timer."""
-        self._stop.clear()
+        """Sync until :meth:`stop` is called. New writes wake it at once; failures back off on a timer.
+
+        A :meth:`stop` that comes before this call (a signal handler installed first) is kept: the loop then
+        only makes its last drain and returns.
+        """
         self._stopped.clear()
         unsubscribe = on_commit(self.path, self._wake.set)
         try:
@@ -118,6 +121,7 @@ class Loop:
         finally:
             unsubscribe()
             self._release()
+            self._stop.clear()  # the stop was this run's: a later run goes on until it is stopped again
             self._stopped.set()
 
     def safe_step(self, step: Callable[[], SyncResult] | None = None) -> SyncResult:
