@@ -238,7 +238,7 @@ def test_a_late_request_is_dropped_then_applied_after_a_newer_one(tmp_path: Path
             server.app.state.faults.update(late_rate=0.0)
             api.ok("INSERT INTO kv VALUES (1, 'new') ON CONFLICT (k) DO UPDATE SET v = excluded.v")
             assert api.ok("SELECT v FROM kv") == [{"v": "new"}]
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30  # generous: the machine is shared
             while server.app.state.faults.stats["late_applied"] < 1 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert api.ok("SELECT v FROM kv") == [{"v": "old"}]

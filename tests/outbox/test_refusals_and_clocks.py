@@ -162,9 +162,15 @@ def test_a_backlog_drains_exactly_through_eighty_percent_failing_requests(tmp_pa
             timeout=0.2,
         )
         tables = [f"t{i}" for i in range(5)]
-        with LocalDatabase(tmp_path / "app.db") as app, remote:
+        with (
+            LocalDatabase(tmp_path / "app.db") as app,
+            D1Client(
+                account_id="a", database_id=DEFAULT_DATABASE_ID, api_token=TOKEN, base_url=server.api_base
+            ) as setup,
+            remote,
+        ):
             for name in tables:
-                for db in (app, remote):
+                for db in (app, setup):  # the schema with a timeout a loaded machine cannot miss
                     db.exec(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, v TEXT, n REAL)")
             with Outbox(tmp_path / "app.db") as outbox:
                 outbox.track(*tables)

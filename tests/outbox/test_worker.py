@@ -411,6 +411,21 @@ def test_drain_stops_at_a_pause_and_reports_the_reason(local_pair: tuple[Path, L
     assert report.error is not None and "table 'notes' is missing" in report.error
 
 
+def test_drain_is_not_drained_while_an_empty_table_waits_for_a_fix(
+    local_pair: tuple[Path, LocalDatabase, LocalDatabase],
+) -> None:
+    """Nothing of the table is pending, but D1 lacks it: the library says so as ``d1sync sync`` does."""
+    path, app, remote = local_pair
+    app.exec(DDL)
+    with Outbox(path) as outbox:
+        outbox.track("notes", manage_schema=False)
+    with SyncWorker(path, remote) as worker:
+        worker.sync_once()  # finds the table missing and pauses it
+        report = drain(worker, max_passes=3)
+    assert (report.state, report.drained, report.pending) == ("paused", False, 0)
+    assert report.error is not None and report.error.startswith("notes: ") and "fix: " in report.error
+
+
 # -- windows -----------------------------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ from d1sync.database import Database
 from d1sync.errors import D1Error, UnreachableError
 from d1sync.sync import DrainReport, Limits, SyncConfig, SyncWorker, drain
 from d1sync.sync.config import DEFAULT_IMPORT_THRESHOLD, Via
-from d1sync.sync.status import Status
+from d1sync.sync.run.drain import with_paused_tables
 from d1sync.sync.store.lease import describe_holder, live_holder
 
 if TYPE_CHECKING:
@@ -361,7 +361,7 @@ def sync(
                 _wait_for_holder(worker, db, give_up, as_json, held=True)  # another worker took the lease meanwhile
             st = worker.status()  # the worker paused (not only tables): its last error's kind picks the hint
             kind = str(st.last_error.get("kind")) if st.paused and st.last_error else None
-            report = _with_paused_tables(report, st)
+            report = with_paused_tables(report, st)  # the drain did; again after a wait for another worker
     except KeyboardInterrupt:
         err_console.print(_summary(report))
         raise CLIError("interrupted; unsent changes stay in the outbox", exit_code=EXIT_INTERRUPTED) from None
@@ -382,16 +382,6 @@ def _stop_if_unreachable(remote: Database) -> None:
         fail(exc.message, hint_for("UnreachableError"))
     except D1Error:
         return  # it answers, with an error the drain reports on its own
-
-
-def _with_paused_tables(report: DrainReport, status: Status) -> DrainReport:
-    """``report`` as paused when a table waits for a fix, even with nothing of it pending: an empty table
-    missing on the remote is not synced (``sync`` exits 1 and names it, with its fix)."""
-    paused = {t: s for t, s in sorted(status.table_states.items()) if s.state == "paused"}
-    if not paused or report.state == "paused" and status.paused is not None:
-        return report
-    why = "; ".join(f"{t}: {s.reason}" + (f" (fix: {s.fix})" if s.fix else "") for t, s in paused.items())
-    return dataclasses.replace(report, state="paused", error=why)
 
 
 def _more(first: DrainReport, then: DrainReport) -> DrainReport:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from d1sync.sync.model import State, SyncResult
 
 if TYPE_CHECKING:
     from d1sync.sync.engine import SyncWorker
+    from d1sync.sync.status import Status
 
 __all__ = ["DrainReport", "drain"]
 
@@ -42,7 +44,7 @@ class DrainReport:
 
     @property
     def drained(self) -> bool:
-        """True when nothing was left pending."""
+        """True when nothing was left pending and no table waits for a fix."""
         return self.pending == 0 and self.state != "paused"
 
 
@@ -65,7 +67,8 @@ def drain(
         sleep, clock: injectable for tests.
 
     A pause (auth error, missing database, schema mismatch) ends the drain at once: the report's state is
-    ``paused`` and its ``error`` says why. Nothing raises for a remote failure.
+    ``paused`` and its ``error`` says why; so does a table that waits for a fix with nothing of it pending.
+    Nothing raises for a remote failure.
 
     Example::
 
@@ -119,10 +122,22 @@ def drain(
                 break
         if worker.push and worker.pulling and report.state != "paused":
             _pull_until_caught_up(worker, report, deadline, clock)
+        if worker.push:
+            report = with_paused_tables(report, worker.status())
     finally:
         worker.on_progress = previous
     report.seconds = clock() - started
     return report
+
+
+def with_paused_tables(report: DrainReport, status: Status) -> DrainReport:
+    """``report`` as paused when a table waits for a fix, even with nothing of it pending: an empty table
+    missing on the remote is not synced (``d1sync sync`` exits 1 and names it, with its fix)."""
+    paused = {t: s for t, s in sorted(status.table_states.items()) if s.state == "paused"}
+    if not paused or report.state == "paused" and status.paused is not None:
+        return report
+    why = "; ".join(f"{t}: {s.reason}" + (f" (fix: {s.fix})" if s.fix else "") for t, s in paused.items())
+    return dataclasses.replace(report, state="paused", error=why)
 
 
 def _pull_until_caught_up(
