@@ -24,7 +24,7 @@ TINY = [
     "--latency-samples", "5",
     "--idle-seconds", "1",
     "--memory-rows", "500",
-    "--recovery-rows", "30000",
+    "--recovery-rows", "100000",  # several requests: the kill lands mid-drain however slow the poller
     "--budget-rows", "3000",
     *("--only", "drain", "--only", "capture", "--only", "latency", "--only", "idle"),
     *("--only", "memory", "--only", "recovery", "--only", "tasks", "--only", "budget"),
@@ -95,7 +95,7 @@ def test_tiny_bench_writes_every_figure_with_its_conditions_and_the_machine(tmp_
         assert data["details"][memory]["verified"] and data["details"][memory]["rows"] == 500
     recovery = data["details"]["recovery"]
     # Killed mid-drain, restarted, drained: nothing lost, nothing different.
-    assert recovery["verified"] and 0 < recovery["acknowledged_before_kill"] < 30_000
+    assert recovery["verified"] and 0 < recovery["acknowledged_before_kill"] < 100_000
     # Every task the queue benchmark completed is done exactly once, in one attempt.
     assert all(d["exact"] and d["tasks"] > 0 for d in data["details"]["tasks"]), data["details"]["tasks"]
     assert all(d["drained"] for d in data["details"]["tasks"] if d["board"] == "file")

@@ -144,7 +144,7 @@ def test_kill_9_mid_clone_then_clone_again_is_identical(tmp_path: Path) -> None:
         assert invoke("query", *target, pairs + "INSERT INTO pairs SELECT 'k' || (i % 7), i, i * 1.5 FROM s")[0] == 0
         words = pairs + "INSERT INTO search (rowid, body) SELECT i, 'word' || (i % 13) || ' common' FROM s"
         assert invoke("query", *target, words)[0] == 0
-        server.app.state.faults.update(latency=0.02)  # slow enough for the kills to land mid-clone
+        server.app.state.faults.update(latency=0.05)  # slow enough for the kills to land mid-clone
         out = tmp_path / "copy.db"
         kills = 0
         for threshold in (200, 900, 1700, 2500):

@@ -370,7 +370,7 @@ def test_run_honours_the_flush_deadline_and_a_second_signal_exits_at_once(
         started = time.monotonic()
         first.send_signal(2)
         first.wait(timeout=8)  # the 8 s request does not hold it past --flush-timeout (2 s) + 1 s
-        assert time.monotonic() - started < 6
+        assert time.monotonic() - started < 7  # the deadline (3 s) plus a loaded machine's exit; not the 8 s
     finally:
         _end(first)
     second = _spawn(*args, env=env)

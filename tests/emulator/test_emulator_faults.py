@@ -232,7 +232,9 @@ def test_a_late_request_is_dropped_then_applied_after_a_newer_one(tmp_path: Path
         api = Api(httpx.Client(base_url=server.url, timeout=5.0), server.app)
         with api.http:
             api.ok("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)")
-            server.app.state.faults.configure(FaultConfig(late_rate=1.0, late_delay=0.5))
+            server.app.state.faults.configure(
+                FaultConfig(late_rate=1.0, late_delay=3.0)
+            )  # after the newer one, even on a loaded machine
             with pytest.raises(httpx.RemoteProtocolError):
                 api.sql("INSERT INTO kv VALUES (1, 'old') ON CONFLICT (k) DO UPDATE SET v = excluded.v")
             server.app.state.faults.update(late_rate=0.0)

@@ -120,4 +120,4 @@ def test_a_request_over_loopback_is_not_delayed_by_nagle(server: EmulatorServer,
         started = time.perf_counter()
         http.post(QUERY, json={"sql": "SELECT 1"})
         timings.append(time.perf_counter() - started)
-    assert sorted(timings)[len(timings) // 2] < 0.03
+    assert min(timings) < 0.03  # with Nagle, every one waited ~40 ms; a loaded machine only adds to some

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -195,8 +196,9 @@ def test_the_event_loop_keeps_running_while_a_large_drain_runs(mirror: Mirror) -
     mirror.track("notes")
     write(mirror.path, 0, 60_000)
 
-    async def main() -> tuple[float, bool, int]:
+    async def main() -> tuple[float, bool, int, float]:
         lags: list[float] = []
+        started = time.monotonic()
         done = asyncio.Event()
 
         async def ticker() -> None:
@@ -210,12 +212,13 @@ def test_the_event_loop_keeps_running_while_a_large_drain_runs(mirror: Mirror) -
             synced = await mirror.worker.wait_synced_async(timeout=120)
         done.set()
         await tick
-        return max(lags), synced, len(lags)
+        return max(lags), synced, len(lags), time.monotonic() - started
 
-    worst, synced, ticks = asyncio.run(main())
+    worst, synced, ticks, seconds = asyncio.run(main())
     assert synced and ticks > 10
-    # Not a speed figure: a loop blocked by the drain would stall for the whole drain (seconds), not this.
-    assert worst < 0.5, worst
+    # Not a speed figure: a loop blocked by the drain would stall for the whole drain (seconds), not a part of
+    # it (a loaded machine stretches both).
+    assert worst < max(0.5, seconds / 3), (worst, seconds)
 
 
 def _run_example(script: str, *args: str, env: dict[str, str], cwd: Path) -> dict[str, Any]:
@@ -228,8 +231,11 @@ def _run_example(script: str, *args: str, env: dict[str, str], cwd: Path) -> dic
         cwd=cwd,
     )
     assert done.returncode == 0, done.stderr
-    # asyncio's debug mode (-X dev) reports any callback that held the loop for 100 ms or more.
-    assert "Executing <" not in done.stderr, done.stderr
+    # asyncio's debug mode (-X dev) reports any callback that held the loop for 100 ms or more. A loaded machine
+    # can stretch a thread's start that long; a drain run on the loop would hold it for seconds.
+    held = [float(s) for s in re.findall(r"Executing <.*?> took (\d+(?:\.\d+)?) seconds", done.stderr)]
+    assert len(held) == done.stderr.count("Executing <"), done.stderr  # every report read
+    assert all(seconds < 0.5 for seconds in held), done.stderr
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

@@ -31,7 +31,7 @@ FAST = SyncConfig(pause_interval=0.0)
 @pytest.fixture
 def kv(tmp_path: Path, emulator: EmulatorServer, closer: Closer[Any]) -> tuple[Path, LocalDatabase, D1Client]:
     """A tracked ``kv`` table in app.db, the same table on the emulator, and a client to it."""
-    client = closer(emulator_client(emulator, timeout=2.0))
+    client = closer(emulator_client(emulator))
     client.exec(SCHEMA)
     app = closer(LocalDatabase(tmp_path / "app.db"))
     app.exec(SCHEMA)
@@ -58,7 +58,7 @@ def test_a_request_d1_applies_late_changes_nothing(
     app.prepare("INSERT INTO kv VALUES (0, 'checks the remote schema first')").run()
     assert worker.sync_once().rows == 1
     app.prepare("INSERT INTO kv VALUES (1, 'old')").run()
-    emulator.app.state.faults.configure(FaultConfig(late_rate=1.0, late_delay=1.0))
+    emulator.app.state.faults.configure(FaultConfig(late_rate=1.0, late_delay=3.0))  # after the newer batch
     assert worker.sync_once().error is not None  # dropped unanswered: nothing acknowledged
     emulator.app.state.faults.configure(None)
     app.prepare("UPDATE kv SET v = 'new' WHERE k = 1").run()

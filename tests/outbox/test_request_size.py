@@ -103,7 +103,8 @@ def fast(tmp_path: Path) -> Iterator[Setup]:
 
 def test_requests_grow_while_the_emulator_answers_fast_and_the_window_grows_with_them(fast: Setup) -> None:
     fast.write(0, 60_000)
-    limits = Limits(start_request_bytes=200_000, max_request_bytes=8_000_000)
+    # D1's 30 s as the target: growth then tolerates a machine six times slower than the default's 5 s does.
+    limits = Limits(start_request_bytes=200_000, max_request_bytes=8_000_000, target_seconds=30.0)
     fixed = math.ceil(60_000 * 85 / 200_000)  # what the start size alone would take (85 to 90 bytes a row)
     acknowledged, _ = fast.drain(limits)
     assert fast.exact()
@@ -191,7 +192,7 @@ def test_a_request_stopped_at_the_execution_limit_is_sent_again_smaller(tmp_path
 
 def test_the_learned_size_starts_the_next_run_on_the_same_database_only(fast: Setup) -> None:
     fast.write(0, 30_000)
-    limits = Limits(start_request_bytes=100_000, max_request_bytes=6_000_000)
+    limits = Limits(start_request_bytes=100_000, max_request_bytes=6_000_000, target_seconds=30.0)  # loaded machines
     fast.drain(limits)
     learned = fast.learned()
     assert learned is not None and learned.bytes == 6_000_000 and learned.target == repr(fast.remote)
