@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from d1sync import LocalDatabase
+from d1sync.migrations.runner import ledger_ddl
 
 from .conftest import SCHEMA, invoke
 
@@ -118,6 +119,10 @@ def test_track_refuses_the_migrations_ledger_as_it_refuses_internal_tables(app: 
     assert "'d1_migrations' is the migrations ledger and cannot be tracked" in result.stderr
     assert "Try: apply the migrations on each side" in result.stderr
     assert invoke("track", str(app), "sqlite_sequence").exit_code == 1
+    with LocalDatabase(app) as db:  # wrangler's ledger under the name its migrations_table gives it
+        db.exec(ledger_ddl("app_migrations"))
+    result = invoke("track", str(app), "app_migrations")
+    assert result.exit_code == 1 and "'app_migrations' is the migrations ledger" in result.stderr
 
 
 def test_a_typo_in_untrack_names_the_table_meant(app: Path) -> None:

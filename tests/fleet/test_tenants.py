@@ -12,6 +12,7 @@ from d1sync import Outbox
 from d1sync.errors import UsageError
 from d1sync.fleet import database_name, discover, track_tables
 from d1sync.fleet.naming import valid_name
+from d1sync.migrations.runner import ledger_ddl
 
 from .conftest import make_tenant
 
@@ -43,7 +44,8 @@ def test_every_user_table_is_tracked_but_internal_ones_and_ledgers(tenants: Path
     with closing(sqlite3.connect(path)) as conn:
         conn.executescript(
             "CREATE TABLE d1_migrations (id INTEGER PRIMARY KEY, name TEXT);"
-            "CREATE TABLE _cf_KV (key TEXT PRIMARY KEY, value BLOB);"
+            + ledger_ddl("app_migrations")  # wrangler's migrations_table, renamed
+            + "CREATE TABLE _cf_KV (key TEXT PRIMARY KEY, value BLOB);"
             "CREATE TABLE users (id TEXT PRIMARY KEY NOT NULL, name TEXT);"
             "CREATE VIRTUAL TABLE docs USING fts5(body);"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from typing import Any
 import pytest
 
 from d1sync.emulator.server import EmulatorServer
+from d1sync.migrations.runner import ledger_ddl
 from d1sync.outbox import Outbox, SyncConfig
-from d1sync.sync.schema.describe import TableSchema, compare_schemas, read_schemas
+from d1sync.sync.schema.describe import TableSchema, compare_schemas, is_migrations_ledger, read_schemas
 
 from .conftest import Mirror, open_file
 
@@ -218,13 +220,31 @@ def test_an_untracked_child_is_warned_about_before_the_rebuild(
     assert any("kids is not tracked" in r.getMessage() for r in caplog.records)
 
 
+def test_a_ledger_is_called_d1_migrations_or_made_by_wranglers_ddl_under_any_name(tmp_path: Path) -> None:
+    with closing(sqlite3.connect(tmp_path / "x.db")) as conn:
+        conn.executescript(
+            ledger_ddl() + ledger_ddl("custom") + ledger_ddl("odd name")
+            + "CREATE TABLE jobs (id INTEGER PRIMARY KEY, name TEXT, applied_at TEXT);"  # the columns, not the DDL
+        )  # fmt: skip
+        found = {name: is_migrations_ledger(table) for name, table in read_schemas(conn).items()}
+    assert found == {"d1_migrations": True, "custom": True, "odd name": True, "jobs": False}
+
+
+LEDGERS = {
+    "d1_migrations": "CREATE TABLE d1_migrations (id INTEGER PRIMARY KEY, name TEXT)",  # the name is enough
+    "renamed": ledger_ddl("app_migrations"),  # wrangler's migrations_table: its DDL under another name
+    "renamed, by hand": (
+        'CREATE TABLE "Schema Log" (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE,'
+        " applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)"
+    ),
+}
+
+
+@pytest.mark.parametrize("ledger", sorted(LEDGERS))
 def test_a_remote_with_a_migrations_ledger_keeps_its_schema_and_the_table_pauses_with_the_fix(
-    mirror: Mirror,
+    mirror: Mirror, ledger: str
 ) -> None:
-    mirror.remote.exec(
-        "CREATE TABLE d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, "
-        "applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)"
-    )
+    mirror.remote.exec(LEDGERS[ledger])
     mirror.app.exec(BOOKS)
     write(mirror, "INSERT INTO books VALUES (?, ?, ?, ?)", [(1, "t", 1, 1)])
     mirror.track("books")

@@ -38,7 +38,7 @@ def _columns(value: str | None) -> list[str] | None:
     default=None,
     help="Let d1sync make D1's tables follow the local schema (create them, follow ALTER TABLE and rebuilds), "
     "or never touch it (the table pauses with the fix). Stored per table. Default: managed, unless the remote "
-    "has a d1_migrations ledger.",
+    "has a migrations ledger (d1_migrations, or wrangler's under another migrations_table).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the tracked tables and the pending count as JSON.")
 def track(
@@ -55,7 +55,7 @@ def track(
 
     The sync creates a table D1 lacks from the local DDL and follows local schema changes on D1 (ADD, DROP
     and RENAME COLUMN, index changes; any other change as the same rebuild SQLite does, then every row is
-    sent again), unless --no-manage-schema, the remote has a d1_migrations ledger, or the table is synced
+    sent again), unless --no-manage-schema, the remote has a migrations ledger, or the table is synced
     with --include/--exclude or both ways.
     """
     if include and exclude:

@@ -84,7 +84,7 @@ def schema_option(func: Any) -> Any:
         default=None,
         help="Make D1's tables follow the local schema (create, ALTER, rebuild), or never touch it (pause with "
         "the fix instead), for every table. Default: each table's `track` choice, else managed unless the "
-        "remote has a d1_migrations ledger.",
+        "remote has a migrations ledger (d1_migrations, or wrangler's under another migrations_table).",
     )(func)
 
 

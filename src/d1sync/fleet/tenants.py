@@ -6,9 +6,10 @@ under a pattern such as ``*``. A file that is not SQLite is set aside with a rea
 an empty file is not a tenant yet (a program may be creating it): it is looked at again on the next sweep.
 
 A tenant syncs every user table, or the ``--tables`` named; never SQLite's (``sqlite_*``), D1's (``_cf_*``),
-d1sync's own (``_d1sync_*``) or the migrations ledger (``d1_migrations``), nor virtual tables (FTS5 and the
-like: capture triggers cannot be put on them) and their shadow tables. A table without a primary key (or a
-UNIQUE index over NOT NULL columns) cannot be synced: it is skipped, with a warning for the tenant's status.
+d1sync's own (``_d1sync_*``) or a migrations ledger (``d1_migrations``, or wrangler's under another name),
+nor virtual tables (FTS5 and the like: capture triggers cannot be put on them) and their shadow tables. A
+table without a primary key (or a UNIQUE index over NOT NULL columns) cannot be synced: it is skipped, with a
+warning for the tenant's status.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from d1sync.errors import ConfigError
 from d1sync.sqlite import Connection
 from d1sync.sync import Outbox
-from d1sync.wrangler import DEFAULT_MIGRATIONS_TABLE
+from d1sync.sync.schema.describe import is_migrations_ledger, read_schemas
 
 __all__ = ["COMPANIONS", "DEFAULT_PATTERN", "Discovery", "Tracking", "discover", "sqlite_header", "track_tables"]
 
@@ -101,8 +102,9 @@ def user_tables(conn: Connection) -> list[str]:
         "SELECT m.name FROM sqlite_master AS m JOIN pragma_table_list AS t ON t.name = m.name AND t.schema = 'main'"
         " WHERE m.type = 'table' AND t.type = 'table' ORDER BY m.rowid"
     ).fetchall()
-    names = [str(r[0]) for r in rows]
-    return [n for n in names if not n.lower().startswith(_INTERNAL) and n != DEFAULT_MIGRATIONS_TABLE]
+    names = [str(r[0]) for r in rows if not str(r[0]).lower().startswith(_INTERNAL)]
+    ledgers = {name for name, table in read_schemas(conn, names).items() if is_migrations_ledger(table)}
+    return [n for n in names if n not in ledgers]
 
 
 def track_tables(path: Path, only: Sequence[str] | None = None) -> Tracking:

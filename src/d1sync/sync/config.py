@@ -149,7 +149,8 @@ class SyncConfig:
         manage_schema: whether d1sync makes every synced table's remote schema follow the local one (creates
             missing tables, follows ALTERs and rebuilds; see docs/sync.md), overriding each table's own choice;
             None: each table's choice (``Outbox.track(manage_schema=...)``), else the default rule: managed
-            unless the remote has a ``d1_migrations`` ledger. Two-way tables are never managed.
+            unless the remote has a migrations ledger (``d1_migrations``, or wrangler's under another name).
+            Two-way tables are never managed.
 
     Example::
 

@@ -53,7 +53,7 @@ class TableSpec:
         replicate: two-way: the worker also pulls the table's remote changes (``Outbox.replicate``), and its
             capture triggers skip the rows a pull applies.
         manage_schema: whether d1sync makes the remote table's schema follow the local one (creates it, alters
-            or rebuilds it); None: the default rule (yes, unless the remote has a ``d1_migrations`` ledger).
+            or rebuilds it); None: the default rule (yes, unless the remote has a migrations ledger).
             Two-way tables and tables synced with include/exclude are never managed.
     """
 

@@ -125,7 +125,7 @@ class Outbox:
             manage_schema: True: d1sync makes the remote tables' schema follow the local one (creates them,
                 follows ALTER TABLE and rebuilds); False: it never changes it (a table D1 lacks, or that
                 lacks a column, pauses with the fix); None: keep the table's earlier choice, else the default
-                (managed, unless the remote has a ``d1_migrations`` ledger). Stored with the table.
+                (managed, unless the remote has a migrations ledger). Stored with the table.
 
         Raises:
             ConfigError: a table is missing, has no usable key, or a named column does not exist.

@@ -16,9 +16,14 @@ from typing import Any
 from d1sync.database import Database
 from d1sync.sqlite import Connection
 from d1sync.sync.model import TableSpec
-from d1sync.sync.schema.describe import SchemaDifference, TableSchema, compare_schemas, read_schemas
+from d1sync.sync.schema.describe import (
+    SchemaDifference,
+    TableSchema,
+    compare_schemas,
+    has_migrations_ledger,
+    read_schemas,
+)
 from d1sync.sync.schema.fit import affinity, blocks_repair
-from d1sync.wrangler import DEFAULT_MIGRATIONS_TABLE
 
 __all__ = ["SchemaCheck", "affinity", "blocks_repair", "schema_check"]
 
@@ -73,9 +78,10 @@ def schema_check(conn: Connection, target: Database, specs: list[TableSpec]) -> 
         return {}
     names = [spec.name for spec in specs]
     local = {name.lower(): schema for name, schema in read_schemas(conn, names).items()}
-    # The migrations ledger in the same request: with one, migrations own D1's schema (d1sync manages none).
-    remote = {name.lower(): schema for name, schema in read_schemas(target, [*names, DEFAULT_MIGRATIONS_TABLE]).items()}
-    ledger = DEFAULT_MIGRATIONS_TABLE.lower() in remote
+    # Every table in the same request, for a migrations ledger of any name: with one, migrations own D1's schema
+    # (d1sync manages none).
+    remote = {name.lower(): schema for name, schema in read_schemas(target).items()}
+    ledger = has_migrations_ledger(remote)
     return {
         spec.name: _check(
             spec, local.get(spec.name.lower()), remote.get(spec.name.lower()), spec.schema_managed(None, ledger)

@@ -6,7 +6,8 @@ follow it where d1sync manages it; feed re-sends; and delete the remote rows of 
 Who owns a table's remote schema:
 
 * d1sync (the table is *managed*) by default, for a table tracked one way with every column;
-* migrations when the remote has a ``d1_migrations`` ledger (wrangler's or d1sync's), unless the table or
+* migrations when the remote has a migrations ledger (``d1_migrations``, or wrangler's ledger under another
+  ``migrations_table`` name: :func:`~d1sync.sync.schema.describe.has_migrations_ledger`), unless the table or
   the run says ``manage_schema=True``;
 * the user, for ``manage_schema=False`` (``--no-manage-schema`` on ``track`` for one table, on ``run`` /
   ``sync`` for all), a two-way table (a Worker writes it too) and a table synced with include/exclude (its
@@ -37,7 +38,13 @@ from d1sync.sqlite import Connection, shown
 from d1sync.sync.model import TableSpec
 from d1sync.sync.schema import ddl
 from d1sync.sync.schema.create import SchemaObject, create_statements, read_objects
-from d1sync.sync.schema.describe import SchemaDifference, TableSchema, compare_schemas, read_schemas
+from d1sync.sync.schema.describe import (
+    SchemaDifference,
+    TableSchema,
+    compare_schemas,
+    has_migrations_ledger,
+    read_schemas,
+)
 from d1sync.sync.schema.fit import refuses_every_row
 from d1sync.sync.schema.follow import follow_table, lookup
 from d1sync.sync.schema.plan import addable, creation_order, fingerprint, rebuild_statements, rename_statements
@@ -45,7 +52,6 @@ from d1sync.sync.store.specs import forget_spec, load_specs
 from d1sync.sync.store.state import TableState, load_table_states, save_table_state, schema_version
 from d1sync.sync.tables.pauses import pause, recheck_due, resume
 from d1sync.sync.tables.resend import queue_chunk
-from d1sync.wrangler import DEFAULT_MIGRATIONS_TABLE
 
 __all__ = ["Preflight", "assume_remote_matches", "preflight"]
 
@@ -144,7 +150,7 @@ def _unmanaged(
         return replace(pause(state, "remote", reason, None, now), remote_columns=None)
     statements = _fix_statements(local, remote or old, state, read_objects(conn))
     where = "add a migration that runs" if ledger else "run on the remote"
-    owner = " (its d1_migrations ledger says migrations own its schema)" if ledger else ""
+    owner = " (its migrations ledger says migrations own its schema)" if ledger else ""
     fix = f"{where}{owner}: {'; '.join(statements)}" + _manage_hint(conn, spec)
     return replace(pause(state, "remote", reason, fix, now), remote_columns=None)
 
@@ -228,7 +234,7 @@ def check_schemas(
         result.waiting.update(due)
         result.retry_soon = True
         return result
-    ledger = lookup(remote, DEFAULT_MIGRATIONS_TABLE) is not None
+    ledger = has_migrations_ledger(remote)
     if any(specs[n].schema_managed(manage, ledger) for n in due):
         local.update(read_schemas(conn, [n for n in due if lookup(local, n) is None]))
     known = {n: schema for n in due if (schema := lookup(local, n)) is not None}
