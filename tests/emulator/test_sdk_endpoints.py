@@ -4,6 +4,7 @@ every answer with its own models (``DatabaseImportResponse``, ``DatabaseExportRe
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,7 +14,8 @@ import httpx
 import pytest
 from cloudflare import Cloudflare
 
-from d1sync.emulator import DEFAULT_DATABASE_ID
+from d1sync.client import D1Client
+from d1sync.emulator import DEFAULT_DATABASE_ID, endpoints
 from d1sync.emulator.server import EmulatorServer
 
 TOKEN = "sdk-endpoints-token"
@@ -118,3 +120,69 @@ def test_time_travel_by_bookmark_and_by_timestamp(sdk: Cloudflare) -> None:
     assert rows(sdk, "SELECT count(*) AS n FROM t") == [{"n": 2}]
     with pytest.raises(Exception, match="invalid bookmark"):
         travel.restore(DEFAULT_DATABASE_ID, account_id=ACCOUNT, bookmark="00000001-00000000-00000000-nope")
+
+
+def test_a_long_import_answers_active_and_is_followed_by_polls_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on D1, an import outlasting the call answers ``active`` with a bookmark; polls follow it (wrangler
+    polls again at once), and an ingest sent again meanwhile follows the same import instead of a second one."""
+    monkeypatch.setattr(endpoints, "IMPORT_HOLD", 0.1)  # answers long before the import of 30,000 rows ends
+    rows_ = 30_000
+    sql = ("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);\n" + "".join(
+        f"INSERT INTO t VALUES ({i}, 'row {i}');\n" for i in range(rows_)
+    )).encode()  # fmt: skip
+    etag = hashlib.md5(sql, usedforsecurity=False).hexdigest()
+    with EmulatorServer(tmp_path / "data", token=TOKEN) as server:
+        sdk = Cloudflare(api_token=TOKEN, base_url=server.api_base, max_retries=0)
+        database = sdk.d1.database
+        init = database.import_(DEFAULT_DATABASE_ID, account_id=ACCOUNT, action="init", etag=etag)
+        assert init.upload_url and init.filename
+        httpx.put(init.upload_url, content=sql).raise_for_status()
+        ingest = {"account_id": ACCOUNT, "action": "ingest", "filename": init.filename, "etag": etag}
+        started = database.import_(DEFAULT_DATABASE_ID, **ingest)  # type: ignore[arg-type]
+        assert started.success is True and started.status == "active" and started.at_bookmark
+        again = database.import_(DEFAULT_DATABASE_ID, **ingest)  # type: ignore[arg-type]
+        assert again.status in ("active", "complete")
+        deadline = time.monotonic() + 120
+        polled = started
+        while polled.status == "active":
+            assert time.monotonic() < deadline, "the import never ended"
+            polled = database.import_(
+                DEFAULT_DATABASE_ID, account_id=ACCOUNT, action="poll", current_bookmark=polled.at_bookmark
+            )
+        assert polled.status == "complete" and polled.result is not None, polled
+        assert polled.result.num_queries == rows_ + 1  # applied once: a second run would have failed on the keys
+        assert rows(sdk, "SELECT count(*) AS n FROM t") == [{"n": rows_}]
+        sdk.close()
+
+
+def test_the_client_follows_an_import_that_outlasts_the_ingest_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(endpoints, "IMPORT_HOLD", 0.1)
+    actions: list[str] = []
+
+    class Seen(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/import"):
+                actions.append(json.loads(request.content)["action"])
+            return super().handle_request(request)
+
+    with EmulatorServer(tmp_path / "data", token=TOKEN) as server:
+        client = D1Client(
+            account_id=ACCOUNT,
+            database_id=DEFAULT_DATABASE_ID,
+            api_token=TOKEN,
+            base_url=server.api_base,
+            transport=Seen(),
+        )
+        with client:
+            stages: list[str] = []
+            sql = "CREATE TABLE t (id INTEGER PRIMARY KEY);\n" + "".join(
+                f"INSERT INTO t VALUES ({i});\n" for i in range(30_000)
+            )
+            result = client.import_sql(sql, poll_interval=0.05, on_progress=lambda h: stages.append(h.stage))
+            assert result.num_queries == 30_001 and stages[-1] == "complete"
+            assert actions[:2] == ["init", "ingest"] and set(actions[2:]) == {"poll"} and len(actions) > 2
+            assert client.prepare("SELECT count(*) AS n FROM t").first("n") == 30_000

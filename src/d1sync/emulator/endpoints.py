@@ -15,14 +15,18 @@ the official SDK's ``DatabaseImportResponse``, ``DatabaseExportResponse`` and ``
 
 An upload is written to disk as it arrives, and like every body it may not pass the app's ``max_body``
 (413). An import runs the whole file in one transaction while holding the database, so other queries wait, as they
-do on D1; it completes within the ``ingest`` call, so the first poll already says ``complete``.
+do on D1. It runs in a thread of its own: ``ingest`` and ``poll`` each wait up to :data:`IMPORT_HOLD` seconds for
+it to end, then answer ``status: "active"`` with the bookmark (wrangler polls again at once), or the outcome. A
+small import is over within the ``ingest`` call; a big one outlives no client's timeout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +47,23 @@ logger = logging.getLogger("d1sync.emulator")
 TRANSFER_PREFIX = "/d1-transfer/"
 Envelope = Callable[..., Response]
 
+IMPORT_HOLD = 5.0
+"""Seconds an ``ingest`` or ``poll`` waits for a running import to end before it answers ``active``."""
+
+
+@dataclass
+class _Import:
+    """One database's last import: its answer so far (``active`` until it ends), and when it ended."""
+
+    filename: str
+    answer: dict[str, Any]
+    ended: threading.Event = field(default_factory=threading.Event)
+
+    def wait(self, hold: float) -> dict[str, Any]:
+        """The answer once the import ended, or after ``hold`` seconds, whichever comes first."""
+        self.ended.wait(hold)
+        return dict(self.answer)
+
 
 class _Endpoints:
     def __init__(self, engine: Engine, envelope: Envelope, error: Callable[[ApiError], Response]) -> None:
@@ -50,7 +71,9 @@ class _Endpoints:
         self.envelope = envelope
         self.error = error
         self.transfers = Transfers(engine.data_dir)
-        self._imports: dict[str, dict[str, Any]] = {}  # the last import's answer, per database
+        self._imports: dict[str, _Import] = {}  # the last import, per database
+        self._imports_lock = threading.Lock()
+        self.hold = IMPORT_HOLD
 
     async def _answer(self, request: Request, work: Callable[[str, Any], Any]) -> Response:
         try:
@@ -86,35 +109,61 @@ class _Endpoints:
         if action == "ingest":
             return self._ingest(database_id, str(body.get("filename") or ""), str(body.get("etag") or ""))
         if action == "poll":
-            done = self._imports.get(database_id)
-            if done is None:
+            last = self._imports.get(database_id)
+            if last is None:
                 raise ApiError(7400, 400, "The request is malformed: no import to poll")
-            return done
+            return last.wait(self.hold)
         raise ApiError(7400, 400, "The request is malformed: 'action' must be init, ingest or poll")
 
     def _ingest(self, database_id: str, filename: str, etag: str) -> dict[str, Any]:
-        text = self.transfers.uploaded(database_id, filename, etag).decode("utf-8", "replace")
+        """Start importing the uploaded file (once: an ingest of the file already running follows it)."""
+        running = self._running(database_id, filename)
+        if running is not None:
+            return running.wait(self.hold)
         store, history = self.engine.database(database_id), self.engine.history(database_id)
-        answer: dict[str, Any] = {"type": "import", "filename": filename}
-        with store.lock:
-            history.before_request()
-            try:
-                count, result = store.ingest(text)
-            except ApiError as exc:
-                answer.update(success=False, status="error", error=exc.message, errors=[exc.message], messages=[])
-                self._imports[database_id] = answer
-                return answer
+        with store.lock:  # waits for an import of another file still running on this database, as D1 does
             bookmark = history.current_bookmark()
-        meta = d1_meta(result.meta)
-        answer.update(
-            success=True,
-            status="complete",
-            at_bookmark=bookmark,
-            messages=[f"Processed {count} queries."],
-            result={"final_bookmark": bookmark, "num_queries": count, "meta": meta},
-        )
-        self._imports[database_id] = answer
-        return answer
+        with self._imports_lock:
+            last = self._imports.get(database_id)
+            if last is None or last.filename != filename or last.ended.is_set():
+                text = self.transfers.uploaded(database_id, filename, etag).decode("utf-8", "replace")
+                started = {"type": "import", "filename": filename, "success": True, "status": "active"}
+                last = _Import(filename, {**started, "at_bookmark": bookmark, "messages": ["Import started"]})
+                self._imports[database_id] = last
+                threading.Thread(
+                    target=self._run_import, args=(database_id, last, text), name=f"d1-import-{filename}", daemon=True
+                ).start()
+        return last.wait(self.hold)
+
+    def _running(self, database_id: str, filename: str) -> _Import | None:
+        with self._imports_lock:
+            last = self._imports.get(database_id)
+        return last if last is not None and last.filename == filename and not last.ended.is_set() else None
+
+    def _run_import(self, database_id: str, running: _Import, text: str) -> None:
+        answer: dict[str, Any] = {"type": "import", "filename": running.filename}
+        store, history = self.engine.database(database_id), self.engine.history(database_id)
+        try:
+            with store.lock:
+                history.before_request()
+                count, result = store.ingest(text)
+                bookmark = history.current_bookmark()
+            answer.update(
+                success=True,
+                status="complete",
+                at_bookmark=bookmark,
+                messages=[f"Processed {count} queries."],
+                result={"final_bookmark": bookmark, "num_queries": count, "meta": d1_meta(result.meta)},
+            )
+        except ApiError as exc:
+            answer.update(success=False, status="error", error=exc.message, errors=[exc.message], messages=[])
+        except Exception as exc:  # a bug, or the emulator closed under it: the import failed, and says so
+            logger.exception("emulator: the import %s failed", running.filename)
+            message = f"the import failed: {exc}"
+            answer.update(success=False, status="error", error=message, errors=[message], messages=[])
+        finally:
+            running.answer = answer
+            running.ended.set()
 
     async def upload(self, request: Request) -> Response:
         # The token is the only credential: check it before reading a byte of the body.
