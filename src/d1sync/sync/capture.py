@@ -17,8 +17,9 @@ from d1sync.errors import ConfigError
 from d1sync.sql import quote_identifier
 from d1sync.sqlite import Connection
 from d1sync.sync.model import TableSpec
-from d1sync.sync.schema.describe import has_migrations_ledger, read_schemas
+from d1sync.sync.schema import ddl
 from d1sync.sync.store.state import PREFIX
+from d1sync.wrangler import DEFAULT_MIGRATIONS_TABLE
 
 __all__ = ["Column", "all_columns", "create_sql", "derive_spec", "inspect_table", "table_columns"]
 
@@ -47,6 +48,12 @@ def all_columns(conn: Connection, table: str) -> list[str]:
 def _table_exists(conn: Connection, table: str) -> bool:
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
     return row is not None
+
+
+def _made_as_ledger(conn: Connection, table: str) -> bool:
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    parts = ddl.table_parts(row[0]) if row is not None and row[0] else None
+    return parts is not None and ddl.made_as_ledger(parts.columns + parts.constraints)
 
 
 def _find_key(conn: Connection, table: str, columns: list[Column]) -> tuple[str, ...]:
@@ -133,14 +140,14 @@ def inspect_table(
     """
     if table.startswith((PREFIX, "sqlite_", "_cf_")):
         raise ConfigError(f"table {table!r} is internal and cannot be tracked")
-    if not _table_exists(conn, table):
-        raise ConfigError(f"no table {table!r} in the database; create it first (or check the spelling)")
-    if has_migrations_ledger(read_schemas(conn, [table])):  # each side's ledger records what was applied there
+    if table == DEFAULT_MIGRATIONS_TABLE or _made_as_ledger(conn, table):  # each side's records what it applied
         raise ConfigError(
             f"table {table!r} is the migrations ledger and cannot be tracked: the local one would overwrite the "
             "remote's",
             hint="apply the migrations on each side instead (d1sync migrations apply)",
         )
+    if not _table_exists(conn, table):
+        raise ConfigError(f"no table {table!r} in the database; create it first (or check the spelling)")
     info = table_columns(conn, table)
     names = [c.name for c in info]
     key = _find_key(conn, table, info)

@@ -10,10 +10,23 @@ identifiers unquoted (and upper-cased, as SQLite compares names case-insensitive
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
-__all__ = ["CONSTRAINT_START", "TableParts", "checks", "normalize", "spans", "table_parts", "tokens", "type_name"]
+from d1sync.migrations.runner import ledger_ddl
+
+__all__ = [
+    "CONSTRAINT_START",
+    "TableParts",
+    "checks",
+    "made_as_ledger",
+    "normalize",
+    "spans",
+    "table_parts",
+    "tokens",
+    "type_name",
+]
 
 _TOKEN = re.compile(
     r"""
@@ -160,3 +173,15 @@ def checks(parts: TableParts) -> tuple[str, ...]:
     for constraint in parts.constraints:
         found += _checks_in(constraint)
     return tuple(sorted(found))
+
+
+@functools.cache
+def _ledger_definition() -> tuple[tuple[str, ...], ...]:
+    parts = table_parts(ledger_ddl())
+    return parts.columns + parts.constraints
+
+
+def made_as_ledger(definition: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether a table's canonical definition (its :func:`table_parts` columns and constraints) is wrangler's
+    (and d1sync's) migrations ledger DDL, whatever the table's name (wrangler's ``migrations_table``)."""
+    return definition == _ledger_definition()

@@ -14,7 +14,6 @@ form of :mod:`~d1sync.sync.schema.ddl`, so blanks, quoting and keyword case neve
 
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -22,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from d1sync.database import Database
-from d1sync.migrations.runner import ledger_ddl
 from d1sync.sql import quote_literal
 from d1sync.sqlite import Connection
 from d1sync.sync.schema import ddl
@@ -204,16 +202,10 @@ def _table(name: str, sql: str | None, cols: str, idx: str, fks: str) -> TableSc
     )
 
 
-@functools.cache
-def _ledger_definition() -> tuple[tuple[str, ...], ...]:
-    parts = ddl.table_parts(ledger_ddl())
-    return parts.columns + parts.constraints
-
-
 def is_migrations_ledger(table: TableSchema) -> bool:
     """Whether ``table`` is a migrations ledger: called ``d1_migrations``, or made with wrangler's (and
     d1sync's) ledger DDL under the name wrangler's ``migrations_table`` gives it."""
-    return table.name.lower() == DEFAULT_MIGRATIONS_TABLE or table.definition == _ledger_definition()
+    return table.name.lower() == DEFAULT_MIGRATIONS_TABLE or ddl.made_as_ledger(table.definition)
 
 
 def has_migrations_ledger(schemas: Mapping[str, TableSchema]) -> bool:
