@@ -51,7 +51,7 @@ def test_200_mb_bodies_and_uploads_are_refused_without_the_server_growing_50_mb(
     tmp_path: Path, processes: list[subprocess.Popen[str]]
 ) -> None:
     token = "memory-test-token"
-    args = ["--data-dir", str(tmp_path / "data"), "--max-body", str(MAX_BODY)]
+    args = ["--data-dir", str(tmp_path / "data"), "--max-body", str(MAX_BODY), "--max-import", str(MAX_BODY)]
     proc, _, api_base = start(args, {TOKEN_ENV: token})
     processes.append(proc)
     root = api_base.removesuffix("/client/v4")

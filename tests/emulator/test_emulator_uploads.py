@@ -1,5 +1,6 @@
 """Import uploads (``PUT /d1-transfer/upload/<token>``) under hostile use, over a real socket: only an issued
-token is accepted, checked before the body is read; the body goes to disk in chunks, capped at ``max_body``."""
+token is accepted, checked before the body is read; the body goes to disk in chunks, capped at ``max_import``
+(D1's 5 GB), not at the API's ``max_body``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from d1sync.emulator import DEFAULT_DATABASE_ID
+from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_IMPORT
 from d1sync.emulator.server import EmulatorServer
 
 from .conftest import AUTH, TOKEN
@@ -24,7 +25,7 @@ IMPORT = f"/accounts/acct/d1/database/{DEFAULT_DATABASE_ID}/import"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[EmulatorServer]:
-    with EmulatorServer(tmp_path / "data", token=TOKEN, max_body=LIMIT) as srv:
+    with EmulatorServer(tmp_path / "data", token=TOKEN, max_import=LIMIT) as srv:
         yield srv
 
 
@@ -94,3 +95,18 @@ def test_a_failed_upload_keeps_the_earlier_complete_one(server: EmulatorServer, 
     assert httpx.put(started["upload_url"], content=sql).status_code == 200
     assert httpx.put(started["upload_url"], content=iter([b"x" * 40_000, b"x" * 40_000])).status_code == 413
     assert ingest(http, sql, started["filename"]).json()["result"]["status"] == "complete"
+
+
+def test_an_upload_is_bounded_by_d1s_import_limit_not_the_apis_body_limit(tmp_path: Path) -> None:
+    """D1 takes an import file of up to 5 GB: its upload goes to a signed URL, not through the API."""
+    assert DEFAULT_MAX_IMPORT == 5_000_000_000
+    sql = b"CREATE TABLE t (v);\n" + b"INSERT INTO t VALUES ('" + b"x" * 20_000 + b"');\n"
+    with (
+        EmulatorServer(tmp_path / "data", token=TOKEN, max_body=10_000) as srv,  # an API body of 10 KB at most
+        httpx.Client(base_url=srv.api_base, headers=AUTH, timeout=10.0) as http,
+    ):
+        started = init(http, sql)
+        assert httpx.put(started["upload_url"], content=sql).status_code == 200
+        assert ingest(http, sql, started["filename"]).json()["result"]["status"] == "complete"
+        big_query = {"sql": "SELECT ?", "params": ["x" * 20_000]}
+        assert http.post(f"/accounts/acct/d1/database/{DEFAULT_DATABASE_ID}/query", json=big_query).status_code == 413

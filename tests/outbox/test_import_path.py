@@ -4,6 +4,7 @@ fails or runs late applying nothing, and ``via`` choosing the path."""
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import signal
@@ -25,6 +26,7 @@ from d1sync.emulator import DEFAULT_DATABASE_ID
 from d1sync.emulator.server import EmulatorServer
 from d1sync.errors import SQLError
 from d1sync.outbox import Outbox, SyncConfig, SyncWorker
+from d1sync.sync.push import seedfile
 from d1sync.sync.push.seedfile import write_seed
 from d1sync.sync.remote import REWOUND
 from d1sync.sync.store.specs import load_specs
@@ -150,6 +152,31 @@ def test_via_import_takes_a_small_backlog_too(
     with client(emulator, counting) as d1, SyncWorker(app, d1, SyncConfig(via="import", window=10)) as worker:
         drain(worker)
     assert counting.sent["import"] == 2
+    assert items_of(remote) == items_of(app)
+
+
+def test_a_backlog_whose_import_file_would_pass_d1s_limit_goes_through_batches(
+    tmp_path: Path,
+    emulator: EmulatorServer,
+    remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """D1 imports a file of at most 5 GB: a backlog that needs more goes through batches, then imports resume."""
+    monkeypatch.setattr(seedfile, "MAX_IMPORT_BYTES", 20_000)  # D1's 5 GB, scaled down with the backlog
+    app = tmp_path / "app.db"
+    make_app(app, 2_000)
+    counting = Counting()
+    with client(emulator, counting) as d1, SyncWorker(app, d1, SyncConfig(via="import", window=500)) as worker:
+        with caplog.at_level(logging.WARNING, logger="d1sync"):
+            drain(worker)
+        assert counting.sent["import"] == 0 and counting.sent["query"] >= 4, counting.sent
+        assert items_of(remote) == items_of(app)
+        assert any("passed D1's limit of 20,000 bytes" in r.getMessage() for r in caplog.records)
+        with closing(open_file(app)) as conn:  # a backlog under the limit, once the big one went
+            conn.executemany("UPDATE items SET a = ? WHERE id = ?", [(f"again {i}", i) for i in range(20)])
+        drain(worker)
+    assert counting.sent["import"] == 2, counting.sent
     assert items_of(remote) == items_of(app)
 
 

@@ -80,7 +80,8 @@ class BenchEmulator:
         own_process: serve it from a child process (``d1sync emulator``), as ``d1sync bench`` does; else from
             a thread of this process, where ``server`` gives the app (its faults can change while it runs).
         max_duration: seconds one request may run (the emulator's execution limit; None: D1's 30 s).
-        max_body: the largest request body (and import upload) it reads, in bytes (None: its 100 MB default).
+        max_body: the largest API request body it reads, in bytes (None: its 100 MB default); an import's
+            upload is bounded by D1's 5 GB instead.
 
     Example::
 

@@ -10,7 +10,14 @@ from typing import Any
 import click
 
 from d1sync.client.config import clean_token
-from d1sync.emulator import DEFAULT_DATABASE_ID, DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION, DEFAULT_PORT, TOKEN_ENV
+from d1sync.emulator import (
+    DEFAULT_DATABASE_ID,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_DURATION,
+    DEFAULT_MAX_IMPORT,
+    DEFAULT_PORT,
+    TOKEN_ENV,
+)
 from d1sync.emulator.faults import FaultConfig
 
 from ._common import EXIT_USAGE, Command, echo, fail, parse_rate_limit
@@ -75,7 +82,17 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     show_default=True,
     envvar="D1SYNC_EMULATOR_MAX_BODY",
     show_envvar=True,
-    help="Largest request body read, uploads included; a larger one is answered HTTP 413 (code 7400) unread.",
+    help="Largest API request body read; a larger one is answered HTTP 413 (code 7400) unread.",
+)
+@click.option(
+    "--max-import",
+    metavar="BYTES",
+    type=click.IntRange(1),
+    default=DEFAULT_MAX_IMPORT,
+    show_default=True,
+    envvar="D1SYNC_EMULATOR_MAX_IMPORT",
+    show_envvar=True,
+    help="Largest import upload (D1's 5 GB for `d1 execute --file`); a larger one is answered HTTP 413.",
 )
 @click.option(
     "--max-duration",
@@ -209,6 +226,7 @@ def emulator(
     token: str | None,
     auto_create: bool,
     max_body: int,
+    max_import: int,
     max_duration: float,
     rate_limit: str | None,
     **fault_options: Any,
@@ -242,6 +260,7 @@ def emulator(
                 rate_limit=limit,
                 auto_create=auto_create,
                 max_body=max_body,
+                max_import=max_import,
                 max_duration=max_duration,
             )
             sock = bind_socket(host, port)

@@ -27,6 +27,10 @@ DEFAULT_MAX_BODY = 100_000_000
 """The largest request body the emulator reads, in bytes (``d1sync emulator --max-body``): Cloudflare's
 smallest plans refuse bodies over 100 MB at the edge with HTTP 413."""
 
+DEFAULT_MAX_IMPORT = 5_000_000_000
+"""The largest import upload the emulator takes, in bytes (``d1sync emulator --max-import``): D1's "Maximum
+file import (d1 execute) size", 5 GB. The upload goes to a signed URL, so ``max_body`` does not bound it."""
+
 DEFAULT_MAX_DURATION = 30.0
 """Seconds one request may run (``d1sync emulator --max-duration``): D1's "Maximum SQL query duration". Past
 it, the request is rolled back and answered ``D1 DB storage operation exceeded timeout which caused object to
@@ -41,6 +45,7 @@ __all__ = [
     "DEFAULT_DATABASE_ID",
     "DEFAULT_MAX_BODY",
     "DEFAULT_MAX_DURATION",
+    "DEFAULT_MAX_IMPORT",
     "DEFAULT_PORT",
     "TOKEN_ENV",
     "EmulatorServer",

@@ -45,10 +45,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from d1sync.client.config import clean_token
-from d1sync.emulator import DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION
+from d1sync.emulator import DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION, DEFAULT_MAX_IMPORT
 from d1sync.emulator.endpoints import TRANSFER_PREFIX, transfer_routes
 from d1sync.emulator.engine import Engine, decode_body, internal_error, parse_database_id
 from d1sync.emulator.faults import Fault, FaultConfig, FaultInjector, Garble, Sleep
+from d1sync.emulator.limits import BodyLimit, BodyTooLarge
 from d1sync.errors import ApiError
 
 __all__ = ["BodyTooLarge", "ConnectionDropped", "create_app", "envelope"]
@@ -125,68 +126,6 @@ def _with_headers(send: Send, headers: dict[str, str]) -> Send:
         await send(message)
 
     return wrapped
-
-
-class BodyTooLarge(ApiError):
-    """A request body over the emulator's ``max_body``: HTTP 413, D1 code 7400.
-
-    Cloudflare's edge refuses such a body with 413 before D1 sees it (an HTML page, no documented code). The
-    emulator answers in D1's envelope, and 7400 ("the request is malformed") is the code D1 gives any request
-    it refuses as sent, before running it. The client classifies HTTP 413 as a
-    :class:`~d1sync.errors.LimitError` whatever the code: never retried as is, only ever sent smaller.
-    """
-
-    def __init__(self, limit: int, size: int | None = None) -> None:
-        if size is None:
-            message = f"The request is too large: its body passed the limit of {limit} bytes"
-        else:
-            message = f"The request is too large: {size} bytes, over the limit of {limit} bytes per body"
-        super().__init__(7400, 413, message)
-
-
-class _BodyLimit:
-    """Pure ASGI middleware: no route reads more than ``max_body`` bytes of a request body.
-
-    The route's first read raises :class:`BodyTooLarge` (a 413 envelope) when ``Content-Length`` is over the
-    limit, before a byte is read; so what a route checks first (an upload URL's token, a database id) is
-    still answered first. Otherwise the body is counted as the route reads it, and the read that passes the
-    limit raises instead of returning: the route reads no further. The server discards what the client
-    still sends.
-    """
-
-    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
-        self.app = app
-        self.max_body = max_body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        received = 0
-
-        async def counted() -> Message:
-            nonlocal received
-            if declared is not None and declared > self.max_body:
-                raise BodyTooLarge(self.max_body, declared)
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLarge(self.max_body)
-            return message
-
-        await self.app(scope, counted, send)
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None  # the server refuses such a request before the app sees it
-    return None
 
 
 class _Envelopes:
@@ -277,6 +216,7 @@ def create_app(
     auto_create: bool = False,
     max_body: int = DEFAULT_MAX_BODY,
     max_duration: float = DEFAULT_MAX_DURATION,
+    max_import: int = DEFAULT_MAX_IMPORT,
     clock: Callable[[], float] = time.monotonic,
     sleep: Sleep | None = None,
 ) -> Starlette:
@@ -291,9 +231,10 @@ def create_app(
         rate_limit: ``(requests, window_seconds)``; over it, 429 with code 971 and ``retry-after``. Every
             authenticated response then carries ``x-ratelimit-limit``, ``-remaining`` and ``-reset``.
         auto_create: create unknown (valid UUID) database ids on first use instead of answering 7404.
-        max_body: the largest request body read, in bytes, on every route (uploads included). A larger one
-            is answered HTTP 413, code 7400 (see :class:`BodyTooLarge`), as soon as its ``Content-Length``
-            or the bytes read so far pass the limit.
+        max_body: the largest request body read, in bytes, on every API route. A larger one is answered
+            HTTP 413, code 7400 (see :class:`~d1sync.emulator.limits.BodyTooLarge`), as soon as its
+            ``Content-Length`` or the bytes read so far pass the limit.
+        max_import: the same for an import's upload (D1's 5 GB: the upload goes to a signed URL, not the API).
         max_duration: seconds a ``/query`` or ``/raw`` request may run (D1's 30 s); a longer one is interrupted,
             rolled back and answered D1's 7429 ``D1 DB storage operation exceeded timeout ...`` (a ValueError if 0).
         clock, sleep: time sources for the rate limit and injected delays (tests pass fakes).
@@ -304,8 +245,8 @@ def create_app(
     token = clean_token(token, "create_app(token=...)")  # one no client could send is a ConfigError here
     if not token:
         raise ValueError("the emulator needs a non-empty token")
-    if max_body < 1:
-        raise ValueError(f"max_body must be a positive number of bytes, not {max_body}")
+    if min(max_body, max_import) < 1:
+        raise ValueError(f"max_body and max_import must be positive numbers of bytes, not {max_body}, {max_import}")
     engine = Engine(data_dir, auto_create=auto_create, max_duration=max_duration)
     injector = FaultInjector(faults, rate_limit, clock=clock, **({"sleep": sleep} if sleep else {}))
     routes = _Routes(engine, injector)
@@ -329,7 +270,8 @@ def create_app(
         lifespan=lifespan,
     )
     # The last added runs first: envelopes for whatever escapes, then auth, then the body limit.
-    app.add_middleware(_BodyLimit, max_body=max_body)
+    upload = TRANSFER_PREFIX + "upload/"
+    app.add_middleware(BodyLimit, max_body=max_body, max_import=max_import, upload_prefix=upload)
     app.add_middleware(_Gatekeeper, token=token, faults=injector)
     app.add_middleware(_Envelopes)
     app.state.engine = engine

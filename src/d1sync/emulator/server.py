@@ -24,7 +24,7 @@ from typing import Any, Self
 import uvicorn
 from starlette.applications import Starlette
 
-from d1sync.emulator import DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION
+from d1sync.emulator import DEFAULT_MAX_BODY, DEFAULT_MAX_DURATION, DEFAULT_MAX_IMPORT
 from d1sync.emulator.app import API_PREFIX, ConnectionDropped, create_app
 from d1sync.emulator.faults import FaultConfig
 
@@ -157,7 +157,7 @@ class EmulatorServer:
     connections. Attributes: ``url`` (``http://127.0.0.1:PORT``), ``api_base`` (``url + "/client/v4"``),
     ``app`` (the Starlette app: ``app.state.faults``, ``app.state.engine``), ``port``. The other arguments
     are :func:`~d1sync.emulator.app.create_app`'s (``max_body``: the largest request body read, in bytes;
-    ``max_duration``: the seconds a request may run).
+    ``max_duration``: the seconds a request may run; ``max_import``: the largest import upload).
     """
 
     def __init__(
@@ -172,6 +172,7 @@ class EmulatorServer:
         auto_create: bool = False,
         max_body: int = DEFAULT_MAX_BODY,
         max_duration: float = DEFAULT_MAX_DURATION,
+        max_import: int = DEFAULT_MAX_IMPORT,
     ) -> None:
         self.app = create_app(
             data_dir,
@@ -181,6 +182,7 @@ class EmulatorServer:
             auto_create=auto_create,
             max_body=max_body,
             max_duration=max_duration,
+            max_import=max_import,
         )
         self.host = host
         self._requested_port = port

@@ -42,8 +42,15 @@ from d1sync.sqlite import Connection
 from d1sync.sync.config import SyncConfig
 from d1sync.sync.link import Link
 from d1sync.sync.model import Failure, SyncResult, TableSpec
-from d1sync.sync.push.seedfile import SeedFile, write_seed
-from d1sync.sync.store.log import acknowledge_through, append_changes, pending_count, pending_keys, pending_through
+from d1sync.sync.push.seedfile import SeedFile, SeedTooLargeError, write_seed
+from d1sync.sync.store.log import (
+    acknowledge_through,
+    append_changes,
+    issued_seq,
+    pending_count,
+    pending_keys,
+    pending_through,
+)
 from d1sync.sync.store.specs import load_specs
 from d1sync.sync.store.state import Seeding, load_state, load_table_states, next_send, save_state
 
@@ -134,8 +141,14 @@ class Seeder:
         identity, number = next_send(conn)
         with tempfile.TemporaryDirectory(prefix="d1sync-import-") as folder:
             path = Path(folder) / "backlog.sql"
-            with path.open("w", encoding="utf-8") as out:
-                seed = write_seed(conn, specs, out, identity=identity, number=number)
+            try:
+                with path.open("w", encoding="utf-8") as out:
+                    seed = write_seed(conn, specs, out, identity=identity, number=number)
+            except SeedTooLargeError as exc:
+                log.warning("%s: batches carry this backlog (imports resume after it)", exc)
+                with conn.atomic():
+                    save_state(conn, import_declined=issued_seq(conn))
+                return None
             if seed.rows == 0:
                 return None
             record = Seeding(seed.tables, seed.through, seed.rows, number, now)

@@ -16,6 +16,9 @@ BLOBs as hex, every REAL bit for bit, text with control characters as its UTF-8 
 Some rows cannot travel as text: one whose statement alone would pass D1's 100,000 bytes of SQL, or whose text
 is not valid UTF-8. They are left out and listed in :attr:`SeedFile.held`; the caller queues them again, and
 batches carry them (with bound parameters, or as a dead letter that says why).
+
+A file may not pass D1's limit for one import, 5 GB (:data:`MAX_IMPORT_BYTES`): writing stops there with
+:class:`SeedTooLargeError`, and batches carry that backlog instead.
 """
 
 from __future__ import annotations
@@ -33,7 +36,15 @@ from d1sync.sync.push.planner import on_conflict_sql, topological_order
 from d1sync.sync.remote import fence_text
 from d1sync.sync.store.log import issued_seq, pending_keys_sql
 
-__all__ = ["SQL_TEXT_BYTES", "SeedFile", "sql_statements", "write_seed"]
+__all__ = ["MAX_IMPORT_BYTES", "SQL_TEXT_BYTES", "SeedFile", "SeedTooLargeError", "sql_statements", "write_seed"]
+
+MAX_IMPORT_BYTES = 5_000_000_000
+"""D1's largest imported file (``wrangler d1 execute --file``: 5 GB); a backlog needing more goes by batches."""
+
+
+class SeedTooLargeError(Exception):
+    """The backlog's import file would pass :data:`MAX_IMPORT_BYTES`: batches carry it."""
+
 
 SQL_TEXT_BYTES = 90_000
 """A statement is closed once it passes this many bytes (D1 refuses statements over 100,000)."""
@@ -47,6 +58,7 @@ class SeedFile:
     through: int
     statements: int = 0
     rows: int = 0
+    bytes: int = 0
     held: dict[str, list[str]] = field(default_factory=dict)
     """Key texts of rows left out (too big for one statement, or text that is not UTF-8), by table."""
 
@@ -94,6 +106,9 @@ class _Writer:
             self.out.write(text)
             self.seed.statements += 1
             self.seed.rows += count
+            self.seed.bytes += utf8_length(text)
+            if self.seed.bytes > MAX_IMPORT_BYTES:
+                raise SeedTooLargeError(f"the import file passed D1's limit of {MAX_IMPORT_BYTES:,} bytes")
 
     def deletes(self, spec: TableSpec) -> None:
         head = f"DELETE FROM {quote_identifier(spec.name)} WHERE "
