@@ -5,11 +5,14 @@ from __future__ import annotations
 from contextlib import closing
 from pathlib import Path
 
+import httpx
+
+from d1sync.client import D1Client
 from d1sync.emulator.server import EmulatorServer
 from d1sync.fleet.status import read_fleet_status
 
 from ..outbox.conftest import open_file
-from .conftest import MakeFleet, connect_to, make_tenant
+from .conftest import TOKEN, MakeFleet, connect_to, make_tenant
 
 
 def d1_sizes(server: EmulatorServer) -> dict[str, int]:
@@ -57,3 +60,34 @@ def test_recording_a_size_is_no_write_of_the_application(
     assert fleet.sync_once() == {}  # that write woke no tenant
     grow(tenants / "a.db", 1, start=5000)
     assert list(fleet.sync_once()) == [tenants / "a.db"]  # an application's write still does
+
+
+def test_sizes_come_from_d1s_answers_without_listing_the_account(
+    account: EmulatorServer, tenants: Path, make_fleet: MakeFleet
+) -> None:
+    """Every batch's answer carries the database's size (``meta.size_after``): converging spends no request on
+    listing the account for sizes (it took one per 100 databases after every drain that sent rows)."""
+    listings: list[str] = []
+
+    class Watched(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "GET" and request.url.path.endswith("/d1/database"):
+                listings.append(str(request.url))
+            return super().handle_request(request)
+
+    def connect(database_id: str | None) -> D1Client:
+        return D1Client(
+            account_id="acct", database_id=database_id, api_token=TOKEN, base_url=account.api_base, transport=Watched()
+        )
+
+    for name in ("a", "b", "c"):
+        make_tenant(tenants / f"{name}.db")
+    fleet = make_fleet(connect=connect, size_interval=0)
+    fleet.drain(timeout=60)
+    listed_to_converge = len(listings)  # creating a database looks its name up first: not for sizes
+    grow(tenants / "b.db", 500)
+    fleet.drain(timeout=60)
+    assert len(listings) == listed_to_converge, listings
+    sizes = d1_sizes(account)
+    rows = {r.file: r for r in fleet.status().tenants}
+    assert {f: r.size_bytes for f, r in rows.items()} == {f: sizes[str(r.database_id)] for f, r in rows.items()}

@@ -272,6 +272,11 @@ class TenantEngine:
         self.row.last_error = result.error
         if result.state == "locked":
             self.row.last_error = "another worker holds its sync lease (`fleet run`, `run` or the application's)"
+        if result.remote_size is not None:  # D1 said its size in the answer: no listing needed for it
+            try:
+                self.seen_size(result.remote_size, place_of(account))
+            except D1SyncError as exc:
+                log.debug("%s: could not record its size: %s", self.path.name, exc)
         return result
 
     def refresh(self) -> TenantRow:

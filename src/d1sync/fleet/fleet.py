@@ -80,9 +80,10 @@ class Fleet:
         tick: seconds between looks at the open tenants for writes (``PRAGMA data_version``).
         scan_interval: seconds between stats of the closed (idle) tenants' files for writes.
         full_check_interval: seconds between passes of every tenant, the safety net for what a stat misses.
-        size_interval: least seconds between reads of the databases' sizes (D1's ``file_size``, one listing
-            of the account: a request per 100 databases), done only after rows were sent, and never so often
-            that it would spend more than 1 % of ``rate_limiter``'s budget.
+        size_interval: least seconds between reads of the databases' sizes by listing the account (a request
+            per 100 databases), done only after rows were sent whose answers did not say the size (D1's say:
+            ``meta.size_after``), and never so often that it would spend more than 1 % of ``rate_limiter``'s
+            budget.
         watch: while :meth:`run` runs, learn of writes from file-change notifications (watchfiles); the
             stats of every tenant every ``scan_interval`` become a safety net every 30 s.
         rate_limiter: the shared limiter, reported in status (the clients ``connect`` makes should use it).
@@ -222,7 +223,8 @@ class Fleet:
         result = SyncResult("backoff", retry_in=self.tick)
         try:
             result = engine.step(self.account)
-            self._sent_since_sizes = self._sent_since_sizes or result.rows > 0
+            # D1 tells a database's size in every batch's answer; a listing is needed only when it did not.
+            self._sent_since_sizes = self._sent_since_sizes or (result.rows > 0 and result.remote_size is None)
         finally:
             # A write that landed during the pass is not in the stat taken after it: data_version tells.
             more = result.more or (result.state in ("idle", "synced") and engine.open and engine.changed())
@@ -412,7 +414,7 @@ class Fleet:
             if not results:
                 wait_for = max(0.0, due - now)
                 sleep(min(wait_for, self.tick, max(0.0, deadline - now) if deadline is not None else wait_for))
-        if self._sent_since_sizes:  # the sizes `fleet status` shows next: one listing per 100 databases
+        if self._sent_since_sizes:  # sizes no answer said, for `fleet status`: one listing per 100 databases
             self.refresh_sizes()
         return self.status()
 

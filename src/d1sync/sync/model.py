@@ -161,6 +161,9 @@ class SyncResult:
     """Remote rows applied locally by this pass's pull (two-way tables only)."""
     next_pull: float | None = None
     """Seconds until a pull is due, when the worker pulls (the loop wakes for it)."""
+    remote_size: int | None = None
+    """D1's size of the database in bytes after this pass's last acknowledged batch (its ``meta.size_after``):
+    what a fleet shows without listing the account. None when no batch went or the answer did not say."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from d1sync.errors import FileRewoundError, SQLError
 from d1sync.sqlite import shown
@@ -21,12 +21,19 @@ __all__ = ["rewound", "send_request"]
 T = TypeVar("T")
 
 
+class Answered(NamedTuple):
+    """What D1 said of a batch beyond its rows: the seconds it ran (the sum of its statements'
+    ``meta.duration``; 0 when it did not say) and the database's size after it (None when it did not say)."""
+
+    seconds: float
+    size_after: int | None
+
+
 def send_request(
     link: Link, request: PlannedRequest, *, meanwhile: Callable[[], T] | None = None
-) -> tuple[float, T | None]:
-    """Send one planned request as one atomic batch (foreign keys checked at its commit); return the seconds
-    D1 says it ran (the sum of its statements' ``meta.duration``; 0 when it did not say), and what
-    ``meanwhile`` returned.
+) -> tuple[Answered, T | None]:
+    """Send one planned request as one atomic batch (foreign keys checked at its commit); return what D1 said
+    of it (:class:`Answered`) and what ``meanwhile`` returned.
 
     A replica's batch sets the remote origin to its id first and clears it last, so the remote log knows
     these writes as its own (see :mod:`~d1sync.sync.remote`).
@@ -43,7 +50,7 @@ def send_request(
     statements += [db.prepare(SET_ORIGIN).bind(origin)] if origin else []
     statements += [db.prepare(s.sql).bind(*s.params) for s in request.statements]
     statements += [db.prepare(CLEAR_ORIGIN)] if origin else []
-    ran: list[float] = []
+    ran: list[Answered] = []
 
     def send() -> None:
         try:
@@ -52,7 +59,8 @@ def send_request(
             if exc.fence != REWOUND:
                 raise
             raise rewound(link.conn.path, number) from exc
-        ran.append(sum(r.meta.duration for r in results) / 1000)
+        size = results[-1].meta.size_after if results else 0
+        ran.append(Answered(sum(r.meta.duration for r in results) / 1000, size or None))
 
     if meanwhile is None:
         send()

@@ -201,12 +201,13 @@ class _Sender:
         started = time.monotonic()
         changes = request.changes
         if read_ahead is None or ahead is None:
-            ran, _ = send_request(link, request)
+            answered, _ = send_request(link, request)
         else:
-            ran, read = send_request(link, request, meanwhile=lambda: read_ahead(changes))
+            answered, read = send_request(link, request, meanwhile=lambda: read_ahead(changes))
             ahead[:] = [] if read is None else [read]
         elapsed = time.monotonic() - started
-        self.grown = self.sizer.succeeded(body_bytes=request.body_bytes, seconds=ran, elapsed=elapsed)
+        self.grown = self.sizer.succeeded(body_bytes=request.body_bytes, seconds=answered.seconds, elapsed=elapsed)
+        self.result.remote_size = answered.size_after or self.result.remote_size
         if acknowledge(link.conn, changes, owner=link.lease.owner, then=resolve_dead) is None:
             return self._lost_lease(request)
         log.debug(
