@@ -249,7 +249,9 @@ def _complete(
     requests = 2  # init and ingest; polls are reads, and the upload is outside the API
     link.counters.rows += record.rows
     link.counters.requests += requests
-    done = SyncResult("synced", rows=record.rows, requests=requests, more=True)
+    done = SyncResult(
+        "synced", rows=record.rows, requests=requests, more=True, remote_size=result.meta.size_after or None
+    )
     if on_progress is not None:
         on_progress(done)
     return done
