@@ -13,10 +13,10 @@ the official SDK's ``DatabaseImportResponse``, ``DatabaseExportResponse`` and ``
     GET  /accounts/{a}/d1/database/{id}/time_travel/bookmark[?timestamp=]
     POST /accounts/{a}/d1/database/{id}/time_travel/restore?bookmark=|timestamp=
 
-An upload is written to disk as it arrives, and like every body it may not pass the app's ``max_body``
-(413). An import runs the whole file in one transaction while holding the database, so other queries wait, as they
-do on D1. It runs in a thread of its own: ``ingest`` and ``poll`` each wait up to :data:`IMPORT_HOLD` seconds for
-it to end, then answer ``status: "active"`` with the bookmark (wrangler polls again at once), or the outcome. A
+An upload is written to disk as it arrives, and may not pass the app's ``max_import`` (D1's 5 GB; 413). An
+import runs the whole file in one transaction while holding the database, so other queries wait, as they do on
+D1. It runs in a thread of its own: ``ingest`` and ``poll`` each wait up to :data:`IMPORT_HOLD` seconds for it
+to end, then answer ``status: "active"`` with the bookmark (wrangler polls again at once), or the outcome. A
 small import is over within the ``ingest`` call; a big one outlives no client's timeout.
 """
 
