@@ -117,3 +117,23 @@ def test_dry_run_lists_and_writes_nothing(account: EmulatorServer, tenants: Path
     assert code == 0 and [r["pending"] for r in rows] == [list(MIGRATIONS)] * 2
     assert {p.name: p.read_bytes() for p in sorted(tenants.iterdir())} == before
     assert database_names(account) == [] and len(paths) == 2
+
+
+def test_a_table_paused_with_nothing_pending_does_not_hold_a_migration_back(
+    account: EmulatorServer, tenants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox must be empty before the schema moves; a table that only waits for a choice (or for this very
+    migration) is no reason to refuse."""
+    path = make_tenant(tenants / "t.db")
+    write(path, "CREATE TABLE scratch (id INTEGER PRIMARY KEY)")
+    run = ["fleet", "sync", str(tenants), "--emulator", account.url]
+    assert CliRunner().invoke(cli, run, env=ENV).exit_code == 0
+    write(path, "DROP TABLE scratch")  # paused until the user chooses: nothing of it is pending
+    assert CliRunner().invoke(cli, run, env=ENV).exit_code == 1
+    folder = tmp_path / "only-tags"
+    folder.mkdir()
+    (folder / "0001_tags.sql").write_text(MIGRATIONS["0001_tags.sql"])
+    monkeypatch.chdir(tmp_path)
+    code, rows, err = migrate(account, tenants, "--migrations-dir", str(folder))
+    assert code == 0, err
+    assert [(r["status"], r["applied"]) for r in rows] == [("migrated", ["0001_tags.sql"])]
