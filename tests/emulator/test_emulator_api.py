@@ -226,3 +226,24 @@ def test_databases_and_their_rows_survive_a_restart(connect: Callable[..., Api],
         assert names[uuid] == "kept"
     finally:
         second.state.engine.close()
+
+
+def test_an_app_never_closed_closes_its_sqlite_connections_when_collected(tmp_path: Path) -> None:
+    """An app served in-process (no lifespan) is often never closed. Collected, it closes its connections
+    rather than leaving them to Python 3.13's "unclosed database" ResourceWarning, which the suite makes an
+    error of whichever test is running when the collector finds them."""
+    import gc
+    import sys
+
+    from d1sync.emulator.app import create_app
+
+    unraisable: list[object] = []
+    previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        app = create_app(tmp_path / "dropped", token=TOKEN)
+        app.state.engine.database(DEFAULT_DATABASE_ID)
+        del app
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert unraisable == []

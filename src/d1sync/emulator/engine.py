@@ -32,6 +32,7 @@ import secrets
 import shutil
 import threading
 import uuid
+import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -229,6 +230,7 @@ class Engine:
         self._open: dict[str, Store] = {}
         self._histories: dict[str, History] = {}
         self._catalog = Connection(self.data_dir / "_catalog.sqlite3")
+        weakref.finalize(self, self._catalog.close)  # an app never closed (no lifespan) closes when collected
         self._catalog.execute(
             "CREATE TABLE IF NOT EXISTS databases (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
             "created_at TEXT NOT NULL)"

@@ -25,6 +25,7 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -239,6 +240,9 @@ class Store:
         # has read once holds a shared lock that library does see, so no other of its connections is the last.
         self._sentinel = sqlite3.connect(os.fspath(self.path), isolation_level=None, check_same_thread=False)
         self._sentinel.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        # An app served without its lifespan (in-process, through SyncASGITransport) may never be closed: its
+        # connections close when the store is collected, not left to warn (Python 3.13 warns of each).
+        self._finalizer = weakref.finalize(self, _close_connections, self._conn, self._sentinel)
         self._page_size = int(self._trusted("PRAGMA page_size")[0][0])
         self._has_metadata = bool(self._trusted("SELECT 1 FROM sqlite_master WHERE name = '_cf_METADATA'"))
         self.on_commit: Callable[[], None] | None = None
@@ -264,8 +268,7 @@ class Store:
 
     def close(self) -> None:
         with self.lock:
-            self._conn.close()
-            self._sentinel.close()
+            self._finalizer()  # closes both connections, once
 
     @property
     def connection(self) -> apsw.Connection:
@@ -426,3 +429,8 @@ class Store:
             sql_duration_ms=elapsed,
         )
         return RawResult(columns, rows, meta)
+
+
+def _close_connections(conn: apsw.Connection, sentinel: sqlite3.Connection) -> None:
+    conn.close()
+    sentinel.close()
