@@ -14,6 +14,7 @@ import argparse
 import sqlite3
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ def main() -> None:
             with client, SyncWorker(path, client) as worker:
                 for label, sql in STEPS:
                     if sql:
-                        with sqlite3.connect(path, isolation_level=None) as conn:
+                        with closing(sqlite3.connect(path, isolation_level=None)) as conn:
                             conn.executescript(sql)
                     before, started = client.requests, time.perf_counter()
                     report = drain(worker, sleep=lambda s: None)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def test_the_emulator_is_described_in_one_request_through_d1s_authorizer(
 def test_a_connection_is_described_like_a_database(tmp_path: Path) -> None:
     with LocalDatabase(tmp_path / "a.db") as db:
         db.exec(SCHEMA)
-    with connect(tmp_path / "a.db") as conn:
+    with closing(connect(tmp_path / "a.db")) as conn:  # a sqlite3 connection's own `with` does not close it
         _check_schema(read_schemas(conn))
 
 
