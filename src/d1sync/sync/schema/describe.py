@@ -149,7 +149,9 @@ ORDER BY m.name"""
 
 
 def _rows(db: Database | Connection | sqlite3.Connection, names: str | None) -> list[tuple[Any, ...]]:
-    if not isinstance(db, Database):
+    if isinstance(db, sqlite3.Connection):  # ?1 is a named parameter to Python's sqlite3 (3.12 warns otherwise)
+        return [tuple(r) for r in db.execute(_READ, {"1": names}).fetchall()]
+    if not isinstance(db, Database):  # d1sync's Connection numbers ?NNN parameters itself
         return [tuple(r) for r in db.execute(_READ, (names,)).fetchall()]
     results = db.prepare(_READ).bind(names).all().results
     return [(r["name"], r["sql"], r["cols"], r["idx"], r["fks"]) for r in results]
